@@ -1,0 +1,333 @@
+"""The event schema: one function turns whatever a client sent into a normalized event.
+
+Every signal (log line, error, analytics event, uptime result) is the same flat record so one
+query on a correlation key finds all of them. This module is the only place that knows the
+aliases, the level vocabulary and the timestamp forms of CONTRACT.md; it has no heavy imports
+because the ingest hot path calls `normalize` once per line (budget: a few µs).
+
+A normalized event is a plain dict (dicts are ~3x cheaper to build than dataclasses at 30k/s):
+
+    id, ts (int µs since epoch, UTC), received_at (int µs), kind, level, message, service, host,
+    env, release, logger, request_id, trace_id, span_id, user_id, session_id, name,
+    error (dict | None), attrs (flat dict: nested keys joined with ".")
+
+Stores keep `ts` as integer microseconds (exact, sortable); `to_public` renders RFC 3339.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "CORRELATION_KEYS",
+    "EventError",
+    "KINDS",
+    "LEVELS",
+    "Limits",
+    "STRING_FIELDS",
+    "TOP_LEVEL_FIELDS",
+    "format_ts",
+    "new_id",
+    "normalize",
+    "normalize_level",
+    "parse_ts",
+    "to_public",
+]
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+KINDS = ("log", "error", "event", "check")
+CORRELATION_KEYS = ("request_id", "trace_id", "span_id", "user_id", "session_id")
+# Plain string fields besides the correlation keys.
+_META_FIELDS = ("service", "host", "env", "release", "logger", "name")
+STRING_FIELDS = ("message", *_META_FIELDS, *CORRELATION_KEYS)
+TOP_LEVEL_FIELDS = ("id", "ts", "received_at", "kind", "level", *STRING_FIELDS, "error", "attrs")
+
+# Alias -> canonical field. The canonical name wins when both are present; the alias is then
+# kept in attrs (nothing the client sent is dropped).
+_ALIASES = {
+    "msg": "message",
+    "event": "message",  # structlog's key for the message
+    "@message": "message",
+    "levelname": "level",
+    "severity": "level",
+    "@timestamp": "ts",
+    "time": "ts",
+    "timestamp": "ts",
+}
+
+_LEVEL_MAP = {
+    # python logging, log4j, java.util.logging, syslog names, common shorthands
+    "debug": "debug", "trace": "debug", "verbose": "debug", "fine": "debug", "finer": "debug",
+    "finest": "debug", "notset": "debug", "d": "debug", "v": "debug", "dbg": "debug",
+    "info": "info", "information": "info", "informational": "info", "notice": "info",
+    "config": "info", "i": "info", "inf": "info",
+    "warning": "warning", "warn": "warning", "w": "warning", "wrn": "warning",
+    "error": "error", "err": "error", "severe": "error", "e": "error", "exception": "error",
+    "critical": "critical", "crit": "critical", "fatal": "critical", "emerg": "critical",
+    "emergency": "critical", "alert": "critical", "panic": "critical", "f": "critical",
+    "a": "critical",
+}
+# syslog severities 0-7 (RFC 5424) and python's numeric levels 10..50.
+_NUMERIC_LEVELS = {
+    0: "critical", 1: "critical", 2: "critical", 3: "error", 4: "warning", 5: "info", 6: "info",
+    7: "debug", 10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical",
+}
+
+_ID_MAX = 128
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Accepted event times: 1970 .. 2200. Outside that a number is almost surely a unit mistake.
+_TS_MIN_US = 0
+_TS_MAX_US = 7_258_118_400_000_000
+
+
+class EventError(ValueError):
+    """One event is invalid; `field` names the offending key so the client can fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one event. Violations reject the event with a reason; nothing is cut silently."""
+
+    max_attr_keys: int = 256  # flattened keys per event; a noisy app must not explode the mapping
+    max_attr_depth: int = 8  # nesting levels inside attrs
+    max_value_bytes: int = 16 * 1024  # one attr value (strings; lists by total length)
+    max_message_bytes: int = 256 * 1024  # a long stack trace fits; a log-a-file mistake does not
+    max_key_bytes: int = 128  # one flattened attr key
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def new_id() -> str:
+    """A random 128-bit id for events sent without one (32 hex chars)."""
+    return os.urandom(16).hex()
+
+
+def now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def format_ts(us: int) -> str:
+    """RFC 3339, UTC, always 6 fraction digits: fixed width, so strings sort like times."""
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: Any, field: str = "ts") -> int:
+    """RFC 3339 / ISO 8601 text or an epoch number in s, ms, µs or ns -> µs since epoch.
+
+    Units of a number are inferred from its magnitude (the forms apps really send): below 1e11
+    it is seconds (until year 5138), below 1e14 milliseconds, below 1e17 microseconds, else ns.
+    Text without an offset is taken as UTC.
+    """
+    if isinstance(value, bool):
+        raise EventError(field, "expected RFC 3339 text or an epoch number, got a boolean")
+    if isinstance(value, (int, float)):
+        return _epoch_to_us(value, field)
+    if not isinstance(value, str):
+        raise EventError(field, f"expected RFC 3339 text or an epoch number, got {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise EventError(field, "empty timestamp")
+    if text[0].isdigit() and _NUMERIC_RE.fullmatch(text):
+        return _epoch_to_us(float(text) if "." in text else int(text), field)
+    try:
+        dt = datetime.fromisoformat(text.upper() if text[-1] in "zZ" or "t" in text else text)
+    except ValueError:
+        raise EventError(field, f"cannot parse {value[:40]!r} as RFC 3339 or an epoch number") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    us = (dt - _EPOCH) // timedelta(microseconds=1)
+    if not _TS_MIN_US <= us <= _TS_MAX_US:
+        raise EventError(field, f"{value[:40]!r} is outside 1970..2200")
+    return us
+
+
+_NUMERIC_RE = re.compile(r"\d+(\.\d+)?")
+
+
+def _epoch_to_us(n: float, field: str) -> int:
+    if isinstance(n, float) and not math.isfinite(n):
+        raise EventError(field, "timestamp is not a finite number")
+    a = abs(n)
+    if a < 1e11:
+        us = round(n * 1_000_000)
+    elif a < 1e14:
+        us = round(n * 1_000)
+    elif a < 1e17:
+        us = int(n)
+    else:
+        us = int(n) // 1_000
+    if not _TS_MIN_US <= us <= _TS_MAX_US:
+        raise EventError(field, f"epoch {n!r} is outside 1970..2200")
+    return us
+
+
+def normalize_level(value: Any) -> str:
+    """Map python/syslog/log4j/shorthand levels onto LEVELS; unknown values are an error."""
+    if isinstance(value, str):
+        lv = _LEVEL_MAP.get(value.strip().lower())
+        if lv is not None:
+            return lv
+        if value.strip().isdigit():
+            value = int(value.strip())
+        else:
+            raise EventError("level", f"unknown level {value[:32]!r} (expected one of {', '.join(LEVELS)})")
+    if isinstance(value, int) and not isinstance(value, bool) and value in _NUMERIC_LEVELS:
+        return _NUMERIC_LEVELS[value]
+    raise EventError("level", f"unknown level {value!r} (syslog 0-7, python 10-50 or a name)")
+
+
+def _as_text(value: Any, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise EventError(field, f"expected a string, got {type(value).__name__}")
+
+
+def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Validate one client object and return the normalized event (see module docstring)."""
+    if not isinstance(raw, dict):
+        raise EventError("event", f"each line must be a JSON object, got {type(raw).__name__}")
+    ev: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    attrs_in: Any = None
+    for key, value in raw.items():
+        canon = _ALIASES.get(key, key)
+        if canon in ev or (canon != key and canon in raw):
+            extra[key] = value  # alias shadowed by the canonical key: keep it, in attrs
+            continue
+        if canon == "attrs":
+            attrs_in = value
+        elif canon in _KNOWN:
+            if value is not None:
+                ev[canon] = value
+        else:
+            extra[key] = value
+
+    out: dict[str, Any] = {"id": None, "ts": received_at, "received_at": received_at, "kind": "log",
+                           "level": "info", "message": None}
+    for f in STRING_FIELDS:
+        out[f] = None
+    out["error"] = None
+
+    if "id" in ev:
+        v = ev["id"]
+        if not isinstance(v, str) or not v or len(v) > _ID_MAX:
+            raise EventError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
+        out["id"] = v
+    else:
+        out["id"] = new_id()
+    if "ts" in ev:
+        out["ts"] = parse_ts(ev["ts"])
+    if "level" in ev:
+        out["level"] = normalize_level(ev["level"])
+    for f in STRING_FIELDS:
+        if f in ev:
+            out[f] = _as_text(ev[f], f)
+    msg = out["message"]
+    if msg is not None and len(msg) > limits.max_message_bytes // 4 and len(msg.encode()) > limits.max_message_bytes:
+        raise EventError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
+    if "error" in ev:
+        out["error"] = _check_error(ev["error"])
+    if "kind" in ev:
+        kind = ev["kind"]
+        if kind not in KINDS:
+            raise EventError("kind", f"unknown kind {str(kind)[:32]!r} (expected one of {', '.join(KINDS)})")
+        out["kind"] = kind
+    elif out["error"] is not None:
+        out["kind"] = "error"  # a log call with exception info is an error occurrence
+    if out["kind"] == "error":
+        if out["error"] is None and msg is None:
+            raise EventError("error", "an error event needs an `error` object or a `message`")
+        if "level" not in ev:
+            out["level"] = "error"
+        if msg is None and out["error"] is not None:
+            err = out["error"]
+            out["message"] = f"{err.get('type') or 'Error'}: {err.get('value') or ''}".rstrip(": ")
+    elif out["kind"] == "event" and out["name"] is None:
+        if msg is None:
+            raise EventError("name", "an analytics event (kind=event) needs a `name`")
+        out["name"] = msg
+
+    attrs: dict[str, Any] = {}
+    if attrs_in is not None:
+        if not isinstance(attrs_in, dict):
+            raise EventError("attrs", f"must be an object, got {type(attrs_in).__name__}")
+        _flatten(attrs_in, "", 1, attrs, limits)
+    if extra:
+        moved: dict[str, Any] = {}
+        _flatten(extra, "", 1, moved, limits)
+        for k, v in moved.items():
+            if k in attrs:
+                raise EventError(f"attrs.{k}", "given both at the top level and inside attrs")
+            attrs[k] = v
+    if len(attrs) > limits.max_attr_keys:
+        raise EventError("attrs", f"{len(attrs)} keys (after flattening) exceeds the limit of {limits.max_attr_keys}")
+    out["attrs"] = attrs
+    return out
+
+
+_KNOWN = frozenset(("id", "ts", "kind", "level", "error", *STRING_FIELDS))
+
+
+def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], limits: Limits) -> None:
+    if depth > limits.max_attr_depth:
+        raise EventError(f"attrs.{prefix.rstrip('.')}", f"nested deeper than the limit of {limits.max_attr_depth}")
+    for k, v in obj.items():
+        key = prefix + k
+        if isinstance(v, dict):
+            if v:
+                _flatten(v, key + ".", depth + 1, out, limits)
+            continue
+        if len(key) > limits.max_key_bytes:
+            raise EventError(f"attrs.{key[:40]}...", f"key longer than {limits.max_key_bytes} bytes")
+        if isinstance(v, str):
+            if len(v) > limits.max_value_bytes // 4 and len(v.encode()) > limits.max_value_bytes:
+                raise EventError(f"attrs.{key}", f"value of {len(v.encode())} bytes exceeds the limit of {limits.max_value_bytes}")
+        elif isinstance(v, list):
+            size = sum(len(x) if isinstance(x, str) else 8 for x in v)
+            if size > limits.max_value_bytes:
+                raise EventError(f"attrs.{key}", f"list of ~{size} bytes exceeds the limit of {limits.max_value_bytes}")
+            if any(isinstance(x, (dict, list)) for x in v):
+                raise EventError(f"attrs.{key}", "lists may hold only scalars (send objects as nested keys)")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise EventError(f"attrs.{key}", "number is not finite")
+        out[key] = v
+
+
+def _check_error(err: Any) -> dict[str, Any]:
+    """Shape-check the structured error; its content is fingerprinted later in digest/."""
+    if isinstance(err, str):
+        return {"type": None, "value": err, "stack": None}
+    if not isinstance(err, dict):
+        raise EventError("error", f"must be an object, got {type(err).__name__}")
+    for k in ("type", "value"):
+        if k in err and err[k] is not None and not isinstance(err[k], str):
+            err[k] = str(err[k])
+    stack = err.get("stack")
+    if stack is not None and not isinstance(stack, (str, list)):
+        raise EventError("error.stack", "must be a list of frames or traceback text")
+    if isinstance(stack, list):
+        for i, fr in enumerate(stack):
+            if not isinstance(fr, dict):
+                raise EventError(f"error.stack[{i}]", "each frame must be an object")
+    return err
+
+
+def to_public(ev: dict[str, Any]) -> dict[str, Any]:
+    """The API/CLI shape of a stored event: times as RFC 3339, empty fields omitted."""
+    out = {k: v for k, v in ev.items() if v is not None and v != {}}
+    out["ts"] = format_ts(ev["ts"])
+    if ev.get("received_at") is not None:
+        out["received_at"] = format_ts(ev["received_at"])
+    return out

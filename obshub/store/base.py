@@ -1,0 +1,118 @@
+"""The `Store` protocol: everything the hub persists goes through these methods.
+
+Two backends implement it (`sqlite.py`, `opensearch/`), and `tests/contract/` runs one suite on
+both, so the hub above this line never knows which one it talks to. Methods are synchronous:
+the HTTP layer calls them in a worker thread, which keeps both backends simple (sqlite3 and
+opensearch-py are blocking libraries) and lets a backend use its own connection pooling.
+
+Times are integers, microseconds since the epoch (UTC), like `ts` in `obshub.events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from obshub.store.querylang import Node
+
+__all__ = [
+    "Project",
+    "SearchRequest",
+    "Store",
+    "TokenScope",
+    "WriteResult",
+]
+
+TokenScope = str  # "ingest" | "read"
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    public_key: str  # the Sentry DSN key: public by design, stored in clear
+    created_at: int = 0
+
+
+@dataclass
+class WriteResult:
+    """Outcome of one batch. `rejected` holds (index in the batch, reason) for events the
+    backend refused (e.g. an OpenSearch mapping error): reported to the client, never dropped
+    silently. Everything counted in `accepted` or `duplicates` is durably stored."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: Node | None = None
+    start: int | None = None  # inclusive, µs
+    end: int | None = None  # exclusive, µs
+    limit: int = 100
+    after: tuple[int, str] | None = None  # (ts, id) of the last event of the previous page
+    ascending: bool = False  # newest first by default; traces and timelines read oldest first
+
+
+class Store(Protocol):
+    """Persistence of projects, tokens and events. Raise `StoreUnavailable` when the backend is
+    unreachable (the hub answers 503 and agents spool), never return partial success silently."""
+
+    url: str
+
+    def open(self) -> None:
+        """Connect and create schema/templates if absent. Idempotent; called from the lifespan."""
+
+    def close(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the backend can serve reads and writes now."""
+
+    # -- projects and tokens ----------------------------------------------------------------
+    def is_empty(self) -> bool:
+        """True when no project exists yet (first start: the hub bootstraps `default`)."""
+
+    def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
+        """Create a project with its hashed tokens; raises Conflict if the name exists."""
+
+    def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None: ...
+
+    def get_project(self, name: str) -> Project | None: ...
+
+    def get_project_by_id(self, project_id: int) -> Project | None: ...
+
+    def list_projects(self) -> list[Project]: ...
+
+    def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None: ...
+
+    # -- events ------------------------------------------------------------------------------
+    def write_events(self, project_id: int, events: Sequence[Event]) -> WriteResult:
+        """Store normalized events with "create if absent" on `id`; return only once durable."""
+
+    def search(self, project_id: int, req: SearchRequest) -> list[Event]:
+        """Events matching the request, ordered by (ts, id) in the requested direction."""
+
+    def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int: ...
+
+    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+               fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
+        """Top values with counts for each core field (level, service, host, env...)."""
+
+    # -- analytics (kind=event) --------------------------------------------------------------
+    def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]: ...
+
+    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None) -> list[str]: ...
+
+    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
+                        limit: int) -> list[tuple[Any, int]]: ...
+
+    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
+                     unique: bool) -> list[tuple[int, int]]:
+        """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def delete_before(self, cutoff: int) -> int:
+        """Retention: remove events with ts < cutoff; returns how many (or an estimate)."""

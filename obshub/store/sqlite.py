@@ -1,0 +1,367 @@
+"""Embedded store: one SQLite file, zero setup, for a single hub.
+
+Why it is shaped this way:
+- WAL + `synchronous=FULL`: readers never block the writer, and a COMMIT returns only after the
+  WAL is fsynced, so the 2xx the ingest sends after `write_events` means "on disk" (principle 1).
+  One fsync per batch, not per event: a 1,000-line batch costs one ~1-5 ms fsync.
+- One writer connection behind a lock (SQLite allows one writer anyway); readers get one
+  connection per thread, opened lazily, so searches never wait for ingest.
+- `INSERT OR IGNORE` on UNIQUE(project_id, id): a replayed batch stores nothing twice, and the
+  FTS row is written by an AFTER INSERT trigger, which does not fire for ignored rows.
+- Partial indexes per correlation key (WHERE key IS NOT NULL): most log lines lack most keys,
+  so the indexes stay small and cheap to maintain.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+from obshub.errors import ConfigError, Conflict, StoreOverloaded, StoreUnavailable
+from obshub.events import CORRELATION_KEYS
+from obshub.store.base import Project, SearchRequest, TokenScope, WriteResult
+from obshub.store.querylang import CORE_FIELDS, Node, attr_key
+from obshub.store.sqlite_query import compile_where
+
+__all__ = ["SqliteStore"]
+
+_COLS = ("id", "ts", "received_at", "kind", "level", "message", "service", "host", "env",
+         "release", "logger", "request_id", "trace_id", "span_id", "user_id", "session_id",
+         "name", "error", "attrs")
+_SELECT = ", ".join(f"e.{c}" for c in _COLS)
+_INSERT = (f"INSERT OR IGNORE INTO events (project_id, {', '.join(_COLS)}) "
+           f"VALUES (?, {', '.join('?' * len(_COLS))})")
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS projects (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, public_key TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS tokens (
+        hash TEXT PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+        scope TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS events (
+        rowid INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, id TEXT NOT NULL,
+        ts INTEGER NOT NULL, received_at INTEGER NOT NULL, kind TEXT NOT NULL,
+        level TEXT NOT NULL, message TEXT, service TEXT, host TEXT, env TEXT, release TEXT,
+        logger TEXT, request_id TEXT, trace_id TEXT, span_id TEXT, user_id TEXT,
+        session_id TEXT, name TEXT, error TEXT, attrs TEXT,
+        UNIQUE (project_id, id))""",
+    "CREATE INDEX IF NOT EXISTS ix_events_ts ON events (project_id, ts)",
+    "CREATE INDEX IF NOT EXISTS ix_events_name ON events (project_id, kind, name, ts)",
+    *[f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
+      for k in CORRELATION_KEYS],
+    # tokenchars '_': keep identifiers like mod_jk or user_id whole, as OpenSearch's standard
+    # analyzer does, so a word query means the same on both backends.
+    """CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+        message, content='events', content_rowid='rowid', tokenize="unicode61 tokenchars '_'")""",
+    """CREATE TRIGGER IF NOT EXISTS events_ai AFTER INSERT ON events WHEN new.message IS NOT NULL
+        BEGIN INSERT INTO events_fts (rowid, message) VALUES (new.rowid, new.message); END""",
+    """CREATE TRIGGER IF NOT EXISTS events_ad AFTER DELETE ON events WHEN old.message IS NOT NULL
+        BEGIN INSERT INTO events_fts (events_fts, rowid, message) VALUES ('delete', old.rowid, old.message); END""",
+]
+
+_RETENTION_CHUNK = 5_000  # rows per delete transaction: keeps the writer lock short (~50 ms)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def _translate(exc: sqlite3.Error) -> Exception:
+    msg = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
+        return StoreOverloaded(f"sqlite busy: {msg}")
+    return StoreUnavailable(f"sqlite: {msg}")
+
+
+class SqliteStore:
+    """The `Store` protocol on one SQLite file."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._sync = synchronous
+        self._wlock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._rlock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"OBSHUB_STORE: sqlite URL must look like sqlite:///path/to/obshub.db, got {url!r}")
+        if path.startswith("/./") or path.startswith("/../"):
+            path = path[1:]  # sqlite:///./x.db is the relative path ./x.db
+        if not path or path.endswith("/"):
+            raise ConfigError(f"OBSHUB_STORE: sqlite URL {url!r} names no database file")
+        return cls(path)
+
+    # -- connections ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA synchronous = {self._sync}")
+        conn.execute("PRAGMA cache_size = -32768")  # 32 MiB page cache per connection
+        conn.execute("PRAGMA temp_store = MEMORY")
+        return conn
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"OBSHUB_STORE: cannot create directory {self.path.parent}: {e}") from None
+        try:
+            w = self._connect()
+            w.execute("PRAGMA journal_mode = WAL")
+            with self._tx(w):
+                for stmt in _SCHEMA:
+                    w.execute(stmt)
+                w.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')")
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot open sqlite database {self.path}: {e}") from None
+        self._writer = w
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        with self._wlock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        with self._rlock:
+            for r in self._readers:
+                r.close()
+            self._readers.clear()
+        self._local = threading.local()
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+            with self._rlock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._wlock:
+            if self._writer is None:
+                raise StoreUnavailable("store is not open")
+            try:
+                with self._tx(self._writer):
+                    yield self._writer
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as e:
+                raise _translate(e) from None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise _translate(e) from None
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+        if self._writer is None:
+            raise StoreUnavailable("store is not open")
+
+    # -- projects and tokens -------------------------------------------------------------------
+    def is_empty(self) -> bool:
+        return not self._read("SELECT 1 FROM projects LIMIT 1")
+
+    def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
+        now = _now_us()
+        try:
+            with self._write() as w:
+                cur = w.execute("INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)",
+                                (name, public_key, now))
+                pid = int(cur.lastrowid or 0)
+                w.executemany("INSERT INTO tokens (hash, project_id, scope, created_at) VALUES (?, ?, ?, ?)",
+                              [(h, pid, scope, now) for scope, h in token_hashes])
+        except sqlite3.IntegrityError:
+            raise Conflict(f"project {name!r} already exists") from None
+        return Project(pid, name, public_key, now)
+
+    def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
+        with self._write() as w:
+            w.execute("INSERT OR IGNORE INTO tokens (hash, project_id, scope, created_at) VALUES (?, ?, ?, ?)",
+                      (token_hash, project_id, scope, _now_us()))
+
+    def _projects(self, where: str, params: Sequence[Any]) -> list[Project]:
+        rows = self._read(f"SELECT id, name, public_key, created_at FROM projects {where}", params)
+        return [Project(*r) for r in rows]
+
+    def get_project(self, name: str) -> Project | None:
+        found = self._projects("WHERE name = ?", (name,))
+        return found[0] if found else None
+
+    def get_project_by_id(self, project_id: int) -> Project | None:
+        found = self._projects("WHERE id = ?", (project_id,))
+        return found[0] if found else None
+
+    def list_projects(self) -> list[Project]:
+        return self._projects("ORDER BY id", ())
+
+    def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
+        rows = self._read(
+            "SELECT p.id, p.name, p.public_key, p.created_at, t.scope FROM tokens t "
+            "JOIN projects p ON p.id = t.project_id WHERE t.hash = ?", (token_hash,))
+        if not rows:
+            return None
+        r = rows[0]
+        return Project(r[0], r[1], r[2], r[3]), r[4]
+
+    # -- events --------------------------------------------------------------------------------
+    def write_events(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
+        dumps = orjson.dumps
+        rows = []
+        for ev in events:
+            err, attrs = ev.get("error"), ev.get("attrs")
+            rows.append((project_id, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"],
+                         ev["message"], ev["service"], ev["host"], ev["env"], ev["release"], ev["logger"],
+                         ev["request_id"], ev["trace_id"], ev["span_id"], ev["user_id"], ev["session_id"],
+                         ev["name"], dumps(err).decode() if err else None,
+                         dumps(attrs).decode() if attrs else None))
+        with self._write() as w:
+            # rowcount sums sqlite3_changes() per row: direct inserts only, not the FTS
+            # trigger's rows, and 0 for an ignored duplicate.
+            accepted = w.executemany(_INSERT, rows).rowcount
+        return WriteResult(accepted=accepted, duplicates=len(rows) - accepted)
+
+    def _row(self, r: tuple[Any, ...]) -> dict[str, Any]:
+        ev = dict(zip(_COLS, r))
+        ev["error"] = orjson.loads(r[17]) if r[17] else None
+        ev["attrs"] = orjson.loads(r[18]) if r[18] else {}
+        return ev
+
+    def _where(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
+        clauses, params = ["e.project_id = ?"], [project_id]
+        if start is not None:
+            clauses.append("e.ts >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append("e.ts < ?")
+            params.append(end)
+        if query is not None:
+            sql, qp = compile_where(query)
+            clauses.append(sql)
+            params.extend(qp)
+        return " AND ".join(clauses), params
+
+    def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
+        where, params = self._where(project_id, req.query, req.start, req.end)
+        if req.after is not None:
+            where += " AND (e.ts, e.id) > (?, ?)" if req.ascending else " AND (e.ts, e.id) < (?, ?)"
+            params.extend(req.after)
+        order = "ASC" if req.ascending else "DESC"
+        rows = self._read(f"SELECT {_SELECT} FROM events e WHERE {where} "
+                          f"ORDER BY e.ts {order}, e.id {order} LIMIT ?", [*params, req.limit])
+        return [self._row(r) for r in rows]
+
+    def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
+        where, params = self._where(project_id, query, start, end)
+        return int(self._read(f"SELECT count(*) FROM events e WHERE {where}", params)[0][0])
+
+    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+               fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
+        where, params = self._where(project_id, query, start, end)
+        out: dict[str, list[tuple[str, int]]] = {}
+        for f in fields:
+            if f not in CORE_FIELDS or f in ("ts", "message", "id"):
+                raise ValueError(f"cannot facet on {f!r}")
+            rows = self._read(f"SELECT e.{f}, count(*) AS n FROM events e WHERE {where} AND e.{f} IS NOT NULL "
+                              f"GROUP BY e.{f} ORDER BY n DESC, e.{f} LIMIT ?", [*params, limit])
+            out[f] = [(r[0], r[1]) for r in rows]
+        return out
+
+    # -- analytics -------------------------------------------------------------------------------
+    def _ev_where(self, project_id: int, name: str | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
+        clauses, params = ["e.project_id = ?", "e.kind = 'event'"], [project_id]
+        if name is not None:
+            clauses.append("e.name = ?")
+            params.append(name)
+        if start is not None:
+            clauses.append("e.ts >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append("e.ts < ?")
+            params.append(end)
+        return " AND ".join(clauses), params
+
+    def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:
+        where, params = self._ev_where(project_id, None, start, end)
+        rows = self._read(f"SELECT e.name, count(*) AS n FROM events e WHERE {where} "
+                          "GROUP BY e.name ORDER BY n DESC, e.name LIMIT ?", [*params, limit])
+        return [(r[0], r[1]) for r in rows]
+
+    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None) -> list[str]:
+        where, params = self._ev_where(project_id, name, start, end)
+        # Keys of the newest 10,000 occurrences: a property seen only before that is stale.
+        rows = self._read(f"SELECT DISTINCT j.key FROM (SELECT e.attrs FROM events e WHERE {where} "
+                          "AND e.attrs IS NOT NULL ORDER BY e.ts DESC LIMIT 10000) s, json_each(s.attrs) j "
+                          "ORDER BY j.key", params)
+        return [r[0] for r in rows]
+
+    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
+                        limit: int) -> list[tuple[Any, int]]:
+        where, params = self._ev_where(project_id, name, start, end)
+        key = attr_key(prop) if prop.startswith("attrs.") else (None if prop in CORE_FIELDS else prop)
+        if key is None:
+            expr = f"e.{prop}"
+        else:
+            if '"' in key or "'" in key:
+                raise ValueError(f"property name {prop!r} contains quotes")
+            expr = f"json_extract(e.attrs, '$.\"{key}\"')"
+        rows = self._read(f"SELECT {expr} AS v, count(*) AS n FROM events e WHERE {where} AND v IS NOT NULL "
+                          "GROUP BY v ORDER BY n DESC, v LIMIT ?", [*params, limit])
+        return [(r[0], r[1]) for r in rows]
+
+    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
+                     unique: bool) -> list[tuple[int, int]]:
+        where, params = self._ev_where(project_id, name, start, end)
+        agg = "count(DISTINCT e.user_id)" if unique else "count(*)"
+        rows = self._read(f"SELECT (e.ts / ?) * ? AS t, {agg} FROM events e WHERE {where} GROUP BY t ORDER BY t",
+                          [interval_us, interval_us, *params])
+        return [(r[0], r[1]) for r in rows if r[1]]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def delete_before(self, cutoff: int) -> int:
+        total = 0
+        for p in self.list_projects():
+            while True:
+                with self._write() as w:
+                    n = w.execute("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events "
+                                  "WHERE project_id = ? AND ts < ? LIMIT ?)",
+                                  (p.id, cutoff, _RETENTION_CHUNK)).rowcount
+                total += n
+                if n < _RETENTION_CHUNK:
+                    break
+        return total
