@@ -1,0 +1,121 @@
+"""``configure()`` and ``track()``: wiring structlog and stdlib logging to one JSON sink.
+
+Why both frameworks write to one sink object: lines from structlog calls, from third-party
+libraries' stdlib records and from ``track()`` land in one file in call order, never interleaved
+mid-line, which is what the agent tails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from obshub_sdk._render import Sink
+from obshub_sdk.formatter import OVERRIDES, JSONFormatter, SinkHandler
+from obshub_sdk.propagation import set_baggage_default
+
+try:
+    from obshub_sdk import _structlog
+except ImportError:  # structlog is optional: stdlib logging alone still works
+    _structlog = None  # type: ignore[assignment]
+
+__all__ = ["configure", "track"]
+
+_LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+    "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
+}
+# Environment override for the host name, e.g. two services on one machine posing as two hosts.
+# Not OBSHUB_HOST: that one is the hub's listen address (CONTRACT.md).
+HOST_ENV = "OBSHUB_SDK_HOST"
+TRACK_LOGGER = "obshub_sdk.track"
+
+_lock = threading.Lock()
+_TRACK = logging.getLogger(TRACK_LOGGER)
+
+
+def _level(level: str | int) -> int:
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level
+    try:
+        return _LEVELS[str(level).lower()]
+    except KeyError:
+        raise ValueError(
+            f"level must be one of {', '.join(sorted(_LEVELS))} or an int, not {level!r}"
+        ) from None
+
+
+def configure(
+    service: str,
+    path: str | os.PathLike[str] | Any | None = None,
+    level: str | int = "info",
+    *,
+    host: str | None = None,
+    env: str | None = None,
+    release: str | None = None,
+    baggage: bool = False,
+    structlog_contextvars: bool = False,
+    replace_handlers: bool = True,
+) -> None:
+    """Make structlog and stdlib logging emit one JSON object per line.
+
+    ``path``: a file to append to (created if missing), an open stream, or ``None`` for stdout.
+    ``level``: ``debug`` ``info`` ``warning`` ``error`` ``critical`` (or a ``logging`` int).
+    ``host``: defaults to ``$OBSHUB_SDK_HOST``, then the machine's hostname (looked up once).
+    ``env``/``release``: added to every line when given.
+    ``baggage``: send and accept user_id/session_id as W3C baggage (PII: see docs/sdk.md).
+    ``structlog_contextvars``: also merge ``structlog.contextvars.bind_contextvars`` values
+    (costs ~1 µs per call, hence off by default; ``bind()`` is the cheap equivalent).
+    ``replace_handlers``: drop the root logger's existing handlers first, like
+    ``logging.basicConfig(force=True)``, so records are not printed twice in two formats.
+
+    Call it once, at startup, before the first log call: structlog loggers cache their level on
+    first use. Calling it again re-points every logger at the new file/service.
+    """
+    if not service:
+        raise ValueError("configure() needs a service name")
+    levelno = _level(level)
+    host_name = host or os.environ.get(HOST_ENV) or socket.gethostname()
+    static = {"service": service, "host": host_name}
+    if env:
+        static["env"] = env
+    if release:
+        static["release"] = release
+    sink = Sink(os.fspath(path) if isinstance(path, (str, os.PathLike)) else path)
+    formatter = JSONFormatter(service=service, host=host_name, env=env, release=release)
+    handler = SinkHandler(sink, formatter)
+    handler._obshub_sdk = True  # type: ignore[attr-defined]
+
+    with _lock:
+        root = logging.getLogger()
+        old = [h for h in root.handlers if getattr(h, "_obshub_sdk", False)]
+        for h in list(root.handlers) if replace_handlers else old:
+            root.removeHandler(h)
+        root.addHandler(handler)
+        root.setLevel(levelno)
+        # Analytics events are facts, not chatter: emitted whatever the log level.
+        _TRACK.setLevel(logging.INFO)
+        set_baggage_default(baggage)
+        if _structlog is not None:
+            _structlog.install(sink, static, levelno, structlog_contextvars)
+        for h in old:  # after re-pointing structlog, so no call writes to a closed file
+            h.close()
+
+
+def track(name: str, distinct_id: object | None = None, **props: Any) -> None:
+    """Log one analytics event: ``{"kind": "event", "name": name, "attrs": props, ...}``.
+
+    Record facts as they happen (``track("checkout", plan="pro", items=3)``) and decide later
+    what they mean. ``distinct_id`` is who did it; by default the bound ``user_id``. The line
+    carries the request's correlation keys like any other log line. Never raises.
+    """
+    try:
+        override: dict[str, Any] = {"kind": "event", "name": str(name), "attrs": props}
+        if distinct_id is not None:
+            override["user_id"] = str(distinct_id)[:128]
+        _TRACK.info("%s", name, extra={OVERRIDES: override})
+    except Exception:  # analytics must never break the feature being measured
+        pass
