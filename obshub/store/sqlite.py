@@ -88,7 +88,8 @@ class SqliteStore:
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = Path(path)
-        self.url = f"sqlite:///{self.path}"
+        # sqlite:///abs/path.db for absolute paths, sqlite:///./rel.db for relative ones
+        self.url = f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:///./{self.path}"
         self._sync = synchronous
         self._wlock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
@@ -105,6 +106,8 @@ class SqliteStore:
             raise ConfigError(f"OBSHUB_STORE: sqlite URL must look like sqlite:///path/to/obshub.db, got {url!r}")
         if path.startswith("/./") or path.startswith("/../"):
             path = path[1:]  # sqlite:///./x.db is the relative path ./x.db
+        elif path.startswith("//"):
+            path = path[1:]  # sqlite:////abs/x.db (the SQLAlchemy spelling) is /abs/x.db
         if not path or path.endswith("/"):
             raise ConfigError(f"OBSHUB_STORE: sqlite URL {url!r} names no database file")
         return cls(path)

@@ -1,0 +1,173 @@
+"""`create_app(settings)`: the hub as one Starlette app.
+
+Nothing connects at import time: the lifespan opens the store, bootstraps the first project,
+starts the scheduled jobs, and undoes all of it on shutdown. Domain errors become HTTP statuses
+here and only here (see the tree in `obshub/errors.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from obshub import auth
+from obshub.digest.skew import SkewEstimator, parse_sent_at
+from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
+from obshub.ingest.native import ingest
+from obshub.jobs.scheduler import start_jobs
+from obshub.settings import Settings
+from obshub.store import open_store
+from obshub.store.base import Project, Store, WriteResult
+from obshub.telemetry import Telemetry
+from obshub.web.api import routes as api_routes
+
+__all__ = ["Hub", "create_app"]
+
+log = structlog.get_logger("obshub")
+
+
+@dataclass
+class Hub:
+    """Per-app state shared by the routes (reached as `request.app.state.hub`)."""
+
+    settings: Settings
+    store: Store
+    telemetry: Telemetry
+    tokens: auth.TokenCache
+    skew: SkewEstimator = field(default_factory=SkewEstimator)
+    inflight: int = 0  # only touched on the event loop thread
+
+    async def authenticate(self, request: Request, scope: str, project_id: int | None = None) -> Project:
+        token = auth.bearer(request.headers)
+        return await run_in_threadpool(self.tokens.check, self.store, token, scope, project_id)
+
+    async def write(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
+        started = time.perf_counter()
+        result = await run_in_threadpool(self.store.write_events, project_id, events)
+        self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0]).observe(time.perf_counter() - started)
+        return result
+
+    def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[dict[str, Any]]) -> None:
+        sent = parse_sent_at(sent_at)
+        if sent is None:
+            return
+        for host in {e["host"] for e in events if e["host"]}:
+            self.skew.observe(host, sent, received_at)
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+async def _on_auth(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, auth.AuthError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return _json_error(exc.status, str(exc), headers)
+
+
+async def _on_query(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, QueryError)
+    return _json_error(400, str(exc), column=exc.column)
+
+
+async def _on_unavailable(request: Request, exc: Exception) -> Response:
+    request.app.state.hub.telemetry.store_up.set(0)
+    log.warning("store unavailable", error=str(exc), path=request.url.path)
+    return _json_error(503, f"store unavailable: {exc}", {"Retry-After": str(StoreUnavailable.retry_after)})
+
+
+async def _on_overloaded(request: Request, exc: Exception) -> Response:
+    return _json_error(429, f"store overloaded: {exc}", {"Retry-After": str(StoreOverloaded.retry_after)})
+
+
+async def _on_not_found(request: Request, exc: Exception) -> Response:
+    return _json_error(404, str(exc) or "not found")
+
+
+async def _on_conflict(request: Request, exc: Exception) -> Response:
+    return _json_error(409, str(exc))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    try:
+        await asyncio.wait_for(run_in_threadpool(hub.store.ping), timeout=5)
+    except (StoreUnavailable, StoreOverloaded, TimeoutError) as e:
+        hub.telemetry.store_up.set(0)
+        return _json_error(503, f"store not ready: {e or 'ping timed out'}", {"Retry-After": "5"})
+    hub.telemetry.store_up.set(1)
+    return JSONResponse({"status": "ready", "store": hub.store.url.split("@")[-1]})
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(generate_latest(request.app.state.hub.telemetry.registry),
+                             media_type=CONTENT_TYPE_LATEST)
+
+
+def bootstrap(store: Store, settings: Settings, out: Any = None) -> dict[str, Any] | None:
+    """First start on an empty store: create project `default` and print its credentials."""
+    if not store.is_empty():
+        return None
+    try:
+        creds = auth.create_project(store, "default", settings.base_url)
+    except Conflict:
+        return None  # another replica won the race
+    out = out or sys.stdout
+    print("obshub: created project 'default' (shown once; store them now)", file=out)
+    for key in ("ingest_token", "read_token", "dsn"):
+        print(f"  {key:<13} {creds[key]}", file=out)
+    out.flush()
+    return creds
+
+
+def create_app(settings: Settings, store: Store | None = None, telemetry: Telemetry | None = None) -> Starlette:
+    store = store if store is not None else open_store(settings.store)
+    hub = Hub(settings=settings, store=store, telemetry=telemetry or Telemetry.create(),
+              tokens=auth.TokenCache(settings.token_cache_s))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(hub.store.open)
+        await run_in_threadpool(bootstrap, hub.store, settings)
+        hub.telemetry.store_up.set(1)
+        scheduler = start_jobs(hub)
+        try:
+            yield
+        finally:
+            scheduler.shutdown(wait=False)
+            await run_in_threadpool(hub.store.close)
+
+    routes = [
+        Route("/api/v1/ingest", ingest, methods=["POST"]),
+        *api_routes,
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        auth.AuthError: _on_auth,
+        QueryError: _on_query,
+        StoreUnavailable: _on_unavailable,
+        StoreOverloaded: _on_overloaded,
+        NotFound: _on_not_found,
+        Conflict: _on_conflict,
+    })
+    app.state.hub = hub
+    return app

@@ -1,0 +1,256 @@
+"""`obshub` command line: serve | project | demo | search | trace.
+
+Client commands (`demo`, `search`, `trace`) talk HTTP to a running hub (`--url`, `--token`, or
+OBSHUB_URL / OBSHUB_TOKEN); `serve` and `project` open the store directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from obshub.errors import ConfigError, Conflict, StoreError
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8480"
+
+
+def _add_client_args(p: argparse.ArgumentParser, token_help: str) -> None:
+    p.add_argument("--url", default=os.environ.get("OBSHUB_URL", DEFAULT_URL),
+                   help=f"hub base URL (env OBSHUB_URL; default {DEFAULT_URL})")
+    p.add_argument("--token", default=os.environ.get("OBSHUB_TOKEN"), help=f"{token_help} (env OBSHUB_TOKEN)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="obshub", description="obshub: follow one request or one user across every server.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sp = sub.add_parser("serve", help="run the hub", description="Run the hub (HTTP API, ingest, web explorer).")
+    sp.add_argument("--host", help="listen address (env OBSHUB_HOST; default 127.0.0.1)")
+    sp.add_argument("--port", type=int, help="listen port (env OBSHUB_PORT; default 8480)")
+    sp.add_argument("--store", help="store URL (env OBSHUB_STORE; default sqlite:///./obshub-data/obshub.db)")
+    sp.add_argument("--demo", action="store_true", help="load the demo dataset into project 'default' before serving")
+
+    pp = sub.add_parser("project", help="manage projects", description="Create or list projects.")
+    psub = pp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    pc = psub.add_parser("create", help="create a project and print its tokens as JSON",
+                         description="Create a project; prints {project, project_id, ingest_token, read_token, dsn}.")
+    pc.add_argument("name")
+    pc.add_argument("--store", help="store URL (env OBSHUB_STORE)")
+    pl = psub.add_parser("list", help="list projects", description="List projects as JSON lines.")
+    pl.add_argument("--store", help="store URL (env OBSHUB_STORE)")
+
+    dp = sub.add_parser("demo", help="send a realistic demo dataset to a running hub",
+                        description="Send 3 hosts x 2 services x 50 users of logs, errors and analytics events.")
+    _add_client_args(dp, "ingest token")
+
+    sr = sub.add_parser("search", help="search events", description="Search events with the query language.")
+    sr.add_argument("query", nargs="?", default="", help='e.g. \'level:error service:api "timed out"\'')
+    sr.add_argument("--from", dest="from_", default="-24h", help="start: RFC 3339 or relative (-15m, -24h, -7d); default -24h")
+    sr.add_argument("--to", default=None, help="end: RFC 3339 or relative; default now")
+    sr.add_argument("--limit", type=int, default=50, help="events to show (default 50, max 1000)")
+    sr.add_argument("--json", action="store_true", help="print the API response as JSON")
+    _add_client_args(sr, "read token")
+
+    tr = sub.add_parser("trace", help="show every event of a request or trace id, across hosts",
+                        description="Show every event whose request_id or trace_id is ID, oldest first.")
+    tr.add_argument("id")
+    tr.add_argument("--json", action="store_true", help="print the API response as JSON")
+    _add_client_args(tr, "read token")
+    return ap
+
+
+def _die(msg: str, code: int = 2) -> int:
+    print(f"obshub: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "project":
+            return _project(args)
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "search":
+            return _search(args)
+        return _trace(args)
+    except ConfigError as e:
+        return _die(f"configuration error: {e}")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from obshub.app import create_app
+    from obshub.settings import load_settings
+
+    settings = load_settings(host=args.host, port=args.port, store=args.store)
+    app = create_app(settings)
+    if args.demo:
+        _load_demo_direct(app.state.hub, settings)
+    print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _load_demo_direct(hub: Any, settings: Any) -> None:
+    """`serve --demo`: write the demo straight into the store (same validation as ingest)."""
+    from obshub.app import bootstrap
+    from obshub.demo import generate
+    from obshub.events import normalize
+
+    hub.store.open()
+    try:
+        bootstrap(hub.store, settings)
+        project = hub.store.get_project("default")
+        if project is None:
+            raise ConfigError("serve --demo: the store has no project 'default' to load the demo into")
+        now = time.time_ns() // 1000
+        events = [normalize(e, now, settings.limits) for e in generate(now, run=f"demo{now // 60_000_000}")]
+        for i in range(0, len(events), 1000):
+            hub.store.write_events(project.id, events[i:i + 1000])
+        print(f"obshub: loaded {len(events)} demo events into project 'default'", file=sys.stderr)
+    finally:
+        hub.store.close()
+
+
+def _open_store(url: str | None) -> Any:
+    from obshub.settings import load_settings
+    from obshub.store import open_store
+
+    settings = load_settings(store=url)
+    store = open_store(settings.store)
+    store.open()
+    return store, settings
+
+
+def _project(args: argparse.Namespace) -> int:
+    from obshub.auth import create_project, dsn
+
+    try:
+        store, settings = _open_store(args.store)
+    except StoreError as e:
+        return _die(str(e), 1)
+    try:
+        if args.action == "create":
+            try:
+                creds = create_project(store, args.name, settings.base_url)
+            except Conflict as e:
+                return _die(str(e), 1)
+            print(json.dumps(creds))
+        else:
+            for p in store.list_projects():
+                print(json.dumps({"project": p.name, "project_id": p.id, "dsn": dsn(p, settings.base_url)}))
+    finally:
+        store.close()
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import httpx
+
+    if not args.token:
+        raise ConfigError("--token (or OBSHUB_TOKEN) is required")
+    return httpx.Client(base_url=args.url.rstrip("/"), headers={"Authorization": f"Bearer {args.token}"}, timeout=30)
+
+
+def _get(args: argparse.Namespace, path: str, params: dict[str, Any]) -> dict[str, Any] | int:
+    import httpx
+
+    try:
+        with _client(args) as c:
+            r = c.get(path, params={k: v for k, v in params.items() if v is not None})
+    except httpx.HTTPError as e:
+        return _die(f"cannot reach the hub at {args.url}: {e}", 1)
+    if r.status_code != 200:
+        try:
+            err = r.json()
+            msg = err.get("error", r.text)
+            if err.get("column"):
+                msg += f"\n  {params.get('q', '')}\n  {' ' * (err['column'] - 1)}^"
+        except ValueError:
+            msg = r.text[:200]
+        return _die(f"hub answered {r.status_code}: {msg}", 1)
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def _line(e: dict[str, Any]) -> str:
+    ids = " ".join(f"{k}={e[k]}" for k in ("request_id", "user_id") if k in e)
+    return f"{e['ts']}  {e.get('host', '-'):<10} {e.get('service', '-'):<10} {e['level']:<8} {e.get('message', '')}  {ids}".rstrip()
+
+
+def _search(args: argparse.Namespace) -> int:
+    data = _get(args, "/api/v1/search", {"q": args.query, "from": args.from_, "to": args.to, "limit": args.limit})
+    if isinstance(data, int):
+        return data
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for e in reversed(data["events"]):  # oldest at the top, like a log file
+        print(_line(e))
+    if not data["events"]:
+        print(f"no events match in the range {args.from_} .. {args.to or 'now'}", file=sys.stderr)
+    elif data["next_cursor"]:
+        print(f"(showing the newest {len(data['events'])}; raise --limit or narrow the query for more)", file=sys.stderr)
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    data = _get(args, f"/api/v1/trace/{args.id}", {})
+    if isinstance(data, int):
+        return data
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    if not data["events"]:
+        print(f"no events with request_id or trace_id {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"trace {data['id']}: {len(data['events'])} events, hosts {', '.join(data['hosts'])}, "
+          f"services {', '.join(data['services'])}, {data['error_count']} errors")
+    for e in data["events"]:
+        print(_line(e))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import httpx
+
+    from obshub.demo import DEMO_STORY, generate
+
+    now = time.time_ns() // 1000
+    events = generate(now, run=f"demo{now // 60_000_000}")
+    batch = 500
+    sent = accepted = dup = 0
+    width = 30
+    with _client(args) as c:
+        for i in range(0, len(events), batch):
+            chunk = events[i:i + batch]
+            body = "\n".join(json.dumps(e) for e in chunk).encode()
+            try:
+                r = c.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson"})
+            except httpx.HTTPError as e:
+                return _die(f"cannot reach the hub at {args.url}: {e}", 1)
+            if r.status_code != 200:
+                return _die(f"hub answered {r.status_code}: {r.text[:300]}", 1)
+            res = r.json()
+            accepted += res["accepted"]
+            dup += res["duplicates"]
+            sent += len(chunk)
+            done = sent * width // len(events)
+            print(f"\r[{'#' * done}{'.' * (width - done)}] {sent}/{len(events)} events", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    print(f"sent {sent} events: {accepted} stored, {dup} already there")
+    print(f"try: obshub trace {DEMO_STORY['cross_host_request']}   (one request, two hosts)")
+    print(f"     open {args.url}/users/{DEMO_STORY['user_id']}   (the host switch that loses the cart)")
+    return 0

@@ -1,0 +1,146 @@
+"""A realistic demo dataset, so a new user sees every view populated in the first minute.
+
+Three hosts, two services (shop-web calls shop-api), 50 users browsing and buying over the last
+two hours, analytics events, one error burst, and the seed bug this project exists for: user
+`u-0007` adds to cart on web-1, the next request lands on web-2, whose in-memory session store
+has never seen the cart -> KeyError. The ids of that story are fixed (`DEMO_STORY`) so the docs
+and browser tests can link to it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["DEMO_STORY", "generate"]
+
+HOSTS = ("web-1", "web-2", "web-3")
+SERVICES = ("shop-web", "shop-api")
+PATHS = ("/", "/products", "/products/42", "/cart", "/cart/add", "/checkout", "/account")
+DEMO_STORY = {
+    "user_id": "u-0007",
+    "cross_host_request": "req-demo-cross-host",
+    "cart_request": "req-demo-cart-add",
+    "failing_request": "req-demo-cart-lost",
+}
+_US = 1_000_000
+
+
+def _frames(*calls: tuple[str, str, int]) -> list[dict[str, Any]]:
+    return [{"module": m, "function": f, "filename": m.replace(".", "/") + ".py", "lineno": ln,
+             "in_app": m.startswith("shop")} for m, f, ln in calls]
+
+
+def _request(rng: random.Random, now: int, t: int, user: str, session: str, host: str, n: int,
+             run: str) -> list[dict[str, Any]]:
+    rid = f"req-{run}-{n:05d}"
+    trace = f"{rng.getrandbits(128):032x}"
+    path = rng.choice(PATHS)
+    dur = int(rng.lognormvariate(3.5, 0.8))
+    base = {"request_id": rid, "trace_id": trace, "user_id": user, "session_id": session, "host": host,
+            "env": "prod", "release": "shop@1.4.2"}
+    evs = [
+        {**base, "ts": t, "service": "shop-web", "logger": "shop.web", "level": "info",
+         "message": f"GET {path}", "attrs": {"http": {"method": "GET", "path": path}}},
+        {**base, "ts": t + dur * 400, "service": "shop-api", "logger": "shop.api", "level": "debug",
+         "message": f"query products took {dur // 2} ms", "attrs": {"db": {"rows": rng.randint(1, 40)}}},
+        {**base, "ts": t + dur * 1000, "service": "shop-web", "logger": "shop.access", "level": "info",
+         "message": f"GET {path} 200 {dur}ms", "attrs": {"status": 200, "duration_ms": dur, "path": path}},
+    ]
+    if rng.random() < 0.15:
+        evs.append({**base, "ts": t + dur * 500, "service": "shop-api", "logger": "shop.api.cache",
+                    "level": "warning", "message": f"cache miss for product {rng.randint(1, 500)}, falling back to db"})
+    return evs
+
+
+def generate(now_us: int, run: str = "demo", seed: int = 7) -> list[dict[str, Any]]:
+    """Every demo event (client-side form: what an agent/SDK would send), oldest first."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    users = [f"u-{i:04d}" for i in range(1, 51)]
+    start = now_us - 2 * 3600 * _US
+    n = 0
+    for user in users:
+        session = f"s-{rng.getrandbits(48):012x}"
+        t = start + rng.randint(0, 100 * 60) * _US
+        plan = rng.choice(("free", "pro", "team"))
+        out.append({"ts": t, "kind": "event", "name": "login", "user_id": user, "session_id": session,
+                    "host": rng.choice(HOSTS), "service": "shop-web", "attrs": {"plan": plan, "method": rng.choice(("password", "sso"))}})
+        for _ in range(rng.randint(2, 6)):
+            n += 1
+            out.extend(_request(rng, now_us, t, user, session, rng.choice(HOSTS), n, run))
+            if rng.random() < 0.4:
+                out.append({"ts": t + 1000, "kind": "event", "name": "add_to_cart", "user_id": user,
+                            "session_id": session, "host": rng.choice(HOSTS), "service": "shop-web",
+                            "attrs": {"plan": plan, "product_id": rng.randint(1, 500), "price": round(rng.uniform(3, 120), 2)}})
+            t += rng.randint(5, 240) * _US
+        if rng.random() < 0.3:
+            out.append({"ts": t, "kind": "event", "name": "checkout", "user_id": user, "session_id": session,
+                        "host": rng.choice(HOSTS), "service": "shop-web",
+                        "attrs": {"plan": plan, "amount": round(rng.uniform(10, 400), 2), "currency": "EUR"}})
+    out.extend(_error_burst(rng, now_us - 40 * 60 * _US))
+    out.extend(_story(now_us - 25 * 60 * _US))
+    out.sort(key=lambda e: e["ts"])
+    for i, e in enumerate(out):
+        e.setdefault("id", f"{run}-{i:06d}")
+    return out
+
+
+def _error_burst(rng: random.Random, t0: int) -> Iterator[dict[str, Any]]:
+    """40 payment failures on web-3 within two minutes: the provider timed out."""
+    for i in range(40):
+        rid = f"req-burst-{i:03d}"
+        t = t0 + rng.randint(0, 120) * _US
+        user = f"u-{rng.randint(1, 50):04d}"
+        yield {"ts": t, "host": "web-3", "service": "shop-api", "level": "error", "kind": "error",
+               "request_id": rid, "user_id": user, "logger": "shop.api.payments", "env": "prod",
+               "message": f"payment provider timed out after {rng.randint(5000, 5400)} ms (order {rng.randint(10000, 99999)})",
+               "error": {"type": "TimeoutError", "value": "payment provider timed out",
+                         "stack": _frames(("shop.api.routes", "checkout", 88), ("shop.api.payments", "charge", 131),
+                                          ("httpx._client", "send", 1014))}}
+        yield {"ts": t - 5_000_100, "host": "web-3", "service": "shop-api", "level": "info", "request_id": rid,
+               "user_id": user, "logger": "shop.api.payments", "message": "charging card via provider"}
+
+
+def _story(t: int) -> list[dict[str, Any]]:
+    """The seed bug: same user, two servers in a row, the second has no cart in its session."""
+    s = DEMO_STORY
+    user, session = s["user_id"], "s-demo-0007"
+    base = {"user_id": user, "session_id": session, "env": "prod", "release": "shop@1.4.2"}
+    cross = s["cross_host_request"]
+    cart, lost = s["cart_request"], s["failing_request"]
+    story = [
+        # One request crossing hosts: shop-web on web-1 calls shop-api on web-2.
+        {**base, "ts": t, "host": "web-1", "service": "shop-web", "request_id": cross, "trace_id": cross,
+         "message": "GET /products/42", "logger": "shop.web"},
+        {**base, "ts": t + 12_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
+         "message": "load product 42 from db", "logger": "shop.api", "level": "debug"},
+        {**base, "ts": t + 31_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
+         "message": "GET /internal/products/42 200 19ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 19}},
+        {**base, "ts": t + 40_000, "host": "web-1", "service": "shop-web", "request_id": cross, "trace_id": cross,
+         "message": "GET /products/42 200 40ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 40}},
+        # Request 2 on web-1: the cart is saved in web-1's local session store.
+        {**base, "ts": t + 5 * _US, "host": "web-1", "service": "shop-web", "request_id": cart,
+         "message": "POST /cart/add product=42", "logger": "shop.web"},
+        {**base, "ts": t + 5 * _US + 3000, "host": "web-1", "service": "shop-web", "request_id": cart,
+         "message": "session cart saved (local store)", "logger": "shop.session", "attrs": {"cart_items": 1}},
+        {**base, "ts": t + 5 * _US + 4000, "kind": "event", "name": "add_to_cart", "host": "web-1", "service": "shop-web",
+         "request_id": cart, "attrs": {"product_id": 42, "price": 19.9, "plan": "pro"}},
+        # Request 3 lands on web-2 (load balancer), whose session store has never seen the cart.
+        {**base, "ts": t + 9 * _US, "host": "web-2", "service": "shop-web", "request_id": lost,
+         "message": "POST /checkout", "logger": "shop.web"},
+        {**base, "ts": t + 9 * _US + 2000, "host": "web-2", "service": "shop-web", "request_id": lost,
+         "message": "session loaded: 0 cart items", "logger": "shop.session", "level": "warning"},
+        {**base, "ts": t + 9 * _US + 2500, "host": "web-2", "service": "shop-web", "request_id": lost,
+         "kind": "error", "level": "error", "logger": "shop.web.checkout", "message": "KeyError: 'cart'",
+         "error": {"type": "KeyError", "value": "'cart'",
+                   "stack": _frames(("starlette.routing", "handle", 74), ("shop.web.checkout", "checkout", 57),
+                                    ("shop.web.session", "get_cart", 23))}},
+        {**base, "ts": t + 9 * _US + 3000, "host": "web-2", "service": "shop-web", "request_id": lost,
+         "message": "POST /checkout 500 3ms", "logger": "shop.access", "level": "error",
+         "attrs": {"status": 500, "duration_ms": 3}},
+    ]
+    for i, e in enumerate(story):
+        e["id"] = f"demo-story-{i}"  # fixed: re-running the demo does not duplicate the story
+    return story

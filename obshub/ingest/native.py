@@ -1,0 +1,118 @@
+"""`POST /api/v1/ingest`: NDJSON batches from agents and SDKs.
+
+Order of checks, cheapest first, so a flood of bad requests costs little: auth (401/403) ->
+concurrency slot (429) -> Content-Encoding (415) -> wire size (413) -> decode with decoded-size
+cap (413/400) -> per-line parse and validation (reported per line, valid lines kept) -> one store
+write (503/429 on store trouble) -> 200 only after the store said the batch is durable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from obshub.events import EventError, Limits, normalize
+from obshub.ingest.body import BodyError, decode, read_body
+from obshub.store.base import WriteResult
+
+__all__ = ["ingest", "parse_ndjson"]
+
+
+class NotNdjson(Exception):
+    """No line of the body is JSON: the whole request is refused with 400."""
+
+
+def parse_ndjson(body: bytes, received_at: int, limits: Limits, max_lines: int
+                 ) -> tuple[list[dict[str, Any]], list[int], list[dict[str, Any]]]:
+    """Split and validate. Returns (events, their 1-based line numbers, rejections)."""
+    events: list[dict[str, Any]] = []
+    line_nos: list[int] = []
+    rejected: list[dict[str, Any]] = []
+    parsed_any = False
+    loads = orjson.loads
+    lines = body.split(b"\n")
+    if len(lines) > max_lines + 1:
+        raise BodyError(413, f"{len(lines)} lines exceeds the limit of {max_lines} per request")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads(line)
+        except orjson.JSONDecodeError as e:
+            rejected.append({"line": i, "error": f"invalid JSON: {e.args[0] if e.args else e}"})
+            continue
+        parsed_any = True
+        try:
+            events.append(normalize(obj, received_at, limits))
+            line_nos.append(i)
+        except EventError as e:
+            rejected.append({"line": i, "error": str(e)})
+    if not parsed_any and rejected:
+        raise NotNdjson(f"body is not NDJSON: no line is valid JSON (line 1: {rejected[0]['error']})")
+    return events, line_nos, rejected
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+async def ingest(request: Request) -> JSONResponse:
+    hub = request.app.state.hub
+    tel = hub.telemetry
+    started = time.perf_counter()
+    project = await hub.authenticate(request, "ingest")
+    if hub.inflight >= hub.settings.max_inflight:
+        tel.ingest_rejected.labels("native", "overload").inc()
+        tel.ingest_requests.labels("native", "429").inc()
+        return _error(429, "too many concurrent ingest requests; retry later", {"Retry-After": "1"})
+    hub.inflight += 1
+    tel.inflight.inc()
+    try:
+        response = await _ingest(request, hub, project.id)
+    finally:
+        hub.inflight -= 1
+        tel.inflight.dec()
+    tel.ingest_requests.labels("native", str(response.status_code)).inc()
+    tel.ingest_batch_seconds.labels("native").observe(time.perf_counter() - started)
+    return response
+
+
+async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:
+    s = hub.settings
+    tel = hub.telemetry
+    received_at = time.time_ns() // 1000
+    try:
+        raw = await read_body(request, s.max_wire_bytes)
+        # Encoding check before the body-size work is done: an unknown encoding is 415
+        # regardless of size (decode raises it first).
+        body = await run_in_threadpool(decode, raw, request.headers.get("content-encoding"), s.max_body_bytes)
+        if not body.strip():
+            raise BodyError(400, "empty body: send one JSON object per line")
+        events, line_nos, rejected = await run_in_threadpool(parse_ndjson, body, received_at, s.limits, s.max_lines)
+    except BodyError as e:
+        tel.ingest_rejected.labels("native", "limit" if e.status == 413 else "body").inc()
+        return _error(e.status, str(e))
+    except NotNdjson as e:
+        tel.ingest_rejected.labels("native", "parse").inc()
+        return _error(400, str(e))
+    hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, events)
+    result = WriteResult()
+    if events:
+        result = await hub.write(project_id, events)  # raises StoreUnavailable/Overloaded -> 503/429
+    for idx, reason in result.rejected:
+        rejected.append({"line": line_nos[idx], "error": f"store refused the event: {reason}"})
+    rejected.sort(key=lambda r: r["line"])
+    n_rej = len(rejected)
+    tel.ingest_events.labels("native", "accepted").inc(result.accepted)
+    tel.ingest_events.labels("native", "duplicate").inc(result.duplicates)
+    tel.ingest_events.labels("native", "rejected").inc(n_rej)
+    if n_rej:
+        tel.ingest_rejected.labels("native", "validation").inc(n_rej - len(result.rejected))
+        tel.ingest_rejected.labels("native", "store").inc(len(result.rejected))
+    tel.ingest_bytes.labels("native", "stored" if result.accepted or result.duplicates else "refused").inc(len(body))
+    return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected})

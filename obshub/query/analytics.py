@@ -1,0 +1,51 @@
+"""Product analytics over factual `kind=event` records: names, properties, values, series.
+The store aggregates; this module validates arguments and shapes the contract's JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from obshub.errors import QueryError
+from obshub.events import format_ts
+from obshub.store.base import Store
+
+__all__ = ["event_names", "event_properties", "event_series", "property_values"]
+
+MAX_POINTS = 5_000  # buckets per series: ~7 months hourly; keeps responses and charts bounded
+
+
+def event_names(store: Store, project_id: int, start: int | None, end: int | None, limit: int = 100) -> dict[str, Any]:
+    return {"events": [{"name": n, "count": c} for n, c in store.event_names(project_id, start, end, limit)]}
+
+
+def _need(value: str | None, name: str) -> str:
+    if not value:
+        raise QueryError(f"{name}: required")
+    return value
+
+
+def event_properties(store: Store, project_id: int, event: str | None, start: int | None, end: int | None) -> dict[str, Any]:
+    return {"properties": store.event_properties(project_id, _need(event, "event"), start, end)}
+
+
+def property_values(store: Store, project_id: int, event: str | None, prop: str | None, start: int | None,
+                    end: int | None, limit: int = 100) -> dict[str, Any]:
+    prop = _need(prop, "property")
+    if any(c in prop for c in "\"'\\"):
+        raise QueryError("property: quotes are not allowed in a property name")
+    rows = store.property_values(project_id, _need(event, "event"), prop, start, end, limit)
+    return {"values": [{"value": v, "count": c} for v, c in rows]}
+
+
+def event_series(store: Store, project_id: int, event: str | None, interval_us: int, start: int, end: int,
+                 unique: bool) -> dict[str, Any]:
+    if end <= start:
+        raise QueryError("to: must be after from")
+    first = start - start % interval_us
+    n = (end - first + interval_us - 1) // interval_us
+    if n > MAX_POINTS:
+        raise QueryError(f"interval: {n} buckets exceeds {MAX_POINTS}; use a coarser interval or a shorter range")
+    counts = dict(store.event_series(project_id, event or None, interval_us, start, end, unique))
+    # Every bucket, zeros included: a chart of sparse points would hide quiet hours.
+    return {"points": [{"t": format_ts(first + i * interval_us), "count": counts.get(first + i * interval_us, 0)}
+                       for i in range(n)]}

@@ -1,0 +1,135 @@
+"""Search, trace and user timeline over any `Store`.
+
+A trace is every event whose request_id or trace_id is the id, on every host, oldest first. A
+user timeline is the user's own events plus *every* event of the requests they made, so the
+lines a server logged before the app knew the user (auth middleware, proxies) are there too.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from obshub.errors import QueryError
+from obshub.events import to_public
+from obshub.store.base import SearchRequest, Store
+from obshub.store.querylang import Field, Node, Or, QuerySyntaxError, parse
+
+__all__ = ["decode_cursor", "encode_cursor", "parse_query", "search", "trace", "user_timeline"]
+
+MAX_LIMIT = 1000  # one page; more is what cursors are for
+TRACE_CAP = 10_000  # events per trace view; a larger trace says so (`truncated`)
+TIMELINE_REQUEST_CAP = 500  # requests per user timeline page
+
+
+def parse_query(q: str | None) -> Node | None:
+    try:
+        return parse(q or "")
+    except QuerySyntaxError as e:
+        raise QueryError(e.message, e.column) from None
+
+
+def encode_cursor(ev: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([ev["ts"], ev["id"]])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if not cursor:
+        return None
+    try:
+        ts, id_ = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(ts, int) or not isinstance(id_, str):
+            raise ValueError
+        return ts, id_
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise QueryError("cursor: not a cursor returned by this API") from None
+
+
+def search(store: Store, project_id: int, query: Node | None, start: int | None, end: int | None,
+           limit: int = 100, cursor: str | None = None, ascending: bool = False) -> dict[str, Any]:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise QueryError(f"limit: must be between 1 and {MAX_LIMIT}")
+    after = decode_cursor(cursor)
+    # One extra row tells whether another page exists without a count query.
+    rows = store.search(project_id, SearchRequest(query, start, end, limit + 1, after, ascending))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"events": [to_public(e) for e in rows],
+            "next_cursor": encode_cursor(rows[-1]) if more and rows else None}
+
+
+def _all(store: Store, project_id: int, query: Node, start: int | None, end: int | None,
+         cap: int) -> tuple[list[dict[str, Any]], bool]:
+    """Every match oldest first, up to `cap`; the flag says whether more existed."""
+    out: list[dict[str, Any]] = []
+    after = None
+    while True:
+        want = min(MAX_LIMIT, cap + 1 - len(out))
+        page = store.search(project_id, SearchRequest(query, start, end, want, after, True))
+        out.extend(page)
+        if len(page) < want or len(out) > cap:
+            return out[:cap], len(out) > cap
+        after = (page[-1]["ts"], page[-1]["id"])
+
+
+def _uniq(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(v for v in values if v is not None))
+
+
+def trace(store: Store, project_id: int, trace_id: str, start: int | None = None, end: int | None = None,
+          cap: int = TRACE_CAP) -> dict[str, Any]:
+    query = Or((Field("request_id", "=", trace_id, True), Field("trace_id", "=", trace_id, True)))
+    events, truncated = _all(store, project_id, query, start, end, cap)
+    return {
+        "id": trace_id,
+        "events": [to_public(e) for e in events],
+        "hosts": _uniq([e["host"] for e in events]),
+        "services": _uniq([e["service"] for e in events]),
+        "start": to_public(events[0])["ts"] if events else None,
+        "end": to_public(events[-1])["ts"] if events else None,
+        "error_count": sum(1 for e in events if e["kind"] == "error" or e["level"] in ("error", "critical")),
+        "truncated": truncated,
+    }
+
+
+def user_timeline(store: Store, project_id: int, user_id: str, start: int | None = None,
+                  end: int | None = None, cap: int = TRACE_CAP) -> dict[str, Any]:
+    own, truncated = _all(store, project_id, Field("user_id", "=", user_id, True), start, end, cap)
+    request_ids = _uniq([e["request_id"] for e in own])[:TIMELINE_REQUEST_CAP]
+    by_id: dict[str, dict[str, Any]] = {e["id"]: e for e in own}
+    for i in range(0, len(request_ids), 50):  # OR of 50 ids: one indexed lookup each
+        chunk = request_ids[i:i + 50]
+        q = Or(tuple(Field("request_id", "=", r, True) for r in chunk)) if len(chunk) > 1 \
+            else Field("request_id", "=", chunk[0], True)
+        evs, more = _all(store, project_id, q, None, None, cap)
+        truncated = truncated or more
+        for e in evs:
+            by_id.setdefault(e["id"], e)
+    events = sorted(by_id.values(), key=lambda e: (e["ts"], e["id"]))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        if e["request_id"] is not None:
+            groups.setdefault(e["request_id"], []).append(e)
+    requests = []
+    prev_host = None
+    for rid, evs in sorted(groups.items(), key=lambda kv: (kv[1][0]["ts"], kv[0])):
+        hosts = _uniq([e["host"] for e in evs])
+        first = hosts[0] if hosts else None
+        requests.append({
+            "request_id": rid,
+            "hosts": hosts,
+            "services": _uniq([e["service"] for e in evs]),
+            "start": to_public(evs[0])["ts"],
+            "end": to_public(evs[-1])["ts"],
+            "events": len(evs),
+            "errors": sum(1 for e in evs if e["kind"] == "error" or e["level"] in ("error", "critical")),
+            # The seed bug: a user's consecutive requests landing on different servers.
+            "previous_host": prev_host,
+            "host_switch": prev_host is not None and first is not None and first != prev_host,
+        })
+        if hosts:
+            prev_host = hosts[-1]
+    return {"user_id": user_id, "requests": requests, "events": [to_public(e) for e in events],
+            "host_switches": sum(1 for r in requests if r["host_switch"]), "truncated": truncated}

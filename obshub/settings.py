@@ -1,0 +1,126 @@
+"""Hub settings: one frozen dataclass, read from OBSHUB_* environment variables and, optionally,
+a TOML file named by OBSHUB_CONFIG (environment wins over the file, CLI flags win over both).
+
+Read once at start; a bad value stops the hub with a message naming the key, never later at
+request time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from obshub.errors import ConfigError
+from obshub.events import Limits
+
+__all__ = ["Settings", "load_settings"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"  # loopback by default: exposing the hub is a deliberate choice
+    port: int = 8480
+    store: str = "sqlite:///./obshub-data/obshub.db"
+    # The URL clients use to reach this hub (goes into DSNs). Default: http://host:port.
+    public_url: str = ""
+    # Ingest bounds. Decoded size is what protects memory: a 10 MiB gzip bomb can inflate 1000x.
+    max_body_bytes: int = 10 * MiB  # decoded request body (413 above)
+    max_wire_bytes: int = 10 * MiB  # compressed request body as sent
+    max_lines: int = 50_000  # lines per request; agents send ~1-5k
+    max_inflight: int = 8  # concurrent ingest requests per hub before 429 (2-core box: 4x cores)
+    # Per-event bounds (obshub.events.Limits); violations reject the line with the reason.
+    max_attr_keys: int = 256
+    max_attr_depth: int = 8
+    max_value_bytes: int = 16 * 1024
+    max_message_bytes: int = 256 * 1024
+    retention_days: int = 30  # events older than this are deleted by the retention job
+    retention_interval_s: int = 3600  # how often the retention job runs
+    token_cache_s: float = 10.0  # token -> project cache; bounds how long a revoked token works
+    secret_key: str = ""  # signs web session cookies; random per start when empty
+    log_level: str = "info"
+    checks: tuple[Mapping[str, Any], ...] = field(default=())  # [[checks]] from the config file
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_attr_keys=self.max_attr_keys, max_attr_depth=self.max_attr_depth,
+                      max_value_bytes=self.max_value_bytes, max_message_bytes=self.max_message_bytes)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+_SIMPLE = {f.name: f for f in fields(Settings) if f.name != "checks"}
+
+
+def _coerce(key: str, raw: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            value = int(raw)
+            if value < 0:
+                raise ValueError(raw)
+            return value
+        if isinstance(default, float):
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        kind = type(default).__name__
+        raise ConfigError(f"{key}: expected {'a non-negative ' if kind == 'int' else 'a '}{kind}, got {raw!r}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the config file, then the environment, then explicit overrides (CLI flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    checks: tuple[Mapping[str, Any], ...] = ()
+    path = env.get("OBSHUB_CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"OBSHUB_CONFIG: cannot read {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"OBSHUB_CONFIG: {path} is not valid TOML: {e}") from None
+        for key, raw in data.items():
+            if key == "checks":
+                if not isinstance(raw, list):
+                    raise ConfigError(f"{path}: [[checks]] must be an array of tables")
+                checks = tuple(raw)
+            elif key in _SIMPLE:
+                values[key] = _coerce(f"{path}: {key}", raw, _SIMPLE[key].default)
+            else:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+    for name, f in _SIMPLE.items():
+        env_key = f"OBSHUB_{name.upper()}"
+        if env_key in env and env[env_key] != "":
+            values[name] = _coerce(env_key, env[env_key], f.default)
+    for name, raw in overrides.items():
+        if raw is not None:
+            values[name] = _coerce(f"--{name.replace('_', '-')}", raw, _SIMPLE[name].default)
+    settings = Settings(**values, checks=checks)
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"OBSHUB_PORT: {settings.port} is not a TCP port")
+    if settings.max_body_bytes < 1024:
+        raise ConfigError("OBSHUB_MAX_BODY_BYTES: must be at least 1024")
+    return settings
+
+
+def with_overrides(settings: Settings, **kw: Any) -> Settings:
+    return replace(settings, **kw)

@@ -1,0 +1,78 @@
+"""The opensearch-py client for a config, and the one place its exceptions become ours.
+
+Every call into the cluster goes through `guard()`, so the hub only ever sees the obshub
+exception tree: unreachable, timing out or 5xx -> StoreUnavailable (503 + Retry-After),
+429 -> StoreOverloaded, 409 -> Conflict, 404 -> NotFound; anything else is a StoreError with the
+cluster's reason (a bug or a misconfiguration, reported, never a raw traceback to a client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy import exceptions as ose
+
+from obshub.errors import Conflict, NotFound, StoreError, StoreOverloaded, StoreUnavailable
+from obshub.store.opensearch.url import OpenSearchConfig
+
+__all__ = ["build_client", "guard", "reason"]
+
+
+def build_client(cfg: OpenSearchConfig) -> OpenSearch:
+    kwargs: dict[str, Any] = {
+        "hosts": [{"host": h, "port": p} for h, p in cfg.hosts],
+        "use_ssl": cfg.tls,
+        "timeout": cfg.timeout_s,
+        # One retry per other node on connection errors; a lone node that is down fails fast
+        # (connection refused in <1 ms) and the hub answers 503 at once.
+        "max_retries": max(0, len(cfg.hosts) - 1),
+        "retry_on_timeout": False,  # a timed-out bulk may still land: the client retries, ids dedup
+        "http_compress": cfg.compress,
+    }
+    if cfg.user is not None:
+        kwargs["http_auth"] = (cfg.user, cfg.password or "")
+    if cfg.tls:
+        kwargs["verify_certs"] = cfg.verify
+        kwargs["ssl_show_warn"] = cfg.verify  # verify=0 is an explicit choice: don't warn per request
+        if cfg.ca_certs:
+            kwargs["ca_certs"] = cfg.ca_certs
+        if not cfg.verify:
+            kwargs["ssl_assert_hostname"] = False
+    return OpenSearch(**kwargs)
+
+
+def reason(info: Any) -> str:
+    """'type: reason' from an OpenSearch error body (or whatever it is)."""
+    if isinstance(info, dict):
+        err = info.get("error", info)
+        if isinstance(err, dict):
+            root = err.get("caused_by") if err.get("type") == "search_phase_execution_exception" else None
+            err = root or err
+            return f"{err.get('type', 'error')}: {err.get('reason', '')}"[:500]
+        return str(err)[:500]
+    return str(info)[:500]
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ose.ConnectionError as e:  # also ConnectionTimeout, SSLError
+        raise StoreUnavailable(f"OpenSearch unreachable during {what}: {e.__class__.__name__}: {e.error}") from None
+    except ose.TransportError as e:
+        status = e.status_code if isinstance(e.status_code, int) else 0
+        msg = f"OpenSearch {status} during {what}: {reason(e.info)}"
+        if status == 429:
+            raise StoreOverloaded(msg) from None
+        if status == 409:
+            raise Conflict(msg) from None
+        if status == 404:
+            raise NotFound(msg) from None
+        if status >= 500 or status in (401, 403, 408):
+            raise StoreUnavailable(msg) from None
+        raise StoreError(msg) from None
+    except ose.OpenSearchException as e:  # serialization and the like
+        raise StoreError(f"OpenSearch client error during {what}: {e}") from None

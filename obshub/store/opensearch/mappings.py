@@ -1,0 +1,171 @@
+"""Index layout, explicit mappings, and the event <-> document conversion.
+
+Layout (docs/opensearch.md explains the choices):
+
+    <prefix>-events     data stream, all projects (`project_id` field), backing indices
+                        .ds-<prefix>-events-NNNNNN, rolled over by `lifecycle.maintain`
+    <prefix>-projects   one doc per project, _id = name (create = unique name)
+    <prefix>-tokens     one doc per token, _id = sha256 of the token
+    <prefix>-meta       counters and uniqueness claims (project id sequence, public keys)
+
+One stream for all projects, not one per project: a stream per project multiplies shards
+(each costs ~10-50 MB heap on the node), and every query filters on `project_id` anyway.
+
+Attributes. `attrs` is a flat dict of arbitrary keys and JSON values. It is kept verbatim in
+`_source` (`enabled: false`: never parsed into the mapping) and indexed through three fixed,
+bounded fields, so no app can explode the mapping or hit a type conflict:
+
+    attrs_keys  keyword  every key present (exists, and the analytics property list)
+    attrs_kv    keyword  "key=<value as compact JSON>" (equality and prefix with the same
+                         typing as the SQLite backend: 1, "1", true and "true" are distinct)
+    attrs_num   object   numeric values only, one `double` per key (dynamic template), for
+                         `attrs.duration_ms:>500`. Keys are escaped ('.' -> %2E, '%' -> %25) so
+                         `a` (number) and `a.b` never collide as object vs leaf. Bounded by
+                         `index.mapping.total_fields.limit`; see writer.py for what happens
+                         beyond it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from obshub.events import CORRELATION_KEYS
+
+__all__ = [
+    "EVENT_FIELDS",
+    "KEYWORD_FIELDS",
+    "Names",
+    "TOTAL_FIELDS_LIMIT",
+    "attr_kv",
+    "event_template",
+    "from_doc",
+    "num_field",
+    "small_index_body",
+    "to_doc",
+]
+
+# The order of the normalized event dict (obshub.events / the SQLite backend's columns).
+EVENT_FIELDS = ("id", "ts", "received_at", "kind", "level", "message", "service", "host", "env",
+                "release", "logger", "request_id", "trace_id", "span_id", "user_id", "session_id",
+                "name", "error", "attrs")
+KEYWORD_FIELDS = ("id", "kind", "level", "service", "host", "env", "release", "logger", "name",
+                  *CORRELATION_KEYS)
+_STRINGS = ("message", "service", "host", "env", "release", "logger", "request_id", "trace_id",
+            "span_id", "user_id", "session_id", "name")
+# 30 fixed fields + this many numeric attribute keys per backing index. A rollover starts a new
+# index, so the budget renews daily; past it, events still store (writer.py).
+TOTAL_FIELDS_LIMIT = 2000
+# Lucene rejects a term over 32,766 bytes; values longer than this many characters are kept in
+# _source but not indexed for exact match. Event limits (16 KiB values) stay below it.
+_KV_IGNORE_ABOVE = 16_600
+_MESSAGE_RAW_IGNORE_ABOVE = 8_191  # 8,191 chars * 4 bytes < 32,766: any message that fits
+
+
+class Names:
+    """Index and template names for one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.events = f"{prefix}-events"
+        self.events_template = f"{prefix}-events"
+        self.projects = f"{prefix}-projects"
+        self.tokens = f"{prefix}-tokens"
+        self.meta = f"{prefix}-meta"
+
+
+def event_template(names: Names, shards: int, replicas: int | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "number_of_shards": shards,
+        "mapping.total_fields.limit": TOTAL_FIELDS_LIMIT,
+        # Default durability: each bulk is fsynced to the translog before it is acknowledged.
+        "translog.durability": "request",
+    }
+    if replicas is not None:
+        settings["number_of_replicas"] = replicas
+    kw = {"type": "keyword"}
+    props: dict[str, Any] = {
+        "@timestamp": {"type": "date", "format": "epoch_millis"},  # required by data streams
+        "project_id": {"type": "integer"},
+        "ts": {"type": "long"},  # µs since epoch: exact, the sort key
+        "received_at": {"type": "long"},
+        "message": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": _MESSAGE_RAW_IGNORE_ABOVE}}},
+        "error": {"type": "object", "enabled": False},
+        "attrs": {"type": "object", "enabled": False},
+        "attrs_keys": kw,
+        "attrs_kv": {"type": "keyword", "ignore_above": _KV_IGNORE_ABOVE},
+        "attrs_num": {"type": "object", "dynamic": True},
+        **{f: kw for f in KEYWORD_FIELDS},
+    }
+    return {
+        "index_patterns": [f"{names.events}*"],
+        "data_stream": {},
+        "priority": 200,
+        "template": {
+            "settings": settings,
+            "mappings": {
+                "dynamic": "strict",
+                "dynamic_templates": [
+                    {"attrs_num": {"path_match": "attrs_num.*", "mapping": {"type": "double"}}},
+                ],
+                "properties": props,
+            },
+        },
+        "_meta": {"obshub_schema": 1},
+    }
+
+
+def small_index_body(fields: dict[str, str], replicas: int | None) -> dict[str, Any]:
+    """An ordinary single-shard index for mutable state (a handful of docs)."""
+    settings: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+    if replicas is not None:
+        settings = {"number_of_shards": 1, "number_of_replicas": replicas}
+    return {"settings": settings,
+            "mappings": {"dynamic": "strict", "properties": {k: {"type": t} for k, t in fields.items()}}}
+
+
+def num_field(key: str) -> str:
+    """Field name of a numeric attribute: dots would make `a.b` an object under `a`."""
+    return "attrs_num." + key.replace("%", "%25").replace(".", "%2E")
+
+
+def attr_kv(key: str, value: Any) -> str:
+    return key + "=" + orjson.dumps(value).decode()
+
+
+def to_doc(project_id: int, ev: dict[str, Any], with_num: bool = True) -> dict[str, Any]:
+    ts = ev["ts"]
+    doc: dict[str, Any] = {
+        "@timestamp": ts // 1000, "project_id": project_id, "id": ev["id"], "ts": ts,
+        "received_at": ev["received_at"], "kind": ev["kind"], "level": ev["level"],
+    }
+    for f in _STRINGS:
+        v = ev.get(f)
+        if v is not None:
+            doc[f] = v
+    if ev.get("error"):
+        doc["error"] = ev["error"]
+    attrs = ev.get("attrs")
+    if attrs:
+        doc["attrs"] = attrs
+        doc["attrs_keys"] = list(attrs)
+        kv = []
+        num: dict[str, float] = {}
+        for k, v in attrs.items():
+            if v is None:
+                continue
+            kv.append(attr_kv(k, v))
+            if with_num and type(v) in (int, float) and k.strip():
+                num[num_field(k)[10:]] = v
+        if kv:
+            doc["attrs_kv"] = kv
+        if num:
+            doc["attrs_num"] = num
+    return doc
+
+
+def from_doc(src: dict[str, Any]) -> dict[str, Any]:
+    ev = {f: src.get(f) for f in EVENT_FIELDS}
+    ev["attrs"] = src.get("attrs") or {}
+    return ev

@@ -1,0 +1,155 @@
+"""Reads: search with `search_after`, counts, facets and the analytics aggregations.
+
+Search pages by (ts, id) like the SQLite backend: `search_after` is exact and stateless, so a
+cursor survives hub restarts and load balancing across replicas. A PIT would freeze the view
+between pages, which a live log view does not want (new events should appear).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from opensearchpy import OpenSearch
+
+from obshub.store.base import SearchRequest
+from obshub.store.opensearch.client import guard
+from obshub.store.opensearch.dsl import filters
+from obshub.store.opensearch.mappings import from_doc
+from obshub.store.querylang import CORE_FIELDS, Node, attr_key
+
+__all__ = ["Reader"]
+
+_MAX_WINDOW = 10_000  # index.max_result_window: one page never asks for more
+_MAX_PROPS = 1_000  # distinct attribute keys listed per event name (256 per event at most)
+_LUCENE_RE_SPECIAL = re.compile(r'([.?+*|{}\[\]()"\\#@&<>~])')
+
+
+class Reader:
+    def __init__(self, client: OpenSearch, index: str, before_read: Callable[[], None]) -> None:
+        self.client = client
+        self.index = index
+        self._before_read = before_read
+
+    def _search(self, body: dict[str, Any], what: str, **params: Any) -> dict[str, Any]:
+        self._before_read()
+        with guard(what):
+            return self.client.search(index=self.index, body=body, params=params)  # type: ignore[no-any-return]
+
+    def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
+        order = "asc" if req.ascending else "desc"
+        body: dict[str, Any] = {
+            "query": filters(project_id, req.query, req.start, req.end),
+            "sort": [{"ts": order}, {"id": order}],
+            "size": max(0, min(req.limit, _MAX_WINDOW)),
+            "track_total_hits": False,
+            "_source": {"excludes": ["@timestamp", "project_id", "attrs_keys", "attrs_kv", "attrs_num"]},
+        }
+        if req.after is not None:
+            body["search_after"] = [req.after[0], req.after[1]]
+        if body["size"] == 0:
+            return []
+        resp = self._search(body, "search")
+        return [from_doc(h["_source"]) for h in resp["hits"]["hits"]]
+
+    def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
+        self._before_read()
+        with guard("count"):
+            resp = self.client.count(index=self.index, body={"query": filters(project_id, query, start, end)})
+        return int(resp["count"])
+
+    def _terms(self, query: dict[str, Any], field: str, limit: int, what: str,
+               include: str | None = None) -> list[tuple[str, int]]:
+        terms: dict[str, Any] = {"field": field, "size": max(1, limit),
+                                 "order": [{"_count": "desc"}, {"_key": "asc"}]}
+        if include is not None:
+            terms["include"] = include
+        body = {"query": query, "size": 0, "track_total_hits": False, "aggs": {"t": {"terms": terms}}}
+        resp = self._search(body, what)
+        return [(b["key"], int(b["doc_count"])) for b in resp["aggregations"]["t"]["buckets"]]
+
+    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+               fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
+        for f in fields:
+            if f not in CORE_FIELDS or f in ("ts", "message", "id"):
+                raise ValueError(f"cannot facet on {f!r}")
+        if not fields:
+            return {}
+        order = [{"_count": "desc"}, {"_key": "asc"}]
+        body = {
+            "query": filters(project_id, query, start, end), "size": 0, "track_total_hits": False,
+            "aggs": {f: {"terms": {"field": f, "size": max(1, limit), "order": order}} for f in fields},
+        }
+        resp = self._search(body, "facets")
+        return {f: [(b["key"], int(b["doc_count"])) for b in resp["aggregations"][f]["buckets"]]
+                for f in fields}
+
+    # -- analytics ---------------------------------------------------------------------------
+    @staticmethod
+    def _events(project_id: int, name: str | None, start: int | None, end: int | None) -> dict[str, Any]:
+        q = filters(project_id, None, start, end)
+        q["bool"]["filter"].append({"term": {"kind": "event"}})
+        if name is not None:
+            q["bool"]["filter"].append({"term": {"name": name}})
+        return q
+
+    def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:
+        if limit <= 0:
+            return []
+        return self._terms(self._events(project_id, None, start, end), "name", limit, "event names")
+
+    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None) -> list[str]:
+        body = {
+            "query": self._events(project_id, name, start, end), "size": 0, "track_total_hits": False,
+            # Every occurrence in the range (SQLite looks at the newest 10,000): a terms agg on
+            # one keyword is cheap at any size, so there is no reason to sample.
+            "aggs": {"keys": {"terms": {"field": "attrs_keys", "size": _MAX_PROPS, "order": {"_key": "asc"}}}},
+        }
+        resp = self._search(body, "event properties")
+        return sorted(b["key"] for b in resp["aggregations"]["keys"]["buckets"])
+
+    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
+                        limit: int) -> list[tuple[Any, int]]:
+        if limit <= 0:
+            return []
+        q = self._events(project_id, name, start, end)
+        key = attr_key(prop) if prop.startswith("attrs.") else (None if prop in CORE_FIELDS else prop)
+        if key is None:
+            if prop in ("ts", "received_at"):
+                field = prop
+            else:
+                field = "message.raw" if prop == "message" else prop
+            return self._terms(q, field, limit, "property values")
+        prefix = key + "="
+        include = _LUCENE_RE_SPECIAL.sub(r"\\\1", prefix) + ".*"
+        out: list[tuple[Any, int]] = []
+        for kv, n in self._terms(q, "attrs_kv", limit, "property values", include=include):
+            raw = kv[len(prefix):]
+            value = orjson.loads(raw)
+            if isinstance(value, (list, dict)):
+                value = raw  # SQLite's json_extract returns arrays as JSON text
+            elif value is True or value is False:
+                value = int(value)  # ... and booleans as 1/0
+            out.append((value, n))
+        # Mixed types order like SQLite: numbers before text.
+        out.sort(key=lambda vn: (-vn[1], isinstance(vn[0], str), vn[0]))
+        return out
+
+    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
+                     unique: bool) -> list[tuple[int, int]]:
+        hist: dict[str, Any] = {"histogram": {"field": "ts", "interval": interval_us, "min_doc_count": 1}}
+        if unique:
+            # HyperLogLog: exact below 40,000 distinct users per bucket (precision_threshold max),
+            # ~1% error above. SQLite counts exactly.
+            hist["aggs"] = {"u": {"cardinality": {"field": "user_id", "precision_threshold": 40_000}}}
+        body = {"query": self._events(project_id, name, start, end), "size": 0, "track_total_hits": False,
+                "aggs": {"h": hist}}
+        resp = self._search(body, "event series")
+        out = []
+        for b in resp["aggregations"]["h"]["buckets"]:
+            n = int(b["u"]["value"]) if unique else int(b["doc_count"])
+            if n:
+                out.append((int(b["key"]), n))
+        return out

@@ -1,0 +1,126 @@
+"""Bulk writes of events: NDJSON bytes, `create` ops, per-item outcomes, bounded retries.
+
+Per item (OpenSearch answers each line of a bulk separately):
+    201          stored
+    409          already there (same project + id): a duplicate, which is success
+    429, 5xx     retried, alone, with capped exponential backoff; still failing after
+                 _ATTEMPTS tries -> the whole call raises StoreOverloaded / StoreUnavailable so the
+                 client retries the batch (the ids make that harmless), never a 2xx for data that
+                 is not stored
+    400 & co     the document itself is refused (e.g. a value too long for a keyword): rejected
+                 with the cluster's reason, reported to the client, never dropped silently. One
+                 exception: when the refusal is about `attrs_num` (numeric index of attrs; e.g.
+                 the per-index field budget is spent) the event is stored again without it:
+                 all its data is kept, only numeric range queries on those attrs miss it.
+
+The ack: OpenSearch answers a bulk after fsyncing its translog (index.translog.durability =
+request, set explicitly in the template), so returning from here means durable on the primary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from opensearchpy import OpenSearch
+
+from obshub.errors import StoreOverloaded, StoreUnavailable
+from obshub.store.base import WriteResult
+from obshub.store.opensearch.client import guard, reason
+from obshub.store.opensearch.mappings import to_doc
+
+__all__ = ["BulkWriter"]
+
+_MAX_REQUEST_BYTES = 8 * 1024 * 1024  # per bulk request; 100 MiB is the server's hard limit
+_ATTEMPTS = 5  # for items answered 429/5xx: waits 0.1+0.2+0.4+0.8 s = 1.5 s in total
+_BACKOFF_S = 0.1
+_BACKOFF_CAP_S = 2.0
+_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+
+
+class BulkWriter:
+    def __init__(self, client: OpenSearch, index: str, refresh: str) -> None:
+        self.client = client
+        self.index = index
+        self.refresh = refresh
+
+    def write(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
+        result = WriteResult()
+        dumps = orjson.dumps
+        lines: list[bytes] = []  # (action + doc) per event, index-aligned with `events`
+        for ev in events:
+            action = dumps({"create": {"_index": self.index, "_id": f"{project_id}:{ev['id']}"}})
+            lines.append(action + b"\n" + dumps(to_doc(project_id, ev)) + b"\n")
+        pending = list(range(len(events)))
+        attempt = 0
+        last_error = ""
+        overloaded = False
+        stripped: set[int] = set()
+        while pending:
+            attempt += 1
+            retry: list[int] = []
+            for chunk in _chunks(pending, lines):
+                statuses = self._send(b"".join(lines[i] for i in chunk))
+                for i, (status, err) in zip(chunk, statuses):
+                    if status in (200, 201):
+                        result.accepted += 1
+                    elif status == 409:
+                        result.duplicates += 1
+                    elif status == 429 or status >= 500:
+                        retry.append(i)
+                        overloaded = status == 429
+                        last_error = f"{status} {err}"
+                    elif i not in stripped and ("attrs_num" in err or "total fields" in err):
+                        stripped.add(i)
+                        # Store it without the numeric attrs index rather than lose it.
+                        lines[i] = lines[i].split(b"\n", 1)[0] + b"\n" + \
+                            dumps(to_doc(project_id, events[i], with_num=False)) + b"\n"
+                        retry.append(i)
+                    else:
+                        result.rejected.append((i, f"rejected by OpenSearch ({status}): {err}"))
+            pending = retry
+            if pending and attempt >= _ATTEMPTS:
+                cls = StoreOverloaded if overloaded else StoreUnavailable
+                raise cls(f"OpenSearch did not store {len(pending)} of {len(events)} events after "
+                          f"{attempt} attempts; last: {last_error}")
+            if pending:
+                time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** (attempt - 1)))
+        result.rejected.sort()
+        return result
+
+    def _send(self, body: bytes) -> list[tuple[int, str]]:
+        params = {"filter_path": _FILTER}
+        if self.refresh == "wait_for":
+            params["refresh"] = "wait_for"
+        with guard("bulk write"):
+            resp = self.client.transport.perform_request(
+                "POST", "/_bulk", params=params, body=body,
+                headers={"content-type": "application/x-ndjson"})
+        items = resp.get("items") or []
+        n_lines = body.count(b"\n") // 2
+        if len(items) != n_lines:
+            raise StoreUnavailable(f"OpenSearch answered {len(items)} bulk items for {n_lines} events")
+        out = []
+        for item in items:
+            (res,) = item.values()
+            err = res.get("error")
+            out.append((int(res.get("status", 0)), reason(err) if err else ""))
+        return out
+
+
+def _chunks(indices: list[int], lines: list[bytes]) -> list[list[int]]:
+    chunks: list[list[int]] = []
+    cur: list[int] = []
+    size = 0
+    for i in indices:
+        n = len(lines[i])
+        if cur and size + n > _MAX_REQUEST_BYTES:
+            chunks.append(cur)
+            cur, size = [], 0
+        cur.append(i)
+        size += n
+    if cur:
+        chunks.append(cur)
+    return chunks

@@ -1,0 +1,51 @@
+"""Every Prometheus metric of the hub, declared in one place.
+
+Names follow `obshub_<thing>_<unit>_total`, base units (seconds, bytes), and labels with a
+bounded set of values (outcome, reason, protocol, backend) — never a user, request or event id.
+The registry is passed in so each app (and each test) has its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Telemetry"]
+
+# Batch latency buckets: a 1k-line batch takes ~10-50 ms end to end on the embedded store.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    registry: CollectorRegistry
+    ingest_events: Counter  # outcome: accepted | duplicate | rejected
+    ingest_bytes: Counter  # outcome: stored | refused (decoded bytes of the request body)
+    ingest_rejected: Counter  # reason: validation | parse | store | limit
+    ingest_requests: Counter  # status: the HTTP status class we answered with
+    ingest_batch_seconds: Histogram  # whole ingest request, body read to response
+    store_write_seconds: Histogram  # backend write of one batch
+    store_up: Gauge  # 1 when the last readiness probe reached the store
+    inflight: Gauge  # ingest requests being processed now
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
+        r = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=r,
+            ingest_events=Counter("obshub_ingest_events_total", "Events received, by outcome.",
+                                  ["protocol", "outcome"], registry=r),
+            ingest_bytes=Counter("obshub_ingest_bytes_total", "Decoded ingest body bytes, by outcome.",
+                                 ["protocol", "outcome"], registry=r),
+            ingest_rejected=Counter("obshub_ingest_rejected_total", "Events or requests refused, by reason.",
+                                    ["protocol", "reason"], registry=r),
+            ingest_requests=Counter("obshub_ingest_requests_total", "Ingest requests, by HTTP status.",
+                                    ["protocol", "status"], registry=r),
+            ingest_batch_seconds=Histogram("obshub_ingest_batch_seconds", "Ingest request latency.",
+                                           ["protocol"], buckets=_LATENCY_BUCKETS, registry=r),
+            store_write_seconds=Histogram("obshub_store_write_seconds", "Store write latency per batch.",
+                                          ["backend"], buckets=_LATENCY_BUCKETS, registry=r),
+            store_up=Gauge("obshub_store_up", "1 if the store answered the last readiness probe.", registry=r),
+            inflight=Gauge("obshub_ingest_inflight_requests", "Ingest requests in progress.", registry=r),
+        )

@@ -1,0 +1,122 @@
+"""JSON query API (read tokens): search, trace, user timeline, analytics. Thin: parse arguments,
+call `obshub.query` in a worker thread (stores are blocking), return the contract's JSON."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from obshub.errors import QueryError
+from obshub.query import analytics
+from obshub.query.search import parse_query, search, trace, user_timeline
+from obshub.query.times import parse_interval, parse_time
+
+__all__ = ["routes"]
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise QueryError(f"{name}: expected an integer, got {raw!r}") from None
+
+
+def _range(request: Request) -> tuple[int | None, int | None]:
+    now = time.time_ns() // 1000
+    start = parse_time(request.query_params.get("from"), "from", now)
+    end = parse_time(request.query_params.get("to"), "to", now)
+    if start is not None and end is not None and end <= start:
+        raise QueryError("to: must be after from")
+    return start, end
+
+
+async def _project(request: Request) -> int:
+    hub = request.app.state.hub
+    return (await hub.authenticate(request, "read")).id
+
+
+async def api_search(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    q = parse_query(request.query_params.get("q"))
+    start, end = _range(request)
+    limit = _int(request, "limit", 100)
+    cursor = request.query_params.get("cursor")
+    order = request.query_params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise QueryError("order: expected asc or desc")
+    store = request.app.state.hub.store
+    return JSONResponse(await run_in_threadpool(search, store, pid, q, start, end, limit, cursor, order == "asc"))
+
+
+async def api_trace(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    start, end = _range(request)
+    hub = request.app.state.hub
+    out = await run_in_threadpool(trace, hub.store, pid, request.path_params["id"], start, end)
+    out["skew_ms"] = {h: off // 1000 for h, off in hub.skew.offsets(out["hosts"]).items()}
+    return JSONResponse(out)
+
+
+async def api_timeline(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    start, end = _range(request)
+    store = request.app.state.hub.store
+    return JSONResponse(await run_in_threadpool(user_timeline, store, pid, request.path_params["user_id"], start, end))
+
+
+async def api_event_names(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    start, end = _range(request)
+    limit = _int(request, "limit", 100)
+    return JSONResponse(await run_in_threadpool(analytics.event_names, request.app.state.hub.store, pid, start, end, limit))
+
+
+async def api_properties(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    start, end = _range(request)
+    return JSONResponse(await run_in_threadpool(analytics.event_properties, request.app.state.hub.store, pid,
+                                                request.query_params.get("event"), start, end))
+
+
+async def api_values(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    start, end = _range(request)
+    qp = request.query_params
+    limit = _int(request, "limit", 100)
+    return JSONResponse(await run_in_threadpool(analytics.property_values, request.app.state.hub.store, pid,
+                                                qp.get("event"), qp.get("property"), start, end, limit))
+
+
+async def api_series(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    qp = request.query_params
+    now = time.time_ns() // 1000
+    interval = parse_interval(qp.get("interval"))
+    start = parse_time(qp.get("from") or "-7d", "from", now)
+    end = parse_time(qp.get("to") or "now", "to", now)
+    unique = qp.get("unique", "0")
+    if unique not in ("0", "1"):
+        raise QueryError("unique: expected 0 or 1")
+    assert start is not None and end is not None
+    out: dict[str, Any] = await run_in_threadpool(analytics.event_series, request.app.state.hub.store, pid,
+                                                  qp.get("event"), interval, start, end, unique == "1")
+    return JSONResponse(out)
+
+
+routes = [
+    Route("/api/v1/search", api_search),
+    Route("/api/v1/trace/{id:path}", api_trace),
+    Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
+    Route("/api/v1/analytics/events", api_event_names),
+    Route("/api/v1/analytics/properties", api_properties),
+    Route("/api/v1/analytics/values", api_values),
+    Route("/api/v1/analytics/series", api_series),
+]
