@@ -2,9 +2,9 @@
 and the locked sink both structlog and stdlib logging write to.
 
 This is the hot path of every log call, so it avoids ``datetime`` (the seconds prefix of the
-timestamp is formatted once per second and reused: ~0.2 µs instead of ~1.5 µs for
-``datetime.now(timezone.utc).isoformat()``), uses orjson when it is installed (~4x stdlib ``json``
-on a typical line) and keeps one flat dict per line.
+timestamp is formatted once per second and reused: 0.76 µs instead of 1.77 µs for
+``datetime.now(timezone.utc).isoformat()`` on the bench VM), uses orjson when it is installed
+(0.8 µs instead of 5.1 µs for stdlib ``json`` on a typical line) and builds one dict per line.
 
 Line shape (keys the hub indexes stay top-level, everything else goes under ``attrs`` so a user
 field called ``id``, ``kind`` or ``name`` can never be mistaken for the hub's own fields)::
@@ -197,9 +197,14 @@ def _safe(value: Any) -> Any:
         return f"<unprintable {type(value).__name__}>"
 
 
+# Built once: json.dumps(obj, **options) constructs a new JSONEncoder per call (~1.5 µs of the
+# ~6.5 µs a line cost on the bench VM). ASCII output (non-ASCII as \uXXXX) is slightly faster and
+# can never produce bytes a reader fails to decode.
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
 def _dumps_stdlib(line: dict[str, Any]) -> bytes:
-    text = json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))
-    return (text + "\n").encode("utf-8", "backslashreplace")
+    return (_ENCODER.encode(line) + "\n").encode("ascii")
 
 
 if _orjson is not None:
