@@ -1,0 +1,177 @@
+"""The `Store` protocol on an OpenSearch cluster (2.x, core modules only).
+
+    url.py        opensearch:// URL -> OpenSearchConfig (ConfigError naming OBSHUB_STORE)
+    client.py     opensearch-py client; its exceptions -> obshub.errors (guard)
+    mappings.py   index names, the events template, event <-> document
+    dsl.py        query-language AST -> query DSL
+    writer.py     bulk `create` with per-item outcomes and bounded retries
+    reader.py     search_after paging, counts, facets, analytics aggregations
+    state.py      projects and tokens (small indices, optimistic concurrency)
+    lifecycle.py  rollover and retention with core APIs (no ISM, no _delete_by_query)
+
+Read-your-writes: by default a bulk does not wait for a refresh; the next read from this
+process refreshes the stream first if anything was written since (~1-5 ms), so a hub sees what
+it just acknowledged without paying up to 1 s per bulk. `?refresh=wait_for` makes every write
+visible to every replica before it is acknowledged instead (docs/opensearch.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from obshub.errors import StoreError, StoreUnavailable
+from obshub.store.base import Project, SearchRequest, TokenScope, WriteResult
+from obshub.store.opensearch.client import build_client, guard
+from obshub.store.opensearch.lifecycle import Lifecycle
+from obshub.store.opensearch.mappings import Names, event_template, small_index_body
+from obshub.store.opensearch.reader import Reader
+from obshub.store.opensearch.state import META_FIELDS, PROJECT_FIELDS, TOKEN_FIELDS, State
+from obshub.store.opensearch.url import OpenSearchConfig, parse_url
+from obshub.store.opensearch.writer import BulkWriter
+from obshub.store.querylang import Node
+
+__all__ = ["OpenSearchConfig", "OpenSearchStore", "parse_url"]
+
+
+class OpenSearchStore:
+    """The `Store` protocol on OpenSearch. Build with `from_url`, then `open()`."""
+
+    def __init__(self, cfg: OpenSearchConfig) -> None:
+        self.cfg = cfg
+        self.url = cfg.redacted()
+        self.names = Names(cfg.prefix)
+        self._client: OpenSearch | None = None
+        self._dirty = False
+        self._refresh_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> OpenSearchStore:
+        return cls(parse_url(url))
+
+    # -- lifecycle of the connection ------------------------------------------------------------
+    @property
+    def client(self) -> OpenSearch:
+        if self._client is None:
+            raise StoreUnavailable("OpenSearch store is not open")
+        return self._client
+
+    def open(self) -> None:
+        if self._client is None:
+            self._client = build_client(self.cfg)
+        c = self._client
+        n = self.names
+        with guard("create templates"):
+            c.indices.put_index_template(name=n.events_template,
+                                         body=event_template(n, self.cfg.shards, self.cfg.replicas))
+            for index, fields in ((n.projects, PROJECT_FIELDS), (n.tokens, TOKEN_FIELDS), (n.meta, META_FIELDS)):
+                if not c.indices.exists(index=index):
+                    try:
+                        with guard("create index"):
+                            c.indices.create(index=index, body=small_index_body(fields, self.cfg.replicas))
+                    except StoreError as e:
+                        if "resource_already_exists" not in str(e):  # another hub won the race
+                            raise
+            exists = c.transport.perform_request("GET", f"/_data_stream/{n.events}", params={"ignore": 404})
+            if not (isinstance(exists, dict) and exists.get("data_streams")):
+                try:
+                    with guard("create data stream"):
+                        c.transport.perform_request("PUT", f"/_data_stream/{n.events}")
+                except StoreError as e:
+                    if "already exists" not in str(e):
+                        raise
+            # (`timeout` in params would be taken as the client's socket timeout: put it in the path)
+            c.transport.perform_request("GET", f"/_cluster/health/{n.events}?wait_for_status=yellow&timeout=30s")
+        self._writer = BulkWriter(c, n.events, self.cfg.refresh)
+        self._reader = Reader(c, n.events, self._before_read)
+        self._state = State(c, n)
+        self.lifecycle = Lifecycle(c, n.events)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def ping(self) -> None:
+        with guard("ping"):
+            h = self.client.transport.perform_request("GET", f"/_cluster/health/{self.names.events}?timeout=2s")
+        if h.get("status") == "red" or h.get("timed_out"):
+            raise StoreUnavailable(f"OpenSearch cluster health is {h.get('status')} for {self.names.events}")
+
+    def _before_read(self) -> None:
+        if self.cfg.refresh != "read" or not self._dirty:
+            return
+        with self._refresh_lock:
+            if not self._dirty:
+                return
+            self._dirty = False  # writes landing during the refresh set it again
+            try:
+                with guard("refresh"):
+                    self.client.indices.refresh(index=self.names.events)
+            except BaseException:
+                self._dirty = True
+                raise
+
+    # -- projects and tokens --------------------------------------------------------------------
+    def is_empty(self) -> bool:
+        return self._state.is_empty()
+
+    def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
+        return self._state.create_project(name, public_key, token_hashes)
+
+    def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
+        self._state.add_token(project_id, scope, token_hash)
+
+    def get_project(self, name: str) -> Project | None:
+        return self._state.get_project(name)
+
+    def get_project_by_id(self, project_id: int) -> Project | None:
+        return self._state.get_project_by_id(project_id)
+
+    def list_projects(self) -> list[Project]:
+        return self._state.list_projects()
+
+    def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
+        return self._state.find_token(token_hash)
+
+    # -- events ---------------------------------------------------------------------------------
+    def write_events(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
+        if not events:
+            return WriteResult()
+        self._dirty = True  # before the write: a read racing it must refresh after it lands
+        return self._writer.write(project_id, events)
+
+    def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
+        return self._reader.search(project_id, req)
+
+    def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
+        return self._reader.count(project_id, query, start, end)
+
+    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+               fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
+        return self._reader.facets(project_id, query, start, end, fields, limit)
+
+    def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:
+        return self._reader.event_names(project_id, start, end, limit)
+
+    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None) -> list[str]:
+        return self._reader.event_properties(project_id, name, start, end)
+
+    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
+                        limit: int) -> list[tuple[Any, int]]:
+        return self._reader.property_values(project_id, name, prop, start, end, limit)
+
+    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
+                     unique: bool) -> list[tuple[int, int]]:
+        return self._reader.event_series(project_id, name, interval_us, start, end, unique)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def delete_before(self, cutoff: int) -> int:
+        return self.lifecycle.delete_before(cutoff)
+
+    def maintain(self, now_us: int, retention_us: int) -> dict[str, Any]:
+        """The scheduled lifecycle job: rollover by age/size, then retention."""
+        return self.lifecycle.maintain(now_us, retention_us)
