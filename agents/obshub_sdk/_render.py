@@ -16,6 +16,7 @@ field called ``id``, ``kind`` or ``name`` can never be mistaken for the hub's ow
 from __future__ import annotations
 
 import json
+import os
 import sys
 import sysconfig
 import threading
@@ -249,6 +250,9 @@ class Sink:
             self._stream = target
             self._text = not _is_binary(target)
         else:
+            parent = os.path.dirname(target)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
             self._owned = open(target, "ab", buffering=0)  # noqa: SIM115 - closed by close()
             self._stream = self._owned
             self._text = False
