@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as README's `make test` and CI's .ci/run call it.
+#
+# OpenSearch: tests start their own node through scripts/opensearch.sh (tests/opensearch_node.py);
+# here we only fetch the distribution first, so the download shows up as its own step. With
+# CI=true a node that cannot start fails the run; locally, without Java/Maven, those tests skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+if command -v java >/dev/null && command -v mvn >/dev/null; then
+  echo "== fetching OpenSearch (cached in ~/.cache/obshub)"
+  scripts/opensearch.sh fetch
+elif [ "${CI:-}" = "true" ]; then
+  echo "test.sh: CI needs java and mvn for the OpenSearch tests" >&2
+  exit 1
+else
+  echo "test.sh: java/mvn not found: OpenSearch tests will be skipped (they are required in CI)" >&2
+fi
+
+echo "== pytest"
+set +e
+$BIN/python -m pytest "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "test.sh: pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit $rc

@@ -1,0 +1,171 @@
+"""Real hubs for tests: in a thread (`LiveHub`, fast, for API tests) or as a subprocess
+(`HubProcess`, for tests that stop, kill and restart the hub under an agent).
+
+Both listen on 127.0.0.1 on a free port and are stopped by whoever started them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from obshub.app import create_app
+from obshub.auth import create_project
+from obshub.settings import load_settings
+from obshub.store import open_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_project(store_url: str, name: str = "test") -> dict[str, Any]:
+    """Create a project directly in the store; returns the `obshub project create` JSON."""
+    store = open_store(store_url)
+    store.open()
+    try:
+        return create_project(store, name, "http://127.0.0.1:0")
+    finally:
+        store.close()
+
+
+class _Client:
+    url: str
+    creds: dict[str, Any]
+
+    @property
+    def ingest_token(self) -> str:
+        return str(self.creds["ingest_token"])
+
+    @property
+    def read_token(self) -> str:
+        return str(self.creds["read_token"])
+
+    @property
+    def project_id(self) -> int:
+        return int(self.creds["project_id"])
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def ingest(self, lines: list[dict[str, Any]] | bytes, token: str | None = None, **kw: Any) -> httpx.Response:
+        import orjson
+
+        body = lines if isinstance(lines, bytes) else b"\n".join(orjson.dumps(x) for x in lines)
+        with self.client(token or self.ingest_token) as c:
+            return c.post("/api/v1/ingest", content=body, **kw)
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> httpx.Response:
+        with self.client(token or self.read_token) as c:
+            return c.get(path, params=params)
+
+    def search_all(self, q: str = "", **params: Any) -> list[dict[str, Any]]:
+        """Every matching event (newest first), following cursors."""
+        out: list[dict[str, Any]] = []
+        cursor = None
+        with self.client(self.read_token) as c:
+            while True:
+                p = {"q": q, "limit": 1000, **params}
+                if cursor:
+                    p["cursor"] = cursor
+                r = c.get("/api/v1/search", params=p)
+                r.raise_for_status()
+                data = r.json()
+                out.extend(data["events"])
+                cursor = data["next_cursor"]
+                if not cursor:
+                    return out
+
+
+class LiveHub(_Client):
+    """`create_app` under a real uvicorn server in a background thread."""
+
+    def __init__(self, store_url: str, project: str = "test", **settings: Any) -> None:
+        self.creds = make_project(store_url, project)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = load_settings({}, store=store_url, port=self.port, **settings)
+        self.app = create_app(self.settings)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveHub:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("hub did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+    @property
+    def store(self) -> Any:
+        return self.app.state.hub.store
+
+    def new_project(self, name: str) -> dict[str, Any]:
+        return create_project(self.store, name, self.url)
+
+
+class HubProcess(_Client):
+    """`obshub serve` as a child process: can be stopped, SIGKILLed and started again on the
+    same port and store, like a real deployment."""
+
+    def __init__(self, store_url: str, port: int | None = None, project: str = "test",
+                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+        self.store_url = store_url
+        self.creds = make_project(store_url, project)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> HubProcess:
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--store", self.store_url], env=self.env, stdout=log, stderr=log, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("hub did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
