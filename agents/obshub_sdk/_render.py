@@ -258,7 +258,7 @@ class Sink:
             self._text = False
 
     def write(self, line: bytes) -> None:
-        stream = self._stream if self._stream is not None else sys.stdout
+        stream: Any = self._stream if self._stream is not None else sys.stdout
         if stream is None:  # pythonw / daemon with no stdout: nowhere to write
             return
         try:

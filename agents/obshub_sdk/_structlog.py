@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 from structlog.contextvars import STRUCTLOG_KEY_PREFIX
+from structlog.typing import EventDict
 
 from obshub_sdk._render import TOP_LEVEL_KEYS, Sink, dumps, error_from_exc_info, ts_now
 from obshub_sdk.context import _FIELDS
@@ -32,7 +33,7 @@ _LEVELS = {
 }
 
 
-def merge_structlog_contextvars(ctx_fields: dict[str, Any]) -> None:
+def merge_structlog_contextvars(ctx_fields: EventDict) -> None:
     """Values bound with ``structlog.contextvars.bind_contextvars`` (opt-in: this walks the whole
     context, ~1 µs per call with a few dozen context variables alive)."""
     prefix_len = len(STRUCTLOG_KEY_PREFIX)
@@ -48,7 +49,7 @@ class Renderer:
         self.static: dict[str, str] = {}
         self.merge_contextvars = False
 
-    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> bytes:
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> bytes:
         message = event_dict.pop("event", "")
         line: dict[str, Any] = {
             "ts": ts_now(),

@@ -59,10 +59,11 @@ class CorrelationMiddleware:
             if name in _WANTED:
                 found.setdefault(name, []).append(value.decode("latin-1"))
         traceparent = found.get(b"traceparent")
+        request_ids = found.get(b"x-request-id")
         fields, state, parent = begin_hop(
             # Two traceparent headers are ambiguous: W3C says treat as invalid, start over.
             traceparent[0] if traceparent and len(traceparent) == 1 else None,
-            (found.get(b"x-request-id") or [None])[0],
+            request_ids[0] if request_ids else None,
             ",".join(found[b"tracestate"]) if b"tracestate" in found else None,
             ",".join(found[b"baggage"]) if b"baggage" in found else None,
             baggage_enabled(self.baggage),
