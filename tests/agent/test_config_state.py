@@ -1,0 +1,90 @@
+"""Config validation, docs/agent.md example, checkpoint file durability and corruption."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import obshub_agent
+from obshub_agent.checkpoints import Checkpoint, CheckpointStore
+from obshub_agent.config import ConfigError, parse_config
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "agent.md"
+
+
+def _base(**kw: object) -> dict:
+    return {"hub": "http://127.0.0.1:8480", "token": "t", "state_dir": "/tmp/x",
+            "inputs": [{"paths": ["/var/log/*.log"]}], **kw}
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (_base(hub=""), "hub: missing"),
+    (_base(token=""), "token: missing"),
+    (_base(inputs=[]), "inputs: missing"),
+    (_base(inputs=[{"paths": ["/a"], "format": "jsn"}]), "inputs[0].format: unknown format 'jsn'"),
+    (_base(inputs=[{"paths": ["/a"], "format": "regex"}]), "inputs[0].regex: required"),
+    (_base(inputs=[{"paths": ["/a"], "format": "regex", "regex": "(?P<x>.*)"}]), "(?P<message>"),
+    (_base(inputs=[{"paths": ["/a"], "multiline": {"start": "("}}]), "inputs[0].multiline.start: invalid regex"),
+    (_base(inputs=[{"paths": ["/a"], "pathz": 1}]), "unknown key(s) ['pathz']"),
+    (_base(batch_max_bytes="1MB"), "batch_max_bytes: expected int"),
+    (_base(compression="lz4"), "compression: expected"),
+    (_base(spol_max_bytes=1), "unknown key(s) ['spol_max_bytes']"),
+])
+def test_config_errors_name_the_key(doc: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(doc, env={})
+    assert message in str(exc.value)
+
+
+def test_env_overrides_token_and_defaults() -> None:
+    cfg = parse_config(_base(token="file"), env={"OBSHUB_AGENT_TOKEN": "env"})
+    assert cfg.token == "env" and cfg.host  # hostname by default
+    assert cfg.inputs[0].format == "text" and cfg.metrics_address == "127.0.0.1:9480"
+
+
+def test_docs_example_is_valid_and_complete() -> None:
+    text = DOCS.read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert blocks, "docs/agent.md has toml examples"
+    full = tomllib.loads(max(blocks, key=len))
+    cfg = parse_config(full, env={})
+    assert {i.format for i in cfg.inputs} >= {"json", "python", "regex"}
+    from obshub_agent import config as c
+
+    for key in c._TOP_KEYS | c._INPUT_KEYS:  # every key is documented
+        assert f"`{key}`" in text, key
+
+
+def test_checkpoint_roundtrip_and_corruption(tmp_path: Path) -> None:
+    cps = CheckpointStore(tmp_path)
+    cps.entries["1:2"] = Checkpoint(path="/a", dev=1, ino=2, fp="ab", fp_len=10, gen=0, offset=42, seen=9e9)
+    cps.save()
+    again = CheckpointStore(tmp_path)
+    again.load()
+    assert again.entries["1:2"].offset == 42
+    (tmp_path / "checkpoints.json").write_text('{"version": 1, "files": {"1:2": {"path": ')  # torn
+    broken = CheckpointStore(tmp_path)
+    broken.load()  # reported, moved aside, not raised
+    assert broken.entries == {} and broken.corrupt_files == 1
+    assert list(tmp_path.glob("checkpoints.json.corrupt-*"))
+    assert not (tmp_path / "checkpoints.json").exists()
+
+
+def test_exported_names() -> None:
+    assert obshub_agent.__all__ == ["__version__"]
+    from obshub_agent import parse, ship, sources, spool
+
+    assert sources.__all__ == ["FileSource", "file_uid"]
+    assert spool.__all__ == ["Batch", "Spool"]
+    assert ship.__all__ == ["Shipper"]
+    assert "FileEncoder" in parse.__all__
+
+
+def test_no_hub_or_sdk_imports() -> None:
+    root = Path(obshub_agent.__file__).parent
+    for py in root.rglob("*.py"):
+        src = py.read_text()
+        assert not re.search(r"^\s*(from|import)\s+(obshub|obshub_sdk)\b", src, re.M), py

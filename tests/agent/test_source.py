@@ -1,0 +1,204 @@
+"""File source on real files in a temp dir: rotation, truncation, partial lines, identity."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from obshub_agent.checkpoints import CheckpointStore
+from obshub_agent.config import parse_config
+from obshub_agent.parse.encode import loads
+from obshub_agent.sources import FileSource
+
+
+def _source(tmp_path: Path, **kw: object) -> tuple[FileSource, CheckpointStore]:
+    doc = {"hub": "http://127.0.0.1:1", "token": "t", "host": "h1", "state_dir": str(tmp_path / "state"),
+           "inputs": [{"paths": [str(tmp_path / "logs" / "app.log*")], "format": "json", "service": "shop"}],
+           "close_removed_after_ms": 1, **kw}
+    cfg = parse_config(doc, env={})
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    cps = CheckpointStore(cfg.state_dir)
+    cps.load()
+    return FileSource(cfg, cps), cps
+
+
+def _pump(src: FileSource, cps: CheckpointStore, rounds: int = 3) -> list[dict]:
+    """What the agent's read loop does, minus the spool: discover, read to EOF, housekeeping, commit."""
+    out: list[bytes] = []
+    for _ in range(rounds):
+        src.discover(out)
+        while src.read_pass(out):
+            pass
+        time.sleep(0.002)
+        src.housekeeping(out)
+    src.snapshot()
+    cps.save()
+    return [loads(x) for x in out]
+
+
+def _write(path: Path, start: int, n: int) -> None:
+    with open(path, "a") as f:
+        for i in range(start, start + n):
+            f.write(f'{{"message": "line {i}", "seq": {i}}}\n')
+
+
+def _seqs(events: list[dict]) -> list[int]:
+    return [e["seq"] for e in events]
+
+
+def test_rename_rotation_finishes_old_file_and_reads_new(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 10)
+    src, cps = _source(tmp_path)
+    assert _seqs(_pump(src, cps)) == list(range(10))
+    # rotation: lines written to the old inode after the rename are still read (same fd)
+    os.rename(app, logs / "app.log.1")
+    _write(logs / "app.log.1", 10, 5)
+    _write(app, 15, 5)
+    events = _pump(src, cps)
+    assert sorted(_seqs(events)) == list(range(10, 20))
+    ids = {e["id"] for e in events}
+    assert len(ids) == 10
+    # the renamed file keeps its identity: nothing is re-read under its new name
+    assert _pump(src, cps) == []
+
+
+def test_rotation_out_of_glob_while_down_is_finished_at_start(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 10)
+    src, cps = _source(tmp_path, inputs=[{"paths": [str(app)], "format": "json"}])
+    assert _seqs(_pump(src, cps)) == list(range(10))
+    src.close_all()
+    # agent down: more lines, then rotation to a name the glob does not match, then a new file
+    _write(app, 10, 5)
+    os.rename(app, logs / "old-app.log")
+    _write(app, 15, 5)
+    src, cps = _source(tmp_path, inputs=[{"paths": [str(app)], "format": "json"}])
+    events = _pump(src, cps)
+    assert sorted(_seqs(events)) == list(range(10, 20))
+
+
+def test_copytruncate_restarts_at_zero_with_new_ids(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 10)
+    src, cps = _source(tmp_path)
+    first = _pump(src, cps)
+    with open(app, "r+") as f:
+        f.truncate(0)
+    _write(app, 0, 3)  # same content as before the truncation: must still be new events
+    events = _pump(src, cps)
+    assert _seqs(events) == [0, 1, 2]
+    assert not {e["id"] for e in events} & {e["id"] for e in first}
+    assert src.truncations == 1
+
+
+def test_partial_line_held_until_newline_and_checkpoint_at_its_start(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 2)
+    with open(app, "a") as f:
+        f.write('{"message": "line 2", "se')
+    src, cps = _source(tmp_path)
+    assert _seqs(_pump(src, cps)) == [0, 1]
+    size_before_partial = app.stat().st_size - len('{"message": "line 2", "se')
+    assert next(iter(cps.entries.values())).offset == size_before_partial
+    # restart: the partial line is read again, whole, once completed
+    src.close_all()
+    with open(app, "a") as f:
+        f.write('q": 2}\n')
+    src, cps = _source(tmp_path)
+    events = _pump(src, cps)
+    assert _seqs(events) == [2]
+    assert events[0]["attrs"]["offset"] == size_before_partial
+
+
+def test_restart_resumes_at_checkpoint_with_same_ids(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 5)
+    src, cps = _source(tmp_path)
+    a = _pump(src, cps)
+    src.close_all()
+    # a restart without the checkpoint (state lost) reproduces the very same ids: the hub dedups
+    (tmp_path / "state" / "checkpoints.json").unlink()
+    src, cps = _source(tmp_path)
+    b = _pump(src, cps)
+    assert [e["id"] for e in a] == [e["id"] for e in b]
+    assert a[0]["id"] != a[1]["id"] and all(len(e["id"]) <= 128 for e in a)
+    assert a[0]["host"] == "h1" and a[0]["service"] == "shop"
+    assert a[1]["attrs"] == {"file": str(app), "offset": len(app.read_bytes().split(b"\n")[0]) + 1}
+    assert a[1]["seq"] == 1  # the app's own fields pass through untouched
+
+
+def test_inode_reuse_with_different_head_is_a_new_file(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 5)
+    src, cps = _source(tmp_path)
+    _pump(src, cps)
+    src.close_all()
+    # simulate reuse: same inode (rewrite in place while down), different content, larger than the offset
+    with open(app, "r+") as f:
+        f.truncate(0)
+    _write(app, 100, 20)
+    src, cps = _source(tmp_path)
+    assert _seqs(_pump(src, cps)) == list(range(100, 120))
+
+
+def test_deleted_file_is_closed_and_forgotten(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 3)
+    src, cps = _source(tmp_path)
+    _pump(src, cps)
+    assert len(src.files) == 1
+    app.unlink()
+    _pump(src, cps)
+    assert src.files == {} and cps.entries == {}
+
+
+def test_last_line_without_newline_emitted_when_rotated_away(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    with open(app, "w") as f:
+        f.write('{"seq": 0}\n{"seq": 1}')
+    src, cps = _source(tmp_path, inputs=[{"paths": [str(app)], "format": "json"}])
+    assert _seqs(_pump(src, cps)) == [0]
+    os.rename(app, logs / "gone.log")
+    assert _seqs(_pump(src, cps)) == [1]
+
+
+def test_overlong_line_is_truncated_not_buffered(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    with open(app, "w") as f:
+        f.write("x" * 5000 + "\n" + '{"seq": 1}\n')
+    src, cps = _source(tmp_path, max_line_bytes=1000, read_chunk_bytes=512,
+                       inputs=[{"paths": [str(app)], "format": "json"}])
+    events = _pump(src, cps)
+    assert len(events[0]["message"]) == 1000 and events[1]["seq"] == 1
+
+
+def test_text_format_and_labels(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    app.write_text("hello world\n\nsecond line\r\n")
+    src, cps = _source(tmp_path, inputs=[{"paths": [str(app)], "format": "text", "labels": {"env": "prod"}}])
+    events = _pump(src, cps)
+    assert [e["message"] for e in events] == ["hello world", "second line"]
+    assert events[0]["service"] == "app" and events[0]["attrs"]["env"] == "prod"
+    assert isinstance(events[0]["ts"], float)  # no time in the line: read time

@@ -1,0 +1,94 @@
+"""Operations endpoints and the failure paths of ingest: store down (503), overload (429),
+metrics that move with what happened."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.factories import event
+from tests.hubproc import LiveHub
+
+
+def metric(h: LiveHub, name: str, **labels: str) -> float:
+    text = httpx.get(f"{h.url}/metrics").text
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+def test_health_ready_metrics(sqlite_hub: LiveHub) -> None:
+    h = sqlite_hub
+    assert httpx.get(f"{h.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{h.url}/readyz").status_code == 200
+    h.ingest([event(), event(), {"level": "nope"}])
+    h.ingest([event(id="dup-1"), event(id="dup-1")])
+    assert metric(h, "obshub_ingest_events_total", outcome="accepted") == 3
+    assert metric(h, "obshub_ingest_events_total", outcome="duplicate") == 1
+    assert metric(h, "obshub_ingest_events_total", outcome="rejected") == 1
+    assert metric(h, "obshub_ingest_rejected_total", reason="validation") == 1
+    assert metric(h, "obshub_ingest_batch_seconds_count", protocol="native") == 2
+    assert metric(h, "obshub_store_write_seconds_count", backend="sqlite") == 2
+    assert metric(h, "obshub_ingest_bytes_total", outcome="stored") > 100
+    h.ingest(b"x", headers={"Content-Encoding": "br"})
+    assert metric(h, "obshub_ingest_requests_total", status="415") == 1
+
+
+def test_store_down_is_503_with_retry_after_and_not_ready(sqlite_hub: LiveHub) -> None:
+    h = sqlite_hub
+    assert h.ingest([event()]).status_code == 200
+    h.store.close()  # the store goes away under a running hub
+    r = h.ingest([event()])
+    assert r.status_code == 503
+    assert int(r.headers["retry-after"]) > 0
+    assert "store unavailable" in r.json()["error"]
+    ready = httpx.get(f"{h.url}/readyz")
+    assert ready.status_code == 503 and ready.headers["retry-after"]
+    assert h.get("/api/v1/search").status_code == 503
+    assert httpx.get(f"{h.url}/healthz").status_code == 200  # the process itself is fine
+    h.store.open()
+    assert h.ingest([event()]).status_code == 200
+    assert httpx.get(f"{h.url}/readyz").status_code == 200
+    assert len(h.search_all()) == 2  # what was acknowledged, no more
+
+
+def test_overload_is_429_with_retry_after(tmp_path: Path) -> None:
+    h = LiveHub(f"sqlite:///{tmp_path}/o.db", max_inflight=1).start()
+    try:
+        gate = threading.Event()
+
+        def slow_body() -> Iterator[bytes]:
+            yield orjson.dumps(event()) + b"\n"
+            gate.wait(10)  # hold the only ingest slot open
+            yield orjson.dumps(event()) + b"\n"
+
+        results: list[int] = []
+
+        def hold_slot() -> None:
+            r = httpx.post(f"{h.url}/api/v1/ingest", content=slow_body(), timeout=30,
+                           headers={"Authorization": f"Bearer {h.ingest_token}"})
+            results.append(r.status_code)
+
+        t = threading.Thread(target=hold_slot)
+        t.start()
+        deadline = time.monotonic() + 5
+        while metric(h, "obshub_ingest_inflight_requests") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = h.ingest([event()])
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "1"
+        gate.set()
+        t.join(10)
+        assert results == [200]
+        assert h.ingest([event()]).status_code == 200
+        assert len(h.search_all()) == 3
+    finally:
+        h.stop()

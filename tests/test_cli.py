@@ -1,0 +1,119 @@
+"""The `obshub` command as users run it: subprocesses against a real hub subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hubproc import HubProcess, free_port
+
+
+def obshub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "obshub", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+@pytest.mark.parametrize("cmd", [[], ["serve"], ["project"], ["project", "create"], ["project", "list"], ["demo"],
+                                 ["search"], ["trace"]])
+def test_help_everywhere(cmd: list[str]) -> None:
+    r = obshub(*cmd, "--help")
+    assert r.returncode == 0
+    assert "usage: obshub" in r.stdout
+
+
+def test_project_create_prints_contract_json(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    r = obshub("project", "create", "shop", "--store", url, env={"OBSHUB_PORT": "9999"})
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert set(data) == {"project", "project_id", "ingest_token", "read_token", "dsn"}
+    assert data["project"] == "shop" and isinstance(data["project_id"], int)
+    assert data["dsn"].startswith("http://") and data["dsn"].endswith(f"@127.0.0.1:9999/{data['project_id']}")
+    again = obshub("project", "create", "shop", "--store", url)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    listed = obshub("project", "list", "--store", url)
+    assert json.loads(listed.stdout)["project"] == "shop"
+
+
+def test_bad_configuration_names_the_key(tmp_path: Path) -> None:
+    r = obshub("serve", env={"OBSHUB_PORT": "eighty"})
+    assert r.returncode == 2 and "OBSHUB_PORT" in r.stderr
+    r = obshub("project", "list", "--store", "mysql://x")
+    assert r.returncode == 2 and "OBSHUB_STORE" in r.stderr
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text("max_inflight = 'many'\n")
+    r = obshub("serve", env={"OBSHUB_CONFIG": str(cfg)})
+    assert r.returncode == 2 and "max_inflight" in r.stderr
+
+
+def test_first_start_bootstraps_default_project(tmp_path: Path) -> None:
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store",
+                             f"sqlite:///{tmp_path}/b.db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(5)]  # type: ignore[union-attr]
+        start = next(i for i, ln in enumerate(lines) if "created project 'default'" in ln)
+        creds = dict(ln.split() for ln in lines[start + 1:start + 4])
+        assert creds["dsn"].endswith(f":{port}/1")
+        import time
+
+        for _ in range(100):
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/search",
+                              headers={"Authorization": f"Bearer {creds['read_token']}"})
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+@pytest.fixture
+def hubproc(tmp_path: Path) -> Iterator[HubProcess]:
+    h = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log").start()
+    yield h
+    h.stop()
+
+
+def test_demo_then_search_and_trace(hubproc: HubProcess) -> None:
+    h = hubproc
+    r = obshub("demo", "--url", h.url, "--token", h.ingest_token)
+    assert r.returncode == 0, r.stderr
+    assert "stored" in r.stdout and "events" in r.stderr  # summary + progress bar
+    events = h.search_all(**{"from": "-1d"})
+    assert {e.get("host") for e in events} == {"web-1", "web-2", "web-3"}
+    assert {e.get("service") for e in events} == {"shop-web", "shop-api"}
+    assert len({e["user_id"] for e in events if "user_id" in e}) == 50
+    assert sum(1 for e in events if e["kind"] == "error") >= 40
+
+    env = {"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token}
+    tr = obshub("trace", "req-demo-cross-host", env=env)
+    assert tr.returncode == 0, tr.stderr
+    assert "hosts web-1, web-2" in tr.stdout and tr.stdout.count("req-demo-cross-host") >= 4
+    js = json.loads(obshub("trace", "req-demo-cross-host", "--json", env=env).stdout)
+    assert js["hosts"] == ["web-1", "web-2"]
+    timeline = h.get("/api/v1/users/u-0007/timeline").json()
+    switched = [x for x in timeline["requests"] if x["host_switch"]]
+    assert any(x["request_id"] == "req-demo-cart-lost" and x["errors"] >= 1 for x in switched)
+
+    s = obshub("search", 'level:error "timed out"', "--limit", "5", env=env)
+    assert s.returncode == 0 and s.stdout.count("timed out") == 5
+    bad = obshub("search", "level:error (", env=env)
+    assert bad.returncode == 1 and "unclosed" in bad.stderr and "^" in bad.stderr
+    none = obshub("trace", "no-such-id", env=env)
+    assert none.returncode == 1 and "no events" in none.stderr
+    noauth = obshub("search", "x", "--url", h.url, "--token", "wrong")
+    assert noauth.returncode == 1 and "401" in noauth.stderr
+    down = obshub("search", "x", "--url", "http://127.0.0.1:9", "--token", "t")
+    assert down.returncode == 1 and "cannot reach" in down.stderr

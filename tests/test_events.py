@@ -1,0 +1,124 @@
+"""obshub.events: the schema's aliases, levels, timestamps and bounds, function by function."""
+
+from __future__ import annotations
+
+import pytest
+
+from obshub.events import EventError, Limits, format_ts, normalize, normalize_level, parse_ts, to_public
+
+NOW = 1_795_000_000_000_000
+
+
+@pytest.mark.parametrize(("raw", "level"), [
+    ("DEBUG", "debug"), ("trace", "debug"), ("FINEST", "debug"), ("Information", "info"), ("notice", "info"),
+    ("WARN", "warning"), ("warning", "warning"), ("err", "error"), ("SEVERE", "error"), ("fatal", "critical"),
+    ("emerg", "critical"), ("crit", "critical"), ("alert", "critical"), (0, "critical"), (3, "error"),
+    (4, "warning"), (5, "info"), (6, "info"), (7, "debug"), ("7", "debug"), (10, "debug"), (20, "info"),
+    (30, "warning"), (40, "error"), (50, "critical"),
+])
+def test_levels_normalize(raw: object, level: str) -> None:
+    assert normalize_level(raw) == level
+
+
+@pytest.mark.parametrize("raw", ["loud", 8, 99, True, None, 3.5, ""])
+def test_unknown_levels_are_errors(raw: object) -> None:
+    with pytest.raises(EventError) as e:
+        normalize_level(raw)
+    assert e.value.field == "level"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("2026-11-23T19:14:02.123456Z", "2026-11-23T19:14:02.123456Z"),
+    ("2026-11-23T19:14:02.123456789Z", "2026-11-23T19:14:02.123456Z"),  # ns truncated to µs
+    ("2026-11-23T21:14:02+02:00", "2026-11-23T19:14:02.000000Z"),
+    ("2026-11-23 19:14:02,5", "2026-11-23T19:14:02.500000Z"),  # python logging's comma, no offset = UTC
+    ("2026-11-23t19:14:02z", "2026-11-23T19:14:02.000000Z"),
+    (1795461242, "2026-11-23T19:14:02.000000Z"),  # s
+    (1795461242.25, "2026-11-23T19:14:02.250000Z"),
+    (1795461242250, "2026-11-23T19:14:02.250000Z"),  # ms
+    (1795461242250001, "2026-11-23T19:14:02.250001Z"),  # µs
+    (1795461242250001999, "2026-11-23T19:14:02.250001Z"),  # ns
+    ("1795461242.5", "2026-11-23T19:14:02.500000Z"),
+])
+def test_timestamps(raw: object, expected: str) -> None:
+    assert format_ts(parse_ts(raw)) == expected
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "", "2026-13-45T00:00:00Z", True, [], {}, float("nan"),
+                                 -5, "1800-01-01T00:00:00Z", 10**30])
+def test_bad_timestamps(raw: object) -> None:
+    with pytest.raises(EventError) as e:
+        parse_ts(raw)
+    assert e.value.field == "ts"
+
+
+def test_defaults_and_generated_id() -> None:
+    ev = normalize({"message": "hi"}, NOW)
+    assert ev["ts"] == NOW == ev["received_at"]
+    assert ev["kind"] == "log" and ev["level"] == "info"
+    assert len(ev["id"]) == 32 and ev["id"] != normalize({"message": "hi"}, NOW)["id"]
+    assert ev["attrs"] == {}
+
+
+def test_unknown_keys_move_to_attrs_flattened() -> None:
+    ev = normalize({"message": "m", "http": {"path": "/x", "status": 200}, "tags": ["a", "b"],
+                    "attrs": {"plan": "pro", "cart": {"items": 3}}}, NOW)
+    assert ev["attrs"] == {"http.path": "/x", "http.status": 200, "tags": ["a", "b"], "plan": "pro", "cart.items": 3}
+
+
+def test_canonical_key_wins_and_alias_is_kept() -> None:
+    ev = normalize({"message": "canonical", "msg": "alias", "event": "structlog"}, NOW)
+    assert ev["message"] == "canonical"
+    assert ev["attrs"] == {"msg": "alias", "event": "structlog"}
+
+
+def test_key_both_top_level_and_in_attrs_is_an_error() -> None:
+    with pytest.raises(EventError, match="both at the top level and inside attrs"):
+        normalize({"plan": "a", "attrs": {"plan": "b"}}, NOW)
+
+
+def test_correlation_keys_accept_numbers_as_text() -> None:
+    ev = normalize({"user_id": 42, "request_id": "r", "session_id": 7.5}, NOW)
+    assert (ev["user_id"], ev["session_id"]) == ("42", "7.5")
+    with pytest.raises(EventError, match="user_id"):
+        normalize({"user_id": {"id": 1}}, NOW)
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"id": ""}, "id"), ({"id": "x" * 129}, "id"), ({"id": 5}, "id"), ({"kind": "metric"}, "kind"),
+    ({"kind": "event"}, "name"), ({"kind": "error"}, "error"), ({"attrs": [1]}, "attrs"),
+    ({"error": 5}, "error"), ({"error": {"stack": 5}}, "error.stack"), ({"error": {"stack": [1]}}, "error.stack[0]"),
+    ({"message": ["a"]}, "message"), ({"attrs": {"x": [{"a": 1}]}}, "attrs.x"),
+])
+def test_invalid_fields_are_named(raw: dict[str, object], field: str) -> None:
+    with pytest.raises(EventError) as e:
+        normalize(raw, NOW)
+    assert e.value.field == field
+
+
+def test_limits_each_reported() -> None:
+    lim = Limits(max_attr_keys=3, max_attr_depth=2, max_value_bytes=10, max_message_bytes=20, max_key_bytes=8)
+    with pytest.raises(EventError, match="4 keys"):
+        normalize({"attrs": {"a": 1, "b": 2, "c": 3, "d": 4}}, NOW, lim)
+    with pytest.raises(EventError, match="nested deeper"):
+        normalize({"attrs": {"a": {"b": {"c": 1}}}}, NOW, lim)
+    with pytest.raises(EventError, match="11 bytes"):
+        normalize({"attrs": {"a": "x" * 11}}, NOW, lim)
+    with pytest.raises(EventError, match="message"):
+        normalize({"message": "é" * 11}, NOW, lim)  # 22 bytes in UTF-8: bytes, not characters
+    with pytest.raises(EventError, match="key longer"):
+        normalize({"attrs": {"abcdefghi": 1}}, NOW, lim)
+    assert normalize({"attrs": {"a": {"b": "x" * 10}}}, NOW, lim)["attrs"] == {"a.b": "x" * 10}
+
+
+def test_error_implies_kind_and_message() -> None:
+    ev = normalize({"error": {"type": "ValueError", "value": "bad"}}, NOW)
+    assert (ev["kind"], ev["level"], ev["message"]) == ("error", "error", "ValueError: bad")
+    ev = normalize({"kind": "event", "message": "signup"}, NOW)
+    assert ev["name"] == "signup"
+
+
+def test_to_public_renders_times_and_drops_empties() -> None:
+    pub = to_public(normalize({"id": "x", "message": "m", "ts": NOW}, NOW))
+    assert pub == {"id": "x", "message": "m", "ts": format_ts(NOW), "received_at": format_ts(NOW),
+                   "kind": "log", "level": "info"}
