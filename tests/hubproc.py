@@ -141,10 +141,14 @@ class HubProcess(_Client):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> HubProcess:
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--store", self.store_url], env=self.env, stdout=log, stderr=log, cwd=REPO)
+        cmd = [sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               "--store", self.store_url]
+        if self.log_path:
+            with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+                self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=REPO)
+        else:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

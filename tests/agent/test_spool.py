@@ -23,7 +23,7 @@ def _drain(sp: Spool, ack: bool = True) -> list[bytes]:
 
 
 def test_order_ack_and_segment_cleanup(tmp_path: Path) -> None:
-    sp = _spool(tmp_path)
+    sp = _spool(tmp_path, segment_bytes=1024)
     for i in range(100):
         sp.append(b"".join(b'{"n":%d}\n' % (i * 10 + j) for j in range(10)))
     assert len(list(tmp_path.glob("*.seg"))) > 5
