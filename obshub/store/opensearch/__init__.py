@@ -29,7 +29,7 @@ from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.lifecycle import Lifecycle
 from obshub.store.opensearch.mappings import Names, event_template, small_index_body
 from obshub.store.opensearch.reader import Reader
-from obshub.store.opensearch.state import META_FIELDS, PROJECT_FIELDS, TOKEN_FIELDS, State
+from obshub.store.opensearch.state import STATE_FIELDS, State
 from obshub.store.opensearch.url import OpenSearchConfig, parse_url
 from obshub.store.opensearch.writer import BulkWriter
 from obshub.store.querylang import Node
@@ -67,14 +67,13 @@ class OpenSearchStore:
         with guard("create templates"):
             c.indices.put_index_template(name=n.events_template,
                                          body=event_template(n, self.cfg.shards, self.cfg.replicas))
-            for index, fields in ((n.projects, PROJECT_FIELDS), (n.tokens, TOKEN_FIELDS), (n.meta, META_FIELDS)):
-                if not c.indices.exists(index=index):
-                    try:
-                        with guard("create index"):
-                            c.indices.create(index=index, body=small_index_body(fields, self.cfg.replicas))
-                    except StoreError as e:
-                        if "resource_already_exists" not in str(e):  # another hub won the race
-                            raise
+            if not c.indices.exists(index=n.state):
+                try:
+                    with guard("create index"):
+                        c.indices.create(index=n.state, body=small_index_body(STATE_FIELDS, self.cfg.replicas))
+                except StoreError as e:
+                    if "resource_already_exists" not in str(e):  # another hub won the race
+                        raise
             exists = c.transport.perform_request("GET", f"/_data_stream/{n.events}", params={"ignore": 404})
             if not (isinstance(exists, dict) and exists.get("data_streams")):
                 try:

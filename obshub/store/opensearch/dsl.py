@@ -124,6 +124,8 @@ def _attr(key: str, node: Field) -> dict[str, Any]:
         should: list[dict[str, Any]] = [{"terms": {"attrs_kv": kvs}}]
         num = _number(v)
         if num is not None:
+            kvs.append(f"{key}={v}")  # the number as JSON text: found even without attrs_num
+            should[0] = {"terms": {"attrs_kv": kvs}}
             should.append({"term": {num_field(key): num}})
         return {"bool": {"should": should, "minimum_should_match": 1}} if len(should) > 1 else should[0]
     return {"range": {num_field(key): {_RANGE[node.op]: float(node.value)}}}

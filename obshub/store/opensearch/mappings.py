@@ -4,9 +4,7 @@ Layout (docs/opensearch.md explains the choices):
 
     <prefix>-events     data stream, all projects (`project_id` field), backing indices
                         .ds-<prefix>-events-NNNNNN, rolled over by `lifecycle.maintain`
-    <prefix>-projects   one doc per project, _id = name (create = unique name)
-    <prefix>-tokens     one doc per token, _id = sha256 of the token
-    <prefix>-meta       counters and uniqueness claims (project id sequence, public keys)
+    <prefix>-state      projects, tokens, the project id counter, public key claims (state.py)
 
 One stream for all projects, not one per project: a stream per project multiplies shards
 (each costs ~10-50 MB heap on the node), and every query filters on `project_id` anyway.
@@ -70,9 +68,7 @@ class Names:
         self.prefix = prefix
         self.events = f"{prefix}-events"
         self.events_template = f"{prefix}-events"
-        self.projects = f"{prefix}-projects"
-        self.tokens = f"{prefix}-tokens"
-        self.meta = f"{prefix}-meta"
+        self.state = f"{prefix}-state"
 
 
 def event_template(names: Names, shards: int, replicas: int | None) -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""Projects and tokens: small ordinary indices, written rarely, read on every request.
+"""Projects and tokens: one small ordinary index (`<prefix>-state`), written rarely, read on
+every request. Docs are told apart by `_id` prefix and a `kind` field:
 
-- A project doc's `_id` is its name, written with `create`: a second create is a 409, so two
-  hubs creating the same name at once cannot both win.
-- Project ids are integers from a counter doc in `<prefix>-meta`, bumped with
-  `if_seq_no`/`if_primary_term` (optimistic concurrency; a lost race re-reads and retries).
-- Public keys are unique through claim docs (`pk:<key>`) in the same meta index.
-- Token docs are keyed by the token's hash: a lookup is a realtime GET, no refresh needed.
+    project:<name>   {kind, id, name, public_key, created_at}   create = unique name
+    seq:project      {kind, value}    the last project id, bumped with if_seq_no/if_primary_term
+                                      (optimistic concurrency: a lost race re-reads and retries)
+    pk:<key>         {kind, project_id}                          create = unique public key
+    token:<sha256>   {kind, project_id, scope, created_at}       a realtime GET per request
+
+One index rather than one per kind: each index costs a cluster-state update to create (~200 ms
+on one node) and heap for its shard, and these hold a few hundred docs at most.
 Project rows never change after creation, so lookups by id are cached in-process.
 """
 
@@ -18,17 +21,17 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from obshub.errors import Conflict, NotFound, StoreUnavailable
+from obshub.errors import Conflict, StoreUnavailable
 from obshub.store.base import Project, TokenScope
 from obshub.store.opensearch.client import guard
 from obshub.store.opensearch.mappings import Names
 
-__all__ = ["PROJECT_FIELDS", "META_FIELDS", "TOKEN_FIELDS", "State"]
+__all__ = ["STATE_FIELDS", "State"]
 
-PROJECT_FIELDS = {"id": "integer", "name": "keyword", "public_key": "keyword", "created_at": "long"}
-TOKEN_FIELDS = {"project_id": "integer", "scope": "keyword", "created_at": "long"}
-META_FIELDS = {"value": "long", "project_id": "integer"}
-_SEQ_DOC = "project_seq"
+STATE_FIELDS = {"kind": "keyword", "id": "integer", "name": "keyword", "public_key": "keyword",
+                "created_at": "long", "project_id": "integer", "scope": "keyword", "value": "long"}
+_SEQ_DOC = "seq:project"
+_PROJECTS = {"term": {"kind": "project"}}
 _SEQ_RETRIES = 50  # concurrent creates from many hubs: each retry is one GET + one PUT (~2 ms)
 
 
@@ -48,25 +51,21 @@ class State:
         self._lock = threading.Lock()
 
     def _get(self, index: str, doc_id: str) -> dict[str, Any] | None:
-        try:
-            with guard(f"get {index}"):
-                return self.client.get(index=index, id=doc_id)  # type: ignore[no-any-return]
-        except NotFound:
-            return None
+        with guard(f"get {index}"):
+            doc = self.client.get(index=index, id=doc_id, params={"ignore": 404})
+        return doc if isinstance(doc, dict) and doc.get("found") else None
 
     def _next_id(self) -> int:
         for _ in range(_SEQ_RETRIES):
-            doc = self._get(self.names.meta, _SEQ_DOC)
+            doc = self._get(self.names.state, _SEQ_DOC)
             try:
                 with guard("allocate project id"):
                     if doc is None:
-                        self.client.create(index=self.names.meta, id=_SEQ_DOC, body={"value": 1},
-                                           params={"refresh": "true"})
+                        self.client.create(index=self.names.state, id=_SEQ_DOC, body={"kind": "seq", "value": 1})
                         return 1
                     n = int(doc["_source"]["value"]) + 1
-                    self.client.index(index=self.names.meta, id=_SEQ_DOC, body={"value": n},
-                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
-                                              "refresh": "true"})
+                    self.client.index(index=self.names.state, id=_SEQ_DOC, body={"kind": "seq", "value": n},
+                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]})
                     return n
             except Conflict:
                 continue  # another hub took this number; re-read
@@ -74,27 +73,27 @@ class State:
 
     def is_empty(self) -> bool:
         with guard("count projects"):
-            return int(self.client.count(index=self.names.projects)["count"]) == 0
+            return int(self.client.count(index=self.names.state, body={"query": _PROJECTS})["count"]) == 0
 
     def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
-        if self._get(self.names.projects, name) is not None:
+        if self._get(self.names.state, f"project:{name}") is not None:
             raise Conflict(f"project {name!r} already exists")
         pid = self._next_id()
         now = _now_us()
         try:
             with guard("create project"):
-                self.client.create(index=self.names.projects, id=name,
-                                   body={"id": pid, "name": name, "public_key": public_key, "created_at": now},
+                self.client.create(index=self.names.state, id=f"project:{name}",
+                                   body={"kind": "project", "id": pid, "name": name, "public_key": public_key, "created_at": now},
                                    params={"refresh": "true"})
         except Conflict:
             raise Conflict(f"project {name!r} already exists") from None
         try:
             with guard("claim public key"):
-                self.client.create(index=self.names.meta, id=f"pk:{public_key}", body={"project_id": pid},
-                                   params={"refresh": "true"})
+                self.client.create(index=self.names.state, id=f"pk:{public_key}",
+                                   body={"kind": "pk", "project_id": pid})
         except Conflict:
             with guard("undo project"):
-                self.client.delete(index=self.names.projects, id=name, params={"refresh": "true"})
+                self.client.delete(index=self.names.state, id=f"project:{name}", params={"refresh": "true"})
             raise Conflict(f"public key of project {name!r} is already in use") from None
         for scope, h in token_hashes:
             try:
@@ -108,9 +107,9 @@ class State:
 
     def _add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
         with guard("add token"):
-            self.client.create(index=self.names.tokens, id=token_hash,
-                               body={"project_id": project_id, "scope": scope, "created_at": _now_us()},
-                               params={"refresh": "true"})
+            self.client.create(index=self.names.state, id=f"token:{token_hash}",
+                               body={"kind": "token", "project_id": project_id, "scope": scope,
+                                     "created_at": _now_us()})
 
     def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
         try:
@@ -119,7 +118,7 @@ class State:
             pass  # same hash twice: already there (SQLite: INSERT OR IGNORE)
 
     def get_project(self, name: str) -> Project | None:
-        doc = self._get(self.names.projects, name)
+        doc = self._get(self.names.state, f"project:{name}")
         return _project(doc["_source"]) if doc is not None else None
 
     def get_project_by_id(self, project_id: int) -> Project | None:
@@ -128,8 +127,9 @@ class State:
         if hit is not None:
             return hit
         with guard("get project"):
-            resp = self.client.search(index=self.names.projects,
-                                      body={"query": {"term": {"id": project_id}}, "size": 1})
+            resp = self.client.search(index=self.names.state,
+                                      body={"query": {"bool": {"filter": [_PROJECTS, {"term": {"id": project_id}}]}},
+                                            "size": 1})
         hits = resp["hits"]["hits"]
         if not hits:
             return None
@@ -140,12 +140,12 @@ class State:
 
     def list_projects(self) -> list[Project]:
         with guard("list projects"):
-            resp = self.client.search(index=self.names.projects,
-                                      body={"query": {"match_all": {}}, "sort": [{"id": "asc"}], "size": 10_000})
+            resp = self.client.search(index=self.names.state,
+                                      body={"query": _PROJECTS, "sort": [{"id": "asc"}], "size": 10_000})
         return [_project(h["_source"]) for h in resp["hits"]["hits"]]
 
     def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
-        doc = self._get(self.names.tokens, token_hash)
+        doc = self._get(self.names.state, f"token:{token_hash}")
         if doc is None:
             return None
         project = self.get_project_by_id(int(doc["_source"]["project_id"]))
