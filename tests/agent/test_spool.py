@@ -94,8 +94,8 @@ def test_cap_blocks_writer_until_ack(tmp_path: Path) -> None:
 def test_blocked_append_returns_false_on_stop(tmp_path: Path) -> None:
     sp = _spool(tmp_path, max_bytes=4096, segment_bytes=1024)
     stop = threading.Event()
-    while sp.append(b"y" * 500 + b"\n", stop) and sp.bytes < 4096:
-        pass
+    while sp.bytes + 520 <= 4096:
+        assert sp.append(b"y" * 500 + b"\n", stop)
     stop.set()
     assert sp.append(b"z" * 500 + b"\n", stop) is False
     sp.close()
