@@ -44,6 +44,25 @@ _HEAD_FRAMES = 16
 _MAX_CHAIN = 8
 _MAX_VALUE = 4096
 
+# The hub rejects an event whose attr string is over 16 KiB or whose message is over 256 KiB
+# (obshub events.Limits); a rejected line is a lost line, so longer values are cut here instead.
+# The len() pre-check keeps the common case at one comparison: a str of n chars is ≥ n bytes.
+MAX_VALUE_BYTES = 16 * 1024 - 64
+MAX_MESSAGE_BYTES = 256 * 1024 - 64
+_CUT = "…[cut by obshub_sdk]"
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` if its UTF-8 form fits in ``limit`` bytes, else its longest prefix that does,
+    marked as cut."""
+    if len(text) * 4 <= limit:
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - len(_CUT.encode())].decode("utf-8", "ignore") + _CUT
+
+
 # --- timestamps -------------------------------------------------------------------------------
 
 _ts_cache: tuple[int, str] = (-1, "")

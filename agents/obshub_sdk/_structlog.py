@@ -23,7 +23,16 @@ import structlog
 from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from structlog.typing import EventDict
 
-from obshub_sdk._render import TOP_LEVEL_KEYS, Sink, dumps, error_from_exc_info, ts_now
+from obshub_sdk._render import (
+    MAX_MESSAGE_BYTES,
+    MAX_VALUE_BYTES,
+    TOP_LEVEL_KEYS,
+    Sink,
+    dumps,
+    error_from_exc_info,
+    fit,
+    ts_now,
+)
 from obshub_sdk.context import _FIELDS
 
 _LEVELS = {
@@ -54,7 +63,8 @@ class Renderer:
         line: dict[str, Any] = {
             "ts": ts_now(),
             "level": _LEVELS.get(method_name, "info"),
-            "message": message if isinstance(message, str) else str(message),
+            "message": fit(message if isinstance(message, str) else str(message),
+                           MAX_MESSAGE_BYTES),
             "logger": event_dict.pop("logger", None) or getattr(logger, "name", None),
         }
         line.update(self.static)
@@ -73,7 +83,7 @@ class Renderer:
                     if error is not None:
                         line["error"] = error
                 else:
-                    attrs[key] = value
+                    attrs[key] = fit(value, MAX_VALUE_BYTES) if type(value) is str else value
             if attrs:
                 line["attrs"] = attrs
         return dumps(line)

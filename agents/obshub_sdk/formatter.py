@@ -16,7 +16,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from obshub_sdk._render import TOP_LEVEL_KEYS, Sink, dumps, error_object, ts_from_float
+from obshub_sdk._render import (
+    MAX_MESSAGE_BYTES,
+    MAX_VALUE_BYTES,
+    TOP_LEVEL_KEYS,
+    Sink,
+    dumps,
+    error_object,
+    fit,
+    ts_from_float,
+)
 from obshub_sdk.context import _FIELDS
 
 __all__ = ["JSONFormatter"]
@@ -78,7 +87,7 @@ class JSONFormatter(logging.Formatter):
         line: dict[str, Any] = {
             "ts": ts_from_float(record.created),
             "level": level,
-            "message": _message(record),
+            "message": fit(_message(record), MAX_MESSAGE_BYTES),
             "logger": record.name,
         }
         line.update(self.static)
@@ -98,7 +107,8 @@ class JSONFormatter(logging.Formatter):
                 if key in TOP_LEVEL_KEYS:
                     line[key] = values[key]
                 else:
-                    attrs[key] = values[key]
+                    value = values[key]
+                    attrs[key] = fit(value, MAX_VALUE_BYTES) if type(value) is str else value
             override = values.get(OVERRIDES)
             if override:  # read-only: other handlers may format the same record after us
                 for key, value in override.items():
@@ -134,8 +144,11 @@ class SinkHandler(logging.Handler):
         self.setFormatter(formatter)
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-        if not self.filter(record):
+        checked = self.filter(record)
+        if not checked:
             return False
+        if isinstance(checked, logging.LogRecord):  # 3.12+: a filter may return a new record
+            record = checked
         self.emit(record)
         return True
 

@@ -283,3 +283,16 @@ def test_json_formatter_standalone_in_dictconfig() -> None:
         logger.propagate = True
     line = json.loads(buf.getvalue())
     assert (line["message"], line["service"], line["host"]) == ("plain handler", "svc", "h")
+
+
+def test_oversized_values_are_cut_to_what_the_hub_accepts(sdk_log) -> None:
+    # The hub rejects attr strings over 16 KiB and messages over 256 KiB; a rejected line would
+    # be lost, so the SDK cuts them (on a UTF-8 boundary) and says so.
+    structlog.get_logger().info("m" * 300_000, blob="é" * 20_000, small="ok")
+    logging.getLogger("lib").info("x", extra={"blob": "x" * 40_000})
+    first, second = sdk_log.lines()
+    assert len(first["message"].encode()) <= 256 * 1024
+    assert first["message"].endswith("…[cut by obshub_sdk]")
+    assert len(first["attrs"]["blob"].encode()) <= 16 * 1024
+    assert first["attrs"]["blob"].startswith("éé") and first["attrs"]["small"] == "ok"
+    assert len(second["attrs"]["blob"].encode()) <= 16 * 1024
