@@ -236,3 +236,25 @@ def test_lifespan_and_non_http_scopes_pass_through() -> None:
 
     asyncio.run(main())
     assert seen == ["lifespan"]
+
+
+def test_cancelled_request_is_logged_as_499(sdk_log) -> None:
+    started = asyncio.Event()
+
+    async def hangs(scope, receive, send) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/hang", "headers": []}
+        task = asyncio.create_task(CorrelationMiddleware(hangs)(scope, None, None))  # type: ignore[arg-type]
+        await started.wait()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    access = sdk_log.wait_for(_access)
+    assert access["attrs"]["status"] == 499 and access["level"] == "info"
