@@ -293,7 +293,8 @@ class FileSource:
                 st = None
             if st is not None:
                 tf.size = st.st_size
-                if st.st_size < tf.read_pos:
+                if st.st_size < tf.read_pos or (tf.cp.fp is not None and _fp_of(tf.fd, tf.cp.fp_len) != tf.cp.fp):
+                    # smaller than what was read, or (truncated and already regrown) a different head
                     self._truncated(tf, st.st_size, out)
                     continue
                 if st.st_size > tf.read_pos:
