@@ -65,8 +65,10 @@ class Renderer:
             "level": _LEVELS.get(method_name, "info"),
             "message": fit(message if isinstance(message, str) else str(message),
                            MAX_MESSAGE_BYTES),
-            "logger": event_dict.pop("logger", None) or getattr(logger, "name", None),
         }
+        name = event_dict.pop("logger", None) or getattr(logger, "name", None)
+        if name:
+            line["logger"] = name if type(name) is str else str(name)
         line.update(self.static)
         fields = _FIELDS.get()
         if fields:
@@ -77,7 +79,10 @@ class Renderer:
             attrs: dict[str, Any] = {}
             for key, value in event_dict.items():
                 if key in TOP_LEVEL_KEYS:
-                    line[key] = value
+                    # The hub takes only strings (or numbers) here and rejects the whole line
+                    # otherwise; None means "not set".
+                    if value is not None:
+                        line[key] = value if type(value) is str else str(value)
                 elif key == "exc_info":
                     error = error_from_exc_info(value)
                     if error is not None:

@@ -105,7 +105,9 @@ class JSONFormatter(logging.Formatter):
                 if key == OVERRIDES:
                     continue
                 if key in TOP_LEVEL_KEYS:
-                    line[key] = values[key]
+                    value = values[key]
+                    if value is not None:  # strings only: the hub rejects a line otherwise
+                        line[key] = value if type(value) is str else str(value)
                 else:
                     value = values[key]
                     attrs[key] = fit(value, MAX_VALUE_BYTES) if type(value) is str else value

@@ -296,3 +296,16 @@ def test_oversized_values_are_cut_to_what_the_hub_accepts(sdk_log) -> None:
     assert len(first["attrs"]["blob"].encode()) <= 16 * 1024
     assert first["attrs"]["blob"].startswith("éé") and first["attrs"]["small"] == "ok"
     assert len(second["attrs"]["blob"].encode()) <= 16 * 1024
+
+
+def test_top_level_values_are_strings_the_hub_accepts(sdk_log) -> None:
+    structlog.get_logger().info("numbers", user_id=42, session_id=None, host=True)
+    logging.getLogger("lib").info("extra", extra={"user_id": 7, "request_id": None})
+    first, second = sdk_log.lines()
+    assert first["user_id"] == "42" and "session_id" not in first and first["host"] == "True"
+    assert second["user_id"] == "7" and "request_id" not in second
+
+
+def test_logger_without_a_name_has_no_logger_key(sdk_log) -> None:
+    structlog.get_logger().info("anonymous")
+    assert "logger" not in sdk_log.lines()[0]
