@@ -25,14 +25,25 @@ from obshub_sdk.asgi import CorrelationMiddleware
 log = structlog.get_logger("payments.api")
 
 
+class GatewayError(Exception):
+    pass
+
+
 class CardDeclined(Exception):
     pass
 
 
-def _charge(amount_cents: int, fail: bool) -> str:
+def _call_gateway(amount_cents: int, fail: bool) -> str:
     if fail:
-        raise CardDeclined(f"card declined for {amount_cents} cents")
+        raise GatewayError("acquirer answered 05 (do not honour)")
     return "pay_" + os.urandom(6).hex()
+
+
+def _charge(amount_cents: int, fail: bool) -> str:
+    try:
+        return _call_gateway(amount_cents, fail)
+    except GatewayError as exc:  # logged as one error with its cause in error.chain
+        raise CardDeclined(f"card declined for {amount_cents} cents") from exc
 
 
 async def charge(request: Request) -> JSONResponse:

@@ -172,6 +172,21 @@ def test_trace_and_user_timeline_across_hosts(deployment: Deployment) -> None:
     assert set(r1["services"]) == set(r2["services"]) == {"shop-web", "payments"}
     assert r2["host_switch"] is True
 
+    # A declined card: the error logged on api-1 arrives as a grouped-kind error with its cause.
+    failed = httpx.get(f"{deployment.urls['web-1']}/checkout", params={"user": "bob", "fail": "1"},
+                       timeout=10)
+    assert failed.status_code == 402
+    bad = _wait_trace(deployment, failed.json()["trace_id"])
+    assert bad["error_count"] >= 1
+    [error] = [e for e in bad["events"] if e["kind"] == "error"]
+    assert error["host"] == "api-1" and error["user_id"] == "bob"
+    assert error["error"]["type"].endswith("CardDeclined")
+    assert error["error"]["chain"][0]["type"].endswith("GatewayError")
+
+    names = deployment.hub.get("/api/v1/analytics/events").json()["events"]
+    counts = {x["name"]: x["count"] for x in names}
+    assert counts["checkout_started"] == 3 and counts["order_completed"] == 2
+
     # And the command the README tells a user to run.
     out = subprocess.run(
         [sys.executable, "-m", "obshub", "trace", first, "--url", deployment.hub.url,

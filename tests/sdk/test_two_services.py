@@ -132,6 +132,8 @@ def test_failure_in_b_is_correlated_with_a(two_services: TwoServices, read_jsonl
     assert error["user_id"] == "bob" and error["level"] == "error"
     assert error["error"]["type"].endswith("CardDeclined")
     assert any(f["function"] == "_charge" and f["in_app"] for f in error["error"]["stack"])
+    [cause] = error["error"]["chain"]
+    assert cause["relation"] == "cause" and cause["type"].endswith("GatewayError")
     [warning] = _wait_lines(read_jsonl, two_services.web_log,
                             lambda x: x.get("trace_id") == trace and x["level"] == "warning")
     assert warning["message"] == "payment failed"
