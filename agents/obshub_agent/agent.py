@@ -144,7 +144,9 @@ class Agent:
             if now - last_discover >= cfg.discover_interval_ms / 1000:
                 self.source.discover(out)
                 last_discover = now
-            read = self.source.read_pass(out)
+            # a spool record stays near min(batch, segment) bytes: read at most half of that per file and pass
+            record_max = min(cfg.batch_max_bytes, cfg.spool_segment_bytes)
+            read = self.source.read_pass(out, min(cfg.read_chunk_bytes, max(4096, record_max // 2)))
             if not read or now - last_house >= cfg.poll_interval_ms / 1000:
                 self.source.housekeeping(out)
                 self.lags = self.source.lags()
@@ -153,7 +155,7 @@ class Agent:
                 if n0 == 0:
                     out_since = now
                 out_bytes += sum(map(len, out[n0:])) + (len(out) - n0)
-            if out and (not read or out_bytes >= min(cfg.batch_max_bytes, cfg.spool_segment_bytes)
+            if out and (not read or out_bytes >= record_max
                         or (now - out_since) * 1000 >= cfg.batch_max_age_ms):
                 if not self._flush(out):
                     break

@@ -117,6 +117,10 @@ class Shipper:
         while True:
             if self.halt.is_set():
                 return False
+            if self.pending_config is not None:  # SIGHUP while retrying (e.g. a fixed token)
+                cfg, self.pending_config = self.pending_config, None
+                self.close()
+                self.configure(cfg)
             status, headers, body = self._post(chunk)
             self.last_status = status
             if 200 <= status < 300:

@@ -236,10 +236,10 @@ class FileSource:
         return tf
 
     # -- reading --------------------------------------------------------------------------------
-    def read_pass(self, out: list[bytes]) -> int:
-        """One read (at most read_chunk_bytes) from every open file. Returns bytes read."""
+    def read_pass(self, out: list[bytes], chunk: int | None = None) -> int:
+        """One read (at most `chunk`, default read_chunk_bytes) from every open file. Returns bytes read."""
         total = 0
-        chunk = self.cfg.read_chunk_bytes
+        chunk = chunk or self.cfg.read_chunk_bytes
         for key in list(self.files):
             tf = self.files[key]
             data = os.pread(tf.fd, chunk, tf.read_pos)
