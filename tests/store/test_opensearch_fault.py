@@ -1,0 +1,140 @@
+"""The node goes away mid-ingest and comes back: nothing acknowledged is lost, nothing unstored
+is acknowledged. On a node of this module's own (stopping the shared one would disturb others).
+
+Store level: write_events and ping raise StoreUnavailable (never a raw exception), then resume.
+HTTP level: a real `obshub serve` subprocess answers 503 + Retry-After (never 500, never 2xx)
+while the node is down, /readyz turns 503, and an agent-like client that retries until acked
+ends with exactly its events stored once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from obshub.errors import StoreUnavailable
+from obshub.events import normalize
+from obshub.store.opensearch import OpenSearchStore
+from tests.opensearch_node import OpenSearchNode, drop_prefix, own_opensearch_node  # noqa: F401
+
+pytestmark = pytest.mark.opensearch
+
+
+@pytest.fixture
+def node_url(own_opensearch_node: OpenSearchNode) -> Iterator[str]:  # noqa: F811
+    url = f"{own_opensearch_node.store_url}&prefix=f{uuid.uuid4().hex[:10]}&timeout=5"
+    yield url
+    own_opensearch_node.start()  # whatever the test did, leave the node up for the next one
+    drop_prefix(url)
+
+
+def _events(start: int, n: int) -> list[dict[str, Any]]:
+    now = time.time_ns() // 1000
+    return [normalize({"id": f"ev{i:06d}", "message": f"line {i}", "host": "web-1"}, now) for i in range(start, start + n)]
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_store_raises_unavailable_while_down_and_resumes(own_opensearch_node: OpenSearchNode,  # noqa: F811
+                                                         node_url: str, how: str) -> None:
+    store = OpenSearchStore.from_url(node_url)
+    store.open()
+    pid = store.create_project("p", os.urandom(8).hex(), []).id
+    acked = 0
+    for b in range(5):
+        acked += store.write_events(pid, _events(b * 100, 100)).accepted
+    getattr(own_opensearch_node, how)()  # graceful stop, or SIGKILL (no flush: translog only)
+    with pytest.raises(StoreUnavailable):
+        store.write_events(pid, _events(500, 100))
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    with pytest.raises(StoreUnavailable):
+        store.count(pid, None, None, None)
+    own_opensearch_node.start()
+    store.ping()
+    r = store.write_events(pid, _events(500, 100))  # the batch that failed, retried
+    assert r.accepted + r.duplicates == 100 and not r.rejected
+    acked += r.accepted + r.duplicates
+    assert acked == 600
+    assert store.count(pid, None, None, None) == 600
+    store.close()
+
+
+def test_hub_answers_503_while_node_down_and_nothing_acked_is_lost(own_opensearch_node: OpenSearchNode,  # noqa: F811
+                                                                  node_url: str, tmp_path: Any) -> None:
+    from tests.hubproc import HubProcess
+
+    hub = HubProcess(node_url, log_path=tmp_path / "hub.log").start()
+    statuses: list[int] = []
+    retry_after: list[str | None] = []
+    acked: set[str] = set()
+    stop = threading.Event()
+    batches = 0
+
+    def agent() -> None:
+        # Like obshub-agent: send a batch until it is acknowledged, honouring Retry-After.
+        nonlocal batches
+        i = 0
+        with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {hub.ingest_token}"},
+                          timeout=30) as c:
+            while not stop.is_set() or i % 50:
+                batch = [{"id": f"a{j:06d}", "message": f"agent line {j}", "host": "web-2"} for j in range(i, i + 50)]
+                body = b"\n".join(orjson.dumps(x) for x in batch)
+                while True:
+                    try:
+                        r = c.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson"})
+                    except httpx.HTTPError:
+                        statuses.append(-1)
+                        time.sleep(0.2)
+                        continue
+                    statuses.append(r.status_code)
+                    if r.status_code == 200:
+                        assert r.json()["rejected"] == []
+                        acked.update(x["id"] for x in batch)
+                        break
+                    retry_after.append(r.headers.get("Retry-After"))
+                    time.sleep(0.2)  # a real agent waits Retry-After; keep the test short
+                i += 50
+                batches += 1
+                if batches > 400:
+                    return
+
+    t = threading.Thread(target=agent, daemon=True)
+    try:
+        t.start()
+        while len(acked) < 500:
+            time.sleep(0.05)
+        own_opensearch_node.stop()
+        down = httpx.get(f"{hub.url}/readyz", timeout=10)
+        assert down.status_code == 503 and down.headers.get("Retry-After")
+        time.sleep(2)  # ingest keeps trying while the node is down
+        failed_while_down = [s for s in statuses if s != 200]
+        own_opensearch_node.start()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{hub.url}/readyz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "hub never became ready again"
+            time.sleep(0.2)
+        n_after = len(acked)
+        while len(acked) < n_after + 500:
+            time.sleep(0.05)
+        stop.set()
+        t.join(60)
+        assert not t.is_alive()
+
+        assert failed_while_down, "no request hit the outage"
+        assert set(statuses) <= {200, 503, 429}, f"unexpected statuses {sorted(set(statuses))}"
+        assert all(ra and ra.isdigit() for ra in retry_after)
+        found = hub.search_all("host:web-2")
+        ids = [e["id"] for e in found]
+        assert len(ids) == len(set(ids)), "an event was stored twice"
+        assert set(ids) == acked
+    finally:
+        stop.set()
+        hub.stop()
