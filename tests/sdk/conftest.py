@@ -5,6 +5,7 @@ other packages cannot shadow them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -51,36 +52,46 @@ class LogFile:
             time.sleep(0.01)
 
 
-def _unconfigure() -> None:
+@contextlib.contextmanager
+def _restoring_logging() -> Iterator[None]:
+    """Give back the root logger and structlog exactly as they were: tests of other packages
+    in the same session must not inherit the SDK's JSON handler."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_obshub_sdk", False):
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(logging.WARNING)
-    structlog.reset_defaults()
-    set_baggage_default(False)
-    obshub_sdk.bind(request_id=None, trace_id=None, span_id=None, user_id=None, session_id=None)
+    # pytest adds and removes its own capture handlers around each test phase; leave those to it.
+    handlers = [h for h in root.handlers if not type(h).__module__.startswith("_pytest")]
+    level = root.level
+    structlog_config = structlog.get_config()
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if getattr(handler, "_obshub_sdk", False):
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+        structlog.configure(**structlog_config)
+        set_baggage_default(False)
+        obshub_sdk.bind(request_id=None, trace_id=None, span_id=None, user_id=None,
+                        session_id=None)
 
 
 @pytest.fixture
 def sdk_log(tmp_path: Path) -> Iterator[LogFile]:
     """The SDK configured (service "svc", host "host-1", level debug) into a temp file."""
     path = tmp_path / "app.jsonl"
-    obshub_sdk.configure(service="svc", path=path, level="debug", host="host-1")
-    try:
+    with _restoring_logging():
+        obshub_sdk.configure(service="svc", path=path, level="debug", host="host-1")
         yield LogFile(path)
-    finally:
-        _unconfigure()
 
 
 @pytest.fixture
 def unconfigure() -> Iterator[None]:
     """For tests that call configure() themselves."""
-    try:
+    with _restoring_logging():
         yield
-    finally:
-        _unconfigure()
 
 
 def _listening_socket() -> socket.socket:
