@@ -33,6 +33,7 @@ from obshub.store import open_store
 from obshub.store.base import Project, Store, WriteResult
 from obshub.telemetry import Telemetry
 from obshub.web.api import routes as api_routes
+from obshub.web.pages import routes as page_routes
 
 __all__ = ["Hub", "create_app"]
 
@@ -160,6 +161,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *page_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         auth.AuthError: _on_auth,

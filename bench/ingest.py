@@ -1,0 +1,154 @@
+"""Ingest throughput: the hub end to end (HTTP, NDJSON, validation, store) vs the same rows
+inserted straight into the same SQLite schema, side by side in one run. The ratio is the figure
+(this machine is shared and noisy; absolute numbers drift, ratios measured together do not).
+
+    .venv/bin/python bench/ingest.py [--events 200000] [--batch 1000] [--senders 2] [--encoding zstd]
+
+The hub runs as its own process (like production), fed by `--senders` client threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import zstandard
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from obshub.events import normalize  # noqa: E402
+from obshub.store import sqlite as sqlite_store  # noqa: E402
+from tests.hubproc import free_port, make_project  # noqa: E402
+
+
+def make_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    t0 = time.time_ns() // 1000 - 3_600_000_000
+    hosts = [f"web-{i}" for i in range(1, 12)]
+    words = "user checkout cart payment provider timeout session login product cache miss db query".split()
+    out = []
+    for i in range(n):
+        rid = f"req-{i // 5:08d}"
+        out.append({
+            "id": f"bench-{seed}-{i}", "ts": t0 + i * 17, "level": rng.choice(("info", "info", "info", "debug", "warning", "error")),
+            "message": " ".join(rng.choice(words) for _ in range(8)) + f" order={rng.randint(1, 10**6)}",
+            "service": rng.choice(("shop-web", "shop-api")), "host": rng.choice(hosts), "request_id": rid,
+            "trace_id": f"{i // 5:032x}", "user_id": f"u-{rng.randint(1, 5000)}", "logger": "shop.web",
+            "attrs": {"duration_ms": rng.randint(1, 900), "path": rng.choice(("/", "/cart", "/checkout")), "status": 200},
+        })
+    return out
+
+
+def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> float:
+    """Same schema, pragmas and durability as the store; rows pre-built; executemany per batch."""
+    now = time.time_ns() // 1000
+    rows = []
+    for ev in (normalize(e, now) for e in events):
+        rows.append((1, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"], ev["message"], ev["service"],
+                     ev["host"], ev["env"], ev["release"], ev["logger"], ev["request_id"], ev["trace_id"],
+                     ev["span_id"], ev["user_id"], ev["session_id"], ev["name"], None,
+                     orjson.dumps(ev["attrs"]).decode() if ev["attrs"] else None))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -32768")
+    for stmt in sqlite_store._SCHEMA:
+        conn.execute(stmt)
+    t = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        conn.execute("BEGIN IMMEDIATE")
+        last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+        conn.executemany(sqlite_store._INSERT, rows[i:i + batch])
+        conn.execute(sqlite_store._INDEX_TEXT, (last,))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == len(rows)
+    conn.close()
+    return elapsed
+
+
+def bench_hub(events: list[dict[str, Any]], batch: int, senders: int, encoding: str, store_url: str,
+              count_check: Any = None) -> float:
+    creds = make_project(store_url, "bench")
+    port = free_port()
+    env = {**os.environ, "OBSHUB_MAX_INFLIGHT": str(senders * 2)}
+    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        cctx = zstandard.ZstdCompressor(level=1)
+        bodies = []
+        for i in range(0, len(events), batch):
+            body = b"\n".join(orjson.dumps(e) for e in events[i:i + batch])
+            bodies.append(cctx.compress(body) if encoding == "zstd" else body)
+        headers = {"Authorization": f"Bearer {creds['ingest_token']}", "Content-Type": "application/x-ndjson"}
+        if encoding == "zstd":
+            headers["Content-Encoding"] = "zstd"
+        accepted = [0] * senders
+
+        def send(k: int) -> None:
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                for body in bodies[k::senders]:
+                    while True:
+                        r = c.post("/api/v1/ingest", content=body)
+                        if r.status_code == 200:
+                            accepted[k] += r.json()["accepted"]
+                            break
+                        if r.status_code not in (429, 503):
+                            raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+                        time.sleep(float(r.headers.get("retry-after", "0.1")))
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t
+        assert sum(accepted) == len(events), (sum(accepted), len(events))
+        return elapsed
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--senders", type=int, default=2)
+    ap.add_argument("--encoding", choices=("identity", "zstd"), default="zstd")
+    args = ap.parse_args()
+    events = make_events(args.events)
+    print(f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
+          f"{os.cpu_count()} cores", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as d:
+        raw = bench_raw_sqlite(events, args.batch, Path(d) / "raw.db")
+        hub = bench_hub(events, args.batch, args.senders, args.encoding, f"sqlite:///{d}/hub.db")
+    n = args.events
+    print()
+    print(f"| {'path':<38} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs raw':>6} |")
+    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 8}|")
+    print(f"| {'raw sqlite3 executemany, same schema':<38} | {n:>8} | {raw:>7.2f} | {n / raw:>9,.0f} | {'1.00':>6} |")
+    print(f"| {'hub: HTTP -> validate -> sqlite store':<38} | {n:>8} | {hub:>7.2f} | {n / hub:>9,.0f} | {raw / hub:>6.2f} |")
+
+
+if __name__ == "__main__":
+    main()
