@@ -97,13 +97,22 @@ _LIBRARY_PREFIXES = tuple(
     {p for k in ("stdlib", "platstdlib", "purelib", "platlib") if (p := sysconfig.get_paths().get(k))}
 )
 _in_app_cache: dict[str, bool] = {}
+_in_app_modules: tuple[str, ...] = ()
+
+
+def set_in_app_modules(prefixes: tuple[str, ...]) -> None:
+    """Module prefixes that are app code even when installed into site-packages (an app deployed
+    with ``pip install``), as Sentry's ``in_app_include``."""
+    global _in_app_modules
+    _in_app_modules = tuple(prefixes)
+    _in_app_cache.clear()
 
 
 def _in_app(filename: str, module: str) -> bool:
     """App code is anything not in the stdlib, site-packages or this SDK (cached per file)."""
     known = _in_app_cache.get(filename)
     if known is None:
-        known = not (
+        known = any(module == p or module.startswith(p + ".") for p in _in_app_modules) or not (
             filename.startswith(_LIBRARY_PREFIXES)
             or filename.startswith("<")  # <frozen importlib._bootstrap>, <string>
             or "site-packages" in filename

@@ -13,7 +13,7 @@ import socket
 import threading
 from typing import Any
 
-from obshub_sdk._render import Sink
+from obshub_sdk._render import Sink, set_in_app_modules
 from obshub_sdk.formatter import OVERRIDES, JSONFormatter, SinkHandler
 from obshub_sdk.propagation import set_baggage_default
 
@@ -59,6 +59,7 @@ def configure(
     baggage: bool = False,
     structlog_contextvars: bool = False,
     replace_handlers: bool = True,
+    in_app_modules: tuple[str, ...] | list[str] = (),
 ) -> None:
     """Make structlog and stdlib logging emit one JSON object per line.
 
@@ -71,6 +72,8 @@ def configure(
     (costs ~1 µs per call, hence off by default; ``bind()`` is the cheap equivalent).
     ``replace_handlers``: drop the root logger's existing handlers first, like
     ``logging.basicConfig(force=True)``, so records are not printed twice in two formats.
+    ``in_app_modules``: module prefixes whose frames are ``in_app`` even from site-packages
+    (for apps deployed with ``pip install``; otherwise site-packages means "library").
 
     Call it once, at startup, before the first log call: structlog loggers cache their level on
     first use. Calling it again re-points every logger at the new file/service.
@@ -99,6 +102,7 @@ def configure(
         # Analytics events are facts, not chatter: emitted whatever the log level.
         _TRACK.setLevel(logging.INFO)
         set_baggage_default(baggage)
+        set_in_app_modules(tuple(in_app_modules))
         if _structlog is not None:
             _structlog.install(sink, static, levelno, structlog_contextvars)
         for h in old:  # after re-pointing structlog, so no call writes to a closed file

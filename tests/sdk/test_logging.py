@@ -309,3 +309,22 @@ def test_top_level_values_are_strings_the_hub_accepts(sdk_log) -> None:
 def test_logger_without_a_name_has_no_logger_key(sdk_log) -> None:
     structlog.get_logger().info("anonymous")
     assert "logger" not in sdk_log.lines()[0]
+
+
+def test_in_app_modules_mark_installed_app_code(tmp_path: Path, unconfigure) -> None:
+    # `json` stands in for an app installed into site-packages: not app code by path rules.
+    path = tmp_path / "x.jsonl"
+    obshub_sdk.configure(service="svc", path=path, in_app_modules=["json"])
+    try:
+        json.loads("{bad")
+    except ValueError:
+        logging.getLogger("x").exception("parse")
+    obshub_sdk.configure(service="svc", path=path)  # and back: the cache is reset
+    try:
+        json.loads("{bad")
+    except ValueError:
+        logging.getLogger("x").exception("parse")
+    first, second = (json.loads(x)["error"]["stack"] for x in path.read_text().splitlines())
+    json_frames = [f["in_app"] for f in first if f["module"].startswith("json")]
+    assert json_frames and all(json_frames)
+    assert not any(f["in_app"] for f in second if f["module"].startswith("json"))
