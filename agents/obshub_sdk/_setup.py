@@ -69,7 +69,8 @@ def configure(
     ``env``/``release``: added to every line when given.
     ``baggage``: send and accept user_id/session_id as W3C baggage (PII: see docs/sdk.md).
     ``structlog_contextvars``: also merge ``structlog.contextvars.bind_contextvars`` values
-    (costs ~1 µs per call, hence off by default; ``bind()`` is the cheap equivalent).
+    (walks the whole context on every call, hence off by default; ``bind()`` is the cheap
+    equivalent).
     ``replace_handlers``: drop the root logger's existing handlers first, like
     ``logging.basicConfig(force=True)``, so records are not printed twice in two formats.
     ``in_app_modules``: module prefixes whose frames are ``in_app`` even from site-packages
