@@ -172,3 +172,30 @@ def test_requests_adapter_respects_explicit_headers(sdk_log, serve_asgi) -> None
         explicit = session.get(base, headers={"X-Request-ID": "mine"}, timeout=10).json()
     assert auto["rid"] == "job-1" and fields["trace_id"] in auto["tp"]
     assert explicit["rid"] == "mine"
+
+
+def test_concurrent_wsgi_requests_keep_their_own_ids(sdk_log, serve_wsgi) -> None:
+    import time
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        n = environ["PATH_INFO"].rsplit("/", 1)[-1]
+        obshub_sdk.bind_user(f"user-{n}")
+        time.sleep(0.002 * (int(n) % 5))  # interleave the werkzeug worker threads
+        structlog.get_logger("conc").info("work", n=n)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [n.encode()]
+
+    base = serve_wsgi(CorrelationMiddleware(app))
+
+    def call(n: int) -> str:
+        resp = requests.get(f"{base}/w/{n}", headers={"X-Request-ID": f"w-{n}"}, timeout=10)
+        return str(resp.headers["X-Request-ID"])
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(call, range(24))) == [f"w-{n}" for n in range(24)]
+    sdk_log.wait_for(lambda x: len([y for y in sdk_log.lines() if _access(y)]) == 24)
+    lines = [x for x in sdk_log.lines() if x["logger"] in ("conc", "obshub_sdk.access")]
+    assert len(lines) == 48
+    for line in lines:
+        n = line["request_id"].removeprefix("w-")
+        assert line["user_id"] == f"user-{n}"
