@@ -167,7 +167,9 @@ class Agent:
 
     def _flush(self, out: list[bytes]) -> bool:
         """Spool `out` durably, then advance and save the checkpoints. False if stopped while blocked."""
-        payload = b"\n".join(out) + b"\n"
+        out.append(b"")  # join -> trailing newline without another copy of the payload
+        payload = b"\n".join(out)
+        out.pop()
         if not self.spool.append(payload, stop=self.stop):
             _log.info("stopped while the spool was full: %d events not spooled, re-read at next start", len(out))
             return False

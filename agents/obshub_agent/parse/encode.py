@@ -75,6 +75,12 @@ class FileEncoder:
         elif isinstance(ml, MultilineConfig) and not self._json:
             self._start = re.compile(ml.start)
             self._ml = ml
+        # pre-encoded constant parts of every event of this file (the hot paths splice bytes)
+        self._b_id = f'"id":"{uid}-'.encode()
+        self._b_host = b'"host":' + _dumps(host)
+        self._b_service = b'"service":' + _dumps(self.service)
+        self._b_attrs = b'"attrs":{"file":' + _dumps(path) + b',"offset":'
+        self._b_labels = b"".join(b"," + _dumps(str(k)) + b":" + _dumps(v) for k, v in self.labels.items())
         self._group: list[str] = []
         self._group_off = 0
         self._group_bytes = 0
@@ -113,6 +119,9 @@ class FileEncoder:
         n = 0
         lines = data.split(b"\n")
         lines.pop()  # data ends with b"\n"
+        b_id, b_attrs, b_labels = self._b_id, self._b_attrs, self._b_labels
+        b_host, b_service = b"," + self._b_host, b"," + self._b_service
+        b_ts = b',"ts":' + repr(now).encode()
         for raw in lines:
             lo = pos
             pos += len(raw) + 1
@@ -120,6 +129,20 @@ class FileEncoder:
                 obj = loads_(raw)
             except JSONError:
                 obj = None
+            if type(obj) is dict and obj and "attrs" not in obj and "id" not in obj:
+                # the common case (SDK lines): the line is valid JSON, so splice the agent's fields in
+                # before its closing brace instead of re-serializing it (~2x cheaper per line)
+                body = raw.rstrip()
+                extra = b""
+                if "host" not in obj:
+                    extra = b_host
+                if "service" not in obj:
+                    extra += b_service
+                if "ts" not in obj and "timestamp" not in obj and "@timestamp" not in obj and "time" not in obj:
+                    extra += b_ts
+                append(b'%s,%s%x"%s,%s%d%s}}' % (body[:-1], b_id, lo, extra, b_attrs, lo, b_labels))
+                n += 1
+                continue
             if type(obj) is dict:
                 attrs = obj.get("attrs")
                 if type(attrs) is not dict:
@@ -161,6 +184,8 @@ class FileEncoder:
             sizes = [len(x) + 1 for x in data.split(b"\n")]
         pos = offset
         start, ml = self._start, self._ml
+        raw_text = self._parser is None  # format = "text": no fields to extract, splice bytes
+        b_now = repr(round(now, 6)).encode()
         for i, line in enumerate(lines):
             lo = pos
             pos += sizes[i] if sizes is not None else len(line) + 1
@@ -168,7 +193,13 @@ class FileEncoder:
                 line = line[:-1]
             if ml is None or start is None:
                 if line and not line.isspace():
-                    self._emit(lo, line, None, now, out)
+                    if raw_text:
+                        out.append(b'{%s%x",%s,%s,"ts":%s,"message":%s,%s%d%s}}' % (
+                            self._b_id, lo, self._b_host, self._b_service, b_now, _dumps(line), self._b_attrs, lo,
+                            self._b_labels))
+                        self.events += 1
+                    else:
+                        self._emit(lo, line, None, now, out)
                 continue
             if start.match(line) is not None or not self._group:
                 if self._group:

@@ -74,6 +74,7 @@ class Shipper:
         if comp == "zstd" and zstandard is None:
             comp = "gzip"
         self.compression = comp
+        self._zstd: Any = None
         self._conn = None
 
     # -- loop ------------------------------------------------------------------------------------
@@ -175,7 +176,9 @@ class Shipper:
     # -- HTTP ------------------------------------------------------------------------------------------
     def _encode(self, chunk: bytes) -> tuple[bytes, str | None]:
         if self.compression == "zstd":
-            return zstandard.ZstdCompressor(level=1).compress(chunk), "zstd"
+            if self._zstd is None:
+                self._zstd = zstandard.ZstdCompressor(level=1)  # reused: its context is ~1 MiB
+            return self._zstd.compress(chunk), "zstd"
         if self.compression == "gzip":
             c = zlib.compressobj(1, zlib.DEFLATED, 31)
             return c.compress(chunk) + c.flush(), "gzip"

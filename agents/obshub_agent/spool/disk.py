@@ -132,13 +132,14 @@ class Spool:
     # -- writer side (reader thread) ---------------------------------------------------------------
     def append(self, payload: bytes, stop: threading.Event | None = None) -> bool:
         """Append one record durably. Blocks while the spool is full; False if `stop` was set meanwhile."""
-        rec = _HDR.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+        hdr = _HDR.pack(_MAGIC, len(payload), zlib.crc32(payload))
+        size = len(hdr) + len(payload)
         with self._cond:
-            if self._bytes + len(rec) > self.max_bytes and self._has_unacked():
+            if self._bytes + size > self.max_bytes and self._has_unacked():
                 self.blocked = True
                 self.blocked_count += 1
                 t0 = time.monotonic()
-                while self._bytes + len(rec) > self.max_bytes and self._has_unacked():
+                while self._bytes + size > self.max_bytes and self._has_unacked():
                     if stop is not None and stop.is_set():
                         self.blocked_seconds += time.monotonic() - t0
                         self.blocked = False
@@ -146,18 +147,20 @@ class Spool:
                     self._cond.wait(0.2)
                 self.blocked_seconds += time.monotonic() - t0
                 self.blocked = False
-            if self._woff and self._woff + len(rec) > self.segment_bytes:
+            if self._woff and self._woff + size > self.segment_bytes:
                 self._seal_locked()
         # write + fsync outside the lock: the shipper keeps reading sealed data meanwhile
-        view = memoryview(rec)
-        while view:
-            view = view[os.write(self._wfd, view):]
+        written = os.writev(self._wfd, [hdr, payload])  # no copy of the payload
+        if written < size:  # short write (rare: signals, full disk): finish it
+            rest = memoryview(hdr + payload)[written:]
+            while rest:
+                rest = rest[os.write(self._wfd, rest):]
         if self.fsync:
             os.fsync(self._wfd)
         with self._cond:
-            self._woff += len(rec)
+            self._woff += size
             self._sizes[self._wseq] = self._woff
-            self._bytes += len(rec)
+            self._bytes += size
             self.records_written += 1
             self.bytes_written += len(payload)
             self._cond.notify_all()
