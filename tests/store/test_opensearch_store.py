@@ -192,7 +192,7 @@ def test_maintain_rolls_over_and_applies_retention(store: OpenSearchStore, pid: 
 
 
 def test_query_errors_are_query_errors(store: OpenSearchStore, pid: int) -> None:
-    for text in ("level:loud", "ts:>yesterday-ish", "ts:2024*"):
+    for text in ("level:loud", "ts:>yesterday-ish", "ts:2024*", "duration_ms:>1e999"):
         with pytest.raises(QueryError):
             store.search(pid, SearchRequest(query=parse(text)))
 

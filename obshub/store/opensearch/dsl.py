@@ -13,6 +13,7 @@ Everything compiles to filter context: results are sorted by time, never scored.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -128,7 +129,10 @@ def _attr(key: str, node: Field) -> dict[str, Any]:
             should[0] = {"terms": {"attrs_kv": kvs}}
             should.append({"term": {num_field(key): num}})
         return {"bool": {"should": should, "minimum_should_match": 1}} if len(should) > 1 else should[0]
-    return {"range": {num_field(key): {_RANGE[node.op]: float(node.value)}}}
+    bound = float(node.value)
+    if not math.isfinite(bound):
+        raise QueryError(f"{node.name}: {node.value!r} is not a finite number")
+    return {"range": {num_field(key): {_RANGE[node.op]: bound}}}
 
 
 _NUM_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -138,4 +142,5 @@ def _number(v: str) -> float | None:
     # float() also takes "nan", "inf" and "1_000": SQLite's json numbers never equal those.
     if not _NUM_RE.fullmatch(v.strip()):
         return None
-    return float(v)
+    n = float(v)
+    return n if math.isfinite(n) else None
