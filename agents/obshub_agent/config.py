@@ -13,7 +13,7 @@ import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 __all__ = ["AgentConfig", "ConfigError", "InputConfig", "MultilineConfig", "FORMATS", "load_config", "parse_config"]
 
@@ -178,16 +178,16 @@ _TOP_KEYS = {"hub", "token", "host", "state_dir", "inputs", "timezone", "compres
 
 def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> AgentConfig:
     """Validate a decoded TOML document. `OBSHUB_AGENT_TOKEN` / `OBSHUB_AGENT_HUB` override the file."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     unknown = set(d) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"unknown key(s) {sorted(unknown)}")
-    hub = env.get("OBSHUB_AGENT_HUB") or _typed(d, "hub", str, "")
+    hub = environ.get("OBSHUB_AGENT_HUB") or _typed(d, "hub", str, "")
     if not hub:
         raise ConfigError("hub: missing (e.g. hub = \"http://127.0.0.1:8480\")")
     if not re.match(r"^https?://[^/]+", hub):
         raise ConfigError(f"hub: expected an http(s):// URL, got {hub!r}")
-    token = env.get("OBSHUB_AGENT_TOKEN") or _typed(d, "token", str, "")
+    token = environ.get("OBSHUB_AGENT_TOKEN") or _typed(d, "token", str, "")
     if not token:
         raise ConfigError("token: missing (the project's ingest token)")
     raw_inputs = d.get("inputs")

@@ -37,7 +37,7 @@ def render(agent: Agent) -> str:
          [({}, sh.batches_retried)]),
         ("obshub_agent_auth_failures_total", "counter", "401/403 answers (config error).", [({}, sh.auth_failures)]),
         ("obshub_agent_sent_bytes_total", "counter", "Compressed bytes sent to the hub.", [({}, sh.bytes_sent)]),
-        ("obshub_agent_spool_bytes", "gauge", "Bytes of spool segments on disk.", [({}, sp.bytes)]),
+        ("obshub_agent_spool_bytes", "gauge", "Bytes of spool segments on disk.", [({}, sp.disk_bytes)]),
         ("obshub_agent_spool_unacked_bytes", "gauge", "Spooled bytes not yet acknowledged by the hub.",
          [({}, sp.unacked_bytes)]),
         ("obshub_agent_spool_max_bytes", "gauge", "Spool cap.", [({}, sp.max_bytes)]),

@@ -82,7 +82,7 @@ def test_cap_blocks_writer_until_ack(tmp_path: Path) -> None:
     t.start()
     time.sleep(0.3)
     assert not done.is_set() and sp.blocked  # backpressure: the writer waits, nothing dropped
-    assert sp.bytes <= 8192 + len(rec) + 12
+    assert sp.disk_bytes <= 8192 + len(rec) + 12
     got = _drain(sp)
     t.join(5)
     got += _drain(sp)
@@ -94,7 +94,7 @@ def test_cap_blocks_writer_until_ack(tmp_path: Path) -> None:
 def test_blocked_append_returns_false_on_stop(tmp_path: Path) -> None:
     sp = _spool(tmp_path, max_bytes=4096, segment_bytes=1024)
     stop = threading.Event()
-    while sp.bytes + 520 <= 4096:
+    while sp.disk_bytes + 520 <= 4096:
         assert sp.append(b"y" * 500 + b"\n", stop)
     stop.set()
     assert sp.append(b"z" * 500 + b"\n", stop) is False

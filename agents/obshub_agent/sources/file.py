@@ -173,15 +173,15 @@ class FileSource:
                     st = de.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                cp = want.get((st.st_dev, st.st_ino))
-                if cp is None or not stat_mod.S_ISREG(st.st_mode) or st.st_size <= cp.offset:
+                old = want.get((st.st_dev, st.st_ino))
+                if old is None or not stat_mod.S_ISREG(st.st_mode) or st.st_size <= old.offset:
                     continue
-                inp = self._input_for(cp.path)
+                inp = self._input_for(old.path)
                 if inp is None:
                     continue
                 _log.info("finishing %s (was %s, rotated while the agent was down) from offset %d",
-                          de.path, cp.path, cp.offset)
-                tf = self._open(de.path, st, inp, keep_path=cp.path)
+                          de.path, old.path, old.offset)
+                tf = self._open(de.path, st, inp, keep_path=old.path)
                 if tf is not None:
                     tf.gone_since = time.monotonic()
 

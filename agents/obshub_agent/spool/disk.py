@@ -114,7 +114,7 @@ class Spool:
         return fd
 
     @property
-    def bytes(self) -> int:
+    def disk_bytes(self) -> int:
         """Bytes of segments on disk (acked space is returned a segment at a time)."""
         return self._bytes
 
@@ -229,6 +229,7 @@ class Spool:
                 os.close(self._rfd)
             self._rfd = os.open(self.dir / _name(seq), os.O_RDONLY)
             self._rfd_seq = seq
+        assert self._rfd is not None
         hdr = os.pread(self._rfd, _HDR.size, off)
         bad = None
         if len(hdr) < _HDR.size:
