@@ -12,9 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["SkewEstimator", "parse_sent_at"]
+__all__ = ["SkewEstimator", "corrected_order", "corrected_ts", "parse_sent_at"]
 
 WINDOW_S = 600.0  # samples older than this are forgotten: a host fixed by NTP recovers in 10 min
 MAX_SAMPLES = 64  # per host; one batch per second gives a minute of best-of filtering
@@ -59,3 +61,14 @@ class SkewEstimator:
 
     def offsets(self, hosts: list[str]) -> dict[str, int]:
         return {h: self.offset_us(h) for h in hosts}
+
+
+def corrected_ts(ts_us: int, host: str | None, offsets: Mapping[str, int]) -> int:
+    """Event time on the hub's clock: the host's clock minus its estimated offset."""
+    return ts_us - offsets.get(host or "", 0)
+
+
+def corrected_order(events: Sequence[Mapping[str, Any]], offsets: Mapping[str, int]) -> list[Mapping[str, Any]]:
+    """Events (with `ts` in µs and `host`) in the order they happened by the hub's clock. Ties keep
+    their input order (the store's (ts, id) order), so a host's own lines never swap."""
+    return sorted(events, key=lambda e: corrected_ts(e["ts"], e.get("host"), offsets))

@@ -1,9 +1,85 @@
-"""Pages of the web trace explorer (issue 7 fills this in); `routes` is mounted by app.py."""
+"""Routes of the web trace explorer, mounted by `obshub/app.py` after the API routes.
+
+    /                      -> /search
+    /login  /logout        read token <-> signed session cookie (web/session.py)
+    /search  /search.csv   query bar, facets, expandable rows; CSV export     (pages_search.py)
+    /context/<event id>    the lines around one event: same host, request or session
+    /tail  /tail/stream    live tail page and its Server-Sent Events stream
+    /trace/<id>            swimlanes per host/service on one time axis        (pages_trace.py)
+    /users/<id>            the user's requests in order, host switches marked
+    /analytics             event names, properties, values, series            (pages_analytics.py)
+    /static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from obshub.web import pages_analytics, pages_search, pages_trace
+from obshub.web.common import HERE, page, render
+from obshub.web.session import CsrfError, LoginRequired, current, form, login, logout, same_origin
 
 __all__ = ["routes"]
 
-routes: list[BaseRoute] = []
+
+def _safe_next(value: str | None) -> str:
+    """Only same-site paths: `next=https://evil.example` or `//evil` must not redirect away."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/search"
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else "/search"
+
+
+async def index(request: Request) -> Response:
+    return RedirectResponse("/search", status_code=307)
+
+
+async def login_page(request: Request) -> Response:
+    nxt = _safe_next(request.query_params.get("next"))
+    if request.method == "GET":
+        try:
+            await current(request)
+            return RedirectResponse(nxt, status_code=303)
+        except LoginRequired:
+            return render(request, "login.html", {"next": nxt, "error": None})
+    if not same_origin(request):
+        return render(request, "login.html", {"next": nxt, "error": "cross-origin login refused"}, 403)
+    try:
+        fields = await form(request)
+    except CsrfError as e:
+        return render(request, "login.html", {"next": nxt, "error": str(e)}, 400)
+    nxt = _safe_next(fields.get("next") or nxt)
+    response = RedirectResponse(nxt, status_code=303)
+    project = await login(request, fields.get("token", ""), response)
+    if project is None:
+        return render(request, "login.html", {"next": nxt, "error": "That is not a read token of any project."}, 401)
+    return response
+
+
+async def logout_page(request: Request) -> Response:
+    if not same_origin(request):
+        return render(request, "message.html", {"title": "Request refused", "message": "cross-origin logout refused"}, 403)
+    response = RedirectResponse("/login", status_code=303)
+    logout(response)
+    return response
+
+
+routes: list[BaseRoute] = [
+    Route("/", index),
+    Route("/login", login_page, methods=["GET", "POST"]),
+    Route("/logout", logout_page, methods=["POST"]),
+    Route("/search", page(pages_search.search_page)),
+    Route("/search.csv", page(pages_search.csv_export)),
+    Route("/context/{event_id:path}", page(pages_search.context_page)),
+    Route("/tail", page(pages_search.tail_page)),
+    Route("/tail/stream", page(pages_search.tail_stream)),
+    Route("/trace/{id:path}", page(pages_trace.trace_page)),
+    Route("/users/{user_id:path}", page(pages_trace.user_page)),
+    Route("/analytics", page(pages_analytics.analytics_page)),
+    Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+]

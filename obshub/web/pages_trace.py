@@ -1,0 +1,83 @@
+"""Trace (`/trace/<id>`) and user journey (`/users/<id>`) pages.
+
+The trace page asks the skew estimator for the offset of each host in the trace and orders
+events on corrected time unless `?time=raw`. The user page marks each request that landed on a
+different host than the one before it: the seed bug ("only when a user hits two different
+servers in a row") is the red marker in the host strip at the top.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from obshub.errors import QueryError
+from obshub.query.search import trace, user_timeline
+from obshub.web.common import render, time_range, url_with
+from obshub.web.session import Session
+from obshub.web.trace_view import PAGE_SIZE, is_error, layout
+
+__all__ = ["trace_page", "user_page"]
+
+HOST_COLORS = 8  # CSS classes host-0..host-7; hosts beyond reuse them
+
+
+def _page_no(request: Request, total: int) -> int:
+    try:
+        p = int(request.query_params.get("page", "1"))
+    except ValueError:
+        p = 1
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    return min(max(p, 1), pages)
+
+
+async def trace_page(request: Request, session: Session) -> Response:
+    hub = request.app.state.hub
+    tid = request.path_params["id"]
+    corrected = request.query_params.get("time", "corrected") != "raw"
+    try:
+        tr = time_range(request, default_from="")
+    except QueryError as err:
+        return render(request, "message.html", {"title": "Bad time range", "message": str(err)}, 400)
+    data = await run_in_threadpool(trace, hub.store, session.project.id, tid, tr.start, tr.end)
+    offsets = hub.skew.offsets(data["hosts"])
+    view = layout(data, offsets, corrected)
+    total = len(view["events"])
+    page = _page_no(request, total)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    lo = (page - 1) * PAGE_SIZE
+    for e in view["events"]:
+        p = e["_n"] // PAGE_SIZE + 1
+        e["_href"] = ("" if p == page else url_with(request, page=p)) + f"#ev-{e['_n']}"
+    return render(request, "trace.html", {
+        "tid": tid, "data": data, "view": view, "corrected": corrected, "tr": tr,
+        "rows": view["events"][lo:lo + PAGE_SIZE], "page": page, "pages": pages,
+        "page_url": lambda p: url_with(request, page=p),
+        "raw_url": url_with(request, time="raw", page=None),
+        "corrected_url": url_with(request, time=None, page=None),
+        "host_class": {h["host"]: f"host-{i % HOST_COLORS}" for i, h in enumerate(view["hosts"])},
+    }, 200 if data["events"] else 404)
+
+
+async def user_page(request: Request, session: Session) -> Response:
+    hub = request.app.state.hub
+    uid = request.path_params["user_id"]
+    try:
+        tr = time_range(request, default_from="-7d")
+    except QueryError as err:
+        return render(request, "message.html", {"title": "Bad time range", "message": str(err)}, 400)
+    data = await run_in_threadpool(user_timeline, hub.store, session.project.id, uid, tr.start, tr.end)
+    errors_by_request: dict[str, list[dict[str, Any]]] = {}
+    for e in data["events"]:
+        if is_error(e) and e.get("request_id"):
+            errors_by_request.setdefault(e["request_id"], []).append(e)
+    other = [e for e in data["events"] if not e.get("request_id")]
+    hosts = list(dict.fromkeys(h for r in data["requests"] for h in r["hosts"]))
+    return render(request, "user.html", {
+        "uid": uid, "data": data, "tr": tr, "errors_by_request": errors_by_request, "other": other,
+        "host_class": {h: f"host-{i % HOST_COLORS}" for i, h in enumerate(hosts)}, "hosts": hosts,
+    }, 200 if data["events"] else 404)
