@@ -143,3 +143,46 @@ def test_sigterm_with_hub_down_exits_promptly_and_keeps_spool(tmp_path: Path) ->
         if agent.proc and agent.proc.poll() is None:
             agent.kill()
         hub.stop()
+
+
+def test_hub_limits_split_reject_and_key_clashes(tmp_path: Path) -> None:
+    """413 -> the batch is split; lines the hub refuses are counted, logged and not retried; a line's
+    own `file` key does not clash with the agent's attrs.file."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = []
+    for i in range(2000):
+        ev: dict = {"message": f"lim {i}", "pad": PAD}
+        if i % 100 == 7:
+            ev["file"] = f"report-{i}.pdf"  # the app's own key
+        lines.append(json.dumps(ev))
+    lines.insert(500, json.dumps({"message": "lim 9001", "level": "loud"}))  # hub: unknown level -> rejected
+    lines.insert(900, json.dumps({"message": "lim 9002 " + "z" * 30_000}))  # over the hub's body limit alone
+    (logs / "app.log").write_text("\n".join(lines) + "\n")
+    hub = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log",
+                     env={"OBSHUB_MAX_BODY_BYTES": "20000"}).start()
+    mport = free_port()
+    cfg = write_config(tmp_path / "agent.toml", [{"paths": [str(logs / "app.log")], "format": "json",
+                                                  "service": "lim", "labels": {"pad": "label-loses"}}],
+                       hub=hub.url, token=hub.ingest_token, state_dir=str(tmp_path / "state"), compression="gzip",
+                       metrics_address=f"127.0.0.1:{mport}", batch_max_bytes=256 << 10, poll_interval_ms=50)
+    agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
+    try:
+        key = 'obshub_agent_events_shipped_total{outcome="%s"}'
+        _wait(lambda: agent.metrics()[key % "accepted"] + agent.metrics()[key % "rejected"] >= 2002, 60,
+              "every line answered")
+        m = agent.metrics()
+        assert m[key % "rejected"] == 2 and m[key % "accepted"] == 2000
+        events = hub.search_all("service:lim")
+        seen = Counter(int(e["message"].split()[1]) for e in events)
+        assert sorted(seen) == list(range(2000)) and set(seen.values()) == {1}
+        clash = [e for e in events if "report-" in str(e["attrs"].get("file"))]
+        assert len(clash) == 20 and all(e["attrs"]["agent.file"] == str(logs / "app.log") for e in clash)
+        assert all(e["attrs"]["pad"] == PAD for e in events)  # the line's own key wins over a label
+        log = agent.log()
+        assert "hub rejected event" in log and "unknown level" in log
+        assert "refused a single event" in log
+        assert agent.metrics()["obshub_agent_spool_unacked_bytes"] == 0  # nothing retried forever
+    finally:
+        agent.stop()
+        hub.stop()

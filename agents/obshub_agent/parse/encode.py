@@ -42,6 +42,31 @@ dumps = _dumps
 loads = _loads
 
 _TS_KEYS = ("ts", "timestamp", "@timestamp", "time")
+# The hub's per-event limits (obshub events.Limits defaults): a line over them would be rejected
+# whole, so the agent cuts what it builds itself (message, attrs values) and flags attrs.truncated.
+_MESSAGE_MAX_BYTES = 256 * 1024
+_ATTR_VALUE_MAX_BYTES = 16 * 1024
+
+
+def _cut(text: str, limit: int) -> str | None:
+    """`text` cut to at most `limit` UTF-8 bytes, or None when it already fits."""
+    if len(text) * 4 <= limit:
+        return None
+    b = text.encode()
+    if len(b) <= limit:
+        return None
+    return b[:limit].decode("utf-8", "ignore")
+
+
+def provenance(attrs: dict[str, Any], top: dict[str, Any], path: str, offset: int, labels: dict[str, Any]) -> None:
+    """attrs.file / attrs.offset / labels, never clashing with a key the line already has (the hub
+    rejects a key given both at the top level and in attrs): the app's key keeps its name and the
+    agent's goes to attrs["agent.file"] / attrs["agent.offset"]."""
+    attrs["agent.file" if "file" in attrs or "file" in top else "file"] = path
+    attrs["agent.offset" if "offset" in attrs or "offset" in top else "offset"] = offset
+    for k, v in labels.items():
+        if k not in attrs and k not in top:
+            attrs[k] = v
 _TRACEBACK = "Traceback (most recent call last):"
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 
@@ -122,6 +147,7 @@ class FileEncoder:
         b_id, b_attrs, b_labels = self._b_id, self._b_attrs, self._b_labels
         b_host, b_service = b"," + self._b_host, b"," + self._b_service
         b_ts = b',"ts":' + repr(now).encode()
+        label_keys = tuple(labels)
         for raw in lines:
             lo = pos
             pos += len(raw) + 1
@@ -129,7 +155,8 @@ class FileEncoder:
                 obj = loads_(raw)
             except JSONError:
                 obj = None
-            if type(obj) is dict and obj and "attrs" not in obj and "id" not in obj:
+            if (type(obj) is dict and obj and "attrs" not in obj and "id" not in obj and "file" not in obj
+                    and "offset" not in obj and not (label_keys and any(k in obj for k in label_keys))):
                 # the common case (SDK lines): the line is valid JSON, so splice the agent's fields in
                 # before its closing brace instead of re-serializing it (~2x cheaper per line)
                 body = raw.rstrip()
@@ -162,11 +189,7 @@ class FileEncoder:
                 obj["service"] = service
             if "ts" not in obj and "timestamp" not in obj and "@timestamp" not in obj and "time" not in obj:
                 obj["ts"] = now
-            attrs["file"] = path
-            attrs["offset"] = lo
-            if labels:
-                for k, v in labels.items():
-                    attrs.setdefault(k, v)
+            provenance(attrs, obj, path, lo, labels)
             obj["attrs"] = attrs
             append(dumps_(obj))
             n += 1
@@ -193,7 +216,7 @@ class FileEncoder:
                 line = line[:-1]
             if ml is None or start is None:
                 if line and not line.isspace():
-                    if raw_text:
+                    if raw_text and len(line) < 65536:  # longer: the slow path enforces the hub's limits
                         out.append(b'{%s%x",%s,%s,"ts":%s,"message":%s,%s%d%s}}' % (
                             self._b_id, lo, self._b_host, self._b_service, b_now, _dumps(line), self._b_attrs, lo,
                             self._b_labels))
@@ -240,15 +263,20 @@ class FileEncoder:
                 if m is not None:
                     ev["error"] = {"type": m.group(1), "value": m.group(2) or "", "stack": stack}
             attrs["lines"] = rest.count("\n") + 2
+        msg = ev.get("message")
+        if msg and (cut := _cut(msg, _MESSAGE_MAX_BYTES)) is not None:
+            ev["message"] = cut
+            attrs["truncated"] = True
+        for k in [k for k, v in attrs.items() if type(v) is str and len(v) * 4 > _ATTR_VALUE_MAX_BYTES]:
+            if (cut := _cut(attrs[k], _ATTR_VALUE_MAX_BYTES)) is not None:
+                attrs[k] = cut
+                attrs["truncated"] = True
         ev["id"] = f"{self.uid}-{lo:x}"
         ev.setdefault("host", self.host)
         ev.setdefault("service", self.service)
         if "ts" not in ev:
             ev["ts"] = round(now, 6)
-        attrs["file"] = self.path
-        attrs["offset"] = lo
-        for k, v in self.labels.items():
-            attrs.setdefault(k, v)
+        provenance(attrs, ev, self.path, lo, self.labels)
         ev["attrs"] = attrs
         out.append(_dumps(ev))
         self.events += 1

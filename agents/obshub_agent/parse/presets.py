@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .timestamps import TimestampParser
 
-__all__ = ["PRESETS", "LineParser", "build_line_parser", "header_pattern"]
+__all__ = ["KNOWN_LEVELS", "PRESETS", "LineParser", "build_line_parser", "header_pattern"]
 
 LineParser = Callable[[str], "dict[str, Any] | None"]
 
@@ -24,6 +24,14 @@ _TOP = frozenset({"message", "level", "service", "host", "env", "release", "logg
                   "span_id", "user_id", "session_id", "name", "kind"})
 
 _SYSLOG_SEVERITY = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+# Level words the hub accepts (CONTRACT "Ingest": names, aliases, syslog 0-7, python 10-50). The hub
+# rejects a line with any other level, so an unknown word read from a file is kept in
+# attrs.level_raw instead of losing the line. Apache 2.4's trace1..trace8 map to "trace".
+KNOWN_LEVELS = frozenset((
+    "debug", "trace", "verbose", "fine", "finer", "finest", "notset", "d", "v", "dbg", "info", "information",
+    "informational", "notice", "config", "i", "inf", "warning", "warn", "w", "wrn", "error", "err", "severe", "e",
+    "exception", "critical", "crit", "fatal", "emerg", "emergency", "alert", "panic", "f", "a",
+    "0", "1", "2", "3", "4", "5", "6", "7", "10", "20", "30", "40", "50"))
 
 PRESETS: dict[str, tuple[str, ...]] = {
     # [Sun Dec 04 04:47:44 2005] [notice] msg            (Apache 2.2)
@@ -113,7 +121,13 @@ def build_line_parser(fmt: str, regex: str | None, ts: TimestampParser) -> LineP
                 out.setdefault("level", _SYSLOG_SEVERITY[pri & 7])
                 attrs["facility"] = pri >> 3
             elif k == "level":
-                out["level"] = v.strip().lower()
+                lv = v.strip().lower()
+                if lv not in KNOWN_LEVELS:
+                    lv = lv.rstrip("0123456789")
+                if lv in KNOWN_LEVELS:
+                    out["level"] = lv
+                else:
+                    attrs["level_raw"] = v
             elif k in _TOP:
                 out[k] = v
             else:
