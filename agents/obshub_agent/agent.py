@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from types import FrameType
 
 from .checkpoints import CheckpointStore
@@ -78,7 +77,7 @@ class Agent:
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
         self._reload = True
 
-    def reload(self) -> None:
+    def reload(self, out: list[bytes]) -> None:
         self._reload = False
         if self.config_path is None:
             return
@@ -91,7 +90,7 @@ class Agent:
             _log.warning("SIGHUP: state_dir change ignored until restart")
             new = replace(new, state_dir=self.cfg.state_dir)
         self.cfg = new
-        self.source.reconfigure(new)
+        self.source.reconfigure(new, out)
         self.spool.max_bytes = new.spool_max_bytes
         self.shipper.pending_config = new
         _log.info("SIGHUP: configuration reloaded (%d inputs); offsets kept", len(new.inputs))
@@ -137,7 +136,7 @@ class Agent:
         last_house = 0.0
         while not self.stop.is_set():
             if self._reload:
-                self.reload()
+                self.reload(out)
                 cfg = self.cfg
             now = time.monotonic()
             n0 = len(out)
@@ -179,12 +178,3 @@ class Agent:
         self.checkpoints.save()
         return True
 
-
-def run_agent(config_path: str | os.PathLike[str]) -> int:
-    cfg = load_config(config_path)
-    agent = Agent(cfg, config_path)
-    agent.install_signals()
-    return agent.run()
-
-
-_ = Path  # re-exported type used in annotations of callers

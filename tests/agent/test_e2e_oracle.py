@@ -47,7 +47,14 @@ class Writer(threading.Thread):
                 n = min(burst, self.total - self.next)
                 data = "".join(json.dumps({"message": f"seq {i}", "seq": i, "pad": PAD}) + "\n"
                                for i in range(self.next, self.next + n))
-                os.write(self.fd, data.encode())
+                raw = data.encode()
+                if (self.next // burst) % 5 == 0:  # every 5th burst lands in two writes, mid-line:
+                    cut = len(raw) // 2 + 7  # the agent must hold the partial line until its end
+                    os.write(self.fd, raw[:cut])
+                    time.sleep(0.002)
+                    os.write(self.fd, raw[cut:])
+                else:
+                    os.write(self.fd, raw)
                 self.next += n
             ahead = self.next / self.rate - (time.monotonic() - t0)
             if ahead > 0:

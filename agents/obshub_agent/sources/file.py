@@ -98,7 +98,7 @@ class FileSource:
         self.opened = 0
         self.closed = 0
 
-    def reconfigure(self, cfg: AgentConfig) -> None:
+    def reconfigure(self, cfg: AgentConfig, out: list[bytes]) -> None:
         """SIGHUP: new inputs apply to files opened from now on; offsets are kept."""
         self.cfg = cfg
         self._ts = {id(i): TimestampParser(i.ts_format, cfg.timezone) for i in cfg.inputs}
@@ -107,9 +107,8 @@ class FileSource:
             if inp is None:
                 continue  # no longer configured: finished as a removed file
             tf.input = inp
-            old = tf.encoder
+            tf.encoder.flush(out)  # a multiline group in progress is emitted under the old rules
             tf.encoder = self._encoder(inp, tf.cp)
-            tf.encoder._group, tf.encoder._group_off = old._group, old._group_off  # keep a pending group
 
     # -- discovery ----------------------------------------------------------------------------
     def _input_for(self, path: str) -> InputConfig | None:
