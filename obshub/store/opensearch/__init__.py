@@ -6,7 +6,8 @@
     dsl.py        query-language AST -> query DSL
     writer.py     bulk `create` with per-item outcomes and bounded retries
     reader.py     search_after paging, counts, facets, analytics aggregations
-    state.py      projects and tokens (small indices, optimistic concurrency)
+    state.py      projects and tokens (small index, optimistic concurrency)
+    groups.py     error group records (same index) and their aggregations
     lifecycle.py  rollover and retention with core APIs (no ISM, no _delete_by_query)
 
 Read-your-writes: by default a bulk does not wait for a refresh; the next read from this
@@ -26,6 +27,7 @@ from opensearchpy import OpenSearch
 from obshub.errors import StoreError, StoreUnavailable
 from obshub.store.base import Project, SearchRequest, TokenScope, WriteResult
 from obshub.store.opensearch.client import build_client, guard
+from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
 from obshub.store.opensearch.lifecycle import Lifecycle
 from obshub.store.opensearch.mappings import Names, event_template, small_index_body
 from obshub.store.opensearch.reader import Reader
@@ -64,16 +66,19 @@ class OpenSearchStore:
             self._client = build_client(self.cfg)
         c = self._client
         n = self.names
+        template = event_template(n, self.cfg.shards, self.cfg.replicas)
+        state_props = {**STATE_FIELDS, **GROUP_FIELDS}
         with guard("create templates"):
-            c.indices.put_index_template(name=n.events_template,
-                                         body=event_template(n, self.cfg.shards, self.cfg.replicas))
+            c.indices.put_index_template(name=n.events_template, body=template)
             if not c.indices.exists(index=n.state):
                 try:
                     with guard("create index"):
-                        c.indices.create(index=n.state, body=small_index_body(STATE_FIELDS, self.cfg.replicas))
+                        c.indices.create(index=n.state, body=small_index_body(state_props, self.cfg.replicas))
                 except StoreError as e:
                     if "resource_already_exists" not in str(e):  # another hub won the race
                         raise
+            else:  # a store made by an older hub: new fields are additive mapping updates
+                c.indices.put_mapping(index=n.state, body={"properties": state_props})
             exists = c.transport.perform_request("GET", f"/_data_stream/{n.events}", params={"ignore": 404})
             if not (isinstance(exists, dict) and exists.get("data_streams")):
                 try:
@@ -82,11 +87,14 @@ class OpenSearchStore:
                 except StoreError as e:
                     if "already exists" not in str(e):
                         raise
+            else:  # the template only shapes new backing indices; extend the current ones too
+                c.indices.put_mapping(index=n.events, body={"properties": template["template"]["mappings"]["properties"]})
             # (`timeout` in params would be taken as the client's socket timeout: put it in the path)
             c.transport.perform_request("GET", f"/_cluster/health/{n.events}?wait_for_status=yellow&timeout=30s")
         self._writer = BulkWriter(c, n.events, self.cfg.refresh)
         self._reader = Reader(c, n.events, self._before_read)
         self._state = State(c, n)
+        self._groups = Groups(c, n.state, n.events, self._before_read)
         self.lifecycle = Lifecycle(c, n.events)
 
     def close(self) -> None:
@@ -166,6 +174,21 @@ class OpenSearchStore:
     def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
                      unique: bool) -> list[tuple[int, int]]:
         return self._reader.event_series(project_id, name, interval_us, start, end, unique)
+
+    # -- error groups ---------------------------------------------------------------------------
+    def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
+        self._groups.touch(project_id, groups)
+
+    def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[Any]:
+        return self._groups.get(project_id, ids)
+
+    def group_stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+                    ids: Sequence[str] | None = None) -> dict[str, Any]:
+        return self._groups.stats(project_id, query, start, end, ids)
+
+    def update_group(self, project_id: int, group_id: str, state: str | None = None,
+                     resolved_at: int | None = None, merged_into: str | None = None) -> Any:
+        return self._groups.update(project_id, group_id, state, resolved_at, merged_into)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def delete_before(self, cutoff: int) -> int:

@@ -47,11 +47,11 @@ __all__ = [
 # The order of the normalized event dict (obshub.events / the SQLite backend's columns).
 EVENT_FIELDS = ("id", "ts", "received_at", "kind", "level", "message", "service", "host", "env",
                 "release", "logger", "request_id", "trace_id", "span_id", "user_id", "session_id",
-                "name", "error", "attrs")
+                "name", "error", "group_id", "attrs")
 KEYWORD_FIELDS = ("id", "kind", "level", "service", "host", "env", "release", "logger", "name",
-                  *CORRELATION_KEYS)
+                  "group_id", *CORRELATION_KEYS)
 _STRINGS = ("message", "service", "host", "env", "release", "logger", "request_id", "trace_id",
-            "span_id", "user_id", "session_id", "name")
+            "span_id", "user_id", "session_id", "name", "group_id")
 # 30 fixed fields + this many numeric attribute keys per backing index. A rollover starts a new
 # index, so the budget renews daily; past it, events still store (writer.py).
 TOTAL_FIELDS_LIMIT = 2000
@@ -112,13 +112,12 @@ def event_template(names: Names, shards: int, replicas: int | None) -> dict[str,
     }
 
 
-def small_index_body(fields: dict[str, str], replicas: int | None) -> dict[str, Any]:
-    """An ordinary single-shard index for mutable state (a handful of docs)."""
+def small_index_body(properties: dict[str, Any], replicas: int | None) -> dict[str, Any]:
+    """An ordinary single-shard index for mutable state (a few docs per project)."""
     settings: dict[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
     if replicas is not None:
         settings = {"number_of_shards": 1, "number_of_replicas": replicas}
-    return {"settings": settings,
-            "mappings": {"dynamic": "strict", "properties": {k: {"type": t} for k, t in fields.items()}}}
+    return {"settings": settings, "mappings": {"dynamic": "strict", "properties": properties}}
 
 
 def num_field(key: str) -> str:

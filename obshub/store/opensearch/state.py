@@ -6,6 +6,7 @@ every request. Docs are told apart by `_id` prefix and a `kind` field:
                                       (optimistic concurrency: a lost race re-reads and retries)
     pk:<key>         {kind, project_id}                          create = unique public key
     token:<sha256>   {kind, project_id, scope, created_at}       a realtime GET per request
+    group:<pid>:<id> error group state (groups.py)
 
 One index rather than one per kind: each index costs a cluster-state update to create (~200 ms
 on one node) and heap for its shard, and these hold a few hundred docs at most.
@@ -28,8 +29,10 @@ from obshub.store.opensearch.mappings import Names
 
 __all__ = ["STATE_FIELDS", "State"]
 
-STATE_FIELDS = {"kind": "keyword", "id": "integer", "name": "keyword", "public_key": "keyword",
-                "created_at": "long", "project_id": "integer", "scope": "keyword", "value": "long"}
+STATE_FIELDS: dict[str, Any] = {
+    k: {"type": t} for k, t in (("kind", "keyword"), ("id", "integer"), ("name", "keyword"), ("public_key", "keyword"),
+                                ("created_at", "long"), ("project_id", "integer"), ("scope", "keyword"),
+                                ("value", "long"))}
 _SEQ_DOC = "seq:project"
 _PROJECTS = {"term": {"kind": "project"}}
 _SEQ_RETRIES = 50  # concurrent creates from many hubs: each retry is one GET + one PUT (~2 ms)

@@ -1,0 +1,123 @@
+"""Ingest throughput on OpenSearch: the hub end to end (HTTP, NDJSON, validation, bulk) vs the
+same documents bulk-loaded straight into the same index template with opensearch-py, with the
+same batch size and concurrency, side by side in one run. The ratio is the figure.
+
+    .venv/bin/python bench/ingest_opensearch.py [--events 200000] [--batch 1000] [--senders 2]
+        [--opensearch opensearch://127.0.0.1:9250?replicas=0]   # default: start a node
+
+Without --opensearch (or OBSHUB_TEST_OPENSEARCH_URL) a node is started with
+scripts/opensearch.sh on free ports in a temp dir, and stopped at the end. Both runs write to a
+fresh prefix each, so neither benefits from the other's warm index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from ingest import bench_hub, make_events  # noqa: E402
+
+from obshub.events import normalize  # noqa: E402
+from obshub.store.opensearch import OpenSearchStore  # noqa: E402
+from obshub.store.opensearch.mappings import to_doc  # noqa: E402
+from tests.opensearch_node import OpenSearchNode, drop_prefix  # noqa: E402
+
+
+def with_prefix(base: str, tag: str) -> str:
+    return f"{base}{'&' if '?' in base else '?'}prefix={tag}{uuid.uuid4().hex[:8]}"
+
+
+def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
+    """opensearch-py bulk of the documents the store would write: pre-serialized NDJSON bytes,
+    `create` ops with the same _ids, into a stream made by the same template."""
+    url = with_prefix(base_url, "bd")
+    store = OpenSearchStore.from_url(url)
+    store.open()
+    try:
+        now = time.time_ns() // 1000
+        index = store.names.events
+        bodies = []
+        for i in range(0, len(events), batch):
+            lines = []
+            for e in events[i:i + batch]:
+                ev = normalize(e, now)
+                lines.append(orjson.dumps({"create": {"_index": index, "_id": f"1:{ev['id']}"}}))
+                lines.append(orjson.dumps(to_doc(1, ev)))
+            bodies.append(b"\n".join(lines) + b"\n")
+        client = store.client
+        stored = [0] * senders
+
+        def send(k: int) -> None:
+            for body in bodies[k::senders]:
+                r = client.bulk(body=body, params={"filter_path": "errors,items.*.status"})
+                assert not r["errors"], "direct bulk had item errors"
+                stored[k] += len(r["items"])
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t
+        assert sum(stored) == len(events)
+        return elapsed
+    finally:
+        store.close()
+        drop_prefix(url)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--senders", type=int, default=2)
+    ap.add_argument("--encoding", choices=("identity", "zstd"), default="zstd")
+    ap.add_argument("--opensearch", default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"))
+    args = ap.parse_args()
+    events = make_events(args.events)
+    node = None
+    tmp = tempfile.TemporaryDirectory()
+    base = args.opensearch
+    if not base:
+        t = time.perf_counter()
+        node = OpenSearchNode(Path(tmp.name) / "node").start()
+        base = node.store_url
+        print(f"node started in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    print(f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
+          f"{os.cpu_count()} cores, {base}", file=sys.stderr)
+    try:
+        # Warm the JVM (JIT, caches) so the first measured path is not penalized.
+        bench_direct(make_events(min(20_000, args.events), seed=2), args.batch, args.senders, base)
+        direct = bench_direct(events, args.batch, args.senders, base)
+        hub_url = with_prefix(base, "bh")
+        try:
+            hub = bench_hub(events, args.batch, args.senders, args.encoding, hub_url)
+        finally:
+            drop_prefix(hub_url)
+    finally:
+        if node is not None:
+            node.stop()
+        tmp.cleanup()
+    n = args.events
+    print()
+    print(f"| {'path':<44} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs direct':>9} |")
+    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
+    print(f"| {'opensearch-py bulk, same docs and template':<44} | {n:>8} | {direct:>7.2f} | {n / direct:>9,.0f} | {'1.00':>9} |")
+    print(f"| {'hub: HTTP -> validate -> opensearch store':<44} | {n:>8} | {hub:>7.2f} | {n / hub:>9,.0f} | {direct / hub:>9.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Error groups: mutable records in `<prefix>-state`, counts as aggregations over occurrences.
+
+A group doc (`_id` = `group:<project_id>:<group id>`) holds only what changes rarely: title,
+state, resolution and regression times (DESIGN: "no hot counter document"). Counts, users,
+hosts, first/last seen are aggregations over the `kind=error` events carrying `group_id`.
+
+Concurrency: creation is `create` (first writer wins, the others see 409); state changes read
+the doc and write it back with `if_seq_no`/`if_primary_term`, retrying on conflict, so a
+regression flip racing a "resolve" from the UI never loses either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from obshub.errors import Conflict, NotFound, StoreUnavailable
+from obshub.store.opensearch.client import guard
+from obshub.store.opensearch.dsl import filters
+from obshub.store.querylang import Node
+
+__all__ = ["GROUP_FIELDS", "Groups"]
+
+_NOT_INDEXED = {"type": "keyword", "index": False, "doc_values": False}
+GROUP_FIELDS: dict[str, Any] = {
+    "gid": {"type": "keyword"}, "title": _NOT_INDEXED, "type": {"type": "keyword"}, "culprit": _NOT_INDEXED,
+    "level": {"type": "keyword"}, "version": {"type": "keyword"}, "state": {"type": "keyword"},
+    "first_seen": {"type": "long"}, "resolved_at": {"type": "long"}, "regressed_at": {"type": "long"},
+    "merged_into": {"type": "keyword"},
+}
+_RETRIES = 20  # optimistic-concurrency retries per group update (each ~2 ms)
+_MAX_GROUPS = 10_000  # per aggregation / listing
+
+
+def _record(src: dict[str, Any]) -> Any:
+    from obshub.store.base import GroupRecord
+
+    return GroupRecord(src["gid"], src["title"], src.get("type"), src.get("culprit"), src["level"], src["version"],
+                       src["state"], int(src["first_seen"]), src.get("resolved_at"), src.get("regressed_at"),
+                       src.get("merged_into"))
+
+
+class Groups:
+    def __init__(self, client: OpenSearch, state_index: str, events: str, before_read: Any) -> None:
+        self.client = client
+        self.index = state_index
+        self.events = events
+        self._before_read = before_read
+
+    @staticmethod
+    def _id(project_id: int, gid: str) -> str:
+        return f"group:{project_id}:{gid}"
+
+    def _mget(self, project_id: int, gids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Realtime: {gid: doc with _seq_no/_primary_term} for the groups that exist."""
+        if not gids:
+            return {}
+        with guard("get error groups"):
+            resp = self.client.mget(index=self.index, body={"ids": [self._id(project_id, g) for g in gids]})
+        return {d["_source"]["gid"]: d for d in resp["docs"] if d.get("found")}
+
+    def touch(self, project_id: int, groups: Sequence[Any]) -> None:
+        if not groups:
+            return
+        existing = self._mget(project_id, [g.id for g in groups])
+        changed = False
+        for g in groups:
+            doc = existing.get(g.id)
+            if doc is None:
+                try:
+                    with guard("create error group"):
+                        self.client.create(index=self.index, id=self._id(project_id, g.id), body={
+                            "kind": "group", "project_id": project_id, "gid": g.id, "title": g.title, "type": g.type,
+                            "culprit": g.culprit, "level": g.level, "version": g.version, "state": "unresolved",
+                            "first_seen": g.first_seen})
+                    changed = True
+                    continue
+                except Conflict:
+                    doc = self._mget(project_id, [g.id]).get(g.id)  # another hub created it just now
+                    if doc is None:
+                        raise StoreUnavailable(f"error group {g.id} exists but cannot be read") from None
+            changed |= self._maybe_regress(project_id, g, doc)
+        if changed:
+            with guard("refresh error groups"):
+                self.client.indices.refresh(index=self.index)
+
+    def _maybe_regress(self, project_id: int, g: Any, doc: dict[str, Any]) -> bool:
+        for _ in range(_RETRIES):
+            src = doc["_source"]
+            resolved_at = src.get("resolved_at")
+            if src.get("state") != "resolved" or resolved_at is None or not resolved_at < g.last_received:
+                return False
+            try:
+                with guard("reopen error group"):
+                    self.client.index(index=self.index, id=doc["_id"],
+                                      body={**src, "state": "unresolved", "regressed_at": g.last_received},
+                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]})
+                return True
+            except Conflict:
+                fresh = self._mget(project_id, [g.id]).get(g.id)
+                if fresh is None:
+                    return False
+                doc = fresh
+        raise StoreUnavailable(f"error group {g.id}: too much contention")
+
+    def get(self, project_id: int, ids: Sequence[str] | None = None) -> list[Any]:
+        if ids is not None:
+            found = self._mget(project_id, list(ids))
+            return [_record(found[g]["_source"]) for g in ids if g in found]
+        with guard("list error groups"):
+            resp = self.client.search(index=self.index, body={
+                "query": {"bool": {"filter": [{"term": {"kind": "group"}}, {"term": {"project_id": project_id}}]}},
+                "size": _MAX_GROUPS, "sort": [{"first_seen": "asc"}, {"gid": "asc"}]})
+        return [_record(h["_source"]) for h in resp["hits"]["hits"]]
+
+    def stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+              ids: Sequence[str] | None = None) -> dict[str, Any]:
+        from obshub.store.base import GroupStats
+
+        if ids is not None and not ids:
+            return {}
+        q = filters(project_id, query, start, end)
+        q["bool"]["filter"] += [{"term": {"kind": "error"}}, {"exists": {"field": "group_id"}}]
+        if ids is not None:
+            q["bool"]["filter"].append({"terms": {"group_id": list(ids)}})
+        body = {"query": q, "size": 0, "track_total_hits": False, "aggs": {"g": {
+            "terms": {"field": "group_id", "size": _MAX_GROUPS},
+            "aggs": {
+                # exact below 40,000 distinct users per group (HyperLogLog above; SQLite is exact)
+                "users": {"cardinality": {"field": "user_id", "precision_threshold": 40_000}},
+                "hosts": {"terms": {"field": "host", "size": 1_000, "order": {"_key": "asc"}}},
+                "first": {"min": {"field": "ts"}}, "last": {"max": {"field": "ts"}},
+            }}}}
+        self._before_read()
+        with guard("error group stats"):
+            resp = self.client.search(index=self.events, body=body)
+        return {b["key"]: GroupStats(int(b["doc_count"]), int(b["users"]["value"]),
+                                     [h["key"] for h in b["hosts"]["buckets"]],
+                                     int(b["first"]["value"]), int(b["last"]["value"]))
+                for b in resp["aggregations"]["g"]["buckets"]}
+
+    def update(self, project_id: int, gid: str, state: str | None = None, resolved_at: int | None = None,
+               merged_into: str | None = None) -> Any:
+        for _ in range(_RETRIES):
+            doc = self._mget(project_id, [gid]).get(gid)
+            if doc is None:
+                raise NotFound(f"no error group {gid!r}")
+            src = dict(doc["_source"])
+            if state is not None:
+                src["state"], src["resolved_at"] = state, resolved_at
+            if merged_into is not None:
+                src["merged_into"] = merged_into
+            if src == doc["_source"]:
+                return _record(src)
+            try:
+                with guard("update error group"):
+                    self.client.index(index=self.index, id=doc["_id"], body=src,
+                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
+                                              "refresh": "true"})
+                return _record(src)
+            except Conflict:
+                continue
+        raise StoreUnavailable(f"error group {gid}: too much contention")
