@@ -60,6 +60,7 @@ class Agent:
         self.lags: dict[str, int] = {}
         self._reload = False
         self.metrics: MetricsServer | None = None
+        self._metrics_started = False
         if cfg.metrics_address:
             self.metrics = MetricsServer(cfg.metrics_address, lambda: render(self))
 
@@ -99,6 +100,7 @@ class Agent:
     def run(self) -> int:
         if self.metrics is not None:
             self.metrics.start()
+            self._metrics_started = True
             _log.info("metrics on http://%s:%d/metrics", self.metrics.server.server_address[0], self.metrics.port)
         ship = threading.Thread(target=self._ship, name="shipper", daemon=True)
         ship.start()
@@ -111,14 +113,22 @@ class Agent:
             ship.join(self.cfg.shutdown_timeout_s)
             self.halt.set()
             ship.join(self.cfg.request_timeout_s + 1)
-            self.shipper.close()
-            self.spool.close()
-            self.source.close_all()
-            if self.metrics is not None:
-                self.metrics.close()
-            os.close(self._lock_fd)
-            _log.info("obshub-agent stopped: %d bytes left in the spool for the next start", self.spool.unacked_bytes)
+            left = self.spool.unacked_bytes
+            self.close()
+            _log.info("obshub-agent stopped: %d bytes left in the spool for the next start", left)
         return 0
+
+    def close(self) -> None:
+        """Release files, sockets and the state_dir lock (run() calls it on the way out)."""
+        self.shipper.close()
+        self.spool.close()
+        self.source.close_all()
+        if self.metrics is not None:
+            if self._metrics_started:
+                self.metrics.close()
+            else:
+                self.metrics.server.server_close()
+        os.close(self._lock_fd)
 
     def _ship(self) -> None:
         try:

@@ -88,3 +88,16 @@ def test_no_hub_or_sdk_imports() -> None:
     for py in root.rglob("*.py"):
         src = py.read_text()
         assert not re.search(r"^\s*(from|import)\s+(obshub|obshub_sdk)\b", src, re.M), py
+
+
+def test_one_agent_per_state_dir(tmp_path: Path) -> None:
+    from obshub_agent.agent import Agent, AgentLocked
+
+    cfg = parse_config(_base(state_dir=str(tmp_path / "state"), metrics_address=""), env={})
+    first = Agent(cfg)
+    try:
+        with pytest.raises(AgentLocked):
+            Agent(cfg)
+    finally:
+        first.close()
+    Agent(cfg).close()  # the lock is released with the process / on close
