@@ -49,10 +49,10 @@ def fmt_offset(us: int) -> str:
     if a < 1000:
         return f"+{us} µs"
     if a < 1_000_000:
-        return f"+{us / 1000:g} ms"
+        return f"+{round(us / 1000, 1):g} ms"
     if a < 120_000_000:
-        return f"+{us / 1_000_000:g} s"
-    return f"+{us / 60_000_000:g} min"
+        return f"+{round(us / 1_000_000, 3):g} s"
+    return f"+{round(us / 60_000_000, 1):g} min"
 
 
 def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
     span = max(t1 - t0, 1)
 
     def x(t: int) -> float:
-        return round(GUTTER + (t - t0) / span * (WIDTH - 20), 2)
+        return round(GUTTER + 10 + (t - t0) / span * (WIDTH - GUTTER - 30), 2)
 
     for n, e in enumerate(events):
         e["_n"] = n
@@ -95,8 +95,8 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
     if len(events) > MARKER_CAP:
         cells: dict[tuple[int, int], dict[str, Any]] = {}
         for e in events:
-            col = int((e["_x"] - GUTTER) // BUCKET_PX)
-            c = cells.setdefault((e["_lane"], col), {"lane": e["_lane"], "x": GUTTER + col * BUCKET_PX,
+            col = int((e["_x"] - GUTTER - 10) // BUCKET_PX)
+            c = cells.setdefault((e["_lane"], col), {"lane": e["_lane"], "x": GUTTER + 10 + col * BUCKET_PX,
                                                      "count": 0, "errors": 0, "first": e["_n"]})
             c["count"] += 1
             c["errors"] += e["_err"]

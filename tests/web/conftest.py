@@ -1,0 +1,122 @@
+"""A live hub loaded with the demo dataset (plus a trace across two hosts with wrong clocks), an
+httpx client logged in through the web form, and Debian's chromium driven by Playwright.
+
+Chromium comes from `scripts/browser.sh` (apt). Without it the browser tests skip locally and
+fail in CI (CI=true), like the OpenSearch tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from obshub.demo import generate
+from tests.hubproc import LiveHub
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+S = 1_000_000
+SKEWED_TRACE = "req-skewed-clocks"
+EDGE_SKEW_S, API_SKEW_S = 3.0, -2.0  # edge-1 runs 3 s fast, api-9 2 s slow
+
+
+def skewed_batches(now_us: int) -> dict[str, list[dict[str, Any]]]:
+    """One slow request: edge-1 receives it, calls api-9, replies; 0.5 s between steps, well above
+    the estimator's error (the quickest batch's delay, milliseconds here). Timestamps carry each
+    host's clock error, so by raw time api-9's lines come before the request even arrived."""
+    t = now_us - 60 * S
+    base = {"request_id": SKEWED_TRACE, "trace_id": SKEWED_TRACE, "env": "prod", "user_id": "u-skew"}
+    edge = int(EDGE_SKEW_S * S)
+    api = int(API_SKEW_S * S)
+    return {
+        "edge-1": [
+            {**base, "id": "skew-1", "ts": t + edge, "host": "edge-1", "service": "gateway", "message": "GET /orders/7 received"},
+            {**base, "id": "skew-4", "ts": t + 1_500_000 + edge, "host": "edge-1", "service": "gateway", "message": "GET /orders/7 200 1500ms"},
+        ],
+        "api-9": [
+            {**base, "id": "skew-2", "ts": t + 500_000 + api, "host": "api-9", "service": "orders", "message": "load order 7"},
+            {**base, "id": "skew-3", "ts": t + 1_000_000 + api, "host": "api-9", "service": "orders", "message": "order 7 loaded in 500ms"},
+        ],
+    }
+
+
+def ingest_with_clock(hub: LiveHub, lines: list[dict[str, Any]], skew_s: float) -> None:
+    """As an agent on a host whose clock is off by `skew_s` would send them."""
+    body = b"\n".join(orjson.dumps(x) for x in lines)
+    r = hub.ingest(body, headers={"X-Obshub-Sent-At": f"{time.time() + skew_s:.6f}",
+                                  "Content-Type": "application/x-ndjson"})
+    assert r.status_code == 200 and r.json()["accepted"] == len(lines), r.text
+
+
+@pytest.fixture(scope="module")
+def demo_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    hub = LiveHub(f"sqlite:///{tmp_path_factory.mktemp('web')}/obshub.db").start()
+    now = time.time_ns() // 1000
+    r = hub.ingest(generate(now))
+    assert r.status_code == 200 and not r.json()["rejected"], r.text
+    batches = skewed_batches(now)
+    ingest_with_clock(hub, batches["edge-1"], EDGE_SKEW_S)
+    ingest_with_clock(hub, batches["api-9"], API_SKEW_S)
+    yield hub
+    hub.stop()
+
+
+@contextlib.contextmanager
+def login_client(hub: LiveHub) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=hub.url, timeout=30) as c:
+        r = c.post("/login", data={"token": hub.read_token, "next": "/search"}, headers={"Origin": hub.url})
+        assert r.status_code == 303, r.text
+        yield c
+
+
+@pytest.fixture
+def web(demo_hub: LiveHub) -> Iterator[httpx.Client]:
+    """An httpx client holding a web session of the demo hub."""
+    with login_client(demo_hub) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} missing: run scripts/browser.sh")
+        pytest.skip(f"{CHROMIUM} missing: run scripts/browser.sh (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, demo_hub: LiveHub) -> Iterator[Any]:
+    """A logged-in browser tab (logged in through the form, like a person)."""
+    ctx = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=demo_hub.url)
+    pg = ctx.new_page()
+    pg.set_default_timeout(15_000)
+    pg.goto("/search")
+    assert "/login" in pg.url
+    pg.get_by_label("Read token").fill(demo_hub.read_token)
+    pg.get_by_role("button", name="Log in").click()
+    pg.wait_for_url("**/search**")
+    yield pg
+    ctx.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
