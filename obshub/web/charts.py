@@ -16,9 +16,11 @@ def bars(points: Sequence[dict[str, Any]], width: int = 900, height: int = 220, 
     """`[{"t", "count"}]` -> bar rects, y ticks and ~6 x labels, in a width x height viewBox."""
     n = max(len(points), 1)
     peak = max((p["count"] for p in points), default=0)
-    _, yticks = nice_ticks(max(peak, 1), 4)
-    top_val = max(yticks[-1], peak, 1)
-    plot_w, plot_h = width - left - 8, height - bottom - 8
+    step, yticks = nice_ticks(max(peak, 1), 4)
+    if yticks[-1] < peak:
+        yticks.append(yticks[-1] + step)  # the top gridline sits above the tallest bar
+    top_val = max(yticks[-1], 1)
+    plot_w, plot_h = width - left - 36, height - bottom - 8  # right margin: room for the last x label
     bw = plot_w / n
     rects = []
     for i, p in enumerate(points):
