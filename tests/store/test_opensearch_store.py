@@ -238,3 +238,16 @@ def test_error_groups_create_regress_update_and_stats(store: OpenSearchStore, pi
     assert set(store.group_stats(pid, parse("host:web-0"), None, None, ["g2"])) == {"g2"}
     assert store.group_stats(pid, None, None, None, []) == {}
     assert q(store, pid, "group_id:g2") == ["x4", "x5"]
+
+
+def test_big_batch_split_into_parallel_bulks_keeps_per_event_outcomes(store: OpenSearchStore, pid: int) -> None:
+    first = [ev(i) for i in range(1000)]
+    assert store.write_events(pid, first).accepted == 1000
+    second = first + [ev(1000 + i) for i in range(200)]
+    bad = dict(second[1100])
+    bad["level"] = {"oops": 1}  # a keyword given an object: refused by the node
+    second[1100] = bad
+    r = store.write_events(pid, second)
+    assert (r.accepted, r.duplicates) == (199, 1000)
+    assert [i for i, _ in r.rejected] == [1100]
+    assert store.count(pid, None, None, None) == 1199

@@ -98,6 +98,8 @@ class OpenSearchStore:
         self.lifecycle = Lifecycle(c, n.events)
 
     def close(self) -> None:
+        if getattr(self, "_writer", None) is not None:
+            self._writer.close()
         if self._client is not None:
             self._client.close()
             self._client = None
