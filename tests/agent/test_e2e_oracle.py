@@ -174,13 +174,14 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
             step(*cycle[i % len(cycle)])
             i += 1
         writer.join()
-        deadline = time.monotonic() + 60 + total / 5000
-        seen: Counter[int] = Counter()
-        while time.monotonic() < deadline:
-            seen = _collect(hub)
-            if len(seen) >= total:
-                break
-            time.sleep(0.5)
+
+        def drained() -> bool:  # everything read, spooled and acknowledged (cheap: no search)
+            m = agent.metrics()
+            return m["obshub_agent_spool_unacked_bytes"] == 0 and not any(
+                v for k, v in m.items() if k.startswith("obshub_agent_file_lag_bytes"))
+
+        _wait(lambda: drained() and (time.sleep(1.0) or drained()), 120 + total / 2000, "the agent to drain")
+        seen = _collect(hub)
         metrics = agent.metrics()
         rc = agent.stop()
         return {"seen": seen, "metrics": metrics, "rc": rc, "ops": ops, "rotations": writer.rotations,
