@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +24,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from obshub import auth
+from obshub.digest import GroupSeen, Scrubber
 from obshub.digest.skew import SkewEstimator, parse_sent_at
 from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
+from obshub.ingest import sentry
 from obshub.ingest.native import ingest
 from obshub.jobs.scheduler import start_jobs
 from obshub.settings import Settings
@@ -48,6 +50,7 @@ class Hub:
     store: Store
     telemetry: Telemetry
     tokens: auth.TokenCache
+    scrubber: Scrubber = field(default_factory=Scrubber)
     skew: SkewEstimator = field(default_factory=SkewEstimator)
     inflight: int = 0  # only touched on the event loop thread
 
@@ -55,9 +58,16 @@ class Hub:
         token = auth.bearer(request.headers)
         return await run_in_threadpool(self.tokens.check, self.store, token, scope, project_id)
 
-    async def write(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
+    async def write(self, project_id: int, events: Sequence[dict[str, Any]],
+                    groups: Mapping[str, GroupSeen] | None = None) -> WriteResult:
+        """Store a digested batch. Groups are recorded first (idempotent), so an acknowledged
+        occurrence never points at a group that does not exist."""
         started = time.perf_counter()
+        if groups:
+            await run_in_threadpool(self.store.touch_groups, project_id, list(groups.values()))
         result = await run_in_threadpool(self.store.write_events, project_id, events)
+        if groups and result.accepted:
+            await run_in_threadpool(self.store.reopen_groups, project_id, list(groups))
         self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0]).observe(time.perf_counter() - started)
         return result
 
@@ -141,7 +151,8 @@ def bootstrap(store: Store, settings: Settings, out: Any = None) -> dict[str, An
 def create_app(settings: Settings, store: Store | None = None, telemetry: Telemetry | None = None) -> Starlette:
     store = store if store is not None else open_store(settings.store)
     hub = Hub(settings=settings, store=store, telemetry=telemetry or Telemetry.create(),
-              tokens=auth.TokenCache(settings.token_cache_s))
+              tokens=auth.TokenCache(settings.token_cache_s),
+              scrubber=Scrubber(tuple(settings.scrub_keys.split(",")), enabled=settings.scrub))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -157,6 +168,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
 
     routes = [
         Route("/api/v1/ingest", ingest, methods=["POST"]),
+        *sentry.routes,
         *api_routes,
         Route("/healthz", healthz),
         Route("/readyz", readyz),

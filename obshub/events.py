@@ -9,7 +9,8 @@ A normalized event is a plain dict (dicts are ~3x cheaper to build than dataclas
 
     id, ts (int µs since epoch, UTC), received_at (int µs), kind, level, message, service, host,
     env, release, logger, request_id, trace_id, span_id, user_id, session_id, name,
-    error (dict | None), attrs (flat dict: nested keys joined with ".")
+    error (dict | None), group_id (set by digest/ for errors), attrs (flat dict: nested keys
+    joined with "."), and transiently `fingerprint` (client grouping hint, consumed by digest/)
 
 Stores keep `ts` as integer microseconds (exact, sortable); `to_public` renders RFC 3339.
 """
@@ -45,7 +46,7 @@ CORRELATION_KEYS = ("request_id", "trace_id", "span_id", "user_id", "session_id"
 # Plain string fields besides the correlation keys.
 _META_FIELDS = ("service", "host", "env", "release", "logger", "name")
 STRING_FIELDS = ("message", *_META_FIELDS, *CORRELATION_KEYS)
-TOP_LEVEL_FIELDS = ("id", "ts", "received_at", "kind", "level", *STRING_FIELDS, "error", "attrs")
+TOP_LEVEL_FIELDS = ("id", "ts", "received_at", "kind", "level", *STRING_FIELDS, "error", "group_id", "attrs")
 
 # Alias -> canonical field. The canonical name wins when both are present; the alias is then
 # kept in attrs (nothing the client sent is dropped).
@@ -219,6 +220,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
     for f in STRING_FIELDS:
         out[f] = None
     out["error"] = None
+    out["group_id"] = None
 
     if "id" in ev:
         v = ev["id"]
@@ -239,6 +241,11 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
         raise EventError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
     if "error" in ev:
         out["error"] = _check_error(ev["error"])
+    if "fingerprint" in ev:
+        fp = ev["fingerprint"]
+        if not isinstance(fp, list) or not fp or not all(isinstance(x, (str, int)) for x in fp) or len(fp) > 16:
+            raise EventError("fingerprint", "must be a list of 1-16 strings (\"{{ default }}\" expands to the default)")
+        out["fingerprint"] = [str(x) for x in fp]
     if "kind" in ev:
         kind = ev["kind"]
         if kind not in KINDS:
@@ -277,7 +284,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
     return out
 
 
-_KNOWN = frozenset(("id", "ts", "kind", "level", "error", *STRING_FIELDS))
+_KNOWN = frozenset(("id", "ts", "kind", "level", "error", "fingerprint", *STRING_FIELDS))
 
 
 def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], limits: Limits) -> None:

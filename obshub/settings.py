@@ -42,6 +42,8 @@ class Settings:
     retention_days: int = 30  # events older than this are deleted by the retention job
     retention_interval_s: int = 3600  # how often the retention job runs
     token_cache_s: float = 10.0  # token -> project cache; bounds how long a revoked token works
+    scrub: bool = True  # mask passwords, tokens, auth/cookie headers, card numbers before storing
+    scrub_keys: str = ""  # extra sensitive key patterns, comma-separated (e.g. "iban,dob")
     secret_key: str = ""  # signs web session cookies; random per start when empty
     log_level: str = "info"
     checks: tuple[Mapping[str, Any], ...] = field(default=())  # [[checks]] from the config file

@@ -74,6 +74,10 @@ class _Client:
         with self.client(token or self.read_token) as c:
             return c.get(path, params=params)
 
+    def patch(self, path: str, json: Any, token: str | None = None) -> httpx.Response:
+        with self.client(token or self.read_token) as c:
+            return c.patch(path, json=json)
+
     def search_all(self, q: str = "", **params: Any) -> list[dict[str, Any]]:
         """Every matching event (newest first), following cursors."""
         out: list[dict[str, Any]] = []

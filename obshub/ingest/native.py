@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from obshub.digest import digest
 from obshub.events import EventError, Limits, normalize
 from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import WriteResult
@@ -94,6 +95,7 @@ async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:
         if not body.strip():
             raise BodyError(400, "empty body: send one JSON object per line")
         events, line_nos, rejected = await run_in_threadpool(parse_ndjson, body, received_at, s.limits, s.max_lines)
+        groups = await run_in_threadpool(digest, events, hub.scrubber)
     except BodyError as e:
         tel.ingest_rejected.labels("native", "limit" if e.status == 413 else "body").inc()
         return _error(e.status, str(e))
@@ -103,7 +105,7 @@ async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:
     hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, events)
     result = WriteResult()
     if events:
-        result = await hub.write(project_id, events)  # raises StoreUnavailable/Overloaded -> 503/429
+        result = await hub.write(project_id, events, groups)  # StoreUnavailable/Overloaded -> 503/429
     for idx, reason in result.rejected:
         rejected.append({"line": line_nos[idx], "error": f"store refused the event: {reason}"})
     rejected.sort(key=lambda r: r["line"])

@@ -125,11 +125,12 @@ def user_timeline(store: Store, project_id: int, user_id: str, start: int | None
             "end": to_public(evs[-1])["ts"],
             "events": len(evs),
             "errors": sum(1 for e in evs if e["kind"] == "error" or e["level"] in ("error", "critical")),
-            # The seed bug: a user's consecutive requests landing on different servers.
+            # The seed bug: a user's consecutive requests entering on different servers. Entry
+            # hosts are compared, so a request fanning out to an api host is not a "switch".
             "previous_host": prev_host,
             "host_switch": prev_host is not None and first is not None and first != prev_host,
         })
-        if hosts:
-            prev_host = hosts[-1]
+        if first is not None:
+            prev_host = first
     return {"user_id": user_id, "requests": requests, "events": [to_public(e) for e in events],
             "host_switches": sum(1 for r in requests if r["host_switch"]), "truncated": truncated}

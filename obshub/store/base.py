@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from obshub.store.querylang import Node
 
 __all__ = [
+    "GroupRecord",
+    "GroupStats",
     "Project",
     "SearchRequest",
     "Store",
@@ -45,6 +47,35 @@ class WriteResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """The mutable state of an error group (counts are not here: they are aggregations)."""
+
+    id: str
+    title: str
+    type: str | None
+    culprit: str | None
+    level: str
+    version: str  # grouping algorithm that made it (digest/grouping/vN.py)
+    state: str  # unresolved | resolved | ignored
+    first_seen: int
+    resolved_at: int | None = None
+    regressed_at: int | None = None  # last time a new occurrence reopened it after resolve
+    merged_into: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    count: int
+    users: int
+    hosts: list[str]
+    first_seen: int
+    last_seen: int
+
+
+GROUP_STATES = ("unresolved", "resolved", "ignored")
 
 
 @dataclass(frozen=True)
@@ -112,6 +143,27 @@ class Store(Protocol):
     def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
                      unique: bool) -> list[tuple[int, int]]:
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
+
+    # -- error groups --------------------------------------------------------------------------
+    def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
+        """Create each `obshub.digest.GroupSeen` that does not exist yet (before its events are
+        written, so no stored occurrence points at a missing group)."""
+
+    def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
+        """After a write: a resolved group with a *stored* occurrence received after its
+        resolution regresses (state unresolved, regressed_at). Judging on stored occurrences,
+        not on the batch, keeps an agent's replay of an old batch from reopening anything."""
+
+    def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:
+        """Group records (all of the project when `ids` is None)."""
+
+    def group_stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+                    ids: Sequence[str] | None = None) -> dict[str, GroupStats]:
+        """Aggregations over the error occurrences (kind=error with a group_id) matching."""
+
+    def update_group(self, project_id: int, group_id: str, state: str | None = None,
+                     resolved_at: int | None = None, merged_into: str | None = None) -> GroupRecord:
+        """Change state (and resolved_at) or merge; raises NotFound for an unknown group."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def delete_before(self, cutoff: int) -> int:

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # Fields stored as their own column/keyword. Everything else is an attribute.
-CORE_FIELDS = frozenset((*STRING_FIELDS, "id", "kind", "level", "ts"))
+CORE_FIELDS = frozenset((*STRING_FIELDS, "id", "kind", "level", "ts", "group_id"))
 # A bare word also matches these exactly, so pasting an id into the search bar finds it.
 ID_FIELDS = ("id", *CORRELATION_KEYS)
 OPS = ("=", ">", ">=", "<", "<=", "prefix", "exists")

@@ -27,9 +27,9 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from obshub.errors import ConfigError, Conflict, StoreOverloaded, StoreUnavailable
+from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, StoreUnavailable
 from obshub.events import CORRELATION_KEYS
-from obshub.store.base import Project, SearchRequest, TokenScope, WriteResult
+from obshub.store.base import GroupRecord, GroupStats, Project, SearchRequest, TokenScope, WriteResult
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.sqlite_query import compile_where
 
@@ -37,7 +37,7 @@ __all__ = ["SqliteStore"]
 
 _COLS = ("id", "ts", "received_at", "kind", "level", "message", "service", "host", "env",
          "release", "logger", "request_id", "trace_id", "span_id", "user_id", "session_id",
-         "name", "error", "attrs")
+         "name", "error", "group_id", "attrs")
 _SELECT = ", ".join(f"e.{c}" for c in _COLS)
 _INSERT = (f"INSERT OR IGNORE INTO events (project_id, {', '.join(_COLS)}) "
            f"VALUES (?, {', '.join('?' * len(_COLS))})")
@@ -55,12 +55,17 @@ _SCHEMA = [
         ts INTEGER NOT NULL, received_at INTEGER NOT NULL, kind TEXT NOT NULL,
         level TEXT NOT NULL, message TEXT, service TEXT, host TEXT, env TEXT, release TEXT,
         logger TEXT, request_id TEXT, trace_id TEXT, span_id TEXT, user_id TEXT,
-        session_id TEXT, name TEXT, error TEXT, attrs TEXT,
+        session_id TEXT, name TEXT, error TEXT, group_id TEXT, attrs TEXT,
         UNIQUE (project_id, id))""",
+    """CREATE TABLE IF NOT EXISTS error_groups (
+        project_id INTEGER NOT NULL, id TEXT NOT NULL, title TEXT NOT NULL, type TEXT, culprit TEXT,
+        level TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'unresolved',
+        first_seen INTEGER NOT NULL, resolved_at INTEGER, regressed_at INTEGER, merged_into TEXT,
+        PRIMARY KEY (project_id, id)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ix_events_ts ON events (project_id, ts)",
     "CREATE INDEX IF NOT EXISTS ix_events_name ON events (project_id, kind, name, ts)",
     *[f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
-      for k in CORRELATION_KEYS],
+      for k in (*CORRELATION_KEYS, "group_id")],
     # tokenchars '_': keep identifiers like mod_jk or user_id whole, as OpenSearch's standard
     # analyzer does, so a word query means the same on both backends.
     """CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
@@ -253,7 +258,7 @@ class SqliteStore:
             rows.append((project_id, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"],
                          ev["message"], ev["service"], ev["host"], ev["env"], ev["release"], ev["logger"],
                          ev["request_id"], ev["trace_id"], ev["span_id"], ev["user_id"], ev["session_id"],
-                         ev["name"], dumps(err).decode() if err else None,
+                         ev["name"], dumps(err).decode() if err else None, ev["group_id"],
                          dumps(attrs).decode() if attrs else None))
         with self._write() as w:
             last = w.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
@@ -266,7 +271,7 @@ class SqliteStore:
     def _row(self, r: tuple[Any, ...]) -> dict[str, Any]:
         ev = dict(zip(_COLS, r))
         ev["error"] = orjson.loads(r[17]) if r[17] else None
-        ev["attrs"] = orjson.loads(r[18]) if r[18] else {}
+        ev["attrs"] = orjson.loads(r[19]) if r[19] else {}
         return ev
 
     def _where(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
@@ -358,6 +363,71 @@ class SqliteStore:
         rows = self._read(f"SELECT (e.ts / ?) * ? AS t, {agg} FROM events e WHERE {where} GROUP BY t ORDER BY t",
                           [interval_us, interval_us, *params])
         return [(r[0], r[1]) for r in rows if r[1]]
+
+    # -- error groups ----------------------------------------------------------------------------
+    def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
+        if not groups:
+            return
+        with self._write() as w:
+            w.executemany(
+                "INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, first_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(project_id, g.id, g.title, g.type, g.culprit, g.level, g.version, g.first_seen) for g in groups])
+
+    def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
+        resolved = [g for g in self.get_groups(project_id, ids) if g.state == "resolved"]
+        if not resolved:
+            return
+        with self._write() as w:
+            for g in resolved:
+                row = w.execute("SELECT max(received_at) FROM events WHERE project_id = ? AND group_id = ? "
+                                "AND received_at > ?", (project_id, g.id, g.resolved_at or 0)).fetchone()
+                if row[0] is not None:
+                    w.execute("UPDATE error_groups SET state = 'unresolved', regressed_at = ? "
+                              "WHERE project_id = ? AND id = ? AND state = 'resolved'", (row[0], project_id, g.id))
+
+    def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:
+        sql = ("SELECT id, title, type, culprit, level, version, state, first_seen, resolved_at, regressed_at, "
+               "merged_into FROM error_groups WHERE project_id = ?")
+        params: list[Any] = [project_id]
+        if ids is not None:
+            if not ids:
+                return []
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        return [GroupRecord(*r) for r in self._read(sql, params)]
+
+    def group_stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+                    ids: Sequence[str] | None = None) -> dict[str, GroupStats]:
+        where, params = self._where(project_id, query, start, end)
+        where += " AND e.kind = 'error' AND e.group_id IS NOT NULL"
+        if ids is not None:
+            if not ids:
+                return {}
+            where += f" AND e.group_id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        rows = self._read("SELECT e.group_id, count(*), count(DISTINCT e.user_id), group_concat(DISTINCT e.host), "
+                          f"min(e.ts), max(e.ts) FROM events e WHERE {where} GROUP BY e.group_id", params)
+        return {r[0]: GroupStats(r[1], r[2], sorted((r[3] or "").split(",")) if r[3] else [], r[4], r[5])
+                for r in rows}
+
+    def update_group(self, project_id: int, group_id: str, state: str | None = None,
+                     resolved_at: int | None = None, merged_into: str | None = None) -> GroupRecord:
+        sets, params = [], []
+        if state is not None:
+            sets += ["state = ?", "resolved_at = ?"]
+            params += [state, resolved_at]
+        if merged_into is not None:
+            sets.append("merged_into = ?")
+            params.append(merged_into)
+        with self._write() as w:
+            if sets:
+                w.execute(f"UPDATE error_groups SET {', '.join(sets)} WHERE project_id = ? AND id = ?",
+                          [*params, project_id, group_id])
+        found = self.get_groups(project_id, [group_id])
+        if not found:
+            raise NotFound(f"no error group {group_id!r}")
+        return found[0]
 
     # -- lifecycle -------------------------------------------------------------------------------
     def delete_before(self, cutoff: int) -> int:

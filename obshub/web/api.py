@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from obshub.errors import QueryError
-from obshub.query import analytics
+from obshub.query import analytics, errors
 from obshub.query.search import parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
 
@@ -111,7 +111,44 @@ async def api_series(request: Request) -> JSONResponse:
     return JSONResponse(out)
 
 
+async def api_errors(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    start, end = _range(request)
+    q = parse_query(request.query_params.get("q"))
+    state = request.query_params.get("state") or None
+    limit = _int(request, "limit", 200)
+    return JSONResponse(await run_in_threadpool(errors.list_groups, request.app.state.hub.store, pid, state, q,
+                                                start, end, limit))
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise QueryError("body: not valid JSON") from None
+
+
+async def api_error(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    store = request.app.state.hub.store
+    gid = request.path_params["id"]
+    if request.method == "PATCH":
+        body = await _json_body(request)
+        return JSONResponse(await run_in_threadpool(errors.set_state, store, pid, gid, body))
+    return JSONResponse(await run_in_threadpool(errors.get_group, store, pid, gid))
+
+
+async def api_error_merge(request: Request) -> JSONResponse:
+    pid = await _project(request)
+    body = await _json_body(request)
+    return JSONResponse(await run_in_threadpool(errors.merge_groups, request.app.state.hub.store, pid,
+                                                request.path_params["id"], body))
+
+
 routes = [
+    Route("/api/v1/errors", api_errors),
+    Route("/api/v1/errors/{id}", api_error, methods=["GET", "PATCH"]),
+    Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
     Route("/api/v1/search", api_search),
     Route("/api/v1/trace/{id:path}", api_trace),
     Route("/api/v1/users/{user_id:path}/timeline", api_timeline),

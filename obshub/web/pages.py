@@ -7,6 +7,7 @@
     /tail  /tail/stream    live tail page and its Server-Sent Events stream
     /trace/<id>            swimlanes per host/service on one time axis        (pages_trace.py)
     /users/<id>            the user's requests in order, host switches marked
+    /errors  /errors/<id>  error groups, resolve/ignore                         (pages_errors.py)
     /analytics             event names, properties, values, series            (pages_analytics.py)
     /static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
 """
@@ -20,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from obshub.web import pages_analytics, pages_search, pages_trace
+from obshub.web import pages_analytics, pages_errors, pages_search, pages_trace
 from obshub.web.common import HERE, page, render
 from obshub.web.session import CsrfError, LoginRequired, current, form, login, logout, same_origin
 
@@ -81,5 +82,6 @@ routes: list[BaseRoute] = [
     Route("/trace/{id:path}", page(pages_trace.trace_page)),
     Route("/users/{user_id:path}", page(pages_trace.user_page)),
     Route("/analytics", page(pages_analytics.analytics_page)),
+    *pages_errors.routes,
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
 ]

@@ -5,7 +5,7 @@ query the parser rejects is shown back with a caret under the offending column. 
 follows cursors in a worker thread and streams rows, so a 100k-row dump never sits in memory.
 The live tail is Server-Sent Events: the server polls the store with the user's filter and
 sends only new lines; each stream lasts `STREAM_S` and the browser's EventSource reconnects
-(passing `since`), so a hub shutting down never waits on an open tail.
+(sending Last-Event-ID), so a hub shutting down waits on an open tail for seconds, not forever.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ CSV_COLUMNS = ("ts", "level", "kind", "host", "service", "env", "release", "logg
                "trace_id", "span_id", "user_id", "session_id", "message", "error_type", "error_value", "attrs", "id")
 CONTEXT_DEFAULT = 20
 CONTEXT_MAX = 200
-STREAM_S = 25.0  # one SSE connection; EventSource reconnects by itself (see module docstring)
+STREAM_S = 15.0  # one SSE connection; EventSource reconnects by itself. Also bounds how long a
+# stopping hub waits on an open tail (uvicorn waits for running responses unless
+# timeout_graceful_shutdown is set)
 POLL_S = 1.0  # tail latency vs store load: one indexed query per second per open tail
 LOOKBACK_US = 120_000_000  # late lines (agent spooling) up to 2 min old still reach the tail
 BACKFILL = 20  # lines shown when a tail opens, so it is never blank

@@ -1,0 +1,124 @@
+"""Grouping v1 — FROZEN. Changing this file re-splits every existing group; write v2.py instead.
+
+What makes two occurrences "the same bug", strongest signal first:
+1. A client `fingerprint` (Sentry-style list of strings) wins; `{{ default }}` in it expands
+   to the default components below, so `["{{ default }}", "tenant-a"]` splits one group by tenant.
+2. The exception chain: for each exception, its type plus its in-app frames as module +
+   function + normalized context line. Line numbers are left out on purpose: an edit above the
+   function must not split a group. When no frame is in-app, all frames are used.
+3. No frames: type + the message with its variable parts masked (emails, urls, ips, uuids,
+   hashes, hex, dates, numbers), so "order 1234 failed" and "order 99 failed" group together.
+4. No error object at all: the masked message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+__all__ = ["VERSION", "fingerprint", "guess_in_app", "normalize_message", "title_and_culprit"]
+
+VERSION = "v1"
+
+_MASKS = [
+    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "<email>"),
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.I), "<url>"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"), "<date>"),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<ip>"),
+    (re.compile(r"\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b", re.I), "<ip>"),
+    (re.compile(r"\b[0-9a-f]{32,128}\b", re.I), "<hash>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<hex>"),
+    (re.compile(r"-?\b\d+(?:\.\d+)?\b"), "<num>"),
+]
+_STDLIB_HINTS = ("site-packages", "dist-packages", "/lib/python", "<frozen ", "\\lib\\")
+_THIRD_PARTY_MODULES = ("starlette", "uvicorn", "django", "flask", "werkzeug", "fastapi", "httpx", "requests",
+                        "urllib3", "asyncio", "concurrent", "threading", "sqlalchemy", "anyio", "java.", "javax.",
+                        "sun.", "jdk.", "org.springframework", "org.apache")
+
+
+def normalize_message(msg: str) -> str:
+    """Mask the variable parts of a message (order matters: emails before numbers...)."""
+    for rx, repl in _MASKS:
+        msg = rx.sub(repl, msg)
+    return msg.strip()
+
+
+def guess_in_app(frame: dict[str, Any]) -> bool:
+    """In-app default when the SDK left it unset: not in site-packages, stdlib or known frameworks."""
+    fn = str(frame.get("filename") or frame.get("abs_path") or "")
+    if any(h in fn for h in _STDLIB_HINTS):
+        return False
+    mod = str(frame.get("module") or "")
+    return not any(mod == m.rstrip(".") or mod.startswith(m if m.endswith(".") else m + ".") for m in _THIRD_PARTY_MODULES)
+
+
+def _in_app(frame: dict[str, Any]) -> bool:
+    v = frame.get("in_app")
+    return guess_in_app(frame) if v is None else bool(v)
+
+
+def _frame_key(frame: dict[str, Any]) -> list[str]:
+    ctx = str(frame.get("context_line") or "").strip()
+    return [str(frame.get("module") or frame.get("filename") or "?"), str(frame.get("function") or "?"),
+            normalize_message(ctx) if ctx else ""]
+
+
+def _exceptions(error: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chain outermost-cause first, the raised exception last."""
+    chain = error.get("chain")
+    chain = [c for c in chain if isinstance(c, dict)] if isinstance(chain, list) else []
+    return [*chain, error]
+
+
+def _frames(exc: dict[str, Any]) -> list[dict[str, Any]]:
+    stack = exc.get("stack")
+    return [f for f in stack if isinstance(f, dict)] if isinstance(stack, list) else []
+
+
+def default_components(ev: dict[str, Any]) -> list[Any]:
+    error = ev.get("error")
+    if not isinstance(error, dict):
+        return ["message", normalize_message(ev.get("message") or "")]
+    excs = _exceptions(error)
+    all_frames = [f for e in excs for f in _frames(e)]
+    if all_frames:
+        use_all = not any(_in_app(f) for f in all_frames)
+        return ["stack", [[str(e.get("type") or "Error"), [_frame_key(f) for f in _frames(e) if use_all or _in_app(f)]]
+                          for e in excs]]
+    last = excs[-1]
+    return ["type", str(last.get("type") or "Error"), normalize_message(str(last.get("value") or ev.get("message") or ""))]
+
+
+def fingerprint(ev: dict[str, Any]) -> str:
+    """32 hex chars naming the group of this error event."""
+    default = default_components(ev)
+    custom = ev.get("fingerprint")
+    if isinstance(custom, list) and custom:
+        parts: list[Any] = [default if str(p).strip() in ("{{ default }}", "{{default}}") else str(p) for p in custom]
+        components: list[Any] = ["custom", parts]
+    else:
+        components = default
+    raw = json.dumps([VERSION, components], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def title_and_culprit(ev: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """(title, type, culprit): what a person reads in the list; culprit = innermost in-app frame."""
+    error = ev.get("error")
+    if not isinstance(error, dict):
+        return (ev.get("message") or "(no message)")[:200], None, ev.get("logger")
+    typ = error.get("type")
+    value = error.get("value") or ""
+    title = f"{typ}: {value}" if typ and value else (typ or value or ev.get("message") or "Error")
+    frames = _frames(error)
+    app = [f for f in frames if _in_app(f)] or frames
+    culprit = None
+    if app:
+        f = app[-1]
+        culprit = f"{f.get('module') or f.get('filename') or '?'} in {f.get('function') or '?'}"
+    return str(title)[:200], typ, culprit

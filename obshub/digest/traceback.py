@@ -1,0 +1,82 @@
+"""Turn traceback *text* (what a log file holds: Python tracebacks, Java stack traces shipped by
+the agent as one multiline event) into the structured `error` object grouping understands."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["parse_traceback"]
+
+_PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)\s*$')
+_PY_EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|[A-Z]\w*))(?::\s?(?P<value>.*))?$")
+_PY_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
+_JAVA_EXC = re.compile(r"^(?:Caused by: )?(?P<type>[a-zA-Z_$][\w$]*(?:\.[\w$]+)+)(?::\s?(?P<value>.*))?$")
+_JAVA_FRAME = re.compile(r"^\s+at (?P<cls>[\w$.]+)\.(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)")
+
+
+def _module_of(path: str) -> str:
+    """A module name that does not depend on where a host deployed the code: the part after
+    site-packages, else the last two path components (/srv/shop/web/x.py and /opt/app/web/x.py
+    are the same code on two hosts, and must group together)."""
+    p = path.replace("\\", "/")
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in p:
+            return p.split(marker, 1)[1].rsplit(".py", 1)[0].replace("/", ".")
+    parts = [x for x in p.rsplit(".py", 1)[0].split("/") if x]
+    return ".".join(parts[-2:])
+
+
+def _python(lines: list[str]) -> dict[str, Any] | None:
+    excs: list[dict[str, Any]] = []
+    frames: list[dict[str, Any]] = []
+    in_tb = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("Traceback (most recent call last)"):
+            in_tb, frames = True, []
+        elif in_tb and (m := _PY_FRAME.match(line)):
+            ctx = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("    ") else None
+            path = m.group("file")
+            frames.append({"filename": path, "lineno": int(m.group("line")), "function": m.group("func"),
+                           "module": _module_of(path), "context_line": ctx})
+        elif in_tb and line and not line.startswith(" ") and (m := _PY_EXC.match(line.strip())):
+            excs.append({"type": m.group("type"), "value": (m.group("value") or "").strip(), "stack": frames})
+            in_tb = False
+        i += 1
+    if not excs:
+        return None
+    last = excs[-1]
+    if len(excs) > 1:
+        last["chain"] = excs[:-1]
+    return last
+
+
+def _java(lines: list[str]) -> dict[str, Any] | None:
+    excs: list[dict[str, Any]] = []
+    for line in lines:
+        if (m := _JAVA_FRAME.match(line)) and excs:
+            cls = m.group("cls")
+            excs[-1]["stack"].insert(0, {"module": cls, "function": m.group("func"), "filename": m.group("file"),
+                                         "lineno": int(m.group("line")) if m.group("line") else None})
+        elif (m := _JAVA_EXC.match(line.strip())) and ("Exception" in line or "Error" in line or line.startswith("Caused by")):
+            excs.append({"type": m.group("type"), "value": (m.group("value") or "").strip(), "stack": []})
+    if not excs or not any(e["stack"] for e in excs):
+        return None
+    # Java prints the outermost exception first and its causes after; the root cause is what
+    # was raised first, so the chain reads cause-first like Python's.
+    ordered = list(reversed(excs))
+    last = ordered[-1]
+    if len(ordered) > 1:
+        last["chain"] = ordered[:-1]
+    return last
+
+
+def parse_traceback(text: str) -> dict[str, Any] | None:
+    """The error object for a message holding a traceback, or None."""
+    if "Traceback (most recent call last)" in text:
+        return _python(text.splitlines())
+    if "\tat " in text or "\n    at " in text or "\n  at " in text:
+        return _java(text.splitlines())
+    return None

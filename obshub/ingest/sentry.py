@@ -1,0 +1,303 @@
+"""Sentry-compatible ingest: `POST /api/<project_id>/envelope/` and `/store/`, so an unmodified
+`sentry-sdk` pointed at the project's DSN just works.
+
+Envelope = header line, then items: an item header line (JSON with `type`, optional `length`)
+and its payload, either exactly `length` bytes or up to the next newline. We parse it
+incrementally, keep every valid event item even when a later item is broken, and skip the item
+types we do not store (sessions, client reports, transactions, check-ins, logs...) with a 200 —
+the SDK must not retry or log errors for them.
+
+Errors become `kind=error` events with trace/request/user ids filled from the Sentry payload, so
+the trace view joins them with the logs of the same request on every host.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from obshub.auth import AuthError, bearer
+from obshub.digest import digest
+from obshub.events import EventError, normalize
+from obshub.ingest.body import BodyError, decode, read_body
+
+__all__ = ["EnvelopeError", "from_sentry", "parse_envelope", "routes"]
+
+_ENCODINGS = ("identity", "gzip", "deflate", "br", "zstd")
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After, X-Sentry-Rate-Limits"}
+EVENT_ITEMS = ("event",)  # stored as errors; "transaction" etc. are accepted and skipped
+
+
+class EnvelopeError(Exception):
+    pass
+
+
+def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any], bytes]], list[str]]:
+    """(envelope header, [(item header, payload)], problems). Items before a problem are kept."""
+    nl = body.find(b"\n")
+    head_raw = body if nl < 0 else body[:nl]
+    try:
+        header = orjson.loads(head_raw) if head_raw.strip() else {}
+    except orjson.JSONDecodeError:
+        raise EnvelopeError("envelope header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise EnvelopeError("envelope header must be a JSON object")
+    items: list[tuple[dict[str, Any], bytes]] = []
+    problems: list[str] = []
+    pos = len(body) if nl < 0 else nl + 1
+    n = len(body)
+    while pos < n:
+        if body[pos:pos + 1] == b"\n":  # blank line between items
+            pos += 1
+            continue
+        end = body.find(b"\n", pos)
+        line = body[pos:] if end < 0 else body[pos:end]
+        try:
+            ih = orjson.loads(line)
+            if not isinstance(ih, dict):
+                raise ValueError
+        except ValueError:
+            problems.append(f"item {len(items) + 1}: header is not a JSON object")
+            break  # without a trustworthy header the rest cannot be framed
+        pos = n if end < 0 else end + 1
+        length = ih.get("length")
+        if length is not None:
+            if not isinstance(length, int) or length < 0:
+                problems.append(f"item {len(items) + 1}: invalid length {length!r}")
+                break
+            if pos + length > n:
+                problems.append(f"item {len(items) + 1} ({ih.get('type')}): truncated, "
+                                f"{n - pos} of {length} bytes")
+                break
+            payload = body[pos:pos + length]
+            pos += length
+            if pos < n and body[pos:pos + 1] != b"\n":
+                problems.append(f"item {len(items) + 1} ({ih.get('type')}): length {length} does not end at a newline")
+                break
+            pos += 1
+        else:
+            end = body.find(b"\n", pos)
+            payload = body[pos:] if end < 0 else body[pos:end]
+            pos = n if end < 0 else end + 1
+        items.append((ih, payload))
+    return header, items, problems
+
+
+def _exc(v: dict[str, Any]) -> dict[str, Any]:
+    frames = []
+    st = v.get("stacktrace") or {}
+    for f in (st.get("frames") or []) if isinstance(st, dict) else []:
+        if isinstance(f, dict):
+            frames.append({k: f.get(k) for k in ("module", "function", "filename", "abs_path", "lineno", "in_app",
+                                                 "context_line") if f.get(k) is not None})
+    out: dict[str, Any] = {"type": v.get("type"), "value": v.get("value"), "stack": frames}
+    if v.get("module"):
+        out["module"] = v["module"]
+    if isinstance(v.get("mechanism"), dict):
+        out["mechanism"] = v["mechanism"]
+    return out
+
+
+def _message(ev: dict[str, Any]) -> str | None:
+    le = ev.get("logentry")
+    if isinstance(le, dict):
+        return le.get("formatted") or le.get("message")
+    m = ev.get("message")
+    if isinstance(m, dict):
+        return m.get("formatted") or m.get("message")
+    return m if isinstance(m, str) else None
+
+
+def _tags(ev: dict[str, Any]) -> dict[str, str]:
+    tags = ev.get("tags")
+    if isinstance(tags, list):  # [[k, v], ...] form
+        return {str(t[0]): str(t[1]) for t in tags if isinstance(t, (list, tuple)) and len(t) == 2}
+    return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
+
+
+def _header(request: dict[str, Any], name: str) -> str | None:
+    headers = request.get("headers")
+    items = headers.items() if isinstance(headers, dict) else (headers if isinstance(headers, list) else [])
+    for kv in items:
+        if isinstance(kv, (list, tuple)) and len(kv) == 2 and str(kv[0]).lower() == name:
+            return str(kv[1])
+    return None
+
+
+def from_sentry(ev: dict[str, Any]) -> dict[str, Any]:
+    """A Sentry event payload -> an obshub event (client form, validated by normalize)."""
+    tags = _tags(ev)
+    contexts = ev.get("contexts") if isinstance(ev.get("contexts"), dict) else {}
+    trace = contexts.get("trace") if isinstance(contexts.get("trace"), dict) else {}
+    user = ev.get("user") if isinstance(ev.get("user"), dict) else {}
+    request = ev.get("request") if isinstance(ev.get("request"), dict) else {}
+    exc = ev.get("exception")
+    values = exc.get("values") if isinstance(exc, dict) else exc
+    excs = [_exc(v) for v in values if isinstance(v, dict)] if isinstance(values, list) else []
+    msg = _message(ev)
+    if excs:
+        error = excs[-1]  # Sentry lists the chain oldest first; the last one was raised
+        if len(excs) > 1:
+            error["chain"] = excs[:-1]
+    else:
+        error = {"type": None, "value": msg, "stack": []}
+    crumbs = ev.get("breadcrumbs")
+    crumbs = crumbs.get("values") if isinstance(crumbs, dict) else crumbs
+    for key, value in (("breadcrumbs", crumbs), ("request", request), ("contexts", contexts), ("tags", tags),
+                       ("user", user), ("extra", ev.get("extra")), ("sdk", ev.get("sdk")),
+                       ("transaction", ev.get("transaction")), ("platform", ev.get("platform"))):
+        if value:
+            error[key] = value
+    if not msg and excs:
+        msg = f"{error.get('type') or 'Error'}: {error.get('value') or ''}".rstrip(": ")
+    out: dict[str, Any] = {
+        "kind": "error", "message": msg, "error": error, "level": ev.get("level") or "error",
+        "ts": ev.get("timestamp"), "logger": ev.get("logger"), "env": ev.get("environment"),
+        "release": ev.get("release"), "host": ev.get("server_name"), "service": tags.get("service"),
+        "trace_id": trace.get("trace_id"), "span_id": trace.get("span_id"),
+        "request_id": tags.get("request_id") or tags.get("request-id") or _header(request, "x-request-id"),
+        "user_id": user.get("id") or user.get("username") or user.get("email"),
+        "session_id": tags.get("session_id"),
+        "attrs": {"tags": {k: v for k, v in tags.items() if k not in ("service", "request_id", "session_id")}},
+    }
+    if isinstance(ev.get("event_id"), str) and ev["event_id"]:
+        out["id"] = ev["event_id"].replace("-", "")
+    if isinstance(ev.get("fingerprint"), list) and ev["fingerprint"]:
+        out["fingerprint"] = ev["fingerprint"]
+    if not out["attrs"]["tags"]:
+        del out["attrs"]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _sentry_key(request: Request, envelope_header: dict[str, Any] | None = None) -> str | None:
+    auth = request.headers.get("x-sentry-auth") or ""
+    if not auth and (request.headers.get("authorization") or "").lower().startswith("sentry "):
+        auth = request.headers["authorization"]
+    for part in auth.replace("Sentry ", "", 1).split(","):
+        k, _, v = part.strip().partition("=")
+        if k == "sentry_key" and v:
+            return v
+    if request.query_params.get("sentry_key"):
+        return request.query_params["sentry_key"]
+    token = bearer(request.headers)
+    if token:
+        return token
+    dsn = (envelope_header or {}).get("dsn")
+    if isinstance(dsn, str):
+        return urlsplit(dsn).username or None
+    return None
+
+
+def _err(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers={**_CORS, **(headers or {})})
+
+
+async def preflight(request: Request) -> Response:
+    return Response(status_code=200, headers={
+        **_CORS, "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, X-Sentry-Auth, Authorization",
+        "Access-Control-Max-Age": "3600"})
+
+
+def _prepare(body: bytes, kind: str, received_at: int, hub: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[str], int]:
+    """Parse, map, validate and digest. Returns (envelope header, events, problems, skipped)."""
+    if kind == "store":
+        header: dict[str, Any] = {}
+        items = [({"type": "event"}, body)]
+        problems: list[str] = []
+    else:
+        header, items, problems = parse_envelope(body)
+    events, skipped = [], 0
+    for i, (ih, payload) in enumerate(items, 1):
+        if ih.get("type") not in EVENT_ITEMS:
+            skipped += 1
+            continue
+        try:
+            raw = orjson.loads(payload)
+            if not isinstance(raw, dict):
+                raise ValueError("not an object")
+            events.append(normalize(from_sentry(raw), received_at, hub.settings.limits))
+        except (ValueError, EventError) as e:
+            problems.append(f"item {i} (event): {e}")
+    return header, events, problems, skipped
+
+
+async def ingest(request: Request) -> Response:
+    hub = request.app.state.hub
+    tel = hub.telemetry
+    kind = "store" if request.url.path.rstrip("/").endswith("/store") else "envelope"
+    started = time.perf_counter()
+    project_id = int(request.path_params["project_id"])
+    key = _sentry_key(request)
+    if hub.inflight >= hub.settings.max_inflight:
+        tel.ingest_requests.labels("sentry", "429").inc()
+        return _err(429, "too many concurrent ingest requests", {"Retry-After": "1", "X-Sentry-Rate-Limits": "1::organization"})
+    hub.inflight += 1
+    tel.inflight.inc()
+    try:
+        response = await _ingest(request, hub, kind, project_id, key)
+    finally:
+        hub.inflight -= 1
+        tel.inflight.dec()
+    tel.ingest_requests.labels("sentry", str(response.status_code)).inc()
+    tel.ingest_batch_seconds.labels("sentry").observe(time.perf_counter() - started)
+    return response
+
+
+async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None) -> Response:
+    s = hub.settings
+    tel = hub.telemetry
+    received_at = time.time_ns() // 1000
+    project = None
+    try:
+        if key is not None:  # cheap refusal before reading the body; the DSN-in-envelope case waits
+            project = await run_in_threadpool(hub.tokens.check, hub.store, key, "ingest", project_id)
+    except AuthError as e:
+        return _err(e.status, str(e))
+    try:
+        raw = await read_body(request, s.max_wire_bytes)
+        body = await run_in_threadpool(decode, raw, request.headers.get("content-encoding"), s.max_body_bytes, _ENCODINGS)
+        header, events, problems, skipped = await run_in_threadpool(_prepare, body, kind, received_at, hub)
+    except BodyError as e:
+        tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
+        return _err(e.status, str(e))
+    except EnvelopeError as e:
+        tel.ingest_rejected.labels("sentry", "parse").inc()
+        return _err(400, str(e))
+    if project is None:
+        try:
+            project = await run_in_threadpool(hub.tokens.check, hub.store, _sentry_key(request, header),
+                                              "ingest", project_id)
+        except AuthError as e:
+            return _err(e.status, str(e))
+    groups = await run_in_threadpool(digest, events, hub.scrubber)
+    accepted = 0
+    if events:
+        result = await hub.write(project.id, events, groups)
+        accepted = result.accepted
+        tel.ingest_events.labels("sentry", "duplicate").inc(result.duplicates)
+    tel.ingest_events.labels("sentry", "accepted").inc(accepted)
+    tel.ingest_events.labels("sentry", "skipped").inc(skipped)
+    tel.ingest_bytes.labels("sentry", "stored" if events else "refused").inc(len(body))
+    event_id = header.get("event_id") or (events[0]["id"] if events else None)
+    if problems:
+        tel.ingest_rejected.labels("sentry", "validation").inc(len(problems))
+        # Valid items before and around the problem are stored; say so, with the reasons.
+        return JSONResponse({"detail": "; ".join(problems), "id": event_id, "stored": len(events)},
+                            status_code=400, headers=_CORS)
+    return JSONResponse({"id": event_id}, headers=_CORS)
+
+
+routes = [
+    Route("/api/{project_id:int}/envelope/", ingest, methods=["POST"]),
+    Route("/api/{project_id:int}/store/", ingest, methods=["POST"]),
+    Route("/api/{project_id:int}/envelope/", preflight, methods=["OPTIONS"]),
+    Route("/api/{project_id:int}/store/", preflight, methods=["OPTIONS"]),
+]

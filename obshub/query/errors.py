@@ -1,0 +1,128 @@
+"""Error groups as the API shows them: mutable state from the group record, numbers aggregated
+from occurrences (no hot counter document to contend on), merged groups folded into their target.
+
+`q` filters occurrences with the query language, so `host:web-2 user_id:42` lists the groups
+that user hit on that host; a group shows only when at least one occurrence matches.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from obshub.errors import NotFound, QueryError
+from obshub.events import format_ts, to_public
+from obshub.store.base import GROUP_STATES, GroupRecord, GroupStats, SearchRequest, Store
+from obshub.store.querylang import Field, Node, Or
+
+__all__ = ["get_group", "list_groups", "merge_groups", "set_state"]
+
+NEW_FOR_US = 24 * 3600 * 1_000_000  # a group first seen in the last 24 h is "new"
+_LEVEL_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
+
+
+def _fold(stats: list[GroupStats]) -> GroupStats | None:
+    if not stats:
+        return None
+    return GroupStats(count=sum(s.count for s in stats), users=sum(s.users for s in stats),
+                      hosts=sorted({h for s in stats for h in s.hosts}),
+                      first_seen=min(s.first_seen for s in stats), last_seen=max(s.last_seen for s in stats))
+
+
+def _members(records: list[GroupRecord]) -> dict[str, list[str]]:
+    """target id -> [target id, merged source ids...] (merges may chain: a -> b -> c)."""
+    by_id = {r.id: r for r in records}
+
+    def root(gid: str) -> str:
+        seen = set()
+        while by_id[gid].merged_into and by_id[gid].merged_into in by_id and gid not in seen:
+            seen.add(gid)
+            gid = by_id[gid].merged_into  # type: ignore[assignment]
+        return gid
+
+    out: dict[str, list[str]] = {}
+    for r in records:
+        out.setdefault(root(r.id), []).append(r.id)
+    return out
+
+
+def _view(r: GroupRecord, st: GroupStats | None, now: int, members: list[str]) -> dict[str, Any]:
+    return {
+        "id": r.id, "title": r.title, "type": r.type, "culprit": r.culprit,
+        "count": st.count if st else 0, "users": st.users if st else 0, "hosts": st.hosts if st else [],
+        "first_seen": format_ts(st.first_seen if st else r.first_seen),
+        "last_seen": format_ts(st.last_seen) if st else None,
+        "state": r.state, "level": r.level, "version": r.version,
+        "is_new": now - r.first_seen < NEW_FOR_US,
+        "regressed": r.regressed_at is not None and r.state == "unresolved",
+        "regressed_at": format_ts(r.regressed_at) if r.regressed_at else None,
+        "merged": [m for m in members if m != r.id],
+    }
+
+
+def list_groups(store: Store, project_id: int, state: str | None, query: Node | None, start: int | None,
+                end: int | None, limit: int = 200) -> dict[str, Any]:
+    if state is not None and state not in GROUP_STATES:
+        raise QueryError(f"state: expected one of {', '.join(GROUP_STATES)}")
+    records = store.get_groups(project_id)
+    by_id = {r.id: r for r in records}
+    stats = store.group_stats(project_id, query, start, end)
+    now = time.time_ns() // 1000
+    out = []
+    for target, members in _members(records).items():
+        r = by_id[target]
+        if state is not None and r.state != state:
+            continue
+        st = _fold([stats[m] for m in members if m in stats])
+        if st is None and (query is not None or start is not None or end is not None):
+            continue  # nothing matched the filter
+        out.append(_view(r, st, now, members))
+    out.sort(key=lambda g: (g["last_seen"] or "", g["id"]), reverse=True)
+    return {"groups": out[:limit]}
+
+
+def _resolve(store: Store, project_id: int, group_id: str) -> tuple[GroupRecord, list[str]]:
+    records = store.get_groups(project_id)
+    members = _members(records)
+    for target, ids in members.items():
+        if group_id in ids:
+            return next(r for r in records if r.id == target), ids
+    raise NotFound(f"no error group {group_id!r}")
+
+
+def get_group(store: Store, project_id: int, group_id: str, recent: int = 50) -> dict[str, Any]:
+    r, members = _resolve(store, project_id, group_id)
+    st = _fold(list(store.group_stats(project_id, None, None, None, members).values()))
+    view = _view(r, st, time.time_ns() // 1000, members)
+    q: Node = Or(tuple(Field("group_id", "=", m, True) for m in members)) if len(members) > 1 \
+        else Field("group_id", "=", members[0], True)
+    latest = store.search(project_id, SearchRequest(q, limit=recent))
+    view["latest_event"] = to_public(latest[0]) if latest else None
+    # The failing requests: one click from the group to every host's logs of that request.
+    view["occurrences"] = [{"id": e["id"], "ts": format_ts(e["ts"]), "host": e["host"], "service": e["service"],
+                            "request_id": e["request_id"], "trace_id": e["trace_id"], "user_id": e["user_id"],
+                            "release": e["release"]} for e in latest]
+    return view
+
+
+def set_state(store: Store, project_id: int, group_id: str, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or "state" not in body:
+        raise QueryError('body: expected {"state": "unresolved" | "resolved" | "ignored"}')
+    state = body["state"]
+    if state not in GROUP_STATES:
+        raise QueryError(f"state: expected one of {', '.join(GROUP_STATES)}")
+    r, _ = _resolve(store, project_id, group_id)
+    now = time.time_ns() // 1000
+    store.update_group(project_id, r.id, state=state, resolved_at=now if state == "resolved" else None)
+    return get_group(store, project_id, r.id)
+
+
+def merge_groups(store: Store, project_id: int, group_id: str, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("groups"), list) or not body["groups"]:
+        raise QueryError('body: expected {"groups": [ids to merge into this one]}')
+    target, _ = _resolve(store, project_id, group_id)
+    for other in body["groups"]:
+        src, _ = _resolve(store, project_id, str(other))
+        if src.id != target.id:
+            store.update_group(project_id, src.id, merged_into=target.id)
+    return get_group(store, project_id, target.id)

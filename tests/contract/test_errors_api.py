@@ -1,0 +1,93 @@
+"""Error group lifecycle over the API on every backend: states, regression, merge, filters."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.factories import event
+from tests.hubproc import LiveHub
+
+
+def err(where: str, value: str, **kw: Any) -> dict[str, Any]:
+    return event(kind="error", error={"type": "KeyError", "value": value,
+                                      "stack": [{"module": "shop.web", "function": where, "lineno": 10, "in_app": True}]}, **kw)
+
+
+def groups(h: LiveHub, **params: str) -> list[dict[str, Any]]:
+    r = h.get("/api/v1/errors", **params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["groups"])
+
+
+def test_group_fields_counts_users_hosts(hub: LiveHub) -> None:
+    hub.ingest([err("checkout", "'a'", user_id="u1", host="web-1", request_id="r1"),
+                err("checkout", "'b'", user_id="u2", host="web-2", request_id="r2"),
+                err("checkout", "'c'", user_id="u1", host="web-2", request_id="r3", level="critical"),
+                err("summary", "'a'", user_id="u3", host="web-3")])
+    gs = groups(hub)
+    assert len(gs) == 2
+    g = next(x for x in gs if x["culprit"] == "shop.web in checkout")
+    assert set(g) >= {"id", "title", "type", "culprit", "count", "users", "hosts", "first_seen", "last_seen", "state", "level"}
+    assert (g["count"], g["users"], g["hosts"], g["state"], g["type"]) == (3, 2, ["web-1", "web-2"], "unresolved", "KeyError")
+    assert g["first_seen"] <= g["last_seen"] and g["is_new"]
+    detail = hub.get(f"/api/v1/errors/{g['id']}").json()
+    assert detail["latest_event"]["kind"] == "error"
+    assert {o["request_id"] for o in detail["occurrences"]} == {"r1", "r2", "r3"}
+    # q filters occurrences: groups that user u3 hit
+    assert [x["culprit"] for x in groups(hub, q="user_id:u3")] == ["shop.web in summary"]
+    assert groups(hub, q="host:web-9") == []
+    # occurrences are searchable by group id
+    assert len(hub.search_all(f"group_id:{g['id']}")) == 3
+
+
+def test_resolve_regress_ignore(hub: LiveHub) -> None:
+    hub.ingest([err("pay", "'x'")])
+    (g,) = groups(hub)
+    r = hub.patch(f"/api/v1/errors/{g['id']}", json={"state": "resolved"})
+    assert r.status_code == 200 and r.json()["state"] == "resolved"
+    assert groups(hub, state="resolved")[0]["id"] == g["id"]
+    assert groups(hub, state="unresolved") == []
+    time.sleep(0.01)
+    hub.ingest([err("pay", "'y'")])  # the bug is back
+    (back,) = groups(hub, state="unresolved")
+    assert back["id"] == g["id"] and back["regressed"] and back["count"] == 2
+    hub.patch(f"/api/v1/errors/{g['id']}", json={"state": "ignored"})
+    hub.ingest([err("pay", "'z'")])
+    assert groups(hub, state="ignored")[0]["count"] == 3  # ignored stays ignored
+
+
+def test_replayed_occurrence_does_not_regress(hub: LiveHub) -> None:
+    first = err("pay", "'x'")
+    hub.ingest([first])
+    (g,) = groups(hub)
+    hub.patch(f"/api/v1/errors/{g['id']}", json={"state": "resolved"})
+    assert hub.ingest([first]).json()["duplicates"] == 1  # an agent retry of an old batch
+    assert groups(hub)[0]["state"] == "resolved"
+
+
+def test_merge(hub: LiveHub) -> None:
+    hub.ingest([err("a", "'1'", user_id="u1"), err("b", "'2'", user_id="u2"), err("b", "'3'", user_id="u2")])
+    ga, gb = sorted(groups(hub), key=lambda g: g["culprit"])
+    with hub.client(hub.read_token) as c:
+        r = c.post(f"/api/v1/errors/{ga['id']}/merge", json={"groups": [gb["id"]]})
+        assert r.status_code == 200, r.text
+        assert r.json()["count"] == 3 and r.json()["merged"] == [gb["id"]]
+        (only,) = groups(hub)
+        assert only["id"] == ga["id"] and only["users"] == 2
+        hub.ingest([err("b", "'4'")])  # new occurrences of the merged fingerprint follow the merge
+        assert groups(hub)[0]["count"] == 4
+        assert c.get(f"/api/v1/errors/{gb['id']}").json()["id"] == ga["id"]
+
+
+def test_bad_requests(hub: LiveHub) -> None:
+    hub.ingest([err("a", "'1'")])
+    (g,) = groups(hub)
+    with hub.client(hub.read_token) as c:
+        assert c.patch(f"/api/v1/errors/{g['id']}", json={"state": "done"}).status_code == 400
+        assert c.patch(f"/api/v1/errors/{g['id']}", content=b"{").status_code == 400
+        assert c.get("/api/v1/errors/nope").status_code == 404
+        assert c.patch("/api/v1/errors/nope", json={"state": "resolved"}).status_code == 404
+        assert c.get("/api/v1/errors", params={"state": "open"}).status_code == 400
+        assert c.post(f"/api/v1/errors/{g['id']}/merge", json={}).status_code == 400
+    assert hub.get("/api/v1/errors", token=hub.ingest_token).status_code == 403

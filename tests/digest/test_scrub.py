@@ -1,0 +1,43 @@
+"""PII scrubbing: sensitive keys anywhere, card numbers in any string, configurable, off-able."""
+
+from __future__ import annotations
+
+from obshub.digest.scrub import FILTERED, Scrubber
+from obshub.events import normalize
+
+
+def test_sensitive_attrs_and_card_numbers() -> None:
+    ev = normalize({"message": "paid with 4111 1111 1111 1111 at 1795461242250001", "password": "hunter2",
+                    "attrs": {"api_key": "k", "user": {"name": "bob", "access_token": "t"}, "note": "card 5555555555554444"}}, 1)
+    Scrubber().event(ev)
+    assert ev["message"] == f"paid with {FILTERED} at 1795461242250001"
+    assert ev["attrs"] == {"api_key": FILTERED, "user.name": "bob", "user.access_token": FILTERED,
+                           "note": f"card {FILTERED}", "password": FILTERED}
+
+
+def test_error_payload_headers_cookies_breadcrumbs() -> None:
+    ev = normalize({"error": {"type": "E", "value": "v", "request": {
+        "headers": [["Authorization", "Bearer abc"], ["Accept", "*/*"]], "cookies": "sid=1",
+        "data": {"card_number": "4111111111111111", "ok": 1}},
+        "breadcrumbs": [{"data": {"Set-Cookie": "x"}}]}}, 1)
+    Scrubber().event(ev)
+    req = ev["error"]["request"]
+    assert req["headers"] == [["Authorization", FILTERED], ["Accept", "*/*"]]
+    assert req["cookies"] == FILTERED and req["data"] == {"card_number": FILTERED, "ok": 1}
+    assert ev["error"]["breadcrumbs"][0]["data"]["Set-Cookie"] == FILTERED
+
+
+def test_extra_keys_and_disabled() -> None:
+    ev = normalize({"attrs": {"iban": "DE89 3704", "pin": 1}}, 1)
+    Scrubber(("iban",)).event(ev)
+    assert ev["attrs"]["iban"] == FILTERED and ev["attrs"]["pin"] == 1
+    ev = normalize({"attrs": {"password": "x"}}, 1)
+    Scrubber(enabled=False).event(ev)
+    assert ev["attrs"]["password"] == "x"
+
+
+def test_not_cards() -> None:
+    ev = normalize({"message": "081109 204453 34 INFO blk_2377150260128098806 ts=1795461242250"}, 1)
+    before = ev["message"]
+    Scrubber().event(ev)
+    assert ev["message"] == before
