@@ -7,7 +7,7 @@
 # painless, no _delete_by_query/_reindex, no ISM (the store is designed for that, DESIGN.md).
 #
 #   scripts/opensearch.sh start  [--port 9250] [--transport-port PORT+100] [--dir DIR]
-#                                [--heap 1g] [--timeout 180]
+#                                [--heap 1g] [--timeout 180] [--watch-pid PID]
 #   scripts/opensearch.sh stop   [--port 9250] [--dir DIR]
 #   scripts/opensearch.sh status [--port 9250] [--dir DIR]
 #   scripts/opensearch.sh fetch            # download + unpack only (CI warm-up)
@@ -15,6 +15,8 @@
 # --dir holds the node's config/, data/, logs/ and opensearch.pid (default
 # ~/.cache/obshub/node-PORT). `start` prints the URL on stdout and returns once the cluster is
 # yellow or green; `stop` sends SIGTERM and waits for the JVM to exit (SIGKILL after 60 s).
+# --watch-pid: stop the node when that process exits (a test run killed with SIGKILL must not
+# leave a 1 GiB JVM behind).
 # Env: OBSHUB_OPENSEARCH_VERSION (default below), OBSHUB_CACHE_DIR (default ~/.cache/obshub).
 set -euo pipefail
 
@@ -32,6 +34,7 @@ TPORT=""
 DIR=""
 HEAP=1g
 TIMEOUT=180
+WATCH_PID=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="$2"; shift 2 ;;
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --dir) DIR="$2"; shift 2 ;;
     --heap) HEAP="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
+    --watch-pid) WATCH_PID="$2"; shift 2 ;;
     *) echo "opensearch.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -163,6 +167,7 @@ start() {
     if h="$(curl -fsS --max-time 5 "$URL/_cluster/health?wait_for_status=yellow&timeout=2s" 2>/dev/null)" \
         && [[ "$h" == *'"status":"green"'* || "$h" == *'"status":"yellow"'* ]]; then
       [ -s "$PIDFILE" ] || echo "$launcher" >"$PIDFILE"
+      [ -n "$WATCH_PID" ] && watch_owner "$(cat "$PIDFILE")"
       log "up in ${SECONDS}s"
       echo "$URL"
       return
@@ -172,6 +177,15 @@ start() {
   tail -n 40 "$DIR/logs/console.log" >&2 || true
   stop || true
   die "OpenSearch not yellow/green within ${TIMEOUT}s (log: $DIR/logs/console.log)"
+}
+
+watch_owner() {
+  local node_pid="$1" self
+  self="$(readlink -f "$0")"
+  setsid bash -c '
+    while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 2; done
+    kill -0 "$2" 2>/dev/null && [ "$(cat "$4/opensearch.pid" 2>/dev/null)" = "$2" ] && "$3" stop --port "$5" --dir "$4"
+  ' watch "$WATCH_PID" "$node_pid" "$self" "$DIR" "$PORT" >/dev/null 2>&1 </dev/null &
 }
 
 stop() {

@@ -72,7 +72,7 @@ class OpenSearchNode:
             if shutil.which(tool) is None and not (tool == "mvn" and _dist_cached()):
                 raise RuntimeError(f"{tool} not found on PATH")
         try:
-            p = self._run("start", "--timeout", "240", timeout=_START_TIMEOUT_S)
+            p = self._run("start", "--timeout", "240", "--watch-pid", str(os.getpid()), timeout=_START_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"scripts/opensearch.sh start took over {_START_TIMEOUT_S}s") from None
         if p.returncode != 0:
