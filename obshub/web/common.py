@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from obshub.errors import QueryError
+from obshub.errors import NotFound, QueryError, StoreOverloaded, StoreUnavailable
 from obshub.query.times import parse_time
 from obshub.web.session import CsrfError, LoginRequired, Session, current
 
@@ -87,23 +87,39 @@ def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) 
 
 
 def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a page: require a session, and turn fixable errors into an error page."""
+    """Wrap a page: require a session, and turn errors into a page that says what to do."""
 
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:
-            session = await current(request)
-        except LoginRequired:
-            nxt = request.url.path + ("?" + request.url.query if request.url.query else "")
-            if request.method != "GET" or request.headers.get("accept", "").startswith("text/event-stream"):
-                return PlainTextResponse("login required", status_code=401)
-            return RedirectResponse("/login?" + urlencode({"next": nxt}), status_code=303)
-        request.state.session = session
-        try:
-            return await handler(request, session)
-        except CsrfError as e:
-            return render(request, "message.html", {"title": "Request refused", "message": str(e)}, 403)
+            return await _run(handler, request)
+        except (StoreUnavailable, StoreOverloaded) as e:
+            # A page, not the API's JSON: say what happened and that a reload will retry.
+            response = render(request, "message.html", {
+                "title": "The store is not answering",
+                "message": f"{e}. The hub keeps trying; reload this page in a few seconds."}, 503)
+            response.headers["Retry-After"] = str(e.retry_after)
+            return response
     return wrapped
+
+
+async def _run(handler: Handler, request: Request) -> Response:
+    try:
+        session = await current(request)
+    except LoginRequired:
+        nxt = request.url.path + ("?" + request.url.query if request.url.query else "")
+        if request.method != "GET" or request.headers.get("accept", "").startswith("text/event-stream"):
+            return PlainTextResponse("login required", status_code=401)
+        return RedirectResponse("/login?" + urlencode({"next": nxt}), status_code=303)
+    request.state.session = session
+    try:
+        return await handler(request, session)
+    except CsrfError as e:
+        return render(request, "message.html", {"title": "Request refused", "message": str(e)}, 403)
+    except QueryError as e:
+        return render(request, "message.html", {"title": "Cannot show that", "message": str(e)}, 400)
+    except NotFound as e:
+        return render(request, "message.html", {"title": "Not found", "message": str(e) or "not found"}, 404)
 
 
 # ---------------------------------------------------------------------------------- filters

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -187,3 +188,17 @@ def test_5000_event_trace_renders_paginated(web: httpx.Client, demo_hub: LiveHub
     assert len(r.content) < 2_000_000
     last = web.get("/trace/req-big", params={"page": 10})
     assert 'id="ev-4999"' in last.text and 'id="ev-0"' not in last.text
+
+
+def test_store_down_is_a_page_not_json(tmp_path: Path) -> None:
+    hub = LiveHub(f"sqlite:///{tmp_path}/obshub.db").start()
+    try:
+        with login_client(hub) as c:
+            hub.store.close()  # the store goes away under a running hub
+            r = c.get("/search")
+            assert r.status_code == 503 and r.headers["retry-after"]
+            assert r.headers["content-type"].startswith("text/html") and "store is not answering" in r.text
+            hub.store.open()
+            assert c.get("/search").status_code == 200
+    finally:
+        hub.stop()
