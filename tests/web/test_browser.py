@@ -166,3 +166,37 @@ def test_view_in_context_same_host(page: Any) -> None:
     expect(page.locator("li.ev.is-anchor")).to_have_count(1)
     expect(page.locator("li.ev")).to_have_count(41)
     shot(page, "context")
+
+
+def test_error_group_resolve_changes_state(page: Any) -> None:
+    page.get_by_role("link", name="Errors").click()
+    page.wait_for_url("**/errors")
+    groups = page.locator("table.groups tbody tr")
+    expect(groups).to_have_count(2)  # the demo's KeyError (cart lost) and the payment TimeoutError burst
+    accessible(page)
+    shot(page, "errors")
+    page.get_by_role("link", name=re.compile("KeyError")).click()
+    page.wait_for_url(re.compile(r"/errors/[^/]+$"))
+    expect(page.locator("#group-state")).to_have_text("unresolved")
+    expect(page.locator("ol.frames li.in-app").first).to_contain_text("shop.web.session")
+    occurrences = page.locator("table", has_text="Request / trace")
+    expect(occurrences.locator("a.chip-request_id")).to_have_text(re.compile(DEMO_STORY["failing_request"]))
+    accessible(page)
+    page.get_by_role("button", name="Resolve").click()
+    expect(page.locator("#group-state")).to_have_text("resolved")
+    expect(page.get_by_role("status").filter(has_text="Done")).to_contain_text("resolved")
+    shot(page, "error-group-resolved")
+    page.get_by_role("link", name="« All errors").click()
+    expect(page.locator("table.groups tbody tr")).to_have_count(1)  # only the unresolved burst is left
+    page.get_by_role("link", name="resolved", exact=True).click()
+    expect(page.locator("table.groups tbody tr")).to_contain_text("KeyError")
+    # From the group to the failing request's trace: both hosts' lines of that request.
+    page.get_by_role("link", name=re.compile("KeyError")).click()
+    page.locator("a.chip-request_id", has_text=DEMO_STORY["failing_request"]).first.click()
+    page.wait_for_url(f"**/trace/{DEMO_STORY['failing_request']}")
+    expect(page.locator("table.evlist tr.is-error")).to_have_count(2)
+    page.get_by_role("link", name="Errors").click()
+    page.get_by_role("link", name="resolved", exact=True).click()
+    page.get_by_role("link", name=re.compile("KeyError")).click()
+    page.get_by_role("button", name="Mark unresolved").click()
+    expect(page.locator("#group-state")).to_have_text("unresolved")
