@@ -208,33 +208,40 @@ def test_unreachable_cluster_is_store_unavailable() -> None:
 def test_error_groups_create_regress_update_and_stats(store: OpenSearchStore, pid: int) -> None:
     from types import SimpleNamespace
 
-    def seen(gid: str, last: int) -> Any:
+    def seen(gid: str) -> Any:
         return SimpleNamespace(id=gid, title=f"ValueError: {gid}", type="ValueError", culprit="app.views",
-                               level="error", version="v1", first_seen=NOW, last_received=last)
+                               level="error", version="v1", first_seen=NOW, last_received=NOW)
 
-    store.touch_groups(pid, [seen("g1", NOW), seen("g2", NOW)])
-    store.touch_groups(pid, [seen("g1", NOW + 5)])  # existing, unresolved: unchanged
+    def occurrence(i: int, gid: str, received_at: int) -> dict[str, Any]:
+        e = normalize({"id": f"x{i}", "ts": NOW + i, "kind": "error", "message": "boom", "host": f"web-{i % 2}",
+                       "user_id": f"u{i % 3}"}, received_at)
+        e["group_id"] = gid
+        return e
+
+    store.touch_groups(pid, [seen("g1"), seen("g2")])
+    store.touch_groups(pid, [seen("g1")])  # idempotent
     assert sorted(g.id for g in store.get_groups(pid)) == ["g1", "g2"]
     (g1,) = store.get_groups(pid, ["g1"])
     assert (g1.state, g1.first_seen, g1.regressed_at, g1.title) == ("unresolved", NOW, None, "ValueError: g1")
+    store.write_events(pid, [occurrence(i, "g1" if i < 4 else "g2", NOW) for i in range(6)])
     assert store.update_group(pid, "g1", state="resolved", resolved_at=NOW + 10).state == "resolved"
-    store.touch_groups(pid, [seen("g1", NOW + 9)])  # arrived before the resolution: stays resolved
+    store.reopen_groups(pid, ["g1", "g2"])  # no occurrence received after the resolution
     assert store.get_groups(pid, ["g1"])[0].state == "resolved"
-    store.touch_groups(pid, [seen("g1", NOW + 20)])  # after: regression
+    store.write_events(pid, [occurrence(3, "g1", NOW + 20)])  # a replay (duplicate id): stored nothing new
+    store.reopen_groups(pid, ["g1"])
+    assert store.get_groups(pid, ["g1"])[0].state == "resolved"
+    store.write_events(pid, [occurrence(6, "g1", NOW + 30)])
+    store.reopen_groups(pid, ["g1"])
     g1 = store.get_groups(pid, ["g1"])[0]
-    assert (g1.state, g1.regressed_at) == ("unresolved", NOW + 20)
+    assert (g1.state, g1.regressed_at) == ("unresolved", NOW + 30)
+    assert store.update_group(pid, "g2", merged_into="g1").merged_into == "g1"
     with pytest.raises(Exception) as e:
         store.update_group(pid, "nope", state="ignored")
     assert type(e.value).__name__ == "NotFound"
 
-    errs = [normalize({"id": f"x{i}", "ts": NOW + i, "kind": "error", "message": "boom", "host": f"web-{i % 2}",
-                       "user_id": f"u{i % 3}"}, NOW) for i in range(6)]
-    for e_ in errs:
-        e_["group_id"] = "g1" if int(e_["id"][1:]) < 4 else "g2"
-    store.write_events(pid, errs)
     stats = store.group_stats(pid, None, None, None)
-    assert (stats["g1"].count, stats["g1"].users, stats["g1"].hosts) == (4, 3, ["web-0", "web-1"])
-    assert (stats["g1"].first_seen, stats["g1"].last_seen) == (NOW, NOW + 3)
+    assert (stats["g1"].count, stats["g1"].users, stats["g1"].hosts) == (5, 3, ["web-0", "web-1"])
+    assert (stats["g1"].first_seen, stats["g1"].last_seen) == (NOW, NOW + 6)
     assert set(store.group_stats(pid, parse("host:web-0"), None, None, ["g2"])) == {"g2"}
     assert store.group_stats(pid, None, None, None, []) == {}
     assert q(store, pid, "group_id:g2") == ["x4", "x5"]

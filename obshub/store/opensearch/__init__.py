@@ -181,6 +181,9 @@ class OpenSearchStore:
     def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
         self._groups.touch(project_id, groups)
 
+    def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
+        self._groups.reopen(project_id, ids)
+
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[Any]:
         return self._groups.get(project_id, ids)
 

@@ -6,7 +6,9 @@ hosts, first/last seen are aggregations over the `kind=error` events carrying `g
 
 Concurrency: creation is `create` (first writer wins, the others see 409); state changes read
 the doc and write it back with `if_seq_no`/`if_primary_term`, retrying on conflict, so a
-regression flip racing a "resolve" from the UI never loses either.
+regression flip racing a "resolve" from the UI never loses either. Regression is judged on
+stored occurrences (max `received_at` after `resolved_at`), like the SQLite backend, so an
+agent replaying an old batch reopens nothing.
 """
 
 from __future__ import annotations
@@ -62,48 +64,70 @@ class Groups:
         return {d["_source"]["gid"]: d for d in resp["docs"] if d.get("found")}
 
     def touch(self, project_id: int, groups: Sequence[Any]) -> None:
+        """Create the groups that do not exist yet (before their occurrences are written)."""
         if not groups:
             return
         existing = self._mget(project_id, [g.id for g in groups])
-        changed = False
+        created = False
         for g in groups:
-            doc = existing.get(g.id)
-            if doc is None:
+            if g.id in existing:
+                continue
+            try:
+                with guard("create error group"):
+                    self.client.create(index=self.index, id=self._id(project_id, g.id), body={
+                        "kind": "group", "project_id": project_id, "gid": g.id, "title": g.title, "type": g.type,
+                        "culprit": g.culprit, "level": g.level, "version": g.version, "state": "unresolved",
+                        "first_seen": g.first_seen})
+                created = True
+            except Conflict:
+                pass  # another hub created it just now: same content
+        if created:
+            with guard("refresh error groups"):
+                self.client.indices.refresh(index=self.index)
+
+    def reopen(self, project_id: int, ids: Sequence[str]) -> None:
+        """Resolved groups with a stored occurrence received after the resolution regress."""
+        docs = self._mget(project_id, list(ids))
+        resolved = {g: d for g, d in docs.items() if d["_source"].get("state") == "resolved"}
+        if not resolved:
+            return
+        self._before_read()  # the occurrences were just written
+        changed = False
+        for gid, doc in resolved.items():
+            for _ in range(_RETRIES):
+                src = doc["_source"]
+                if src.get("state") != "resolved":
+                    break
+                newest = self._newest_received(project_id, gid, int(src.get("resolved_at") or 0))
+                if newest is None:
+                    break
                 try:
-                    with guard("create error group"):
-                        self.client.create(index=self.index, id=self._id(project_id, g.id), body={
-                            "kind": "group", "project_id": project_id, "gid": g.id, "title": g.title, "type": g.type,
-                            "culprit": g.culprit, "level": g.level, "version": g.version, "state": "unresolved",
-                            "first_seen": g.first_seen})
+                    with guard("reopen error group"):
+                        self.client.index(index=self.index, id=doc["_id"],
+                                          body={**src, "state": "unresolved", "regressed_at": newest},
+                                          params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]})
                     changed = True
-                    continue
-                except Conflict:
-                    doc = self._mget(project_id, [g.id]).get(g.id)  # another hub created it just now
-                    if doc is None:
-                        raise StoreUnavailable(f"error group {g.id} exists but cannot be read") from None
-            changed |= self._maybe_regress(project_id, g, doc)
+                    break
+                except Conflict:  # resolved again, or reopened by another hub: re-judge
+                    fresh = self._mget(project_id, [gid]).get(gid)
+                    if fresh is None:
+                        break
+                    doc = fresh
+            else:
+                raise StoreUnavailable(f"error group {gid}: too much contention")
         if changed:
             with guard("refresh error groups"):
                 self.client.indices.refresh(index=self.index)
 
-    def _maybe_regress(self, project_id: int, g: Any, doc: dict[str, Any]) -> bool:
-        for _ in range(_RETRIES):
-            src = doc["_source"]
-            resolved_at = src.get("resolved_at")
-            if src.get("state") != "resolved" or resolved_at is None or not resolved_at < g.last_received:
-                return False
-            try:
-                with guard("reopen error group"):
-                    self.client.index(index=self.index, id=doc["_id"],
-                                      body={**src, "state": "unresolved", "regressed_at": g.last_received},
-                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]})
-                return True
-            except Conflict:
-                fresh = self._mget(project_id, [g.id]).get(g.id)
-                if fresh is None:
-                    return False
-                doc = fresh
-        raise StoreUnavailable(f"error group {g.id}: too much contention")
+    def _newest_received(self, project_id: int, gid: str, after: int) -> int | None:
+        body = {"size": 0, "track_total_hits": False,
+                "query": {"bool": {"filter": [{"term": {"project_id": project_id}}, {"term": {"group_id": gid}},
+                                              {"range": {"received_at": {"gt": after}}}]}},
+                "aggs": {"newest": {"max": {"field": "received_at"}}}}
+        with guard("error group regression"):
+            resp = self.client.search(index=self.events, body=body)
+        value = resp["aggregations"]["newest"]["value"]
+        return int(value) if value is not None else None
 
     def get(self, project_id: int, ids: Sequence[str] | None = None) -> list[Any]:
         if ids is not None:
