@@ -59,6 +59,10 @@ def test_search_click_request_id_opens_trace_on_two_hosts(page: Any) -> None:
     hosts = rows.locator("td:nth-child(4)").all_inner_texts()
     assert [h.split(" · ")[0].strip() for h in hosts] == ["web-1", "web-2", "web-2", "web-1"]
     expect(page.locator("svg.swimlanes a.mk")).to_have_count(4)
+    # A marker is a link to its row, which opens.
+    page.locator("svg.swimlanes a.mk").nth(1).click()
+    expect(rows.nth(1).locator("details")).to_have_attribute("open", "")
+    expect(rows.nth(1).locator("pre.json")).to_contain_text("load product 42 from db")
     accessible(page)
     shot(page, "trace")
 
@@ -88,6 +92,7 @@ def test_user_page_marks_the_host_switch(page: Any) -> None:
     expect(failing.locator(".switchbadge")).to_have_text("⇄ switched web-1 → web-2")
     expect(page.locator("tr.inline-error", has_text="KeyError")).to_be_visible()
     expect(page.locator(".hoststrip li.switched.has-error")).to_have_count(1)
+    expect(page.get_by_role("note")).to_contain_text("1 failing request right after a host switch: #3 web-1 → web-2")
     accessible(page)
     shot(page, "user")
 
@@ -151,10 +156,16 @@ def test_keyboard_search_and_expand(page: Any) -> None:
     page.keyboard.type("level:error host:web-2")
     page.keyboard.press("Enter")
     page.wait_for_url("**q=level%3Aerror**")
-    first = page.locator("li.ev summary").first
-    first.focus()
+    page.get_by_role("textbox", name="Query").press("Escape")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    expect(page.locator("li.ev summary").nth(1)).to_be_focused()
+    page.keyboard.press("k")
+    expect(page.locator("li.ev summary").first).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("li.ev details").first).to_have_attribute("open", "")
+    page.keyboard.press("Tab")  # into the opened row: its first pivot chip
+    expect(page.locator("li.ev details").first.locator("a.chip").first).to_be_focused()
     shot(page, "search-keyboard")
 
 
