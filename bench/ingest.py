@@ -57,7 +57,7 @@ def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> fl
     for ev in (normalize(e, now) for e in events):
         rows.append((1, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"], ev["message"], ev["service"],
                      ev["host"], ev["env"], ev["release"], ev["logger"], ev["request_id"], ev["trace_id"],
-                     ev["span_id"], ev["user_id"], ev["session_id"], ev["name"], None,
+                     ev["span_id"], ev["user_id"], ev["session_id"], ev["name"], None, None,
                      orjson.dumps(ev["attrs"]).decode() if ev["attrs"] else None))
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")

@@ -63,9 +63,8 @@ class Hub:
         """Store a digested batch. Groups are recorded first (idempotent), so an acknowledged
         occurrence never points at a group that does not exist."""
         started = time.perf_counter()
-        if groups:
-            await run_in_threadpool(self.store.touch_groups, project_id, list(groups.values()))
-        result = await run_in_threadpool(self.store.write_events, project_id, events)
+        result = await run_in_threadpool(self.store.write_events, project_id, events,
+                                         list(groups.values()) if groups else ())
         if groups and result.accepted:
             await run_in_threadpool(self.store.reopen_groups, project_id, list(groups))
         self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0]).observe(time.perf_counter() - started)

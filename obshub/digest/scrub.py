@@ -53,8 +53,15 @@ class Scrubber:
         keys = [re.escape(k.strip().lower()) for k in (*DEFAULT_KEYS, *extra_keys) if k.strip()]
         self._key = re.compile("|".join(keys))
 
+        self._seen: dict[str, bool] = {}  # keys repeat across events: memoize the regex
+
     def sensitive(self, key: str) -> bool:
-        return bool(self._key.search(key.lower()))
+        hit = self._seen.get(key)
+        if hit is None:
+            hit = bool(self._key.search(key.lower()))
+            if len(self._seen) < 4096:
+                self._seen[key] = hit
+        return hit
 
     def _deep(self, value: Any, depth: int = 0) -> Any:
         if depth > 20:
@@ -71,6 +78,24 @@ class Scrubber:
             return _mask_cards(value)
         return value
 
+    def _frames(self, exc: Any) -> None:
+        # Frames have fixed keys (module, function, lineno...); only `vars` (locals captured by
+        # some SDKs) can hold secrets. Skipping the rest is most of the cost on a 30-frame stack.
+        if not isinstance(exc, dict):
+            return
+        for f in exc.get("stack") or () if isinstance(exc.get("stack"), list) else ():
+            if isinstance(f, dict) and f.get("vars"):
+                f["vars"] = self._deep(f["vars"])
+        if isinstance(exc.get("value"), str):
+            exc["value"] = _mask_cards(exc["value"])
+
+    def _error(self, err: dict[str, Any]) -> dict[str, Any]:
+        out = {k: (v if k in ("stack", "chain", "value", "type") else self._deep(v)) for k, v in err.items()}
+        self._frames(out)
+        for exc in out.get("chain") or () if isinstance(out.get("chain"), list) else ():
+            self._frames(exc)
+        return out
+
     def event(self, ev: dict[str, Any]) -> None:
         """Scrub a normalized event in place."""
         if not self.enabled:
@@ -86,4 +111,4 @@ class Scrubber:
         if msg:
             ev["message"] = _mask_cards(msg)
         if ev["error"] is not None:
-            ev["error"] = self._deep(ev["error"])
+            ev["error"] = self._error(ev["error"])

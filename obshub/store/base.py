@@ -120,8 +120,10 @@ class Store(Protocol):
     def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None: ...
 
     # -- events ------------------------------------------------------------------------------
-    def write_events(self, project_id: int, events: Sequence[Event]) -> WriteResult:
-        """Store normalized events with "create if absent" on `id`; return only once durable."""
+    def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[Any] = ()) -> WriteResult:
+        """Store normalized events with "create if absent" on `id`; return only once durable.
+        `groups` (`obshub.digest.GroupSeen`) are created first if absent, so no stored
+        occurrence points at a missing group."""
 
     def search(self, project_id: int, req: SearchRequest) -> list[Event]:
         """Events matching the request, ordered by (ts, id) in the requested direction."""
@@ -145,10 +147,6 @@ class Store(Protocol):
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
 
     # -- error groups --------------------------------------------------------------------------
-    def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
-        """Create each `obshub.digest.GroupSeen` that does not exist yet (before its events are
-        written, so no stored occurrence points at a missing group)."""
-
     def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
         """After a write: a resolved group with a *stored* occurrence received after its
         resolution regresses (state unresolved, regressed_at). Judging on stored occurrences,

@@ -32,6 +32,7 @@ from obshub.events import CORRELATION_KEYS
 from obshub.store.base import GroupRecord, GroupStats, Project, SearchRequest, TokenScope, WriteResult
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.sqlite_query import compile_where
+from obshub.store.sqlite_writer import GroupCommitter
 
 __all__ = ["SqliteStore"]
 
@@ -74,6 +75,8 @@ _SCHEMA = [
         BEGIN INSERT INTO events_fts (events_fts, rowid, message) VALUES ('delete', old.rowid, old.message); END""",
 ]
 
+_INSERT_GROUP = ("INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, "
+                 "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _INDEX_TEXT = ("INSERT INTO events_fts (rowid, message) SELECT rowid, message FROM events "
                "WHERE rowid > ? AND message IS NOT NULL")
 _RETENTION_CHUNK = 5_000  # rows per delete transaction: keeps the writer lock short (~50 ms)
@@ -104,6 +107,7 @@ class SqliteStore:
         self._readers: list[sqlite3.Connection] = []
         self._rlock = threading.Lock()
         self._closed = False
+        self._committer: GroupCommitter | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -144,9 +148,13 @@ class SqliteStore:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {e}") from None
         self._writer = w
         self._closed = False
+        self._committer = GroupCommitter(w, self._wlock, self._write_job, self._index_text, _translate)
 
     def close(self) -> None:
         self._closed = True
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
         with self._wlock:
             if self._writer is not None:
                 self._writer.close()
@@ -250,7 +258,8 @@ class SqliteStore:
         return Project(r[0], r[1], r[2], r[3]), r[4]
 
     # -- events --------------------------------------------------------------------------------
-    def write_events(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
+    def write_events(self, project_id: int, events: Sequence[dict[str, Any]],
+                     groups: Sequence[Any] = ()) -> WriteResult:
         dumps = orjson.dumps
         rows = []
         for ev in events:
@@ -260,13 +269,23 @@ class SqliteStore:
                          ev["request_id"], ev["trace_id"], ev["span_id"], ev["user_id"], ev["session_id"],
                          ev["name"], dumps(err).decode() if err else None, ev["group_id"],
                          dumps(attrs).decode() if attrs else None))
-        with self._write() as w:
-            last = w.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
-            # rowcount sums sqlite3_changes() per row: 0 for an ignored duplicate.
-            accepted = w.executemany(_INSERT, rows).rowcount
-            if accepted:
-                w.execute(_INDEX_TEXT, (last,))
+        if self._committer is None or self._closed:
+            raise StoreUnavailable("store is not open")
+        accepted = self._committer.submit(project_id, rows, groups)
         return WriteResult(accepted=accepted, duplicates=len(rows) - accepted)
+
+    @staticmethod
+    def _write_job(conn: sqlite3.Connection, job: Any) -> int:
+        if job.groups:
+            # Groups first, in the same transaction: no stored occurrence without its group.
+            conn.executemany(_INSERT_GROUP, [(job.project_id, g.id, g.title, g.type, g.culprit, g.level, g.version,
+                                              g.first_seen) for g in job.groups])
+        # rowcount sums sqlite3_changes() per row: 0 for an ignored duplicate.
+        return int(conn.executemany(_INSERT, job.rows).rowcount)
+
+    @staticmethod
+    def _index_text(conn: sqlite3.Connection, last_rowid: int) -> None:
+        conn.execute(_INDEX_TEXT, (last_rowid,))
 
     def _row(self, r: tuple[Any, ...]) -> dict[str, Any]:
         ev = dict(zip(_COLS, r))
@@ -365,15 +384,6 @@ class SqliteStore:
         return [(r[0], r[1]) for r in rows if r[1]]
 
     # -- error groups ----------------------------------------------------------------------------
-    def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
-        if not groups:
-            return
-        with self._write() as w:
-            w.executemany(
-                "INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, first_seen) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(project_id, g.id, g.title, g.type, g.culprit, g.level, g.version, g.first_seen) for g in groups])
-
     def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
         resolved = [g for g in self.get_groups(project_id, ids) if g.state == "resolved"]
         if not resolved:

@@ -32,7 +32,7 @@ def _load(store: Any, pid: int, event: str, prop: str, interval: str, unique: bo
                                            unique)["points"]
     if event:
         out["properties"] = analytics.event_properties(store, pid, event, start, end)["properties"]
-        if prop:
+        if prop in out["properties"]:  # a property kept from another event's view is dropped
             out["values"] = analytics.property_values(store, pid, event, prop, start, end, 50)["values"]
     return out
 
@@ -52,6 +52,8 @@ async def analytics_page(request: Request, session: Session) -> Response:
                                        interval, unique, raw_from, raw_to)
     except QueryError as e:
         error = e
+    if "values" not in data:
+        prop = ""
     return render(request, "analytics.html", {
         "event": event, "prop": prop, "interval": interval, "unique": unique, "raw_from": raw_from,
         "raw_to": raw_to, "error": error, "data": data, "chart": bars(data["series"]),

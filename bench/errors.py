@@ -1,0 +1,129 @@
+"""Error ingest throughput through the Sentry envelope endpoint, per store backend.
+
+Each event is what sentry-sdk sends for a real exception: ~5 KB, a 30-frame stack, breadcrumbs,
+request data; 50 distinct call sites so grouping and the group table do real work. Envelopes
+are brotli-compressed like the SDK's default. Senders run in threads, the hub in its own process.
+
+    .venv/bin/python bench/errors.py [--events 5000] [--senders 4] [--opensearch URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import brotli
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.hubproc import free_port, make_project  # noqa: E402
+
+
+def sentry_event(rng: random.Random, site: int) -> dict[str, Any]:
+    frames = [{"filename": f"/usr/lib/python3/site-packages/lib{i}/mod.py", "module": f"lib{i}.mod",
+               "function": f"call_{i}", "lineno": 100 + i, "in_app": False,
+               "context_line": f"    return next_handler(request, {i})"} for i in range(25)]
+    frames += [{"filename": f"/srv/shop/app/site{site}.py", "module": f"shop.site{site}", "function": f"handler_{j}",
+                "lineno": 10 + rng.randint(0, 5), "in_app": True, "context_line": f"    value = cart[key_{j}]"}
+               for j in range(5)]
+    return {
+        "event_id": uuid.uuid4().hex, "timestamp": time.time(), "platform": "python", "level": "error",
+        "server_name": f"web-{rng.randint(1, 11)}", "release": "shop@1.4.2", "environment": "prod",
+        "exception": {"values": [{"type": "KeyError", "value": f"'item-{rng.randint(1, 10**6)}'", "module": None,
+                                  "stacktrace": {"frames": frames}, "mechanism": {"type": "generic", "handled": True}}]},
+        "user": {"id": f"u-{rng.randint(1, 5000)}", "ip_address": "10.0.0.1"},
+        "tags": {"request_id": f"req-{rng.getrandbits(48):012x}"},
+        "contexts": {"trace": {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16]},
+                     "runtime": {"name": "CPython", "version": "3.11.7"}},
+        "breadcrumbs": {"values": [{"timestamp": time.time(), "category": "http", "message": f"GET /api/items/{i}",
+                                    "data": {"status_code": 200}} for i in range(8)]},
+        "request": {"url": "https://shop.example.com/checkout", "method": "POST",
+                    "headers": {"User-Agent": "Mozilla/5.0", "Cookie": "sid=abc"}},
+    }
+
+
+def run(store_url: str, n: int, senders: int) -> tuple[float, int]:
+    creds = make_project(store_url, "bench-errors")
+    port = free_port()
+    env = {**os.environ, "OBSHUB_MAX_INFLIGHT": str(senders * 2)}
+    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    key = creds["dsn"].split("//")[1].split("@")[0]
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        rng = random.Random(3)
+        bodies = []
+        size = 0
+        for i in range(n):
+            ev = orjson.dumps(sentry_event(rng, i % 50))
+            size += len(ev)
+            env_ = orjson.dumps({"event_id": "x"}) + b"\n" + orjson.dumps({"type": "event", "length": len(ev)}) + b"\n" + ev
+            bodies.append(brotli.compress(env_, quality=4))
+        headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7", "Content-Encoding": "br"}
+
+        def send(k: int) -> None:
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                for body in bodies[k::senders]:
+                    while True:
+                        r = c.post(f"/api/{creds['project_id']}/envelope/", content=body)
+                        if r.status_code == 200:
+                            break
+                        if r.status_code not in (429, 503):
+                            raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+                        time.sleep(float(r.headers.get("retry-after", "0.1")))
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t
+        groups = httpx.get(f"{url}/api/v1/errors", headers={"Authorization": f"Bearer {creds['read_token']}"}).json()["groups"]
+        assert sum(g["count"] for g in groups) == n, "not every event was stored"
+        assert len(groups) == 50, f"expected 50 groups, got {len(groups)}"
+        return elapsed, size // n
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=5000)
+    ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--opensearch", default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"),
+                    help="also measure an OpenSearch store at this URL (opensearch://host:port)")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        rows.append(("sqlite", *run(f"sqlite:///{d}/e.db", args.events, args.senders)))
+    if args.opensearch:
+        sep = "&" if "?" in args.opensearch else "?"
+        rows.append(("opensearch", *run(f"{args.opensearch}{sep}prefix=bench{uuid.uuid4().hex[:6]}", args.events, args.senders)))
+    print(f"\n{args.events} Sentry error events per store, {args.senders} senders, brotli envelopes, 30-frame stacks")
+    print(f"| {'store':<10} | {'event size':>10} | {'seconds':>7} | {'events/s':>8} |")
+    print(f"|{'-' * 12}|{'-' * 12}|{'-' * 9}|{'-' * 10}|")
+    for name, el, size in rows:
+        print(f"| {name:<10} | {size:>8} B | {el:>7.2f} | {args.events / el:>8,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
