@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from pathlib import Path
 
@@ -202,3 +203,15 @@ def test_store_down_is_a_page_not_json(tmp_path: Path) -> None:
             assert c.get("/search").status_code == 200
     finally:
         hub.stop()
+
+
+def test_analytics_page_state_in_the_url(web: httpx.Client) -> None:
+    r = web.get("/analytics", params={"event": "add_to_cart", "property": "plan", "interval": "hour", "unique": "1"})
+    assert r.status_code == 200
+    assert r.text.count("<rect class=\"bar\"") in (24, 25)  # an hourly bar over -24h (+1 when not on the hour)
+    assert set(re.findall(r"<tr><td>(free|pro|team)</td>", r.text)) == {"free", "pro", "team"}
+    # A property left over from another event is dropped, not shown empty.
+    stale = web.get("/analytics", params={"event": "login", "property": "product_id"})
+    assert stale.status_code == 200 and 'class="values"' not in stale.text
+    bad = web.get("/analytics", params={"from": "last tuesday"})
+    assert bad.status_code == 400 and "from:" in bad.text
