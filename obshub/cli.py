@@ -95,12 +95,26 @@ def _serve(args: argparse.Namespace) -> int:
     from obshub.settings import load_settings
 
     settings = load_settings(host=args.host, port=args.port, store=args.store)
+    _configure_logging(settings.log_level)
     app = create_app(settings)
     if args.demo:
         _load_demo_direct(app.state.hub, settings)
     print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     return 0
+
+
+def _configure_logging(level: str) -> None:
+    """The hub's own logs: structlog key=value lines on stderr at `log_level`."""
+    import logging
+
+    import structlog
+
+    num = logging.getLevelName(level.upper())
+    if not isinstance(num, int):
+        raise ConfigError(f"OBSHUB_LOG_LEVEL: unknown level {level!r} (debug, info, warning, error)")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(num),
+                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 def _load_demo_direct(hub: Any, settings: Any) -> None:
