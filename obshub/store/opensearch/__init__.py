@@ -147,7 +147,10 @@ class OpenSearchStore:
         return self._state.find_token(token_hash)
 
     # -- events ---------------------------------------------------------------------------------
-    def write_events(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
+    def write_events(self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()) -> WriteResult:
+        if groups:
+            # Groups first (create-if-absent), so no stored occurrence points at a missing group.
+            self._groups.touch(project_id, groups)
         if not events:
             return WriteResult()
         self._dirty = True  # before the write: a read racing it must refresh after it lands
@@ -179,6 +182,7 @@ class OpenSearchStore:
 
     # -- error groups ---------------------------------------------------------------------------
     def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
+        """Create the groups that do not exist yet (also done by `write_events(groups=...)`)."""
         self._groups.touch(project_id, groups)
 
     def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
