@@ -99,7 +99,11 @@ def test_sdk_custom_fingerprint(hub: LiveHub) -> None:
 def test_sdk_in_process_and_sessions_are_not_errors(hub: LiveHub) -> None:
     import sentry_sdk
 
-    sentry_sdk.init(dsn=dsn(hub), release="app@2", send_client_reports=True)
+    # No auto-integrations in-process: they monkeypatch httpx and http.client for the whole
+    # test process (and stay patched), which would rewrite other tests' headers. The
+    # subprocess tests above run the SDK with its defaults.
+    sentry_sdk.init(dsn=dsn(hub), release="app@2", send_client_reports=True,
+                    default_integrations=False, auto_enabling_integrations=False)
     try:
         sentry_sdk.get_isolation_scope().start_session()
         try:
@@ -110,7 +114,7 @@ def test_sdk_in_process_and_sessions_are_not_errors(hub: LiveHub) -> None:
         sentry_sdk.flush(5)
     finally:
         sentry_sdk.get_client().close()
-        sentry_sdk.init(dsn=None)
+        sentry_sdk.init(dsn=None, default_integrations=False, auto_enabling_integrations=False)
         # the SDK's urllib3 pool is not closed by close(); collect it here, not in a later test
         import gc
         import warnings
