@@ -31,6 +31,9 @@ def build_client(cfg: OpenSearchConfig) -> OpenSearch:
         "max_retries": max(0, len(cfg.hosts) - 1),
         "retry_on_timeout": False,  # a timed-out bulk may still land: the client retries, ids dedup
         "http_compress": cfg.compress,
+        # urllib3 keeps 1 idle connection per host by default: with concurrent requests (hub
+        # threads, parallel sub-bulks) every other request would open a new TCP connection.
+        "pool_maxsize": 32,
     }
     if cfg.user is not None:
         kwargs["http_auth"] = (cfg.user, cfg.password or "")

@@ -152,7 +152,7 @@ def to_doc(project_id: int, ev: dict[str, Any], with_num: bool = True) -> dict[s
                 continue
             kv.append(attr_kv(k, v))
             if with_num and type(v) in (int, float) and k.strip():
-                num[num_field(k)[10:]] = v
+                num[k if "." not in k and "%" not in k else num_field(k)[10:]] = v
         if kv:
             doc["attrs_kv"] = kv
         if num:
