@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -61,25 +61,38 @@ class BulkWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _send_all(self, bodies: list[bytes]) -> list[list[tuple[int, str]]]:
-        if len(bodies) == 1:
-            return [self._send(bodies[0])]
+    def _dispatch(self, chunks: Iterator[list[int]], lines: list[bytes],
+                  parallel: bool) -> list[tuple[list[int], list[tuple[int, str]]]]:
+        """Send each chunk as it is produced (so serializing the next overlaps sending this
+        one); answers in chunk order. A failure raises for the whole batch; sibling sub-bulks
+        may still land, which the client's retry then counts as duplicates."""
+        if not parallel:
+            return [(c, self._send(b"".join(lines[i] for i in c))) for c in chunks]
         with self._lock:
             if self._pool is None:  # shared by concurrent requests: 2 in flight each at full split
                 self._pool = ThreadPoolExecutor(2 * _PARALLEL, thread_name_prefix="obshub-bulk")
             pool = self._pool
-        futures = [pool.submit(self._send, b) for b in bodies]
-        # A failure raises for the whole batch; sibling sub-bulks may still land, which the
-        # client's retry then counts as duplicates (create-if-absent).
-        return [f.result() for f in futures]
+        sent = [(c, pool.submit(self._send, b"".join(lines[i] for i in c))) for c in chunks]
+        return [(c, f.result()) for c, f in sent]
 
     def write(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
         result = WriteResult()
         dumps = orjson.dumps
-        lines: list[bytes] = []  # (action + doc) per event, index-aligned with `events`
         head = self._action
-        for ev in events:
-            lines.append(head + dumps(f"{project_id}:{ev['id']}") + b"}}\n" + dumps(to_doc(project_id, ev)) + b"\n")
+        lines: list[bytes] = [b""] * len(events)  # action + doc per event, aligned with `events`
+
+        def serialized(indices: list[int]) -> Iterator[list[int]]:
+            # Serialize a sub-bulk's worth of events, hand it out, then do the next one.
+            n = len(indices)
+            per = n if n < 2 * _SPLIT_MIN else max(_SPLIT_MIN, -(-n // _PARALLEL))
+            for k in range(0, len(indices), per):
+                part = indices[k:k + per]
+                for i in part:
+                    if not lines[i]:
+                        ev = events[i]
+                        lines[i] = head + dumps(f"{project_id}:{ev['id']}") + b"}}\n" + dumps(to_doc(project_id, ev)) + b"\n"
+                yield from _by_bytes(part, lines)
+
         pending = list(range(len(events)))
         attempt = 0
         last_error = ""
@@ -88,9 +101,7 @@ class BulkWriter:
         while pending:
             attempt += 1
             retry: list[int] = []
-            chunks = _chunks(pending, lines)
-            answers = self._send_all([b"".join(lines[i] for i in chunk) for chunk in chunks])
-            for chunk, statuses in zip(chunks, answers):
+            for chunk, statuses in self._dispatch(serialized(pending), lines, len(pending) >= 2 * _SPLIT_MIN):
                 for i, (status, err) in zip(chunk, statuses):
                     if status in (200, 201):
                         result.accepted += 1
@@ -138,15 +149,14 @@ class BulkWriter:
         return out
 
 
-def _chunks(indices: list[int], lines: list[bytes]) -> list[list[int]]:
-    """Split by bytes (server limit) and, for big batches, into up to _PARALLEL equal parts."""
-    per = max(_SPLIT_MIN, -(-len(indices) // _PARALLEL))
+def _by_bytes(indices: list[int], lines: list[bytes]) -> list[list[int]]:
+    """Split so no request exceeds _MAX_REQUEST_BYTES."""
     chunks: list[list[int]] = []
     cur: list[int] = []
     size = 0
     for i in indices:
         n = len(lines[i])
-        if cur and (size + n > _MAX_REQUEST_BYTES or len(cur) >= per):
+        if cur and size + n > _MAX_REQUEST_BYTES:
             chunks.append(cur)
             cur, size = [], 0
         cur.append(i)
