@@ -108,6 +108,21 @@ def page(browser: Any, demo_hub: LiveHub) -> Iterator[Any]:
     ctx = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=demo_hub.url)
     pg = ctx.new_page()
     pg.set_default_timeout(15_000)
+    # CSP violations, script errors and failed asset loads: a page must have none. (Pages that
+    # answer 4xx on purpose, like a query with a syntax error, are documents, not assets.)
+    problems: list[str] = []
+
+    def on_console(m: Any) -> None:
+        if m.type == "error" and not m.text.startswith("Failed to load resource"):
+            problems.append(f"console: {m.text}")
+
+    def on_response(r: Any) -> None:
+        if r.status >= 400 and r.request.resource_type != "document":
+            problems.append(f"{r.status} {r.request.resource_type} {r.url}")
+
+    pg.on("console", on_console)
+    pg.on("response", on_response)
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     pg.goto("/search")
     assert "/login" in pg.url
     pg.get_by_label("Read token").fill(demo_hub.read_token)
@@ -115,6 +130,7 @@ def page(browser: Any, demo_hub: LiveHub) -> Iterator[Any]:
     pg.wait_for_url("**/search**")
     yield pg
     ctx.close()
+    assert problems == []
 
 
 def shot(page: Any, name: str) -> Path:
