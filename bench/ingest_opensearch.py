@@ -83,6 +83,36 @@ def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_ur
         drop_prefix(url)
 
 
+def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
+    """OpenSearchStore.write_events in-process on pre-normalized events: the store layer alone
+    (serialization, sub-bulks, per-item outcomes), without HTTP, parsing or digest."""
+    url = with_prefix(base_url, "bs")
+    store = OpenSearchStore.from_url(url)
+    store.open()
+    try:
+        now = time.time_ns() // 1000
+        evs = [normalize(e, now) for e in events]
+        batches = [evs[i:i + batch] for i in range(0, len(evs), batch)]
+        stored = [0] * senders
+
+        def send(k: int) -> None:
+            for b in batches[k::senders]:
+                stored[k] += store.write_events(1, b).accepted
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t
+        assert sum(stored) == len(events)
+        return elapsed
+    finally:
+        store.close()
+        drop_prefix(url)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
@@ -106,27 +136,30 @@ def main() -> None:
     try:
         # Warm the JVM (JIT, caches) so the first measured path is not penalized.
         bench_direct(make_events(min(20_000, args.events), seed=2), args.batch, args.senders, base)
-        directs, hubs = [], []
+        directs, stores, hubs = [], [], []
         for r in range(args.rounds):
             directs.append(bench_direct(events, args.batch, args.senders, base))
+            stores.append(bench_store(events, args.batch, args.senders, base))
             hub_url = with_prefix(base, "bh")
             try:
                 hubs.append(bench_hub(events, args.batch, args.senders, args.encoding, hub_url))
             finally:
                 drop_prefix(hub_url)
-            print(f"round {r + 1}: direct {args.events / directs[-1]:,.0f}/s, hub {args.events / hubs[-1]:,.0f}/s, "
-                  f"ratio {directs[-1] / hubs[-1]:.2f}", file=sys.stderr)
+            print(f"round {r + 1}: direct {args.events / directs[-1]:,.0f}/s, store {args.events / stores[-1]:,.0f}/s, "
+                  f"hub {args.events / hubs[-1]:,.0f}/s, hub ratio {directs[-1] / hubs[-1]:.2f}", file=sys.stderr)
     finally:
         if node is not None:
             node.stop()
         tmp.cleanup()
     n = args.events
-    direct, hub = statistics.median(directs), statistics.median(hubs)
+    direct, store, hub = statistics.median(directs), statistics.median(stores), statistics.median(hubs)
     ratio = statistics.median(d / h for d, h in zip(directs, hubs))
+    store_ratio = statistics.median(d / s for d, s in zip(directs, stores))
     print()
     print(f"| {'path':<44} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs direct':>9} |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
     print(f"| {'opensearch-py bulk, same docs and template':<44} | {n:>8} | {direct:>7.2f} | {n / direct:>9,.0f} | {'1.00':>9} |")
+    print(f"| {'store.write_events, pre-normalized, no HTTP':<44} | {n:>8} | {store:>7.2f} | {n / store:>9,.0f} | {store_ratio:>9.2f} |")
     print(f"| {'hub: HTTP -> validate -> opensearch store':<44} | {n:>8} | {hub:>7.2f} | {n / hub:>9,.0f} | {ratio:>9.2f} |")
     print(f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios)")
 
