@@ -100,7 +100,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         _load_demo_direct(app.state.hub, settings)
     print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    # 5 s grace: open live-tail streams must not hold a stopping hub for their full rotation.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
     return 0
 
 

@@ -18,6 +18,15 @@ else
   echo "test.sh: java/mvn not found: OpenSearch tests will be skipped (they are required in CI)" >&2
 fi
 
+echo "== chromium for the browser tests"
+if ! scripts/browser.sh; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "test.sh: CI needs chromium for the browser tests (scripts/browser.sh failed)" >&2
+    exit 1
+  fi
+  echo "test.sh: no chromium: browser tests will skip (they are required in CI)" >&2
+fi
+
 echo "== pytest"
 set +e
 $BIN/python -m pytest "$@"

@@ -106,7 +106,8 @@ class LiveHub(_Client):
         self.settings = load_settings({}, store=store_url, port=self.port, **settings)
         self.app = create_app(self.settings)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", access_log=False, lifespan="on"))
+                                                    log_level="warning", access_log=False, lifespan="on",
+                                                    timeout_graceful_shutdown=5))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> LiveHub:
