@@ -153,8 +153,13 @@ class OpenSearchStore:
             self._groups.touch(project_id, groups)
         if not events:
             return WriteResult()
-        self._dirty = True  # before the write: a read racing it must refresh after it lands
-        return self._writer.write(project_id, events)
+        self._dirty = True
+        try:
+            return self._writer.write(project_id, events)
+        finally:
+            # Again once the bulk has landed: a read that refreshed while it was in flight
+            # cleared the flag without seeing these events.
+            self._dirty = True
 
     def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
         return self._reader.search(project_id, req)

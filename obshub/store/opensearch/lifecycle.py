@@ -6,7 +6,8 @@ and no `_delete_by_query`; DESIGN.md storage notes).
 - `delete_before(cutoff)`: backing indices whose newest event is older than the cutoff are
   deleted whole (cheap: a file delete, no merges). Old events left in indices that also hold
   newer ones (the boundary index, usually the current write index) are deleted by id with bulk
-  `delete` ops, paged by (ts, id), so the result matches the SQLite backend exactly.
+  `delete` ops, paged by (ts, id), so the result matches the SQLite backend exactly (at most
+  500,000 per call; the next scheduled run continues).
 - `maintain(now_us, retention_us)`: what the hub's scheduled job calls (one replica at a time,
   under the job lease): rollover, then retention.
 """
@@ -24,6 +25,9 @@ from obshub.store.opensearch.client import guard, reason
 __all__ = ["Lifecycle"]
 
 _DELETE_PAGE = 5_000  # ids per search page / bulk delete (~250 KB of actions)
+# Per call: ~100 requests, a few seconds. With daily rollover almost everything old goes as whole
+# indices; this bounds one job run if rollover was off for a while (the next run continues).
+_DELETE_MAX_PER_CALL = 500_000
 _ROLLOVER_AGE = "1d"  # one backing index per day: retention then frees space day by day
 _ROLLOVER_SIZE = "25gb"  # primary shard size where search and recovery stay quick
 
@@ -84,7 +88,7 @@ class Lifecycle:
             "query": {"range": {"ts": {"lt": cutoff}}}, "size": _DELETE_PAGE, "_source": False,
             "sort": [{"ts": "asc"}, {"id": "asc"}], "track_total_hits": False,
         }
-        while True:
+        while deleted < _DELETE_MAX_PER_CALL:
             with guard("retention scan"):
                 hits = self.client.search(index=self.stream, body=body)["hits"]["hits"]
             if not hits:
