@@ -125,7 +125,10 @@ class Reader:
         prefix = key + "="
         include = _LUCENE_RE_SPECIAL.sub(r"\\\1", prefix) + ".*"
         out: list[tuple[Any, int]] = []
-        for kv, n in self._terms(q, "attrs_kv", limit, "property values", include=include):
+        # Ask for more than `limit`: buckets tied on count come back in string order ("10" < "4"),
+        # SQLite breaks ties by typed value; re-sorting a wider set keeps the cut the same.
+        wide = min(2 * limit + 20, 10_000)
+        for kv, n in self._terms(q, "attrs_kv", wide, "property values", include=include):
             raw = kv[len(prefix):]
             value = orjson.loads(raw)
             if isinstance(value, (list, dict)):
@@ -135,7 +138,7 @@ class Reader:
             out.append((value, n))
         # Mixed types order like SQLite: numbers before text.
         out.sort(key=lambda vn: (-vn[1], isinstance(vn[0], str), vn[0]))
-        return out
+        return out[:limit]
 
     def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
                      unique: bool) -> list[tuple[int, int]]:
