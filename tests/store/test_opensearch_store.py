@@ -258,3 +258,9 @@ def test_big_batch_split_into_parallel_bulks_keeps_per_event_outcomes(store: Ope
     assert (r.accepted, r.duplicates) == (199, 1000)
     assert [i for i, _ in r.rejected] == [1100]
     assert store.count(pid, None, None, None) == 1199
+
+
+def test_maintain_without_retention_keeps_everything(store: OpenSearchStore, pid: int) -> None:
+    store.write_events(pid, [ev(1, ts=NOW - 400 * 86_400_000_000)])
+    assert store.maintain(NOW, 0)["deleted"] == 0
+    assert q(store, pid, "") == ["e1"]

@@ -209,5 +209,6 @@ class OpenSearchStore:
         return self.lifecycle.delete_before(cutoff)
 
     def maintain(self, now_us: int, retention_us: int) -> dict[str, Any]:
-        """The scheduled lifecycle job: rollover by age/size, then retention."""
+        """The scheduled lifecycle job: rollover by age (1 d) or size (25 GB), then retention
+        (`retention_us <= 0`: keep everything). Returns {"rolled_over", "deleted", "indices"}."""
         return self.lifecycle.maintain(now_us, retention_us)

@@ -112,6 +112,7 @@ class Lifecycle:
         return deleted
 
     def maintain(self, now_us: int, retention_us: int) -> dict[str, Any]:
+        """Rollover, then retention; `retention_us <= 0` keeps everything (rollover only)."""
         rolled = self.rollover()
-        deleted = self.delete_before(now_us - retention_us)
+        deleted = self.delete_before(now_us - retention_us) if retention_us > 0 else 0
         return {"rolled_over": rolled, "deleted": deleted, "indices": len(self.backing_indices())}
