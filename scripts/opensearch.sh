@@ -79,7 +79,7 @@ fetch() {
     local zip="$CACHE/opensearch-$VERSION.zip"
     if [ ! -s "$zip" ]; then
       log "downloading $ARTIFACT (~55 MB) with Maven"
-      mvn -B -q -C dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$CACHE" >&2 \
+      mvn -B -q -C -Dstyle.color=never dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$CACHE" >&2 \
         || die "mvn could not fetch $ARTIFACT"
     fi
     local tmp="$CACHE/.unpack-$$"
