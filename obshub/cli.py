@@ -122,7 +122,7 @@ def _configure_logging(level: str) -> None:
 def _load_demo_direct(hub: Any, settings: Any) -> None:
     """`serve --demo`: write the demo straight into the store (same validation as ingest)."""
     from obshub.app import bootstrap
-    from obshub.demo import generate
+    from obshub.demo import CLOCK_SKEW_US, generate
     from obshub.events import normalize
 
     hub.store.open()
@@ -133,6 +133,8 @@ def _load_demo_direct(hub: Any, settings: Any) -> None:
             raise ConfigError("serve --demo: the store has no project 'default' to load the demo into")
         now = time.time_ns() // 1000
         events = [normalize(e, now, settings.limits) for e in generate(now, run=f"demo{now // 60_000_000}")]
+        for host in {e["host"] for e in events if e["host"]}:
+            hub.skew.observe(host, now + CLOCK_SKEW_US.get(host, 0), now)  # as its agent would report
         for i in range(0, len(events), 1000):
             hub.store.write_events(project.id, events[i:i + 1000])
         print(f"obshub: loaded {len(events)} demo events into project 'default'", file=sys.stderr)
@@ -232,9 +234,20 @@ def _trace(args: argparse.Namespace) -> int:
     if not data["events"]:
         print(f"no events with request_id or trace_id {args.id!r}", file=sys.stderr)
         return 1
-    print(f"trace {data['id']}: {len(data['events'])} events, hosts {', '.join(data['hosts'])}, "
+    events, hosts = data["events"], data["hosts"]
+    skew = {h: ms for h, ms in (data.get("skew_ms") or {}).items() if ms}
+    if skew:
+        from obshub.events import parse_ts
+
+        # Order on corrected time: raw time minus the host's estimated clock offset.
+        events = sorted(events, key=lambda e: parse_ts(e["ts"]) - skew.get(e.get("host"), 0) * 1000)
+        hosts = list(dict.fromkeys(e["host"] for e in events if e.get("host")))
+    print(f"trace {data['id']}: {len(events)} events, hosts {', '.join(hosts)}, "
           f"services {', '.join(data['services'])}, {data['error_count']} errors")
-    for e in data["events"]:
+    if skew:
+        print("ordered on corrected time; estimated clock skew: "
+              + ", ".join(f"{h} {ms:+d} ms" for h, ms in sorted(skew.items())))
+    for e in events:
         print(_line(e))
     return 0
 
@@ -242,19 +255,25 @@ def _trace(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import httpx
 
-    from obshub.demo import DEMO_STORY, generate
+    from obshub.demo import CLOCK_SKEW_US, DEMO_STORY, generate
 
     now = time.time_ns() // 1000
     events = generate(now, run=f"demo{now // 60_000_000}")
     batch = 500
     sent = accepted = dup = 0
     width = 30
+    # One stream per host, as each host's agent would send it, stamped with that host's clock.
+    chunks = []
+    for host in sorted({e.get("host", "") for e in events}):
+        mine = [e for e in events if e.get("host", "") == host]
+        chunks += [(host, mine[i:i + batch]) for i in range(0, len(mine), batch)]
     with _client(args) as c:
-        for i in range(0, len(events), batch):
-            chunk = events[i:i + batch]
+        for host, chunk in chunks:
             body = "\n".join(json.dumps(e) for e in chunk).encode()
+            sent_at = (time.time_ns() // 1000 + CLOCK_SKEW_US.get(host, 0)) / 1e6
             try:
-                r = c.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson"})
+                r = c.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson",
+                                                                    "X-Obshub-Sent-At": f"{sent_at:.6f}"})
             except httpx.HTTPError as e:
                 return _die(f"cannot reach the hub at {args.url}: {e}", 1)
             if r.status_code != 200:

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["DEMO_STORY", "generate"]
+__all__ = ["CLOCK_SKEW_US", "DEMO_STORY", "generate"]
 
 HOSTS = ("web-1", "web-2", "web-3")
 SERVICES = ("shop-web", "shop-api")
@@ -24,6 +24,9 @@ DEMO_STORY = {
     "cart_request": "req-demo-cart-add",
     "failing_request": "req-demo-cart-lost",
 }
+# web-2's clock runs 1.5 s slow: its raw timestamps put the api call *before* the web request
+# that made it; the hub's skew estimate (from X-Obshub-Sent-At) puts them back in order.
+CLOCK_SKEW_US = {"web-2": -1_500_000}
 _US = 1_000_000
 
 
@@ -84,6 +87,7 @@ def generate(now_us: int, run: str = "demo", seed: int = 7) -> list[dict[str, An
     out.sort(key=lambda e: e["ts"])
     for i, e in enumerate(out):
         e.setdefault("id", f"{run}-{i:06d}")
+        e["ts"] += CLOCK_SKEW_US.get(e.get("host", ""), 0)  # what that host's clock wrote
     return out
 
 
@@ -114,12 +118,12 @@ def _story(t: int) -> list[dict[str, Any]]:
         # One request crossing hosts: shop-web on web-1 calls shop-api on web-2.
         {**base, "ts": t, "host": "web-1", "service": "shop-web", "request_id": cross, "trace_id": cross,
          "message": "GET /products/42", "logger": "shop.web"},
-        {**base, "ts": t + 12_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
+        {**base, "ts": t + 120_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
          "message": "load product 42 from db", "logger": "shop.api", "level": "debug"},
-        {**base, "ts": t + 31_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
-         "message": "GET /internal/products/42 200 19ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 19}},
-        {**base, "ts": t + 40_000, "host": "web-1", "service": "shop-web", "request_id": cross, "trace_id": cross,
-         "message": "GET /products/42 200 40ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 40}},
+        {**base, "ts": t + 310_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
+         "message": "GET /internal/products/42 200 190ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 190}},
+        {**base, "ts": t + 400_000, "host": "web-1", "service": "shop-web", "request_id": cross, "trace_id": cross,
+         "message": "GET /products/42 200 400ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 400}},
         # Request 2 on web-1: the cart is saved in web-1's local session store.
         {**base, "ts": t + 5 * _US, "host": "web-1", "service": "shop-web", "request_id": cart,
          "message": "POST /cart/add product=42", "logger": "shop.web"},

@@ -102,7 +102,11 @@ def test_demo_then_search_and_trace(hubproc: HubProcess) -> None:
     assert tr.returncode == 0, tr.stderr
     assert "hosts web-1, web-2" in tr.stdout and tr.stdout.count("req-demo-cross-host") >= 4
     js = json.loads(obshub("trace", "req-demo-cross-host", "--json", env=env).stdout)
-    assert js["hosts"] == ["web-1", "web-2"]
+    # The demo's web-2 clock is 1.5 s slow: raw order puts web-2 first, the API says so via
+    # skew_ms, and the text output above is on corrected time (web-1's request came first).
+    assert js["hosts"] == ["web-2", "web-1"]
+    assert -1700 < js["skew_ms"]["web-2"] <= -1490 and js["skew_ms"]["web-1"] == 0
+    assert "ordered on corrected time" in tr.stdout and "web-2 -1" in tr.stdout
     timeline = h.get("/api/v1/users/u-0007/timeline").json()
     switched = [x for x in timeline["requests"] if x["host_switch"]]
     assert any(x["request_id"] == "req-demo-cart-lost" and x["errors"] >= 1 for x in switched)

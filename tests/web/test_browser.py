@@ -45,7 +45,7 @@ def test_search_click_request_id_opens_trace_on_two_hosts(page: Any) -> None:
     page.wait_for_url(re.compile(r"/search\?q=user_id"))
     expect(page.locator("ol.events li.ev").first).to_be_visible()
     accessible(page)
-    row = page.locator("li.ev", has_text="GET /products/42 200 40ms")
+    row = page.locator("li.ev", has_text="GET /products/42 200 400ms")
     row.locator("summary").click()
     expect(row.locator("pre.json")).to_contain_text(rid)
     shot(page, "search")
