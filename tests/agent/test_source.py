@@ -202,3 +202,22 @@ def test_text_format_and_labels(tmp_path: Path) -> None:
     assert [e["message"] for e in events] == ["hello world", "second line"]
     assert events[0]["service"] == "app" and events[0]["attrs"]["env"] == "prod"
     assert isinstance(events[0]["ts"], float)  # no time in the line: read time
+
+
+def test_pending_multiline_group_checkpointed_at_its_start(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    head = "2026-01-02 03:04:05,000 INFO shop.api started\n"
+    group = ("2026-01-02 03:04:06,000 ERROR shop.api boom\nTraceback (most recent call last):\n"
+             '  File "a.py", line 1, in <module>\nValueError: bad\n')
+    app.write_text(head + group)
+    inputs = [{"paths": [str(app)], "format": "python", "multiline": {"start": r"^\d{4}-", "timeout_ms": 60000}}]
+    src, cps = _source(tmp_path, inputs=inputs)
+    assert [e["message"] for e in _pump(src, cps)] == ["started"]  # the traceback may still grow
+    assert next(iter(cps.entries.values())).offset == len(head)
+    src.close_all()  # crash: the held group was never shipped, the checkpoint is at its first line
+    src, cps = _source(tmp_path, inputs=[{**inputs[0], "multiline": {"start": r"^\d{4}-", "timeout_ms": 1}}])
+    events = _pump(src, cps)
+    assert len(events) == 1 and events[0]["error"]["type"] == "ValueError"
+    assert events[0]["attrs"]["offset"] == len(head) and events[0]["attrs"]["lines"] == 4

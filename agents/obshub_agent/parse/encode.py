@@ -93,10 +93,12 @@ class FileEncoder:
         ml: MultilineConfig | None | bool = cfg.multiline
         self._start: re.Pattern[str] | None = None
         self._ml: MultilineConfig | None = None
+        self._auto = False
         if ml is None and cfg.format in ("python", "log4j"):
             # automatic multiline: a line that does not look like a record header continues the last one
             self._start = header_pattern(cfg.format)
             self._ml = MultilineConfig(start="")
+            self._auto = True  # a line starts a record iff the preset parses it: one regex pass per line
         elif isinstance(ml, MultilineConfig) and not self._json:
             self._start = re.compile(ml.start)
             self._ml = ml
@@ -107,6 +109,7 @@ class FileEncoder:
         self._b_attrs = b'"attrs":{"file":' + _dumps(path) + b',"offset":'
         self._b_labels = b"".join(b"," + _dumps(str(k)) + b":" + _dumps(v) for k, v in self.labels.items())
         self._group: list[str] = []
+        self._group_fields: dict[str, Any] | None = None  # parse of the group's first line (auto mode)
         self._group_off = 0
         self._group_bytes = 0
         self._group_last = 0.0
@@ -224,12 +227,19 @@ class FileEncoder:
                     else:
                         self._emit(lo, line, None, now, out)
                 continue
-            if start.match(line) is not None or not self._group:
+            if self._auto:
+                fields = self._parser(line) if self._parser is not None else None
+                is_start = fields is not None
+            else:
+                fields = None
+                is_start = start.match(line) is not None
+            if is_start or not self._group:
                 if self._group:
                     self._emit_group(out)
                 if not line or line.isspace():
                     continue  # blank line outside a group: nothing to ship
                 self._group = [line]
+                self._group_fields = fields
                 self._group_off = lo
                 self._group_bytes = len(line)
             else:
@@ -243,10 +253,12 @@ class FileEncoder:
         group, self._group = self._group, []
         first = group[0]
         rest = "\n".join(group[1:]) if len(group) > 1 else None
-        self._emit(self._group_off, first, rest, self._clock(), out)
+        fields, self._group_fields = self._group_fields, None
+        self._emit(self._group_off, first, rest, self._clock(), out, fields)
 
-    def _emit(self, lo: int, line: str, rest: str | None, now: float, out: list[bytes]) -> None:
-        fields = self._parser(line) if self._parser is not None else None
+    def _emit(self, lo: int, line: str, rest: str | None, now: float, out: list[bytes],
+              parsed: dict[str, Any] | None = None) -> None:
+        fields = parsed if parsed is not None else (self._parser(line) if self._parser is not None else None)
         if fields is None:
             ev: dict[str, Any] = {"message": line}
             attrs: dict[str, Any] = {"parse_error": True} if self._parser is not None else {}
