@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         agent = Agent(cfg, args.config)
-    except AgentLocked as exc:
+    except (AgentLocked, ConfigError) as exc:
         print(f"obshub-agent: {exc}", file=sys.stderr)
         return 1
     agent.install_signals()

@@ -57,12 +57,18 @@ class Agent:
         self.halt = threading.Event()  # shipper: exit now
         self.shipper = Shipper(cfg, self.spool, stop=self.ship_stop, halt=self.halt)
         self.events_spooled = 0
+        self.failed = False  # a thread crashed: exit non-zero so the supervisor restarts the agent
         self.lags: dict[str, int] = {}
         self._reload = False
         self.metrics: MetricsServer | None = None
         self._metrics_started = False
         if cfg.metrics_address:
-            self.metrics = MetricsServer(cfg.metrics_address, lambda: render(self))
+            try:
+                self.metrics = MetricsServer(cfg.metrics_address, lambda: render(self))
+            except OSError as exc:
+                self.spool.close()
+                os.close(self._lock_fd)
+                raise ConfigError(f"metrics_address: cannot listen on {cfg.metrics_address}: {exc.strerror}") from None
 
     # -- signals ---------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -116,7 +122,7 @@ class Agent:
             left = self.spool.unacked_bytes
             self.close()
             _log.info("obshub-agent stopped: %d bytes left in the spool for the next start", left)
-        return 0
+        return 1 if self.failed else 0
 
     def close(self) -> None:
         """Release files, sockets and the state_dir lock (run() calls it on the way out)."""
@@ -135,6 +141,7 @@ class Agent:
             self.shipper.run()
         except Exception:  # never die silently: the spool keeps the data, the metrics show it
             _log.exception("shipper crashed")
+            self.failed = True
             self.stop.set()
 
     def _read_loop(self) -> None:

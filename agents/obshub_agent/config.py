@@ -208,6 +208,9 @@ def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> Age
     metrics = _typed(d, "metrics_address", str, "", "127.0.0.1:9480")
     if metrics and not re.match(r"^[^:]*:\d+$", metrics):
         raise ConfigError(f"metrics_address: expected HOST:PORT or \"\", got {metrics!r}")
+    log_level = _typed(d, "log_level", str, "", "info")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level: expected debug | info | warning | error, got {log_level!r}")
     tz = _typed(d, "timezone", str, "")
     if tz:
         from zoneinfo import ZoneInfo
@@ -226,7 +229,7 @@ def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> Age
         compression=comp,
         spool_fsync=_typed(d, "spool_fsync", bool, "", True),
         metrics_address=metrics,
-        log_level=_typed(d, "log_level", str, "", "info"),
+        log_level=log_level.lower(),
         **kw,
     )
     if cfg.spool_segment_bytes > cfg.spool_max_bytes // 4:

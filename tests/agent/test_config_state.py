@@ -101,3 +101,24 @@ def test_one_agent_per_state_dir(tmp_path: Path) -> None:
     finally:
         first.close()
     Agent(cfg).close()  # the lock is released with the process / on close
+
+
+def test_cli_check_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from obshub_agent.__main__ import main
+
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'hub = "http://127.0.0.1:1"\ntoken = "t"\nstate_dir = "{tmp_path / "s"}"\n'
+                   f'[[inputs]]\npaths = ["/nonexistent/*.log"]\nformat = "jsn"\n')
+    assert main(["--config", str(cfg)]) == 2
+    assert "inputs[0].format: unknown format 'jsn'" in capsys.readouterr().err
+    text = cfg.read_text().replace('"jsn"', '"json"')
+    cfg.write_text(text)
+    assert main(["--config", str(cfg), "--check"]) == 0
+    with socket.socket() as busy:  # metrics port taken: a clear error, not a traceback
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cfg.write_text(f'metrics_address = "127.0.0.1:{busy.getsockname()[1]}"\n' + text)
+        assert main(["--config", str(cfg)]) == 1
+    assert "metrics_address: cannot listen" in capsys.readouterr().err
