@@ -1,0 +1,1 @@
+"""Tests of the per-host agent (obshub_agent)."""
