@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.hubproc import LiveHub
+from tests.opensearch_node import drop_prefix, opensearch_url  # noqa: F401  (session fixture)
 
-BACKENDS = ["sqlite"]  # "opensearch" joins once tests/opensearch_node.py lands
+BACKENDS = ["sqlite", "opensearch"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -34,8 +35,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     sep = "&" if "?" in base else "?"
     url = f"{base}{sep}prefix=t{uuid.uuid4().hex[:10]}"
     yield url
-    from tests.opensearch_node import drop_prefix
-
     drop_prefix(url)
 
 
