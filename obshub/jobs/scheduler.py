@@ -18,13 +18,21 @@ log = structlog.get_logger("obshub.jobs")
 
 
 def retention(hub: Any) -> int:
-    """Delete events older than `retention_days`. Returns how many were removed."""
+    """Lifecycle: delete events older than `retention_days` (0 keeps everything). Backends with
+    their own lifecycle (OpenSearch: rollover by age/size, then dropping whole backing indices)
+    expose `maintain`; the others delete rows. Returns how many were removed."""
     keep_us = hub.settings.retention_days * 86_400_000_000
-    if keep_us == 0:
-        return 0  # retention_days = 0 keeps everything
-    cutoff = time.time_ns() // 1000 - keep_us
+    now = time.time_ns() // 1000
+    maintain = getattr(hub.store, "maintain", None)
     try:
-        removed = hub.store.delete_before(cutoff)
+        if maintain is not None:
+            out = maintain(now, keep_us)
+            if out.get("rolled_over") or out.get("deleted"):
+                log.info("lifecycle", **out)
+            return int(out.get("deleted") or 0)
+        if keep_us == 0:
+            return 0
+        removed = hub.store.delete_before(now - keep_us)
     except StoreError as e:
         log.warning("retention failed; will retry", error=str(e))
         return 0
