@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from obshub.digest import digest
+from obshub.ingest import admitted
 from obshub.events import EventError, Limits, normalize
 from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import WriteResult
@@ -62,25 +63,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
-async def ingest(request: Request) -> JSONResponse:
+async def ingest(request: Request) -> Response:
     hub = request.app.state.hub
-    tel = hub.telemetry
-    started = time.perf_counter()
     project = await hub.authenticate(request, "ingest")
-    if hub.inflight >= hub.settings.max_inflight:
-        tel.ingest_rejected.labels("native", "overload").inc()
-        tel.ingest_requests.labels("native", "429").inc()
-        return _error(429, "too many concurrent ingest requests; retry later", {"Retry-After": "1"})
-    hub.inflight += 1
-    tel.inflight.inc()
-    try:
-        response = await _ingest(request, hub, project.id)
-    finally:
-        hub.inflight -= 1
-        tel.inflight.dec()
-    tel.ingest_requests.labels("native", str(response.status_code)).inc()
-    tel.ingest_batch_seconds.labels("native").observe(time.perf_counter() - started)
-    return response
+    return await admitted(hub, "native", lambda: _ingest(request, hub, project.id), lambda: _error(
+        429, "too many concurrent ingest requests; retry later", {"Retry-After": "1"}))
 
 
 async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from obshub.auth import AuthError, bearer
 from obshub.digest import digest
+from obshub.ingest import admitted
 from obshub.events import EventError, normalize
 from obshub.ingest.body import BodyError, decode, read_body
 
@@ -231,24 +232,11 @@ def _prepare(body: bytes, kind: str, received_at: int, hub: Any) -> tuple[dict[s
 
 async def ingest(request: Request) -> Response:
     hub = request.app.state.hub
-    tel = hub.telemetry
     kind = "store" if request.url.path.rstrip("/").endswith("/store") else "envelope"
-    started = time.perf_counter()
     project_id = int(request.path_params["project_id"])
     key = _sentry_key(request)
-    if hub.inflight >= hub.settings.max_inflight:
-        tel.ingest_requests.labels("sentry", "429").inc()
-        return _err(429, "too many concurrent ingest requests", {"Retry-After": "1", "X-Sentry-Rate-Limits": "1::organization"})
-    hub.inflight += 1
-    tel.inflight.inc()
-    try:
-        response = await _ingest(request, hub, kind, project_id, key)
-    finally:
-        hub.inflight -= 1
-        tel.inflight.dec()
-    tel.ingest_requests.labels("sentry", str(response.status_code)).inc()
-    tel.ingest_batch_seconds.labels("sentry").observe(time.perf_counter() - started)
-    return response
+    return await admitted(hub, "sentry", lambda: _ingest(request, hub, kind, project_id, key), lambda: _err(
+        429, "too many concurrent ingest requests", {"Retry-After": "1", "X-Sentry-Rate-Limits": "1::organization"}))
 
 
 async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None) -> Response:
