@@ -15,6 +15,8 @@ __all__ = ["Telemetry"]
 
 # Batch latency buckets: a 1k-line batch takes ~10-50 ms end to end on the embedded store.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Uptime probes cross a network (TLS handshake ~50-300 ms far away); timeouts reach 60 s.
+_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Telemetry:
     store_write_seconds: Histogram  # backend write of one batch
     store_up: Gauge  # 1 when the last readiness probe reached the store
     inflight: Gauge  # ingest requests being processed now
+    check_up: Gauge  # project, check: 1 if this hub's last probe passed (names bounded by config/API)
+    check_latency: Histogram  # project, check: probe time to response headers / TCP connect
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -48,4 +52,8 @@ class Telemetry:
                                           ["backend"], buckets=_LATENCY_BUCKETS, registry=r),
             store_up=Gauge("obshub_store_up", "1 if the store answered the last readiness probe.", registry=r),
             inflight=Gauge("obshub_ingest_inflight_requests", "Ingest requests in progress.", registry=r),
+            check_up=Gauge("obshub_check_up", "1 if the last uptime probe of the check passed.",
+                           ["project", "check"], registry=r),
+            check_latency=Histogram("obshub_check_latency_seconds", "Uptime probe latency.", ["project", "check"],
+                                    buckets=_CHECK_BUCKETS, registry=r),
         )

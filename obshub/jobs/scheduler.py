@@ -11,6 +11,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from obshub.errors import StoreError
+from obshub.jobs import uptime
 
 __all__ = ["retention", "start_jobs"]
 
@@ -45,5 +46,6 @@ def start_jobs(hub: Any) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s),
                       id="retention")
+    uptime.register(scheduler, hub)  # probes of the [[checks]] and POSTed checks (jobs/uptime.py)
     scheduler.start()
     return scheduler

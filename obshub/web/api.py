@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from obshub.errors import QueryError
-from obshub.query import analytics, errors
+from obshub.query import analytics, checks, errors
 from obshub.query.search import parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
 
@@ -156,4 +156,33 @@ routes = [
     Route("/api/v1/analytics/properties", api_properties),
     Route("/api/v1/analytics/values", api_values),
     Route("/api/v1/analytics/series", api_series),
+]
+
+
+# -- uptime checks (docs/uptime.md). POST/DELETE take a read token, like PATCH on errors: the
+# read token is the project's API credential; ingest tokens live on every monitored host.
+
+async def api_checks(request: Request) -> JSONResponse:
+    hub = request.app.state.hub
+    project = await hub.authenticate(request, "read")
+    config = checks.config_checks(hub.settings.checks)
+    now = time.time_ns() // 1000
+    if request.method == "POST":
+        body = await _json_body(request)
+        out, created = await run_in_threadpool(checks.define_check, hub.store, project, body, config, now)
+        return JSONResponse(out, status_code=201 if created else 200)
+    return JSONResponse(await run_in_threadpool(checks.list_checks, hub.store, project, config, now))
+
+
+async def api_check_delete(request: Request) -> JSONResponse:
+    hub = request.app.state.hub
+    project = await hub.authenticate(request, "read")
+    config = checks.config_checks(hub.settings.checks)
+    return JSONResponse(await run_in_threadpool(checks.delete_check, hub.store, project, request.path_params["name"],
+                                                config, time.time_ns() // 1000))
+
+
+routes += [
+    Route("/api/v1/checks", api_checks, methods=["GET", "POST"]),
+    Route("/api/v1/checks/{name}", api_check_delete, methods=["DELETE"]),
 ]

@@ -1,0 +1,244 @@
+"""Uptime probes: every check is probed once per interval and each result stored as an event.
+
+One scheduler job (`tick`, every second) finds the checks whose current slot has not been
+probed by this process yet and runs their probes in a small thread pool, so a slow target never
+delays another check. A slot is `floor((t - offset) / interval)`, with a fixed per-check offset
+(`Check.offset_s`), and the result's id is `check:<project_id>:<name>:<slot>`.
+
+Several replicas: every hub probes every check (probes are duplicated), but they compute the same
+slot and the store writes "create if absent", so each slot is *stored* once. That is the v1
+answer to "only one replica runs each job"; a lease in the store is future work (docs/uptime.md).
+
+A result is an ordinary event (`kind=check`, `service=obshub-uptime`, level info/error), so
+`kind:check name:api-health level:error` works in search, and failures show in the explorer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
+from apscheduler.schedulers.base import BaseScheduler
+
+from obshub.errors import StoreError
+from obshub.query.checks import Check, blank_event, config_checks, public_target, stored_checks, write_definition
+from obshub.store.base import Project, Store
+
+__all__ = ["ProbeResult", "Uptime", "probe", "record", "register", "result_event", "run_all"]
+
+log = structlog.get_logger("obshub.jobs.uptime")
+
+TICK_S = 1  # slot resolution; probes start at most ~1 s after their slot opens
+DEFS_TTL_S = 5.0  # how long the list of checks is cached: a POSTed check is probed within ~5 s
+MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not the CPU
+MAX_BODY_BYTES = 1024 * 1024  # read at most this much when looking for `expect_body`
+USER_AGENT = "obshub-uptime/1"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    up: bool
+    message: str  # "GET https://x 200 in 35 ms" or why it failed
+    latency_ms: float | None = None  # to the response headers / the TCP connect; None: never got there
+    status: int | None = None  # HTTP status, when a response came
+
+
+def probe(check: Check) -> ProbeResult:
+    """Probe once, now. Never raises: every failure is a down result with its reason."""
+    try:
+        return _probe_tcp(check) if check.is_tcp else _probe_http(check)
+    except Exception as e:  # noqa: BLE001 - a probe bug must be a down result, not a dead job
+        return ProbeResult(False, f"probe failed: {type(e).__name__}: {e}")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _probe_tcp(check: Check) -> ProbeResult:
+    parts = urlsplit(check.target)
+    host, port = parts.hostname or "", parts.port or 0
+    what = f"connect {host}:{port}"
+    started = time.perf_counter()
+    try:
+        with socket.create_connection((host, port), timeout=check.timeout_s):
+            ms = _ms(started)
+    except TimeoutError:
+        return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
+    except OSError as e:
+        return ProbeResult(False, f"{what}: {e.strerror or e}")
+    return ProbeResult(True, f"{what} in {ms:.0f} ms", ms)
+
+
+def _probe_http(check: Check) -> ProbeResult:
+    what = f"GET {public_target(check.target)}"
+    started = time.perf_counter()
+    # No redirects (a 3xx is < 400: up), no proxies from the environment: the hub's own view.
+    try:
+        with httpx.Client(timeout=check.timeout_s, follow_redirects=False, trust_env=False,
+                          headers={"User-Agent": USER_AGENT}) as client, client.stream("GET", check.target) as resp:
+            ms = _ms(started)
+            body = b""
+            if check.expect_body is not None:
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) >= MAX_BODY_BYTES or check.expect_body.encode() in body:
+                        break
+                    if time.perf_counter() - started > check.timeout_s:
+                        return ProbeResult(False, f"{what}: timed out reading the body after {check.timeout_s:g} s",
+                                           ms, resp.status_code)
+    except httpx.TimeoutException:
+        return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
+    except httpx.HTTPError as e:
+        return ProbeResult(False, f"{what}: {type(e).__name__}: {e}")
+    status = resp.status_code
+    head = f"{what} {status} in {ms:.0f} ms"
+    if check.expect_status and status not in check.expect_status:
+        return ProbeResult(False, f"{head}: expected status {', '.join(map(str, check.expect_status))}", ms, status)
+    if not check.expect_status and status >= 400:
+        return ProbeResult(False, head, ms, status)
+    if check.expect_body is not None and check.expect_body.encode() not in body:
+        return ProbeResult(False, f"{head}: body does not contain {check.expect_body!r}", ms, status)
+    return ProbeResult(True, head, ms, status)
+
+
+def result_event(project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int) -> dict[str, Any]:
+    """The stored form of one result. `at_us` is when the probe ran; the id depends only on the
+    slot, so every replica probing that slot writes the same id."""
+    ev = blank_event()
+    attrs: dict[str, Any] = {"up": result.up, "target": public_target(check.target), "slot": slot,
+                             "interval_s": check.interval_s}
+    if result.latency_ms is not None:
+        attrs["latency_ms"] = result.latency_ms
+    if result.status is not None:
+        attrs["status"] = result.status
+    ev.update(id=f"check:{project_id}:{check.name}:{slot}", ts=at_us, received_at=time.time_ns() // 1000,
+              level="info" if result.up else "error", message=result.message, name=check.name, attrs=attrs)
+    return ev
+
+
+def record(store: Store, project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int) -> bool:
+    """Store one result; False when that slot was already stored (by another replica)."""
+    return store.write_events(project_id, [result_event(project_id, check, slot, result, at_us)]).accepted == 1
+
+
+class Uptime:
+    """The probe runner of one hub: which checks exist, which slots this process has probed."""
+
+    def __init__(self, hub: Any, max_parallel: int = MAX_PARALLEL) -> None:
+        self.hub = hub
+        self.config = config_checks(hub.settings.checks)  # ConfigError at start, naming the table
+        self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="obshub-uptime")
+        self._lock = threading.Lock()
+        self._last_slot: dict[tuple[int, str, int], int] = {}
+        self._cache: tuple[float, list[tuple[Project, Check]]] = (0.0, [])
+        self._labels: set[tuple[str, str]] = set()
+        self._warned: set[str] = set()
+
+    @property
+    def store(self) -> Store:
+        return self.hub.store  # type: ignore[no-any-return]
+
+    def checks(self, force: bool = False) -> list[tuple[Project, Check]]:
+        """Every check of every project (cached DEFS_TTL_S)."""
+        expires, cached = self._cache
+        if not force and time.monotonic() < expires:
+            return cached
+        projects = {p.name: p for p in self.store.list_projects()}
+        out: list[tuple[Project, Check]] = []
+        for c in self.config:
+            if c.project in projects:
+                out.append((projects[c.project], c))
+            elif c.project not in self._warned:
+                self._warned.add(c.project)
+                log.warning("uptime check for a project that does not exist; skipped", check=c.name, project=c.project)
+        for p in projects.values():
+            shadowed = {c.name for c in self.config if c.project == p.name}
+            for name, c in sorted(stored_checks(self.store, p.id, p.name).items()):
+                if name not in shadowed:
+                    self._refresh(p, c)
+                    out.append((p, c))
+        self._forget_gone({(p.name, c.name) for p, c in out})
+        self._cache = (time.monotonic() + DEFS_TTL_S, out)
+        return out
+
+    def _refresh(self, project: Project, check: Check) -> None:
+        """Retention deletes events by age, definitions included: re-store a definition once it
+        is a third of the retention period old. The id is the refresh bucket's start, so
+        replicas refreshing together store it once."""
+        days = self.hub.settings.retention_days
+        if days <= 0:
+            return
+        age_us = days * 86_400_000_000 // 3
+        now = time.time_ns() // 1000
+        if check.defined_at < now - age_us:
+            write_definition(self.store, project.id, check.name, check, now // age_us * age_us)
+
+    def _forget_gone(self, live: set[tuple[str, str]]) -> None:
+        tel = self.hub.telemetry
+        for labels in self._labels - live:
+            for metric in (tel.check_up, tel.check_latency):
+                try:
+                    metric.remove(*labels)
+                except KeyError:
+                    pass
+        self._labels &= live
+
+    def tick(self, now: float | None = None) -> list[Future[bool]]:
+        """Start the probes due at `now` (epoch s); returns their futures (tests wait on them)."""
+        now = time.time() if now is None else now
+        try:
+            checks = self.checks()
+        except StoreError as e:
+            log.warning("uptime: cannot read checks; will retry", error=str(e))
+            return []
+        futures = []
+        for project, check in checks:
+            slot = check.slot(now)
+            key = (project.id, check.name, check.interval_s)
+            with self._lock:
+                if self._last_slot.get(key, slot - 1) >= slot:
+                    continue
+                self._last_slot[key] = slot
+            futures.append(self.pool.submit(self.run, project, check, slot))
+        return futures
+
+    def run(self, project: Project, check: Check, slot: int) -> bool:
+        """Probe, record, export metrics. True if this hub stored the slot's result."""
+        at_us = time.time_ns() // 1000
+        result = probe(check)
+        tel = self.hub.telemetry
+        tel.check_up.labels(project.name, check.name).set(1 if result.up else 0)
+        if result.latency_ms is not None:
+            tel.check_latency.labels(project.name, check.name).observe(result.latency_ms / 1000)
+        self._labels.add((project.name, check.name))
+        try:
+            return record(self.store, project.id, check, slot, result, at_us)
+        except StoreError as e:
+            log.warning("uptime: result not stored", check=check.name, slot=slot, error=str(e))
+            return False
+
+    def close(self, event: SchedulerEvent | None = None) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def register(scheduler: BaseScheduler, hub: Any) -> Uptime:
+    """Add the uptime job; a bad `[[checks]]` table raises ConfigError here, at start."""
+    uptime = Uptime(hub)
+    scheduler.add_job(uptime.tick, "interval", seconds=TICK_S, id="uptime")
+    scheduler.add_listener(uptime.close, EVENT_SCHEDULER_SHUTDOWN)
+    return uptime
+
+
+def run_all(uptime: Uptime, now: float | None = None) -> Sequence[bool]:
+    """One tick, waiting for its probes (tests and `obshub` one-shot use)."""
+    return [f.result() for f in uptime.tick(now)]
