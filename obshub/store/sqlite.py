@@ -64,7 +64,8 @@ _SCHEMA = [
         first_seen INTEGER NOT NULL, resolved_at INTEGER, regressed_at INTEGER, merged_into TEXT,
         PRIMARY KEY (project_id, id)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ix_events_ts ON events (project_id, ts)",
-    "CREATE INDEX IF NOT EXISTS ix_events_name ON events (project_id, kind, name, ts)",
+    # Analytics only reads kind=event rows: a partial index stays small on a log-heavy stream.
+    "CREATE INDEX IF NOT EXISTS ix_events_name ON events (project_id, name, ts) WHERE kind = 'event'",
     *[f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
       for k in (*CORRELATION_KEYS, "group_id")],
     # tokenchars '_': keep identifiers like mod_jk or user_id whole, as OpenSearch's standard
