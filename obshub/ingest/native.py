@@ -59,6 +59,16 @@ def parse_ndjson(body: bytes, received_at: int, limits: Limits, max_lines: int
     return events, line_nos, rejected
 
 
+def _prepare(raw: bytes, encoding: str | None, received_at: int, hub: Any) -> tuple[
+        bytes, list[dict[str, Any]], list[int], list[dict[str, Any]], dict[str, Any]]:
+    s = hub.settings
+    body = decode(raw, encoding, s.max_body_bytes)
+    if not body.strip():
+        raise BodyError(400, "empty body: send one JSON object per line")
+    events, line_nos, rejected = parse_ndjson(body, received_at, s.limits, s.max_lines)
+    return body, events, line_nos, rejected, digest(events, hub.scrubber)
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
@@ -76,13 +86,10 @@ async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:
     received_at = time.time_ns() // 1000
     try:
         raw = await read_body(request, s.max_wire_bytes)
-        # Encoding check before the body-size work is done: an unknown encoding is 415
-        # regardless of size (decode raises it first).
-        body = await run_in_threadpool(decode, raw, request.headers.get("content-encoding"), s.max_body_bytes)
-        if not body.strip():
-            raise BodyError(400, "empty body: send one JSON object per line")
-        events, line_nos, rejected = await run_in_threadpool(parse_ndjson, body, received_at, s.limits, s.max_lines)
-        groups = await run_in_threadpool(digest, events, hub.scrubber)
+        # One worker-thread hop for all CPU work (decode, parse, validate, digest): each hop
+        # costs context switches that add up under concurrent load on a small box.
+        body, events, line_nos, rejected, groups = await run_in_threadpool(
+            _prepare, raw, request.headers.get("content-encoding"), received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("native", "limit" if e.status == 413 else "body").inc()
         return _error(e.status, str(e))

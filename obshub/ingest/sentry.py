@@ -207,8 +207,11 @@ async def preflight(request: Request) -> Response:
         "Access-Control-Max-Age": "3600"})
 
 
-def _prepare(body: bytes, kind: str, received_at: int, hub: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[str], int]:
-    """Parse, map, validate and digest. Returns (envelope header, events, problems, skipped)."""
+def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any
+             ) -> tuple[bytes, dict[str, Any], list[dict[str, Any]], list[str], int, dict[str, Any]]:
+    """All CPU work in one worker-thread hop: decode, parse, map, validate, digest.
+    Returns (body, envelope header, events, problems, skipped items, groups)."""
+    body = decode(raw, encoding, hub.settings.max_body_bytes, _ENCODINGS)
     if kind == "store":
         header: dict[str, Any] = {}
         items = [({"type": "event"}, body)]
@@ -227,7 +230,7 @@ def _prepare(body: bytes, kind: str, received_at: int, hub: Any) -> tuple[dict[s
             events.append(normalize(from_sentry(raw), received_at, hub.settings.limits))
         except (ValueError, EventError) as e:
             problems.append(f"item {i} (event): {e}")
-    return header, events, problems, skipped
+    return body, header, events, problems, skipped, digest(events, hub.scrubber)
 
 
 async def ingest(request: Request) -> Response:
@@ -251,8 +254,8 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
         return _err(e.status, str(e))
     try:
         raw = await read_body(request, s.max_wire_bytes)
-        body = await run_in_threadpool(decode, raw, request.headers.get("content-encoding"), s.max_body_bytes, _ENCODINGS)
-        header, events, problems, skipped = await run_in_threadpool(_prepare, body, kind, received_at, hub)
+        body, header, events, problems, skipped, groups = await run_in_threadpool(
+            _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
         return _err(e.status, str(e))
@@ -265,7 +268,6 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
                                               "ingest", project_id)
         except AuthError as e:
             return _err(e.status, str(e))
-    groups = await run_in_threadpool(digest, events, hub.scrubber)
     accepted = 0
     if events:
         result = await hub.write(project.id, events, groups)
