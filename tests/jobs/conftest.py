@@ -1,0 +1,68 @@
+"""Real targets for uptime probes: a stdlib HTTP server and a listening TCP socket on free
+127.0.0.1 ports, each stopped by its fixture."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.hubproc import free_port
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # path -> (status, body, delay before answering in s)
+    routes = {
+        "/ok": (200, b"all systems nominal", 0.0),
+        "/created": (201, b"made", 0.0),
+        "/fail": (503, b"maintenance", 0.0),
+        "/redirect": (302, b"", 0.0),
+        "/slow": (200, b"late", 1.5),
+    }
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        status, body, delay = self.routes.get(self.path, (404, b"no such page", 0.0))
+        time.sleep(delay)
+        try:
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", "/ok")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the prober timed out and went away
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """Base URL of a live HTTP server (routes in `_Handler.routes`)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """Port of a listening TCP socket (connections are accepted by the kernel backlog)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield int(s.getsockname()[1])
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on: connections are refused."""
+    return free_port()
