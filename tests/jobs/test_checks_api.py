@@ -127,6 +127,7 @@ def test_uptime_percentages_with_the_real_scheduler(hub: LiveHub, closed_port: i
     # Results are ordinary events.
     assert len(hub.search_all("kind:check name:shop level:error", **{"from": "-30d"})) == 3
     assert len(hub.search_all("kind:check attrs.up:true")) == 4
+    assert len(hub.search_all("kind:check attrs.up:false")) == 4  # definitions have no attrs.up
     assert 'obshub_check_up{check="shop",project="test"} 0.0' in hub.get("/metrics").text
 
 
