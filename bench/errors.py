@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,9 +23,11 @@ import brotli
 import httpx
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.hubproc import free_port, make_project  # noqa: E402
+from _hub import hub_process, post_all  # noqa: E402
+
+from tests.hubproc import make_project  # noqa: E402
 
 
 def sentry_event(rng: random.Random, site: int) -> dict[str, Any]:
@@ -55,54 +55,23 @@ def sentry_event(rng: random.Random, site: int) -> dict[str, Any]:
 
 def run(store_url: str, n: int, senders: int) -> tuple[float, int]:
     creds = make_project(store_url, "bench-errors")
-    port = free_port()
-    env = {**os.environ, "OBSHUB_MAX_INFLIGHT": str(senders * 2)}
-    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
     key = creds["dsn"].split("//")[1].split("@")[0]
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        rng = random.Random(3)
-        bodies = []
-        size = 0
-        for i in range(n):
-            ev = orjson.dumps(sentry_event(rng, i % 50))
-            size += len(ev)
-            env_ = orjson.dumps({"event_id": "x"}) + b"\n" + orjson.dumps({"type": "event", "length": len(ev)}) + b"\n" + ev
-            bodies.append(brotli.compress(env_, quality=4))
-        headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7", "Content-Encoding": "br"}
-
-        def send(k: int) -> None:
-            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
-                for body in bodies[k::senders]:
-                    while True:
-                        r = c.post(f"/api/{creds['project_id']}/envelope/", content=body)
-                        if r.status_code == 200:
-                            break
-                        if r.status_code not in (429, 503):
-                            raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-                        time.sleep(float(r.headers.get("retry-after", "0.1")))
-
-        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
-        t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        elapsed = time.perf_counter() - t
-        groups = httpx.get(f"{url}/api/v1/errors", headers={"Authorization": f"Bearer {creds['read_token']}"}).json()["groups"]
-        assert sum(g["count"] for g in groups) == n, "not every event was stored"
-        assert len(groups) == 50, f"expected 50 groups, got {len(groups)}"
-        return elapsed, size // n
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    rng = random.Random(3)
+    bodies, size = [], 0
+    for i in range(n):
+        ev = orjson.dumps(sentry_event(rng, i % 50))
+        size += len(ev)
+        env = orjson.dumps({"event_id": "x"}) + b"\n" + orjson.dumps({"type": "event", "length": len(ev)}) + b"\n" + ev
+        bodies.append(brotli.compress(env, quality=4))
+    headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7", "Content-Encoding": "br",
+               "Content-Type": "application/x-sentry-envelope"}
+    with hub_process(store_url, OBSHUB_MAX_INFLIGHT=str(senders * 2)) as port:
+        elapsed = post_all(port, f"/api/{creds['project_id']}/envelope/", headers, bodies, senders)
+        groups = httpx.get(f"http://127.0.0.1:{port}/api/v1/errors",
+                           headers={"Authorization": f"Bearer {creds['read_token']}"}).json()["groups"]
+    assert sum(g["count"] for g in groups) == n, "not every event was stored"
+    assert len(groups) == 50, f"expected 50 groups, got {len(groups)}"
+    return elapsed, size // n
 
 
 def main() -> None:

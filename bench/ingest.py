@@ -13,10 +13,8 @@ import argparse
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,13 @@ import httpx
 import orjson
 import zstandard
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _hub import hub_process, post_all  # noqa: E402
 
 from obshub.events import normalize  # noqa: E402
 from obshub.store import sqlite as sqlite_store  # noqa: E402
-from tests.hubproc import free_port, make_project  # noqa: E402
+from tests.hubproc import make_project  # noqa: E402
 
 
 def make_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -78,55 +78,22 @@ def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> fl
     return elapsed
 
 
-def bench_hub(events: list[dict[str, Any]], batch: int, senders: int, encoding: str, store_url: str,
-              count_check: Any = None) -> float:
+def bench_hub(events: list[dict[str, Any]], batch: int, senders: int, encoding: str, store_url: str) -> float:
     creds = make_project(store_url, "bench")
-    port = free_port()
-    env = {**os.environ, "OBSHUB_MAX_INFLIGHT": str(senders * 2)}
-    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        cctx = zstandard.ZstdCompressor(level=1)
-        bodies = []
-        for i in range(0, len(events), batch):
-            body = b"\n".join(orjson.dumps(e) for e in events[i:i + batch])
-            bodies.append(cctx.compress(body) if encoding == "zstd" else body)
-        headers = {"Authorization": f"Bearer {creds['ingest_token']}", "Content-Type": "application/x-ndjson"}
-        if encoding == "zstd":
-            headers["Content-Encoding"] = "zstd"
-        accepted = [0] * senders
-
-        def send(k: int) -> None:
-            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
-                for body in bodies[k::senders]:
-                    while True:
-                        r = c.post("/api/v1/ingest", content=body)
-                        if r.status_code == 200:
-                            accepted[k] += r.json()["accepted"]
-                            break
-                        if r.status_code not in (429, 503):
-                            raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-                        time.sleep(float(r.headers.get("retry-after", "0.1")))
-
-        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
-        t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        elapsed = time.perf_counter() - t
-        assert sum(accepted) == len(events), (sum(accepted), len(events))
-        return elapsed
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    cctx = zstandard.ZstdCompressor(level=1)
+    bodies = []
+    for i in range(0, len(events), batch):
+        body = b"\n".join(orjson.dumps(e) for e in events[i:i + batch])
+        bodies.append(cctx.compress(body) if encoding == "zstd" else body)
+    headers = {"Authorization": f"Bearer {creds['ingest_token']}", "Content-Type": "application/x-ndjson"}
+    if encoding == "zstd":
+        headers["Content-Encoding"] = "zstd"
+    with hub_process(store_url, OBSHUB_MAX_INFLIGHT=str(senders * 2)) as port:
+        elapsed = post_all(port, "/api/v1/ingest", headers, bodies, senders)
+        r = httpx.get(f"http://127.0.0.1:{port}/api/v1/search", params={"limit": 1, "q": "kind:log"},
+                      headers={"Authorization": f"Bearer {creds['read_token']}"})
+        assert r.status_code == 200 and r.json()["events"], "nothing stored"
+    return elapsed
 
 
 def main() -> None:
