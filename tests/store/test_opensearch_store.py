@@ -264,3 +264,14 @@ def test_maintain_without_retention_keeps_everything(store: OpenSearchStore, pid
     store.write_events(pid, [ev(1, ts=NOW - 400 * 86_400_000_000)])
     assert store.maintain(NOW, 0)["deleted"] == 0
     assert q(store, pid, "") == ["e1"]
+
+
+def test_replay_after_rollover_is_a_duplicate_not_a_second_copy(store: OpenSearchStore, pid: int) -> None:
+    batch = [ev(i) for i in range(10)]
+    assert store.write_events(pid, batch).accepted == 10
+    assert store.lifecycle.rollover(force=True)
+    r = store.write_events(pid, batch + [ev(10), ev(10)])  # the replay, one new event twice
+    assert (r.accepted, r.duplicates) == (1, 11)
+    assert store.count(pid, None, None, None) == 11
+    fresh = normalize({"id": "fresh", "message": "now"}, time.time_ns() // 1000)
+    assert store.write_events(pid, [fresh]).accepted == 1  # ts after the rollover: no lookup needed

@@ -5,6 +5,7 @@
     mappings.py   index names, the events template, event <-> document
     dsl.py        query-language AST -> query DSL
     writer.py     bulk `create` with per-item outcomes and bounded retries
+    dedup.py      exactly-once across rollovers (ids stored in older backing indices)
     reader.py     search_after paging, counts, facets, analytics aggregations
     state.py      projects and tokens (small index, optimistic concurrency)
     groups.py     error group records (same index) and their aggregations
@@ -95,7 +96,7 @@ class OpenSearchStore:
         self._reader = Reader(c, n.events, self._before_read)
         self._state = State(c, n)
         self._groups = Groups(c, n.state, n.events, self._before_read)
-        self.lifecycle = Lifecycle(c, n.events)
+        self.lifecycle = Lifecycle(c, n.events, on_rollover=self._writer.dedup.invalidate)
 
     def close(self) -> None:
         if getattr(self, "_writer", None) is not None:

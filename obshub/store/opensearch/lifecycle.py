@@ -14,6 +14,7 @@ and no `_delete_by_query`; DESIGN.md storage notes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,9 +34,10 @@ _ROLLOVER_SIZE = "25gb"  # primary shard size where search and recovery stay qui
 
 
 class Lifecycle:
-    def __init__(self, client: OpenSearch, stream: str) -> None:
+    def __init__(self, client: OpenSearch, stream: str, on_rollover: Callable[[], None] = lambda: None) -> None:
         self.client = client
         self.stream = stream
+        self._on_rollover = on_rollover
 
     def backing_indices(self) -> list[str]:
         """Oldest first; the last one is the write index."""
@@ -56,6 +58,8 @@ class Lifecycle:
         body = None if force else {"conditions": conditions}
         with guard("rollover"):
             resp = self.client.indices.rollover(alias=self.stream, body=body)
+        if resp.get("rolled_over"):
+            self._on_rollover()
         return bool(resp.get("rolled_over"))
 
     def delete_before(self, cutoff: int) -> int:
@@ -80,6 +84,8 @@ class Lifecycle:
         for index in whole:
             with guard("delete old index"):
                 self.client.indices.delete(index=index)
+        if whole:
+            self._on_rollover()
         return total + self._delete_docs(cutoff)
 
     def _delete_docs(self, cutoff: int) -> int:

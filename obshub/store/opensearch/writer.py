@@ -2,7 +2,8 @@
 
 Per item (OpenSearch answers each line of a bulk separately):
     201          stored
-    409          already there (same project + id): a duplicate, which is success
+    409          already there (same project + id): a duplicate, which is success (ids stored
+                 before the last rollover are found first by dedup.py)
     429, 5xx     retried, alone, with capped exponential backoff; still failing after
                  _ATTEMPTS tries -> the whole call raises StoreOverloaded / StoreUnavailable so the
                  client retries the batch (the ids make that harmless), never a 2xx for data that
@@ -31,6 +32,7 @@ from opensearchpy import OpenSearch
 from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.store.base import WriteResult
 from obshub.store.opensearch.client import guard, reason
+from obshub.store.opensearch.dedup import RolloverDedup
 from obshub.store.opensearch.mappings import to_doc
 
 __all__ = ["BulkWriter"]
@@ -52,6 +54,7 @@ class BulkWriter:
         self.client = client
         self.index = index
         self.refresh = refresh
+        self.dedup = RolloverDedup(client, index)
         self._action = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":'
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -93,7 +96,9 @@ class BulkWriter:
                         lines[i] = head + dumps(f"{project_id}:{ev['id']}") + b"}}\n" + dumps(to_doc(project_id, ev)) + b"\n"
                 yield from _by_bytes(part, lines)
 
-        pending = list(range(len(events)))
+        stored_before = self.dedup.already_stored(project_id, events)
+        result.duplicates += len(stored_before)
+        pending = [i for i in range(len(events)) if i not in stored_before]
         attempt = 0
         last_error = ""
         overloaded = False
