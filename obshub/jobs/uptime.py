@@ -185,13 +185,15 @@ class Uptime:
 
     def _forget_gone(self, live: set[tuple[str, str]]) -> None:
         tel = self.hub.telemetry
-        for labels in self._labels - live:
+        with self._lock:  # probe threads add labels
+            gone = self._labels - live
+            self._labels &= live
+        for labels in gone:
             for metric in (tel.check_up, tel.check_latency):
                 try:
                     metric.remove(*labels)
                 except KeyError:
                     pass
-        self._labels &= live
 
     def tick(self, now: float | None = None) -> list[Future[bool]]:
         """Start the probes due at `now` (epoch s); returns their futures (tests wait on them)."""
@@ -220,7 +222,8 @@ class Uptime:
         tel.check_up.labels(project.name, check.name).set(1 if result.up else 0)
         if result.latency_ms is not None:
             tel.check_latency.labels(project.name, check.name).observe(result.latency_ms / 1000)
-        self._labels.add((project.name, check.name))
+        with self._lock:
+            self._labels.add((project.name, check.name))
         try:
             return record(self.store, project.id, check, slot, result, at_us)
         except StoreError as e:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from obshub.jobs.uptime import ProbeResult, Uptime, record, run_all
-from obshub.query.checks import parse_check
+from obshub.query.checks import parse_check, write_definition
 from tests.factories import now_us
 from tests.hubproc import HubProcess, LiveHub
 
@@ -175,3 +175,23 @@ def test_bad_config_check_stops_the_hub(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="hub exited"):
         h.start()
     assert "[[checks]] #1 ('home'): interval_s: expected an integer from 5 to 86400, got 1" in log.read_text()
+
+
+def test_definitions_outlive_retention(tmp_path: Path, closed_port: int) -> None:
+    """Retention deletes by age: a definition a third of retention_days old is stored again."""
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", retention_days=3).start()
+    try:
+        check = parse_check({"name": "old", "target": f"http://127.0.0.1:{closed_port}/"}, "api", "test")
+        write_definition(h.store, h.project_id, "old", check, now_us() - 2 * DAY_US)
+        runner = Uptime(h.app.state.hub)
+        try:
+            assert [c.name for _, c in runner.checks(force=True)] == ["old"]
+            assert [c.name for _, c in runner.checks(force=True)] == ["old"]  # refreshed once, not twice
+        finally:
+            runner.close()
+        defs = h.search_all("kind:check name:old attrs.definition:true")
+        assert len(defs) == 2
+        h.store.delete_before(now_us() - DAY_US)  # what the retention job does after 1 more day
+        assert "old" in listed(h)
+    finally:
+        h.stop()
