@@ -36,6 +36,7 @@ __all__ = [
     "Check",
     "CheckError",
     "MIN_INTERVAL_S",
+    "blank_event",
     "check_status",
     "config_checks",
     "define_check",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_check",
     "project_checks",
     "public_target",
+    "results_query",
     "stored_checks",
     "write_definition",
 ]
@@ -187,7 +189,8 @@ def config_checks(raw: Sequence[Mapping[str, Any]]) -> list[Check]:
         except CheckError as e:
             raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
         if (check.project, check.name) in seen:
-            raise ConfigError(f"OBSHUB_CONFIG: {where}: name: {check.name!r} is declared twice in project {check.project!r}")
+            raise ConfigError(f"OBSHUB_CONFIG: {where}: name: {check.name!r} is declared twice "
+                              f"in project {check.project!r}")
         seen.add((check.project, check.name))
         out.append(check)
     return out

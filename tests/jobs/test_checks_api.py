@@ -74,10 +74,12 @@ def test_define_replace_delete(hub: LiveHub, closed_port: int) -> None:
     r = post(hub, {"name": "api", "target": target, "interval_s": 3600})
     assert r.status_code == 201, r.text
     assert r.json()["up"] is None and r.json()["source"] == "api"
-    r = post(hub, {"name": "api", "target": target, "interval_s": 600, "expect_body": "ok"})
+    r = post(hub, {"name": "api", "target": target, "interval_s": 600, "expect_body": "ok",
+                   "expect_status": [200, 204]})
     assert r.status_code == 200
     got = listed(hub)["api"]
     assert (got["interval_s"], got["expect_body"], got["timeout_s"]) == (600, "ok", 10.0)
+    assert got["expect_status"] == [200, 204]
     assert set(got) >= {"name", "target", "up", "last_checked", "latency_ms", "uptime_24h", "uptime_7d", "uptime_30d"}
 
     assert delete(hub, "api").json() == {"deleted": "api"}
@@ -151,7 +153,8 @@ def test_a_slot_is_stored_once_across_replicas(hub: LiveHub, web: str) -> None:
 def test_config_file_checks(tmp_path: Path, web: str, listener: int) -> None:
     cfg = tmp_path / "hub.toml"
     cfg.write_text(f'[[checks]]\nname = "home"\ntarget = "{web}/ok"\nexpect_body = "nominal"\nproject = "test"\n\n'
-                   f'[[checks]]\nname = "db"\ntarget = "tcp://127.0.0.1:{listener}"\ninterval_s = 5\nproject = "test"\n\n'
+                   f'[[checks]]\nname = "db"\ntarget = "tcp://127.0.0.1:{listener}"\ninterval_s = 5\n'
+                   f'project = "test"\n\n'
                    f'[[checks]]\nname = "elsewhere"\ntarget = "{web}/ok"\nproject = "other"\n')
     h = HubProcess(f"sqlite:///{tmp_path}/obshub.db", env={"OBSHUB_CONFIG": str(cfg)}).start()
     try:

@@ -138,6 +138,7 @@ def test_config_file_checks(tmp_path: Any) -> None:
     cfg.write_text('[[checks]]\nname = "api"\ntarget = "https://x/"\n\n[[checks]]\nname = "db"\ntarget = "tcp://db"\n')
     with pytest.raises(ConfigError, match=r"\[\[checks\]\] #2 \('db'\): target: a TCP check is tcp://host:port"):
         config_checks(load_settings({"OBSHUB_CONFIG": str(cfg)}).checks)
-    cfg.write_text('[[checks]]\nname = "api"\ntarget = "https://x/"\n\n[[checks]]\nname = "api"\ntarget = "https://y/"\n')
+    cfg.write_text('[[checks]]\nname = "api"\ntarget = "https://x/"\n\n'
+                   '[[checks]]\nname = "api"\ntarget = "https://y/"\n')
     with pytest.raises(ConfigError, match="declared twice"):
         config_checks(load_settings({"OBSHUB_CONFIG": str(cfg)}).checks)
