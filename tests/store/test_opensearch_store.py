@@ -275,3 +275,10 @@ def test_replay_after_rollover_is_a_duplicate_not_a_second_copy(store: OpenSearc
     assert store.count(pid, None, None, None) == 11
     fresh = normalize({"id": "fresh", "message": "now"}, time.time_ns() // 1000)
     assert store.write_events(pid, [fresh]).accepted == 1  # ts after the rollover: no lookup needed
+
+
+def test_ping_reports_a_deleted_stream_as_unavailable(store: OpenSearchStore) -> None:
+    store.ping()
+    store.client.transport.perform_request("DELETE", f"/_data_stream/{store.names.events}")
+    with pytest.raises(StoreUnavailable):
+        store.ping()

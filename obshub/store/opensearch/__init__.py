@@ -106,8 +106,13 @@ class OpenSearchStore:
             self._client = None
 
     def ping(self) -> None:
-        with guard("ping"):
-            h = self.client.transport.perform_request("GET", f"/_cluster/health/{self.names.events}?timeout=2s")
+        try:
+            with guard("ping"):
+                h = self.client.transport.perform_request("GET", f"/_cluster/health/{self.names.events}?timeout=2s")
+        except StoreUnavailable:
+            raise
+        except StoreError as e:  # e.g. the stream was deleted under us: not ready, whatever the cause
+            raise StoreUnavailable(str(e)) from None
         if h.get("status") == "red" or h.get("timed_out"):
             raise StoreUnavailable(f"OpenSearch cluster health is {h.get('status')} for {self.names.events}")
 
