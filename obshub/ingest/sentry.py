@@ -28,6 +28,7 @@ from obshub.digest import digest
 from obshub.ingest import admitted
 from obshub.events import EventError, normalize
 from obshub.ingest.body import BodyError, decode, read_body
+from obshub.store.base import Project
 
 __all__ = ["EnvelopeError", "from_sentry", "parse_envelope", "routes"]
 
@@ -132,13 +133,18 @@ def _header(request: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """The value if it is a JSON object, else {} (SDKs differ; malformed input must not crash)."""
+    return value if isinstance(value, dict) else {}
+
+
 def from_sentry(ev: dict[str, Any]) -> dict[str, Any]:
     """A Sentry event payload -> an obshub event (client form, validated by normalize)."""
     tags = _tags(ev)
-    contexts = ev.get("contexts") if isinstance(ev.get("contexts"), dict) else {}
-    trace = contexts.get("trace") if isinstance(contexts.get("trace"), dict) else {}
-    user = ev.get("user") if isinstance(ev.get("user"), dict) else {}
-    request = ev.get("request") if isinstance(ev.get("request"), dict) else {}
+    contexts = _obj(ev.get("contexts"))
+    trace = _obj(contexts.get("trace"))
+    user = _obj(ev.get("user"))
+    request = _obj(ev.get("request"))
     exc = ev.get("exception")
     values = exc.get("values") if isinstance(exc, dict) else exc
     excs = [_exc(v) for v in values if isinstance(v, dict)] if isinstance(values, list) else []
@@ -218,7 +224,8 @@ def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub:
         problems: list[str] = []
     else:
         header, items, problems = parse_envelope(body)
-    events, skipped = [], 0
+    events: list[dict[str, Any]] = []
+    skipped = 0
     for i, (ih, payload) in enumerate(items, 1):
         if ih.get("type") not in EVENT_ITEMS:
             skipped += 1
@@ -246,7 +253,7 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
     s = hub.settings
     tel = hub.telemetry
     received_at = time.time_ns() // 1000
-    project = None
+    project: Project | None = None
     try:
         if key is not None:  # cheap refusal before reading the body; the DSN-in-envelope case waits
             project = await run_in_threadpool(hub.tokens.check, hub.store, key, "ingest", project_id)
@@ -268,6 +275,7 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
                                               "ingest", project_id)
         except AuthError as e:
             return _err(e.status, str(e))
+    assert project is not None  # checked above, or the request was answered
     accepted = 0
     if events:
         result = await hub.write(project.id, events, groups)

@@ -336,7 +336,8 @@ class SqliteStore:
 
     # -- analytics -------------------------------------------------------------------------------
     def _ev_where(self, project_id: int, name: str | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
-        clauses, params = ["e.project_id = ?", "e.kind = 'event'"], [project_id]
+        clauses: list[str] = ["e.project_id = ?", "e.kind = 'event'"]
+        params: list[Any] = [project_id]
         if name is not None:
             clauses.append("e.name = ?")
             params.append(name)
