@@ -102,6 +102,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--encoding", choices=("identity", "zstd"), default="zstd")
+    ap.add_argument("--opensearch", nargs="?", const="start", default=None, metavar="URL",
+                    help="add the OpenSearch rows: against opensearch://host:port, or a node this bench "
+                         "starts (scripts/opensearch.sh) when no URL is given. Several alternating rounds "
+                         "with medians: bench/ingest_opensearch.py")
     args = ap.parse_args()
     events = make_events(args.events)
     print(f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
@@ -109,12 +113,41 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         raw = bench_raw_sqlite(events, args.batch, Path(d) / "raw.db")
         hub = bench_hub(events, args.batch, args.senders, args.encoding, f"sqlite:///{d}/hub.db")
+    rows = [("raw sqlite3 executemany, same schema", raw, raw), ("hub: HTTP -> validate -> sqlite store", hub, raw)]
+    if args.opensearch:
+        rows += _opensearch_rows(events, args)
     n = args.events
     print()
-    print(f"| {'path':<38} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs raw':>6} |")
-    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 8}|")
-    print(f"| {'raw sqlite3 executemany, same schema':<38} | {n:>8} | {raw:>7.2f} | {n / raw:>9,.0f} | {'1.00':>6} |")
-    print(f"| {'hub: HTTP -> validate -> sqlite store':<38} | {n:>8} | {hub:>7.2f} | {n / hub:>9,.0f} | {raw / hub:>6.2f} |")
+    print(f"| {'path':<40} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs baseline':>11} |")
+    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 13}|")
+    for name, secs, base in rows:
+        print(f"| {name:<40} | {n:>8} | {secs:>7.2f} | {n / secs:>9,.0f} | {base / secs:>11.2f} |")
+    print("(baseline: raw sqlite3 for the sqlite rows, direct opensearch-py bulk for the opensearch rows)")
+
+
+def _opensearch_rows(events: list[dict[str, Any]], args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """Direct opensearch-py bulk of the same documents vs the hub on that node, same run."""
+    import ingest_opensearch as osb  # noqa: PLC0415 - imports this module; only needed here
+
+    with tempfile.TemporaryDirectory() as d:
+        node = None
+        base = args.opensearch
+        if base == "start":
+            from tests.opensearch_node import OpenSearchNode
+
+            node = OpenSearchNode(Path(d) / "node").start()
+            base = node.store_url
+        try:
+            # Warm the JVM first (JIT, caches): a cold node makes whichever runs first look slow.
+            osb.bench_direct(make_events(min(20_000, len(events)), seed=2), args.batch, args.senders,
+                             osb.with_prefix(base, "warmup"))
+            direct = osb.bench_direct(events, args.batch, args.senders, osb.with_prefix(base, "direct"))
+            hub = bench_hub(events, args.batch, args.senders, args.encoding, osb.with_prefix(base, "hub"))
+        finally:
+            if node is not None:
+                node.stop()
+    return [("direct opensearch-py bulk, same docs", direct, direct),
+            ("hub: HTTP -> validate -> opensearch", hub, direct)]
 
 
 if __name__ == "__main__":

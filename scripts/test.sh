@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
+if ! { command -v java >/dev/null && command -v mvn >/dev/null; } && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "== installing Java 17 and Maven for the OpenSearch node"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openjdk-17-jdk-headless maven unzip || true
+fi
 if command -v java >/dev/null && command -v mvn >/dev/null; then
   echo "== fetching OpenSearch (cached in ~/.cache/obshub)"
   scripts/opensearch.sh fetch
