@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from obshub.events import CORRELATION_KEYS, STRING_FIELDS
+from obshub.errors import QueryError
+from obshub.events import CORRELATION_KEYS, LEVELS, STRING_FIELDS, EventError, normalize_level, parse_ts
 
 __all__ = [
     "And",
@@ -33,8 +34,10 @@ __all__ = [
     "QuerySyntaxError",
     "Text",
     "attr_key",
+    "level_values",
     "parse",
     "to_string",
+    "ts_value",
 ]
 
 # Fields stored as their own column/keyword. Everything else is an attribute.
@@ -91,6 +94,31 @@ Node = Text | Field | Not | And | Or
 def attr_key(name: str) -> str | None:
     """`attrs.plan` -> `plan`; a core field -> None."""
     return name[6:] if name.startswith("attrs.") else None
+
+
+def ts_value(node: Field) -> int:
+    """The µs instant of a `ts:` comparison (RFC 3339 or epoch), as every backend reads it."""
+    if node.op == "prefix":
+        raise QueryError("ts does not support prefix matching; use ts:>=TIME")
+    try:
+        return parse_ts(node.value)
+    except EventError as e:
+        raise QueryError(f"ts: {e}") from None
+
+
+def level_values(node: Field) -> list[str]:
+    """The levels a `level:` term matches: `level:warn` -> [warning]; `level:>=warning` ->
+    [warning, error, critical] (levels are ordered). Empty when nothing can match."""
+    try:
+        lv = normalize_level(node.value)
+    except EventError as e:
+        raise QueryError(str(e)) from None
+    if node.op == "=":
+        return [lv]
+    rank = LEVELS.index(lv)
+    keep = {">": lambda i: i > rank, ">=": lambda i: i >= rank, "<": lambda i: i < rank,
+            "<=": lambda i: i <= rank}[node.op]
+    return [x for i, x in enumerate(LEVELS) if keep(i)]
 
 
 def _field_name(raw: str) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from obshub.errors import QueryError
-from obshub.events import LEVELS, EventError, normalize_level, parse_ts
-from obshub.store.querylang import ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key
+from obshub.store.querylang import ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, level_values, ts_value
 
 __all__ = ["compile_where"]
 
@@ -65,24 +63,13 @@ def _field(node: Field, a: str, p: list[Any]) -> str:
     if node.op == "exists":
         return f"{col} IS NOT NULL"
     if node.name == "ts":
-        if node.op == "prefix":
-            raise QueryError("ts does not support prefix matching; use ts:>=TIME")
-        try:
-            us = parse_ts(node.value)
-        except EventError as e:
-            raise QueryError(f"ts: {e}") from None
-        p.append(us)
+        p.append(ts_value(node))
         return f"{col} {_SQL_OPS[node.op]} ?"
     if node.name == "level" and node.op != "prefix":
-        try:
-            lv = normalize_level(node.value)
-        except EventError as e:
-            raise QueryError(str(e)) from None
+        chosen = level_values(node)
         if node.op == "=":
-            p.append(lv)
+            p.append(chosen[0])
             return f"{col} = ?"
-        rank = LEVELS.index(lv)
-        chosen = [x for i, x in enumerate(LEVELS) if _cmp(i, node.op, rank)]
         if not chosen:
             return "0"
         p.extend(chosen)
@@ -96,9 +83,6 @@ def _field(node: Field, a: str, p: list[Any]) -> str:
     p.append(float(node.value))  # parser guaranteed a number
     return f"CAST({col} AS REAL) {_SQL_OPS[node.op]} ?"
 
-
-def _cmp(x: int, op: str, y: int) -> bool:
-    return {">": x > y, ">=": x >= y, "<": x < y, "<=": x <= y}[op]
 
 
 def _attr(key: str, node: Field, a: str, p: list[Any]) -> str:

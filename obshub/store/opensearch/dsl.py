@@ -18,9 +18,8 @@ import re
 from typing import Any
 
 from obshub.errors import QueryError
-from obshub.events import LEVELS, EventError, normalize_level, parse_ts
 from obshub.store.opensearch.mappings import attr_kv, num_field
-from obshub.store.querylang import ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key
+from obshub.store.querylang import ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, level_values, ts_value
 
 __all__ = ["compile_query", "filters"]
 
@@ -79,24 +78,14 @@ def _field(node: Field) -> dict[str, Any]:
     if node.op == "exists":
         return {"exists": {"field": name}}
     if name == "ts":
-        if node.op == "prefix":
-            raise QueryError("ts does not support prefix matching; use ts:>=TIME")
-        try:
-            us = parse_ts(node.value)
-        except EventError as e:
-            raise QueryError(f"ts: {e}") from None
+        us = ts_value(node)
         if node.op == "=":
             return {"term": {"ts": us}}
         return {"range": {"ts": {_RANGE[node.op]: us}}}
     if name == "level" and node.op != "prefix":
-        try:
-            lv = normalize_level(node.value)
-        except EventError as e:
-            raise QueryError(str(e)) from None
+        chosen = level_values(node)
         if node.op == "=":
-            return {"term": {"level": lv}}
-        rank = LEVELS.index(lv)
-        chosen = [x for i, x in enumerate(LEVELS) if _cmp(i, node.op, rank)]
+            return {"term": {"level": chosen[0]}}
         return {"terms": {"level": chosen}} if chosen else _NONE
     if node.op == "prefix":
         return {"prefix": {col: node.value}}
@@ -104,9 +93,6 @@ def _field(node: Field) -> dict[str, Any]:
         return {"term": {col: node.value}}
     return _NONE
 
-
-def _cmp(x: int, op: str, y: int) -> bool:
-    return {">": x > y, ">=": x >= y, "<": x < y, "<=": x <= y}[op]
 
 
 def _attr(key: str, node: Field) -> dict[str, Any]:
