@@ -13,7 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 from pathlib import Path
 
 import httpx
@@ -42,15 +43,29 @@ def hub_process(store_url: str, **env: str) -> Iterator[int]:
         proc.wait(30)
 
 
+T = TypeVar("T")
+
+
+def fan_out(items: Sequence[T], senders: int, work: Callable[[int, Sequence[T]], Any]) -> float:
+    """Run `work(k, items[k::senders])` in `senders` threads at once; returns elapsed seconds."""
+    threads = [threading.Thread(target=work, args=(k, items[k::senders])) for k in range(senders)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t
+
+
 def post_all(port: int, path: str, headers: dict[str, str], bodies: Sequence[bytes], senders: int) -> float:
     """POST every body (split across `senders` threads), retrying 429/503 after Retry-After.
     Returns the elapsed seconds; raises on any other status."""
     errors: list[str] = []
 
-    def send(k: int) -> None:
+    def send(k: int, mine: Sequence[bytes]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
-            for body in bodies[k::senders]:
+            for body in mine:
                 while True:
                     conn.request("POST", path, body=body, headers=headers)
                     resp = conn.getresponse()
@@ -64,12 +79,7 @@ def post_all(port: int, path: str, headers: dict[str, str], bodies: Sequence[byt
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    elapsed = fan_out(bodies, senders, send)
     if errors:
         raise RuntimeError(errors[0])
-    return time.perf_counter() - t
+    return elapsed

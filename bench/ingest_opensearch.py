@@ -20,9 +20,9 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from _hub import fan_out  # noqa: E402
 from ingest import bench_hub, make_events  # noqa: E402
 
 from obshub.events import normalize  # noqa: E402
@@ -63,19 +64,13 @@ def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_ur
         client = store.client
         stored = [0] * senders
 
-        def send(k: int) -> None:
-            for body in bodies[k::senders]:
+        def send(k: int, mine: Sequence[bytes]) -> None:
+            for body in mine:
                 r = client.bulk(body=body, params={"filter_path": "errors,items.*.status"})
                 assert not r["errors"], "direct bulk had item errors"
                 stored[k] += len(r["items"])
 
-        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
-        t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        elapsed = time.perf_counter() - t
+        elapsed = fan_out(bodies, senders, send)
         assert sum(stored) == len(events)
         return elapsed
     finally:
@@ -95,17 +90,11 @@ def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url
         batches = [evs[i:i + batch] for i in range(0, len(evs), batch)]
         stored = [0] * senders
 
-        def send(k: int) -> None:
-            for b in batches[k::senders]:
+        def send(k: int, mine: Sequence[list[dict[str, Any]]]) -> None:
+            for b in mine:
                 stored[k] += store.write_events(1, b).accepted
 
-        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
-        t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        elapsed = time.perf_counter() - t
+        elapsed = fan_out(batches, senders, send)
         assert sum(stored) == len(events)
         return elapsed
     finally:
