@@ -33,6 +33,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20, path: str = "/healthz") -> None:
+    """Until `url + path` answers 200; fails early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not start")
+
+
 def make_project(store_url: str, name: str = "test") -> dict[str, Any]:
     """Create a project directly in the store; returns the `obshub project create` JSON."""
     store = open_store(store_url)

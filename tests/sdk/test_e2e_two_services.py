@@ -17,23 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hubproc import HubProcess, free_port
+from tests.hubproc import HubProcess, free_port, wait_healthy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_services"
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not start")
 
 
 class Deployment:
@@ -41,7 +29,6 @@ class Deployment:
 
     def __init__(self, root: Path):
         self.root = root
-        # No log_path: HubProcess leaves that file handle open (ResourceWarning -> error).
         self.hub = HubProcess(f"sqlite:///{root}/obshub.db")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: dict[str, Path] = {}
@@ -58,7 +45,7 @@ class Deployment:
         self.urls[host] = f"http://127.0.0.1:{port}"
         proc = self._spawn(str(EXAMPLE / script), "--port", str(port), "--log",
                            str(self.logs[host]), "--host-name", host, *extra)
-        _wait_http(self.urls[host], proc)
+        wait_healthy(self.urls[host], proc)
 
     def _agent(self, host: str) -> None:
         config = self.root / f"agent-{host}.toml"

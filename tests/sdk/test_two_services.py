@@ -14,34 +14,14 @@ import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_services"
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not start")
+from tests.hubproc import free_port, wait_healthy
 
 
 class TwoServices:
     def __init__(self, logs: Path):
         self.web_log = logs / "web-1" / "shop-web.jsonl"
         self.api_log = logs / "api-1" / "payments.jsonl"
-        self.web_port, self.api_port = _free_port(), _free_port()
+        self.web_port, self.api_port = free_port(), free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -54,8 +34,8 @@ class TwoServices:
                                 "--port", str(self.web_port), "--log", str(self.web_log),
                                 "--backend", self.api_url])
         self.procs.append(web)
-        _wait_ready(self.api_url, api)
-        _wait_ready(self.web_url, web)
+        wait_healthy(self.api_url, api)
+        wait_healthy(self.web_url, web)
         return self
 
     def stop(self) -> None:
