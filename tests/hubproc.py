@@ -169,17 +169,8 @@ class HubProcess(_Client):
         else:
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, cwd=REPO)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("hub did not become ready")
+        wait_healthy(self.url, self.proc, timeout, path="/readyz")
+        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.proc is None or self.proc.poll() is not None:
