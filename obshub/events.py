@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "new_id",
     "normalize",
     "normalize_level",
+    "now_us",
     "parse_ts",
     "to_public",
 ]
@@ -114,7 +116,8 @@ def new_id() -> str:
 
 
 def now_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
+    """Now, in integer µs since the epoch (exact: no float rounding)."""
+    return time.time_ns() // 1_000
 
 
 def format_ts(us: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,3 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError("OBSHUB_MAX_BODY_BYTES: must be at least 1024")
     return settings
 
-
-def with_overrides(settings: Settings, **kw: Any) -> Settings:
-    return replace(settings, **kw)

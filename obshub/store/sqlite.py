@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, StoreUnavailable
-from obshub.events import CORRELATION_KEYS
+from obshub.events import CORRELATION_KEYS, now_us
 from obshub.store.base import GroupRecord, GroupStats, Project, SearchRequest, TokenScope, WriteResult
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.sqlite_query import compile_where
@@ -82,9 +81,6 @@ _INDEX_TEXT = ("INSERT INTO events_fts (rowid, message) SELECT rowid, message FR
                "WHERE rowid > ? AND message IS NOT NULL")
 _RETENTION_CHUNK = 5_000  # rows per delete transaction: keeps the writer lock short (~50 ms)
 
-
-def _now_us() -> int:
-    return time.time_ns() // 1_000
 
 
 def _translate(exc: sqlite3.Error) -> Exception:
@@ -217,7 +213,7 @@ class SqliteStore:
         return not self._read("SELECT 1 FROM projects LIMIT 1")
 
     def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
-        now = _now_us()
+        now = now_us()
         try:
             with self._write() as w:
                 cur = w.execute("INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)",
@@ -232,7 +228,7 @@ class SqliteStore:
     def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
         with self._write() as w:
             w.execute("INSERT OR IGNORE INTO tokens (hash, project_id, scope, created_at) VALUES (?, ?, ?, ?)",
-                      (token_hash, project_id, scope, _now_us()))
+                      (token_hash, project_id, scope, now_us()))
 
     def _projects(self, where: str, params: Sequence[Any]) -> list[Project]:
         rows = self._read(f"SELECT id, name, public_key, created_at FROM projects {where}", params)

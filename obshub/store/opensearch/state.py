@@ -16,13 +16,13 @@ Project rows never change after creation, so lookups by id are cached in-process
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from opensearchpy import OpenSearch
 
 from obshub.errors import Conflict, StoreUnavailable
+from obshub.events import now_us
 from obshub.store.base import Project, TokenScope
 from obshub.store.opensearch.client import guard
 from obshub.store.opensearch.mappings import Names
@@ -37,9 +37,6 @@ _SEQ_DOC = "seq:project"
 _PROJECTS = {"term": {"kind": "project"}}
 _SEQ_RETRIES = 50  # concurrent creates from many hubs: each retry is one GET + one PUT (~2 ms)
 
-
-def _now_us() -> int:
-    return time.time_ns() // 1_000
 
 
 def _project(src: dict[str, Any]) -> Project:
@@ -82,7 +79,7 @@ class State:
         if self._get(self.names.state, f"project:{name}") is not None:
             raise Conflict(f"project {name!r} already exists")
         pid = self._next_id()
-        now = _now_us()
+        now = now_us()
         try:
             with guard("create project"):
                 self.client.create(index=self.names.state, id=f"project:{name}",
@@ -112,7 +109,7 @@ class State:
         with guard("add token"):
             self.client.create(index=self.names.state, id=f"token:{token_hash}",
                                body={"kind": "token", "project_id": project_id, "scope": scope,
-                                     "created_at": _now_us()})
+                                     "created_at": now_us()})
 
     def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
         try:
