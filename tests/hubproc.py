@@ -33,19 +33,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20, path: str = "/healthz") -> None:
-    """Until `url + path` answers 200; fails early if the process died."""
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20, path: str = "/healthz",
+                 name: str | None = None) -> None:
+    """Until `url + path` answers 200; fails early (naming `name`, else the url) if it died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
+            raise RuntimeError(f"{name or url} exited with {proc.returncode}")
         try:
             if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{url} did not start")
+    raise RuntimeError(f"{name or url} did not start")
 
 
 def make_project(store_url: str, name: str = "test") -> dict[str, Any]:
@@ -169,7 +170,7 @@ class HubProcess(_Client):
         else:
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, cwd=REPO)
-        wait_healthy(self.url, self.proc, timeout, path="/readyz")
+        wait_healthy(self.url, self.proc, timeout, path="/readyz", name="hub")
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
