@@ -21,7 +21,7 @@ from typing import Any
 
 from obshub.store.base import Project, Store
 
-__all__ = ["AuthError", "TokenCache", "create_project", "hash_token", "new_token"]
+__all__ = ["AuthError", "TokenCache", "authorize", "create_project", "hash_token", "new_token"]
 
 _PREFIX = {"ingest": "obi_", "read": "obr_"}
 
@@ -66,33 +66,43 @@ class TokenCache:
         self._lock = threading.Lock()
         self._items: dict[str, tuple[float, tuple[Project, str] | None]] = {}
 
-    def lookup(self, store: Store, token: str) -> tuple[Project, str] | None:
-        h = hash_token(token)
-        now = time.monotonic()
+    def peek(self, token: str) -> tuple[bool, tuple[Project, str] | None]:
+        """(hit, found) from memory alone, so the event loop can skip a thread hop on a hit."""
         with self._lock:
-            hit = self._items.get(h)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        found = store.find_token(h)
+            hit = self._items.get(hash_token(token))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return True, hit[1]
+        return False, None
+
+    def lookup(self, store: Store, token: str) -> tuple[Project, str] | None:
+        hit, found = self.peek(token)
+        if hit:
+            return found
+        now = time.monotonic()
+        found = store.find_token(hash_token(token))
         with self._lock:
             if len(self._items) > 10_000:  # bound memory against token-guessing floods
                 self._items.clear()
-            self._items[h] = (now, found)
+            self._items[hash_token(token)] = (now, found)
         return found
 
     def check(self, store: Store, token: str | None, scope: str, project_id: int | None = None) -> Project:
         """The project this token may act on with `scope`, or AuthError(401/403)."""
         if not token:
             raise AuthError(401, "missing credentials: send 'Authorization: Bearer <token>'")
-        found = self.lookup(store, token)
-        if found is None:
-            raise AuthError(401, "unknown token")
-        project, have = found
-        if have != scope:
-            raise AuthError(403, f"this is a{'n' if have == 'ingest' else ''} {have} token; this endpoint needs a {scope} token")
-        if project_id is not None and project.id != project_id:
-            raise AuthError(403, f"token belongs to project {project.name!r}, not project {project_id}")
-        return project
+        return authorize(self.lookup(store, token), scope, project_id)
+
+
+def authorize(found: tuple[Project, str] | None, scope: str, project_id: int | None = None) -> Project:
+    """Judge a looked-up token: 401 if unknown, 403 for the wrong scope or project."""
+    if found is None:
+        raise AuthError(401, "unknown token")
+    project, have = found
+    if have != scope:
+        raise AuthError(403, f"this is a{'n' if have == 'ingest' else ''} {have} token; this endpoint needs a {scope} token")
+    if project_id is not None and project.id != project_id:
+        raise AuthError(403, f"token belongs to project {project.name!r}, not project {project_id}")
+    return project
 
 
 def bearer(headers: Any) -> str | None:
