@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -88,7 +87,7 @@ async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:
         raw = await read_body(request, s.max_wire_bytes)
         # One worker-thread hop for all CPU work (decode, parse, validate, digest): each hop
         # costs context switches that add up under concurrent load on a small box.
-        body, events, line_nos, rejected, groups = await run_in_threadpool(
+        body, events, line_nos, rejected, groups = await hub.offload(
             _prepare, raw, request.headers.get("content-encoding"), received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("native", "limit" if e.status == 413 else "body").inc()

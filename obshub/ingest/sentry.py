@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -256,12 +255,12 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
     project: Project | None = None
     try:
         if key is not None:  # cheap refusal before reading the body; the DSN-in-envelope case waits
-            project = await run_in_threadpool(hub.tokens.check, hub.store, key, "ingest", project_id)
+            project = await hub.check_token(key, "ingest", project_id)
     except AuthError as e:
         return _err(e.status, str(e))
     try:
         raw = await read_body(request, s.max_wire_bytes)
-        body, header, events, problems, skipped, groups = await run_in_threadpool(
+        body, header, events, problems, skipped, groups = await hub.offload(
             _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
@@ -271,8 +270,7 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
         return _err(400, str(e))
     if project is None:
         try:
-            project = await run_in_threadpool(hub.tokens.check, hub.store, _sentry_key(request, header),
-                                              "ingest", project_id)
+            project = await hub.check_token(_sentry_key(request, header), "ingest", project_id)
         except AuthError as e:
             return _err(e.status, str(e))
     assert project is not None  # checked above, or the request was answered

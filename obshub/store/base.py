@@ -11,6 +11,7 @@ Times are integers, microseconds since the epoch (UTC), like `ts` in `obshub.eve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,7 +124,16 @@ class Store(Protocol):
     def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[Any] = ()) -> WriteResult:
         """Store normalized events with "create if absent" on `id`; return only once durable.
         `groups` (`obshub.digest.GroupSeen`) are created first if absent, so no stored
-        occurrence points at a missing group."""
+        occurrence points at a missing group. Then a resolved group with a *stored* occurrence
+        received after its resolution regresses (state unresolved, regressed_at): judging on
+        stored occurrences, not on the batch, keeps an agent's replay of an old batch from
+        reopening anything."""
+
+    def submit_events(self, project_id: int, events: Sequence[Event],
+                      groups: Sequence[Any] = ()) -> Future[WriteResult]:
+        """`write_events` without blocking: the future resolves once the batch is durable. The
+        hub's event loop awaits it directly (no worker thread per request); the store does the
+        work on its own writer thread, together with other callers' batches."""
 
     def search(self, project_id: int, req: SearchRequest) -> list[Event]:
         """Events matching the request, ordered by (ts, id) in the requested direction."""
@@ -147,11 +157,6 @@ class Store(Protocol):
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
 
     # -- error groups --------------------------------------------------------------------------
-    def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
-        """After a write: a resolved group with a *stored* occurrence received after its
-        resolution regresses (state unresolved, regressed_at). Judging on stored occurrences,
-        not on the batch, keeps an agent's replay of an old batch from reopening anything."""
-
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:
         """Group records (all of the project when `ids` is None)."""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, Stor
 from obshub.events import CORRELATION_KEYS, now_us
 from obshub.store.base import GroupRecord, GroupStats, Project, SearchRequest, TokenScope, WriteResult
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
+from obshub.store.coalesce import Coalescer
 from obshub.store.sqlite_query import compile_where
-from obshub.store.sqlite_writer import GroupCommitter
 
 __all__ = ["SqliteStore"]
 
@@ -77,10 +78,29 @@ _SCHEMA = [
 
 _INSERT_GROUP = ("INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, "
                  "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# A resolved group regresses when a *stored* occurrence was received after its resolution;
+# judging on stored rows, not on the batch, keeps an agent's replay of an old batch from
+# reopening anything.
+_NEWEST_AFTER_RESOLVE = ("(SELECT max(e.received_at) FROM events e WHERE e.project_id = error_groups.project_id "
+                         "AND e.group_id = error_groups.id AND e.received_at > coalesce(error_groups.resolved_at, 0))")
+_REGRESS = (f"UPDATE error_groups SET state = 'unresolved', regressed_at = {_NEWEST_AFTER_RESOLVE} "
+            f"WHERE project_id = ? AND id IN ({{ids}}) AND state = 'resolved' "
+            f"AND {_NEWEST_AFTER_RESOLVE} IS NOT NULL")
 _INDEX_TEXT = ("INSERT INTO events_fts (rowid, message) SELECT rowid, message FROM events "
                "WHERE rowid > ? AND message IS NOT NULL")
+_MAX_ROWS_PER_COMMIT = 20_000  # bounds one transaction's duration (~0.5 s) and memory
+_Batch = tuple[int, Sequence[dict[str, Any]], Sequence[Any]]  # (project_id, events, error groups seen)
 _RETENTION_CHUNK = 5_000  # rows per delete transaction: keeps the writer lock short (~50 ms)
 
+
+
+def _rows(project_id: int, events: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    dumps = orjson.dumps
+    return [(project_id, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"],
+             ev["message"], ev["service"], ev["host"], ev["env"], ev["release"], ev["logger"],
+             ev["request_id"], ev["trace_id"], ev["span_id"], ev["user_id"], ev["session_id"],
+             ev["name"], dumps(ev["error"]).decode() if ev.get("error") else None, ev["group_id"],
+             dumps(ev["attrs"]).decode() if ev.get("attrs") else None) for ev in events]
 
 
 def _translate(exc: sqlite3.Error) -> Exception:
@@ -104,7 +124,7 @@ class SqliteStore:
         self._readers: list[sqlite3.Connection] = []
         self._rlock = threading.Lock()
         self._closed = False
-        self._committer: GroupCommitter | None = None
+        self._committer: Coalescer[_Batch, WriteResult] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -145,7 +165,8 @@ class SqliteStore:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {e}") from None
         self._writer = w
         self._closed = False
-        self._committer = GroupCommitter(w, self._wlock, self._write_job, self._index_text, _translate)
+        # Concurrent writers share one transaction and one fsync (coalesce.py).
+        self._committer = Coalescer("obshub-sqlite-writer", self._commit, lambda b: len(b[1]), _MAX_ROWS_PER_COMMIT)
 
     def close(self) -> None:
         self._closed = True
@@ -257,32 +278,50 @@ class SqliteStore:
     # -- events --------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[dict[str, Any]],
                      groups: Sequence[Any] = ()) -> WriteResult:
-        dumps = orjson.dumps
-        rows = []
-        for ev in events:
-            err, attrs = ev.get("error"), ev.get("attrs")
-            rows.append((project_id, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"],
-                         ev["message"], ev["service"], ev["host"], ev["env"], ev["release"], ev["logger"],
-                         ev["request_id"], ev["trace_id"], ev["span_id"], ev["user_id"], ev["session_id"],
-                         ev["name"], dumps(err).decode() if err else None, ev["group_id"],
-                         dumps(attrs).decode() if attrs else None))
+        return self.submit_events(project_id, events, groups).result()
+
+    def submit_events(self, project_id: int, events: Sequence[dict[str, Any]],
+                      groups: Sequence[Any] = ()) -> Future[WriteResult]:
         if self._committer is None or self._closed:
             raise StoreUnavailable("store is not open")
-        accepted = self._committer.submit(project_id, rows, groups)
-        return WriteResult(accepted=accepted, duplicates=len(rows) - accepted)
+        return self._committer.submit((project_id, events, groups))
+
+    def _commit(self, batches: list[_Batch]) -> list[WriteResult]:
+        """One transaction for every batch waiting (see coalesce.py)."""
+        rows = [_rows(pid, events) for pid, events, _ in batches]
+        with self._wlock:
+            conn = self._writer
+            if conn is None:
+                raise StoreUnavailable("store is not open")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+                accepted = [self._write_batch(conn, pid, r, groups) for (pid, _, groups), r in zip(batches, rows)]
+                conn.execute(_INDEX_TEXT, (last,))
+                conn.execute("COMMIT")
+            except BaseException as e:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(e, sqlite3.Error):
+                    raise _translate(e) from None
+                raise
+        return [WriteResult(accepted=n, duplicates=len(r) - n) for n, r in zip(accepted, rows)]
 
     @staticmethod
-    def _write_job(conn: sqlite3.Connection, job: Any) -> int:
-        if job.groups:
+    def _write_batch(conn: sqlite3.Connection, project_id: int, rows: list[tuple[Any, ...]],
+                     groups: Sequence[Any]) -> int:
+        if groups:
             # Groups first, in the same transaction: no stored occurrence without its group.
-            conn.executemany(_INSERT_GROUP, [(job.project_id, g.id, g.title, g.type, g.culprit, g.level, g.version,
-                                              g.first_seen) for g in job.groups])
+            conn.executemany(_INSERT_GROUP, [(project_id, g.id, g.title, g.type, g.culprit, g.level, g.version,
+                                              g.first_seen) for g in groups])
         # rowcount sums sqlite3_changes() per row: 0 for an ignored duplicate.
-        return int(conn.executemany(_INSERT, job.rows).rowcount)
-
-    @staticmethod
-    def _index_text(conn: sqlite3.Connection, last_rowid: int) -> None:
-        conn.execute(_INDEX_TEXT, (last_rowid,))
+        accepted = int(conn.executemany(_INSERT, rows).rowcount)
+        if groups:
+            # Regression, still in the same transaction; touches only groups that are resolved.
+            conn.execute(_REGRESS.format(ids=",".join("?" * len(groups))), (project_id, *(g.id for g in groups)))
+        return accepted
 
     def _row(self, r: tuple[Any, ...]) -> dict[str, Any]:
         ev = dict(zip(_COLS, r))
@@ -382,18 +421,6 @@ class SqliteStore:
         return [(r[0], r[1]) for r in rows if r[1]]
 
     # -- error groups ----------------------------------------------------------------------------
-    def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
-        resolved = [g for g in self.get_groups(project_id, ids) if g.state == "resolved"]
-        if not resolved:
-            return
-        with self._write() as w:
-            for g in resolved:
-                row = w.execute("SELECT max(received_at) FROM events WHERE project_id = ? AND group_id = ? "
-                                "AND received_at > ?", (project_id, g.id, g.resolved_at or 0)).fetchone()
-                if row[0] is not None:
-                    w.execute("UPDATE error_groups SET state = 'unresolved', regressed_at = ? "
-                              "WHERE project_id = ? AND id = ? AND state = 'resolved'", (row[0], project_id, g.id))
-
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:
         sql = ("SELECT id, title, type, culprit, level, version, state, first_seen, resolved_at, regressed_at, "
                "merged_into FROM error_groups WHERE project_id = ?")

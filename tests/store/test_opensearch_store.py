@@ -218,20 +218,19 @@ def test_error_groups_create_regress_update_and_stats(store: OpenSearchStore, pi
         e["group_id"] = gid
         return e
 
-    store.touch_groups(pid, [seen("g1"), seen("g2")])
-    store.touch_groups(pid, [seen("g1")])  # idempotent
+    store.write_events(pid, [], [seen("g1"), seen("g2")])  # groups alone: created
+    store.write_events(pid, [], [seen("g1")])  # idempotent
     assert sorted(g.id for g in store.get_groups(pid)) == ["g1", "g2"]
     (g1,) = store.get_groups(pid, ["g1"])
     assert (g1.state, g1.first_seen, g1.regressed_at, g1.title) == ("unresolved", NOW, None, "ValueError: g1")
     store.write_events(pid, [occurrence(i, "g1" if i < 4 else "g2", NOW) for i in range(6)])
     assert store.update_group(pid, "g1", state="resolved", resolved_at=NOW + 10).state == "resolved"
-    store.reopen_groups(pid, ["g1", "g2"])  # no occurrence received after the resolution
+    # received before the resolution (an agent catching up): stored, but no regression
+    store.write_events(pid, [occurrence(7, "g1", NOW + 5)], [seen("g1")])
     assert store.get_groups(pid, ["g1"])[0].state == "resolved"
-    store.write_events(pid, [occurrence(3, "g1", NOW + 20)])  # a replay (duplicate id): stored nothing new
-    store.reopen_groups(pid, ["g1"])
+    store.write_events(pid, [occurrence(3, "g1", NOW + 20)], [seen("g1")])  # a replay (duplicate id): nothing new
     assert store.get_groups(pid, ["g1"])[0].state == "resolved"
-    store.write_events(pid, [occurrence(6, "g1", NOW + 30)])
-    store.reopen_groups(pid, ["g1"])
+    store.write_events(pid, [occurrence(6, "g1", NOW + 30)], [seen("g1")])
     g1 = store.get_groups(pid, ["g1"])[0]
     assert (g1.state, g1.regressed_at) == ("unresolved", NOW + 30)
     assert store.update_group(pid, "g2", merged_into="g1").merged_into == "g1"
@@ -240,8 +239,8 @@ def test_error_groups_create_regress_update_and_stats(store: OpenSearchStore, pi
     assert type(e.value).__name__ == "NotFound"
 
     stats = store.group_stats(pid, None, None, None)
-    assert (stats["g1"].count, stats["g1"].users, stats["g1"].hosts) == (5, 3, ["web-0", "web-1"])
-    assert (stats["g1"].first_seen, stats["g1"].last_seen) == (NOW, NOW + 6)
+    assert (stats["g1"].count, stats["g1"].users, stats["g1"].hosts) == (6, 3, ["web-0", "web-1"])
+    assert (stats["g1"].first_seen, stats["g1"].last_seen) == (NOW, NOW + 7)
     assert set(store.group_stats(pid, parse("host:web-0"), None, None, ["g2"])) == {"g2"}
     assert store.group_stats(pid, None, None, None, []) == {}
     assert q(store, pid, "group_id:g2") == ["x4", "x5"]

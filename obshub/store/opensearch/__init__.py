@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from opensearchpy import OpenSearch
 
 from obshub.errors import StoreError, StoreUnavailable
 from obshub.store.base import Project, SearchRequest, TokenScope, WriteResult
+from obshub.store.coalesce import Coalescer
 from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
 from obshub.store.opensearch.lifecycle import Lifecycle
@@ -39,6 +41,9 @@ from obshub.store.querylang import Node
 
 __all__ = ["OpenSearchConfig", "OpenSearchStore", "parse_url"]
 
+_MAX_EVENTS_PER_FLUSH = 20_000  # one flush's bulks (split by bytes, sent in parallel by writer.py)
+_Batch = tuple[int, Sequence[dict[str, Any]], Sequence[Any]]  # (project_id, events, error groups seen)
+
 
 class OpenSearchStore:
     """The `Store` protocol on OpenSearch. Build with `from_url`, then `open()`."""
@@ -50,6 +55,7 @@ class OpenSearchStore:
         self._client: OpenSearch | None = None
         self._dirty = False
         self._refresh_lock = threading.Lock()
+        self._committer: Coalescer[_Batch, WriteResult] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> OpenSearchStore:
@@ -97,8 +103,16 @@ class OpenSearchStore:
         self._state = State(c, n)
         self._groups = Groups(c, n.state, n.events, self._before_read)
         self.lifecycle = Lifecycle(c, n.events, on_rollover=self._writer.dedup.invalidate)
+        if self._committer is None:
+            # One flush at a time: measured on 2 cores, a second writer split the waiting
+            # callers into smaller bulks and cost the node more CPU per event (574 vs 489/s).
+            self._committer = Coalescer("obshub-opensearch-writer", self._flush, lambda b: len(b[1]),
+                                        _MAX_EVENTS_PER_FLUSH, workers=1)
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
         if getattr(self, "_writer", None) is not None:
             self._writer.close()
         if self._client is not None:
@@ -154,18 +168,32 @@ class OpenSearchStore:
 
     # -- events ---------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()) -> WriteResult:
-        if groups:
-            # Groups first (create-if-absent), so no stored occurrence points at a missing group.
-            self._groups.touch(project_id, groups)
-        if not events:
-            return WriteResult()
+        return self.submit_events(project_id, events, groups).result()
+
+    def submit_events(self, project_id: int, events: Sequence[dict[str, Any]],
+                      groups: Sequence[Any] = ()) -> Future[WriteResult]:
+        if self._committer is None:
+            raise StoreUnavailable("OpenSearch store is not open")
+        return self._committer.submit((project_id, events, groups))
+
+    def _flush(self, batches: list[_Batch]) -> list[WriteResult]:
+        """Every waiting caller's batch in one group lookup and one bulk (see coalesce.py)."""
+        seen: dict[int, dict[str, Any]] = {}
+        for pid, _, groups in batches:
+            seen.setdefault(pid, {}).update((g.id, g) for g in groups)
+        # Groups first (create-if-absent), so no stored occurrence points at a missing group.
+        resolved = {pid: self._groups.touch(pid, list(gs.values())) for pid, gs in seen.items() if gs}
         self._dirty = True
         try:
-            return self._writer.write(project_id, events)
+            results = self._writer.write_many([(pid, events) for pid, events, _ in batches])
         finally:
             # Again once the bulk has landed: a read that refreshed while it was in flight
             # cleared the flag without seeing these events.
             self._dirty = True
+        for pid, docs in resolved.items():
+            if docs and any(r.accepted for (p, _, _), r in zip(batches, results) if p == pid):
+                self._groups.reopen(pid, docs)
+        return results
 
     def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
         return self._reader.search(project_id, req)
@@ -192,13 +220,6 @@ class OpenSearchStore:
         return self._reader.event_series(project_id, name, interval_us, start, end, unique)
 
     # -- error groups ---------------------------------------------------------------------------
-    def touch_groups(self, project_id: int, groups: Sequence[Any]) -> None:
-        """Create the groups that do not exist yet (also done by `write_events(groups=...)`)."""
-        self._groups.touch(project_id, groups)
-
-    def reopen_groups(self, project_id: int, ids: Sequence[str]) -> None:
-        self._groups.reopen(project_id, ids)
-
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[Any]:
         return self._groups.get(project_id, ids)
 

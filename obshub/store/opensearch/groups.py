@@ -63,10 +63,13 @@ class Groups:
             resp = self.client.mget(index=self.index, body={"ids": [self._id(project_id, g) for g in gids]})
         return {d["_source"]["gid"]: d for d in resp["docs"] if d.get("found")}
 
-    def touch(self, project_id: int, groups: Sequence[Any]) -> None:
-        """Create the groups that do not exist yet (before their occurrences are written)."""
+    def touch(self, project_id: int, groups: Sequence[Any]) -> dict[str, dict[str, Any]]:
+        """Create the groups that do not exist yet (before their occurrences are written).
+        Returns the resolved ones, for `reopen` once the occurrences are stored: one mget serves
+        both. A resolution landing after this read has `resolved_at` later than these
+        occurrences' `received_at`, so missing it cannot miss a regression."""
         if not groups:
-            return
+            return {}
         existing = self._mget(project_id, [g.id for g in groups])
         created = False
         for g in groups:
@@ -84,11 +87,11 @@ class Groups:
         if created:
             with guard("refresh error groups"):
                 self.client.indices.refresh(index=self.index)
+        return {g: d for g, d in existing.items() if d["_source"].get("state") == "resolved"}
 
-    def reopen(self, project_id: int, ids: Sequence[str]) -> None:
-        """Resolved groups with a stored occurrence received after the resolution regress."""
-        docs = self._mget(project_id, list(ids))
-        resolved = {g: d for g, d in docs.items() if d["_source"].get("state") == "resolved"}
+    def reopen(self, project_id: int, resolved: dict[str, dict[str, Any]]) -> None:
+        """Resolved groups (docs from `touch`) with a stored occurrence received after the
+        resolution regress."""
         if not resolved:
             return
         self._before_read()  # the occurrences were just written

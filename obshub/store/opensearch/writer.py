@@ -79,7 +79,22 @@ class BulkWriter:
         return [(c, f.result()) for c, f in sent]
 
     def write(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
-        result = WriteResult()
+        return self.write_many([(project_id, events)])[0]
+
+    def write_many(self, batches: Sequence[tuple[int, Sequence[dict[str, Any]]]]) -> list[WriteResult]:
+        """Several callers' batches (project id, events) in shared bulk requests; one result
+        per batch, with `rejected` positions local to that batch."""
+        pids = [pid for pid, evs in batches for _ in evs]
+        events = [ev for _, evs in batches for ev in evs]
+        owner = [k for k, (_, evs) in enumerate(batches) for _ in evs]
+        starts: list[int] = []  # position of each batch's first event in `events`
+        stored_before: set[int] = set()
+        offset = 0
+        for pid, evs in batches:
+            starts.append(offset)
+            stored_before.update(offset + i for i in self.dedup.already_stored(pid, evs))
+            offset += len(evs)
+        results = [WriteResult() for _ in batches]
         dumps = orjson.dumps
         head = self._action
         lines: list[bytes] = [b""] * len(events)  # action + doc per event, aligned with `events`
@@ -93,11 +108,11 @@ class BulkWriter:
                 for i in part:
                     if not lines[i]:
                         ev = events[i]
-                        lines[i] = head + dumps(f"{project_id}:{ev['id']}") + b"}}\n" + dumps(to_doc(project_id, ev)) + b"\n"
+                        lines[i] = head + dumps(f"{pids[i]}:{ev['id']}") + b"}}\n" + dumps(to_doc(pids[i], ev)) + b"\n"
                 yield from _by_bytes(part, lines)
 
-        stored_before = self.dedup.already_stored(project_id, events)
-        result.duplicates += len(stored_before)
+        for i in stored_before:
+            results[owner[i]].duplicates += 1
         pending = [i for i in range(len(events)) if i not in stored_before]
         attempt = 0
         last_error = ""
@@ -108,6 +123,7 @@ class BulkWriter:
             retry: list[int] = []
             for chunk, statuses in self._dispatch(serialized(pending), lines, len(pending) >= 2 * _SPLIT_MIN):
                 for i, (status, err) in zip(chunk, statuses):
+                    result = results[owner[i]]
                     if status in (200, 201):
                         result.accepted += 1
                     elif status == 409:
@@ -120,10 +136,10 @@ class BulkWriter:
                         stripped.add(i)
                         # Store it without the numeric attrs index rather than lose it.
                         lines[i] = lines[i].split(b"\n", 1)[0] + b"\n" + \
-                            dumps(to_doc(project_id, events[i], with_num=False)) + b"\n"
+                            dumps(to_doc(pids[i], events[i], with_num=False)) + b"\n"
                         retry.append(i)
                     else:
-                        result.rejected.append((i, f"rejected by OpenSearch ({status}): {err}"))
+                        result.rejected.append((i - starts[owner[i]], f"rejected by OpenSearch ({status}): {err}"))
             pending = retry
             if pending and attempt >= _ATTEMPTS:
                 cls = StoreOverloaded if overloaded else StoreUnavailable
@@ -131,8 +147,9 @@ class BulkWriter:
                           f"{attempt} attempts; last: {last_error}")
             if pending:
                 time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** (attempt - 1)))
-        result.rejected.sort()
-        return result
+        for result in results:
+            result.rejected.sort()
+        return results
 
     def _send(self, body: bytes) -> list[tuple[int, str]]:
         params = {"filter_path": _FILTER}
