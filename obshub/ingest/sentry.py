@@ -33,6 +33,7 @@ __all__ = ["EnvelopeError", "from_sentry", "parse_envelope", "routes"]
 
 _ENCODINGS = ("identity", "gzip", "deflate", "br", "zstd")
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After, X-Sentry-Rate-Limits"}
+_FRAME_KEYS = ("module", "function", "filename", "abs_path", "lineno", "in_app", "context_line")
 EVENT_ITEMS = ("event",)  # stored as errors; "transaction" etc. are accepted and skipped
 
 
@@ -96,8 +97,7 @@ def _exc(v: dict[str, Any]) -> dict[str, Any]:
     st = v.get("stacktrace") or {}
     for f in (st.get("frames") or []) if isinstance(st, dict) else []:
         if isinstance(f, dict):
-            frames.append({k: f.get(k) for k in ("module", "function", "filename", "abs_path", "lineno", "in_app",
-                                                 "context_line") if f.get(k) is not None})
+            frames.append({k: x for k in _FRAME_KEYS if (x := f.get(k)) is not None})
     out: dict[str, Any] = {"type": v.get("type"), "value": v.get("value"), "stack": frames}
     if v.get("module"):
         out["module"] = v["module"]
