@@ -13,6 +13,7 @@ agent replaying an old batch reopens nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ GROUP_FIELDS: dict[str, Any] = {
 }
 _RETRIES = 20  # optimistic-concurrency retries per group update (each ~2 ms)
 _MAX_GROUPS = 10_000  # per aggregation / listing
+_KNOWN_TTL_S = 5.0  # how long a group seen existing and unresolved skips the lookup before a write
+_KNOWN_MAX = 100_000  # bounds that memory (cleared when full)
 
 
 def _record(src: dict[str, Any]) -> Any:
@@ -50,6 +53,8 @@ class Groups:
         self.index = state_index
         self.events = events
         self._before_read = before_read
+        self._known: dict[tuple[int, str], float] = {}  # (project, group) -> when seen existing, not resolved
+        self._changed: dict[tuple[int, str], float] = {}  # (project, group) -> last state change by this hub
 
     @staticmethod
     def _id(project_id: int, gid: str) -> str:
@@ -67,13 +72,29 @@ class Groups:
         """Create the groups that do not exist yet (before their occurrences are written).
         Returns the resolved ones, for `reopen` once the occurrences are stored: one mget serves
         both. A resolution landing after this read has `resolved_at` later than these
-        occurrences' `received_at`, so missing it cannot miss a regression."""
+        occurrences' `received_at`, so missing it cannot miss a regression.
+
+        Groups seen existing and not resolved within `_KNOWN_TTL_S` skip the mget (in steady
+        state a burst of one bug pays no lookup at all). This hub's own state changes drop them
+        from that memory at once; another hub's resolve is seen within the TTL, and an
+        occurrence in that window still regresses the group with the next occurrence after it
+        (regression is judged on stored occurrences received after the resolution)."""
+        if not groups:
+            return {}
+        stamp = time.monotonic()
+        groups = [g for g in groups if stamp - self._known.get((project_id, g.id), -_KNOWN_TTL_S) >= _KNOWN_TTL_S]
         if not groups:
             return {}
         existing = self._mget(project_id, [g.id for g in groups])
         created = False
         for g in groups:
-            if g.id in existing:
+            key = (project_id, g.id)
+            doc = existing.get(g.id)
+            if (doc is None or doc["_source"].get("state") != "resolved") and self._changed.get(key, -1.0) < stamp:
+                if len(self._known) >= _KNOWN_MAX:
+                    self._known.clear()
+                self._known[key] = stamp
+            if doc is not None:
                 continue
             try:
                 with guard("create error group"):
@@ -168,8 +189,17 @@ class Groups:
                                      int(b["first"]["value"]), int(b["last"]["value"]))
                 for b in resp["aggregations"]["g"]["buckets"]}
 
+    def _forget(self, project_id: int, gid: str) -> None:
+        """The group's state changes: the next write must look it up again."""
+        if len(self._changed) >= _KNOWN_MAX:
+            self._changed.clear()
+            self._known.clear()
+        self._changed[(project_id, gid)] = time.monotonic()
+        self._known.pop((project_id, gid), None)
+
     def update(self, project_id: int, gid: str, state: str | None = None, resolved_at: int | None = None,
                merged_into: str | None = None) -> Any:
+        self._forget(project_id, gid)
         for _ in range(_RETRIES):
             doc = self._mget(project_id, [gid]).get(gid)
             if doc is None:
@@ -186,6 +216,7 @@ class Groups:
                     self.client.index(index=self.index, id=doc["_id"], body=src,
                                       params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
                                               "refresh": "true"})
+                self._forget(project_id, gid)  # again: a write may have looked it up meanwhile
                 return _record(src)
             except Conflict:
                 continue
