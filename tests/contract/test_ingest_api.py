@@ -28,6 +28,15 @@ def test_reingest_same_ids_is_stored_once(hub: LiveHub) -> None:
     assert len(hub.search_all()) == 11
 
 
+def test_big_batches_count_duplicates_within_and_across_requests(hub: LiveHub) -> None:
+    # Large batches take another insert path in the SQLite store (staged): same counts.
+    evs = [event() for _ in range(300)]
+    assert hub.ingest(evs + evs[:40]).json() == {"accepted": 300, "duplicates": 40, "rejected": []}
+    r = hub.ingest(evs[100:200] + [event() for _ in range(50)])
+    assert r.json() == {"accepted": 50, "duplicates": 100, "rejected": []}
+    assert len(hub.search_all()) == 350
+
+
 def test_mixed_batch_keeps_every_valid_line(hub: LiveHub) -> None:
     good = [event(), event(), event()]
     body = b"\n".join([
