@@ -4,7 +4,7 @@ Each event is what sentry-sdk sends for a real exception: ~5 KB, a 30-frame stac
 request data; 50 distinct call sites so grouping and the group table do real work. Envelopes
 are brotli-compressed like the SDK's default. Senders run in threads, the hub in its own process.
 
-    .venv/bin/python bench/errors.py [--events 5000] [--senders 4] [--opensearch URL]
+    .venv/bin/python bench/errors.py [--events 5000] [--senders 8,32] [--opensearch URL]
 """
 
 from __future__ import annotations
@@ -77,21 +77,26 @@ def run(store_url: str, n: int, senders: int) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=5000)
-    ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--senders", default="8,32",
+                    help="concurrent SDK connections, comma-separated: one row per value (a Sentry SDK "
+                         "sends from one worker thread per app process, so a fleet is dozens)")
     ap.add_argument("--opensearch", default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"),
                     help="also measure an OpenSearch store at this URL (opensearch://host:port)")
     args = ap.parse_args()
+    senders = [int(s) for s in args.senders.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory() as d:
-        rows.append(("sqlite", *run(f"sqlite:///{d}/e.db", args.events, args.senders)))
-    if args.opensearch:
-        sep = "&" if "?" in args.opensearch else "?"
-        rows.append(("opensearch", *run(f"{args.opensearch}{sep}prefix=bench{uuid.uuid4().hex[:6]}", args.events, args.senders)))
-    print(f"\n{args.events} Sentry error events per store, {args.senders} senders, brotli envelopes, 30-frame stacks")
-    print(f"| {'store':<10} | {'event size':>10} | {'seconds':>7} | {'events/s':>8} |")
-    print(f"|{'-' * 12}|{'-' * 12}|{'-' * 9}|{'-' * 10}|")
-    for name, el, size in rows:
-        print(f"| {name:<10} | {size:>8} B | {el:>7.2f} | {args.events / el:>8,.0f} |")
+    for k in senders:
+        with tempfile.TemporaryDirectory() as d:
+            rows.append(("sqlite", k, *run(f"sqlite:///{d}/e.db", args.events, k)))
+        if args.opensearch:
+            sep = "&" if "?" in args.opensearch else "?"
+            url = f"{args.opensearch}{sep}prefix=bench{uuid.uuid4().hex[:6]}"
+            rows.append(("opensearch", k, *run(url, args.events, k)))
+    print(f"\n{args.events} Sentry error events per row, brotli envelopes, 30-frame stacks, {os.cpu_count()} cores")
+    print(f"| {'store':<10} | {'senders':>7} | {'event size':>10} | {'seconds':>7} | {'events/s':>8} |")
+    print(f"|{'-' * 12}|{'-' * 9}|{'-' * 12}|{'-' * 9}|{'-' * 10}|")
+    for name, k, el, size in rows:
+        print(f"| {name:<10} | {k:>7} | {size:>8} B | {el:>7.2f} | {args.events / el:>8,.0f} |")
 
 
 if __name__ == "__main__":
