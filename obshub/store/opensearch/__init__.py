@@ -104,10 +104,11 @@ class OpenSearchStore:
         self._groups = Groups(c, n.state, n.events, self._before_read)
         self.lifecycle = Lifecycle(c, n.events, on_rollover=self._writer.dedup.invalidate)
         if self._committer is None:
-            # One flush at a time: measured on 2 cores, a second writer split the waiting
-            # callers into smaller bulks and cost the node more CPU per event (574 vs 489/s).
+            # Two flushes in flight, so one bulk is on the wire while the next callers gather.
+            # Measured side by side (2 cores): agent batches 0.62 -> 0.69 of direct bulk;
+            # single Sentry events within noise of one writer (664-686 vs 631-670/s).
             self._committer = Coalescer("obshub-opensearch-writer", self._flush, lambda b: len(b[1]),
-                                        _MAX_EVENTS_PER_FLUSH, workers=1)
+                                        _MAX_EVENTS_PER_FLUSH, workers=2)
 
     def close(self) -> None:
         if self._committer is not None:
