@@ -92,7 +92,8 @@ def main() -> None:
             sep = "&" if "?" in args.opensearch else "?"
             url = f"{args.opensearch}{sep}prefix=bench{uuid.uuid4().hex[:6]}"
             rows.append(("opensearch", k, *run(url, args.events, k)))
-    print(f"\n{args.events} Sentry error events per row, brotli envelopes, 30-frame stacks, {os.cpu_count()} cores")
+    print(f"\n{args.events} Sentry error events per row, brotli envelopes, 30-frame stacks, {os.cpu_count()} cores; "
+          "hub with OBSHUB_MAX_INFLIGHT = 2 x senders (default 8: more senders queue for a slot)")
     print(f"| {'store':<10} | {'senders':>7} | {'event size':>10} | {'seconds':>7} | {'events/s':>8} |")
     print(f"|{'-' * 12}|{'-' * 9}|{'-' * 12}|{'-' * 9}|{'-' * 10}|")
     for name, k, el, size in rows:

@@ -54,7 +54,8 @@ class Hub:
     tokens: auth.TokenCache
     scrubber: Scrubber = field(default_factory=Scrubber)
     skew: SkewEstimator = field(default_factory=SkewEstimator)
-    inflight: int = 0  # only touched on the event loop thread
+    slots: asyncio.Semaphore | None = None  # max_inflight ingest slots (obshub.ingest.admitted)
+    waiting: int = 0  # requests queued for a slot; only touched on the event loop thread
     ingest_threads: ThreadPoolExecutor | None = None
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
@@ -175,6 +176,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub.slots = None  # an asyncio primitive belongs to one loop: made afresh on this one
         await run_in_threadpool(hub.store.open)
         await run_in_threadpool(bootstrap, hub.store, settings)
         hub.telemetry.store_up.set(1)

@@ -33,7 +33,11 @@ class Settings:
     max_body_bytes: int = 10 * MiB  # decoded request body (413 above)
     max_wire_bytes: int = 10 * MiB  # compressed request body as sent
     max_lines: int = 50_000  # lines per request; agents send ~1-5k
-    max_inflight: int = 8  # concurrent ingest requests per hub before 429 (2-core box: 4x cores)
+    max_inflight: int = 8  # concurrent ingest requests per hub (2-core box: 4x cores)
+    # A request beyond max_inflight waits this long for a slot before 429, so a burst from a
+    # fleet of SDKs queues for a moment instead of being dropped (a Sentry SDK drops on 429).
+    # It waits before reading its body: a queued request holds only its connection.
+    admission_wait_s: float = 2.0
     # Per-event bounds (obshub.events.Limits); violations reject the line with the reason.
     max_attr_keys: int = 256
     max_attr_depth: int = 8

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -61,7 +62,7 @@ def test_store_down_is_503_with_retry_after_and_not_ready(sqlite_hub: LiveHub) -
 
 
 def test_overload_is_429_with_retry_after(tmp_path: Path) -> None:
-    h = LiveHub(f"sqlite:///{tmp_path}/o.db", max_inflight=1).start()
+    h = LiveHub(f"sqlite:///{tmp_path}/o.db", max_inflight=1, admission_wait_s=0.3).start()
     try:
         gate = threading.Event()
 
@@ -82,13 +83,52 @@ def test_overload_is_429_with_retry_after(tmp_path: Path) -> None:
         deadline = time.monotonic() + 5
         while metric(h, "obshub_ingest_inflight_requests") < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
+        t0 = time.monotonic()
         r = h.ingest([event()])
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
+        assert time.monotonic() - t0 >= 0.3  # it queued for admission_wait_s first
         gate.set()
         t.join(10)
         assert results == [200]
         assert h.ingest([event()]).status_code == 200
         assert len(h.search_all()) == 3
+    finally:
+        h.stop()
+
+
+def test_a_burst_beyond_max_inflight_queues_instead_of_429(tmp_path: Path) -> None:
+    """A fleet's burst waits for a slot (admission_wait_s) and is stored; nothing refused."""
+    h = LiveHub(f"sqlite:///{tmp_path}/q.db", max_inflight=1, admission_wait_s=10).start()
+    try:
+        gate = threading.Event()
+
+        def slow_body() -> Iterator[bytes]:
+            yield orjson.dumps(event()) + b"\n"
+            gate.wait(10)
+            yield orjson.dumps(event()) + b"\n"
+
+        statuses: list[int] = []
+
+        def post(body: Any) -> None:
+            r = httpx.post(f"{h.url}/api/v1/ingest", content=body, timeout=30,
+                           headers={"Authorization": f"Bearer {h.ingest_token}"})
+            statuses.append(r.status_code)
+
+        holder = threading.Thread(target=post, args=(slow_body(),))
+        holder.start()
+        deadline = time.monotonic() + 5
+        while metric(h, "obshub_ingest_inflight_requests") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        queued = [threading.Thread(target=post, args=(orjson.dumps(event()) + b"\n",)) for _ in range(5)]
+        for t in queued:
+            t.start()
+        time.sleep(0.5)
+        assert statuses == []  # all five wait behind the held slot, none refused
+        gate.set()
+        for t in [holder, *queued]:
+            t.join(20)
+        assert statuses == [200] * 6
+        assert len(h.search_all()) == 7
     finally:
         h.stop()
