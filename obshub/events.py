@@ -219,9 +219,10 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
             extra[key] = value
 
     out: dict[str, Any] = {"id": None, "ts": received_at, "received_at": received_at, "kind": "log",
-                           "level": "info", "message": None}
+                           "level": "info"}
     for f in STRING_FIELDS:
-        out[f] = None
+        v = ev.get(f)
+        out[f] = v if v is None or type(v) is str else _as_text(v, f)
     out["error"] = None
     out["group_id"] = None
 
@@ -236,9 +237,6 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
         out["ts"] = parse_ts(ev["ts"])
     if "level" in ev:
         out["level"] = normalize_level(ev["level"])
-    for f in STRING_FIELDS:
-        if f in ev:
-            out[f] = _as_text(ev[f], f)
     msg = out["message"]
     if msg is not None and len(msg) > limits.max_message_bytes // 4 and len(msg.encode()) > limits.max_message_bytes:
         raise EventError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
