@@ -3,7 +3,9 @@
 Two backends implement it (`sqlite.py`, `opensearch/`), and `tests/contract/` runs one suite on
 both, so the hub above this line never knows which one it talks to. Methods are synchronous:
 the HTTP layer calls them in a worker thread, which keeps both backends simple (sqlite3 and
-opensearch-py are blocking libraries) and lets a backend use its own connection pooling.
+opensearch-py are blocking libraries) and lets a backend use its own connection pooling. The
+one exception is the hot path, `submit_events`: it returns a future at once, and the event loop
+awaits it while the store's writer thread commits it together with other callers' batches.
 
 Times are integers, microseconds since the epoch (UTC), like `ts` in `obshub.events`.
 """

@@ -3,7 +3,8 @@
 Why it is shaped this way:
 - WAL + `synchronous=FULL`: readers never block the writer, and a COMMIT returns only after the
   WAL is fsynced, so the 2xx the ingest sends after `write_events` means "on disk" (principle 1).
-  One fsync per batch, not per event: a 1,000-line batch costs one ~1-5 ms fsync.
+  One fsync per batch, not per event: a 1,000-line batch costs one ~1-5 ms fsync, and
+  concurrent batches share one transaction and one fsync (group commit, `coalesce.py`).
 - One writer connection behind a lock (SQLite allows one writer anyway); readers get one
   connection per thread, opened lazily, so searches never wait for ingest.
 - `INSERT OR IGNORE` on UNIQUE(project_id, id): a replayed batch stores nothing twice. The FTS
