@@ -66,18 +66,12 @@ def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> fl
     conn.execute("PRAGMA temp_store = MEMORY")
     for stmt in sqlite_store._SCHEMA:
         conn.execute(stmt)
-    conn.execute(sqlite_store._STAGE_TABLE)
-    staged = batch >= sqlite_store._STAGE_MIN_ROWS  # the store's own fastest statements, minus the hub
     t = time.perf_counter()
     for i in range(0, len(rows), batch):
         conn.execute("BEGIN IMMEDIATE")
         last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
-        if staged:
-            conn.executemany(sqlite_store._STAGE, rows[i:i + batch])
-            conn.execute(sqlite_store._UNSTAGE)
-            conn.execute("DELETE FROM temp.stage")
-        else:
-            conn.executemany(sqlite_store._INSERT, rows[i:i + batch])
+        # the store's own insert statements (multi-row INSERTs), without the hub around them
+        sqlite_store.SqliteStore._write_batch(conn, 1, rows[i:i + batch], ())
         conn.execute(sqlite_store._INDEX_TEXT, (last,))
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t
