@@ -42,18 +42,18 @@ def test_group_fields_counts_users_hosts(hub: LiveHub) -> None:
 
 
 def test_resolve_regress_ignore(hub: LiveHub) -> None:
-    hub.ingest([err("pay", "'x'")])
+    assert hub.ingest([err("pay", "'x'")]).status_code == 200
     (g,) = groups(hub)
     r = hub.patch(f"/api/v1/errors/{g['id']}", json={"state": "resolved"})
     assert r.status_code == 200 and r.json()["state"] == "resolved"
     assert groups(hub, state="resolved")[0]["id"] == g["id"]
     assert groups(hub, state="unresolved") == []
     time.sleep(0.01)
-    hub.ingest([err("pay", "'y'")])  # the bug is back
+    assert hub.ingest([err("pay", "'y'")]).status_code == 200  # the bug is back
     (back,) = groups(hub, state="unresolved")
     assert back["id"] == g["id"] and back["regressed"] and back["count"] == 2
     hub.patch(f"/api/v1/errors/{g['id']}", json={"state": "ignored"})
-    hub.ingest([err("pay", "'z'")])
+    assert hub.ingest([err("pay", "'z'")]).status_code == 200
     assert groups(hub, state="ignored")[0]["count"] == 3  # ignored stays ignored
 
 

@@ -53,7 +53,11 @@ class OpenSearchStore:
         self.url = cfg.redacted()
         self.names = Names(cfg.prefix)
         self._client: OpenSearch | None = None
-        self._dirty = False
+        # Read-your-writes (refresh=read): writes bump `_written` once their bulk has landed; a
+        # read refreshes first unless a refresh that *started after* the last bump has finished.
+        self._written = 0
+        self._refreshed = 0
+        self._gen_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._committer: Coalescer[_Batch, WriteResult] | None = None
 
@@ -132,18 +136,19 @@ class OpenSearchStore:
             raise StoreUnavailable(f"OpenSearch cluster health is {h.get('status')} for {self.names.events}")
 
     def _before_read(self) -> None:
-        if self.cfg.refresh != "read" or not self._dirty:
+        if self.cfg.refresh != "read" or self._refreshed >= self._written:
             return
-        with self._refresh_lock:
-            if not self._dirty:
+        with self._refresh_lock:  # a reader arriving mid-refresh waits for it, then re-checks
+            target = self._written
+            if self._refreshed >= target:
                 return
-            self._dirty = False  # writes landing during the refresh set it again
-            try:
-                with guard("refresh"):
-                    self.client.indices.refresh(index=self.names.events)
-            except BaseException:
-                self._dirty = True
-                raise
+            with guard("refresh"):
+                self.client.indices.refresh(index=self.names.events)
+            self._refreshed = target  # writes landing during the refresh bumped past it
+
+    def _wrote(self) -> None:
+        with self._gen_lock:
+            self._written += 1
 
     # -- projects and tokens --------------------------------------------------------------------
     def is_empty(self) -> bool:
@@ -184,13 +189,10 @@ class OpenSearchStore:
             seen.setdefault(pid, {}).update((g.id, g) for g in groups)
         # Groups first (create-if-absent), so no stored occurrence points at a missing group.
         resolved = {pid: self._groups.touch(pid, list(gs.values())) for pid, gs in seen.items() if gs}
-        self._dirty = True
         try:
             results = self._writer.write_many([(pid, events) for pid, events, _ in batches])
         finally:
-            # Again once the bulk has landed: a read that refreshed while it was in flight
-            # cleared the flag without seeing these events.
-            self._dirty = True
+            self._wrote()  # also after a failure: part of the bulk may have landed
         for pid, docs in resolved.items():
             if docs and any(r.accepted for (p, _, _), r in zip(batches, results) if p == pid):
                 self._groups.reopen(pid, docs)
