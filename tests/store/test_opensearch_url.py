@@ -44,6 +44,21 @@ def test_credentials_and_ca_from_env(tmp_path: Path) -> None:
     assert parse_url("opensearch://a:b@h:9200", env={"OBSHUB_OPENSEARCH_USER": "u"}).user == "a"
 
 
+def test_client_certificate_for_mutual_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "hub.pem", tmp_path / "hub.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    cfg = parse_url(f"opensearch://h:9200?cert={cert}&key={key}", env={})
+    assert (cfg.client_cert, cfg.client_key, cfg.tls) == (str(cert), str(key), True)
+    env = {"OBSHUB_OPENSEARCH_CLIENT_CERT": str(cert)}  # one PEM holding both is fine too
+    assert (parse_url("opensearch://h:9200", env=env).client_cert, parse_url("opensearch://h:9200", env=env).client_key) \
+        == (str(cert), None)
+    with pytest.raises(ConfigError, match="client key needs its certificate"):
+        parse_url(f"opensearch://h:9200?key={key}", env={})
+    with pytest.raises(ConfigError, match="client certificate '/nope.pem' does not exist"):
+        parse_url("opensearch://h:9200?cert=/nope.pem", env={})
+
+
 @pytest.mark.parametrize("url, fragment", [
     ("opensearch://", "no host"),
     ("opensearch://localhost", "needs a port"),

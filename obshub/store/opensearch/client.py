@@ -42,6 +42,10 @@ def build_client(cfg: OpenSearchConfig) -> OpenSearch:
         kwargs["ssl_show_warn"] = cfg.verify  # verify=0 is an explicit choice: don't warn per request
         if cfg.ca_certs:
             kwargs["ca_certs"] = cfg.ca_certs
+        if cfg.client_cert:  # mutual TLS: the cluster authenticates the hub by its certificate
+            kwargs["client_cert"] = cfg.client_cert
+            if cfg.client_key:
+                kwargs["client_key"] = cfg.client_key
         if not cfg.verify:
             kwargs["ssl_assert_hostname"] = False
     return OpenSearch(**kwargs)

@@ -1,10 +1,12 @@
 """`opensearch://` store URLs (CONTRACT.md) -> a frozen `OpenSearchConfig`.
 
-    opensearch://[user:pass@]host:port[,host2:port...][?prefix=obshub&tls=1&verify=0&ca=/path]
+    opensearch://[user:pass@]host:port[,host2:port...][?prefix=obshub&tls=1&verify=0&ca=/path
+                                                       &cert=/client.pem&key=/client.key]
 
 `opensearchs://` is the same with `tls=1`. Secrets may also come from the environment so they
 stay out of process listings: OBSHUB_OPENSEARCH_USER, OBSHUB_OPENSEARCH_PASSWORD,
-OBSHUB_OPENSEARCH_CA_CERTS (docs/opensearch.md). Every problem raises ConfigError naming
+OBSHUB_OPENSEARCH_CA_CERTS, OBSHUB_OPENSEARCH_CLIENT_CERT, OBSHUB_OPENSEARCH_CLIENT_KEY
+(docs/opensearch.md). Every problem raises ConfigError naming
 OBSHUB_STORE, so the hub fails at start with a message the operator can act on.
 """
 
@@ -34,6 +36,8 @@ class OpenSearchConfig:
     tls: bool = False
     verify: bool = True  # verify the server certificate (only meaningful with tls)
     ca_certs: str | None = None  # PEM bundle of the cluster's CA
+    client_cert: str | None = None  # PEM client certificate, for clusters that require mutual TLS
+    client_key: str | None = None  # its private key, when not in the same file
     timeout_s: float = 30.0  # per request; a bulk of 5 MiB takes ~0.3 s on a healthy node
     # "read": writes don't wait for a refresh; the next read from this process refreshes first
     # (read-your-writes at ~1 ms per read instead of up to 1 s per bulk). "wait_for": every
@@ -130,6 +134,10 @@ def parse_url(url: str, env: dict[str, str] | None = None) -> OpenSearchConfig:
             opts["verify"] = _flag(url, key, value)
         elif key in ("ca", "ca_certs"):
             opts["ca_certs"] = value
+        elif key in ("cert", "client_cert"):
+            opts["client_cert"] = value
+        elif key in ("key", "client_key"):
+            opts["client_key"] = value
         elif key == "timeout":
             opts["timeout_s"] = float(_int(url, key, value, 1, 600))
         elif key == "refresh":
@@ -156,4 +164,14 @@ def parse_url(url: str, env: dict[str, str] | None = None) -> OpenSearchConfig:
             raise _bad(url, f"CA bundle {ca!r} does not exist (ca= or OBSHUB_OPENSEARCH_CA_CERTS)")
         opts["ca_certs"] = ca
         opts["tls"] = True  # a CA only makes sense with TLS
+    for opt, env_key, what in (("client_cert", "OBSHUB_OPENSEARCH_CLIENT_CERT", "client certificate"),
+                               ("client_key", "OBSHUB_OPENSEARCH_CLIENT_KEY", "client key")):
+        path = opts.get(opt) or env.get(env_key) or None
+        if path is not None:
+            if not os.path.isfile(str(path)):
+                raise _bad(url, f"{what} {path!r} does not exist ({opt.split('_')[1]}= or {env_key})")
+            opts[opt] = path
+            opts["tls"] = True  # a client certificate only makes sense with TLS
+    if opts.get("client_key") and not opts.get("client_cert"):
+        raise _bad(url, "a client key needs its certificate (cert= or OBSHUB_OPENSEARCH_CLIENT_CERT)")
     return OpenSearchConfig(hosts=hosts, user=user, password=password, **opts)  # type: ignore[arg-type]
