@@ -59,8 +59,9 @@ class Hub:
     ingest_threads: ThreadPoolExecutor | None = None
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking ingest work (decoding, store writes) off the event loop, on the hub's own
-        pool of `max_inflight` threads (one per admitted request). asyncio's executor hop costs
+        """Run blocking ingest work (decoding, parsing, a token lookup on a cache miss) off the
+        event loop, on the hub's own pool of `max_inflight` threads (one per admitted request;
+        store writes need none: see `write`). asyncio's executor hop costs
         a fraction of anyio's `run_in_threadpool` (task lookups, limiter, cancel scope), which
         was ~20% of the hub's CPU at 1,000 Sentry events/s; ingest needs none of that machinery."""
         if self.ingest_threads is None:
