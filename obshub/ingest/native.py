@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from obshub.digest import digest
-from obshub.ingest import admitted
+from obshub.ingest import admitted, prepared
 from obshub.events import EventError, Limits, normalize
 from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import WriteResult
@@ -58,10 +58,10 @@ def parse_ndjson(body: bytes, received_at: int, limits: Limits, max_lines: int
     return events, line_nos, rejected
 
 
-def _prepare(raw: bytes, encoding: str | None, received_at: int, hub: Any) -> tuple[
+def _prepare(raw: bytes, encoding: str | None, received_at: int, hub: Any, max_decoded: int) -> tuple[
         bytes, list[dict[str, Any]], list[int], list[dict[str, Any]], dict[str, Any]]:
     s = hub.settings
-    body = decode(raw, encoding, s.max_body_bytes)
+    body = decode(raw, encoding, max_decoded)
     if not body.strip():
         raise BodyError(400, "empty body: send one JSON object per line")
     events, line_nos, rejected = parse_ndjson(body, received_at, s.limits, s.max_lines)
@@ -85,10 +85,10 @@ async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:
     received_at = time.time_ns() // 1000
     try:
         raw = await read_body(request, s.max_wire_bytes)
-        # One worker-thread hop for all CPU work (decode, parse, validate, digest): each hop
-        # costs context switches that add up under concurrent load on a small box.
-        body, events, line_nos, rejected, groups = await hub.offload(
-            _prepare, raw, request.headers.get("content-encoding"), received_at, hub)
+        # All CPU work (decode, parse, validate, digest) in one place: inline for a small body,
+        # else one hop to the ingest threads (`ingest.prepared`).
+        body, events, line_nos, rejected, groups = await prepared(
+            hub, _prepare, raw, request.headers.get("content-encoding"), received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("native", "limit" if e.status == 413 else "body").inc()
         return _error(e.status, str(e))

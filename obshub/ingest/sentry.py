@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from obshub.auth import AuthError, bearer
 from obshub.digest import digest
-from obshub.ingest import admitted
+from obshub.ingest import admitted, prepared
 from obshub.events import EventError, normalize
 from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import Project
@@ -212,11 +212,11 @@ async def preflight(request: Request) -> Response:
         "Access-Control-Max-Age": "3600"})
 
 
-def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any
+def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any, max_decoded: int
              ) -> tuple[bytes, dict[str, Any], list[dict[str, Any]], list[str], int, dict[str, Any]]:
-    """All CPU work in one worker-thread hop: decode, parse, map, validate, digest.
+    """All CPU work in one place (see `ingest.prepared`): decode, parse, map, validate, digest.
     Returns (body, envelope header, events, problems, skipped items, groups)."""
-    body = decode(raw, encoding, hub.settings.max_body_bytes, _ENCODINGS)
+    body = decode(raw, encoding, max_decoded, _ENCODINGS)
     if kind == "store":
         header: dict[str, Any] = {}
         items = [({"type": "event"}, body)]
@@ -260,8 +260,8 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
         return _err(e.status, str(e))
     try:
         raw = await read_body(request, s.max_wire_bytes)
-        body, header, events, problems, skipped, groups = await hub.offload(
-            _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
+        body, header, events, problems, skipped, groups = await prepared(
+            hub, _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
         return _err(e.status, str(e))

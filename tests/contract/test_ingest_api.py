@@ -72,6 +72,19 @@ def test_gzip_and_zstd_bodies(hub: LiveHub) -> None:
     assert len(hub.search_all()) == 10
 
 
+def test_small_body_that_inflates_past_the_inline_bound_is_still_stored(hub: LiveHub) -> None:
+    # Small on the wire, so the hub starts on the event loop; decoded it is past the inline
+    # bound (ingest.INLINE_BODY_BYTES), so it must finish on a worker thread, not fail.
+    from obshub.ingest import INLINE_BODY_BYTES, INLINE_WIRE_BYTES
+
+    evs = [event(message="checkout " + "x" * 200) for _ in range(1000)]
+    raw = b"\n".join(orjson.dumps(e) for e in evs)
+    body = zstandard.compress(raw)
+    assert len(body) <= INLINE_WIRE_BYTES < INLINE_BODY_BYTES < len(raw)
+    r = hub.ingest(body, headers={"Content-Encoding": "zstd"})
+    assert r.json() == {"accepted": 1000, "duplicates": 0, "rejected": []}
+
+
 def test_not_ndjson_at_all_is_400(hub: LiveHub) -> None:
     r = hub.ingest(b"\x00\x01binary garbage\nmore garbage")
     assert r.status_code == 400
