@@ -67,7 +67,7 @@ def run(store_url: str, n: int, senders: int, warmup: int) -> tuple[float, int]:
         bodies.append(brotli.compress(env, quality=4))
     headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7", "Content-Encoding": "br",
                "Content-Type": "application/x-sentry-envelope"}
-    with hub_process(store_url, OBSHUB_MAX_INFLIGHT=str(senders * 2)) as port:
+    with hub_process(store_url) as port:
         path = f"/api/{creds['project_id']}/envelope/"
         post_all(port, path, headers, bodies[n:], senders)
         elapsed = post_all(port, path, headers, bodies[:n], senders)
@@ -98,8 +98,7 @@ def main() -> None:
             url = f"{args.opensearch}{sep}prefix=bench{uuid.uuid4().hex[:6]}"
             rows.append(("opensearch", k, *run(url, args.events, k, args.warmup)))
     print(f"\n{args.events} Sentry error events per row (after {args.warmup} untimed), brotli envelopes, "
-          f"30-frame stacks, {os.cpu_count()} cores; hub with OBSHUB_MAX_INFLIGHT = 2 x senders "
-          "(default 8: more senders queue for a slot)")
+          f"30-frame stacks, {os.cpu_count()} cores; hub with default settings")
     print(f"| {'store':<10} | {'senders':>7} | {'event size':>10} | {'seconds':>7} | {'events/s':>8} |")
     print(f"|{'-' * 12}|{'-' * 9}|{'-' * 12}|{'-' * 9}|{'-' * 10}|")
     for name, k, el, size in rows:

@@ -90,7 +90,7 @@ def bench_hub(events: list[dict[str, Any]], batch: int, senders: int, encoding: 
     headers = {"Authorization": f"Bearer {creds['ingest_token']}", "Content-Type": "application/x-ndjson"}
     if encoding == "zstd":
         headers["Content-Encoding"] = "zstd"
-    with hub_process(store_url, OBSHUB_MAX_INFLIGHT=str(senders * 2)) as port:
+    with hub_process(store_url) as port:
         elapsed = post_all(port, "/api/v1/ingest", headers, bodies, senders)
         r = httpx.get(f"http://127.0.0.1:{port}/api/v1/search", params={"limit": 1, "q": "kind:log"},
                       headers={"Authorization": f"Bearer {creds['read_token']}"})

@@ -54,14 +54,13 @@ class Hub:
     tokens: auth.TokenCache
     scrubber: Scrubber = field(default_factory=Scrubber)
     skew: SkewEstimator = field(default_factory=SkewEstimator)
-    slots: asyncio.Semaphore | None = None  # max_inflight ingest slots (obshub.ingest.admitted)
-    waiting: int = 0  # requests queued for a slot; only touched on the event loop thread
+    admission: Any = None  # obshub.ingest.admission.Admission, made on the serving event loop
     ingest_threads: ThreadPoolExecutor | None = None
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ingest work (decoding, parsing, a token lookup on a cache miss) off the
-        event loop, on the hub's own pool of `max_inflight` threads (one per admitted request;
-        store writes need none: see `write`). asyncio's executor hop costs
+        event loop, on the hub's own pool of `max_inflight` threads (one per full admission
+        slot, obshub/ingest/admission.py; store writes need none: see `write`). asyncio's executor hop costs
         a fraction of anyio's `run_in_threadpool` (task lookups, limiter, cancel scope), which
         was ~20% of the hub's CPU at 1,000 Sentry events/s; ingest needs none of that machinery."""
         if self.ingest_threads is None:
@@ -177,7 +176,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub.slots = None  # an asyncio primitive belongs to one loop: made afresh on this one
+        hub.admission = None  # asyncio primitives belong to one loop: made afresh on this one
         await run_in_threadpool(hub.store.open)
         await run_in_threadpool(bootstrap, hub.store, settings)
         hub.telemetry.store_up.set(1)

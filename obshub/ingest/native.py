@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from obshub.digest import digest
-from obshub.ingest import admitted, prepared
+from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.events import EventError, Limits, normalize
 from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import WriteResult
@@ -75,20 +75,20 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
 async def ingest(request: Request) -> Response:
     hub = request.app.state.hub
     project = await hub.authenticate(request, "ingest")
-    return await admitted(hub, "native", lambda: _ingest(request, hub, project.id), lambda: _error(
-        429, "too many concurrent ingest requests; retry later", {"Retry-After": "1"}))
+    return await admitted(hub, "native", request, lambda ticket: _ingest(request, hub, project.id, ticket),
+                          lambda: _error(429, "too many concurrent ingest requests; retry later", {"Retry-After": "1"}))
 
 
-async def _ingest(request: Request, hub: Any, project_id: int) -> JSONResponse:
+async def _ingest(request: Request, hub: Any, project_id: int, ticket: Ticket) -> JSONResponse:
     s = hub.settings
     tel = hub.telemetry
     received_at = time.time_ns() // 1000
     try:
         raw = await read_body(request, s.max_wire_bytes)
         # All CPU work (decode, parse, validate, digest) in one place: inline for a small body,
-        # else one hop to the ingest threads (`ingest.prepared`).
+        # else one hop to the ingest threads (`admission.prepared`).
         body, events, line_nos, rejected, groups = await prepared(
-            hub, _prepare, raw, request.headers.get("content-encoding"), received_at, hub)
+            hub, ticket, _prepare, raw, request.headers.get("content-encoding"), received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("native", "limit" if e.status == 413 else "body").inc()
         return _error(e.status, str(e))

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from obshub.auth import AuthError, bearer
 from obshub.digest import digest
-from obshub.ingest import admitted, prepared
+from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.events import EventError, normalize
 from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import Project
@@ -214,7 +214,7 @@ async def preflight(request: Request) -> Response:
 
 def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any, max_decoded: int
              ) -> tuple[bytes, dict[str, Any], list[dict[str, Any]], list[str], int, dict[str, Any]]:
-    """All CPU work in one place (see `ingest.prepared`): decode, parse, map, validate, digest.
+    """All CPU work in one place (see `admission.prepared`): decode, parse, map, validate, digest.
     Returns (body, envelope header, events, problems, skipped items, groups)."""
     body = decode(raw, encoding, max_decoded, _ENCODINGS)
     if kind == "store":
@@ -244,11 +244,13 @@ async def ingest(request: Request) -> Response:
     kind = "store" if request.url.path.rstrip("/").endswith("/store") else "envelope"
     project_id = int(request.path_params["project_id"])
     key = _sentry_key(request)
-    return await admitted(hub, "sentry", lambda: _ingest(request, hub, kind, project_id, key), lambda: _err(
-        429, "too many concurrent ingest requests", {"Retry-After": "1", "X-Sentry-Rate-Limits": "1::organization"}))
+    return await admitted(hub, "sentry", request, lambda ticket: _ingest(request, hub, kind, project_id, key, ticket),
+                          lambda: _err(429, "too many concurrent ingest requests",
+                                       {"Retry-After": "1", "X-Sentry-Rate-Limits": "1::organization"}))
 
 
-async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None) -> Response:
+async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
+                  ticket: Ticket) -> Response:
     s = hub.settings
     tel = hub.telemetry
     received_at = time.time_ns() // 1000
@@ -261,7 +263,7 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
     try:
         raw = await read_body(request, s.max_wire_bytes)
         body, header, events, problems, skipped, groups = await prepared(
-            hub, _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
+            hub, ticket, _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
         return _err(e.status, str(e))

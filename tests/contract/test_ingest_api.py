@@ -74,8 +74,8 @@ def test_gzip_and_zstd_bodies(hub: LiveHub) -> None:
 
 def test_small_body_that_inflates_past_the_inline_bound_is_still_stored(hub: LiveHub) -> None:
     # Small on the wire, so the hub starts on the event loop; decoded it is past the inline
-    # bound (ingest.INLINE_BODY_BYTES), so it must finish on a worker thread, not fail.
-    from obshub.ingest import INLINE_BODY_BYTES, INLINE_WIRE_BYTES
+    # bound (admission.INLINE_BODY_BYTES), so it must finish on a worker thread, not fail.
+    from obshub.ingest.admission import INLINE_BODY_BYTES, INLINE_WIRE_BYTES
 
     evs = [event(message="checkout " + "x" * 200) for _ in range(1000)]
     raw = b"\n".join(orjson.dumps(e) for e in evs)

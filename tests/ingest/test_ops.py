@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import orjson
+import zstandard
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import event
@@ -61,74 +62,94 @@ def test_store_down_is_503_with_retry_after_and_not_ready(sqlite_hub: LiveHub) -
     assert len(h.search_all()) == 2  # what was acknowledged, no more
 
 
-def test_overload_is_429_with_retry_after(tmp_path: Path) -> None:
-    h = LiveHub(f"sqlite:///{tmp_path}/o.db", max_inflight=1, admission_wait_s=0.3).start()
-    try:
-        gate = threading.Event()
+class HeldSlot:
+    """A chunked ingest request (size unknown: it needs a full slot) held open until release()."""
 
-        def slow_body() -> Iterator[bytes]:
-            yield orjson.dumps(event()) + b"\n"
-            gate.wait(10)  # hold the only ingest slot open
-            yield orjson.dumps(event()) + b"\n"
-
-        results: list[int] = []
-
-        def hold_slot() -> None:
-            r = httpx.post(f"{h.url}/api/v1/ingest", content=slow_body(), timeout=30,
-                           headers={"Authorization": f"Bearer {h.ingest_token}"})
-            results.append(r.status_code)
-
-        t = threading.Thread(target=hold_slot)
-        t.start()
+    def __init__(self, h: LiveHub) -> None:
+        self.h = h
+        self.gate = threading.Event()
+        self.statuses: list[int] = []
+        self.thread = threading.Thread(target=self._post)
+        self.thread.start()
         deadline = time.monotonic() + 5
         while metric(h, "obshub_ingest_inflight_requests") < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
+
+    def _body(self) -> Iterator[bytes]:
+        yield orjson.dumps(event()) + b"\n"
+        self.gate.wait(10)
+        yield orjson.dumps(event()) + b"\n"
+
+    def _post(self) -> None:
+        self.statuses.append(post(self.h, self._body()))
+
+    def release(self) -> list[int]:
+        self.gate.set()
+        self.thread.join(10)
+        return self.statuses
+
+
+def post(h: LiveHub, body: Any, **headers: str) -> int:
+    """POST an NDJSON body: bytes go with a Content-Length, an iterator goes chunked."""
+    r = httpx.post(f"{h.url}/api/v1/ingest", content=body, timeout=30,
+                   headers={"Authorization": f"Bearer {h.ingest_token}", **headers})
+    return r.status_code
+
+
+def chunked(*lines: bytes) -> Iterator[bytes]:
+    yield from lines
+
+
+def test_overload_is_429_with_retry_after(tmp_path: Path) -> None:
+    h = LiveHub(f"sqlite:///{tmp_path}/o.db", max_inflight=1, admission_wait_s=0.3).start()
+    try:
+        held = HeldSlot(h)
         t0 = time.monotonic()
-        r = h.ingest([event()])
+        r = httpx.post(f"{h.url}/api/v1/ingest", content=chunked(orjson.dumps(event())), timeout=30,
+                       headers={"Authorization": f"Bearer {h.ingest_token}"})
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
         assert time.monotonic() - t0 >= 0.3  # it queued for admission_wait_s first
-        gate.set()
-        t.join(10)
-        assert results == [200]
+        # small requests (declared Content-Length <= 64 KiB) have slots of their own
         assert h.ingest([event()]).status_code == 200
-        assert len(h.search_all()) == 3
+        assert held.release() == [200]
+        assert post(h, chunked(orjson.dumps(event()))) == 200
+        assert len(h.search_all()) == 4
+    finally:
+        h.stop()
+
+
+def test_a_small_body_that_inflates_needs_a_full_slot(tmp_path: Path) -> None:
+    """Small on the wire, big once decoded: it may hold real memory, so it takes a full slot."""
+    h = LiveHub(f"sqlite:///{tmp_path}/i.db", max_inflight=1, admission_wait_s=0.3).start()
+    try:
+        big = zstandard.compress(b"\n".join(orjson.dumps(event(message="x" * 300)) for _ in range(1000)))
+        assert len(big) < 64 * 1024
+        held = HeldSlot(h)
+        assert post(h, big, **{"Content-Encoding": "zstd"}) == 429
+        assert held.release() == [200]
+        assert post(h, big, **{"Content-Encoding": "zstd"}) == 200
+        assert len(h.search_all()) == 1002
     finally:
         h.stop()
 
 
 def test_a_burst_beyond_max_inflight_queues_instead_of_429(tmp_path: Path) -> None:
-    """A fleet's burst waits for a slot (admission_wait_s) and is stored; nothing refused."""
+    """A burst waits for a slot (admission_wait_s) and is stored; nothing refused."""
     h = LiveHub(f"sqlite:///{tmp_path}/q.db", max_inflight=1, admission_wait_s=10).start()
     try:
-        gate = threading.Event()
-
-        def slow_body() -> Iterator[bytes]:
-            yield orjson.dumps(event()) + b"\n"
-            gate.wait(10)
-            yield orjson.dumps(event()) + b"\n"
-
+        held = HeldSlot(h)
         statuses: list[int] = []
-
-        def post(body: Any) -> None:
-            r = httpx.post(f"{h.url}/api/v1/ingest", content=body, timeout=30,
-                           headers={"Authorization": f"Bearer {h.ingest_token}"})
-            statuses.append(r.status_code)
-
-        holder = threading.Thread(target=post, args=(slow_body(),))
-        holder.start()
-        deadline = time.monotonic() + 5
-        while metric(h, "obshub_ingest_inflight_requests") < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        queued = [threading.Thread(target=post, args=(orjson.dumps(event()) + b"\n",)) for _ in range(5)]
+        queued = [threading.Thread(target=lambda: statuses.append(post(h, chunked(orjson.dumps(event())))))
+                  for _ in range(5)]
         for t in queued:
             t.start()
         time.sleep(0.5)
         assert statuses == []  # all five wait behind the held slot, none refused
-        gate.set()
-        for t in [holder, *queued]:
+        assert held.release() == [200]
+        for t in queued:
             t.join(20)
-        assert statuses == [200] * 6
+        assert statuses == [200] * 5
         assert len(h.search_all()) == 7
     finally:
         h.stop()
