@@ -33,8 +33,8 @@ import orjson
 from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, StoreUnavailable
 from obshub.events import CORRELATION_KEYS, now_us
 from obshub.store.base import GroupRecord, GroupStats, Project, SearchRequest, TokenScope, WriteResult
-from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.coalesce import Coalescer
+from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.sqlite_query import compile_where
 
 __all__ = ["SqliteStore"]
@@ -236,10 +236,13 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (disk full, I/O error) can leave the transaction open; without
+            # this the writer connection would refuse every later BEGIN.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -325,24 +328,10 @@ class SqliteStore:
     def _commit(self, batches: list[_Batch]) -> list[WriteResult]:
         """One transaction for every batch waiting (see coalesce.py)."""
         rows = [_rows(pid, events) for pid, events, _ in batches]
-        with self._wlock:
-            conn = self._writer
-            if conn is None:
-                raise StoreUnavailable("store is not open")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
-                accepted = [self._write_batch(conn, pid, r, groups) for (pid, _, groups), r in zip(batches, rows)]
-                conn.execute(_INDEX_TEXT, (last,))
-                conn.execute("COMMIT")
-            except BaseException as e:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                if isinstance(e, sqlite3.Error):
-                    raise _translate(e) from None
-                raise
+        with self._write() as conn:
+            last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+            accepted = [self._write_batch(conn, pid, r, groups) for (pid, _, groups), r in zip(batches, rows)]
+            conn.execute(_INDEX_TEXT, (last,))
         return [WriteResult(accepted=n, duplicates=len(r) - n) for n, r in zip(accepted, rows)]
 
     @staticmethod
@@ -352,7 +341,6 @@ class SqliteStore:
             # Groups first, in the same transaction: no stored occurrence without its group.
             conn.executemany(_INSERT_GROUP, [(project_id, g.id, g.title, g.type, g.culprit, g.level, g.version,
                                               g.first_seen) for g in groups])
-        # rowcount sums sqlite3_changes() per row: 0 for an ignored duplicate.
         accepted = _insert(conn, rows)
         if groups:
             # Regression, still in the same transaction; touches only groups that are resolved.

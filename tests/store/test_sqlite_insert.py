@@ -40,3 +40,19 @@ def test_respects_a_small_variable_limit(tmp_path: Path) -> None:
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # SQLite before 3.32
     assert store._chunk_cap(conn) == 32
     assert store._insert(conn, _rows([f"e{i}" for i in range(100)])) == 100
+
+
+def test_a_failed_commit_rolls_back_so_the_connection_stays_usable(tmp_path: Path) -> None:
+    s = store.SqliteStore(tmp_path / "x.db")
+    conn = sqlite3.connect(tmp_path / "fk.db", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError):  # the deferred check fails at COMMIT
+        with s._tx(conn):
+            conn.execute("INSERT INTO c VALUES (42)")
+    assert not conn.in_transaction
+    with s._tx(conn):  # BEGIN works again
+        conn.execute("INSERT INTO p VALUES (42)")
+        conn.execute("INSERT INTO c VALUES (42)")
+    assert conn.execute("SELECT count(*) FROM c").fetchone()[0] == 1
