@@ -60,9 +60,9 @@ class Hub:
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ingest work (decoding, parsing, a token lookup on a cache miss) off the
         event loop, on the hub's own pool of `max_inflight` threads (one per full admission
-        slot, obshub/ingest/admission.py; store writes need none: see `write`). asyncio's executor hop costs
-        a fraction of anyio's `run_in_threadpool` (task lookups, limiter, cancel scope), which
-        was ~20% of the hub's CPU at 1,000 Sentry events/s; ingest needs none of that machinery."""
+        slot, obshub/ingest/admission.py; store writes need none: see `write`). asyncio's
+        executor hop costs a fraction of anyio's `run_in_threadpool` (task lookups, limiter,
+        cancel scope), which was ~20% of the hub's CPU at 1,000 Sentry events/s."""
         if self.ingest_threads is None:
             self.ingest_threads = ThreadPoolExecutor(self.settings.max_inflight, thread_name_prefix="obshub-ingest")
         return await asyncio.get_running_loop().run_in_executor(self.ingest_threads, fn, *args)
@@ -71,8 +71,9 @@ class Hub:
         return await self.check_token(auth.bearer(request.headers), scope, project_id)
 
     async def check_token(self, token: str | None, scope: str, project_id: int | None = None) -> Project:
-        """Like `TokenCache.check`, but a cache hit costs no worker-thread hop (one per request
-        adds up: at 1,000 Sentry events/s the hops alone were ~15% of the hub's CPU)."""
+        """The project this token may act on with `scope`, or AuthError(401/403). A cache hit
+        costs no worker-thread hop (one per request adds up: at 1,000 Sentry events/s the hops
+        alone were ~15% of the hub's CPU)."""
         if not token:
             raise auth.AuthError(401, "missing credentials: send 'Authorization: Bearer <token>'")
         hit, found = self.tokens.peek(token)

@@ -68,29 +68,27 @@ class TokenCache:
 
     def peek(self, token: str) -> tuple[bool, tuple[Project, str] | None]:
         """(hit, found) from memory alone, so the event loop can skip a thread hop on a hit."""
+        return self._cached(hash_token(token))
+
+    def _cached(self, h: str) -> tuple[bool, tuple[Project, str] | None]:
         with self._lock:
-            hit = self._items.get(hash_token(token))
+            hit = self._items.get(h)
         if hit is not None and time.monotonic() - hit[0] < self.ttl:
             return True, hit[1]
         return False, None
 
     def lookup(self, store: Store, token: str) -> tuple[Project, str] | None:
-        hit, found = self.peek(token)
+        h = hash_token(token)
+        hit, found = self._cached(h)
         if hit:
             return found
         now = time.monotonic()
-        found = store.find_token(hash_token(token))
+        found = store.find_token(h)
         with self._lock:
             if len(self._items) > 10_000:  # bound memory against token-guessing floods
                 self._items.clear()
-            self._items[hash_token(token)] = (now, found)
+            self._items[h] = (now, found)
         return found
-
-    def check(self, store: Store, token: str | None, scope: str, project_id: int | None = None) -> Project:
-        """The project this token may act on with `scope`, or AuthError(401/403)."""
-        if not token:
-            raise AuthError(401, "missing credentials: send 'Authorization: Bearer <token>'")
-        return authorize(self.lookup(store, token), scope, project_id)
 
 
 def authorize(found: tuple[Project, str] | None, scope: str, project_id: int | None = None) -> Project:

@@ -33,8 +33,10 @@ class Settings:
     max_body_bytes: int = 10 * MiB  # decoded request body (413 above)
     max_wire_bytes: int = 10 * MiB  # compressed request body as sent
     max_lines: int = 50_000  # lines per request; agents send ~1-5k
-    max_inflight: int = 8  # concurrent ingest requests per hub (2-core box: 4x cores)
-    # A request beyond max_inflight waits this long for a slot before 429, so a burst from a
+    # Concurrent ingest requests that may hold real memory (body > 64 KiB as sent, or chunked);
+    # small ones get 8x as many slots of their own (obshub/ingest/admission.py). 2 cores: 4x.
+    max_inflight: int = 8
+    # A request finding no free slot waits this long for one before 429, so a burst from a
     # fleet of SDKs queues for a moment instead of being dropped (a Sentry SDK drops on 429).
     # It waits before reading its body: a queued request holds only its connection.
     admission_wait_s: float = 2.0

@@ -70,8 +70,7 @@ class Scrubber:
             return value
         if isinstance(value, dict):
             return {k: (FILTERED if isinstance(k, str) and self.sensitive(k) and v not in (None, "")
-                        else v if v is None or v is True or v is False else self._deep(v, depth + 1))
-                    for k, v in value.items()}
+                        else self._deep(v, depth + 1)) for k, v in value.items()}
         # header lists like [["Authorization", "Bearer x"], ...] as Sentry sends them
         if len(value) == 2 and isinstance(value[0], str) and self.sensitive(value[0]):
             return [value[0], FILTERED]

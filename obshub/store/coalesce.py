@@ -77,8 +77,6 @@ class Coalescer(Generic[T, R]):
 
     def _run(self) -> None:
         while (jobs := self._take()) is not None:
-            if not jobs:
-                continue
             try:
                 results = self._flush([item for item, _ in jobs])
                 if len(results) != len(jobs):

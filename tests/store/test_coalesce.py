@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 
 import pytest
 
@@ -21,6 +21,13 @@ class Recorder:
         self.gate.set()
         self.entered = threading.Event()
 
+    def hold(self, c: Coalescer[int, int]) -> Future[int]:
+        """Submit item 0 and keep the writer inside its flush, so what follows queues up."""
+        self.gate.clear()
+        first = c.submit(0)
+        assert self.entered.wait(5)
+        return first
+
     def __call__(self, items: list[int]) -> list[int | BaseException]:
         self.entered.set()
         self.gate.wait(10)
@@ -32,9 +39,7 @@ def test_waiting_items_share_one_flush_and_each_gets_its_own_result() -> None:
     rec = Recorder()
     c: Coalescer[int, int] = Coalescer("t", rec, weight=lambda i: 1, max_weight=100)
     try:
-        rec.gate.clear()
-        first = c.submit(0)
-        assert rec.entered.wait(5)  # the writer holds item 0; the rest queue up behind it
+        first = rec.hold(c)
         rest = [c.submit(i) for i in range(1, 7)]
         rec.gate.set()
         assert first.result(5) == 0
@@ -51,9 +56,7 @@ def test_max_weight_bounds_a_flush() -> None:
     rec = Recorder()
     c: Coalescer[int, int] = Coalescer("t", rec, weight=lambda i: 10, max_weight=30)
     try:
-        rec.gate.clear()
-        c.submit(0)
-        assert rec.entered.wait(5)
+        rec.hold(c)
         futures = [c.submit(2 * i) for i in range(1, 8)]
         rec.gate.set()
         for f in futures:
@@ -64,10 +67,7 @@ def test_max_weight_bounds_a_flush() -> None:
 
 
 def test_a_failing_flush_fails_every_item_of_it_and_the_writer_survives() -> None:
-    calls = []
-
     def flush(items: list[str]) -> list[str]:
-        calls.append(items)
         if "boom" in items:
             raise OSError("disk full")
         return [s.upper() for s in items]
@@ -94,9 +94,7 @@ def test_cancelled_before_its_flush_is_never_written() -> None:
     rec = Recorder()
     c: Coalescer[int, int] = Coalescer("t", rec, weight=lambda i: 1, max_weight=100)
     try:
-        rec.gate.clear()
-        c.submit(0)
-        assert rec.entered.wait(5)
+        rec.hold(c)
         gone, kept = c.submit(2), c.submit(4)
         assert gone.cancel()
         rec.gate.set()

@@ -78,9 +78,6 @@ class BulkWriter:
         sent = [(c, pool.submit(self._send, b"".join(lines[i] for i in c))) for c in chunks]
         return [(c, f.result()) for c, f in sent]
 
-    def write(self, project_id: int, events: Sequence[dict[str, Any]]) -> WriteResult:
-        return self.write_many([(project_id, events)])[0]
-
     def write_many(self, batches: Sequence[tuple[int, Sequence[dict[str, Any]]]]) -> list[WriteResult]:
         """Several callers' batches (project id, events) in shared bulk requests; one result
         per batch, with `rejected` positions local to that batch."""
