@@ -18,6 +18,7 @@ Stores keep `ts` as integer microseconds (exact, sortable); `to_public` renders 
 from __future__ import annotations
 
 import math
+import operator
 import os
 import re
 import time
@@ -202,53 +203,51 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
     """Validate one client object and return the normalized event (see module docstring)."""
     if not isinstance(raw, dict):
         raise EventError("event", f"each line must be a JSON object, got {type(raw).__name__}")
-    ev: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    attrs_in: Any = None
-    for key, value in raw.items():
-        canon = _ALIASES.get(key, key)
-        if canon in ev or (canon != key and canon in raw):
-            extra[key] = value  # alias shadowed by the canonical key: keep it, in attrs
-            continue
-        if canon == "attrs":
-            attrs_in = value
-        elif canon in _KNOWN:
-            if value is not None:
-                ev[canon] = value
-        else:
-            extra[key] = value
-
-    out: dict[str, Any] = {"id": None, "ts": received_at, "received_at": received_at, "kind": "log",
-                           "level": "info"}
-    for f in STRING_FIELDS:
-        v = ev.get(f)
-        out[f] = v if v is None or type(v) is str else _as_text(v, f)
-    out["error"] = None
-    out["group_id"] = None
-
-    if "id" in ev:
-        v = ev["id"]
-        if not isinstance(v, str) or not v or len(v) > _ID_MAX:
-            raise EventError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
-        out["id"] = v
+    if _PLAIN_KEYS.issuperset(raw):
+        # The common case (agents and SDKs send canonical names): nothing to rename or move.
+        ev, extra, attrs_in = raw, None, raw.get("attrs")
     else:
+        ev, extra, attrs_in = _sort_keys(raw)
+    g = ev.get
+    out: dict[str, Any] = {
+        "id": None, "ts": received_at, "received_at": received_at, "kind": "log", "level": "info",
+        "message": g("message"), "service": g("service"), "host": g("host"), "env": g("env"),
+        "release": g("release"), "logger": g("logger"), "name": g("name"), "request_id": g("request_id"),
+        "trace_id": g("trace_id"), "span_id": g("span_id"), "user_id": g("user_id"),
+        "session_id": g("session_id"), "error": None, "group_id": None,
+    }
+    if not _TEXT_TYPES.issuperset(map(type, _string_fields(out))):
+        for f in STRING_FIELDS:
+            v = out[f]
+            if v is not None and type(v) is not str:
+                out[f] = _as_text(v, f)
+
+    v = g("id")
+    if v is None:
         out["id"] = new_id()
-    if "ts" in ev:
-        out["ts"] = parse_ts(ev["ts"])
-    if "level" in ev:
-        out["level"] = normalize_level(ev["level"])
+    elif not isinstance(v, str) or not v or len(v) > _ID_MAX:
+        raise EventError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
+    else:
+        out["id"] = v
+    v = g("ts")
+    if v is not None:
+        out["ts"] = parse_ts(v)
+    level = g("level")
+    if level is not None:
+        out["level"] = (type(level) is str and _LEVEL_MAP.get(level)) or normalize_level(level)
     msg = out["message"]
     if msg is not None and len(msg) > limits.max_message_bytes // 4 and len(msg.encode()) > limits.max_message_bytes:
         raise EventError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
-    if "error" in ev:
-        out["error"] = _check_error(ev["error"])
-    if "fingerprint" in ev:
-        fp = ev["fingerprint"]
+    v = g("error")
+    if v is not None:
+        out["error"] = _check_error(v)
+    fp = g("fingerprint")
+    if fp is not None:
         if not isinstance(fp, list) or not fp or not all(isinstance(x, (str, int)) for x in fp) or len(fp) > 16:
             raise EventError("fingerprint", "must be a list of 1-16 strings (\"{{ default }}\" expands to the default)")
         out["fingerprint"] = [str(x) for x in fp]
-    if "kind" in ev:
-        kind = ev["kind"]
+    kind = g("kind")
+    if kind is not None:
         if kind not in KINDS:
             raise EventError("kind", f"unknown kind {str(kind)[:32]!r} (expected one of {', '.join(KINDS)})")
         out["kind"] = kind
@@ -257,7 +256,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
     if out["kind"] == "error":
         if out["error"] is None and msg is None:
             raise EventError("error", "an error event needs an `error` object or a `message`")
-        if "level" not in ev:
+        if level is None:
             out["level"] = "error"
         if msg is None and out["error"] is not None:
             err = out["error"]
@@ -286,20 +285,47 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
 
 
 _KNOWN = frozenset(("id", "ts", "kind", "level", "error", "fingerprint", *STRING_FIELDS))
+_PLAIN_KEYS = _KNOWN | {"attrs"}
+_TEXT_TYPES = frozenset((str, type(None)))
+_string_fields = operator.itemgetter(*STRING_FIELDS)
+
+
+def _sort_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Resolve aliases: (canonical fields with a value, keys that go to attrs, attrs)."""
+    ev: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    attrs_in: Any = None
+    for key, value in raw.items():
+        canon = _ALIASES.get(key, key)
+        if canon in ev or (canon != key and canon in raw):
+            extra[key] = value  # alias shadowed by the canonical key: keep it, in attrs
+            continue
+        if canon == "attrs":
+            attrs_in = value
+        elif canon in _KNOWN:
+            if value is not None:
+                ev[canon] = value
+        else:
+            extra[key] = value
+    return ev, extra, attrs_in
 
 
 def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], limits: Limits) -> None:
     if depth > limits.max_attr_depth:
         raise EventError(f"attrs.{prefix.rstrip('.')}", f"nested deeper than the limit of {limits.max_attr_depth}")
+    max_key = limits.max_key_bytes
     for k, v in obj.items():
-        key = prefix + k
-        if isinstance(v, dict):
+        key = prefix + k if prefix else k
+        t = type(v)
+        if t is dict or (t not in _SCALARS and isinstance(v, dict)):
             if v:
                 _flatten(v, key + ".", depth + 1, out, limits)
             continue
-        if len(key) > limits.max_key_bytes:
-            raise EventError(f"attrs.{key[:40]}...", f"key longer than {limits.max_key_bytes} bytes")
-        if isinstance(v, str):
+        if len(key) > max_key:
+            raise EventError(f"attrs.{key[:40]}...", f"key longer than {max_key} bytes")
+        if t is int or t is bool or v is None:
+            pass
+        elif isinstance(v, str):
             if len(v) > limits.max_value_bytes // 4 and len(v.encode()) > limits.max_value_bytes:
                 raise EventError(f"attrs.{key}", f"value of {len(v.encode())} bytes exceeds the limit of {limits.max_value_bytes}")
         elif isinstance(v, list):
@@ -311,6 +337,9 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
         elif isinstance(v, float) and not math.isfinite(v):
             raise EventError(f"attrs.{key}", "number is not finite")
         out[key] = v
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None), list))
 
 
 def _check_error(err: Any) -> dict[str, Any]:
