@@ -100,10 +100,28 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         _load_demo_direct(app.state.hub, settings)
     print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
+    _tune_gc()
     # 5 s grace: open live-tail streams must not hold a stopping hub for their full rotation.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=5)
     return 0
+
+
+def _tune_gc() -> None:
+    """Fewer cyclic-GC passes for a server that allocates ~10 containers per ingested event.
+
+    With CPython's default (a young collection every 700 container allocations) the collector
+    ran ~450 times per 100k ingested events and took ~9% of the hub's CPU (measured with
+    gc.callbacks, bench/ingest_opensearch.py), mostly rescanning objects that live as long as
+    the process. `freeze` moves everything built so far (modules, app, settings) out of the
+    collector's sight; the higher young threshold makes a pass every ~50k allocations. Reference
+    counting still frees the per-request objects at once; only cycles wait a little longer.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
 
 
 def _configure_logging(level: str) -> None:
