@@ -140,9 +140,7 @@ def _opensearch_rows(events: list[dict[str, Any]], args: argparse.Namespace) -> 
             node = OpenSearchNode(Path(d) / "node").start()
             base = node.store_url
         try:
-            # Warm the JVM first (JIT, caches): a cold node makes whichever runs first look slow.
-            osb.bench_direct(make_events(min(20_000, len(events)), seed=2), args.batch, args.senders,
-                             osb.with_prefix(base, "warmup"))
+            osb.warm_up(base, args.batch, args.senders)  # a cold JVM makes whichever runs first look slow
             direct = osb.bench_direct(events, args.batch, args.senders, osb.with_prefix(base, "direct"))
             hub = bench_hub(events, args.batch, args.senders, args.encoding, osb.with_prefix(base, "hub"))
         finally:

@@ -44,6 +44,13 @@ def with_prefix(base: str, tag: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}prefix={tag}{uuid.uuid4().hex[:8]}"
 
 
+def warm_up(base_url: str, batch: int, senders: int) -> None:
+    """Warm the JVM (JIT, caches) so the first measured path is not penalized: a fresh node
+    needs ~100k documents before its indexing speed settles (after 20k, round 1 ran at a third
+    of the later speed)."""
+    bench_direct(make_events(100_000, seed=2), batch, senders, base_url)
+
+
 def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
     """opensearch-py bulk of the documents the store would write: pre-serialized NDJSON bytes,
     `create` ops with the same _ids, into a stream made by the same template."""
@@ -123,8 +130,7 @@ def main() -> None:
     print(f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
           f"{os.cpu_count()} cores, {base}", file=sys.stderr)
     try:
-        # Warm the JVM (JIT, caches) so the first measured path is not penalized.
-        bench_direct(make_events(min(20_000, args.events), seed=2), args.batch, args.senders, base)
+        warm_up(base, args.batch, args.senders)
         directs, stores, hubs = [], [], []
         for r in range(args.rounds):
             directs.append(bench_direct(events, args.batch, args.senders, base))
