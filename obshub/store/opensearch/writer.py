@@ -105,7 +105,8 @@ class BulkWriter:
                 for i in part:
                     if not lines[i]:
                         ev = events[i]
-                        lines[i] = head + dumps(f"{pids[i]}:{ev['id']}") + b"}}\n" + dumps(to_doc(pids[i], ev)) + b"\n"
+                        lines[i] = b"".join((head, dumps(f"{pids[i]}:{ev['id']}"), b"}}\n",
+                                             dumps(to_doc(pids[i], ev)), b"\n"))
                 yield from _by_bytes(part, lines)
 
         for i in stored_before:
