@@ -11,18 +11,25 @@ The machine is shared and noisy (other test runs come and go), so the two paths 
 Without --opensearch (or OBSHUB_TEST_OPENSEARCH_URL) a node is started with
 scripts/opensearch.sh on free ports in a temp dir, and stopped at the end. Both runs write to a
 fresh prefix each, so neither benefits from the other's warm index.
+
+By default everything shares the machine's cores, so every CPU cycle the hub spends is taken
+from the node's indexing: the ratio then measures the hub's CPU cost per event against the
+node's. `--split-cores N` pins the node (a local one) to the first N cores and the hub and the
+senders to the rest, as in production where the hub runs beside, not on, the cluster's
+machines; the ratio then measures whether the hub keeps the node busy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,39 @@ from tests.opensearch_node import OpenSearchNode, drop_prefix  # noqa: E402
 
 def with_prefix(base: str, tag: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}prefix={tag}{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def split_cores(base_url: str, node_cores: int) -> Iterator[str]:
+    """Pin every thread of the (local) node to the first `node_cores` CPUs, and this thread,
+    hence the senders and the hub process it starts later, to the others; undone at the end.
+    Threads the JVM creates later inherit their creator's CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not 0 < node_cores < len(cpus):
+        raise SystemExit(f"--split-cores {node_cores}: need 1..{len(cpus) - 1} of this machine's {len(cpus)} CPUs")
+    store = OpenSearchStore.from_url(base_url)
+    store.open()
+    try:
+        nodes = store.client.nodes.info(node_id="_local", metric="process")["nodes"]
+        pid = int(next(iter(nodes.values()))["process"]["id"])
+    finally:
+        store.close()
+    if not os.path.isdir(f"/proc/{pid}/task"):
+        raise SystemExit(f"--split-cores: the node (pid {pid}) does not run on this machine")
+
+    def pin(cores: set[int]) -> None:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.sched_setaffinity(int(tid), cores)
+
+    node_set, hub_set = set(cpus[:node_cores]), set(cpus[node_cores:])
+    pin(node_set)
+    os.sched_setaffinity(0, hub_set)
+    try:
+        yield f"node pid {pid} on CPUs {sorted(node_set)}, hub and senders on {sorted(hub_set)}"
+    finally:
+        pin(set(cpus))
+        os.sched_setaffinity(0, set(cpus))
 
 
 def warm_up(base_url: str, batch: int, senders: int) -> None:
@@ -109,6 +149,26 @@ def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url
         drop_prefix(url)
 
 
+def run_rounds(events: list[dict[str, Any]], args: argparse.Namespace, base: str
+               ) -> tuple[list[float], list[float], list[float]]:
+    """Warm up, then `args.rounds` rounds of direct, store and hub, alternating."""
+    warm_up(base, args.batch, args.senders)
+    directs: list[float] = []
+    stores: list[float] = []
+    hubs: list[float] = []
+    for r in range(args.rounds):
+        directs.append(bench_direct(events, args.batch, args.senders, base))
+        stores.append(bench_store(events, args.batch, args.senders, base))
+        hub_url = with_prefix(base, "bh")
+        try:
+            hubs.append(bench_hub(events, args.batch, args.senders, args.encoding, hub_url))
+        finally:
+            drop_prefix(hub_url)
+        print(f"round {r + 1}: direct {args.events / directs[-1]:,.0f}/s, store {args.events / stores[-1]:,.0f}/s, "
+              f"hub {args.events / hubs[-1]:,.0f}/s, hub ratio {directs[-1] / hubs[-1]:.2f}", file=sys.stderr)
+    return directs, stores, hubs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
@@ -117,6 +177,8 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--encoding", choices=("identity", "zstd"), default="zstd")
     ap.add_argument("--opensearch", default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"))
+    ap.add_argument("--split-cores", type=int, default=0, metavar="N",
+                    help="pin the node to N cores and the hub and senders to the others (default: shared)")
     args = ap.parse_args()
     events = make_events(args.events)
     node = None
@@ -130,18 +192,10 @@ def main() -> None:
     print(f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
           f"{os.cpu_count()} cores, {base}", file=sys.stderr)
     try:
-        warm_up(base, args.batch, args.senders)
-        directs, stores, hubs = [], [], []
-        for r in range(args.rounds):
-            directs.append(bench_direct(events, args.batch, args.senders, base))
-            stores.append(bench_store(events, args.batch, args.senders, base))
-            hub_url = with_prefix(base, "bh")
-            try:
-                hubs.append(bench_hub(events, args.batch, args.senders, args.encoding, hub_url))
-            finally:
-                drop_prefix(hub_url)
-            print(f"round {r + 1}: direct {args.events / directs[-1]:,.0f}/s, store {args.events / stores[-1]:,.0f}/s, "
-                  f"hub {args.events / hubs[-1]:,.0f}/s, hub ratio {directs[-1] / hubs[-1]:.2f}", file=sys.stderr)
+        with contextlib.ExitStack() as stack:
+            if args.split_cores:
+                print(stack.enter_context(split_cores(base, args.split_cores)), file=sys.stderr)
+            directs, stores, hubs = run_rounds(events, args, base)
     finally:
         if node is not None:
             node.stop()
@@ -156,7 +210,8 @@ def main() -> None:
     print(f"| {'opensearch-py bulk, same docs and template':<44} | {n:>8} | {direct:>7.2f} | {n / direct:>9,.0f} | {'1.00':>9} |")
     print(f"| {'store.write_events, pre-normalized, no HTTP':<44} | {n:>8} | {store:>7.2f} | {n / store:>9,.0f} | {store_ratio:>9.2f} |")
     print(f"| {'hub: HTTP -> validate -> opensearch store':<44} | {n:>8} | {hub:>7.2f} | {n / hub:>9,.0f} | {ratio:>9.2f} |")
-    print(f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios)")
+    where = f"node on {args.split_cores} core(s), hub and senders on the rest" if args.split_cores else "all on shared cores"
+    print(f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios; {where})")
 
 
 if __name__ == "__main__":
