@@ -63,6 +63,15 @@ def test_mixed_batch_keeps_every_valid_line(hub: LiveHub) -> None:
     assert {e["id"] for e in hub.search_all()} == {e["id"] for e in good}
 
 
+def test_longest_ids_are_stored_once(hub: LiveHub) -> None:
+    # 128 characters of 4 bytes each: valid (CONTRACT.md), and past OpenSearch's 512-byte _id,
+    # which once failed the whole bulk with a 500.
+    ev = event(id="\U0001F600" * 128)
+    assert hub.ingest([ev, event()]).json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    assert hub.ingest([ev]).json() == {"accepted": 0, "duplicates": 1, "rejected": []}
+    assert [e["id"] for e in hub.search_all(f'id:"{ev["id"]}"')] == [ev["id"]]
+
+
 def test_gzip_and_zstd_bodies(hub: LiveHub) -> None:
     a, b = [event() for _ in range(5)], [event() for _ in range(5)]
     body_a = gzip.compress(b"\n".join(orjson.dumps(e) for e in a))

@@ -23,6 +23,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from obshub.store.opensearch.client import guard
+from obshub.store.opensearch.mappings import doc_id
 
 __all__ = ["RolloverDedup"]
 
@@ -69,7 +70,7 @@ class RolloverDedup:
         candidates: dict[str, list[int]] = {}
         for i, ev in enumerate(events):
             if ev["ts"] < horizon:
-                candidates.setdefault(f"{project_id}:{ev['id']}", []).append(i)
+                candidates.setdefault(doc_id(project_id, ev["id"]), []).append(i)
         if not candidates:
             return set()
         found: set[int] = set()

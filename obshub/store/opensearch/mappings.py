@@ -25,6 +25,7 @@ bounded fields, so no app can explode the mapping or hit a type conflict:
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -37,6 +38,7 @@ __all__ = [
     "Names",
     "TOTAL_FIELDS_LIMIT",
     "attr_kv",
+    "doc_id",
     "event_template",
     "from_doc",
     "num_field",
@@ -123,6 +125,19 @@ def small_index_body(properties: dict[str, Any], replicas: int | None) -> dict[s
 def num_field(key: str) -> str:
     """Field name of a numeric attribute: dots would make `a.b` an object under `a`."""
     return "attrs_num." + key.replace("%", "%25").replace(".", "%2E")
+
+
+_ID_MAX_BYTES = 512  # OpenSearch refuses a longer _id, failing the whole bulk request
+
+
+def doc_id(project_id: int, event_id: str) -> str:
+    """The `_id` of an event: one per project and id, so a replay is a 409, not a copy. An
+    event id may be 128 characters of up to 4 bytes each (CONTRACT.md); the few whose `_id`
+    would pass 512 bytes get a digest of the id instead (the `id` field keeps it whole)."""
+    key = f"{project_id}:{event_id}"
+    if len(event_id) <= 125 or len(key.encode()) <= _ID_MAX_BYTES:  # 125 * 4 + 11 digits and ':' fit
+        return key
+    return f"{project_id}:#sha256:{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
 def attr_kv(key: str, value: Any) -> str:

@@ -33,7 +33,7 @@ from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.store.base import WriteResult
 from obshub.store.opensearch.client import guard, reason
 from obshub.store.opensearch.dedup import RolloverDedup
-from obshub.store.opensearch.mappings import to_doc
+from obshub.store.opensearch.mappings import doc_id, to_doc
 
 __all__ = ["BulkWriter"]
 
@@ -105,7 +105,7 @@ class BulkWriter:
                 for i in part:
                     if not lines[i]:
                         ev = events[i]
-                        lines[i] = b"".join((head, dumps(f"{pids[i]}:{ev['id']}"), b"}}\n",
+                        lines[i] = b"".join((head, dumps(doc_id(pids[i], ev["id"])), b"}}\n",
                                              dumps(to_doc(pids[i], ev)), b"\n"))
                 yield from _by_bytes(part, lines)
 
