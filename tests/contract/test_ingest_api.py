@@ -63,6 +63,30 @@ def test_mixed_batch_keeps_every_valid_line(hub: LiveHub) -> None:
     assert {e["id"] for e in hub.search_all()} == {e["id"] for e in good}
 
 
+def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str) -> None:
+    # Big batches are written as several sub-bulks (OpenSearch) or statements (SQLite): counts,
+    # duplicates across them and line numbers must be those of the whole request.
+    n = 600
+    evs = [event() for _ in range(n)]
+    lines = [orjson.dumps(e) for e in evs]
+    bad = {1: b"{not json", 251: b"[1]", n: orjson.dumps({"message": "x", "level": "loud"})}
+    for line, text in bad.items():
+        lines[line - 1] = text
+    lines[255] = lines[3]  # line 256 repeats line 4, in another sub-bulk
+    # A 40,000-byte keyword is past Lucene's term limit: OpenSearch refuses that one document
+    # (SQLite stores it). Its line, in the last sub-bulk, must be reported.
+    lines[n - 3] = orjson.dumps(event(service="s" * 40_000))
+    r = hub.ingest(b"\n".join(lines))
+    assert r.status_code == 200, r.text
+    data = r.json()
+    refused = [x["line"] for x in data["rejected"] if x["error"].startswith("store refused the event")]
+    assert refused == ([n - 2] if store_url.startswith("opensearch") else [])
+    assert [x["line"] for x in data["rejected"] if x["line"] not in refused] == sorted(bad)
+    assert data["duplicates"] == 1
+    assert data["accepted"] == n - len(bad) - 1 - len(refused)
+    assert len(hub.search_all()) == data["accepted"]
+
+
 def test_longest_ids_are_stored_once(hub: LiveHub) -> None:
     # 128 characters of 4 bytes each: valid (CONTRACT.md), and past OpenSearch's 512-byte _id,
     # which once failed the whole bulk with a 500.
