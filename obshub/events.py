@@ -18,7 +18,6 @@ Stores keep `ts` as integer microseconds (exact, sortable); `to_public` renders 
 from __future__ import annotations
 
 import math
-import operator
 import os
 import re
 import time
@@ -216,11 +215,10 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
         "trace_id": g("trace_id"), "span_id": g("span_id"), "user_id": g("user_id"),
         "session_id": g("session_id"), "error": None, "group_id": None,
     }
-    if not _TEXT_TYPES.issuperset(map(type, _string_fields(out))):
-        for f in STRING_FIELDS:
-            v = out[f]
-            if v is not None and type(v) is not str:
-                out[f] = _as_text(v, f)
+    for f in STRING_FIELDS:
+        v = out[f]
+        if v is not None and type(v) is not str:
+            out[f] = _as_text(v, f)
 
     v = g("id")
     if v is None:
@@ -286,8 +284,6 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
 
 _KNOWN = frozenset(("id", "ts", "kind", "level", "error", "fingerprint", *STRING_FIELDS))
 _PLAIN_KEYS = _KNOWN | {"attrs"}
-_TEXT_TYPES = frozenset((str, type(None)))
-_string_fields = operator.itemgetter(*STRING_FIELDS)
 
 
 def _sort_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
@@ -316,16 +312,13 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
     max_key = limits.max_key_bytes
     for k, v in obj.items():
         key = prefix + k if prefix else k
-        t = type(v)
-        if t is dict or (t not in _SCALARS and isinstance(v, dict)):
+        if isinstance(v, dict):
             if v:
                 _flatten(v, key + ".", depth + 1, out, limits)
             continue
         if len(key) > max_key:
             raise EventError(f"attrs.{key[:40]}...", f"key longer than {max_key} bytes")
-        if t is int or t is bool or v is None:
-            pass
-        elif isinstance(v, str):
+        if isinstance(v, str):
             if len(v) > limits.max_value_bytes // 4 and len(v.encode()) > limits.max_value_bytes:
                 raise EventError(f"attrs.{key}", f"value of {len(v.encode())} bytes exceeds the limit of {limits.max_value_bytes}")
         elif isinstance(v, list):
@@ -337,9 +330,6 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
         elif isinstance(v, float) and not math.isfinite(v):
             raise EventError(f"attrs.{key}", "number is not finite")
         out[key] = v
-
-
-_SCALARS = frozenset((str, int, float, bool, type(None), list))
 
 
 def _check_error(err: Any) -> dict[str, Any]:

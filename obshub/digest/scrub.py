@@ -40,15 +40,15 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _mask_match(m: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", m.group(0))
+    return FILTERED if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
+
+
 def _mask_cards(text: str) -> str:
     if len(text) < _MIN_CARD_TEXT or not _MAYBE_CARD.search(text):
         return text
-
-    def repl(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group(0))
-        return FILTERED if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
-
-    return _CARD.sub(repl, text)
+    return _CARD.sub(_mask_match, text)
 
 
 class Scrubber:

@@ -141,8 +141,7 @@ def doc_id(project_id: int, event_id: str) -> str:
 
 
 def attr_kv(key: str, value: Any) -> str:
-    # str(int) is the compact JSON of an int (and ~5x cheaper than a dumps round trip).
-    return f"{key}={value}" if type(value) is int else key + "=" + orjson.dumps(value).decode()
+    return key + "=" + orjson.dumps(value).decode()
 
 
 def to_doc(project_id: int, ev: dict[str, Any], with_num: bool = True) -> dict[str, Any]:
@@ -151,7 +150,8 @@ def to_doc(project_id: int, ev: dict[str, Any], with_num: bool = True) -> dict[s
         "@timestamp": ts // 1000, "project_id": project_id, "id": ev["id"], "ts": ts,
         "received_at": ev["received_at"], "kind": ev["kind"], "level": ev["level"],
     }
-    for f, v in zip(_STRINGS, map(ev.get, _STRINGS)):
+    for f in _STRINGS:
+        v = ev.get(f)
         if v is not None:
             doc[f] = v
     if ev.get("error"):
@@ -163,13 +163,11 @@ def to_doc(project_id: int, ev: dict[str, Any], with_num: bool = True) -> dict[s
         kv = []
         num: dict[str, float] = {}
         for k, v in attrs.items():
-            t = type(v)
-            if t is int or t is float:
-                kv.append(f"{k}={v}" if t is int else attr_kv(k, v))
-                if with_num and k.strip():
-                    num[k if "." not in k and "%" not in k else num_field(k)[10:]] = v
-            elif v is not None:
-                kv.append(attr_kv(k, v))
+            if v is None:
+                continue
+            kv.append(attr_kv(k, v))
+            if with_num and type(v) in (int, float) and k.strip():
+                num[k if "." not in k and "%" not in k else num_field(k)[10:]] = v
         if kv:
             doc["attrs_kv"] = kv
         if num:
