@@ -7,6 +7,7 @@ import gzip
 import orjson
 import zstandard
 
+from obshub.store.opensearch.writer import BULK_EVENTS
 from tests.factories import event, now_us
 from tests.hubproc import LiveHub
 
@@ -64,15 +65,16 @@ def test_mixed_batch_keeps_every_valid_line(hub: LiveHub) -> None:
 
 
 def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str) -> None:
-    # Big batches are written as several sub-bulks (OpenSearch) or statements (SQLite): counts,
-    # duplicates across them and line numbers must be those of the whole request.
-    n = 600
+    # Big batches are written as several sub-bulks (OpenSearch: past 2 x BULK_EVENTS) or
+    # statements (SQLite: 1,024 rows each): counts, duplicates across them and line numbers must
+    # be those of the whole request.
+    n = 2 * BULK_EVENTS + 400
     evs = [event() for _ in range(n)]
     lines = [orjson.dumps(e) for e in evs]
-    bad = {1: b"{not json", 251: b"[1]", n: orjson.dumps({"message": "x", "level": "loud"})}
+    bad = {1: b"{not json", BULK_EVENTS + 1: b"[1]", n: orjson.dumps({"message": "x", "level": "loud"})}
     for line, text in bad.items():
         lines[line - 1] = text
-    lines[255] = lines[3]  # line 256 repeats line 4, in another sub-bulk
+    lines[BULK_EVENTS + 255] = lines[3]  # repeats line 4, in another sub-bulk
     # A 40,000-byte keyword is past Lucene's term limit: OpenSearch refuses that one document
     # (SQLite stores it). Its line, in the last sub-bulk, must be reported.
     lines[n - 3] = orjson.dumps(event(service="s" * 40_000))

@@ -35,18 +35,22 @@ from obshub.store.opensearch.client import guard, reason
 from obshub.store.opensearch.dedup import RolloverDedup
 from obshub.store.opensearch.mappings import doc_id, to_doc
 
-__all__ = ["BulkWriter"]
+__all__ = ["BULK_EVENTS", "BulkWriter"]
 
 _MAX_REQUEST_BYTES = 8 * 1024 * 1024  # per bulk request; 100 MiB is the server's hard limit
 _ATTEMPTS = 5  # for items answered 429/5xx: waits 0.1+0.2+0.4+0.8 s = 1.5 s in total
 _BACKOFF_S = 0.1
 _BACKOFF_CAP_S = 2.0
 _FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
-# A batch of at least 2 x _SPLIT_MIN events goes out as up to _PARALLEL concurrent sub-bulks:
-# while one is being indexed the next is already on the wire, so the node's write threads stay
-# busy even when the hub spends a third of each request in Python (measured: bench/ingest_opensearch.py).
+# The size of one bulk, in events. Each bulk costs the node a fixed ~1 ms of CPU on top of its
+# documents, and a bulk into one shard is indexed by one write thread. So: flushes stop taking
+# batches at about this size (the store's Coalescer) and one agent batch is one bulk; only a flush
+# of at least twice this goes out as up to _PARALLEL concurrent sub-bulks of at least this size.
+# Measured (bench/ingest_opensearch.py, docs/performance.md): 1,000-event sub-bulks instead of
+# 250 cut the node's CPU per event from ~44 to ~35 µs (as low as direct bulk) and the hub's from
+# ~19 to ~15 µs.
+BULK_EVENTS = 1000
 _PARALLEL = 4
-_SPLIT_MIN = 250
 
 
 class BulkWriter:
@@ -99,7 +103,7 @@ class BulkWriter:
         def serialized(indices: list[int]) -> Iterator[list[int]]:
             # Serialize a sub-bulk's worth of events, hand it out, then do the next one.
             n = len(indices)
-            per = n if n < 2 * _SPLIT_MIN else max(_SPLIT_MIN, -(-n // _PARALLEL))
+            per = n if n < 2 * BULK_EVENTS else max(BULK_EVENTS, -(-n // _PARALLEL))
             for k in range(0, len(indices), per):
                 part = indices[k:k + per]
                 for i in part:
@@ -119,7 +123,7 @@ class BulkWriter:
         while pending:
             attempt += 1
             retry: list[int] = []
-            for chunk, statuses in self._dispatch(serialized(pending), lines, len(pending) >= 2 * _SPLIT_MIN):
+            for chunk, statuses in self._dispatch(serialized(pending), lines, len(pending) >= 2 * BULK_EVENTS):
                 for i, (status, err) in zip(chunk, statuses):
                     result = results[owner[i]]
                     if status in (200, 201):
