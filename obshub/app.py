@@ -174,6 +174,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
     hub = Hub(settings=settings, store=store, telemetry=telemetry or Telemetry.create(),
               tokens=auth.TokenCache(settings.token_cache_s),
               scrubber=Scrubber(tuple(settings.scrub_keys.split(",")), enabled=settings.scrub))
+    hub.telemetry.store_write_seconds.labels(store.url.split(":", 1)[0])  # exported from the start, like _KNOWN
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -56,4 +56,26 @@ class Telemetry:
                            ["project", "check"], registry=r),
             check_latency=Histogram("obshub_check_latency_seconds", "Uptime probe latency.", ["project", "check"],
                                     buckets=_CHECK_BUCKETS, registry=r),
-        )
+        )._with_known_series()
+
+    def _with_known_series(self) -> Telemetry:
+        """Export every label set the ingest paths use at 0 from the start. A series that first
+        appears at N makes `rate()` drop those N (Prometheus sees no increase), so without this
+        a restarted hub's first batches would be missing from every dashboard."""
+        for protocol, outcomes, reasons in _KNOWN:
+            for outcome in outcomes:
+                self.ingest_events.labels(protocol, outcome)
+            for reason in reasons:
+                self.ingest_rejected.labels(protocol, reason)
+            for outcome in ("stored", "refused"):
+                self.ingest_bytes.labels(protocol, outcome)
+            self.ingest_requests.labels(protocol, "200")
+            self.ingest_batch_seconds.labels(protocol)
+        return self
+
+
+# (protocol, ingest_events outcomes, ingest_rejected reasons): what obshub/ingest/ counts.
+_KNOWN = (
+    ("native", ("accepted", "duplicate", "rejected"), ("limit", "body", "parse", "validation", "store", "overload")),
+    ("sentry", ("accepted", "duplicate", "skipped"), ("limit", "body", "parse", "validation", "overload")),
+)
