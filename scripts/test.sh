@@ -32,6 +32,15 @@ if ! scripts/browser.sh; then
   echo "test.sh: no chromium: browser tests will skip (they are required in CI)" >&2
 fi
 
+echo "== prometheus for the dashboard tests"
+if ! scripts/prometheus.sh; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "test.sh: CI needs prometheus for the dashboard tests (scripts/prometheus.sh failed)" >&2
+    exit 1
+  fi
+  echo "test.sh: no prometheus: dashboard tests will skip (they are required in CI)" >&2
+fi
+
 echo "== pytest"
 set +e
 $BIN/python -m pytest "$@"

@@ -1,0 +1,332 @@
+"""dashboards/ and compose/ against the real things: a real Prometheus (Debian's, from
+scripts/prometheus.sh) scrapes a real hub and a real agent, and every query of every Grafana
+panel must be valid PromQL that finds data, with the values the situation implies. The compose
+stack is read as YAML and checked for wiring (mounts, targets, ports), `promtool` checks its
+Prometheus config, and its agent config goes through the agent's own parser.
+
+Without Prometheus these skip locally and fail in CI (CI=true), like the OpenSearch tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from obshub_agent.config import parse_config
+from tests.agent.agentproc import AgentProcess, write_config
+from tests.hubproc import HubProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARDS = ROOT / "dashboards"
+COMPOSE = ROOT / "compose"
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+# Grafana's `$__rate_interval` is at least 4 scrape intervals; here a window longer than the whole
+# test, so every sample since start counts and a rate never misses the one burst of traffic.
+RATE_WINDOW = "10m"
+
+
+def require(binary: str) -> None:
+    if not os.access(binary, os.X_OK):
+        msg = f"{binary} not installed (scripts/prometheus.sh installs Debian's prometheus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def panel_queries(dash: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(panel title, legend, expr) of every target, rows' nested panels included."""
+    stack = list(dash["panels"])
+    while stack:
+        p = stack.pop(0)
+        stack.extend(p.get("panels", []))
+        for t in p.get("targets", []):
+            yield p["title"], t.get("legendFormat", ""), t["expr"]
+
+
+def to_promql(expr: str) -> str:
+    """What Grafana sends for the dashboard's defaults: all instances, a rate window."""
+    return expr.replace("$__rate_interval", RATE_WINDOW).replace('"$instance"', '".*"')
+
+
+# -- the dashboards alone ---------------------------------------------------------------------
+
+
+def test_dashboards_are_well_formed() -> None:
+    dashes = load_dashboards()
+    assert set(dashes) == {"obshub-hub.json", "obshub-agents.json"}
+    uids = [d["uid"] for d in dashes.values()]
+    assert sorted(uids) == ["obshub-agents", "obshub-hub"], "fixed uids: links and bookmarks rely on them"
+    for name, d in dashes.items():
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
+        variables = {v["name"] for v in d["templating"]["list"]}
+        assert variables == {"datasource", "instance"}, name
+        for p in d["panels"]:
+            g = p["gridPos"]
+            assert 0 <= g["x"] and g["x"] + g["w"] <= 24, f"{name}: {p['title']} overflows the 24-column grid"
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert p["targets"], f"{name}: {p['title']} has no query"
+            for t in p["targets"]:
+                assert t["datasource"]["uid"] == "${datasource}"
+                assert 'instance=~"$instance"' in t["expr"], f"{p['title']}: ignores the instance picker"
+
+
+def test_provisioning_loads_what_compose_mounts() -> None:
+    provider = yaml.safe_load((DASHBOARDS / "provisioning/dashboards/obshub.yaml").read_text())
+    (prov,) = provider["providers"]
+    ds = yaml.safe_load((DASHBOARDS / "provisioning/datasources/obshub.yaml").read_text())
+    (source,) = ds["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    grafana = compose()["services"]["grafana"]
+    mounts = {Path(v.split(":")[1]): (COMPOSE / v.split(":")[0]).resolve() for v in grafana["volumes"]
+              if v.startswith(".")}
+    assert mounts[Path(prov["options"]["path"])] == DASHBOARDS
+    assert mounts[Path("/etc/grafana/provisioning/dashboards")] == DASHBOARDS / "provisioning/dashboards"
+    assert mounts[Path("/etc/grafana/provisioning/datasources")] == DASHBOARDS / "provisioning/datasources"
+    home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.parent == Path(prov["options"]["path"]) and (DASHBOARDS / home.name).is_file()
+
+
+# -- the compose stack ------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+
+
+def test_compose_stack_is_wired() -> None:
+    doc = compose()
+    services = doc["services"]
+    assert set(services) == {"opensearch", "hub", "agent", "prometheus", "grafana"}
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if src.startswith("."):
+                assert (COMPOSE / src).exists(), f"{name} mounts {src}, which is not in the repo"
+            elif not src.startswith("$"):
+                assert src in doc["volumes"], f"{name} uses undeclared volume {src}"
+    hub = services["hub"]
+    assert (COMPOSE / hub["build"]["context"] / hub["build"]["dockerfile"]).is_file()
+    assert hub["environment"]["OBSHUB_STORE"].startswith("opensearch://opensearch:9200")
+    assert services["agent"]["image"] == hub["image"], "the agent runs from the image the hub builds"
+
+    # Prometheus scrapes the hub's port and the agent's metrics_address.
+    prom = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    targets = {c["job_name"]: c["static_configs"][0]["targets"] for c in prom["scrape_configs"]}
+    agent_cfg = parse_config(tomllib.loads((COMPOSE / "agent.toml").read_text()),
+                             env={"OBSHUB_AGENT_TOKEN": "ing_from_env"})
+    assert agent_cfg.token == "ing_from_env" and agent_cfg.hub == f"http://hub:{hub['environment']['OBSHUB_PORT']}"
+    assert targets == {"obshub-hub": [f"hub:{hub['environment']['OBSHUB_PORT']}"],
+                       "obshub-agent": [f"agent:{agent_cfg.metrics_address.rpartition(':')[2]}"]}
+
+
+def test_compose_prometheus_config_passes_promtool() -> None:
+    require(PROMTOOL)
+    r = subprocess.run([PROMTOOL, "check", "config", "--syntax-only", str(COMPOSE / "prometheus.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# -- every panel against a real Prometheus ----------------------------------------------------
+
+
+class Prometheus:
+    def __init__(self, workdir: Path, targets: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = workdir / "prometheus.yml"
+        self.config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [t]}]} for job, t in targets.items()],
+        }))
+        self.log = workdir / "prometheus.log"
+        self.cmd = [PROMETHEUS, f"--config.file={self.config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Prometheus:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prometheus did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as e:  # 400 for a query that does not parse
+            raise AssertionError(f"{promql}: {e.code} {e.read().decode()[:500]}") from None
+        assert body["status"] == "success", body
+        return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def wait_until(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A hub (SQLite), an agent shipping a file to it with one bad line, an uptime check probing
+    the hub itself, and Prometheus scraping hub and agent every second."""
+    require(PROMETHEUS)
+    tmp = tmp_path_factory.mktemp("dash")
+    hub = HubProcess(f"sqlite:///{tmp}/hub.db", log_path=tmp / "hub.log").start()
+    agent = prometheus = None
+    try:
+        logs = tmp / "logs"
+        logs.mkdir()
+        mport = free_port()
+        cfg = write_config(tmp / "agent.toml", [{"paths": [str(logs / "*.jsonl")], "format": "json", "service": "shop"}],
+                           hub=hub.url, token=hub.ingest_token, state_dir=str(tmp / "state"),
+                           metrics_address=f"127.0.0.1:{mport}", poll_interval_ms=50)
+        agent = AgentProcess(cfg, tmp / "agent.log", mport).start()
+        prometheus = Prometheus(tmp, {"obshub-hub": f"127.0.0.1:{hub.port}",
+                                      "obshub-agent": f"127.0.0.1:{mport}"}).start()
+        # Traffic only once both are scraped: a rate needs the counter to move between samples.
+        wait_until(lambda: len(prometheus.query('up == 1')) == 2, 30, "first scrapes of hub and agent")
+        lines = [json.dumps({"message": f"line {i}", "level": "info", "request_id": f"r{i}"}) for i in range(200)]
+        lines.insert(100, json.dumps({"message": "bad level", "level": "loud"}))  # refused by the hub
+        (logs / "app.jsonl").write_text("\n".join(lines) + "\n")
+        with hub.client(hub.read_token) as c:
+            r = c.post("/api/v1/checks", json={"name": "self", "target": f"{hub.url}/healthz", "interval_s": 60})
+            assert r.status_code == 201, r.text
+        wait_until(lambda: agent.metrics().get('obshub_agent_events_shipped_total{outcome="accepted"}', 0) >= 200,
+                   30, "the agent to ship its file")
+        wait_until(lambda: 'obshub_check_up{check="self",project="test"} 1.0' in hub.get("/metrics").text,
+                   30, "the uptime probe")
+        # Three scrapes of each since all that: every counter has moved between two samples.
+        wait_until(lambda: len(prometheus.query("count_over_time(obshub_check_up[1m]) >= 3")) == 1
+                   and len(prometheus.query("count_over_time(obshub_agent_last_success_timestamp_seconds[1m]) >= 3")) == 1,
+                   30, "three scrapes of hub and agent")
+        yield prometheus
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        if agent is not None:
+            agent.stop()
+        hub.stop()
+
+
+@pytest.mark.parametrize("name", ["obshub-hub.json", "obshub-agents.json"])
+def test_every_panel_query_finds_data(prom: Prometheus, name: str) -> None:
+    dash = load_dashboards()[name]
+    empty = []
+    for title, legend, expr in panel_queries(dash):
+        if not prom.query(to_promql(expr)):
+            empty.append(f"{title} [{legend}]: {expr}")
+    assert not empty, "queries that found nothing (a metric or label the hub/agent does not export?):\n" + "\n".join(empty)
+
+
+def values(prom: Prometheus, dash: str, title: str, legend: str | None = None) -> dict[str, float]:
+    """A panel's query result as {legend rendered with the series' labels: value}."""
+    for t, lf, expr in panel_queries(load_dashboards()[dash]):
+        if t == title and (legend is None or lf == legend):
+            out = {}
+            for series in prom.query(to_promql(expr)):
+                label = lf
+                for k, v in series["metric"].items():
+                    label = label.replace("{{" + k + "}}", v)
+                out[label] = float(series["value"][1])
+            return out
+    raise KeyError(f"{dash}: no panel {title!r}")
+
+
+def test_panels_show_what_happened(prom: Prometheus) -> None:
+    h, a = "obshub-hub.json", "obshub-agents.json"
+    assert values(prom, h, "Store reachable") == {"store up": 1.0}
+    assert values(prom, h, "Events stored /s")["accepted"] > 0
+    assert values(prom, h, "Events refused /s")["refused"] > 0, "the bad line was refused"
+    by_outcome = values(prom, h, "Events /s by outcome")
+    assert by_outcome["native accepted"] > 0 and by_outcome["native rejected"] > 0
+    assert values(prom, h, "Refusals /s by reason")["native validation"] > 0
+    assert values(prom, h, "Ingest requests /s by status")["native 200"] > 0
+    p99 = values(prom, h, "Ingest request latency", "p99")["p99"]
+    assert 0 < p99 <= 10, "a real latency quantile, not NaN"
+    assert values(prom, h, "Uptime checks passing") == {"test / self": 1.0}
+    assert values(prom, a, "Agents not shipping for 5 min") == {"agents": 0.0}
+    assert values(prom, a, "Spools full") == {"full": 0.0}
+    assert values(prom, a, "Auth failures /s") == {"401/403": 0.0}
+    assert values(prom, a, "Files tailed") == {"files": 1.0}
+    shipped = values(prom, a, "Events shipped /s by outcome")
+    assert shipped["accepted"] > 0 and shipped["rejected"] > 0
+    since = values(prom, a, "Seconds since last ack by host")
+    assert len(since) == 1 and 0 <= next(iter(since.values())) < 60
+
+
+def test_instance_picker_lists_the_scraped_instances(prom: Prometheus) -> None:
+    for name, dash in load_dashboards().items():
+        (var,) = [v for v in dash["templating"]["list"] if v["name"] == "instance"]
+        metric = var["definition"].removeprefix("label_values(").split(",")[0]
+        url = f"{prom.url}/api/v1/label/instance/values?" + urllib.parse.urlencode({"match[]": metric})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            found = json.load(r)["data"]
+        assert len(found) == 1 and found[0].startswith("127.0.0.1:"), (name, found)
+
+
+def test_compose_image_builds_from_what_the_dockerfile_copies(tmp_path: Path) -> None:
+    """No Docker engine here: build the wheel from exactly the files the Dockerfile COPYs, so a
+    missing one (a new top-level package, the web templates) fails here, not in a user's build."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for line in (COMPOSE / "Dockerfile").read_text().splitlines():
+        if not line.startswith("COPY "):
+            continue
+        *sources, dest = line.split()[1:]
+        to = src / dest
+        for name in sources:
+            if (ROOT / name).is_dir():  # COPY dir ./dir: its contents into ./dir
+                shutil.copytree(ROOT / name, to, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            else:  # COPY a b ./: each file into the directory
+                to.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / name, to / name if dest.endswith("/") else to)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "out"), str(src)],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (wheel,) = (tmp_path / "out").glob("obshub-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("obshub/cli.py", "obshub/web/templates/base.html", "obshub_agent/__main__.py", "obshub_sdk/__init__.py"):
+        assert needed in names, f"the image would lack {needed}"
