@@ -23,23 +23,19 @@ else
   echo "test.sh: java/mvn not found: OpenSearch tests will be skipped (they are required in CI)" >&2
 fi
 
-echo "== chromium for the browser tests"
-if ! scripts/browser.sh; then
-  if [ "${CI:-}" = "true" ]; then
-    echo "test.sh: CI needs chromium for the browser tests (scripts/browser.sh failed)" >&2
-    exit 1
+# Debian packages some tests need: skipped locally without them, required in CI.
+needed_in_ci() {  # WHAT SCRIPT
+  echo "== $1"
+  if ! "$2"; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "test.sh: CI needs $1 ($2 failed)" >&2
+      exit 1
+    fi
+    echo "test.sh: no $1: those tests will skip (they are required in CI)" >&2
   fi
-  echo "test.sh: no chromium: browser tests will skip (they are required in CI)" >&2
-fi
-
-echo "== prometheus for the dashboard tests"
-if ! scripts/prometheus.sh; then
-  if [ "${CI:-}" = "true" ]; then
-    echo "test.sh: CI needs prometheus for the dashboard tests (scripts/prometheus.sh failed)" >&2
-    exit 1
-  fi
-  echo "test.sh: no prometheus: dashboard tests will skip (they are required in CI)" >&2
-fi
+}
+needed_in_ci "chromium for the browser tests" scripts/browser.sh
+needed_in_ci "prometheus for the dashboard tests" scripts/prometheus.sh
 
 echo "== pytest"
 set +e
