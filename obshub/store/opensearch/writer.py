@@ -46,9 +46,8 @@ _FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 # documents, and a bulk into one shard is indexed by one write thread. So: flushes stop taking
 # batches at about this size (the store's Coalescer) and one agent batch is one bulk; only a flush
 # of at least twice this goes out as up to _PARALLEL concurrent sub-bulks of at least this size.
-# Measured (bench/ingest_opensearch.py, docs/performance.md): 1,000-event sub-bulks instead of
-# 250 cut the node's CPU per event from ~44 to ~35 µs (as low as direct bulk) and the hub's from
-# ~19 to ~15 µs.
+# Measured (bench/ingest_opensearch.py shape, 6 alternating rounds; docs/performance.md): the
+# hub's CPU per event ~16.8 -> ~13.6 µs against 250-event sub-bulks, the node's no higher.
 BULK_EVENTS = 1000
 _PARALLEL = 4
 
