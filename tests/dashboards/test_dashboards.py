@@ -1,10 +1,11 @@
 """dashboards/ and compose/ against the real things: a real Prometheus (Debian's, from
 scripts/prometheus.sh) scrapes a real hub and a real agent, and every query of every Grafana
 panel must be valid PromQL that finds data, with the values the situation implies. The compose
-stack is read as YAML and checked for wiring (mounts, targets, ports), `promtool` checks its
-Prometheus config, and its agent config goes through the agent's own parser.
+stack goes through compose-go (the loader of `docker compose`, built from compose/check), its
+wiring is checked (mounts, targets, ports), `promtool` checks its Prometheus config, its agent
+config goes through the agent's own parser, and the image's wheel builds from what it copies.
 
-Without Prometheus these skip locally and fail in CI (CI=true), like the OpenSearch tests.
+Without Prometheus or Go these skip locally and fail in CI (CI=true), like the OpenSearch tests.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ PROMTOOL = "/usr/bin/promtool"
 RATE_WINDOW = "10m"
 
 
-def require(binary: str) -> None:
+def require(binary: str, how: str = "scripts/prometheus.sh installs Debian's prometheus") -> None:
     if not os.access(binary, os.X_OK):
-        msg = f"{binary} not installed (scripts/prometheus.sh installs Debian's prometheus)"
+        msg = f"{binary} not installed ({how})"
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
@@ -139,6 +140,38 @@ def test_compose_stack_is_wired() -> None:
     assert agent_cfg.token == "ing_from_env" and agent_cfg.hub == f"http://hub:{hub['environment']['OBSHUB_PORT']}"
     assert targets == {"obshub-hub": [f"hub:{hub['environment']['OBSHUB_PORT']}"],
                        "obshub-agent": [f"agent:{agent_cfg.metrics_address.rpartition(':')[2]}"]}
+
+
+def test_compose_file_loads_like_docker_compose(tmp_path: Path) -> None:
+    """compose/check (compose-go, the loader `docker compose` itself uses) on the stack: the
+    spec's schema, `${VAR:-default}` interpolation, path resolution. Go builds it from the
+    module proxy; without Go this skips locally and fails in CI."""
+    go = shutil.which("go")
+    require(go or "go", "the Go toolchain, on the machine with Java and Maven")
+    exe = tmp_path / "compose-check"
+    r = subprocess.run([str(go), "build", "-o", str(exe), "."], cwd=COMPOSE / "check", capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "GOFLAGS": "-mod=readonly"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSHUB_", "OPENSEARCH_", "GRAFANA_"))}
+    r = subprocess.run([str(exe), "docker-compose.yml"], cwd=COMPOSE, capture_output=True, text=True, timeout=60,
+                       env={**env, "OBSHUB_INGEST_TOKEN": "obi_test"})
+    assert r.returncode == 0, r.stderr
+    project = json.loads(r.stdout)
+    services = project["services"]
+    assert services["agent"]["environment"]["OBSHUB_AGENT_TOKEN"] == "obi_test"
+    assert Path(services["hub"]["build"]["context"]) == ROOT
+    for name, svc in services.items():
+        for vol in svc.get("volumes", []):
+            if vol["type"] == "bind":  # defaults interpolated, relative paths resolved
+                assert Path(vol["source"]).exists(), f"{name}: {vol['source']} does not exist"
+    logs = [v for v in services["agent"]["volumes"] if v["target"] == "/var/log/app"]
+    assert logs and Path(logs[0]["source"]) == COMPOSE / "logs" and logs[0]["read_only"]
+
+    # And it does refuse what docker compose refuses (the check can fail).
+    broken = tmp_path / "broken.yml"
+    broken.write_text((COMPOSE / "docker-compose.yml").read_text().replace("service_healthy", "service_health"))
+    r = subprocess.run([str(exe), str(broken)], cwd=COMPOSE, capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 1 and "condition" in r.stderr
 
 
 def test_compose_prometheus_config_passes_promtool() -> None:
