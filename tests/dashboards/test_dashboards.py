@@ -99,11 +99,10 @@ def test_provisioning_loads_what_compose_mounts() -> None:
     (source,) = ds["datasources"]
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
     grafana = compose()["services"]["grafana"]
-    mounts = {Path(v.split(":")[1]): (COMPOSE / v.split(":")[0]).resolve() for v in grafana["volumes"]
-              if v.startswith(".")}
-    assert mounts[Path(prov["options"]["path"])] == DASHBOARDS
-    assert mounts[Path("/etc/grafana/provisioning/dashboards")] == DASHBOARDS / "provisioning/dashboards"
-    assert mounts[Path("/etc/grafana/provisioning/datasources")] == DASHBOARDS / "provisioning/datasources"
+    mounts = repo_mounts(grafana)
+    assert mounts[prov["options"]["path"]] == DASHBOARDS
+    assert mounts["/etc/grafana/provisioning/dashboards"] == DASHBOARDS / "provisioning/dashboards"
+    assert mounts["/etc/grafana/provisioning/datasources"] == DASHBOARDS / "provisioning/datasources"
     home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert home.parent == Path(prov["options"]["path"]) and (DASHBOARDS / home.name).is_file()
 
@@ -113,6 +112,12 @@ def test_provisioning_loads_what_compose_mounts() -> None:
 
 def compose() -> dict[str, Any]:
     return yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+
+
+def repo_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """{path in the container: path in this repo} of a service's relative bind mounts."""
+    return {v.split(":")[1]: (COMPOSE / v.split(":")[0]).resolve() for v in service.get("volumes", [])
+            if v.startswith(".")}
 
 
 def test_compose_stack_is_wired() -> None:
@@ -136,8 +141,7 @@ def test_compose_stack_is_wired() -> None:
     # Prometheus scrapes the hub's port and the agent's metrics_address.
     prom = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
     targets = {c["job_name"]: c["static_configs"][0]["targets"] for c in prom["scrape_configs"]}
-    mounts = {v.split(":")[1]: (COMPOSE / v.split(":")[0]).resolve() for v in services["prometheus"]["volumes"]
-              if v.startswith(".")}
+    mounts = repo_mounts(services["prometheus"])
     assert [mounts[f] for f in prom["rule_files"]] == [ALERTS], "the alert rules are loaded"
     agent_cfg = parse_config(tomllib.loads((COMPOSE / "agent.toml").read_text()),
                              env={"OBSHUB_AGENT_TOKEN": "ing_from_env"})
