@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _hub import hub_process, post_all  # noqa: E402
 
 from tests.hubproc import make_project  # noqa: E402
+from tests.opensearch_node import drop_prefix  # noqa: E402
 
 
 def sentry_event(rng: random.Random, site: int) -> dict[str, Any]:
@@ -96,7 +97,10 @@ def main() -> None:
         if args.opensearch:
             sep = "&" if "?" in args.opensearch else "?"
             url = f"{args.opensearch}{sep}prefix=bench{uuid.uuid4().hex[:6]}"
-            rows.append(("opensearch", k, *run(url, args.events, k, args.warmup)))
+            try:
+                rows.append(("opensearch", k, *run(url, args.events, k, args.warmup)))
+            finally:
+                drop_prefix(url)  # leave nothing behind on a cluster the user pointed us at
     print(f"\n{args.events} Sentry error events per row (after {args.warmup} untimed), brotli envelopes, "
           f"30-frame stacks, {os.cpu_count()} cores; hub with default settings")
     print(f"| {'store':<10} | {'senders':>7} | {'event size':>10} | {'seconds':>7} | {'events/s':>8} |")

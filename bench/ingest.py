@@ -141,8 +141,12 @@ def _opensearch_rows(events: list[dict[str, Any]], args: argparse.Namespace) -> 
             base = node.store_url
         try:
             osb.warm_up(base, args.batch, args.senders)  # a cold JVM makes whichever runs first look slow
-            direct = osb.bench_direct(events, args.batch, args.senders, osb.with_prefix(base, "direct"))
-            hub = bench_hub(events, args.batch, args.senders, args.encoding, osb.with_prefix(base, "hub"))
+            direct = osb.bench_direct(events, args.batch, args.senders, base)  # drops its own indices
+            hub_url = osb.with_prefix(base, "hub")
+            try:
+                hub = bench_hub(events, args.batch, args.senders, args.encoding, hub_url)
+            finally:
+                osb.drop_prefix(hub_url)  # leave nothing behind on a cluster the user pointed us at
         finally:
             if node is not None:
                 node.stop()
