@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
 __all__ = ["Telemetry"]
 
@@ -36,6 +36,9 @@ class Telemetry:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
         r = registry if registry is not None else CollectorRegistry()
+        if registry is None:  # the standard process_* (CPU, memory, fds) and python_info series
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         return cls(
             registry=r,
             ingest_events=Counter("obshub_ingest_events_total", "Events received, by outcome.",

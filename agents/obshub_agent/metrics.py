@@ -8,6 +8,7 @@ bounded by the number of open files.
 
 from __future__ import annotations
 
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable
@@ -62,6 +63,7 @@ def render(agent: Agent) -> str:
         ("obshub_agent_last_success_timestamp_seconds", "gauge", "Time of the last 2xx from the hub.",
          [({}, sh.last_success)]),
     ]
+    rows += _process_rows()
     out: list[str] = []
     for name, typ, help_, samples in rows:
         out.append(f"# HELP {name} {help_}")
@@ -70,6 +72,28 @@ def render(agent: Agent) -> str:
             lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
             out.append(f"{name}{{{lab}}} {float(value)!r}" if lab else f"{name} {float(value)!r}")
     return "\n".join(out) + "\n"
+
+
+def _process_rows() -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
+    """The standard `process_*` series (as every Prometheus client library exports them), from
+    /proc/self; none where there is no /proc."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tick
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/stat") as f:
+        boot = next(float(line.split()[1]) for line in f if line.startswith("btime"))
+    started = boot + int(fields[19]) / tick
+    return [
+        ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", [({}, cpu)]),
+        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [({}, rss)]),
+        ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+         [({}, started)]),
+    ]
 
 
 class MetricsServer:

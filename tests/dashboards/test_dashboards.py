@@ -197,6 +197,8 @@ class Prometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "prometheus.yml"
+        # Scraping itself too, as most do: its process_* series must not leak into obshub panels.
+        targets = {**targets, "prometheus": f"127.0.0.1:{self.port}"}
         self.config.write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
@@ -272,7 +274,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         prometheus = Prometheus(tmp, {"obshub-hub": f"127.0.0.1:{hub.port}", "obshub-agent": f"127.0.0.1:{mport}"},
                                 [ALERTS]).start()
         # Traffic only once both are scraped: a rate needs the counter to move between samples.
-        wait_until(lambda: len(prometheus.query('up == 1')) == 2, 30, "first scrapes of hub and agent")
+        wait_until(lambda: len(prometheus.query('up == 1')) == 3, 30, "first scrapes of hub, agent and itself")
         lines = [json.dumps({"message": f"line {i}", "level": "info", "request_id": f"r{i}"}) for i in range(200)]
         lines.insert(100, json.dumps({"message": "bad level", "level": "loud"}))  # refused by the hub
         (logs / "app.jsonl").write_text("\n".join(lines) + "\n")
@@ -338,6 +340,10 @@ def test_panels_show_what_happened(prom: Prometheus) -> None:
     assert values(prom, a, "Files tailed") == {"files": 1.0}
     shipped = values(prom, a, "Events shipped /s by outcome")
     assert shipped["accepted"] > 0 and shipped["rejected"] > 0
+    for dash, title in ((h, "Hub CPU"), (h, "Hub memory (RSS)"), (a, "Agent CPU by host"), (a, "Agent memory (RSS) by host")):
+        got = values(prom, dash, title)  # only the hub's (or agent's) own process, not Prometheus's
+        assert len(got) == 1 and next(iter(got.values())) > 0, (title, got)
+    assert next(iter(values(prom, h, "Hub memory (RSS)").values())) > 20 << 20
     since = values(prom, a, "Seconds since last ack by host")
     assert len(since) == 1 and 0 <= next(iter(since.values())) < 60
 
