@@ -87,6 +87,9 @@ def test_dashboards_are_well_formed() -> None:
             assert 0 <= g["x"] and g["x"] + g["w"] <= 24, f"{name}: {p['title']} overflows the 24-column grid"
             assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
             assert p["targets"], f"{name}: {p['title']} has no query"
+            if p["type"] == "stat":  # Grafana needs a base step (value null) to colour a stat
+                steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+                assert steps[0]["value"] is None and all(a["value"] < b["value"] for a, b in zip(steps[1:], steps[2:]))
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}"
                 assert 'instance=~"$instance"' in t["expr"], f"{p['title']}: ignores the instance picker"
