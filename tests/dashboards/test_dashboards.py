@@ -1,15 +1,17 @@
 """dashboards/ and compose/ against the real things: a real Prometheus (Debian's, from
 scripts/prometheus.sh) scrapes a real hub and a real agent, and every query of every Grafana
-panel must be valid PromQL that finds data, with the values the situation implies. The compose
+panel must be valid PromQL that finds data, with the values the situation implies; the
+dashboards type-check against Grafana's own schema types (dashboards/check). The compose
 stack goes through compose-go (the loader of `docker compose`, built from compose/check), its
 wiring is checked (mounts, targets, ports), `promtool` checks its Prometheus config, its agent
 config goes through the agent's own parser, and the image's wheel builds from what it copies.
 
-Without Prometheus or Go these skip locally and fail in CI (CI=true), like the OpenSearch tests.
+Without Prometheus, Go or npm these skip locally and fail in CI (CI=true), like the OpenSearch tests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -93,6 +95,42 @@ def test_dashboards_are_well_formed() -> None:
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}"
                 assert 'instance=~"$instance"' in t["expr"], f"{p['title']}: ignores the instance picker"
+
+
+def test_dashboards_type_check_against_grafanas_schema(tmp_path: Path) -> None:
+    """dashboards/check: each dashboard as a TypeScript literal of Grafana's own dashboard type
+    (@grafana/schema), under `tsc --strict`: unknown or misspelt keys, missing required ones and
+    values outside Grafana's enums fail. npm fetches the pinned packages once into ~/.cache."""
+    npm = shutil.which("npm")
+    require(npm or "npm", "Node.js and npm, on the machine with Java and Maven")
+    check = DASHBOARDS / "check"
+    lock = (check / "package-lock.json").read_bytes()
+    cache = Path.home() / ".cache" / "obshub" / f"dashboards-check-{hashlib.sha256(lock).hexdigest()[:12]}"
+    if not (cache / "node_modules" / ".bin" / "tsc").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(check / name, cache / name)
+        r = subprocess.run([str(npm), "ci", "--no-audit", "--no-fund", "--silent"], cwd=cache, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+    def tsc(dashboards: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        work = tmp_path / f"ts{len(list(tmp_path.iterdir()))}"
+        work.mkdir()
+        for name in ("tsconfig.json", "dashboard.ts"):
+            shutil.copy(check / name, work / name)
+        (work / "node_modules").symlink_to(cache / "node_modules")
+        for name, text in dashboards.items():
+            (work / f"{name}.ts").write_text('import type { DashboardJson } from "./dashboard";\n'
+                                              f"export const d: DashboardJson = {text};\n")
+        return subprocess.run([str(cache / "node_modules" / ".bin" / "tsc"), "-p", str(work)], capture_output=True,
+                              text=True, timeout=300)
+
+    texts = {p.stem.replace("-", "_"): p.read_text() for p in sorted(DASHBOARDS.glob("*.json"))}
+    r = tsc(texts)
+    assert r.returncode == 0, r.stdout[-4000:]
+    r = tsc({"misspelt": texts["obshub_hub"].replace('"gridPos"', '"gridpos"', 1)})  # the check can fail
+    assert r.returncode != 0 and "gridpos" in r.stdout
 
 
 def test_provisioning_loads_what_compose_mounts() -> None:
@@ -377,7 +415,7 @@ def test_alerts_on_a_live_hub_and_agent(prom: Prometheus) -> None:
 def test_instance_picker_lists_the_scraped_instances(prom: Prometheus) -> None:
     for name, dash in load_dashboards().items():
         (var,) = [v for v in dash["templating"]["list"] if v["name"] == "instance"]
-        metric = var["definition"].removeprefix("label_values(").split(",")[0]
+        metric = var["query"]["query"].removeprefix("label_values(").split(",")[0]
         url = f"{prom.url}/api/v1/label/instance/values?" + urllib.parse.urlencode({"match[]": metric})
         with urllib.request.urlopen(url, timeout=10) as r:
             found = json.load(r)["data"]
