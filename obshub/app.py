@@ -56,6 +56,12 @@ class Hub:
     skew: SkewEstimator = field(default_factory=SkewEstimator)
     admission: Any = None  # obshub.ingest.admission.Admission, made on the serving event loop
     ingest_threads: ThreadPoolExecutor | None = None
+    # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
+    # start (like telemetry._KNOWN), and no label lookup per write.
+    store_write: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store_write = self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0])
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ingest work (decoding, parsing, a token lookup on a cache miss) off the
@@ -89,7 +95,7 @@ class Hub:
         started = time.perf_counter()
         result = await asyncio.wrap_future(
             self.store.submit_events(project_id, events, list(groups.values()) if groups else ()))
-        self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0]).observe(time.perf_counter() - started)
+        self.store_write.observe(time.perf_counter() - started)
         return result
 
     def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[dict[str, Any]]) -> None:
@@ -174,7 +180,6 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
     hub = Hub(settings=settings, store=store, telemetry=telemetry or Telemetry.create(),
               tokens=auth.TokenCache(settings.token_cache_s),
               scrubber=Scrubber(tuple(settings.scrub_keys.split(",")), enabled=settings.scrub))
-    hub.telemetry.store_write_seconds.labels(store.url.split(":", 1)[0])  # exported from the start, like _KNOWN
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
