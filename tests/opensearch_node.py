@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.ci import unavailable
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "opensearch.sh"
 _START_TIMEOUT_S = 600  # first run downloads ~55 MB with Maven; a warm start takes ~10 s
@@ -40,15 +42,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def require_node(reason: str) -> None:
     """Skip locally, fail in CI: the OpenSearch tests are mandatory there."""
-    if _in_ci():
-        pytest.fail(f"OpenSearch is required in CI (CI=true) but unavailable: {reason}", pytrace=False)
-    pytest.skip(f"OpenSearch unavailable: {reason}")
+    unavailable(f"OpenSearch: {reason}")
 
 
 class OpenSearchNode:

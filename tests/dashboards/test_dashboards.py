@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from obshub_agent.config import parse_config
+from tests.ci import unavailable
 from tests.agent.agentproc import AgentProcess, write_config
 from tests.hubproc import HubProcess, free_port
 
@@ -46,10 +47,7 @@ RATE_WINDOW = "10m"
 
 def require(binary: str, how: str = "scripts/prometheus.sh installs Debian's prometheus") -> None:
     if not os.access(binary, os.X_OK):
-        msg = f"{binary} not installed ({how})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"{binary} not installed ({how})")
 
 
 def load_dashboards() -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from obshub.demo import CLOCK_SKEW_US, generate
+from tests.ci import unavailable
 from tests.hubproc import LiveHub
 
 CHROMIUM = "/usr/bin/chromium"
@@ -91,9 +92,7 @@ def web(demo_hub: LiveHub) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} missing: run scripts/browser.sh")
-        pytest.skip(f"{CHROMIUM} missing: run scripts/browser.sh (apt-get install chromium)")
+        unavailable(f"{CHROMIUM} missing: run scripts/browser.sh (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
