@@ -49,7 +49,7 @@ from ingest import bench_hub, make_events  # noqa: E402
 
 from obshub.events import normalize  # noqa: E402
 from obshub.store.opensearch import OpenSearchStore  # noqa: E402
-from obshub.store.opensearch.mappings import to_doc  # noqa: E402
+from obshub.store.opensearch.mappings import doc_id, to_doc  # noqa: E402
 from tests.opensearch_node import OpenSearchNode, drop_prefix  # noqa: E402
 
 
@@ -97,22 +97,37 @@ def warm_up(base_url: str, batch: int, senders: int) -> None:
     bench_direct(make_events(100_000, seed=2), batch, senders, base_url)
 
 
-def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
-    """opensearch-py bulk of the documents the store would write: pre-serialized NDJSON bytes,
-    `create` ops with the same _ids, into a stream made by the same template."""
-    url = with_prefix(base_url, "bd")
+@contextlib.contextmanager
+def fresh_store(base_url: str, tag: str) -> Iterator[OpenSearchStore]:
+    """An open store on a new prefix (the same template as the hub's), dropped afterwards."""
+    url = with_prefix(base_url, tag)
     store = OpenSearchStore.from_url(url)
     store.open()
     try:
-        now = time.time_ns() // 1000
+        yield store
+    finally:
+        store.close()
+        drop_prefix(url)
+
+
+def documents(events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(_id, document) of each event as the store writes it, for project 1."""
+    now = time.time_ns() // 1000
+    return [(doc_id(1, ev["id"]), to_doc(1, ev)) for ev in (normalize(e, now) for e in events)]
+
+
+def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
+    """opensearch-py bulk of the documents the store would write: pre-serialized NDJSON bytes,
+    `create` ops with the same _ids, into a stream made by the same template."""
+    with fresh_store(base_url, "bd") as store:
         index = store.names.events
+        docs = documents(events)
         bodies = []
-        for i in range(0, len(events), batch):
+        for i in range(0, len(docs), batch):
             lines = []
-            for e in events[i:i + batch]:
-                ev = normalize(e, now)
-                lines.append(orjson.dumps({"create": {"_index": index, "_id": f"1:{ev['id']}"}}))
-                lines.append(orjson.dumps(to_doc(1, ev)))
+            for _id, doc in docs[i:i + batch]:
+                lines.append(orjson.dumps({"create": {"_index": index, "_id": _id}}))
+                lines.append(orjson.dumps(doc))
             bodies.append(b"\n".join(lines) + b"\n")
         client = store.client
         stored = [0] * senders
@@ -126,43 +141,27 @@ def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_ur
         elapsed = fan_out(bodies, senders, send)
         assert sum(stored) == len(events)
         return elapsed
-    finally:
-        store.close()
-        drop_prefix(url)
 
 
 def bench_helpers(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
     """The idiomatic opensearch-py loader: `helpers.parallel_bulk` over the document dicts (it
     serializes them itself), `senders` threads, chunks of `batch`. A second reference for the
     hub, beside the stricter pre-serialized bytes of bench_direct."""
-    url = with_prefix(base_url, "bp")
-    store = OpenSearchStore.from_url(url)
-    store.open()
-    try:
-        now = time.time_ns() // 1000
+    with fresh_store(base_url, "bp") as store:
         index = store.names.events
-        actions = []
-        for e in events:
-            ev = normalize(e, now)
-            actions.append({"_op_type": "create", "_index": index, "_id": f"1:{ev['id']}", "_source": to_doc(1, ev)})
+        actions = [{"_op_type": "create", "_index": index, "_id": _id, "_source": doc} for _id, doc in documents(events)]
         t = time.perf_counter()
         stored = sum(ok for ok, _ in helpers.parallel_bulk(store.client, actions, thread_count=senders,
                                                             chunk_size=batch, queue_size=senders))
         elapsed = time.perf_counter() - t
         assert stored == len(events)
         return elapsed
-    finally:
-        store.close()
-        drop_prefix(url)
 
 
 def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
     """OpenSearchStore.write_events in-process on pre-normalized events: the store layer alone
     (serialization, sub-bulks, per-item outcomes), without HTTP, parsing or digest."""
-    url = with_prefix(base_url, "bs")
-    store = OpenSearchStore.from_url(url)
-    store.open()
-    try:
+    with fresh_store(base_url, "bs") as store:
         now = time.time_ns() // 1000
         evs = [normalize(e, now) for e in events]
         batches = [evs[i:i + batch] for i in range(0, len(evs), batch)]
@@ -175,9 +174,6 @@ def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url
         elapsed = fan_out(batches, senders, send)
         assert sum(stored) == len(events)
         return elapsed
-    finally:
-        store.close()
-        drop_prefix(url)
 
 
 def run_rounds(events: list[dict[str, Any]], args: argparse.Namespace, base: str) -> dict[str, list[float]]:
