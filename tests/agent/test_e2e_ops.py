@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -9,23 +10,16 @@ from collections import Counter
 from pathlib import Path
 
 from tests.agent.agentproc import AgentProcess, write_config
-from tests.hubproc import HubProcess, free_port
+from tests.hubproc import HubProcess, free_port, wait_until
 
 PAD = "p" * 120
+_wait = functools.partial(wait_until, every=0.1)
 
 
 def _write_lines(path: Path, start: int, n: int, tag: str = "bp") -> None:
     with open(path, "a") as f:
         for i in range(start, start + n):
             f.write(json.dumps({"message": f"{tag} {i}", "pad": PAD}) + "\n")
-
-
-def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _numbers(hub: HubProcess, q: str) -> Counter[int]:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.agent.agentproc import AgentProcess, write_config
-from tests.hubproc import HubProcess, free_port
+from tests.hubproc import HubProcess, free_port, wait_until
 
 PAD = "x" * 120  # ~170-byte lines, a typical SDK line
 
@@ -91,20 +91,12 @@ def _checkpoint_offset(state: Path, path: Path) -> int:
     return e["offset"] if e else -1
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def copytruncate(writer: Writer, state: Path, archive: Path, n: int) -> None:
     """logrotate copytruncate, run when the agent has caught up (lines written between the copy and
     the truncate, or unread at truncate time, exist only in the copy: true of every tailer)."""
     with writer.lock:
         size = writer.app.stat().st_size
-        _wait(lambda: _checkpoint_offset(state, writer.app) >= size, 30, "agent to catch up before copytruncate")
+        wait_until(lambda: _checkpoint_offset(state, writer.app) >= size, 30, "agent to catch up before copytruncate")
         archive.mkdir(exist_ok=True)
         shutil.copy(writer.app, archive / f"app.log.ct{n}")  # outside the globs
         os.truncate(writer.app, 0)
@@ -180,7 +172,7 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
             return m["obshub_agent_spool_unacked_bytes"] == 0 and not any(
                 v for k, v in m.items() if k.startswith("obshub_agent_file_lag_bytes"))
 
-        _wait(lambda: drained() and (time.sleep(1.0) or drained()), 120 + total / 2000, "the agent to drain")
+        wait_until(lambda: drained() and (time.sleep(1.0) or drained()), 120 + total / 2000, "the agent to drain")
         seen = _collect(hub)
         metrics = agent.metrics()
         rc = agent.stop()

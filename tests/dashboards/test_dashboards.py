@@ -11,6 +11,7 @@ Without Prometheus, Go or npm these skip locally and fail in CI (CI=true), like 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,7 +33,7 @@ import yaml
 from obshub_agent.config import parse_config
 from tests.ci import unavailable
 from tests.agent.agentproc import AgentProcess, write_config
-from tests.hubproc import HubProcess, free_port
+from tests.hubproc import HubProcess, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
@@ -43,6 +44,7 @@ PROMTOOL = "/usr/bin/promtool"
 # Grafana's `$__rate_interval` is at least 4 scrape intervals; here a window longer than the whole
 # test, so every sample since start counts and a rate never misses the one burst of traffic.
 RATE_WINDOW = "10m"
+_wait = functools.partial(wait_until, every=0.25)  # Prometheus scrapes every second
 
 
 def require(binary: str, how: str = "scripts/prometheus.sh installs Debian's prometheus") -> None:
@@ -286,14 +288,6 @@ class Prometheus:
         return self.api("query", query=promql)["result"]  # type: ignore[no-any-return]
 
 
-def wait_until(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """A hub (SQLite), an agent shipping a file to it with one bad line, an uptime check probing
@@ -313,19 +307,19 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         prometheus = Prometheus(tmp, {"obshub-hub": f"127.0.0.1:{hub.port}", "obshub-agent": f"127.0.0.1:{mport}"},
                                 [ALERTS]).start()
         # Traffic only once both are scraped: a rate needs the counter to move between samples.
-        wait_until(lambda: len(prometheus.query('up == 1')) == 3, 30, "first scrapes of hub, agent and itself")
+        _wait(lambda: len(prometheus.query('up == 1')) == 3, 30, "first scrapes of hub, agent and itself")
         lines = [json.dumps({"message": f"line {i}", "level": "info", "request_id": f"r{i}"}) for i in range(200)]
         lines.insert(100, json.dumps({"message": "bad level", "level": "loud"}))  # refused by the hub
         (logs / "app.jsonl").write_text("\n".join(lines) + "\n")
         with hub.client(hub.read_token) as c:
             r = c.post("/api/v1/checks", json={"name": "self", "target": f"{hub.url}/healthz", "interval_s": 60})
             assert r.status_code == 201, r.text
-        wait_until(lambda: agent.metrics().get('obshub_agent_events_shipped_total{outcome="accepted"}', 0) >= 200,
+        _wait(lambda: agent.metrics().get('obshub_agent_events_shipped_total{outcome="accepted"}', 0) >= 200,
                    30, "the agent to ship its file")
-        wait_until(lambda: 'obshub_check_up{check="self",project="test"} 1.0' in hub.get("/metrics").text,
+        _wait(lambda: 'obshub_check_up{check="self",project="test"} 1.0' in hub.get("/metrics").text,
                    30, "the uptime probe")
         # Three scrapes of each since all that: every counter has moved between two samples.
-        wait_until(lambda: len(prometheus.query("count_over_time(obshub_check_up[1m]) >= 3")) == 1
+        _wait(lambda: len(prometheus.query("count_over_time(obshub_check_up[1m]) >= 3")) == 1
                    and len(prometheus.query("count_over_time(obshub_agent_last_success_timestamp_seconds[1m]) >= 3")) == 1,
                    30, "three scrapes of hub and agent")
         yield prometheus
@@ -402,7 +396,7 @@ def test_alerts_on_a_live_hub_and_agent(prom: Prometheus) -> None:
         groups = prom.api("rules")["groups"]
         return {r["name"]: (r["health"], r["state"]) for g in groups for r in g["rules"]}  # type: ignore[misc]
 
-    wait_until(lambda: all(h == "ok" for h, _ in states().values()), 30, "every rule evaluated")
+    _wait(lambda: all(h == "ok" for h, _ in states().values()), 30, "every rule evaluated")
     got = states()
     assert len(got) == sum(len(g["rules"]) for g in yaml.safe_load(ALERTS.read_text())["groups"])
     assert {name: state for name, (_, state) in got.items() if state != "inactive"} == {"ObshubEventsRefused": "pending"}
