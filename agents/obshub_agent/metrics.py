@@ -8,6 +8,7 @@ bounded by the number of open files.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,15 +86,20 @@ def _process_rows() -> list[tuple[str, str, str, list[tuple[dict[str, str], floa
     tick = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / tick
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    with open("/proc/stat") as f:
-        boot = next(float(line.split()[1]) for line in f if line.startswith("btime"))
-    started = boot + int(fields[19]) / tick
+    started = _boot_time() + int(fields[19]) / tick
     return [
         ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", [({}, cpu)]),
         ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [({}, rss)]),
         ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
          [({}, started)]),
     ]
+
+
+@functools.cache
+def _boot_time() -> float:
+    """The machine's boot time (a process's start is counted from it): read once, not per scrape."""
+    with open("/proc/stat") as f:
+        return next(float(line.split()[1]) for line in f if line.startswith("btime"))
 
 
 class MetricsServer:
