@@ -10,6 +10,7 @@ import pytest
 from obshub_agent.config import InputConfig, MultilineConfig
 from obshub_agent.parse import FileEncoder, TimestampParser
 from obshub_agent.parse.encode import loads
+from tests.ci import in_ci
 
 LOGHUB = Path(__file__).resolve().parents[2].parent / "shared/datasets/loghub"
 
@@ -87,7 +88,7 @@ def test_python_tracebacks_become_one_event(tmp_path: Path, fmt: str) -> None:
     assert len(first_lines) > 5
 
 
-@pytest.mark.skipif(not LOGHUB.is_dir(), reason="loghub samples not found")
+@pytest.mark.skipif(not LOGHUB.is_dir() and not in_ci(), reason="loghub samples not found (required in CI)")
 def test_java_stack_trace_in_real_zookeeper_log() -> None:
     lines = (LOGHUB / "Zookeeper" / "Zookeeper_2k.log").read_bytes().split(b"\n")[:300]
     data = b"\n".join(lines[:150]) + b"\n" + JAVA_TRACE.encode() + b"\n".join(lines[150:]) + b"\n"
