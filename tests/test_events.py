@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from obshub.events import EventError, Limits, format_ts, normalize, normalize_level, parse_ts, to_public
+from obshub.store.opensearch.mappings import EVENT_FIELDS
 
 NOW = 1_795_000_000_000_000
 
@@ -122,3 +125,38 @@ def test_to_public_renders_times_and_drops_empties() -> None:
     pub = to_public(normalize({"id": "x", "message": "m", "ts": NOW}, NOW))
     assert pub == {"id": "x", "message": "m", "ts": format_ts(NOW), "received_at": format_ts(NOW),
                    "kind": "log", "level": "info"}
+
+
+@given(st.integers(0, 7_258_118_400_000_000))
+@settings(max_examples=300)
+def test_the_sdk_form_parses_the_same_from_the_seconds_cache(us: int) -> None:
+    text = format_ts(us)  # "YYYY-MM-DDTHH:MM:SS.ffffffZ", the form the SDKs write
+    first = parse_ts(text)  # the full path, which fills the cache
+    neighbour = text[:20] + f"{(us + 1) % 1_000_000:06d}Z"  # same second, other fraction: from the cache
+    assert first == us
+    assert parse_ts(neighbour) == us - us % 1_000_000 + (us + 1) % 1_000_000
+    assert parse_ts(text.lower()) == us  # still RFC 3339
+
+
+@pytest.mark.parametrize("tail", ["12345xZ", "1234٣5Z", "123456z "])
+def test_a_cached_second_does_not_admit_a_bad_fraction(tail: str) -> None:
+    parse_ts("2026-11-23T19:14:02.000000Z")
+    text = "2026-11-23T19:14:02." + tail
+    if tail.strip().endswith("z"):  # the full path still reads it
+        assert parse_ts(text) == parse_ts("2026-11-23T19:14:02.123456Z")
+    else:
+        with pytest.raises(EventError):
+            parse_ts(text)
+
+
+def test_explicit_nulls_read_as_absent_and_fields_keep_their_order() -> None:
+    nulls = normalize({"id": None, "ts": None, "kind": None, "level": None, "attrs": None, "fingerprint": None}, NOW)
+    assert (nulls["ts"], nulls["kind"], nulls["level"], nulls["attrs"], len(nulls["id"])) == (NOW, "log", "info", {}, 32)
+    assert "fingerprint" not in nulls
+    plain = normalize({"id": "i", "attrs": {"a": 1}, "message": "m", "fingerprint": ["x"], "ts": NOW}, NOW)
+    aliased = normalize({"id": "i", "attrs": {"a": 1}, "msg": "m", "fingerprint": ["x"], "time": NOW}, NOW)
+    assert list(plain) == list(aliased) and list(plain)[-2:] == ["fingerprint", "attrs"]
+    assert set(plain) == {*EVENT_FIELDS, "fingerprint"}
+    assert plain == aliased
+    err = normalize({"error": "boom", "level": None, "kind": None}, NOW)
+    assert (err["kind"], err["level"]) == ("error", "error")

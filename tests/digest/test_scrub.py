@@ -59,3 +59,11 @@ def test_the_cheap_precheck_never_hides_a_card(text: str) -> None:
     # _mask_cards skips text failing a cheap necessary condition; the full pattern decides alone
     # here. Any difference would be a card number stored unmasked.
     assert _mask_cards(text) == _CARD.sub(_mask_match, text)
+
+
+def test_keys_remembered_from_earlier_events_are_judged_the_same() -> None:
+    s = Scrubber()
+    for _ in range(3):  # the first event fills the key memo, the next ones read it
+        ev = normalize({"message": "m", "attrs": {"db_password": "p", "path": "/a", "card": "4111111111111111"}}, 1)
+        s.event(ev)
+        assert ev["attrs"] == {"db_password": FILTERED, "path": "/a", "card": FILTERED}
