@@ -104,14 +104,13 @@ class Scrubber:
             return
         attrs = ev["attrs"]
         if attrs:
-            seen = self._seen  # `sensitive` inlined for known keys: this runs per attribute
             for k, v in attrs.items():
-                if seen.get(k) or (k not in seen and self.sensitive(k)):
+                if self.sensitive(k):
                     attrs[k] = FILTERED
-                elif isinstance(v, str) and len(v) >= _MIN_CARD_TEXT:
+                elif isinstance(v, str):
                     attrs[k] = _mask_cards(v)
         msg = ev["message"]
-        if msg and len(msg) >= _MIN_CARD_TEXT:
+        if msg:
             ev["message"] = _mask_cards(msg)
         if ev["error"] is not None:
             ev["error"] = self._error(ev["error"])
