@@ -86,6 +86,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Accepted event times: 1970 .. 2200. Outside that a number is almost surely a unit mistake.
 _TS_MIN_US = 0
 _TS_MAX_US = 7_258_118_400_000_000
+_US_EPOCH_MIN = 100_000_000_000_000  # an epoch number from here to 1e17 is µs (parse_ts)
 
 
 class EventError(ValueError):
@@ -132,14 +133,17 @@ def parse_ts(value: Any, field: str = "ts") -> int:
     it is seconds (until year 5138), below 1e14 milliseconds, below 1e17 microseconds, else ns.
     Text without an offset is taken as UTC.
     """
+    if type(value) is int and _US_EPOCH_MIN <= value <= _TS_MAX_US:
+        return value  # already µs (the rule below), the common case: no further calls
     if isinstance(value, bool):
         raise EventError(field, "expected RFC 3339 text or an epoch number, got a boolean")
     if isinstance(value, (int, float)):
         return _epoch_to_us(value, field)
     if not isinstance(value, str):
         raise EventError(field, f"expected RFC 3339 text or an epoch number, got {type(value).__name__}")
-    if len(value) == 27 and value[26] == "Z" and value[19] == ".":  # the SDKs' own form
-        sec = _SECONDS.get(value[:19])
+    second = value[:19] if len(value) == 27 and value[19] == "." and value[26] == "Z" else None  # the SDKs' form
+    if second is not None:
+        sec = _SECONDS.get(second)
         frac = value[20:26]
         if sec is not None and frac.isascii() and frac.isdigit():
             return sec + int(frac)
@@ -157,10 +161,10 @@ def parse_ts(value: Any, field: str = "ts") -> int:
     us = (dt - _EPOCH) // timedelta(microseconds=1)
     if not _TS_MIN_US <= us <= _TS_MAX_US:
         raise EventError(field, f"{value[:40]!r} is outside 1970..2200")
-    if text == value and len(text) == 27 and text[19] == "." and text[26] == "Z":
+    if second is not None and text == value:
         if len(_SECONDS) >= 4096:
             _SECONDS.clear()
-        _SECONDS[text[:19]] = us - us % 1_000_000
+        _SECONDS[second] = us - us % 1_000_000
     return us
 
 
@@ -179,7 +183,7 @@ def _epoch_to_us(n: float, field: str) -> int:
     a = abs(n)
     if a < 1e11:
         us = round(n * 1_000_000)
-    elif a < 1e14:
+    elif a < _US_EPOCH_MIN:
         us = round(n * 1_000)
     elif a < 1e17:
         us = int(n)
@@ -221,15 +225,14 @@ _BASE: dict[str, Any] = {
     "request_id": None, "trace_id": None, "span_id": None, "user_id": None, "session_id": None,
     "error": None, "group_id": None,
 }
-_US_EPOCH_MIN = 100_000_000_000_000  # an integer from here up to _TS_MAX_US is already µs
 
 
 def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Validate one client object and return the normalized event (see module docstring)."""
     if not isinstance(raw, dict):
         raise EventError("event", f"each line must be a JSON object, got {type(raw).__name__}")
-    # One C-level merge onto the defaults builds the event: per-field Python work (~3.7 -> ~2 µs
-    # per line) is the hub's largest CPU cost per event (docs/performance.md).
+    # One C-level merge onto the defaults builds the event, not a get per field: this function is
+    # the hub's largest CPU cost per event (~4.1 -> ~2.6 µs per line; docs/performance.md).
     if _PLAIN_KEYS.issuperset(raw):
         # The common case (agents and SDKs send canonical names): nothing to rename or move.
         out = {**_BASE, **raw}
@@ -250,10 +253,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
     elif not isinstance(v, str) or not v or len(v) > _ID_MAX:
         raise EventError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
     v = out["ts"]
-    if v is None:
-        out["ts"] = received_at
-    elif not (type(v) is int and _US_EPOCH_MIN <= v <= _TS_MAX_US):
-        out["ts"] = parse_ts(v)
+    out["ts"] = received_at if v is None else parse_ts(v)
     out["received_at"] = received_at
     level = out["level"]
     if level is None:
