@@ -1,7 +1,13 @@
-"""Shared by the benchmarks: a hub as its own process, and a light sender.
+"""Shared by the benchmarks: a hub as its own process, a light sender, and CPU accounting.
 
 The sender uses `http.client` keep-alive connections in threads: on 2 cores an httpx client
 in the same machine capped the whole measurement at ~700 requests/s, i.e. it measured itself.
+
+CPU accounting: every timed window (`fan_out`, `window`) also records the CPU seconds each
+process in `CPU_CLOCKS` spent in it (this bench process always; the hub while `hub_process`
+runs it; others a bench adds, e.g. the OpenSearch node). On a shared, noisy box events/s swing
+by a third from run to run, while CPU time per event is steady to a few percent, and it says
+who the cycles went to.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from pathlib import Path
 
@@ -24,12 +31,55 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.hubproc import free_port  # noqa: E402
 
 
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a local process so far (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": the name may hold spaces
+    return (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime: fields 14 and 15 of stat(5)
+
+
+# name -> CPU seconds so far: the processes whose CPU each timed window records.
+CPU_CLOCKS: dict[str, Callable[[], float]] = {"bench": time.process_time}
+
+
+@dataclass
+class Window:
+    """One timed window: wall seconds and each clock's CPU seconds within it."""
+
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+LAST = Window()  # the most recent window, for callers whose timed function returns only seconds
+
+
+@contextlib.contextmanager
+def window() -> Iterator[Window]:
+    """Time the block: wall clock and every CPU clock; also kept as `LAST`."""
+    global LAST
+    w = Window()
+    clocks = dict(CPU_CLOCKS)
+    before = {k: c() for k, c in clocks.items()}
+    t = time.perf_counter()
+    try:
+        yield w
+    finally:
+        w.seconds = time.perf_counter() - t
+        w.cpu = {k: c() - before[k] for k, c in clocks.items()}
+        LAST = w
+
+
 @contextlib.contextmanager
 def hub_process(store_url: str, **env: str) -> Iterator[int]:
-    """`obshub serve` on a free port; yields the port; stops it afterwards."""
+    """`obshub serve` on a free port; yields the port; stops it afterwards. While it runs its
+    CPU time is in `CPU_CLOCKS` as "hub"."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    CPU_CLOCKS["hub"] = lambda: process_cpu_s(proc.pid)
     try:
         for _ in range(600):
             try:
@@ -39,6 +89,7 @@ def hub_process(store_url: str, **env: str) -> Iterator[int]:
                 time.sleep(0.05)
         yield port
     finally:
+        CPU_CLOCKS.pop("hub", None)
         proc.terminate()
         proc.wait(30)
 
@@ -47,14 +98,15 @@ T = TypeVar("T")
 
 
 def fan_out(items: Sequence[T], senders: int, work: Callable[[int, Sequence[T]], Any]) -> float:
-    """Run `work(k, items[k::senders])` in `senders` threads at once; returns elapsed seconds."""
+    """Run `work(k, items[k::senders])` in `senders` threads at once; returns elapsed seconds
+    (the whole window, with CPU times, is in `LAST`)."""
     threads = [threading.Thread(target=work, args=(k, items[k::senders])) for k in range(senders)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return time.perf_counter() - t
+    with window() as w:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    return w.seconds
 
 
 def post_all(port: int, path: str, headers: dict[str, str], bodies: Sequence[bytes], senders: int) -> float:

@@ -22,6 +22,13 @@ from the node's indexing: the ratio then measures the hub's CPU cost per event a
 node's. `--split-cores N` pins the node (a local one) to the first N cores and the hub and the
 senders to the rest, as in production where the hub runs beside, not on, the cluster's
 machines; the ratio then measures whether the hub keeps the node busy.
+
+A second table gives the CPU time per event of each process in the timed windows (the node when
+it runs on this machine, the hub, this bench: its senders, or for the store row the store layer
+itself), and how many cores they kept busy. CPU per event is far steadier than events/s here.
+"If CPU-bound" is the ratio of all-process CPU per event, direct over this path: what the
+shared-core ratio comes to when every core is busy. Its gap to the measured ratio is idle
+cores, i.e. closed-loop senders waiting; the hub's own cost per event is what bounds it.
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from _hub import fan_out  # noqa: E402
+import _hub  # noqa: E402
+from _hub import CPU_CLOCKS, fan_out, process_cpu_s, window  # noqa: E402
 from opensearchpy import helpers  # noqa: E402
 from ingest import bench_hub, make_events  # noqa: E402
 
@@ -65,15 +73,9 @@ def split_cores(base_url: str, node_cores: int) -> Iterator[str]:
     cpus = sorted(os.sched_getaffinity(0))
     if not 0 < node_cores < len(cpus):
         raise SystemExit(f"--split-cores {node_cores}: need 1..{len(cpus) - 1} of this machine's {len(cpus)} CPUs")
-    store = OpenSearchStore.from_url(base_url)
-    store.open()
-    try:
-        nodes = store.client.nodes.info(node_id="_local", metric="process")["nodes"]
-        pid = int(next(iter(nodes.values()))["process"]["id"])
-    finally:
-        store.close()
-    if not os.path.isdir(f"/proc/{pid}/task"):
-        raise SystemExit(f"--split-cores: the node (pid {pid}) does not run on this machine")
+    pid = local_node_pid(base_url)
+    if pid is None:
+        raise SystemExit("--split-cores: the node does not run on this machine")
 
     def pin(cores: set[int]) -> None:
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -88,6 +90,22 @@ def split_cores(base_url: str, node_cores: int) -> Iterator[str]:
     finally:
         pin(set(cpus))
         os.sched_setaffinity(0, set(cpus))
+
+
+def local_node_pid(base_url: str) -> int | None:
+    """The node's pid when it runs on this machine (the same process is in /proc), else None."""
+    store = OpenSearchStore.from_url(base_url)
+    store.open()
+    try:
+        nodes = store.client.nodes.info(node_id="_local", metric="process")["nodes"]
+        pid = int(next(iter(nodes.values()))["process"]["id"])
+    finally:
+        store.close()
+    try:  # a pid on another machine may exist here too: it must be this node's JVM
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return pid if b"org.opensearch.bootstrap.OpenSearch" in f.read() else None
+    except OSError:
+        return None
 
 
 def warm_up(base_url: str, batch: int, senders: int) -> None:
@@ -150,12 +168,11 @@ def bench_helpers(events: list[dict[str, Any]], batch: int, senders: int, base_u
     with fresh_store(base_url, "bp") as store:
         index = store.names.events
         actions = [{"_op_type": "create", "_index": index, "_id": _id, "_source": doc} for _id, doc in documents(events)]
-        t = time.perf_counter()
-        stored = sum(ok for ok, _ in helpers.parallel_bulk(store.client, actions, thread_count=senders,
-                                                            chunk_size=batch, queue_size=senders))
-        elapsed = time.perf_counter() - t
+        with window() as w:
+            stored = sum(ok for ok, _ in helpers.parallel_bulk(store.client, actions, thread_count=senders,
+                                                                chunk_size=batch, queue_size=senders))
         assert stored == len(events)
-        return elapsed
+        return w.seconds
 
 
 def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url: str) -> float:
@@ -176,22 +193,51 @@ def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url
         return elapsed
 
 
-def run_rounds(events: list[dict[str, Any]], args: argparse.Namespace, base: str) -> dict[str, list[float]]:
-    """Warm up, then `args.rounds` rounds of direct, helpers, store and hub, alternating."""
+def run_rounds(events: list[dict[str, Any]], args: argparse.Namespace, base: str
+               ) -> tuple[dict[str, list[float]], dict[str, list[dict[str, float]]]]:
+    """Warm up, then `args.rounds` rounds of direct, helpers, store and hub, alternating.
+    Returns each path's seconds and CPU seconds by process, one entry per round."""
     warm_up(base, args.batch, args.senders)
     times: dict[str, list[float]] = {"direct": [], "helpers": [], "store": [], "hub": []}
+    cpu: dict[str, list[dict[str, float]]] = {k: [] for k in times}
     for r in range(args.rounds):
         times["direct"].append(bench_direct(events, args.batch, args.senders, base))
+        cpu["direct"].append(_hub.LAST.cpu)
         times["helpers"].append(bench_helpers(events, args.batch, args.senders, base))
+        cpu["helpers"].append(_hub.LAST.cpu)
         times["store"].append(bench_store(events, args.batch, args.senders, base))
+        cpu["store"].append(_hub.LAST.cpu)
         hub_url = with_prefix(base, "bh")
         try:
             times["hub"].append(bench_hub(events, args.batch, args.senders, args.encoding, hub_url))
+            cpu["hub"].append(_hub.LAST.cpu)
         finally:
             drop_prefix(hub_url)
         print(f"round {r + 1}: " + ", ".join(f"{k} {args.events / v[-1]:,.0f}/s" for k, v in times.items())
               + f", hub ratio {times['direct'][-1] / times['hub'][-1]:.2f}", file=sys.stderr)
-    return times
+    return times, cpu
+
+
+def print_cpu(times: dict[str, list[float]], cpu: dict[str, list[dict[str, float]]], labels: dict[str, str],
+              n: int) -> None:
+    """The CPU table: µs per event by process, cores kept busy, and the CPU-bound ratio."""
+    procs = [p for p in ("node", "hub", "bench") if any(p in c for cs in cpu.values() for c in cs)]
+    per_event = {k: [{p: c.get(p, 0.0) * 1e6 / n for p in procs} for c in cs] for k, cs in cpu.items()}
+    heads = [f"{p} µs/ev" for p in procs] + ["all µs/ev", "cores busy", "if CPU-bound"]
+    print()
+    print(f"| {'path':<44} | " + " | ".join(f"{h:>12}" for h in heads) + " |")
+    print(f"|{'-' * 46}|" + "|".join("-" * 14 for _ in heads) + "|")
+    for key, label in labels.items():
+        rounds = per_event[key]
+        cols = [statistics.median(r[p] for r in rounds) for p in procs]
+        total = statistics.median(sum(r.values()) for r in rounds)
+        busy = statistics.median(sum(c.values()) / t for c, t in zip(cpu[key], times[key]))
+        bound = statistics.median(sum(d.values()) / sum(r.values())
+                                  for d, r in zip(per_event["direct"], rounds))
+        print(f"| {label:<44} | " + " | ".join(f"{v:>12.1f}" for v in cols)
+              + f" | {total:>12.1f} | {busy:>12.2f} | {bound:>12.2f} |")
+    if "node" not in procs:
+        print("(the node runs on another machine: its CPU is not counted)")
 
 
 def main() -> None:
@@ -220,20 +266,23 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             if args.split_cores:
                 print(stack.enter_context(split_cores(base, args.split_cores)), file=sys.stderr)
-            times = run_rounds(events, args, base)
+            pid = local_node_pid(base)
+            if pid is not None:
+                CPU_CLOCKS["node"] = lambda: process_cpu_s(pid)
+            times, cpu = run_rounds(events, args, base)
     finally:
         if node is not None:
             node.stop()
         tmp.cleanup()
     n = args.events
-    rows = [("direct", "opensearch-py bulk, pre-serialized bytes"),
-            ("helpers", "opensearch-py helpers.parallel_bulk, dicts"),
-            ("store", "store.write_events, pre-normalized, no HTTP"),
-            ("hub", "hub: HTTP -> validate -> opensearch store")]
+    labels = {"direct": "opensearch-py bulk, pre-serialized bytes",
+              "helpers": "opensearch-py helpers.parallel_bulk, dicts",
+              "store": "store.write_events, pre-normalized, no HTTP",
+              "hub": "hub: HTTP -> validate -> opensearch store"}
     print()
     print(f"| {'path':<44} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs direct':>9} |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
-    for key, label in rows:
+    for key, label in labels.items():
         median = statistics.median(times[key])
         ratio = statistics.median(d / t for d, t in zip(times["direct"], times[key]))  # per-round ratios
         print(f"| {label:<44} | {n:>8} | {median:>7.2f} | {n / median:>9,.0f} | {ratio:>9.2f} |")
@@ -241,6 +290,7 @@ def main() -> None:
     where = f"node on {args.split_cores} core(s), hub and senders on the rest" if args.split_cores else "all on shared cores"
     print(f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios; {where};"
           f" hub vs helpers.parallel_bulk {vs_helpers:.2f})")
+    print_cpu(times, cpu, labels, n)
 
 
 if __name__ == "__main__":
