@@ -26,9 +26,10 @@ machines; the ratio then measures whether the hub keeps the node busy.
 A second table gives the CPU time per event of each process in the timed windows (the node when
 it runs on this machine, the hub, this bench: its senders, or for the store row the store layer
 itself), and how many cores they kept busy. CPU per event is far steadier than events/s here.
-"If CPU-bound" is the ratio of all-process CPU per event, direct over this path: what the
-shared-core ratio comes to when every core is busy. Its gap to the measured ratio is idle
-cores, i.e. closed-loop senders waiting; the hub's own cost per event is what bounds it.
+"If CPU-bound" is the ratio the measured one tends to when the cores are saturated: events/s
+the cores could carry at these CPU costs (on shared cores, all processes' CPU over all cores;
+with --split-cores, the busier of the node's cores and the others), this path over direct. A
+measured ratio below it means idle cores, i.e. closed-loop senders waiting on a round trip.
 """
 
 from __future__ import annotations
@@ -218,11 +219,20 @@ def run_rounds(events: list[dict[str, Any]], args: argparse.Namespace, base: str
     return times, cpu
 
 
+def capacity(per_event: dict[str, float], groups: list[tuple[int, tuple[str, ...]]]) -> float:
+    """Events/s the cores could carry at these CPU costs: each group of processes shares its
+    cores, and the busiest group sets the pace."""
+    return min(cores * 1e6 / max(1e-9, sum(per_event.get(p, 0.0) for p in procs)) for cores, procs in groups)
+
+
 def print_cpu(times: dict[str, list[float]], cpu: dict[str, list[dict[str, float]]], labels: dict[str, str],
-              n: int) -> None:
-    """The CPU table: µs per event by process, cores kept busy, and the CPU-bound ratio."""
+              n: int, split: int) -> None:
+    """The CPU table: µs per event by process, cores kept busy, and the ratio if CPU-bound."""
     procs = [p for p in ("node", "hub", "bench") if any(p in c for cs in cpu.values() for c in cs)]
     per_event = {k: [{p: c.get(p, 0.0) * 1e6 / n for p in procs} for c in cs] for k, cs in cpu.items()}
+    ncpu = len(os.sched_getaffinity(0))
+    groups: list[tuple[int, tuple[str, ...]]] = (
+        [(split, ("node",)), (ncpu - split, ("hub", "bench"))] if split else [(ncpu, ("node", "hub", "bench"))])
     heads = [f"{p} µs/ev" for p in procs] + ["all µs/ev", "cores busy", "if CPU-bound"]
     print()
     print(f"| {'path':<44} | " + " | ".join(f"{h:>12}" for h in heads) + " |")
@@ -232,10 +242,12 @@ def print_cpu(times: dict[str, list[float]], cpu: dict[str, list[dict[str, float
         cols = [statistics.median(r[p] for r in rounds) for p in procs]
         total = statistics.median(sum(r.values()) for r in rounds)
         busy = statistics.median(sum(c.values()) / t for c, t in zip(cpu[key], times[key]))
-        bound = statistics.median(sum(d.values()) / sum(r.values())
-                                  for d, r in zip(per_event["direct"], rounds))
+        bound = statistics.median(capacity(r, groups) / capacity(d, groups) for d, r in zip(per_event["direct"], rounds))
         print(f"| {label:<44} | " + " | ".join(f"{v:>12.1f}" for v in cols)
               + f" | {total:>12.1f} | {busy:>12.2f} | {bound:>12.2f} |")
+    where = " + ".join(f"{'+'.join(ps)} on {c} core(s)" for c, ps in groups)
+    print(f"(CPU per event in the timed windows, medians; if CPU-bound = events/s the cores could carry at "
+          f"these costs, {where}, vs direct's)")
     if "node" not in procs:
         print("(the node runs on another machine: its CPU is not counted)")
 
@@ -290,7 +302,7 @@ def main() -> None:
     where = f"node on {args.split_cores} core(s), hub and senders on the rest" if args.split_cores else "all on shared cores"
     print(f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios; {where};"
           f" hub vs helpers.parallel_bulk {vs_helpers:.2f})")
-    print_cpu(times, cpu, labels, n)
+    print_cpu(times, cpu, labels, n, args.split_cores)
 
 
 if __name__ == "__main__":
