@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return _trace(args)
     except ConfigError as e:
         return _die(f"configuration error: {e}")
+    except StoreError as e:  # e.g. `serve --demo` or `project` with the store unreachable
+        return _die(str(e), 1)
     except KeyboardInterrupt:
         return 130
 
@@ -101,10 +103,42 @@ def _serve(args: argparse.Namespace) -> int:
         _load_demo_direct(app.state.hub, settings)
     print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
     _tune_gc()
-    # 5 s grace: open live-tail streams must not hold a stopping hub for their full rotation.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    failed: list[BaseException] = []
+    try:
+        # 5 s grace: open live-tail streams must not hold a stopping hub for their full rotation.
+        uvicorn.run(_startup_errors_to(failed, app), host=settings.host, port=settings.port, log_level="warning",
+                    access_log=False, timeout_graceful_shutdown=5)
+    except SystemExit:  # uvicorn's exit when the app's startup failed
+        if not failed:
+            raise
+        if isinstance(failed[0], ConfigError):
+            return _die(f"configuration error: {failed[0]}")
+        return _die(f"cannot start: {failed[0]}", 1)
     return 0
+
+
+def _startup_errors_to(failed: list[BaseException], app: Any) -> Any:
+    """`app` for uvicorn, with a startup that failed on the store or the settings (cluster
+    unreachable, credentials refused, a path that cannot be created) put in `failed` instead of
+    logged as a 30-line traceback: the reason is one line, printed by `_serve` with the exit
+    status. Any other failure keeps its traceback; requests pass straight through."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def lifespan_send(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                exc = sys.exc_info()[1]  # sent from Starlette's `except` around the lifespan
+                if isinstance(exc, (StoreError, ConfigError)):
+                    failed.append(exc)
+                    message = {"type": message["type"], "message": ""}
+            await send(message)
+
+        await app(scope, receive, lifespan_send)
+
+    return asgi
 
 
 def _tune_gc() -> None:

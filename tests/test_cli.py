@@ -53,6 +53,23 @@ def test_bad_configuration_names_the_key(tmp_path: Path) -> None:
     assert r.returncode == 2 and "max_inflight" in r.stderr
 
 
+def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(tmp_path: Path) -> None:
+    """A hub that cannot reach its store exits at once, non-zero, with the reason and no
+    traceback (a supervisor restarts it; see docs/opensearch.md)."""
+    port = free_port()  # nothing listens there
+    r = obshub("serve", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}")
+    assert r.returncode == 1, r.stderr
+    assert "obshub: cannot start: OpenSearch unreachable" in r.stderr and f"port={port}" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = obshub("serve", "--demo", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}")
+    assert r.returncode == 1 and "OpenSearch unreachable" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = obshub("serve", "--port", str(free_port()), "--store", f"sqlite:///{blocker}/sub/hub.db")
+    assert r.returncode == 2 and "configuration error: OBSHUB_STORE" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_first_start_bootstraps_default_project(tmp_path: Path) -> None:
     import httpx
 
