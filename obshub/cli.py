@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from obshub.errors import ConfigError, Conflict, StoreError
+from obshub.errors import ConfigError, Conflict, StoreError, StoreUnavailable
 
 __all__ = ["main"]
 
@@ -30,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="obshub", description="obshub: follow one request or one user across every server.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sp = sub.add_parser("serve", help="run the hub", description="Run the hub (HTTP API, ingest, web explorer).")
+    sp = sub.add_parser("serve", help="run the hub", description=(
+        "Run the hub (HTTP API, ingest, web explorer). A store that is unavailable at start (cluster down "
+        "or still starting) is retried for OBSHUB_STORE_WAIT_S seconds (default 60); then exit status 1. "
+        "A bad setting: exit status 2, naming it."))
     sp.add_argument("--host", help="listen address (env OBSHUB_HOST; default 127.0.0.1)")
     sp.add_argument("--port", type=int, help="listen port (env OBSHUB_PORT; default 8480)")
     sp.add_argument("--store", help="store URL (env OBSHUB_STORE; default sqlite:///./obshub-data/obshub.db)")
@@ -99,6 +102,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(host=args.host, port=args.port, store=args.store)
     _configure_logging(settings.log_level)
     app = create_app(settings)
+    try:
+        _wait_for_store(app.state.hub.store, settings.store_wait_s)
+    except StoreError as e:
+        return _die(f"cannot start: {e}", 1)
     if args.demo:
         _load_demo_direct(app.state.hub, settings)
     print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
@@ -115,6 +122,31 @@ def _serve(args: argparse.Namespace) -> int:
             return _die(f"configuration error: {failed[0]}")
         return _die(f"cannot start: {failed[0]}", 1)
     return 0
+
+
+def _wait_for_store(store: Any, wait_s: float) -> None:
+    """Open (then close) the store, retrying while it is unavailable, for up to `wait_s`.
+
+    Before the server starts, not in its lifespan: uvicorn takes SIGTERM and Ctrl-C from the
+    moment it runs and would only act on them once startup ended. Out here they stop the wait
+    at once. Only unavailability is retried; a bad path or URL fails at the first try."""
+    deadline = time.monotonic() + wait_s
+    delay = 1.0
+    while True:
+        try:
+            store.open()
+        except StoreUnavailable as e:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            pause = min(delay, left)
+            print(f"obshub: waiting for the store ({e}); next try in {pause:.0f} s, "
+                  f"{left:.0f} s left (store_wait_s)", file=sys.stderr, flush=True)
+            time.sleep(pause)
+            delay = min(2 * delay, 10.0)
+            continue
+        store.close()
+        return
 
 
 def _startup_errors_to(failed: list[BaseException], app: Any) -> Any:

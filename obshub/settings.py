@@ -27,6 +27,9 @@ class Settings:
     host: str = "127.0.0.1"  # loopback by default: exposing the hub is a deliberate choice
     port: int = 8480
     store: str = "sqlite:///./obshub-data/obshub.db"
+    # `serve` retries opening an unreachable store for this long before giving up: a hub started
+    # with its cluster (boot, compose, a rolling restart) finds OpenSearch ~20-60 s from ready.
+    store_wait_s: float = 60.0
     # The URL clients use to reach this hub (goes into DSNs). Default: http://host:port.
     public_url: str = ""
     # Ingest bounds. Decoded size is what protects memory: a 10 MiB gzip bomb can inflate 1000x.

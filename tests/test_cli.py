@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,19 +55,26 @@ def test_bad_configuration_names_the_key(tmp_path: Path) -> None:
 
 
 def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(tmp_path: Path) -> None:
-    """A hub that cannot reach its store exits at once, non-zero, with the reason and no
-    traceback (a supervisor restarts it; see docs/opensearch.md)."""
+    """A hub that cannot reach its store retries for `store_wait_s`, saying why, then exits
+    non-zero with the reason and no traceback (docs/opensearch.md)."""
     port = free_port()  # nothing listens there
-    r = obshub("serve", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}")
+    t = time.monotonic()
+    r = obshub("serve", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}",
+               env={"OBSHUB_STORE_WAIT_S": "2.5"})
     assert r.returncode == 1, r.stderr
-    assert "obshub: cannot start: OpenSearch unreachable" in r.stderr and f"port={port}" in r.stderr
-    assert "Traceback" not in r.stderr
-    r = obshub("serve", "--demo", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}")
+    assert 2.5 <= time.monotonic() - t < 60
+    waits = [ln for ln in r.stderr.splitlines() if ln.startswith("obshub: waiting for the store (OpenSearch unreachable")]
+    assert len(waits) == 2 and "next try in 1 s" in waits[0], r.stderr  # after 1 s, then 1.5 s more
+    assert r.stderr.splitlines()[-1].startswith("obshub: cannot start: OpenSearch unreachable") and f"port={port}" in r.stderr
+    assert "Traceback" not in r.stderr and "serving on" not in r.stderr
+    r = obshub("serve", "--demo", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}",
+               env={"OBSHUB_STORE_WAIT_S": "0"})
     assert r.returncode == 1 and "OpenSearch unreachable" in r.stderr and "Traceback" not in r.stderr, r.stderr
     blocker = tmp_path / "file"
     blocker.write_text("")
     r = obshub("serve", "--port", str(free_port()), "--store", f"sqlite:///{blocker}/sub/hub.db")
-    assert r.returncode == 2 and "configuration error: OBSHUB_STORE" in r.stderr, r.stderr
+    assert r.returncode == 2 and "configuration error: OBSHUB_STORE" in r.stderr, r.stderr  # not retried
+    assert "waiting" not in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -81,7 +89,6 @@ def test_first_start_bootstraps_default_project(tmp_path: Path) -> None:
         start = next(i for i, ln in enumerate(lines) if "created project 'default'" in ln)
         creds = dict(ln.split() for ln in lines[start + 1:start + 4])
         assert creds["dsn"].endswith(f":{port}/1")
-        import time
 
         for _ in range(100):
             try:

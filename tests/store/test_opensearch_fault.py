@@ -138,3 +138,40 @@ def test_hub_answers_503_while_node_down_and_nothing_acked_is_lost(own_opensearc
     finally:
         stop.set()
         hub.stop()
+
+
+def test_hub_started_while_its_node_is_down_waits_and_then_serves(own_opensearch_node: OpenSearchNode,  # noqa: F811
+                                                                  node_url: str, tmp_path: Any) -> None:
+    """Boot order is not guaranteed (a host's services, compose, a rolling restart): a hub whose
+    cluster is down when it starts retries (`store_wait_s`), saying why, and serves once it is up."""
+    from tests.hubproc import HubProcess
+
+    log = tmp_path / "hub.log"
+    hub = HubProcess(node_url, env={"OBSHUB_STORE_WAIT_S": "180"}, log_path=log)  # its project: made while up
+    own_opensearch_node.stop()
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            hub.start(timeout=180)
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            errors.append(e)
+
+    starter = threading.Thread(target=start, daemon=True)
+    try:
+        starter.start()
+        deadline = time.monotonic() + 30
+        while "obshub: waiting for the store (OpenSearch unreachable" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the hub did not say it was waiting for the store"
+            assert not errors, errors
+            time.sleep(0.2)
+        assert hub.proc is not None and hub.proc.poll() is None, "the hub gave up instead of waiting"
+        own_opensearch_node.start()
+        starter.join(180)
+        assert not starter.is_alive() and not errors, errors
+        r = hub.ingest([{"id": "after-wait", "message": "stored once the node came up"}])
+        assert r.status_code == 200 and r.json()["accepted"] == 1
+        assert [e["id"] for e in hub.search_all("id:after-wait")] == ["after-wait"]
+        assert "Traceback" not in log.read_text()
+    finally:
+        hub.stop()
