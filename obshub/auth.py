@@ -91,13 +91,17 @@ class TokenCache:
         return found
 
 
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def authorize(found: tuple[Project, str] | None, scope: str, project_id: int | None = None) -> Project:
     """Judge a looked-up token: 401 if unknown, 403 for the wrong scope or project."""
     if found is None:
         raise AuthError(401, "unknown token")
     project, have = found
     if have != scope:
-        raise AuthError(403, f"this is a{'n' if have == 'ingest' else ''} {have} token; this endpoint needs a {scope} token")
+        raise AuthError(403, f"this is {_a(have)} {have} token; this endpoint needs {_a(scope)} {scope} token")
     if project_id is not None and project.id != project_id:
         raise AuthError(403, f"token belongs to project {project.name!r}, not project {project_id}")
     return project

@@ -275,16 +275,22 @@ def _get(args: argparse.Namespace, path: str, params: dict[str, Any]) -> dict[st
     except httpx.HTTPError as e:
         return _die(f"cannot reach the hub at {args.url}: {e}", 1)
     if r.status_code != 200:
-        try:
-            err = r.json()
-            msg = err.get("error", r.text)
-            if err.get("column"):
-                msg += f"\n  {params.get('q', '')}\n  {' ' * (err['column'] - 1)}^"
-        except ValueError:
-            msg = r.text[:200]
-        return _die(f"hub answered {r.status_code}: {msg}", 1)
+        return _die(_refusal(r, params.get("q")), 1)
     data: dict[str, Any] = r.json()
     return data
+
+
+def _refusal(r: Any, query: str | None = None) -> str:
+    """'hub answered <status>: <its error>', with a caret under a query's bad column."""
+    try:
+        err = r.json()
+        msg = str(err.get("error", r.text)) if isinstance(err, dict) else r.text[:300]
+        if isinstance(err, dict) and err.get("column"):
+            msg += f"\n  {query or ''}\n  {' ' * (err['column'] - 1)}^"
+    except ValueError:
+        msg = r.text[:300]
+    retry = r.headers.get("retry-after")
+    return f"hub answered {r.status_code}: {msg}" + (f" (retry after {retry} s)" if retry else "")
 
 
 def _line(e: dict[str, Any]) -> str:
@@ -361,7 +367,9 @@ def _demo(args: argparse.Namespace) -> int:
             except httpx.HTTPError as e:
                 return _die(f"cannot reach the hub at {args.url}: {e}", 1)
             if r.status_code != 200:
-                return _die(f"hub answered {r.status_code}: {r.text[:300]}", 1)
+                if sent:
+                    print(file=sys.stderr)  # end the progress line
+                return _die(_refusal(r), 1)
             res = r.json()
             accepted += res["accepted"]
             dup += res["duplicates"]

@@ -145,3 +145,6 @@ def test_demo_then_search_and_trace(hubproc: HubProcess) -> None:
     assert noauth.returncode == 1 and "401" in noauth.stderr
     down = obshub("search", "x", "--url", "http://127.0.0.1:9", "--token", "t")
     assert down.returncode == 1 and "cannot reach" in down.stderr
+    refused = obshub("demo", "--url", h.url, "--token", h.read_token)  # a read token cannot ingest
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr == "obshub: hub answered 403: this is a read token; this endpoint needs an ingest token\n"
