@@ -31,6 +31,7 @@ from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, Store
 from obshub.ingest import sentry
 from obshub.ingest.native import ingest
 from obshub.jobs.scheduler import start_jobs
+from obshub.outage import OutageLog
 from obshub.settings import Settings
 from obshub.store import open_store
 from obshub.store.base import Project, Store, WriteResult
@@ -59,6 +60,8 @@ class Hub:
     # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
     # start (like telemetry._KNOWN), and no label lookup per write.
     store_write: Any = field(init=False)
+    # Requests that met a store outage: its first, then one line a minute, then its end.
+    store_outage: OutageLog = field(default_factory=lambda: OutageLog(log, "store unavailable"))
 
     def __post_init__(self) -> None:
         self.store_write = self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0])
@@ -96,6 +99,7 @@ class Hub:
         result = await asyncio.wrap_future(
             self.store.submit_events(project_id, events, list(groups.values()) if groups else ()))
         self.store_write.observe(time.perf_counter() - started)
+        self.store_outage.ok()
         return result
 
     def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[dict[str, Any]]) -> None:
@@ -122,8 +126,9 @@ async def _on_query(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unavailable(request: Request, exc: Exception) -> Response:
-    request.app.state.hub.telemetry.store_up.set(0)
-    log.warning("store unavailable", error=str(exc), path=request.url.path)
+    hub = request.app.state.hub
+    hub.telemetry.store_up.set(0)
+    hub.store_outage.failed(str(exc), path=request.url.path)
     return _json_error(503, f"store unavailable: {exc}", {"Retry-After": str(StoreUnavailable.retry_after)})
 
 
@@ -151,6 +156,7 @@ async def readyz(request: Request) -> Response:
         hub.telemetry.store_up.set(0)
         return _json_error(503, f"store not ready: {e or 'ping timed out'}", {"Retry-After": "5"})
     hub.telemetry.store_up.set(1)
+    hub.store_outage.ok()
     return JSONResponse({"status": "ready", "store": hub.store.url.split("@")[-1]})
 
 

@@ -30,6 +30,7 @@ from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.schedulers.base import BaseScheduler
 
 from obshub.errors import StoreError
+from obshub.outage import OutageLog
 from obshub.query.checks import Check, blank_event, config_checks, public_target, stored_checks, write_definition
 from obshub.store.base import Project, Store
 
@@ -143,6 +144,9 @@ class Uptime:
         self._cache: tuple[float, list[tuple[Project, Check]]] = (0.0, [])
         self._labels: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
+        # Ticks run every second: a store outage is a few lines, not one per tick and probe.
+        self._reading = OutageLog(log, "uptime: cannot read checks; will retry")
+        self._recording = OutageLog(log, "uptime: results not stored")
 
     @property
     def store(self) -> Store:
@@ -201,8 +205,9 @@ class Uptime:
         try:
             checks = self.checks()
         except StoreError as e:
-            log.warning("uptime: cannot read checks; will retry", error=str(e))
+            self._reading.failed(str(e))
             return []
+        self._reading.ok()
         futures = []
         for project, check in checks:
             slot = check.slot(now)
@@ -225,10 +230,12 @@ class Uptime:
         with self._lock:
             self._labels.add((project.name, check.name))
         try:
-            return record(self.store, project.id, check, slot, result, at_us)
+            stored = record(self.store, project.id, check, slot, result, at_us)
         except StoreError as e:
-            log.warning("uptime: result not stored", check=check.name, slot=slot, error=str(e))
+            self._recording.failed(str(e), check=check.name, slot=slot)
             return False
+        self._recording.ok()
+        return stored
 
     def close(self, event: SchedulerEvent | None = None) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

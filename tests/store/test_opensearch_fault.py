@@ -135,6 +135,14 @@ def test_hub_answers_503_while_node_down_and_nothing_acked_is_lost(own_opensearc
         ids = [e["id"] for e in found]
         assert len(ids) == len(set(ids)), "an event was stored twice"
         assert set(ids) == acked
+
+        # The outage is a few log lines (obshub/outage.py), not one per failed request and per
+        # uptime tick: the agent alone retried every 0.2 s for the whole outage.
+        lines = (tmp_path / "hub.log").read_text().splitlines()
+        warned = [ln for ln in lines if "[warning" in ln and "] store unavailable " in ln]
+        assert 1 <= len(warned) <= 2 < len(failed_while_down), "\n".join(warned)
+        assert sum("] uptime: cannot read checks" in ln for ln in lines) <= 2
+        assert any("store unavailable: recovered" in ln for ln in lines)
     finally:
         stop.set()
         hub.stop()
