@@ -148,13 +148,17 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+_READY_TIMEOUT_S = 5  # a probe of a hung store answers 503 after this, not when the client gives up
+
+
 async def readyz(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     try:
-        await asyncio.wait_for(run_in_threadpool(hub.store.ping), timeout=5)
+        await asyncio.wait_for(run_in_threadpool(hub.store.ping), timeout=_READY_TIMEOUT_S)
     except (StoreUnavailable, StoreOverloaded, TimeoutError) as e:
         hub.telemetry.store_up.set(0)
-        return _json_error(503, f"store not ready: {e or 'ping timed out'}", {"Retry-After": "5"})
+        why = str(e) or f"no answer from the store within {_READY_TIMEOUT_S} s"  # a hung node: TimeoutError()
+        return _json_error(503, f"store not ready: {why}", {"Retry-After": "5"})
     hub.telemetry.store_up.set(1)
     hub.store_outage.ok()
     return JSONResponse({"status": "ready", "store": hub.store.url.split("@")[-1]})

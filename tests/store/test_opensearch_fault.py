@@ -1,5 +1,6 @@
-"""The node goes away mid-ingest and comes back: nothing acknowledged is lost, nothing unstored
-is acknowledged. On a node of this module's own (stopping the shared one would disturb others).
+"""The node goes away mid-ingest (stopped, or hung with SIGSTOP) and comes back, or is not up yet
+when the hub starts: nothing acknowledged is lost, nothing unstored is acknowledged. On a node
+of this module's own (stopping the shared one would disturb others).
 
 Store level: write_events and ping raise StoreUnavailable (never a raw exception), then resume.
 HTTP level: a real `obshub serve` subprocess answers 503 + Retry-After (never 500, never 2xx)
@@ -181,5 +182,42 @@ def test_hub_started_while_its_node_is_down_waits_and_then_serves(own_opensearch
         assert r.status_code == 200 and r.json()["accepted"] == 1
         assert [e["id"] for e in hub.search_all("id:after-wait")] == ["after-wait"]
         assert "Traceback" not in log.read_text()
+    finally:
+        hub.stop()
+
+
+def test_a_hung_node_is_a_503_with_its_reason_and_the_hub_resumes(own_opensearch_node: OpenSearchNode,  # noqa: F811
+                                                                   node_url: str, tmp_path: Any) -> None:
+    """A node that stops answering without closing its sockets (a GC death spiral, a frozen VM;
+    here SIGSTOP) is not a refused connection: readiness answers within its own 5 s with the
+    reason, ingest with 503 after the URL's `timeout` (5 s here), and after SIGCONT the event
+    sent again is stored once."""
+    import signal
+
+    from tests.hubproc import HubProcess
+
+    hub = HubProcess(node_url, log_path=tmp_path / "hub.log").start()
+    pid = int((own_opensearch_node.dir / "opensearch.pid").read_text().strip())
+    line = [{"id": "hung-1", "message": "sent while the node hung"}]
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t = time.monotonic()
+            ready = httpx.get(f"{hub.url}/readyz", timeout=30)
+            assert ready.status_code == 503 and time.monotonic() - t < 15
+            assert ready.json()["error"] == "store not ready: no answer from the store within 5 s"
+            t = time.monotonic()
+            r = hub.ingest(line, timeout=60)
+            assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
+            assert "timed out" in r.json()["error"] and time.monotonic() - t < 30
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{hub.url}/readyz", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "hub never became ready again"
+            time.sleep(0.2)
+        again = hub.ingest(line)  # as an agent resends: the hung bulk may have landed meanwhile
+        assert again.status_code == 200 and again.json()["accepted"] + again.json()["duplicates"] == 1
+        assert [e["id"] for e in hub.search_all("id:hung-1")] == ["hung-1"]
     finally:
         hub.stop()
