@@ -60,8 +60,9 @@ class Hub:
     # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
     # start (like telemetry._KNOWN), and no label lookup per write.
     store_write: Any = field(init=False)
-    # Requests that met a store outage: its first, then one line a minute, then its end.
+    # Requests that met a store outage or push-back: its first, one line a minute, its end.
     store_outage: OutageLog = field(default_factory=lambda: OutageLog(log, "store unavailable"))
+    store_pushback: OutageLog = field(default_factory=lambda: OutageLog(log, "store overloaded"))
 
     def __post_init__(self) -> None:
         self.store_write = self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0])
@@ -100,6 +101,7 @@ class Hub:
             self.store.submit_events(project_id, events, list(groups.values()) if groups else ()))
         self.store_write.observe(time.perf_counter() - started)
         self.store_outage.ok()
+        self.store_pushback.ok()
         return result
 
     def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[dict[str, Any]]) -> None:
@@ -129,11 +131,15 @@ async def _on_unavailable(request: Request, exc: Exception) -> Response:
     hub = request.app.state.hub
     hub.telemetry.store_up.set(0)
     hub.store_outage.failed(str(exc), path=request.url.path)
-    return _json_error(503, f"store unavailable: {exc}", {"Retry-After": str(StoreUnavailable.retry_after)})
+    return _json_error(StoreUnavailable.status, f"store unavailable: {exc}",
+                       {"Retry-After": str(StoreUnavailable.retry_after)})
 
 
 async def _on_overloaded(request: Request, exc: Exception) -> Response:
-    return _json_error(429, f"store overloaded: {exc}", {"Retry-After": str(StoreOverloaded.retry_after)})
+    # Worth a log line: besides a full write queue, this is how a cluster out of disk refuses.
+    request.app.state.hub.store_pushback.failed(str(exc), path=request.url.path)
+    return _json_error(StoreOverloaded.status, f"store overloaded: {exc}",
+                       {"Retry-After": str(StoreOverloaded.retry_after)})
 
 
 async def _on_not_found(request: Request, exc: Exception) -> Response:

@@ -1,4 +1,5 @@
-"""The one exception tree of the hub. HTTP statuses for these are mapped in `obshub/app.py` only.
+"""The one exception tree of the hub. HTTP statuses for these are mapped in `obshub/app.py` only
+(the two store states carry theirs, with Retry-After, as class attributes its handlers use).
 
     ObshubError
      ├── ConfigError            bad setting or store URL; raised at start, names the key
@@ -42,12 +43,14 @@ class StoreError(ObshubError):
 class StoreUnavailable(StoreError):
     """The store cannot take or serve data right now; clients should retry after a pause."""
 
+    status = 503
     retry_after = 5  # seconds: long enough for a node restart to begin, short for agents
 
 
 class StoreOverloaded(StoreError):
-    """The store is up but saturated; back off."""
+    """The store is up but pushing back (write queue full, a disk-full write block); back off."""
 
+    status = 429
     retry_after = 2
 
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.ingest.body import BodyError
 
 __all__ = ["INLINE_BODY_BYTES", "INLINE_WIRE_BYTES", "Admission", "Ticket", "admitted", "prepared"]
@@ -117,6 +118,9 @@ async def admitted(hub: Any, protocol: str, request: Request, handle: Callable[[
         except Refused:
             tel.ingest_rejected.labels(protocol, "overload").inc()
             response = refuse()
+        except (StoreUnavailable, StoreOverloaded) as e:  # answered by app.py's handlers
+            tel.ingest_requests.labels(protocol, str(e.status)).inc()
+            raise
         finally:
             ticket.release()
             tel.inflight.dec()

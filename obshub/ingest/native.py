@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from obshub.auth import AuthError
 from obshub.digest import digest
 from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.events import EventError, Limits, normalize
@@ -74,7 +75,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
 
 async def ingest(request: Request) -> Response:
     hub = request.app.state.hub
-    project = await hub.authenticate(request, "ingest")
+    try:
+        project = await hub.authenticate(request, "ingest")
+    except AuthError as e:  # answered by app.py; counted like every ingest answer
+        hub.telemetry.ingest_requests.labels("native", str(e.status)).inc()
+        raise
     return await admitted(hub, "native", request, lambda ticket: _ingest(request, hub, project.id, ticket),
                           lambda: _error(429, "too many concurrent ingest requests; retry later", {"Retry-After": "1"}))
 

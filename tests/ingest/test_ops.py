@@ -42,6 +42,10 @@ def test_health_ready_metrics(sqlite_hub: LiveHub) -> None:
     assert metric(h, "obshub_ingest_bytes_total", outcome="stored") > 100
     h.ingest(b"x", headers={"Content-Encoding": "br"})
     assert metric(h, "obshub_ingest_requests_total", status="415") == 1
+    assert h.ingest([event()], token="wrong").status_code == 401  # refused before admission, still counted
+    assert h.ingest([event()], token=h.read_token).status_code == 403
+    assert metric(h, "obshub_ingest_requests_total", protocol="native", status="401") == 1
+    assert metric(h, "obshub_ingest_requests_total", protocol="native", status="403") == 1
 
 
 def test_store_down_is_503_with_retry_after_and_not_ready(sqlite_hub: LiveHub) -> None:
@@ -50,6 +54,7 @@ def test_store_down_is_503_with_retry_after_and_not_ready(sqlite_hub: LiveHub) -
     h.store.close()  # the store goes away under a running hub
     r = h.ingest([event()])
     assert r.status_code == 503
+    assert metric(h, "obshub_ingest_requests_total", protocol="native", status="503") == 1  # counted too
     assert int(r.headers["retry-after"]) > 0
     assert "store unavailable" in r.json()["error"]
     ready = httpx.get(f"{h.url}/readyz")

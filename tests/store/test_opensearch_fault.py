@@ -221,3 +221,42 @@ def test_a_hung_node_is_a_503_with_its_reason_and_the_hub_resumes(own_opensearch
         assert [e["id"] for e in hub.search_all("id:hung-1")] == ["hung-1"]
     finally:
         hub.stop()
+
+
+def test_a_disk_full_write_block_is_a_429_with_its_reason_logged_once(own_opensearch_node: OpenSearchNode,  # noqa: F811
+                                                                      node_url: str, tmp_path: Any) -> None:
+    """A cluster past its flood-stage disk watermark puts a read-only-allow-delete block on the
+    indices (set by hand here): writes answer 429 per item. The hub tells the sender to back off
+    with the cluster's reason, counts the answers, logs the push-back once (not per request),
+    and stores again once the block is lifted."""
+    from tests.hubproc import HubProcess
+
+    log = tmp_path / "hub.log"
+    hub = HubProcess(node_url, log_path=log).start()
+    backing = f"{node_url.split('prefix=')[1].split('&')[0]}-events"
+    base = f"http://127.0.0.1:{own_opensearch_node.port}"
+    assert hub.ingest([{"id": "before", "message": "x"}]).status_code == 200
+
+    def block(on: bool) -> None:
+        r = httpx.put(f"{base}/.ds-{backing}-*/_settings", json={"index.blocks.read_only_allow_delete": on or None})
+        assert r.status_code == 200, r.text
+
+    try:
+        block(True)
+        for i in range(3):
+            r = hub.ingest([{"id": f"blocked-{i}", "message": "x"}], timeout=60)
+            assert r.status_code == 429 and r.headers.get("Retry-After"), r.text
+            assert "flood-stage watermark" in r.json()["error"]
+    finally:
+        block(False)
+    try:
+        r = hub.ingest([{"id": "blocked-0", "message": "x"}])  # the agent's resend
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+        text = httpx.get(f"{hub.url}/metrics").text
+        assert 'obshub_ingest_requests_total{protocol="native",status="429"} 3.0' in text
+        lines = log.read_text().splitlines()
+        assert sum("[warning" in ln and "] store overloaded " in ln for ln in lines) == 1
+        assert any("store overloaded: recovered" in ln for ln in lines)
+        assert [e["id"] for e in hub.search_all("id:blocked-*")] == ["blocked-0"]
+    finally:
+        hub.stop()
