@@ -395,18 +395,12 @@ class SqliteStore:
 
     # -- analytics -------------------------------------------------------------------------------
     def _ev_where(self, project_id: int, name: str | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = ["e.project_id = ?", "e.kind = 'event'"]
-        params: list[Any] = [project_id]
+        where, params = self._where(project_id, None, start, end)
+        where += " AND e.kind = 'event'"
         if name is not None:
-            clauses.append("e.name = ?")
+            where += " AND e.name = ?"
             params.append(name)
-        if start is not None:
-            clauses.append("e.ts >= ?")
-            params.append(start)
-        if end is not None:
-            clauses.append("e.ts < ?")
-            params.append(end)
-        return " AND ".join(clauses), params
+        return where, params
 
     def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:
         where, params = self._ev_where(project_id, None, start, end)
