@@ -46,6 +46,6 @@ def start_jobs(hub: Any) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s),
                       id="retention")
-    uptime.register(scheduler, hub)  # probes of the [[checks]] and POSTed checks (jobs/uptime.py)
+    hub.uptime = uptime.register(scheduler, hub)  # probes of [[checks]] and POSTed checks (jobs/uptime.py)
     scheduler.start()
     return scheduler

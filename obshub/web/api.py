@@ -170,6 +170,7 @@ async def api_checks(request: Request) -> JSONResponse:
     if request.method == "POST":
         body = await _json_body(request)
         out, created = await run_in_threadpool(checks.define_check, hub.store, project, body, config, now)
+        _checks_changed(hub)
         return JSONResponse(out, status_code=201 if created else 200)
     return JSONResponse(await run_in_threadpool(checks.list_checks, hub.store, project, config, now))
 
@@ -178,8 +179,17 @@ async def api_check_delete(request: Request) -> JSONResponse:
     hub = request.app.state.hub
     project = await hub.authenticate(request, "read")
     config = checks.config_checks(hub.settings.checks)
-    return JSONResponse(await run_in_threadpool(checks.delete_check, hub.store, project, request.path_params["name"],
-                                                config, time.time_ns() // 1000))
+    out = await run_in_threadpool(checks.delete_check, hub.store, project, request.path_params["name"],
+                                  config, time.time_ns() // 1000)
+    _checks_changed(hub)
+    return JSONResponse(out)
+
+
+def _checks_changed(hub: Any) -> None:
+    """This hub probes a new or changed check at its next tick; other replicas re-read the
+    definitions within jobs.uptime.DEFS_TTL_S."""
+    if hub.uptime is not None:
+        hub.uptime.invalidate()
 
 
 routes += [
