@@ -133,6 +133,21 @@ def test_uptime_percentages_with_the_real_scheduler(hub: LiveHub, closed_port: i
     assert 'obshub_check_up{check="shop",project="test"} 0.0' in hub.get("/metrics").text
 
 
+def test_the_hub_taking_a_change_acts_on_it_at_once(hub: LiveHub, web: str) -> None:
+    """Definitions are cached for minutes (jobs/uptime.py: reading them often keeps OpenSearch's
+    shards from going search-idle), but the hub that takes a POST or DELETE drops its cache."""
+    assert post(hub, {"name": "first", "target": f"{web}/ok", "interval_s": 86_400}).status_code == 201
+    assert wait_for(hub, "kind:check name:first attrs.up:true"), "first check never probed"  # cache now read
+    assert post(hub, {"name": "second", "target": f"{web}/ok", "interval_s": 86_400}).status_code == 201
+    assert wait_for(hub, "kind:check name:second attrs.up:true"), "a check posted later waited for the cache"
+    assert delete(hub, "second").status_code == 200
+    runner = hub.app.state.hub.uptime
+    deadline = time.monotonic() + 10
+    while "second" in {c.name for _, c in runner.checks()}:  # what the scheduler itself will probe
+        assert time.monotonic() < deadline, "a deleted check is still probed"
+        time.sleep(0.2)
+
+
 def test_a_slot_is_stored_once_across_replicas(hub: LiveHub, web: str) -> None:
     """Two runners (two hub replicas) probing the same slot: both probe, the store keeps one."""
     assert post(hub, {"name": "web", "target": f"{web}/ok", "interval_s": 86_400}).status_code == 201
