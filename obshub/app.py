@@ -139,8 +139,8 @@ async def _on_unavailable(request: Request, exc: Exception) -> Response:
 async def _on_overloaded(request: Request, exc: Exception) -> Response:
     # Worth a log line: besides a full write queue, this is how a cluster out of disk refuses.
     request.app.state.hub.store_pushback.failed(str(exc), path=request.url.path)
-    return _json_error(StoreOverloaded.status, f"store overloaded: {exc}",
-                       {"Retry-After": str(StoreOverloaded.retry_after)})
+    assert isinstance(exc, StoreOverloaded)
+    return _json_error(exc.status, f"store overloaded: {exc}", {"Retry-After": str(exc.retry_after)})
 
 
 async def _on_not_found(request: Request, exc: Exception) -> Response:

@@ -51,7 +51,12 @@ class StoreOverloaded(StoreError):
     """The store is up but pushing back (write queue full, a disk-full write block); back off."""
 
     status = 429
-    retry_after = 2
+    retry_after = 2  # a full queue drains in moments; a write block says how long it wants
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class NotFound(StoreError):

@@ -227,8 +227,8 @@ def test_a_disk_full_write_block_is_a_429_with_its_reason_logged_once(own_opense
                                                                       node_url: str, tmp_path: Any) -> None:
     """A cluster past its flood-stage disk watermark puts a read-only-allow-delete block on the
     indices (set by hand here): writes answer 429 per item. The hub tells the sender to back off
-    with the cluster's reason, counts the answers, logs the push-back once (not per request),
-    and stores again once the block is lifted."""
+    for 30 s with the cluster's reason (without retrying the bulk itself), counts the answers,
+    logs the push-back once (not per request), and stores again once the block is lifted."""
     from tests.hubproc import HubProcess
 
     log = tmp_path / "hub.log"
@@ -245,8 +245,10 @@ def test_a_disk_full_write_block_is_a_429_with_its_reason_logged_once(own_opense
         block(True)
         for i in range(3):
             r = hub.ingest([{"id": f"blocked-{i}", "message": "x"}], timeout=60)
-            assert r.status_code == 429 and r.headers.get("Retry-After"), r.text
-            assert "flood-stage watermark" in r.json()["error"]
+            # No retries inside the hub (a block lasts until disk is freed), and a longer pause
+            # for the sender than a full write queue gets.
+            assert r.status_code == 429 and r.headers.get("Retry-After") == "30", r.text
+            assert "refuses writes" in r.json()["error"] and "flood-stage watermark" in r.json()["error"]
     finally:
         block(False)
     try:

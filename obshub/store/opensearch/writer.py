@@ -7,7 +7,8 @@ Per item (OpenSearch answers each line of a bulk separately):
     429, 5xx     retried, alone, with capped exponential backoff; still failing after
                  _ATTEMPTS tries -> the whole call raises StoreOverloaded / StoreUnavailable so the
                  client retries the batch (the ids make that harmless), never a 2xx for data that
-                 is not stored
+                 is not stored. A write block (429 cluster_block_exception: disk past the
+                 flood-stage watermark) raises StoreOverloaded at once, with a longer Retry-After
     400 & co     the document itself is refused (e.g. a value too long for a keyword): rejected
                  with the cluster's reason, reported to the client, never dropped silently. One
                  exception: when the refusal is about `attrs_num` (numeric index of attrs; e.g.
@@ -41,6 +42,10 @@ _MAX_REQUEST_BYTES = 8 * 1024 * 1024  # per bulk request; 100 MiB is the server'
 _ATTEMPTS = 5  # for items answered 429/5xx: waits 0.1+0.2+0.4+0.8 s = 1.5 s in total
 _BACKOFF_S = 0.1
 _BACKOFF_CAP_S = 2.0
+# A cluster past its flood-stage disk watermark blocks writes (429 cluster_block_exception) until
+# disk is freed: minutes or hours, not the moments a full queue takes. Retrying inside the hub
+# only re-sends every batch 5 times; the client is told to come back in this many seconds.
+_BLOCKED_RETRY_AFTER_S = 30
 _FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 # The size of one bulk, in events. Each bulk costs the node a fixed ~1 ms of CPU on top of its
 # documents, and a bulk into one shard is indexed by one write thread. So: flushes stop taking
@@ -117,7 +122,7 @@ class BulkWriter:
         pending = [i for i in range(len(events)) if i not in stored_before]
         attempt = 0
         last_error = ""
-        overloaded = False
+        overloaded = blocked = False
         stripped: set[int] = set()
         while pending:
             attempt += 1
@@ -132,6 +137,7 @@ class BulkWriter:
                     elif status == 429 or status >= 500:
                         retry.append(i)
                         overloaded = status == 429
+                        blocked = blocked or err.startswith("cluster_block_exception")
                         last_error = f"{status} {err}"
                     elif i not in stripped and ("attrs_num" in err or "total fields" in err):
                         stripped.add(i)
@@ -142,6 +148,9 @@ class BulkWriter:
                     else:
                         result.rejected.append((i - starts[owner[i]], f"rejected by OpenSearch ({status}): {err}"))
             pending = retry
+            if pending and blocked:
+                raise StoreOverloaded(f"OpenSearch refuses writes ({len(pending)} of {len(events)} events not "
+                                      f"stored): {last_error}", retry_after=_BLOCKED_RETRY_AFTER_S)
             if pending and attempt >= _ATTEMPTS:
                 cls = StoreOverloaded if overloaded else StoreUnavailable
                 raise cls(f"OpenSearch did not store {len(pending)} of {len(events)} events after "
