@@ -157,7 +157,6 @@ def test_hub_started_while_its_node_is_down_waits_and_then_serves(own_opensearch
 
     log = tmp_path / "hub.log"
     hub = HubProcess(node_url, env={"OBSHUB_STORE_WAIT_S": "180"}, log_path=log)  # its project: made while up
-    own_opensearch_node.stop()
     errors: list[BaseException] = []
 
     def start() -> None:
@@ -167,6 +166,7 @@ def test_hub_started_while_its_node_is_down_waits_and_then_serves(own_opensearch
             errors.append(e)
 
     starter = threading.Thread(target=start, daemon=True)
+    own_opensearch_node.stop()
     try:
         starter.start()
         deadline = time.monotonic() + 30
@@ -196,9 +196,9 @@ def test_a_hung_node_is_a_503_with_its_reason_and_the_hub_resumes(own_opensearch
 
     from tests.hubproc import HubProcess
 
-    hub = HubProcess(node_url, log_path=tmp_path / "hub.log").start()
     pid = int((own_opensearch_node.dir / "opensearch.pid").read_text().strip())
     line = [{"id": "hung-1", "message": "sent while the node hung"}]
+    hub = HubProcess(node_url, log_path=tmp_path / "hub.log").start()
     try:
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -235,23 +235,23 @@ def test_a_disk_full_write_block_is_a_429_with_its_reason_logged_once(own_opense
     hub = HubProcess(node_url, log_path=log).start()
     backing = f"{node_url.split('prefix=')[1].split('&')[0]}-events"
     base = f"http://127.0.0.1:{own_opensearch_node.port}"
-    assert hub.ingest([{"id": "before", "message": "x"}]).status_code == 200
 
     def block(on: bool) -> None:
         r = httpx.put(f"{base}/.ds-{backing}-*/_settings", json={"index.blocks.read_only_allow_delete": on or None})
         assert r.status_code == 200, r.text
 
     try:
-        block(True)
-        for i in range(3):
-            r = hub.ingest([{"id": f"blocked-{i}", "message": "x"}], timeout=60)
-            # No retries inside the hub (a block lasts until disk is freed), and a longer pause
-            # for the sender than a full write queue gets.
-            assert r.status_code == 429 and r.headers.get("Retry-After") == "30", r.text
-            assert "refuses writes" in r.json()["error"] and "flood-stage watermark" in r.json()["error"]
-    finally:
-        block(False)
-    try:
+        assert hub.ingest([{"id": "before", "message": "x"}]).status_code == 200
+        try:
+            block(True)
+            for i in range(3):
+                r = hub.ingest([{"id": f"blocked-{i}", "message": "x"}], timeout=60)
+                # No retries inside the hub (a block lasts until disk is freed), and a longer
+                # pause for the sender than a full write queue gets.
+                assert r.status_code == 429 and r.headers.get("Retry-After") == "30", r.text
+                assert "refuses writes" in r.json()["error"] and "flood-stage watermark" in r.json()["error"]
+        finally:
+            block(False)
         r = hub.ingest([{"id": "blocked-0", "message": "x"}])  # the agent's resend
         assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
         text = httpx.get(f"{hub.url}/metrics").text
