@@ -43,12 +43,10 @@ class OutageLog:
                 self._quiet += 1
                 return
             quiet, self._quiet, self._last = self._quiet, 0, now
-        first = since is None
-        lasted = now - (since if since is not None else now)
-        if first:
+        if since is None:
             self._log.warning(self.event, error=error, **fields)
         else:
-            self._log.warning(self.event, error=error, failing_for_s=round(lasted), failures_not_logged=quiet,
+            self._log.warning(self.event, error=error, failing_for_s=round(now - since), failures_not_logged=quiet,
                               **fields)
 
     def ok(self) -> None:
