@@ -284,10 +284,13 @@ def _refusal(r: Any, query: str | None = None) -> str:
     """'hub answered <status>: <its error>', with a caret under a query's bad column."""
     try:
         err = r.json()
-        msg = str(err.get("error", r.text)) if isinstance(err, dict) else r.text[:300]
-        if isinstance(err, dict) and err.get("column"):
-            msg += f"\n  {query or ''}\n  {' ' * (err['column'] - 1)}^"
     except ValueError:
+        err = None
+    if isinstance(err, dict):
+        msg = str(err.get("error", r.text))
+        if err.get("column"):
+            msg += f"\n  {query or ''}\n  {' ' * (err['column'] - 1)}^"
+    else:  # not the hub's JSON (a proxy's page, say)
         msg = r.text[:300]
     retry = r.headers.get("retry-after")
     return f"hub answered {r.status_code}: {msg}" + (f" (retry after {retry} s)" if retry else "")
