@@ -129,17 +129,17 @@ async def _on_query(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
     hub = request.app.state.hub
     hub.telemetry.store_up.set(0)
     hub.store_outage.failed(str(exc), path=request.url.path)
-    return _json_error(StoreUnavailable.status, f"store unavailable: {exc}",
-                       {"Retry-After": str(StoreUnavailable.retry_after)})
+    return _json_error(exc.status, f"store unavailable: {exc}", {"Retry-After": str(exc.retry_after)})
 
 
 async def _on_overloaded(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreOverloaded)
     # Worth a log line: besides a full write queue, this is how a cluster out of disk refuses.
     request.app.state.hub.store_pushback.failed(str(exc), path=request.url.path)
-    assert isinstance(exc, StoreOverloaded)
     return _json_error(exc.status, f"store overloaded: {exc}", {"Retry-After": str(exc.retry_after)})
 
 
