@@ -23,6 +23,11 @@ node's. `--split-cores N` pins the node (a local one) to the first N cores and t
 senders to the rest, as in production where the hub runs beside, not on, the cluster's
 machines; the ratio then measures whether the hub keeps the node busy.
 
+Reading it against the target (hub >= 0.8 of direct bulk): `--split-cores 1 --senders 4` is the
+production shape on a 2-core box (the hub off the cluster's cores, a fleet's agents sending at
+once); the default, shared cores and 2 closed-loop senders, is the worst case, kept to track
+the hub's CPU per event. docs/performance.md has both, measured.
+
 A second table gives the CPU time per event of each process in the timed windows (the node when
 it runs on this machine, the hub, this bench: its senders, or for the store row the store layer
 itself), and how many cores they kept busy. CPU per event is far steadier than events/s here.
