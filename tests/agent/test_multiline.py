@@ -10,9 +10,7 @@ import pytest
 from obshub_agent.config import InputConfig, MultilineConfig
 from obshub_agent.parse import FileEncoder, TimestampParser
 from obshub_agent.parse.encode import loads
-from tests.ci import in_ci
-
-LOGHUB = Path(__file__).resolve().parents[2].parent / "shared/datasets/loghub"
+from tests.data import LOGHUB
 
 JAVA_TRACE = """2015-07-29 19:52:21,133 - WARN  [RecvWorker:188978561024:QuorumCnxManager$RecvWorker@765] - Interrupting SendWorker
 java.net.SocketException: Connection reset
@@ -88,7 +86,6 @@ def test_python_tracebacks_become_one_event(tmp_path: Path, fmt: str) -> None:
     assert len(first_lines) > 5
 
 
-@pytest.mark.skipif(not LOGHUB.is_dir() and not in_ci(), reason="loghub samples not found (required in CI)")
 def test_java_stack_trace_in_real_zookeeper_log() -> None:
     lines = (LOGHUB / "Zookeeper" / "Zookeeper_2k.log").read_bytes().split(b"\n")[:300]
     data = b"\n".join(lines[:150]) + b"\n" + JAVA_TRACE.encode() + b"\n".join(lines[150:]) + b"\n"

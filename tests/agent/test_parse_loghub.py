@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from obshub_agent.config import InputConfig
 from obshub_agent.parse import FileEncoder, TimestampParser
 from obshub_agent.parse.encode import loads
-from tests.ci import in_ci
+from tests.data import LOGHUB
 
-LOGHUB = Path(__file__).resolve().parents[2].parent / "shared/datasets/loghub"
 NOW = datetime(2026, 11, 23, 12, 0, 0).timestamp()  # fixed clock: year inference is deterministic
 
-# Missing samples skip locally; in CI the tests run and fail on the missing files.
-pytestmark = pytest.mark.skipif(not LOGHUB.is_dir() and not in_ci(), reason=f"loghub samples not found at {LOGHUB}")
 
 
 def _events(name: str, fmt: str, regex: str | None = None, ts_format: str | None = None,

@@ -5,13 +5,12 @@ tokenization of paths, ips, hex ids and punctuation that synthetic data would mi
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
+from tests.data import LOGHUB
 from tests.hubproc import LiveHub
 
-LOGHUB = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "loghub"
 LOGS = sorted(LOGHUB.glob("*/*_2k.log"))
 
 
