@@ -2,7 +2,7 @@
 
 Every signal (log line, error, analytics event, uptime result) is the same flat record so one
 query on a correlation key finds all of them. This module is the only place that knows the
-aliases, the level vocabulary and the timestamp forms of CONTRACT.md; it has no heavy imports
+aliases, the level vocabulary and the timestamp forms of docs/api.md; it has no heavy imports
 because the ingest hot path calls `normalize` once per line (budget: a few µs).
 
 A normalized event is a plain dict (dicts are ~3x cheaper to build than dataclasses at 30k/s):

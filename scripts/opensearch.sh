@@ -4,7 +4,7 @@
 # Obtains the integ-test zip of OpenSearch 2.19.x from Maven Central with the ordinary Maven
 # client, caches it under ~/.cache/obshub/ (outside the repo), and runs one node on 127.0.0.1.
 # That distribution carries only the transport module: plain HTTP, no security plugin, no
-# painless, no _delete_by_query/_reindex, no ISM (the store is designed for that, DESIGN.md).
+# painless, no _delete_by_query/_reindex, no ISM (the store is designed for that: docs/opensearch.md).
 #
 #   scripts/opensearch.sh start  [--port 9250] [--transport-port PORT+100] [--dir DIR]
 #                                [--heap 1g] [--timeout 180] [--watch-pid PID]

@@ -29,7 +29,7 @@ _LEVELS = {
     "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
 }
 # Environment override for the host name, e.g. two services on one machine posing as two hosts.
-# Not OBSHUB_HOST: that one is the hub's listen address (CONTRACT.md).
+# Not OBSHUB_HOST: that one is the hub's listen address (docs/configuration.md).
 HOST_ENV = "OBSHUB_SDK_HOST"
 TRACK_LOGGER = "obshub_sdk.track"
 

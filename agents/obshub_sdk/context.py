@@ -43,10 +43,10 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: The correlation keys of the hub's event schema (CONTRACT.md), in the order lines print them.
+#: The correlation keys of the hub's event schema (docs/api.md), in the order lines print them.
 CORRELATION_KEYS: tuple[str, ...] = ("request_id", "trace_id", "span_id", "user_id", "session_id")
 
-# 128 is the hub's bound for ids (CONTRACT.md `id` ≤128); longer values are cut, not rejected,
+# 128 is the hub's bound for ids (docs/api.md: `id` ≤ 128); longer values are cut, not rejected,
 # because a log call must never fail over a too-long user id.
 _MAX_ID = 128
 

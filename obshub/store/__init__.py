@@ -1,9 +1,9 @@
-"""Persistence. `open_store(url)` picks the backend from the URL scheme (CONTRACT.md):
+"""Persistence. `open_store(url)` picks the backend from the URL scheme (docs/configuration.md):
 
     sqlite:///path/to/obshub.db                  embedded, zero setup (default)
     opensearch://[user:pass@]host:port[,host2:port...][?prefix=obshub&tls=1]
 
-Only this package imports a database client (DESIGN principle 4).
+Only this package imports a database client: one place knows each database.
 """
 
 from __future__ import annotations

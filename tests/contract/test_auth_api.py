@@ -1,4 +1,4 @@
-"""Token scopes and cross-project isolation (CONTRACT.md "Auth")."""
+"""Token scopes and cross-project isolation (docs/security.md)."""
 
 from __future__ import annotations
 

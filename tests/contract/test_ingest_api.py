@@ -90,7 +90,7 @@ def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str) -
 
 
 def test_longest_ids_are_stored_once(hub: LiveHub) -> None:
-    # 128 characters of 4 bytes each: valid (CONTRACT.md), and past OpenSearch's 512-byte _id,
+    # 128 characters of 4 bytes each: valid (docs/api.md), and past OpenSearch's 512-byte _id,
     # which once failed the whole bulk with a 500.
     ev = event(id="\U0001F600" * 128)
     assert hub.ingest([ev, event()]).json() == {"accepted": 2, "duplicates": 0, "rejected": []}

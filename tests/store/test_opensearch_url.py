@@ -1,4 +1,4 @@
-"""`opensearch://` URL parsing: every form CONTRACT.md allows, and errors that name OBSHUB_STORE."""
+"""`opensearch://` URL parsing: every form docs/opensearch.md allows, and errors that name OBSHUB_STORE."""
 
 from __future__ import annotations
 

@@ -19,12 +19,12 @@ __all__ = ["KNOWN_LEVELS", "PRESETS", "LineParser", "build_line_parser", "header
 
 LineParser = Callable[[str], "dict[str, Any] | None"]
 
-# Fields that stay at the top level of the event (CONTRACT "Ingest"); other groups -> attrs.
+# Fields that stay at the top level of the event (docs/api.md, "Ingest"); other groups -> attrs.
 _TOP = frozenset({"message", "level", "service", "host", "env", "release", "logger", "request_id", "trace_id",
                   "span_id", "user_id", "session_id", "name", "kind"})
 
 _SYSLOG_SEVERITY = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-# Level words the hub accepts (CONTRACT "Ingest": names, aliases, syslog 0-7, python 10-50). The hub
+# Level words the hub accepts (docs/api.md, "Ingest": names, aliases, syslog 0-7, python 10-50). The hub
 # rejects a line with any other level, so an unknown word read from a file is kept in
 # attrs.level_raw instead of losing the line. Apache 2.4's trace1..trace8 map to "trace".
 KNOWN_LEVELS = frozenset((

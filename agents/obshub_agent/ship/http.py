@@ -1,6 +1,6 @@
 """Shipping: read batches from the spool, POST them to the hub, ack the spool on 2xx.
 
-Outcome per response (CONTRACT.md "Ingest"):
+Outcome per response (docs/api.md, "Ingest"):
 
     2xx        stored; per-line `rejected` are permanent: counted and logged, never retried
     413 / 400  the batch is split in halves until the offending line stands alone, then rejected

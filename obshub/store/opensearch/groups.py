@@ -1,7 +1,7 @@
 """Error groups: mutable records in `<prefix>-state`, counts as aggregations over occurrences.
 
 A group doc (`_id` = `group:<project_id>:<group id>`) holds only what changes rarely: title,
-state, resolution and regression times (DESIGN: "no hot counter document"). Counts, users,
+state, resolution and regression times (no hot counter document). Counts, users,
 hosts, first/last seen are aggregations over the `kind=error` events carrying `group_id`.
 
 Concurrency: creation is `create` (first writer wins, the others see 409); state changes read

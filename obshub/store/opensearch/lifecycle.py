@@ -1,5 +1,5 @@
 """Rollover and retention with core APIs only (the integ-test distribution has no ISM plugin
-and no `_delete_by_query`; DESIGN.md storage notes).
+and no `_delete_by_query`; docs/opensearch.md).
 
 - `rollover`: `POST <stream>/_rollover` with max_age / max_size / max_docs conditions; the
   cluster checks them and starts a new write index only when one is met.

@@ -132,7 +132,7 @@ _ID_MAX_BYTES = 512  # OpenSearch refuses a longer _id, failing the whole bulk r
 
 def doc_id(project_id: int, event_id: str) -> str:
     """The `_id` of an event: one per project and id, so a replay is a 409, not a copy. An
-    event id may be 128 characters of up to 4 bytes each (CONTRACT.md); the few whose `_id`
+    event id may be 128 characters of up to 4 bytes each (docs/api.md); the few whose `_id`
     would pass 512 bytes get a digest of the id instead (the `id` field keeps it whole)."""
     key = f"{project_id}:{event_id}"
     if len(event_id) <= 125 or len(key.encode()) <= _ID_MAX_BYTES:  # 125 * 4 + 11 digits and ':' fit

@@ -1,4 +1,4 @@
-"""`opensearch://` store URLs (CONTRACT.md) -> a frozen `OpenSearchConfig`.
+"""`opensearch://` store URLs (docs/opensearch.md) -> a frozen `OpenSearchConfig`.
 
     opensearch://[user:pass@]host:port[,host2:port...][?prefix=obshub&tls=1&verify=0&ca=/path
                                                        &cert=/client.pem&key=/client.key]
