@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from obshub.demo import CLOCK_SKEW_US, generate
+from obshub.events import parse_ts
 from tests.ci import unavailable
 from tests.hubproc import REPO, HubProcess, LiveHub, wait_healthy, wait_until
 
@@ -99,6 +100,25 @@ def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServe]
     hub = DemoServe(f"sqlite:///{d}/obshub.db", project="default", log_path=d / "hub.log").start()
     yield hub
     hub.stop()
+
+
+def demo_journey(hub: HubProcess, user: str) -> list[tuple[str, str]]:
+    """(request id, entry host) of the user's requests in true order, from the stored data and
+    the demo's real clock errors (CLOCK_SKEW_US): what the timeline must find by itself."""
+    own = hub.search_all(f"user_id:{user}")
+    rids = {e["request_id"] for e in own if "request_id" in e}
+    first: dict[str, tuple[int, str]] = {}
+    for rid in rids:
+        for e in hub.search_all(f"request_id:{rid}"):
+            true_t = parse_ts(e["ts"]) - CLOCK_SKEW_US.get(e["host"], 0)
+            if rid not in first or true_t < first[rid][0]:
+                first[rid] = (true_t, e["host"])
+    return [(rid, host) for rid, (_, host) in sorted(first.items(), key=lambda kv: kv[1])]
+
+
+def true_switches(journey: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """request id -> (previous entry host, its entry host), for each request entering elsewhere."""
+    return {rid: (prev, host) for (rid, host), (_, prev) in zip(journey[1:], journey) if host != prev}
 
 
 @contextlib.contextmanager

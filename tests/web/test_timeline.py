@@ -20,7 +20,7 @@ from obshub.store import open_store
 from obshub.store.base import Store
 from tests.factories import event, now_us
 from tests.hubproc import LiveHub, make_project
-from tests.web.conftest import DemoServe, login_client
+from tests.web.conftest import DemoServe, demo_journey, login_client, true_switches
 
 S = 1_000_000
 SKEW_US = {"fast": 3 * S, "slow": -3 * S, "ok": 0}  # host clock - true time
@@ -106,35 +106,21 @@ def test_user_timeline_orders_and_switches_on_corrected_time(sqlite_store: tuple
         "user_id": "nobody", "requests": [], "events": [], "host_switches": 0, "truncated": False, "skew_ms": {}}
 
 
-def _expected_journey(hub: DemoServe, user: str) -> list[tuple[str, str]]:
-    """(request id, entry host) of the user's requests in true order, from the stored data and
-    the demo's real clock errors (CLOCK_SKEW_US): what the timeline must find by itself."""
-    own = hub.search_all(f"user_id:{user}")
-    rids = {e["request_id"] for e in own if "request_id" in e}
-    first: dict[str, tuple[int, str]] = {}
-    for rid in rids:
-        for e in hub.search_all(f"request_id:{rid}"):
-            true_t = parse_ts(e["ts"]) - CLOCK_SKEW_US.get(e["host"], 0)
-            if rid not in first or true_t < first[rid][0]:
-                first[rid] = (true_t, e["host"])
-    return [(rid, host) for rid, (_, host) in sorted(first.items(), key=lambda kv: kv[1])]
-
-
 def test_served_demo_timeline_has_only_the_true_host_switches(served_demo: DemoServe) -> None:
     user = DEMO_STORY["user_id"]
-    journey = _expected_journey(served_demo, user)
-    true_switches = [rid for (rid, h), (_, prev) in zip(journey[1:], journey) if h != prev]
+    journey = demo_journey(served_demo, user)
+    switched = list(true_switches(journey))
     # The story's true switch (cart on web-1, checkout on web-2) is among them; the cross-host
     # request entering web-1 then the cart on web-1 is not a switch.
-    assert DEMO_STORY["failing_request"] in true_switches and DEMO_STORY["cart_request"] not in true_switches
+    assert DEMO_STORY["failing_request"] in switched and DEMO_STORY["cart_request"] not in switched
 
     r = served_demo.get(f"/api/v1/users/{user}/timeline", **{"from": "-1d"})
     assert r.status_code == 200, r.text
     data = r.json()
     reqs = data["requests"]
     assert [(x["request_id"], x["hosts"][0]) for x in reqs] == journey
-    assert [x["request_id"] for x in reqs if x["host_switch"]] == true_switches
-    assert data["host_switches"] == len(true_switches)
+    assert [x["request_id"] for x in reqs if x["host_switch"]] == switched
+    assert data["host_switches"] == len(switched)
     # The estimate: exact when the loader reports the clocks, a few ms more when batches travel.
     assert data["skew_ms"]["web-1"] == data["skew_ms"]["web-3"] == 0
     assert -1600 < data["skew_ms"]["web-2"] <= CLOCK_SKEW_US["web-2"] // 1000
@@ -164,13 +150,13 @@ def _switch_rows(page_html: str) -> list[tuple[str, str]]:
 
 def test_served_demo_user_page_says_corrected_and_marks_true_switches(served_demo: DemoServe) -> None:
     user = DEMO_STORY["user_id"]
-    journey = _expected_journey(served_demo, user)
-    expected = [(rid, f"⇄ switched {prev} → {h}" if h != prev else "")
-                for (rid, h), (_, prev) in zip(journey[1:], journey)]
+    journey = demo_journey(served_demo, user)
+    switched = true_switches(journey)
+    expected = [(rid, "⇄ switched {} → {}".format(*switched[rid]) if rid in switched else "") for rid, _ in journey]
     with login_client(served_demo) as web:
         r = web.get(f"/users/{user}")
     assert r.status_code == 200
-    assert _switch_rows(r.text) == [(journey[0][0], ""), *expected]
+    assert _switch_rows(r.text) == expected
     note = re.search(r'<p class="help skewnote">(.*?)</p>', r.text, re.S)
     assert note and "corrected time" in note.group(1)
     assert re.search(r"web-2 −1\.5\d\d s", note.group(1)), note.group(1)
