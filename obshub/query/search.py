@@ -3,17 +3,23 @@
 A trace is every event whose request_id or trace_id is the id, on every host, oldest first. A
 user timeline is the user's own events plus *every* event of the requests they made, so the
 lines a server logged before the app knew the user (auth middleware, proxies) are there too.
+
+The timeline is ordered on corrected time (raw `ts` minus the host's estimated clock skew,
+`obshub.digest.skew`): with one host 1.5 s slow, raw order puts a request's call to that host
+before the request itself, and its entry host -- hence every "host switch" -- would be wrong.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
+from obshub.digest.skew import corrected_ts
 from obshub.errors import QueryError
-from obshub.events import to_public
+from obshub.events import format_ts, to_public
 from obshub.store.base import SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or, QuerySyntaxError, parse
 
@@ -94,8 +100,16 @@ def trace(store: Store, project_id: int, trace_id: str, start: int | None = None
     }
 
 
+def _no_skew(hosts: list[str]) -> Mapping[str, int]:
+    return {}
+
+
 def user_timeline(store: Store, project_id: int, user_id: str, start: int | None = None,
-                  end: int | None = None, cap: int = TRACE_CAP) -> dict[str, Any]:
+                  end: int | None = None, cap: int = TRACE_CAP,
+                  offsets_of: Callable[[list[str]], Mapping[str, int]] = _no_skew) -> dict[str, Any]:
+    """`offsets_of(hosts)` -> each host's clock offset in µs (`SkewEstimator.offsets`). Events
+    and requests are ordered on corrected time and a request's entry host is the host of its
+    first event on that time; events keep their raw `ts`, requests' `start`/`end` are corrected."""
     own, truncated = _all(store, project_id, Field("user_id", "=", user_id, True), start, end, cap)
     request_ids = _uniq([e["request_id"] for e in own])[:TIMELINE_REQUEST_CAP]
     by_id: dict[str, dict[str, Any]] = {e["id"]: e for e in own}
@@ -107,22 +121,26 @@ def user_timeline(store: Store, project_id: int, user_id: str, start: int | None
         truncated = truncated or more
         for e in evs:
             by_id.setdefault(e["id"], e)
-    events = sorted(by_id.values(), key=lambda e: (e["ts"], e["id"]))
+    hosts = sorted({e["host"] for e in by_id.values() if e["host"] is not None})
+    offsets = offsets_of(hosts)
+    # Ties on corrected time keep the store's (ts, id) order, so a host's own lines never swap.
+    events = sorted(by_id.values(), key=lambda e: (corrected_ts(e["ts"], e["host"], offsets), e["ts"], e["id"]))
     groups: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         if e["request_id"] is not None:
             groups.setdefault(e["request_id"], []).append(e)
     requests = []
     prev_host = None
-    for rid, evs in sorted(groups.items(), key=lambda kv: (kv[1][0]["ts"], kv[0])):
-        hosts = _uniq([e["host"] for e in evs])
-        first = hosts[0] if hosts else None
+    starts = {rid: corrected_ts(evs[0]["ts"], evs[0]["host"], offsets) for rid, evs in groups.items()}
+    for rid, evs in sorted(groups.items(), key=lambda kv: (starts[kv[0]], kv[0])):
+        req_hosts = _uniq([e["host"] for e in evs])
+        first = req_hosts[0] if req_hosts else None
         requests.append({
             "request_id": rid,
-            "hosts": hosts,
+            "hosts": req_hosts,
             "services": _uniq([e["service"] for e in evs]),
-            "start": to_public(evs[0])["ts"],
-            "end": to_public(evs[-1])["ts"],
+            "start": format_ts(starts[rid]),
+            "end": format_ts(corrected_ts(evs[-1]["ts"], evs[-1]["host"], offsets)),
             "events": len(evs),
             "errors": sum(1 for e in evs if e["kind"] == "error" or e["level"] in ("error", "critical")),
             # The seed bug: a user's consecutive requests entering on different servers. Entry
@@ -133,4 +151,5 @@ def user_timeline(store: Store, project_id: int, user_id: str, start: int | None
         if first is not None:
             prev_host = first
     return {"user_id": user_id, "requests": requests, "events": [to_public(e) for e in events],
-            "host_switches": sum(1 for r in requests if r["host_switch"]), "truncated": truncated}
+            "host_switches": sum(1 for r in requests if r["host_switch"]), "truncated": truncated,
+            "skew_ms": {h: offsets.get(h, 0) // 1000 for h in hosts}}

@@ -68,8 +68,9 @@ async def api_trace(request: Request) -> JSONResponse:
 async def api_timeline(request: Request) -> JSONResponse:
     pid = await _project(request)
     start, end = _range(request)
-    store = request.app.state.hub.store
-    return JSONResponse(await run_in_threadpool(user_timeline, store, pid, request.path_params["user_id"], start, end))
+    hub = request.app.state.hub
+    return JSONResponse(await run_in_threadpool(user_timeline, hub.store, pid, request.path_params["user_id"], start, end,
+                                                offsets_of=hub.skew.offsets))
 
 
 async def api_event_names(request: Request) -> JSONResponse:

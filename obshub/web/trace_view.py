@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from obshub.digest.skew import corrected_ts
-from obshub.events import parse_ts
+from obshub.events import format_ts, parse_ts
 
 __all__ = ["PAGE_SIZE", "layout", "nice_ticks"]
 
@@ -60,7 +60,8 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
     for i, e in enumerate(tr["events"]):
         raw = parse_ts(e["ts"])
         fixed = corrected_ts(raw, e.get("host"), offsets)
-        events.append({**e, "_raw": raw, "_fixed": fixed, "_t": fixed if corrected else raw,
+        # `_event`: the event as the API returns it, for the raw-JSON view (no `_` fields).
+        events.append({**e, "_event": e, "_raw": raw, "_fixed": fixed, "_t": fixed if corrected else raw,
                        "_err": is_error(e), "_i": i})
     events.sort(key=lambda e: (e["_t"], e["_i"]))  # stable: a host's own lines keep their order
     lanes: list[dict[str, Any]] = []
@@ -113,4 +114,6 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
         "width": WIDTH, "gutter": GUTTER, "height": AXIS_H + max(len(lanes), 1) * LANE_H + 10,
         "lane_h": LANE_H, "axis_h": AXIS_H, "markers": len(events) <= MARKER_CAP, "step": step,
         "skewed": any(h["skew_us"] for h in hosts), "reordered": reordered,
+        # The header's range, on the time the page is ordered on (corrected or raw).
+        "start": format_ts(t0) if events else None, "end": format_ts(t1) if events else None,
     }

@@ -147,6 +147,37 @@ def test_user_timeline_groups_requests_and_marks_host_switch(hub: LiveHub) -> No
     assert [e["ts"] for e in data["events"]] == sorted(e["ts"] for e in data["events"])
 
 
+def test_user_timeline_on_corrected_time(hub: LiveHub) -> None:
+    """web-a runs 3 s fast, web-b 3 s slow (their agents stamp X-Obshub-Sent-At with those
+    clocks). r1 enters web-a and calls web-b: by raw time it would start on web-b, r3 (web-b)
+    would come before r2 and every request would look like a switch. Only r3 is one."""
+    s = 1_000_000
+    skew = {"web-a": 3 * s, "web-b": -3 * s}
+    t = now_us() - 100 * s
+    lines = {
+        "web-a": [event(request_id="r1", host="web-a", user_id="u9", ts=t + skew["web-a"]),
+                  event(request_id="r2", host="web-a", user_id="u9", ts=t + 2 * s + skew["web-a"])],
+        "web-b": [event(request_id="r1", host="web-b", ts=t + 100_000 + skew["web-b"]),
+                  event(request_id="r3", host="web-b", user_id="u9", ts=t + 4 * s + skew["web-b"])],
+    }
+    for host, evs in lines.items():
+        for _ in range(2):  # a second batch (all duplicates): another clock sample
+            r = hub.ingest(evs, headers={"X-Obshub-Sent-At": f"{(now_us() + skew[host]) / 1e6:.6f}"})
+            assert r.status_code == 200, r.text
+    data = hub.get("/api/v1/users/u9/timeline").json()
+    assert [(x["request_id"], x["hosts"], x["host_switch"], x["previous_host"]) for x in data["requests"]] == [
+        ("r1", ["web-a", "web-b"], False, None), ("r2", ["web-a"], False, "web-a"), ("r3", ["web-b"], True, "web-a")]
+    assert data["host_switches"] == 1
+    assert 2_500 <= data["skew_ms"]["web-a"] <= 3_000 and -3_500 <= data["skew_ms"]["web-b"] <= -3_000
+    stored = {e["id"]: e["ts"] for e in hub.search_all("request_id:r1 OR request_id:r2 OR request_id:r3")}
+    assert {e["id"]: e["ts"] for e in data["events"]} == stored  # `ts` as stored, raw
+    assert [e["id"] for e in data["events"]][:2] == [lines["web-a"][0]["id"], lines["web-b"][0]["id"]]
+    empty = hub.get("/api/v1/users/nobody/timeline").json()
+    assert empty["requests"] == [] and empty["skew_ms"] == {}
+    bad = hub.get("/api/v1/users/u9/timeline", **{"from": "soon"})
+    assert bad.status_code == 400 and "from" in bad.json()["error"]
+
+
 def test_analytics_endpoints(hub: LiveHub) -> None:
     t = now_us() - 2 * 3_600_000_000
     t -= t % 3_600_000_000  # start of an hour, so buckets are predictable

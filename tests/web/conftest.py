@@ -1,5 +1,6 @@
 """A live hub loaded with the demo dataset (plus a trace across two hosts with wrong clocks), an
-httpx client logged in through the web form, and Debian's chromium driven by Playwright.
+httpx client logged in through the web form, and Debian's chromium driven by Playwright. Also
+`served_demo`: `obshub serve --demo` itself (what `make run` starts), as a subprocess.
 
 Chromium comes from `scripts/browser.sh` (apt). Without it the browser tests skip locally and
 fail in CI (CI=true), like the OpenSearch tests.
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +22,9 @@ import orjson
 import pytest
 
 from obshub.demo import CLOCK_SKEW_US, generate
+from obshub.events import parse_ts
 from tests.ci import unavailable
-from tests.hubproc import LiveHub
+from tests.hubproc import REPO, HubProcess, LiveHub, wait_healthy, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -74,8 +78,51 @@ def demo_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
     hub.stop()
 
 
+class DemoServe(HubProcess):
+    """`obshub serve --demo` (`make run`): the demo written at start, with the skew its hosts'
+    agents would report. Project `default` is created first so the test holds its read token."""
+
+    def start(self, timeout: float = 60) -> DemoServe:
+        cmd = [sys.executable, "-m", "obshub", "serve", "--demo", "--host", "127.0.0.1", "--port", str(self.port),
+               "--store", self.store_url]
+        assert self.log_path is not None
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=REPO)
+        wait_healthy(self.url, self.proc, timeout, path="/readyz", name="obshub serve --demo")
+        wait_until(lambda: self.get("/api/v1/search", q="request_id:req-demo-cart-lost").json()["events"],
+                   timeout, "the demo's story in the store")
+        return self
+
+
+@pytest.fixture(scope="module")
+def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServe]:
+    d = tmp_path_factory.mktemp("served-demo")
+    hub = DemoServe(f"sqlite:///{d}/obshub.db", project="default", log_path=d / "hub.log").start()
+    yield hub
+    hub.stop()
+
+
+def demo_journey(hub: HubProcess, user: str) -> list[tuple[str, str]]:
+    """(request id, entry host) of the user's requests in true order, from the stored data and
+    the demo's real clock errors (CLOCK_SKEW_US): what the timeline must find by itself."""
+    own = hub.search_all(f"user_id:{user}")
+    rids = {e["request_id"] for e in own if "request_id" in e}
+    first: dict[str, tuple[int, str]] = {}
+    for rid in rids:
+        for e in hub.search_all(f"request_id:{rid}"):
+            true_t = parse_ts(e["ts"]) - CLOCK_SKEW_US.get(e["host"], 0)
+            if rid not in first or true_t < first[rid][0]:
+                first[rid] = (true_t, e["host"])
+    return [(rid, host) for rid, (_, host) in sorted(first.items(), key=lambda kv: kv[1])]
+
+
+def true_switches(journey: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """request id -> (previous entry host, its entry host), for each request entering elsewhere."""
+    return {rid: (prev, host) for (rid, host), (_, prev) in zip(journey[1:], journey) if host != prev}
+
+
 @contextlib.contextmanager
-def login_client(hub: LiveHub) -> Iterator[httpx.Client]:
+def login_client(hub: LiveHub | HubProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=hub.url, timeout=30) as c:
         r = c.post("/login", data={"token": hub.read_token, "next": "/search"}, headers={"Origin": hub.url})
         assert r.status_code == 303, r.text
@@ -107,7 +154,17 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, demo_hub: LiveHub) -> Iterator[Any]:
     """A logged-in browser tab (logged in through the form, like a person)."""
-    ctx = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=demo_hub.url)
+    yield from _logged_in_tab(browser, demo_hub)
+
+
+@pytest.fixture
+def served_page(browser: Any, served_demo: DemoServe) -> Iterator[Any]:
+    """A logged-in browser tab on `obshub serve --demo`."""
+    yield from _logged_in_tab(browser, served_demo)
+
+
+def _logged_in_tab(browser: Any, hub: LiveHub | HubProcess) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=hub.url)
     pg = ctx.new_page()
     pg.set_default_timeout(15_000)
     # CSP violations, script errors and failed asset loads: a page must have none. (Pages that
@@ -127,7 +184,7 @@ def page(browser: Any, demo_hub: LiveHub) -> Iterator[Any]:
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     pg.goto("/search")
     assert "/login" in pg.url
-    pg.get_by_label("Read token").fill(demo_hub.read_token)
+    pg.get_by_label("Read token").fill(hub.read_token)
     pg.get_by_role("button", name="Log in").click()
     pg.wait_for_url("**/search**")
     yield pg

@@ -1,9 +1,11 @@
 """Server side of the web UI over a live hub, without a browser: the session cookie, CSRF and
-redirect safety, error states, CSV export, the SSE tail, and a 5,000-event trace."""
+redirect safety, error states, CSV export, the SSE tail, a 5,000-event trace, and a trace on
+hosts with wrong clocks (its time range and raw-JSON view)."""
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 import time
@@ -14,9 +16,10 @@ import orjson
 import pytest
 
 from obshub.demo import DEMO_STORY
+from obshub.events import format_ts, parse_ts
 from obshub.web.session import COOKIE
 from tests.hubproc import LiveHub
-from tests.web.conftest import login_client
+from tests.web.conftest import SKEWED_TRACE, login_client
 
 
 def test_pages_need_a_session(demo_hub: LiveHub) -> None:
@@ -189,6 +192,36 @@ def test_5000_event_trace_renders_paginated(web: httpx.Client, demo_hub: LiveHub
     assert len(r.content) < 2_000_000
     last = web.get("/trace/req-big", params={"page": 10})
     assert 'id="ev-4999"' in last.text and 'id="ev-0"' not in last.text
+
+
+def test_trace_page_range_is_on_corrected_time_and_says_so(web: httpx.Client, demo_hub: LiveHub) -> None:
+    api = demo_hub.get(f"/api/v1/trace/{SKEWED_TRACE}").json()
+    offsets = demo_hub.app.state.hub.skew.offsets(api["hosts"])
+    assert offsets["edge-1"] and offsets["api-9"]
+    fixed = sorted(parse_ts(e["ts"]) - offsets[e["host"]] for e in api["events"])
+    r = web.get(f"/trace/{SKEWED_TRACE}")
+    assert r.status_code == 200
+    summary = re.search(r'<p class="summary">(.*?)</p>', r.text, re.S)
+    assert summary
+    times = re.findall(r'<time datetime="([^"]+)">', summary.group(1))
+    assert times == [format_ts(fixed[0]), format_ts(fixed[-1])]
+    assert "(corrected time)" in summary.group(1)
+    # Raw time: the range of the host clocks, and it says so.
+    raw = web.get(f"/trace/{SKEWED_TRACE}", params={"time": "raw"})
+    raw_summary = re.search(r'<p class="summary">(.*?)</p>', raw.text, re.S)
+    assert raw_summary and "(raw host clocks)" in raw_summary.group(1)
+    assert re.findall(r'<time datetime="([^"]+)">', raw_summary.group(1)) == [api["start"], api["end"]]
+
+
+def test_trace_page_json_view_is_the_event_as_stored(web: httpx.Client, demo_hub: LiveHub) -> None:
+    api = demo_hub.get(f"/api/v1/trace/{SKEWED_TRACE}").json()
+    r = web.get(f"/trace/{SKEWED_TRACE}")
+    assert r.status_code == 200
+    shown = [orjson.loads(html.unescape(j)) for j in re.findall(r'<pre class="json">(.*?)</pre>', r.text, re.S)]
+    assert len(shown) == len(api["events"])
+    by_id = {e["id"]: e for e in api["events"]}
+    assert [k for e in shown for k in e if k.startswith("_")] == []  # no `_lane`, `_x`, `_fixed`...
+    assert all(e == by_id[e["id"]] for e in shown)  # exactly what the API returns, nothing added
 
 
 def test_store_down_is_a_page_not_json(tmp_path: Path) -> None:
