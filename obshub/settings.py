@@ -32,7 +32,7 @@ class Settings:
     # with its cluster (boot, compose, a rolling restart) finds OpenSearch ~20-60 s from ready.
     store_wait_s: float = 60.0
     # The URL clients use to reach this hub: in the DSNs `project create` and the first start
-    # print, and in links the hub sends out. Default: http://host:port (base_url).
+    # print, and the base for links the hub will send (notifications). Default: http://host:port.
     public_url: str = ""
     # Ingest bounds. Decoded size is what protects memory: a 10 MiB gzip bomb can inflate 1000x.
     max_body_bytes: int = 10 * MiB  # decoded request body (413 above)
