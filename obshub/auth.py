@@ -8,22 +8,33 @@ this is as good as a constant-time compare (`hmac.compare_digest` guards the one
 is compared directly: the web session's CSRF token).
 
 Two scopes per project: `ingest` (write events) and `read` (query). A token is looked up at most
-once per `token_cache_s` seconds per hub, so a revoked token keeps working for that long.
+once per `token_cache_s` seconds per hub, so a revoked token keeps working for that long on a hub
+that saw it just before (`obshub token revoke` writes the revocation to the store, which every
+hub reads; no message between hubs is needed).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from obshub.store.base import Project, Store
+from obshub.errors import Conflict, NotFound
+from obshub.store.base import Project, Store, TokenRecord, TokenScope
 
-__all__ = ["AuthError", "TokenCache", "authorize", "create_project", "hash_token", "new_token"]
+__all__ = ["SCOPES", "AuthError", "Revoked", "TokenCache", "authorize", "create_project", "create_token",
+           "hash_token", "new_token", "revoke_token"]
 
 _PREFIX = {"ingest": "obi_", "read": "obr_"}
+SCOPES = tuple(_PREFIX)
+_TOKEN_ID = re.compile(r"[0-9a-f]{12}")
+# Labels of the tokens `create_project` makes, so `obshub token list` tells them apart.
+PROJECT_LABEL = "created with the project"
+SENTRY_LABEL = "Sentry key of the DSN"
 
 
 class AuthError(Exception):
@@ -46,16 +57,56 @@ def create_project(store: Store, name: str, base_url: str) -> dict[str, Any]:
     """Create a project with fresh tokens; returns the JSON of `obshub project create`."""
     ingest, read = new_token("ingest"), new_token("read")
     public_key = secrets.token_hex(16)  # Sentry DSN key; sentry-sdk accepts any string
-    project = store.create_project(name, public_key, [("ingest", hash_token(ingest)),
-                                                       ("read", hash_token(read)),
-                                                       ("ingest", hash_token(public_key))])
+    project = store.create_project(name, public_key, [("ingest", hash_token(ingest), PROJECT_LABEL),
+                                                       ("read", hash_token(read), PROJECT_LABEL),
+                                                       ("ingest", hash_token(public_key), SENTRY_LABEL)])
     return {"project": project.name, "project_id": project.id, "ingest_token": ingest,
             "read_token": read, "dsn": dsn(project, base_url)}
 
 
-def dsn(project: Project, base_url: str) -> str:
+def dsn(project: Project, base_url: str, key: str | None = None) -> str:
+    """The Sentry DSN of a project. Any ingest token of the project works as its key (the hub
+    checks the key like a bearer token), so a new ingest token also makes a new DSN."""
     scheme, _, rest = base_url.partition("://")
-    return f"{scheme}://{project.public_key}@{rest.rstrip('/')}/{project.id}"
+    return f"{scheme}://{key or project.public_key}@{rest.rstrip('/')}/{project.id}"
+
+
+def create_token(store: Store, project: Project, scope: TokenScope, label: str) -> tuple[str, TokenRecord]:
+    """A new token of `scope` for `project`: (the secret, shown once; its stored record)."""
+    if scope not in _PREFIX:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    token = new_token(scope)
+    store.add_token(project.id, scope, hash_token(token), label)
+    return token, next(t for t in store.list_tokens(project.id) if t.hash == hash_token(token))
+
+
+@dataclass(frozen=True)
+class Revoked:
+    token: TokenRecord
+    already: bool  # it was revoked before this call
+    left: int  # tokens of the same project and scope still valid
+    dsn_key: bool  # it is the key in the DSN `project create` printed
+
+
+def revoke_token(store: Store, ref: str) -> Revoked:
+    """Revoke the token `ref` names: its id (`TokenRecord.id`, 12 hex digits) or the token
+    itself. NotFound if there is no such token; Conflict if two tokens share the id (then the
+    token itself is needed)."""
+    tokens = store.list_tokens()
+    by_id = _TOKEN_ID.fullmatch(ref) is not None
+    h = "" if by_id else hash_token(ref)
+    matches = [t for t in tokens if (t.id == ref if by_id else t.hash == h)]
+    if not matches:
+        raise NotFound(f"no token with the id {ref}" if by_id else "no such token")
+    if len(matches) > 1:
+        raise Conflict(f"{len(matches)} tokens have the id {ref}: revoke with the token itself")
+    before = matches[0]
+    revoked = store.revoke_token(before.hash) or before  # tokens are never deleted
+    left = sum(1 for t in tokens if t.project_id == before.project_id and t.scope == before.scope
+               and t.revoked_at is None and t.hash != before.hash)
+    project = store.get_project_by_id(before.project_id)
+    dsn_key = project is not None and hash_token(project.public_key) == before.hash
+    return Revoked(revoked, before.revoked_at is not None, left, dsn_key)
 
 
 class TokenCache:
@@ -98,7 +149,7 @@ def _a(word: str) -> str:
 def authorize(found: tuple[Project, str] | None, scope: str, project_id: int | None = None) -> Project:
     """Judge a looked-up token: 401 if unknown, 403 for the wrong scope or project."""
     if found is None:
-        raise AuthError(401, "unknown token")
+        raise AuthError(401, "unknown or revoked token")
     project, have = found
     if have != scope:
         raise AuthError(403, f"this is {_a(have)} {have} token; this endpoint needs {_a(scope)} {scope} token")

@@ -1,7 +1,8 @@
-"""`obshub` command line: serve | project | demo | search | trace.
+"""`obshub` command line: serve | project | token | demo | search | trace.
 
 Client commands (`demo`, `search`, `trace`) talk HTTP to a running hub (`--url`, `--token`, or
-OBSHUB_URL / OBSHUB_TOKEN); `serve` and `project` open the store directly.
+OBSHUB_URL / OBSHUB_TOKEN); `serve`, `project` and `token` open the store directly, read from the
+same settings as `serve` (OBSHUB_* and the OBSHUB_CONFIG file, obshub/settings.py).
 """
 
 from __future__ import annotations
@@ -9,11 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from obshub.errors import ConfigError, Conflict, StoreError, StoreUnavailable
+from obshub.errors import ConfigError, Conflict, NotFound, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:  # imported where used: `obshub --help` stays fast
+    from obshub.settings import Settings
+    from obshub.store.base import Store, TokenRecord
 
 __all__ = ["main"]
 
@@ -26,7 +33,53 @@ def _add_client_args(p: argparse.ArgumentParser, token_help: str) -> None:
     p.add_argument("--token", default=os.environ.get("OBSHUB_TOKEN"), help=f"{token_help} (env OBSHUB_TOKEN)")
 
 
+_TIME_OPTIONS = ("--from", "--to")
+_RELATIVE = re.compile(r"-\d")  # how a relative time (-15m, -7d) or a negative epoch begins
+
+
+def _add_time_args(p: argparse.ArgumentParser, default_from: str | None = "-24h") -> None:
+    """`--from/--to` (as `args.from_`, `args.to`) for every command with a time range. `main`
+    lets their values start with '-' (`--from -7d`): see `_join_time_values`."""
+    start = f"; default {default_from}" if default_from else ""
+    p.add_argument("--from", dest="from_", metavar="TIME", default=default_from,
+                   help=f"start: RFC 3339, an epoch number, or relative to now (-15m, -24h, -7d){start}")
+    p.add_argument("--to", metavar="TIME", default=None, help="end, same forms (exclusive); default now")
+
+
+def _join_time_values(argv: list[str]) -> list[str]:
+    """`--from -7d` -> `--from=-7d`. argparse takes any word starting with '-' (other than a
+    plain negative number) for an option, so `--from -7d` would fail with "expected one
+    argument"; the `=` form it accepts. Stops at `--`, after which every word is positional."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return out + argv[i:]
+        if word in _TIME_OPTIONS and i + 1 < len(argv) and _RELATIVE.match(argv[i + 1]):
+            out.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
+def _add_store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="URL", help=(
+        "store URL (default, as for `serve`: OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, "
+        "or sqlite:///./obshub-data/obshub.db)"))
+
+
+def _label(value: str) -> str:
+    if len(value) > 200 or any(not c.isprintable() for c in value):
+        raise argparse.ArgumentTypeError("at most 200 printable characters")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
+    from obshub.auth import SCOPES
+
     ap = argparse.ArgumentParser(prog="obshub", description="obshub: follow one request or one user across every server.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -39,23 +92,53 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--store", help="store URL (env OBSHUB_STORE; default sqlite:///./obshub-data/obshub.db)")
     sp.add_argument("--demo", action="store_true", help="load the demo dataset into project 'default' before serving")
 
-    pp = sub.add_parser("project", help="manage projects", description="Create or list projects.")
+    pp = sub.add_parser("project", help="manage projects", description=(
+        "Create or list projects, in the store the hub uses (same settings as `serve`). DSNs carry "
+        "public_url (OBSHUB_PUBLIC_URL; default http://host:port)."))
     psub = pp.add_subparsers(dest="action", metavar="ACTION", required=True)
-    pc = psub.add_parser("create", help="create a project and print its tokens as JSON",
-                         description="Create a project; prints {project, project_id, ingest_token, read_token, dsn}.")
+    pc = psub.add_parser("create", help="create a project and print its tokens as JSON", description=(
+        "Create a project; prints {project, project_id, ingest_token, read_token, dsn} (the tokens are shown "
+        "only this once). With no store at the store URL, makes a new one and says so on stderr."))
     pc.add_argument("name")
-    pc.add_argument("--store", help="store URL (env OBSHUB_STORE)")
-    pl = psub.add_parser("list", help="list projects", description="List projects as JSON lines.")
-    pl.add_argument("--store", help="store URL (env OBSHUB_STORE)")
+    _add_store_arg(pc)
+    pl = psub.add_parser("list", help="list projects", description=(
+        "List projects as JSON lines {project, project_id, dsn}. With no store at the store URL: exit status 1."))
+    _add_store_arg(pl)
+
+    tp = sub.add_parser("token", help="list, create or revoke a project's tokens", description=(
+        "Manage tokens in the store the hub uses (same settings as `serve`; with no store there: exit status 1). "
+        "Secrets are shown once, at creation; the store keeps only their SHA-256, and a token is named by its "
+        "id (12 hex digits of that hash). A revoked token is refused by every hub within token_cache_s "
+        "(default 10 s)."))
+    tsub = tp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tl = tsub.add_parser("list", help="list tokens (never their secrets)", description=(
+        "Tokens as JSON lines {id, project, scope, label, created_at, revoked_at}, oldest first, revoked ones "
+        "included."))
+    tl.add_argument("--project", metavar="NAME", help="only this project's tokens (default: every project)")
+    _add_store_arg(tl)
+    tc = tsub.add_parser("create", help="create a token and print it once", description=(
+        "Create a token; prints {id, project, project_id, scope, label, token} as JSON, plus a dsn for an "
+        "ingest token (any ingest token works as a Sentry key)."))
+    tc.add_argument("--project", metavar="NAME", required=True)
+    tc.add_argument("--scope", choices=SCOPES, required=True,
+                    help="read: query and web UI; ingest: send events")
+    tc.add_argument("--label", type=_label, default="", help="what the token is for, e.g. 'agents on web-*'")
+    _add_store_arg(tc)
+    tv = tsub.add_parser("revoke", help="revoke a token", description=(
+        "Revoke a token: every hub refuses it within token_cache_s (a web session using it ends at its next "
+        "page). Revoking a project's last token of a scope is allowed, with a warning. Prints the revoked "
+        "token as JSON; revoking twice is not an error."))
+    tv.add_argument("token", metavar="TOKEN_ID", help="the id from `obshub token list`, or the token itself")
+    _add_store_arg(tv)
 
     dp = sub.add_parser("demo", help="send a realistic demo dataset to a running hub",
                         description="Send 3 hosts x 2 services x 50 users of logs, errors and analytics events.")
     _add_client_args(dp, "ingest token")
 
-    sr = sub.add_parser("search", help="search events", description="Search events with the query language.")
+    sr = sub.add_parser("search", help="search events", description=(
+        "Search events with the query language, e.g. obshub search 'host:web-7' --from -7d"))
     sr.add_argument("query", nargs="?", default="", help='e.g. \'level:error service:api "timed out"\'')
-    sr.add_argument("--from", dest="from_", default="-24h", help="start: RFC 3339 or relative (-15m, -24h, -7d); default -24h")
-    sr.add_argument("--to", default=None, help="end: RFC 3339 or relative; default now")
+    _add_time_args(sr)
     sr.add_argument("--limit", type=int, default=50, help="events to show (default 50, max 1000)")
     sr.add_argument("--json", action="store_true", help="print the API response as JSON")
     _add_client_args(sr, "read token")
@@ -74,23 +157,46 @@ def _die(msg: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_join_time_values(sys.argv[1:] if argv is None else argv))
     try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "project":
-            return _project(args)
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "search":
-            return _search(args)
-        return _trace(args)
+        code = _run(args)
+        # Flushed here, not at exit: a reader that left (`| head`) raises now, into the except
+        # below, instead of as "Exception ignored ... BrokenPipeError" at interpreter shutdown.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except ConfigError as e:
         return _die(f"configuration error: {e}")
     except StoreError as e:  # e.g. `serve --demo` or `project` with the store unreachable
         return _die(str(e), 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "project":
+        return _project(args)
+    if args.command == "token":
+        return _token(args)
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "search":
+        return _search(args)
+    return _trace(args)
+
+
+def _stdout_closed() -> int:
+    """The reader of our stdout went away (`obshub search ... | head -1`): stop quietly, as a
+    Unix tool killed by SIGPIPE would, with its exit status 128 + 13 = 141. Python ignores
+    SIGPIPE, so the write raised instead. stdout now points at /dev/null so that the final
+    flush at exit, still holding the unwritten lines, has somewhere to go."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -226,12 +332,23 @@ def _load_demo_direct(hub: Any, settings: Any) -> None:
         hub.store.close()
 
 
-def _open_store(url: str | None) -> Any:
-    from obshub.settings import load_settings
+def _open_store(url: str | None, create: bool = False) -> tuple[Store, Settings]:
+    """The store `serve` would use (settings from OBSHUB_*, the config file, then `url`), open.
+    A store that does not exist yet is made only when `create`, and then said so on stderr: a
+    client command run in the wrong directory must not quietly make an empty store there."""
+    from obshub.settings import Settings, load_settings
     from obshub.store import open_store
 
     settings = load_settings(store=url)
     store = open_store(settings.store)
+    if not store.exists():
+        notes = [note for note, yes in (("the default", settings.store == Settings.store),
+                                        (f"in {os.getcwd()}", store.url.startswith("sqlite:///./"))) if yes]
+        where = store.url + (f" ({', '.join(notes)})" if notes else "")
+        if not create:
+            raise NotFound(f"no store at {where}: point OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, "
+                           "or --store at the hub's store")
+        print(f"obshub: no store at {where}: creating a new one", file=sys.stderr)
     store.open()
     return store, settings
 
@@ -239,10 +356,7 @@ def _open_store(url: str | None) -> Any:
 def _project(args: argparse.Namespace) -> int:
     from obshub.auth import create_project, dsn
 
-    try:
-        store, settings = _open_store(args.store)
-    except StoreError as e:
-        return _die(str(e), 1)
+    store, settings = _open_store(args.store, create=args.action == "create")
     try:
         if args.action == "create":
             try:
@@ -255,6 +369,72 @@ def _project(args: argparse.Namespace) -> int:
                 print(json.dumps({"project": p.name, "project_id": p.id, "dsn": dsn(p, settings.base_url)}))
     finally:
         store.close()
+    return 0
+
+
+def _token_json(t: TokenRecord, project: str) -> str:
+    from obshub.events import format_ts
+
+    return json.dumps({"id": t.id, "project": project, "scope": t.scope, "label": t.label,
+                       "created_at": format_ts(t.created_at),
+                       "revoked_at": format_ts(t.revoked_at) if t.revoked_at is not None else None})
+
+
+def _token(args: argparse.Namespace) -> int:
+    from obshub import auth
+
+    store, settings = _open_store(args.store)
+    try:
+        names = {p.id: p.name for p in store.list_projects()}
+        project = None
+        if getattr(args, "project", None) is not None:
+            project = store.get_project(args.project)
+            if project is None:
+                return _die(f"no project {args.project!r} in {store.url} (see `obshub project list`)", 1)
+        if args.action == "list":
+            for t in store.list_tokens(project.id if project else None):
+                print(_token_json(t, names.get(t.project_id, "")))
+        elif args.action == "create":
+            assert project is not None  # --project is required
+            secret, t = auth.create_token(store, project, args.scope, args.label)
+            out = {"id": t.id, "project": project.name, "project_id": project.id, "scope": t.scope,
+                   "label": t.label, "token": secret}
+            if t.scope == "ingest":
+                out["dsn"] = auth.dsn(project, settings.base_url, key=secret)
+            print(json.dumps(out))
+            print("obshub: the token is shown only this once; store it now", file=sys.stderr)
+        else:
+            return _revoke(store, settings, args.token, names)
+    finally:
+        store.close()
+    return 0
+
+
+def _revoke(store: Store, settings: Settings, ref: str, names: dict[int, str]) -> int:
+    from obshub import auth
+    from obshub.events import format_ts
+
+    try:
+        r = auth.revoke_token(store, ref)
+    except (NotFound, Conflict) as e:
+        return _die(f"{e} (see `obshub token list`)", 1)
+    t, name = r.token, names.get(r.token.project_id, "")
+    print(_token_json(t, name))
+    what = f"{t.scope} token {t.id}" + (f" ({t.label})" if t.label else "") + f" of project {name!r}"
+    if r.already:
+        print(f"obshub: {what} was already revoked, at {format_ts(t.revoked_at or 0)}", file=sys.stderr)
+        return 0
+    print(f"obshub: revoked {what}; every hub refuses it within token_cache_s ({settings.token_cache_s:g} s)",
+          file=sys.stderr)
+    if r.dsn_key:
+        print(f"obshub: warning: this was the key of project {name!r}'s DSN: Sentry SDKs using that DSN can no "
+              f"longer send; a new DSN comes with: obshub token create --project {name} --scope ingest",
+              file=sys.stderr)
+    if r.left == 0:
+        print(f"obshub: warning: project {name!r} has no {t.scope} token left"
+              + (" (agents, SDKs and Sentry DSNs of it can no longer send)" if t.scope == "ingest"
+                 else " (nothing can query it or log in to it)")
+              + f"; make one with: obshub token create --project {name} --scope {t.scope}", file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from obshub.errors import ConfigError
 from obshub.events import Limits
@@ -30,7 +31,8 @@ class Settings:
     # `serve` retries opening an unreachable store for this long before giving up: a hub started
     # with its cluster (boot, compose, a rolling restart) finds OpenSearch ~20-60 s from ready.
     store_wait_s: float = 60.0
-    # The URL clients use to reach this hub (goes into DSNs). Default: http://host:port.
+    # The URL clients use to reach this hub: in the DSNs `project create` and the first start
+    # print, and the base for links the hub will send (notifications). Default: http://host:port.
     public_url: str = ""
     # Ingest bounds. Decoded size is what protects memory: a 10 MiB gzip bomb can inflate 1000x.
     max_body_bytes: int = 10 * MiB  # decoded request body (413 above)
@@ -67,7 +69,7 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
 
 _SIMPLE = {f.name: f for f in fields(Settings) if f.name != "checks"}
@@ -94,6 +96,25 @@ def _coerce(key: str, raw: Any, default: Any) -> Any:
     except (TypeError, ValueError):
         kind = type(default).__name__
         raise ConfigError(f"{key}: expected {'a non-negative ' if kind == 'int' else 'a '}{kind}, got {raw!r}") from None
+
+
+def _check_public_url(url: str) -> None:
+    """An http(s) URL with a host and nothing a DSN cannot carry: the DSN puts the project's
+    key where a user name goes and appends /<project id> to the path."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or above 65535
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or any(c.isspace() for c in url):
+        why = "is not an http:// or https:// URL"
+    elif parts.username is not None:
+        why = "has a user or password (a DSN puts the project's key there)"
+    elif parts.query or parts.fragment or url.endswith(("?", "#")):
+        why = "has a query or fragment"
+    else:
+        return
+    raise ConfigError(f"OBSHUB_PUBLIC_URL (public_url): {url!r} {why}; expected e.g. https://obshub.example.com")
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -130,5 +151,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError(f"OBSHUB_PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes < 1024:
         raise ConfigError("OBSHUB_MAX_BODY_BYTES: must be at least 1024")
+    if settings.public_url:
+        _check_public_url(settings.public_url)
     return settings
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -11,18 +13,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import event, now_us
 from tests.hubproc import HubProcess, free_port
 
 
-def obshub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    import os
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without OBSHUB_* settings (a developer's own must not leak into
+    a test), plus `env`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("OBSHUB_")}, **(env or {})}
 
+
+def obshub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "obshub", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+                          env=cli_env(env), cwd=cwd)
 
 
 @pytest.mark.parametrize("cmd", [[], ["serve"], ["project"], ["project", "create"], ["project", "list"], ["demo"],
-                                 ["search"], ["trace"]])
+                                 ["search"], ["trace"], ["token"], ["token", "list"], ["token", "create"],
+                                 ["token", "revoke"]])
 def test_help_everywhere(cmd: list[str]) -> None:
     r = obshub(*cmd, "--help")
     assert r.returncode == 0
@@ -148,3 +156,111 @@ def test_demo_then_search_and_trace(hubproc: HubProcess) -> None:
     refused = obshub("demo", "--url", h.url, "--token", h.read_token)  # a read token cannot ingest
     assert refused.returncode == 1, refused.stderr
     assert refused.stderr == "obshub: hub answered 403: this is a read token; this endpoint needs an ingest token\n"
+
+
+def test_relative_times_are_separate_arguments(hubproc: HubProcess) -> None:
+    """`--from -7d`, as README and --help write it: argparse alone takes `-7d` for an option
+    ("expected one argument"); `--from=-7d` works as before."""
+    h = hubproc
+    day = 86_400_000_000
+    now = now_us()
+    sent = [event(message="three days ago", ts=now - 3 * day), event(message="ten days ago", ts=now - 10 * day),
+            event(message="a minute ago", ts=now - 60_000_000)]
+    assert h.ingest(sent).json()["accepted"] == 3
+    env = {"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token}
+    for args in (["--from", "-7d", "--to", "-1d"], ["--from=-7d", "--to=-1d"], ["--to", "-1d", "ago", "--from", "-7d"]):
+        s = obshub("search", *args, env=env)
+        assert s.returncode == 0, (args, s.stderr)
+        assert "three days ago" in s.stdout and "ten days ago" not in s.stdout and "a minute ago" not in s.stdout, args
+    s = obshub("search", "ago", "--from", "-30d", "--limit", "5", env=env)
+    assert s.returncode == 0 and s.stdout.count(" ago") == 3, s.stderr
+    bad = obshub("search", "--from", "-7x", env=env)  # reaches the hub, which names the parameter
+    assert bad.returncode == 1 and "from: '-7x' is not RFC 3339" in bad.stderr, bad.stderr
+    missing = obshub("search", "--from", "--json", env=env)  # an option is still not a value
+    assert missing.returncode == 2 and "argument --from: expected one argument" in missing.stderr
+    assert "--from TIME" in obshub("search", "--help").stdout
+
+
+def test_output_into_a_closed_pipe_ends_quietly(hubproc: HubProcess) -> None:
+    """`obshub search ... | head -1`: no BrokenPipeError traceback, exit status 141 (SIGPIPE's),
+    like a Unix tool. 1000 lines of ~260 bytes: far more than a pipe holds (64 KiB), so the
+    writes after the reader left fail for sure."""
+    h = hubproc
+    assert h.ingest([event(message=f"line {i} " + "x" * 250) for i in range(1000)]).json()["accepted"] == 1000
+    env = cli_env({"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token})
+    for extra in ([], ["--json"]):
+        proc = subprocess.Popen([sys.executable, "-m", "obshub", "search", "--limit", "1000", *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader leaves after one line
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == 141, err
+        assert first.strip() and err == "", err
+    shell = subprocess.run(["bash", "-c", 'python -m obshub search --limit 1000 | head -1; echo "status ${PIPESTATUS[0]}"'],
+                           capture_output=True, text=True, timeout=60, env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"})
+    assert shell.stdout.splitlines()[1:] == ["status 141"] and "line" in shell.stdout and shell.stderr == "", shell.stderr
+
+
+def test_store_commands_read_the_hub_settings_and_make_no_store_by_accident(tmp_path: Path) -> None:
+    """`project list` and `token ...` open the store `serve` would (OBSHUB_*, the OBSHUB_CONFIG
+    file, --store) and refuse a store that is not there instead of making an empty one;
+    `project create` may make one, and says so."""
+    for cmd in (["project", "list"], ["token", "list"], ["token", "create", "--project", "default", "--scope", "read"],
+                ["token", "revoke", "0123456789ab"]):
+        r = obshub(*cmd, cwd=tmp_path)
+        assert r.returncode == 1, (cmd, r.stderr)
+        assert r.stderr == (f"obshub: no store at sqlite:///./obshub-data/obshub.db (the default, in {tmp_path}): "
+                            "point OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, or --store at the hub's store\n")
+    r = obshub("project", "list", "--store", f"sqlite:///{tmp_path}/elsewhere.db", cwd=tmp_path)
+    assert r.returncode == 1 and f"no store at sqlite://{tmp_path}/elsewhere.db:" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path}/hub.db"\npublic_url = "https://obshub.example.com"\n')
+    env = {"OBSHUB_CONFIG": str(cfg)}
+    made = obshub("project", "create", "shop", env=env, cwd=tmp_path)
+    assert made.returncode == 0 and made.stderr == f"obshub: no store at sqlite://{tmp_path}/hub.db: creating a new one\n"
+    again = obshub("project", "create", "web", env=env, cwd=tmp_path)
+    assert again.returncode == 0 and again.stderr == ""  # an existing store: nothing to say
+    listed = [json.loads(ln) for ln in obshub("project", "list", env=env, cwd=tmp_path).stdout.splitlines()]
+    assert [p["project"] for p in listed] == ["shop", "web"]
+    assert listed[0]["dsn"] == json.loads(made.stdout)["dsn"] and listed[0]["dsn"].endswith("@obshub.example.com/1")
+    other = obshub("project", "list", env={**env, "OBSHUB_STORE": f"sqlite:///{tmp_path}/other.db"}, cwd=tmp_path)
+    assert other.returncode == 1 and "other.db" in other.stderr  # the environment wins over the file
+    assert not (tmp_path / "other.db").exists() and not (tmp_path / "obshub-data").exists()
+
+
+def test_public_url_goes_into_every_dsn_and_is_checked(tmp_path: Path) -> None:
+    store = ["--store", f"sqlite:///{tmp_path}/p.db"]
+    env = {"OBSHUB_PUBLIC_URL": "https://obshub.example.com/hub/", "OBSHUB_PORT": "9999"}
+    made = json.loads(obshub("project", "create", "shop", *store, env=env).stdout)
+    assert re.fullmatch(r"https://[0-9a-f]{32}@obshub\.example\.com/hub/1", made["dsn"]), made
+    assert json.loads(obshub("project", "list", *store, env=env).stdout)["dsn"] == made["dsn"]
+    tok = json.loads(obshub("token", "create", "--project", "shop", "--scope", "ingest", *store, env=env).stdout)
+    assert tok["dsn"] == f"https://{tok['token']}@obshub.example.com/hub/1"
+    cfg = tmp_path / "hub.toml"
+    for bad in ("obshub.example.com", "ftp://obshub.example.com", "https://obshub.example.com/?x=1",
+                "https://me@obshub.example.com", "http://obshub.example.com:99999", "https://obshub.example.com/#top"):
+        for cmd in (["project", "list", *store], ["project", "create", "x", *store], ["serve", *store]):
+            r = obshub(*cmd, env={"OBSHUB_PUBLIC_URL": bad})
+            assert r.returncode == 2 and f"OBSHUB_PUBLIC_URL (public_url): {bad!r}" in r.stderr, (bad, cmd, r.stderr)
+        cfg.write_text(f"public_url = {json.dumps(bad)}\n")
+        r = obshub("project", "list", *store, env={"OBSHUB_CONFIG": str(cfg)})
+        assert r.returncode == 2 and "public_url" in r.stderr, r.stderr
+    assert [p["project"] for p in map(json.loads, obshub("project", "list", *store).stdout.splitlines())] == ["shop"]
+
+    # the first start prints the default project's DSN with it too
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store",
+                             f"sqlite:///{tmp_path}/first.db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=cli_env({"OBSHUB_PUBLIC_URL": "https://logs.example.org"}))
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+        dsn = next(ln.split()[1] for ln in lines if ln.split()[:1] == ["dsn"])
+        assert re.fullmatch(r"https://[0-9a-f]{32}@logs\.example\.org/1", dsn), lines
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)

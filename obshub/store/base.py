@@ -22,14 +22,18 @@ from obshub.store.querylang import Node
 __all__ = [
     "GroupRecord",
     "GroupStats",
+    "NewToken",
     "Project",
     "SearchRequest",
     "Store",
+    "TokenRecord",
     "TokenScope",
     "WriteResult",
 ]
 
 TokenScope = str  # "ingest" | "read"
+# A token to store: (scope, SHA-256 hex of the secret) or (scope, hash, label).
+NewToken = tuple[TokenScope, str] | tuple[TokenScope, str, str]
 Event = dict[str, Any]
 
 
@@ -39,6 +43,25 @@ class Project:
     name: str
     public_key: str  # the Sentry DSN key: public by design, stored in clear
     created_at: int = 0
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A stored token, without its secret (only its hash is ever stored)."""
+
+    hash: str  # SHA-256 hex of the secret
+    project_id: int
+    scope: TokenScope
+    label: str
+    created_at: int
+    revoked_at: int | None = None
+
+    @property
+    def id(self) -> str:
+        """What `obshub token list` shows and `token revoke` takes: 48 bits of the hash, unique in
+        practice (two clash with probability ~n²/2⁴⁹: 1e-9 at 1,000 tokens) and useless to an
+        attacker (the hash of a 192-bit secret reveals nothing of it)."""
+        return self.hash[:12]
 
 
 @dataclass
@@ -97,6 +120,10 @@ class Store(Protocol):
 
     url: str
 
+    def exists(self) -> bool:
+        """True when a store is already there (an `open` made it), checked without creating
+        anything: the CLI's client commands refuse to make a new, empty store by accident."""
+
     def open(self) -> None:
         """Connect and create schema/templates if absent. Idempotent; called from the lifespan."""
 
@@ -109,10 +136,11 @@ class Store(Protocol):
     def is_empty(self) -> bool:
         """True when no project exists yet (first start: the hub bootstraps `default`)."""
 
-    def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
+    def create_project(self, name: str, public_key: str, token_hashes: Sequence[NewToken]) -> Project:
         """Create a project with its hashed tokens; raises Conflict if the name exists."""
 
-    def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None: ...
+    def add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str = "") -> None:
+        """Store one more token; the same hash twice is a no-op."""
 
     def get_project(self, name: str) -> Project | None: ...
 
@@ -120,7 +148,16 @@ class Store(Protocol):
 
     def list_projects(self) -> list[Project]: ...
 
-    def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None: ...
+    def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
+        """The project and scope of a token that exists and is not revoked; read from the store
+        itself on every call (no cache here: `obshub.auth.TokenCache` bounds the staleness)."""
+
+    def list_tokens(self, project_id: int | None = None) -> list[TokenRecord]:
+        """Tokens of one project (of every project when None), revoked ones too, oldest first."""
+
+    def revoke_token(self, token_hash: str) -> TokenRecord | None:
+        """Mark a token revoked (find_token stops finding it) and return it; None if unknown.
+        Revoking twice keeps the first `revoked_at`."""
 
     # -- events ------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[Any] = ()) -> WriteResult:

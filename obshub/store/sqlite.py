@@ -32,7 +32,7 @@ import orjson
 
 from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, StoreUnavailable
 from obshub.events import CORRELATION_KEYS, now_us
-from obshub.store.base import GroupRecord, GroupStats, Project, SearchRequest, TokenScope, WriteResult
+from obshub.store.base import GroupRecord, GroupStats, NewToken, Project, SearchRequest, TokenRecord, TokenScope, WriteResult
 from obshub.store.coalesce import Coalescer
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.sqlite_query import compile_where
@@ -86,7 +86,8 @@ _SCHEMA = [
         created_at INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS tokens (
         hash TEXT PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
-        scope TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID""",
+        scope TEXT NOT NULL, created_at INTEGER NOT NULL, label TEXT NOT NULL DEFAULT '',
+        revoked_at INTEGER) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS events (
         rowid INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, id TEXT NOT NULL,
         ts INTEGER NOT NULL, received_at INTEGER NOT NULL, kind TEXT NOT NULL,
@@ -111,6 +112,10 @@ _SCHEMA = [
     """CREATE TRIGGER IF NOT EXISTS events_ad AFTER DELETE ON events WHEN old.message IS NOT NULL
         BEGIN INSERT INTO events_fts (events_fts, rowid, message) VALUES ('delete', old.rowid, old.message); END""",
 ]
+
+# Columns added after the first release: a store made by an older hub gets them at `open`.
+_ADDED_COLUMNS = {"tokens": ("label TEXT NOT NULL DEFAULT ''", "revoked_at INTEGER")}
+_TOKEN_COLS = "hash, project_id, scope, label, created_at, revoked_at"
 
 _INSERT_GROUP = ("INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, "
                  "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -196,6 +201,11 @@ class SqliteStore:
             with self._tx(w):
                 for stmt in _SCHEMA:
                     w.execute(stmt)
+                for table, columns in _ADDED_COLUMNS.items():
+                    have = {r[1] for r in w.execute(f"PRAGMA table_info({table})")}
+                    for col in columns:
+                        if col.split()[0] not in have:
+                            w.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
                 w.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')")
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {e}") from None
@@ -268,27 +278,30 @@ class SqliteStore:
         if self._writer is None:
             raise StoreUnavailable("store is not open")
 
+    def exists(self) -> bool:
+        return self.path.is_file()
+
     # -- projects and tokens -------------------------------------------------------------------
     def is_empty(self) -> bool:
         return not self._read("SELECT 1 FROM projects LIMIT 1")
 
-    def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
+    def create_project(self, name: str, public_key: str, token_hashes: Sequence[NewToken]) -> Project:
         now = now_us()
         try:
             with self._write() as w:
                 cur = w.execute("INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)",
                                 (name, public_key, now))
                 pid = int(cur.lastrowid or 0)
-                w.executemany("INSERT INTO tokens (hash, project_id, scope, created_at) VALUES (?, ?, ?, ?)",
-                              [(h, pid, scope, now) for scope, h in token_hashes])
+                w.executemany("INSERT INTO tokens (hash, project_id, scope, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                              [(t[1], pid, t[0], t[2] if len(t) > 2 else "", now) for t in token_hashes])
         except sqlite3.IntegrityError:
             raise Conflict(f"project {name!r} already exists") from None
         return Project(pid, name, public_key, now)
 
-    def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
+    def add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str = "") -> None:
         with self._write() as w:
-            w.execute("INSERT OR IGNORE INTO tokens (hash, project_id, scope, created_at) VALUES (?, ?, ?, ?)",
-                      (token_hash, project_id, scope, now_us()))
+            w.execute("INSERT OR IGNORE INTO tokens (hash, project_id, scope, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                      (token_hash, project_id, scope, label, now_us()))
 
     def _projects(self, where: str, params: Sequence[Any]) -> list[Project]:
         rows = self._read(f"SELECT id, name, public_key, created_at FROM projects {where}", params)
@@ -308,11 +321,22 @@ class SqliteStore:
     def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
         rows = self._read(
             "SELECT p.id, p.name, p.public_key, p.created_at, t.scope FROM tokens t "
-            "JOIN projects p ON p.id = t.project_id WHERE t.hash = ?", (token_hash,))
+            "JOIN projects p ON p.id = t.project_id WHERE t.hash = ? AND t.revoked_at IS NULL", (token_hash,))
         if not rows:
             return None
         r = rows[0]
         return Project(r[0], r[1], r[2], r[3]), r[4]
+
+    def list_tokens(self, project_id: int | None = None) -> list[TokenRecord]:
+        where, params = ("WHERE project_id = ?", (project_id,)) if project_id is not None else ("", ())
+        rows = self._read(f"SELECT {_TOKEN_COLS} FROM tokens {where} ORDER BY created_at, hash", params)
+        return [TokenRecord(*r) for r in rows]
+
+    def revoke_token(self, token_hash: str) -> TokenRecord | None:
+        with self._write() as w:
+            w.execute("UPDATE tokens SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL", (now_us(), token_hash))
+            row = w.execute(f"SELECT {_TOKEN_COLS} FROM tokens WHERE hash = ?", (token_hash,)).fetchone()
+        return TokenRecord(*row) if row else None
 
     # -- events --------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[dict[str, Any]],

@@ -27,7 +27,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from obshub.errors import StoreError, StoreUnavailable
-from obshub.store.base import Project, SearchRequest, TokenScope, WriteResult
+from obshub.store.base import NewToken, Project, SearchRequest, TokenRecord, TokenScope, WriteResult
 from obshub.store.coalesce import Coalescer
 from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
@@ -126,6 +126,13 @@ class OpenSearchStore:
             self._client.close()
             self._client = None
 
+    def exists(self) -> bool:
+        """The state index (projects, tokens) is what an `open` made first and what matters."""
+        if self._client is None:
+            self._client = build_client(self.cfg)
+        with guard("look for the store"):
+            return bool(self._client.indices.exists(index=self.names.state))
+
     def ping(self) -> None:
         try:
             with guard("ping"):
@@ -156,11 +163,11 @@ class OpenSearchStore:
     def is_empty(self) -> bool:
         return self._state.is_empty()
 
-    def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
+    def create_project(self, name: str, public_key: str, token_hashes: Sequence[NewToken]) -> Project:
         return self._state.create_project(name, public_key, token_hashes)
 
-    def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
-        self._state.add_token(project_id, scope, token_hash)
+    def add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str = "") -> None:
+        self._state.add_token(project_id, scope, token_hash, label)
 
     def get_project(self, name: str) -> Project | None:
         return self._state.get_project(name)
@@ -173,6 +180,12 @@ class OpenSearchStore:
 
     def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
         return self._state.find_token(token_hash)
+
+    def list_tokens(self, project_id: int | None = None) -> list[TokenRecord]:
+        return self._state.list_tokens(project_id)
+
+    def revoke_token(self, token_hash: str) -> TokenRecord | None:
+        return self._state.revoke_token(token_hash)
 
     # -- events ---------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()) -> WriteResult:

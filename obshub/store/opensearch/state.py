@@ -5,7 +5,8 @@ every request. Docs are told apart by `_id` prefix and a `kind` field:
     seq:project      {kind, value}    the last project id, bumped with if_seq_no/if_primary_term
                                       (optimistic concurrency: a lost race re-reads and retries)
     pk:<key>         {kind, project_id}                          create = unique public key
-    token:<sha256>   {kind, project_id, scope, created_at}       a realtime GET per request
+    token:<sha256>   {kind, project_id, scope, label, created_at, revoked_at}
+                                      a realtime GET per lookup; revoking sets revoked_at
     group:<pid>:<id> error group state (groups.py)
 
 One index rather than one per kind: each index costs a cluster-state update to create (~200 ms
@@ -23,7 +24,7 @@ from opensearchpy import OpenSearch
 
 from obshub.errors import Conflict, StoreUnavailable
 from obshub.events import now_us
-from obshub.store.base import Project, TokenScope
+from obshub.store.base import NewToken, Project, TokenRecord, TokenScope
 from obshub.store.opensearch.client import guard
 from obshub.store.opensearch.mappings import Names
 
@@ -32,15 +33,21 @@ __all__ = ["STATE_FIELDS", "State"]
 STATE_FIELDS: dict[str, Any] = {
     k: {"type": t} for k, t in (("kind", "keyword"), ("id", "integer"), ("name", "keyword"), ("public_key", "keyword"),
                                 ("created_at", "long"), ("project_id", "integer"), ("scope", "keyword"),
-                                ("value", "long"))}
+                                ("value", "long"), ("label", "keyword"), ("revoked_at", "long"))}
 _SEQ_DOC = "seq:project"
 _PROJECTS = {"term": {"kind": "project"}}
 _SEQ_RETRIES = 50  # concurrent creates from many hubs: each retry is one GET + one PUT (~2 ms)
-
+_TOKEN_PREFIX = "token:"
 
 
 def _project(src: dict[str, Any]) -> Project:
     return Project(int(src["id"]), src["name"], src["public_key"], int(src.get("created_at", 0)))
+
+
+def _token(doc_id: str, src: dict[str, Any]) -> TokenRecord:
+    revoked = src.get("revoked_at")
+    return TokenRecord(doc_id.removeprefix(_TOKEN_PREFIX), int(src["project_id"]), src["scope"], src.get("label", ""),
+                       int(src.get("created_at", 0)), int(revoked) if revoked is not None else None)
 
 
 class State:
@@ -75,7 +82,7 @@ class State:
         with guard("count projects"):
             return int(self.client.count(index=self.names.state, body={"query": _PROJECTS})["count"]) == 0
 
-    def create_project(self, name: str, public_key: str, token_hashes: Sequence[tuple[TokenScope, str]]) -> Project:
+    def create_project(self, name: str, public_key: str, token_hashes: Sequence[NewToken]) -> Project:
         if self._get(self.names.state, f"project:{name}") is not None:
             raise Conflict(f"project {name!r} already exists")
         pid = self._next_id()
@@ -95,9 +102,9 @@ class State:
             with guard("undo project"):
                 self.client.delete(index=self.names.state, id=f"project:{name}", params={"refresh": "true"})
             raise Conflict(f"public key of project {name!r} is already in use") from None
-        for scope, h in token_hashes:
+        for t in token_hashes:
             try:
-                self._add_token(pid, scope, h)
+                self._add_token(pid, t[0], t[1], t[2] if len(t) > 2 else "")
             except Conflict:
                 raise Conflict(f"a token of project {name!r} collides with an existing token") from None
         project = Project(pid, name, public_key, now)
@@ -105,15 +112,16 @@ class State:
             self._by_id[pid] = project
         return project
 
-    def _add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
+    def _add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str) -> None:
+        # refresh: `obshub token list` right after `token create` (another process) shows it
         with guard("add token"):
-            self.client.create(index=self.names.state, id=f"token:{token_hash}",
-                               body={"kind": "token", "project_id": project_id, "scope": scope,
-                                     "created_at": now_us()})
+            self.client.create(index=self.names.state, id=f"{_TOKEN_PREFIX}{token_hash}",
+                               body={"kind": "token", "project_id": project_id, "scope": scope, "label": label,
+                                     "created_at": now_us()}, params={"refresh": "true"})
 
-    def add_token(self, project_id: int, scope: TokenScope, token_hash: str) -> None:
+    def add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str = "") -> None:
         try:
-            self._add_token(project_id, scope, token_hash)
+            self._add_token(project_id, scope, token_hash, label)
         except Conflict:
             pass  # same hash twice: already there (SQLite: INSERT OR IGNORE)
 
@@ -145,10 +153,41 @@ class State:
         return [_project(h["_source"]) for h in resp["hits"]["hits"]]
 
     def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
-        doc = self._get(self.names.state, f"token:{token_hash}")
-        if doc is None:
+        doc = self._get(self.names.state, f"{_TOKEN_PREFIX}{token_hash}")
+        if doc is None or doc["_source"].get("revoked_at") is not None:
             return None
         project = self.get_project_by_id(int(doc["_source"]["project_id"]))
         if project is None:
             return None
         return project, doc["_source"]["scope"]
+
+    def list_tokens(self, project_id: int | None = None) -> list[TokenRecord]:
+        query: list[dict[str, Any]] = [{"term": {"kind": "token"}}]
+        if project_id is not None:
+            query.append({"term": {"project_id": project_id}})
+        with guard("list tokens"):
+            resp = self.client.search(index=self.names.state, body={"query": {"bool": {"filter": query}}, "size": 10_000})
+        # Sorted here: sorting on _id needs fielddata a cluster may refuse (same order as SQLite).
+        tokens = [_token(h["_id"], h["_source"]) for h in resp["hits"]["hits"]]
+        return sorted(tokens, key=lambda t: (t.created_at, t.hash))
+
+    def revoke_token(self, token_hash: str) -> TokenRecord | None:
+        doc_id = f"{_TOKEN_PREFIX}{token_hash}"
+        for _ in range(_SEQ_RETRIES):
+            doc = self._get(self.names.state, doc_id)
+            if doc is None:
+                return None
+            src = doc["_source"]
+            if src.get("revoked_at") is not None:
+                return _token(doc_id, src)
+            src = {**src, "revoked_at": now_us()}
+            try:
+                # Conditional on what was read: two revokers at once keep the first revoked_at.
+                with guard("revoke token"):
+                    self.client.index(index=self.names.state, id=doc_id, body=src,
+                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
+                                              "refresh": "true"})
+            except Conflict:
+                continue
+            return _token(doc_id, src)
+        raise StoreUnavailable("could not revoke the token: too much contention on its document")
