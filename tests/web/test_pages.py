@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from obshub.demo import DEMO_STORY
+from obshub.events import format_ts
 from obshub.web.session import COOKIE
 from tests.hubproc import LiveHub
 from tests.web.conftest import login_client
@@ -111,20 +112,25 @@ def test_csv_export(web: httpx.Client, demo_hub: LiveHub) -> None:
     assert len(rows) == 5
     by_msg = {row["message"]: row for row in rows}
     assert "'=HYPERLINK(\"http://x\")" in by_msg  # spreadsheet formula neutralised
-    assert orjson.loads(by_msg["'=HYPERLINK(\"http://x\")"]["attrs"]) == {"plan": "pro"}
+    assert by_msg["'=HYPERLINK(\"http://x\")"]["attrs.plan"] == "pro"  # attrs of the first page: columns
     err = next(row for row in rows if row["error_type"])
     assert err["error_type"] == "KeyError" and err["host"] == "web-2"
+    assert web.get("/search.csv", params={"q": "level:error ("}).status_code == 400
 
 
-def test_csv_follows_cursors_past_one_page(web: httpx.Client, demo_hub: LiveHub) -> None:
+def test_csv_is_the_api_export_past_one_page(web: httpx.Client, demo_hub: LiveHub) -> None:
     now = time.time()
     lines = [{"id": f"csv-{i}", "ts": now - i * 0.001, "service": "csv-bulk", "message": f"row {i}"} for i in range(2500)]
     assert demo_hub.ingest(lines).json()["accepted"] == 2500
-    r = web.get("/search.csv", params={"q": "service:csv-bulk"})
-    rows = list(csv.reader(io.StringIO(r.text)))
-    assert len(rows) - 1 == 2500  # three store pages of 1000
-    assert {row[-1] for row in rows[1:]} == {f"csv-{i}" for i in range(2500)}
-    assert [row[-1] for row in rows[1:4]] == ["csv-0", "csv-1", "csv-2"]  # newest first
+    span = {"q": "service:csv-bulk", "from": "-1h", "to": format_ts(int(now * 1e6) + 1_000_000)}
+    r = web.get("/search.csv", params=span)
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 2500  # three store pages of 1000
+    assert [row["id"] for row in rows[:3]] == ["csv-2499", "csv-2498", "csv-2497"]  # oldest first
+    assert {row["id"] for row in rows} == {f"csv-{i}" for i in range(2500)}
+    # The same bytes as the API's export of that range, with spreadsheet neutralising
+    api = demo_hub.get("/api/v1/export", spreadsheet="1", **span)
+    assert api.status_code == 200 and api.content == r.content
 
 
 def _sse_events(resp: httpx.Response, want: int, timeout: float = 15) -> list[tuple[str, object]]:
