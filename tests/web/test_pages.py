@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from obshub.demo import DEMO_STORY
-from obshub.events import format_ts
+from obshub.events import format_ts, normalize
 from obshub.web.session import COOKIE
 from tests.hubproc import LiveHub
 from tests.web.conftest import login_client
@@ -131,6 +131,22 @@ def test_csv_is_the_api_export_past_one_page(web: httpx.Client, demo_hub: LiveHu
     # The same bytes as the API's export of that range, with spreadsheet neutralising
     api = demo_hub.get("/api/v1/export", spreadsheet="1", **span)
     assert api.status_code == 200 and api.content == r.content
+
+
+def test_csv_has_no_row_cap(tmp_path: Path) -> None:
+    hub = LiveHub(f"sqlite:///{tmp_path}/obshub.db").start()
+    try:
+        now = time.time_ns() // 1000
+        for b in range(0, 100_001, 10_000):  # straight into the store: one past the old 100,000 cap
+            batch = [{"id": f"cap-{i:06d}", "ts": now - 3_600_000_000 + i, "message": f"row {i}"}
+                     for i in range(b, min(b + 10_000, 100_001))]
+            hub.store.write_events(hub.project_id, [normalize(e, now) for e in batch])
+        with login_client(hub) as c, c.stream("GET", "/search.csv", params={"from": "-2h"}) as r:
+            assert r.status_code == 200
+            rows = sum(1 for _ in csv.reader(r.iter_lines()))
+        assert rows == 1 + 100_001  # the header and every row
+    finally:
+        hub.stop()
 
 
 def _sse_events(resp: httpx.Response, want: int, timeout: float = 15) -> list[tuple[str, object]]:
