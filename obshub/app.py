@@ -125,6 +125,9 @@ async def _on_auth(request: Request, exc: Exception) -> Response:
 
 async def _on_query(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, QueryError)
+    # `column` only where it applies (a position in `q`); a bad `limit` or `state` has none.
+    if exc.column is None:
+        return _json_error(400, str(exc))
     return _json_error(400, str(exc), column=exc.column)
 
 

@@ -1,6 +1,6 @@
-"""`obshub` command line: serve | project | token | demo | search | trace.
+"""`obshub` command line: serve | project | token | demo | search | export | trace.
 
-Client commands (`demo`, `search`, `trace`) talk HTTP to a running hub (`--url`, `--token`, or
+Client commands (`demo`, `search`, `export`, `trace`) talk HTTP to a running hub (`--url`, `--token`, or
 OBSHUB_URL / OBSHUB_TOKEN); `serve`, `project` and `token` open the store directly, read from the
 same settings as `serve` (OBSHUB_* and the OBSHUB_CONFIG file, obshub/settings.py).
 """
@@ -148,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("id")
     tr.add_argument("--json", action="store_true", help="print the API response as JSON")
     _add_client_args(tr, "read token")
+    _add_export_parser(sub)
     return ap
 
 
@@ -185,6 +186,8 @@ def _run(args: argparse.Namespace) -> int:
         return _demo(args)
     if args.command == "search":
         return _search(args)
+    if args.command == "export":
+        return _export(args)
     return _trace(args)
 
 
@@ -563,4 +566,125 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"sent {sent} events: {accepted} stored, {dup} already there")
     print(f"try: obshub trace {DEMO_STORY['cross_host_request']}   (one request, two hosts)")
     print(f"     open {args.url}/users/{DEMO_STORY['user_id']}   (the host switch that loses the cart)")
+    return 0
+
+
+# -- export: every match of a query, streamed from GET /api/v1/export (obshub/query/export.py)
+
+def _add_export_parser(sub: Any) -> None:
+    ex = sub.add_parser("export", help="export every match of a query as CSV or NDJSON", description=(
+        "Stream every event matching QUERY, oldest first, without a row cap, from the hub's export "
+        "(GET /api/v1/export). CSV columns: the core fields in a fixed order, then one attrs.<key> column "
+        "per attribute key of the first 1,000 rows, then `attrs` (JSON of the remaining attributes); "
+        "--columns picks exact columns instead. A progress line (rows, rate) goes to stderr. With -o the "
+        "export is written to a temporary file beside FILE and renamed to FILE only when complete. Exit "
+        "status 1 when the hub refuses the query or the stream breaks (the hub ends an export the store "
+        "failed in without its final chunk; stdout then holds a partial export, -o FILE is left untouched)."))
+    ex.add_argument("query", nargs="?", default="", help='e.g. \'level:error service:api "timed out"\'')
+    _add_time_args(ex)  # --to defaults to the moment the export starts
+    ex.add_argument("--format", choices=("csv", "ndjson"), default="csv", help="output format (default csv)")
+    ex.add_argument("--columns", default=None,
+                    help="CSV only: exact columns, comma-separated (core fields, attrs.KEY or a bare attribute "
+                         "key, `attrs` for the rest), e.g. ts,host,message,attrs.duration_ms")
+    ex.add_argument("--spreadsheet", action="store_true",
+                    help="CSV only: prefix cells starting with = + - @ with ' so spreadsheets do not run them")
+    ex.add_argument("-o", "--output", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    _add_client_args(ex, "read token")
+
+
+class _ExportProgress:
+    """Counts the rows streamed so far and reports them on stderr: a line rewritten in place every
+    0.5 s on a terminal, a line every 10 s otherwise (logs of cron jobs stay short)."""
+
+    def __init__(self, csv: bool) -> None:
+        self.csv = csv
+        self.tty = sys.stderr.isatty()
+        self.every = 0.5 if self.tty else 10.0
+        self.started = self.last = time.monotonic()
+        self.lines = 0  # CSV: record ends (newlines outside quotes), the header included
+        self.in_quotes = False  # CSV: a quoted cell (a message with newlines, say) spans chunks
+
+    @property
+    def rows(self) -> int:
+        return max(0, self.lines - 1) if self.csv else self.lines
+
+    def feed(self, data: bytes) -> None:
+        if not self.csv:
+            self.lines += data.count(b"\n")
+        else:
+            # A newline ends a record only outside quotes; quotes inside a cell come doubled, so the
+            # parity of the quotes seen so far says whether we are inside one.
+            *ended, tail = data.split(b"\n")
+            for seg in ended:
+                self.in_quotes ^= seg.count(b'"') % 2 == 1
+                if not self.in_quotes:
+                    self.lines += 1
+            self.in_quotes ^= tail.count(b'"') % 2 == 1
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(("\r" if self.tty else "") + self._status(now), end="" if self.tty else "\n",
+                  file=sys.stderr, flush=True)
+
+    def _status(self, now: float) -> str:
+        took = max(now - self.started, 1e-6)
+        return f"exported {self.rows:,} rows in {took:.1f} s ({self.rows / took:,.0f} rows/s)"
+
+    def done(self, suffix: str = "") -> None:
+        print(("\r" if self.tty else "") + self._status(time.monotonic()) + suffix, file=sys.stderr, flush=True)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import tempfile
+    from typing import BinaryIO
+
+    import httpx
+
+    params = {"q": args.query, "from": args.from_, "to": args.to, "format": args.format, "columns": args.columns,
+              "spreadsheet": "1" if args.spreadsheet else None}
+    tmp = None
+    sink: BinaryIO
+    if args.output:
+        target = os.path.abspath(args.output)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".part")
+        sink = os.fdopen(fd, "wb")
+    else:
+        sink = sys.stdout.buffer
+    progress = _ExportProgress(args.format == "csv")
+    complete = answered = False
+    try:
+        with _client(args) as c, c.stream("GET", "/api/v1/export", params={k: v for k, v in params.items() if v is not None},
+                                          timeout=httpx.Timeout(30, read=600)) as r:
+            if r.status_code != 200:
+                r.read()
+                return _die(_refusal(r, args.query), 1)
+            answered = True
+            for data in r.iter_bytes():
+                sink.write(data)
+                progress.feed(data)
+        sink.flush()
+        if tmp is not None:
+            os.fsync(sink.fileno())
+        complete = True
+    except httpx.HTTPError as e:
+        if not answered:
+            return _die(f"cannot reach the hub at {args.url}: {e}", 1)
+        progress.done()
+        where = f"{args.output} left untouched" if tmp is not None else "stdout holds a partial export"
+        return _die(f"export incomplete: the stream broke after {progress.rows:,} rows ({e}; the hub's log says "
+                    f"why); {where}", 1)
+    except BrokenPipeError:  # `obshub export ... | head`: the reader is gone, nothing left to do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        if tmp is not None:
+            sink.close()
+            if complete:
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(tmp, 0o666 & ~mask)  # as `> FILE` would create it, not mkstemp's 0600
+                os.replace(tmp, os.path.abspath(args.output))
+            else:
+                os.unlink(tmp)
+    progress.done(f" to {args.output}" if args.output else "")
     return 0

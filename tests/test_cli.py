@@ -264,3 +264,102 @@ def test_public_url_goes_into_every_dsn_and_is_checked(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+def test_export_help_states_the_column_rule() -> None:
+    r = obshub("export", "--help")
+    assert r.returncode == 0 and "usage: obshub export" in r.stdout
+    for words in ("--format {csv,ndjson}", "--columns", "-o FILE", "attrs.<key>", "oldest first"):
+        assert words in " ".join(r.stdout.split()), words
+
+
+def _exported(h: HubProcess, n: int) -> None:
+    t0 = time.time() - 600
+    lines = [{"id": f"x-{i:05d}", "ts": t0 + i * 0.001, "service": "exp", "host": f"web-{i % 3}",
+              "message": f'row {i}, "quoted"\nsecond line' if i % 100 == 0 else f"row {i}", "attrs": {"n": i}}
+             for i in range(n)]
+    assert h.ingest(lines).json()["accepted"] == n
+
+
+def test_export_csv_to_a_file_and_ndjson_to_stdout(hubproc: HubProcess, tmp_path: Path) -> None:
+    import csv
+
+    h = hubproc
+    _exported(h, 2500)
+    env = {"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token}
+    out = tmp_path / "out" / "rows.csv"
+    out.parent.mkdir()
+    r = obshub("export", "service:exp", "--from=-1h", "--format", "csv", "-o", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    assert "exported 2,500 rows in" in r.stderr and "rows/s" in r.stderr and f"to {out}" in r.stderr
+    assert [p.name for p in out.parent.iterdir()] == ["rows.csv"]  # no temporary file left
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["id"] for row in rows] == [f"x-{i:05d}" for i in range(2500)]  # oldest first
+    assert rows[100]["message"] == 'row 100, "quoted"\nsecond line' and rows[100]["attrs.n"] == "100"
+
+    nd = obshub("export", "service:exp host:web-1", "--from=-1h", "--format", "ndjson", env=env)
+    assert nd.returncode == 0, nd.stderr
+    ids = [json.loads(line)["id"] for line in nd.stdout.splitlines()]
+    assert ids == [f"x-{i:05d}" for i in range(2500) if i % 3 == 1]
+    assert f"exported {len(ids):,} rows" in nd.stderr
+
+    cols = obshub("export", "service:exp", "--from=-1h", "--columns", "id,n", env=env)
+    assert cols.returncode == 0 and cols.stdout.splitlines()[:2] == ["id,n", "x-00000,0"]
+
+
+def test_export_refusals_write_no_file(hubproc: HubProcess, tmp_path: Path) -> None:
+    h = hubproc
+    out = tmp_path / "rows.csv"
+    bad = obshub("export", "level:error (", "-o", str(out), "--url", h.url, "--token", h.read_token)
+    assert bad.returncode == 1 and "hub answered 400: unclosed" in bad.stderr and "^" in bad.stderr
+    wrong = obshub("export", "--format", "ndjson", "--columns", "id", "-o", str(out), "--url", h.url,
+                   "--token", h.read_token)
+    assert wrong.returncode == 1 and "columns: only applies to format=csv" in wrong.stderr
+    noauth = obshub("export", "-o", str(out), "--url", h.url, "--token", h.ingest_token)
+    assert noauth.returncode == 1 and "403" in noauth.stderr
+    down = obshub("export", "-o", str(out), "--url", "http://127.0.0.1:9", "--token", "t")
+    assert down.returncode == 1 and "cannot reach" in down.stderr
+    assert list(tmp_path.glob("*rows.csv*")) == []
+    fmt = obshub("export", "--format", "xml", "--url", h.url, "--token", h.read_token)
+    assert fmt.returncode == 2 and "invalid choice" in fmt.stderr
+
+
+def test_export_stream_broken_midway_leaves_the_target_untouched(hubproc: HubProcess, tmp_path: Path) -> None:
+    import signal
+
+    from obshub.events import normalize
+    from obshub.store import open_store
+
+    h = hubproc
+    store = open_store(h.store_url)  # 200k rows straight into the store: an export of a few seconds
+    store.open()
+    try:
+        now = time.time_ns() // 1000
+        for b in range(0, 200_000, 10_000):
+            batch = [{"id": f"b{i:06d}", "ts": now - 10_000_000 + i, "message": f"row {i}"} for i in range(b, b + 10_000)]
+            store.write_events(h.project_id, [normalize(e, now) for e in batch])
+    finally:
+        store.close()
+    out = tmp_path / "rows.ndjson"
+    out.write_text("the previous export\n")
+    proc = subprocess.Popen([sys.executable, "-m", "obshub", "export", "--from=-1h", "--format", "ndjson", "-o", str(out),
+                             "--url", h.url, "--token", h.read_token], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".rows.ndjson.*.part")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the export never started"
+            time.sleep(0.005)
+        h.stop(signal.SIGKILL)  # the hub dies mid-export
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1
+    assert "export incomplete: the stream broke after" in err and f"{out} left untouched" in err
+    assert out.read_text() == "the previous export\n"
+    assert not list(tmp_path.glob(".rows.ndjson.*"))  # the partial temporary file is removed

@@ -62,8 +62,11 @@ def _view(r: GroupRecord, st: GroupStats | None, now: int, members: list[str]) -
 
 def list_groups(store: Store, project_id: int, state: str | None, query: Node | None, start: int | None,
                 end: int | None, limit: int = 200) -> dict[str, Any]:
+    """Groups in `state` (None or "all": every state, like the web UI's "all" tab)."""
+    if state == "all":
+        state = None
     if state is not None and state not in GROUP_STATES:
-        raise QueryError(f"state: expected one of {', '.join(GROUP_STATES)}")
+        raise QueryError(f"state: expected one of {', '.join(GROUP_STATES)} or all")
     records = store.get_groups(project_id)
     by_id = {r.id: r for r in records}
     stats = store.group_stats(project_id, query, start, end)

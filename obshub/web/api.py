@@ -8,13 +8,14 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from obshub.errors import QueryError
-from obshub.query import analytics, checks, errors
+from obshub.query import analytics, checks, errors, export
 from obshub.query.search import parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
+from obshub.web.export import start_export
 
 __all__ = ["routes"]
 
@@ -54,6 +55,16 @@ async def api_search(request: Request) -> JSONResponse:
         raise QueryError("order: expected asc or desc")
     store = request.app.state.hub.store
     return JSONResponse(await run_in_threadpool(search, store, pid, q, start, end, limit, cursor, order == "asc"))
+
+
+async def api_export(request: Request) -> Response:
+    """Every match, oldest first, streamed as CSV or NDJSON (obshub/query/export.py)."""
+    pid = await _project(request)
+    qp = request.query_params
+    q = parse_query(qp.get("q"))
+    start, end = _range(request)
+    req = export.export_request(q, start, end, qp.get("format"), qp.get("columns"), qp.get("spreadsheet"))
+    return await start_export(request.app.state.hub.store, pid, req, request.url.path)
 
 
 async def api_trace(request: Request) -> JSONResponse:
@@ -151,6 +162,7 @@ routes = [
     Route("/api/v1/errors/{id}", api_error, methods=["GET", "PATCH"]),
     Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
     Route("/api/v1/search", api_search),
+    Route("/api/v1/export", api_export),
     Route("/api/v1/trace/{id:path}", api_trace),
     Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
     Route("/api/v1/analytics/events", api_event_names),

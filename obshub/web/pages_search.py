@@ -1,8 +1,9 @@
 """Search, view-in-context, CSV export and live tail.
 
 Search renders one page of results (newest first) with facets for level/service/host/env; a
-query the parser rejects is shown back with a caret under the offending column. CSV export
-follows cursors in a worker thread and streams rows, so a 100k-row dump never sits in memory.
+query the parser rejects is shown back with a caret under the offending column. CSV export is
+the API's export (obshub/query/export.py): every match, oldest first, streamed page by page, so
+no dump of any size sits in memory.
 The live tail is Server-Sent Events: the server polls the store with the user's filter and
 sends only new lines; each stream lasts `STREAM_S` and the browser's EventSource reconnects
 (sending Last-Event-ID), so a hub shutting down waits on an open tail for seconds, not forever.
@@ -11,10 +12,8 @@ sends only new lines; each stream lasts `STREAM_S` and the browser's EventSource
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -24,11 +23,13 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from obshub.errors import QueryError, StoreError
 from obshub.events import to_public
+from obshub.query.export import export_request
 from obshub.query.search import MAX_LIMIT, search, trace
 from obshub.query.search import parse_query as _parse
 from obshub.store.base import SearchRequest, Store
 from obshub.store.querylang import Field, Node
 from obshub.web.common import TimeRange, quote_value, render, time_range, url_with
+from obshub.web.export import start_export
 from obshub.web.session import Session
 
 __all__ = ["context_page", "csv_export", "search_page", "tail_page", "tail_stream"]
@@ -36,9 +37,6 @@ __all__ = ["context_page", "csv_export", "search_page", "tail_page", "tail_strea
 FACETS = ("level", "service", "host", "env")
 FACET_LIMIT = 8
 PAGE_SIZES = (50, 100, 500)
-CSV_CAP = 100_000  # rows per export; more is a job for the API with cursors
-CSV_COLUMNS = ("ts", "level", "kind", "host", "service", "env", "release", "logger", "name", "request_id",
-               "trace_id", "span_id", "user_id", "session_id", "message", "error_type", "error_value", "attrs", "id")
 CONTEXT_DEFAULT = 20
 CONTEXT_MAX = 200
 STREAM_S = 15.0  # one SSE connection; EventSource reconnects by itself. Also bounds how long a
@@ -162,52 +160,16 @@ async def context_page(request: Request, session: Session) -> Response:
 
 # ---------------------------------------------------------------------------------------- CSV
 
-def _csv_row(e: dict[str, Any]) -> list[str]:
-    err = e.get("error") or {}
-    row = []
-    for col in CSV_COLUMNS:
-        if col == "error_type":
-            v: Any = err.get("type", "")
-        elif col == "error_value":
-            v = err.get("value", "")
-        elif col == "attrs":
-            v = orjson.dumps(e["attrs"]).decode() if e.get("attrs") else ""
-        else:
-            v = e.get(col, "")
-        row.append("" if v is None else str(v))
-    return row
-
-
-def _csv_lines(store: Store, pid: int, node: Node | None, tr: TimeRange) -> Iterator[str]:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(CSV_COLUMNS)
-    sent, cursor = 0, None
-    while sent < CSV_CAP:
-        page = search(store, pid, node, tr.start, tr.end, min(MAX_LIMIT, CSV_CAP - sent), cursor)
-        for e in page["events"]:
-            # A leading = + - @ makes spreadsheets evaluate a cell: prefix a quote (OWASP CSV injection).
-            w.writerow([("'" + c) if c[:1] in ("=", "+", "-", "@") and c != "-" else c for c in _csv_row(e)])
-        sent += len(page["events"])
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
-        cursor = page["next_cursor"]
-        if not cursor:
-            return
-
-
 async def csv_export(request: Request, session: Session) -> Response:
-    q = request.query_params.get("q", "")
+    """The API's export (`GET /api/v1/export`, same rows and columns) for a browser session, with
+    cells a spreadsheet would run as formulas neutralised."""
     try:
-        node = _parse(q)
+        node = _parse(request.query_params.get("q", ""))
         tr = time_range(request)
+        req = export_request(node, tr.start, tr.end, "csv", request.query_params.get("columns"), "1")
     except QueryError as e:
         return PlainTextResponse(f"cannot export: {e}", status_code=400)
-    store = request.app.state.hub.store
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return StreamingResponse(_csv_lines(store, session.project.id, node, tr), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="obshub-{stamp}.csv"'})
+    return await start_export(request.app.state.hub.store, session.project.id, req, request.url.path)
 
 
 # ---------------------------------------------------------------------------------- live tail

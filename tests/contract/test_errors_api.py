@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.factories import event
 from tests.hubproc import LiveHub
 
@@ -91,3 +93,41 @@ def test_bad_requests(hub: LiveHub) -> None:
         assert c.get("/api/v1/errors", params={"state": "open"}).status_code == 400
         assert c.post(f"/api/v1/errors/{g['id']}/merge", json={}).status_code == 400
     assert hub.get("/api/v1/errors", token=hub.ingest_token).status_code == 403
+
+
+def test_state_all_lists_every_state(hub: LiveHub) -> None:
+    hub.ingest([err("a", "'1'"), err("b", "'2'"), err("c", "'3'")])
+    ga, gb, gc = sorted(groups(hub), key=lambda g: g["culprit"])
+    hub.patch(f"/api/v1/errors/{gb['id']}", json={"state": "resolved"})
+    hub.patch(f"/api/v1/errors/{gc['id']}", json={"state": "ignored"})
+    every = groups(hub, state="all")
+    assert sorted((g["id"], g["state"]) for g in every) == sorted(
+        [(ga["id"], "unresolved"), (gb["id"], "resolved"), (gc["id"], "ignored")])
+    assert every == groups(hub)  # the same as no state at all
+    assert [g["id"] for g in groups(hub, state="all", q="shop.web")] == [g["id"] for g in groups(hub, q="shop.web")]
+    r = hub.get("/api/v1/errors", state="open")
+    assert r.status_code == 400 and r.json()["error"] == "state: expected one of unresolved, resolved, ignored or all"
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    ("/api/v1/errors", {"limit": "many"}),
+    ("/api/v1/errors", {"state": "open"}),
+    ("/api/v1/errors", {"from": "yesterday"}),
+    ("/api/v1/search", {"limit": "0"}),
+    ("/api/v1/search", {"order": "sideways"}),
+    ("/api/v1/search", {"cursor": "garbage!"}),
+    ("/api/v1/analytics/series", {"unique": "2"}),
+    ("/api/v1/analytics/series", {"interval": "fortnight"}),
+])
+def test_validation_errors_carry_no_column(hub: LiveHub, path: str, params: dict[str, str]) -> None:
+    r = hub.get(path, **params)
+    assert r.status_code == 400
+    assert list(r.json()) == ["error"], r.json()  # `column` only where a position in `q` applies
+
+
+@pytest.mark.parametrize("path", ["/api/v1/errors", "/api/v1/search", "/api/v1/export"])
+def test_query_syntax_errors_keep_their_column(hub: LiveHub, path: str) -> None:
+    r = hub.get(path, q="host:web-1 (level:error")
+    assert r.status_code == 400
+    body = r.json()
+    assert set(body) == {"error", "column"} and body["column"] == 12

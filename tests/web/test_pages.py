@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from obshub.demo import DEMO_STORY
-from obshub.events import format_ts, parse_ts
+from obshub.events import format_ts, normalize, parse_ts
 from obshub.web.session import COOKIE
 from tests.hubproc import LiveHub
 from tests.web.conftest import SKEWED_TRACE, login_client
@@ -114,20 +114,41 @@ def test_csv_export(web: httpx.Client, demo_hub: LiveHub) -> None:
     assert len(rows) == 5
     by_msg = {row["message"]: row for row in rows}
     assert "'=HYPERLINK(\"http://x\")" in by_msg  # spreadsheet formula neutralised
-    assert orjson.loads(by_msg["'=HYPERLINK(\"http://x\")"]["attrs"]) == {"plan": "pro"}
+    assert by_msg["'=HYPERLINK(\"http://x\")"]["attrs.plan"] == "pro"  # attrs of the first page: columns
     err = next(row for row in rows if row["error_type"])
     assert err["error_type"] == "KeyError" and err["host"] == "web-2"
+    assert web.get("/search.csv", params={"q": "level:error ("}).status_code == 400
 
 
-def test_csv_follows_cursors_past_one_page(web: httpx.Client, demo_hub: LiveHub) -> None:
+def test_csv_is_the_api_export_past_one_page(web: httpx.Client, demo_hub: LiveHub) -> None:
     now = time.time()
     lines = [{"id": f"csv-{i}", "ts": now - i * 0.001, "service": "csv-bulk", "message": f"row {i}"} for i in range(2500)]
     assert demo_hub.ingest(lines).json()["accepted"] == 2500
-    r = web.get("/search.csv", params={"q": "service:csv-bulk"})
-    rows = list(csv.reader(io.StringIO(r.text)))
-    assert len(rows) - 1 == 2500  # three store pages of 1000
-    assert {row[-1] for row in rows[1:]} == {f"csv-{i}" for i in range(2500)}
-    assert [row[-1] for row in rows[1:4]] == ["csv-0", "csv-1", "csv-2"]  # newest first
+    span = {"q": "service:csv-bulk", "from": "-1h", "to": format_ts(int(now * 1e6) + 1_000_000)}
+    r = web.get("/search.csv", params=span)
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 2500  # three store pages of 1000
+    assert [row["id"] for row in rows[:3]] == ["csv-2499", "csv-2498", "csv-2497"]  # oldest first
+    assert {row["id"] for row in rows} == {f"csv-{i}" for i in range(2500)}
+    # The same bytes as the API's export of that range, with spreadsheet neutralising
+    api = demo_hub.get("/api/v1/export", spreadsheet="1", **span)
+    assert api.status_code == 200 and api.content == r.content
+
+
+def test_csv_has_no_row_cap(tmp_path: Path) -> None:
+    hub = LiveHub(f"sqlite:///{tmp_path}/obshub.db").start()
+    try:
+        now = time.time_ns() // 1000
+        for b in range(0, 100_001, 10_000):  # straight into the store: one past the old 100,000 cap
+            batch = [{"id": f"cap-{i:06d}", "ts": now - 3_600_000_000 + i, "message": f"row {i}"}
+                     for i in range(b, min(b + 10_000, 100_001))]
+            hub.store.write_events(hub.project_id, [normalize(e, now) for e in batch])
+        with login_client(hub) as c, c.stream("GET", "/search.csv", params={"from": "-2h"}) as r:
+            assert r.status_code == 200
+            rows = sum(1 for _ in csv.reader(r.iter_lines()))
+        assert rows == 1 + 100_001  # the header and every row
+    finally:
+        hub.stop()
 
 
 def _sse_events(resp: httpx.Response, want: int, timeout: float = 15) -> list[tuple[str, object]]:
