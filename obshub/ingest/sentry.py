@@ -217,6 +217,9 @@ def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub:
     """All CPU work in one place (see `admission.prepared`): decode, parse, map, validate, digest.
     Returns (body, envelope header, digested events, problems, skipped items)."""
     body = decode(raw, encoding, max_decoded, _ENCODINGS)
+    if not body.strip():  # as Relay: nothing to store is a client error, not an empty success
+        raise EnvelopeError("empty request body" if kind == "store" else
+                            "empty envelope: expected a header line and at least one item")
     if kind == "store":
         header: dict[str, Any] = {}
         items = [({"type": "event"}, body)]
