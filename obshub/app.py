@@ -94,9 +94,10 @@ class Hub:
 
     async def write(self, project_id: int, events: Sequence[dict[str, Any]],
                     groups: Mapping[str, GroupSeen] | None = None) -> WriteResult:
-        """Store a digested batch in one store call: the store records the groups first
-        (idempotent), so an acknowledged occurrence never points at a missing group, and
-        reopens the resolved ones this batch regresses."""
+        """Store a digested batch in one store call (obshub/ingest/pipeline.py is the way in):
+        the store records the groups of the occurrences it stored before answering, so an
+        acknowledged occurrence never points at a missing group, and reopens the resolved ones
+        this batch regresses."""
         started = time.perf_counter()
         result = await asyncio.wrap_future(
             self.store.submit_events(project_id, events, list(groups.values()) if groups else ()))

@@ -313,10 +313,14 @@ def _configure_logging(level: str) -> None:
 
 
 def _load_demo_direct(hub: Any, settings: Any) -> None:
-    """`serve --demo`: write the demo straight into the store (same validation as ingest)."""
+    """`serve --demo`: store the demo the way ingest stores it (obshub/ingest/pipeline.py:
+    normalize, digest, `Hub.write`), one batch per host as each host's agent would send it,
+    so the Errors page shows the demo's groups and a later `obshub demo` finds only duplicates."""
+    import asyncio
+
     from obshub.app import bootstrap
     from obshub.demo import CLOCK_SKEW_US, generate
-    from obshub.events import normalize
+    from obshub.ingest import pipeline
 
     hub.store.open()
     try:
@@ -325,12 +329,23 @@ def _load_demo_direct(hub: Any, settings: Any) -> None:
         if project is None:
             raise ConfigError("serve --demo: the store has no project 'default' to load the demo into")
         now = time.time_ns() // 1000
-        events = [normalize(e, now, settings.limits) for e in generate(now, run=f"demo{now // 60_000_000}")]
-        for host in {e["host"] for e in events if e["host"]}:
-            hub.skew.observe(host, now + CLOCK_SKEW_US.get(host, 0), now)  # as its agent would report
-        for i in range(0, len(events), 1000):
-            hub.store.write_events(project.id, events[i:i + 1000])
-        print(f"obshub: loaded {len(events)} demo events into project 'default'", file=sys.stderr)
+        raw = generate(now, run=f"demo{now // 60_000_000}")
+        hosts = sorted({e.get("host", "") for e in raw})
+        for host in hosts:
+            if host:
+                hub.skew.observe(host, now + CLOCK_SKEW_US.get(host, 0), now)  # as its agent would report
+
+        async def load() -> int:
+            stored = 0
+            for host in hosts:
+                mine = [e for e in raw if e.get("host", "") == host]
+                for i in range(0, len(mine), 1000):
+                    batch = pipeline.prepare(mine[i:i + 1000], now, hub.scrubber, settings.limits)
+                    stored += (await pipeline.write(hub, project.id, batch)).accepted
+            return stored
+
+        stored = asyncio.run(load())
+        print(f"obshub: loaded {stored} of {len(raw)} demo events into project 'default'", file=sys.stderr)
     finally:
         hub.store.close()
 

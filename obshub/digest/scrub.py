@@ -85,6 +85,8 @@ class Scrubber:
         # some SDKs) can hold secrets. Skipping the rest is most of the cost on a 30-frame stack.
         if not isinstance(exc, dict):
             return
+        if isinstance(exc.get("stack"), str):  # traceback text (parsed into frames after this)
+            exc["stack"] = _mask_cards(exc["stack"])
         for f in exc.get("stack") or () if isinstance(exc.get("stack"), list) else ():
             if isinstance(f, dict) and f.get("vars"):
                 f["vars"] = self._deep(f["vars"])

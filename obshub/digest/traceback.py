@@ -1,10 +1,15 @@
 """Turn traceback *text* (what a log file holds: Python tracebacks, Java stack traces shipped by
-the agent as one multiline event) into the structured `error` object grouping understands."""
+the agent as one multiline event) into the structured `error` object grouping understands.
+
+Parsed frames carry `in_app` (the grouping's own guess, written down) so the error page
+emphasises the app's frames as it does for frames an SDK sent."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from obshub.digest.grouping.v1 import guess_in_app
 
 __all__ = ["parse_traceback"]
 
@@ -12,7 +17,11 @@ _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<
 _PY_EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|[A-Z]\w*))(?::\s?(?P<value>.*))?$")
 _PY_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
 _JAVA_EXC = re.compile(r"^(?:Caused by: )?(?P<type>[a-zA-Z_$][\w$]*(?:\.[\w$]+)+)(?::\s?(?P<value>.*))?$")
-_JAVA_FRAME = re.compile(r"^\s+at (?P<cls>[\w$.]+)\.(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)")
+# Java 9+ prefixes a frame with its class loader and module: `at java.base/java.util.HashMap.get(...)`,
+# `at app//com.shop.Orders.place(...)`. Frames in the JDK's own modules are never the app's code.
+_JAVA_FRAME = re.compile(r"^\s+at (?:(?P<loader>[\w$.@-]*)/)?(?:(?P<mod>[\w$.@-]*)/)?(?P<cls>[\w$.]+)\."
+                         r"(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)")
+_JDK_MODULES = ("java.", "jdk.")
 
 
 def _module_of(path: str) -> str:
@@ -39,8 +48,10 @@ def _python(lines: list[str]) -> dict[str, Any] | None:
         elif in_tb and (m := _PY_FRAME.match(line)):
             ctx = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("    ") else None
             path = m.group("file")
-            frames.append({"filename": path, "lineno": int(m.group("line")), "function": m.group("func"),
-                           "module": _module_of(path), "context_line": ctx})
+            frame = {"filename": path, "lineno": int(m.group("line")), "function": m.group("func"),
+                     "module": _module_of(path), "context_line": ctx}
+            frame["in_app"] = guess_in_app(frame)
+            frames.append(frame)
         elif in_tb and line and not line.startswith(" ") and (m := _PY_EXC.match(line.strip())):
             excs.append({"type": m.group("type"), "value": (m.group("value") or "").strip(), "stack": frames})
             in_tb = False
@@ -57,9 +68,11 @@ def _java(lines: list[str]) -> dict[str, Any] | None:
     excs: list[dict[str, Any]] = []
     for line in lines:
         if (m := _JAVA_FRAME.match(line)) and excs:
-            cls = m.group("cls")
-            excs[-1]["stack"].insert(0, {"module": cls, "function": m.group("func"), "filename": m.group("file"),
-                                         "lineno": int(m.group("line")) if m.group("line") else None})
+            frame = {"module": m.group("cls"), "function": m.group("func"), "filename": m.group("file"),
+                     "lineno": int(m.group("line")) if m.group("line") else None}
+            module = m.group("mod") if m.group("mod") is not None else m.group("loader")  # `x/` alone is a module
+            frame["in_app"] = not (module or "").startswith(_JDK_MODULES) and guess_in_app(frame)
+            excs[-1]["stack"].insert(0, frame)
         elif (m := _JAVA_EXC.match(line.strip())) and ("Exception" in line or "Error" in line or line.startswith("Caused by")):
             excs.append({"type": m.group("type"), "value": (m.group("value") or "").strip(), "stack": []})
     if not excs or not any(e["stack"] for e in excs):

@@ -4,6 +4,7 @@ Order of checks, cheapest first, so a flood of bad requests costs little: auth (
 concurrency slot (429) -> Content-Encoding (415) -> wire size (413) -> decode with decoded-size
 cap (413/400) -> per-line parse and validation (reported per line, valid lines kept) -> one store
 write (503/429 on store trouble) -> 200 only after the store said the batch is durable.
+Normalized events go the one way every stored event goes: digest, then write (pipeline.py).
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from obshub.auth import AuthError
-from obshub.digest import digest
-from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.events import EventError, Limits, normalize
+from obshub.ingest import pipeline
+from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.ingest.body import BodyError, decode, read_body
-from obshub.store.base import WriteResult
 
 __all__ = ["ingest", "parse_ndjson"]
 
@@ -60,13 +60,13 @@ def parse_ndjson(body: bytes, received_at: int, limits: Limits, max_lines: int
 
 
 def _prepare(raw: bytes, encoding: str | None, received_at: int, hub: Any, max_decoded: int) -> tuple[
-        bytes, list[dict[str, Any]], list[int], list[dict[str, Any]], dict[str, Any]]:
+        bytes, pipeline.Batch, list[int], list[dict[str, Any]]]:
     s = hub.settings
     body = decode(raw, encoding, max_decoded)
     if not body.strip():
         raise BodyError(400, "empty body: send one JSON object per line")
     events, line_nos, rejected = parse_ndjson(body, received_at, s.limits, s.max_lines)
-    return body, events, line_nos, rejected, digest(events, hub.scrubber)
+    return body, pipeline.digested(events, hub.scrubber), line_nos, rejected
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -92,7 +92,7 @@ async def _ingest(request: Request, hub: Any, project_id: int, ticket: Ticket) -
         raw = await read_body(request, s.max_wire_bytes)
         # All CPU work (decode, parse, validate, digest) in one place: inline for a small body,
         # else one hop to the ingest threads (`admission.prepared`).
-        body, events, line_nos, rejected, groups = await prepared(
+        body, batch, line_nos, rejected = await prepared(
             hub, ticket, _prepare, raw, request.headers.get("content-encoding"), received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("native", "limit" if e.status == 413 else "body").inc()
@@ -100,10 +100,8 @@ async def _ingest(request: Request, hub: Any, project_id: int, ticket: Ticket) -
     except NotNdjson as e:
         tel.ingest_rejected.labels("native", "parse").inc()
         return _error(400, str(e))
-    hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, events)
-    result = WriteResult()
-    if events:
-        result = await hub.write(project_id, events, groups)  # StoreUnavailable/Overloaded -> 503/429
+    hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, batch.events)
+    result = await pipeline.write(hub, project_id, batch)  # StoreUnavailable/Overloaded -> 503/429
     for idx, reason in result.rejected:
         rejected.append({"line": line_nos[idx], "error": f"store refused the event: {reason}"})
     rejected.sort(key=lambda r: r["line"])

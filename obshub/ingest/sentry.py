@@ -23,9 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from obshub.auth import AuthError, bearer
-from obshub.digest import digest
-from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.events import EventError, normalize
+from obshub.ingest import pipeline
+from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import Project
 
@@ -213,10 +213,13 @@ async def preflight(request: Request) -> Response:
 
 
 def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any, max_decoded: int
-             ) -> tuple[bytes, dict[str, Any], list[dict[str, Any]], list[str], int, dict[str, Any]]:
+             ) -> tuple[bytes, dict[str, Any], pipeline.Batch, list[str], int]:
     """All CPU work in one place (see `admission.prepared`): decode, parse, map, validate, digest.
-    Returns (body, envelope header, events, problems, skipped items, groups)."""
+    Returns (body, envelope header, digested events, problems, skipped items)."""
     body = decode(raw, encoding, max_decoded, _ENCODINGS)
+    if not body.strip():  # as Relay: nothing to store is a client error, not an empty success
+        raise EnvelopeError("empty request body" if kind == "store" else
+                            "empty envelope: expected a header line and at least one item")
     if kind == "store":
         header: dict[str, Any] = {}
         items = [({"type": "event"}, body)]
@@ -236,7 +239,7 @@ def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub:
             events.append(normalize(from_sentry(raw), received_at, hub.settings.limits))
         except (ValueError, EventError) as e:
             problems.append(f"item {i} (event): {e}")
-    return body, header, events, problems, skipped, digest(events, hub.scrubber)
+    return body, header, pipeline.digested(events, hub.scrubber), problems, skipped
 
 
 async def ingest(request: Request) -> Response:
@@ -262,7 +265,7 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
         return _err(e.status, str(e))
     try:
         raw = await read_body(request, s.max_wire_bytes)
-        body, header, events, problems, skipped, groups = await prepared(
+        body, header, batch, problems, skipped = await prepared(
             hub, ticket, _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
@@ -276,9 +279,10 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
         except AuthError as e:
             return _err(e.status, str(e))
     assert project is not None  # checked above, or the request was answered
+    events = batch.events
     accepted = 0
     if events:
-        result = await hub.write(project.id, events, groups)
+        result = await pipeline.write(hub, project.id, batch)
         accepted = result.accepted
         tel.ingest_events.labels("sentry", "duplicate").inc(result.duplicates)
     tel.ingest_events.labels("sentry", "accepted").inc(accepted)

@@ -9,8 +9,13 @@ Several replicas: every hub probes every check (probes are duplicated), but they
 slot and the store writes "create if absent", so each slot is *stored* once. That is the v1
 answer to "only one replica runs each job"; a lease in the store is future work (docs/uptime.md).
 
-A result is an ordinary event (`kind=check`, `service=obshub-uptime`, level info/error), so
-`kind:check name:api-health level:error` works in search, and failures show in the explorer.
+A result is an ordinary event (`kind=check`, `service=obshub-uptime`), stored through the ingest
+pipeline like every event. Its level says what changed, so a check failing every 5 s does not
+flood `level:error` (docs/uptime.md): `error` when the check goes down (or is down at its first
+result), `warning` while it stays down, `info` when it is up (`attrs.changed` marks the first
+result of each state). Never `kind=error`: a down check is no error occurrence and no group.
+The previous state is this hub's memory of its own probes, read from the store once per check
+after a start (one search per check, not one per probe: see DEFS_TTL_S for why).
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ import structlog
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.schedulers.base import BaseScheduler
 
+from obshub.digest import Scrubber
 from obshub.errors import StoreError
+from obshub.ingest import pipeline
 from obshub.outage import OutageLog
-from obshub.query.checks import Check, blank_event, config_checks, public_target, stored_checks, write_definition
-from obshub.store.base import Project, Store
+from obshub.query.checks import (Check, blank_event, config_checks, public_target, results_query, stored_checks,
+                                 write_definition)
+from obshub.store.base import Project, SearchRequest, Store
 
-__all__ = ["ProbeResult", "Uptime", "probe", "record", "register", "result_event", "run_all"]
+__all__ = ["ProbeResult", "Uptime", "probe", "record", "register", "result_event", "result_level", "run_all"]
 
 log = structlog.get_logger("obshub.jobs.uptime")
 
@@ -118,24 +126,44 @@ def _probe_http(check: Check) -> ProbeResult:
     return ProbeResult(True, head, ms, status)
 
 
-def result_event(project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int) -> dict[str, Any]:
-    """The stored form of one result. `at_us` is when the probe ran; the id depends only on the
-    slot, so every replica probing that slot writes the same id."""
+def result_level(up: bool, was_up: bool | None) -> str:
+    """`error` when a check goes down (or its first known result is down), `warning` while it
+    stays down, `info` when up: one failing check every 5 s is one `level:error` event per
+    outage, not 720 an hour in every error search."""
+    if up:
+        return "info"
+    return "warning" if was_up is False else "error"
+
+
+def result_event(project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int,
+                 was_up: bool | None = None) -> dict[str, Any]:
+    """One result as a client would send it (the pipeline normalizes it). `at_us` is when the
+    probe ran; the id depends only on the slot, so every replica probing that slot writes the
+    same id. `was_up`: the check's previous state (None: unknown)."""
     ev = blank_event()
-    attrs: dict[str, Any] = {"up": result.up, "target": public_target(check.target), "slot": slot,
-                             "interval_s": check.interval_s}
+    attrs: dict[str, Any] = {"up": result.up, "changed": was_up is None or was_up != result.up,
+                             "target": public_target(check.target), "slot": slot, "interval_s": check.interval_s}
     if result.latency_ms is not None:
         attrs["latency_ms"] = result.latency_ms
     if result.status is not None:
         attrs["status"] = result.status
-    ev.update(id=f"check:{project_id}:{check.name}:{slot}", ts=at_us, received_at=time.time_ns() // 1000,
-              level="info" if result.up else "error", message=result.message, name=check.name, attrs=attrs)
+    ev.update(id=f"check:{project_id}:{check.name}:{slot}", ts=at_us, level=result_level(result.up, was_up),
+              message=result.message, name=check.name, attrs=attrs)
     return ev
 
 
-def record(store: Store, project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int) -> bool:
-    """Store one result; False when that slot was already stored (by another replica)."""
-    return store.write_events(project_id, [result_event(project_id, check, slot, result, at_us)]).accepted == 1
+def record(store: Store, project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int,
+           was_up: bool | None = None, scrubber: Scrubber | None = None) -> bool:
+    """Store one result through the ingest pipeline; False when that slot was already stored
+    (by another replica)."""
+    ev = result_event(project_id, check, slot, result, at_us, was_up)
+    return pipeline.store_events(store, project_id, [ev], time.time_ns() // 1000, scrubber).accepted == 1
+
+
+def last_state(store: Store, project_id: int, check: Check, before_us: int) -> bool | None:
+    """`attrs.up` of the newest stored result before `before_us`, None when there is none."""
+    found = store.search(project_id, SearchRequest(results_query(check.name), None, before_us, 1))
+    return bool(found[0]["attrs"].get("up")) if found else None
 
 
 class Uptime:
@@ -147,6 +175,7 @@ class Uptime:
         self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="obshub-uptime")
         self._lock = threading.Lock()
         self._last_slot: dict[tuple[int, str, int], int] = {}
+        self._up: dict[tuple[int, str], bool] = {}  # (project, check) -> up at this hub's last probe
         self._cache: tuple[float, list[tuple[Project, Check]]] = (0.0, [])
         self._labels: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
@@ -229,10 +258,23 @@ class Uptime:
             futures.append(self.pool.submit(self.run, project, check, slot))
         return futures
 
+    def _was_up(self, project: Project, check: Check, before_us: int) -> bool | None:
+        key = (project.id, check.name)
+        with self._lock:
+            if key in self._up:
+                return self._up[key]
+        try:
+            return last_state(self.store, project.id, check, before_us)  # once per check and start
+        except StoreError:
+            return None  # the write below will most likely fail too, and say so
+
     def run(self, project: Project, check: Check, slot: int) -> bool:
         """Probe, record, export metrics. True if this hub stored the slot's result."""
         at_us = time.time_ns() // 1000
+        was_up = self._was_up(project, check, at_us)
         result = probe(check)
+        with self._lock:
+            self._up[(project.id, check.name)] = result.up
         tel = self.hub.telemetry
         tel.check_up.labels(project.name, check.name).set(1 if result.up else 0)
         if result.latency_ms is not None:
@@ -240,7 +282,7 @@ class Uptime:
         with self._lock:
             self._labels.add((project.name, check.name))
         try:
-            stored = record(self.store, project.id, check, slot, result, at_us)
+            stored = record(self.store, project.id, check, slot, result, at_us, was_up, self.hub.scrubber)
         except StoreError as e:
             self._recording.failed(str(e), check=check.name, slot=slot)
             return False

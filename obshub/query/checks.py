@@ -6,7 +6,7 @@ Everything is an event, so no Store protocol change was needed (docs/uptime.md):
   `attrs.status`, with the id `check:<project_id>:<name>:<slot>` (written by `jobs/uptime.py`);
 - a check defined with `POST /api/v1/checks` is `kind=check`, `attrs.definition=true`, id
   `checkdef:<project_id>:<name>:<µs>`; the newest one per name wins, `attrs.deleted=true` is a
-  tombstone. The hub writes definitions with `received_at = 0`, which the ingest path can never
+  tombstone. The hub writes definitions with `received_at = 0`, which HTTP ingest can never
   produce (it always stamps the receive time), so an ingest token cannot make the hub probe a
   URL or hide a check by sending look-alike events;
 - checks from the hub config file (`[[checks]]`) are not stored and win over a stored one of the
@@ -28,7 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from obshub.errors import Conflict, ConfigError, NotFound, QueryError
-from obshub.events import TOP_LEVEL_FIELDS, format_ts
+from obshub.events import format_ts
+from obshub.ingest import pipeline
 from obshub.store.base import Project, SearchRequest, Store
 from obshub.store.querylang import And, Field, Node
 
@@ -211,10 +212,10 @@ def hub_host() -> str:
 
 
 def blank_event() -> dict[str, Any]:
-    """A normalized event with every field present (stores take exactly this shape)."""
-    ev: dict[str, Any] = dict.fromkeys(TOP_LEVEL_FIELDS)
-    ev.update(kind="check", level="info", service=SERVICE, host=hub_host(), logger="obshub.checks", attrs={})
-    return ev
+    """The fields every check event the hub writes shares, in the form a client would send:
+    it is stored through the ingest pipeline like everything else (obshub/ingest/pipeline.py)."""
+    return {"kind": "check", "level": "info", "service": SERVICE, "host": hub_host(), "logger": "obshub.checks",
+            "attrs": {}}
 
 
 # -- definitions -------------------------------------------------------------------------------
@@ -230,9 +231,8 @@ def write_definition(store: Store, project_id: int, name: str, check: Check | No
         attrs.update(check.definition())
         verb = "connect" if check.is_tcp else "GET"
         message = f"check {name} defined: {verb} {public_target(check.target)} every {check.interval_s} s"
-    ev.update(id=f"checkdef:{project_id}:{name}:{at_us}", ts=at_us, received_at=0, name=name,
-              message=message, attrs=attrs)
-    return store.write_events(project_id, [ev]).accepted == 1
+    ev.update(id=f"checkdef:{project_id}:{name}:{at_us}", ts=at_us, name=name, message=message, attrs=attrs)
+    return pipeline.store_events(store, project_id, [ev], received_at=0).accepted == 1
 
 
 def stored_checks(store: Store, project_id: int, project_name: str) -> dict[str, Check]:

@@ -162,11 +162,19 @@ class Store(Protocol):
     # -- events ------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[Any] = ()) -> WriteResult:
         """Store normalized events with "create if absent" on `id`; return only once durable.
-        `groups` (`obshub.digest.GroupSeen`) are created first if absent, so no stored
-        occurrence points at a missing group. Then a resolved group with a *stored* occurrence
-        received after its resolution regresses (state unresolved, regressed_at): judging on
-        stored occurrences, not on the batch, keeps an agent's replay of an old batch from
-        reopening anything."""
+
+        `groups` (`obshub.digest.GroupSeen`, the groups the batch's events carry in `group_id`)
+        are recorded for the occurrences actually stored, before this returns, so an
+        acknowledged occurrence never points at a missing group:
+        - a group is created (if absent) when this batch stored one of its occurrences, or when
+          a duplicate's stored copy carries it (a retry after a write that stored the events
+          but failed before their groups). A replayed batch whose events are stored already,
+          under no group or another one, creates nothing; a group with no occurrence in the
+          batch is not created;
+        - a resolved group regresses (state unresolved, regressed_at) only by an occurrence this
+          batch stored, and only when a stored occurrence was received after its resolution:
+          judging on stored occurrences keeps an agent's replay of an old batch from reopening
+          anything."""
 
     def submit_events(self, project_id: int, events: Sequence[Event],
                       groups: Sequence[Any] = ()) -> Future[WriteResult]:

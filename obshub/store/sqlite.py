@@ -119,6 +119,11 @@ _TOKEN_COLS = "hash, project_id, scope, label, created_at, revoked_at"
 
 _INSERT_GROUP = ("INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, "
                  "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# The groups a batch's error occurrences carry *as stored*: per group, the earliest ts and the
+# newest rowid (rowids past the batch's start are occurrences this batch stored). A duplicate's
+# stored copy may carry another group, or none (stored undigested, or by another grouping).
+_STORED_GROUPS = ("SELECT group_id, min(ts), max(rowid) FROM events WHERE project_id = ? AND id IN ({ids}) "
+                  "AND group_id IS NOT NULL GROUP BY group_id")
 # A resolved group regresses when a *stored* occurrence was received after its resolution;
 # judging on stored rows, not on the batch, keeps an agent's replay of an old batch from
 # reopening anything.
@@ -353,22 +358,50 @@ class SqliteStore:
         """One transaction for every batch waiting (see coalesce.py)."""
         rows = [_rows(pid, events) for pid, events, _ in batches]
         with self._write() as conn:
-            last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
-            accepted = [self._write_batch(conn, pid, r, groups) for (pid, _, groups), r in zip(batches, rows)]
+            last = before = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+            accepted = []
+            for (pid, events, groups), r in zip(batches, rows):
+                n = self._write_batch(conn, pid, events, r, groups, before)
+                accepted.append(n)
+                before += n  # new rows take max(rowid) + 1, one after the other: this batch's are (before, before + n]
             conn.execute(_INDEX_TEXT, (last,))
         return [WriteResult(accepted=n, duplicates=len(r) - n) for n, r in zip(accepted, rows)]
 
     @staticmethod
-    def _write_batch(conn: sqlite3.Connection, project_id: int, rows: list[tuple[Any, ...]],
-                     groups: Sequence[Any]) -> int:
-        if groups:
-            # Groups first, in the same transaction: no stored occurrence without its group.
-            conn.executemany(_INSERT_GROUP, [(project_id, g.id, g.title, g.type, g.culprit, g.level, g.version,
-                                              g.first_seen) for g in groups])
+    def _write_batch(conn: sqlite3.Connection, project_id: int, events: Sequence[dict[str, Any]],
+                     rows: list[tuple[Any, ...]], groups: Sequence[Any], before: int) -> int:
+        """Insert one batch's rows; then, in the same transaction (so no stored occurrence is
+        ever without its group), record the groups of the occurrences actually stored: a
+        replayed batch whose events are stored already, under no group or another one, creates
+        and reopens nothing. `before`: the largest rowid before this batch."""
         accepted = _insert(conn, rows)
-        if groups:
-            # Regression, still in the same transaction; touches only groups that are resolved.
-            conn.execute(_REGRESS.format(ids=",".join("?" * len(groups))), (project_id, *(g.id for g in groups)))
+        if not groups:
+            return accepted
+        seen = {g.id: g for g in groups}
+        first: dict[str, int] = {}  # group id -> earliest ts of its stored occurrences in this batch
+        fresh: set[str] = set()  # groups with an occurrence this batch stored
+        if accepted == len(rows):  # every event is new (the common case): no lookup
+            for ev in events:
+                gid = ev.get("group_id")
+                if isinstance(gid, str) and gid in seen:
+                    first[gid] = min(first.get(gid, ev["ts"]), ev["ts"])
+            fresh.update(first)
+        else:  # duplicates: the groups their stored copies carry (maybe none, maybe another)
+            ids = [ev["id"] for ev in events if ev.get("group_id") in seen]
+            step = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 1)
+            for k in range(0, len(ids), step):
+                chunk = ids[k:k + step]
+                for gid, ts, newest in conn.execute(_STORED_GROUPS.format(ids=",".join("?" * len(chunk))),
+                                                    (project_id, *chunk)):
+                    if gid in seen:
+                        first[gid] = min(first.get(gid, ts), ts)
+                        if newest > before:
+                            fresh.add(gid)
+        if first:
+            conn.executemany(_INSERT_GROUP, [(project_id, gid, seen[gid].title, seen[gid].type, seen[gid].culprit,
+                                              seen[gid].level, seen[gid].version, ts) for gid, ts in first.items()])
+        if fresh:  # regression only by occurrences this batch stored; touches only resolved groups
+            conn.execute(_REGRESS.format(ids=",".join("?" * len(fresh))), (project_id, *fresh))
         return accepted
 
     def _row(self, r: tuple[Any, ...]) -> dict[str, Any]:

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.factories import event
+from obshub.digest import Scrubber
+from obshub.events import normalize
+from obshub.ingest import pipeline
+from tests.factories import event, now_us
 from tests.hubproc import LiveHub
 
 
@@ -131,3 +134,33 @@ def test_query_syntax_errors_keep_their_column(hub: LiveHub, path: str) -> None:
     assert r.status_code == 400
     body = r.json()
     assert set(body) == {"error", "column"} and body["column"] == 12
+
+
+def test_a_batch_of_duplicates_creates_no_group(hub: LiveHub) -> None:
+    """Events stored before without a group (stored undigested, as `serve --demo` once did, or
+    under another grouping) and sent again: all duplicates, so no group appears, not even an
+    empty one."""
+    evs = [err("checkout", "'cart'", user_id="u1"), err("checkout", "'cart'", user_id="u2")]
+    received = now_us()
+    hub.store.write_events(hub.project_id, [normalize(e, received) for e in evs])
+    r = hub.ingest(evs)
+    assert r.status_code == 200 and (r.json()["accepted"], r.json()["duplicates"]) == (0, 2)
+    assert groups(hub) == []
+    fresh = err("checkout", "'cart'", user_id="u3")  # a new occurrence of that bug: now its group exists
+    assert hub.ingest([*evs, fresh]).json()["accepted"] == 1
+    (g,) = groups(hub)
+    assert (g["count"], g["users"]) == (1, 1)  # the occurrences stored without the group are not in it
+    assert hub.ingest([*evs, fresh]).json()["duplicates"] == 3
+    assert groups(hub) == [g]
+
+
+def test_a_retry_after_the_groups_were_lost_records_them(hub: LiveHub) -> None:
+    """A write that stored the occurrences and failed before their groups (the client saw an
+    error): the client's retry finds them stored, and the groups they carry are created."""
+    evs = [err("pay", "'x'", user_id="u1"), err("pay", "'y'", user_id="u2")]
+    batch = pipeline.prepare(evs, now_us(), Scrubber())
+    hub.store.write_events(hub.project_id, batch.events)  # stored, with group_id, but no group record
+    assert groups(hub) == []
+    assert hub.ingest(evs).json()["duplicates"] == 2
+    (g,) = groups(hub)
+    assert (g["id"], g["count"], g["users"]) == (next(iter(batch.groups)), 2, 2)

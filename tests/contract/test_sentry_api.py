@@ -199,6 +199,21 @@ def test_bad_envelopes_are_4xx_and_valid_items_are_kept(hub: LiveHub) -> None:
     assert ids == {"1" * 32, "2" * 32, "4" * 32, "5" * 32, "6" * 32}
 
 
+def test_empty_envelope_is_400(hub: LiveHub) -> None:
+    """As Relay answers: an empty body (or only blank lines) is a client error, not an empty
+    success."""
+    for body in (b"", b"\n", b"\n\n  \r\n", b" "):
+        r = _post(hub, body)
+        assert r.status_code == 400 and r.json()["detail"].startswith("empty envelope"), (body, r.text)
+        assert r.headers["access-control-allow-origin"] == "*"  # browser SDKs can read the answer
+        r = _post(hub, gzip.compress(body), **{"Content-Encoding": "gzip"})  # empty once decoded
+        assert r.status_code == 400 and r.json()["detail"].startswith("empty envelope"), (body, r.text)
+        r = _post(hub, body, path="store")
+        assert r.status_code == 400 and r.json()["detail"] == "empty request body", (body, r.text)
+        assert _post(hub, body, key="wrong").status_code == 401  # auth is still checked first
+    assert errors(hub) == []
+
+
 def test_huge_envelope_is_413(store_url: str) -> None:
     h = LiveHub(store_url, max_body_bytes=256 * 1024, max_wire_bytes=256 * 1024).start()
     try:

@@ -1,4 +1,5 @@
-"""Grouping v1: what users call "the same bug" lands in one group, and nothing else does."""
+"""Grouping: what users call "the same bug" lands in one group, and nothing else does (v1, frozen,
+and the current v2)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,130 @@ def test_title_and_culprit() -> None:
     e = err("KeyError", "'cart'", LIB, frame("shop.checkout", "checkout", 57))
     assert title_and_culprit(e) == ("KeyError: 'cart'", "KeyError", "shop.checkout in checkout")
     assert title_and_culprit({"message": "just text", "logger": "app"}) == ("just text", None, "app")
+
+
+# -- v2 (current): one traceback, one group, whichever way it arrives ------------------------------
+
+SDK_ERROR = {  # what obshub_sdk sends: module = __name__, qualified names, causes nearest first
+    "type": "shop.errors.CheckoutError", "value": "checkout failed",
+    "stack": [{"module": "shop.web.views", "function": "post", "filename": "/srv/app/shop/web/views.py",
+               "lineno": 40, "in_app": True},
+              {"module": "shop.web.checkout", "function": "Cart.items", "filename": "/srv/app/shop/web/checkout.py",
+               "lineno": 12, "in_app": True}],
+    "chain": [{"type": "LookupError", "value": "no cart", "relation": "cause",
+               "stack": [{"module": "shop.web.checkout", "function": "Cart.items", "in_app": True,
+                          "filename": "/srv/app/shop/web/checkout.py", "lineno": 10}]},
+              {"type": "KeyError", "value": "'cart'", "relation": "cause",
+               "stack": [{"module": "shop.web.session", "function": "load", "in_app": True,
+                          "filename": "/srv/app/shop/web/session.py", "lineno": 3}]}],
+}
+TEXT = '''Traceback (most recent call last):
+  File "/opt/other/shop/web/session.py", line 3, in load
+    return session["cart"]
+KeyError: 'cart'
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/opt/other/shop/web/checkout.py", line 10, in items
+    return load(self.session)
+LookupError: no cart
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/opt/other/shop/web/views.py", line 41, in post
+    return Cart(session).items()
+  File "/opt/other/shop/web/checkout.py", line 12, in items
+    raise LookupError("no cart") from e
+shop.errors.CheckoutError: checkout failed
+'''
+
+
+def test_v2_sdk_frames_traceback_text_and_sentry_frames_are_one_group() -> None:
+    from obshub.digest.grouping import v2
+
+    parsed = parse_traceback(TEXT)
+    assert parsed is not None and [c["type"] for c in parsed["chain"]] == ["KeyError", "LookupError"]  # oldest first
+    sentry = {"type": "CheckoutError", "value": "checkout failed", "module": "shop.errors",  # as sentry-sdk maps it
+              "stack": [{"module": "shop.web.views", "function": "post", "abs_path": "/srv/app/shop/web/views.py",
+                         "filename": "shop/web/views.py", "lineno": 40, "context_line": "    return Cart(session).items()"},
+                        {"module": "shop.web.checkout", "function": "items", "filename": "shop/web/checkout.py",
+                         "abs_path": "/srv/app/shop/web/checkout.py", "lineno": 12,
+                         "context_line": '    raise LookupError("no cart") from e'}],
+              "chain": [SDK_ERROR["chain"][1], SDK_ERROR["chain"][0]]}
+    fps = {v2.fingerprint({"error": e}) for e in (SDK_ERROR, parsed, sentry)}
+    assert len(fps) == 1
+    assert {v2.title_and_culprit({"error": e})[2] for e in (SDK_ERROR, parsed, sentry)} == {"web.checkout in items"}
+    # v1 splits them: that is why v2 exists (v1 stays frozen for the groups it made)
+    assert len({fingerprint({"error": e}) for e in (SDK_ERROR, parsed, sentry)}) == 3
+
+
+def test_v2_still_tells_bugs_apart() -> None:
+    from obshub.digest.grouping import v2
+
+    def variant(**changes: Any) -> dict[str, Any]:
+        top = dict(SDK_ERROR["stack"][1], **changes)
+        return {"error": {**SDK_ERROR, "stack": [SDK_ERROR["stack"][0], top]}}
+
+    base = v2.fingerprint(variant())
+    assert v2.fingerprint(variant(lineno=99)) == base  # an edit above the line keeps the group
+    assert v2.fingerprint(variant(function="Cart.total")) != base
+    assert v2.fingerprint(variant(filename="/srv/app/shop/web/payment.py")) != base
+    assert v2.fingerprint({"error": {**SDK_ERROR, "type": "shop.errors.PaymentError"}}) != base
+    assert v2.fingerprint({"error": {**SDK_ERROR, "chain": SDK_ERROR["chain"][:1]}}) != base
+    java = {"type": "java.lang.IllegalStateException", "stack": [{"module": "com.shop.Orders", "function": "place",
+                                                                 "filename": "Orders.java", "in_app": True}]}
+    other = {**java, "stack": [{**java["stack"][0], "module": "com.shop.Billing"}]}  # same file name, other class
+    assert v2.fingerprint({"error": java}) != v2.fingerprint({"error": other})
+
+
+def test_v2_without_frames_keeps_v1_components() -> None:
+    from obshub.digest.grouping import v1, v2
+
+    for ev in ({"message": "disk 91% full on /dev/sda1"},
+               {"error": {"type": "PaymentError", "value": "order 1234 declined"}, "message": "x"},
+               {"error": {"type": None, "value": "boom", "stack": "not a traceback"}}):
+        assert v2.default_components(ev) == v1.default_components(ev)
+
+
+def test_digest_parses_every_form_of_traceback_text_and_only_for_errors() -> None:
+    text = PY_TB.format(prefix="", root="/srv/a", line=57, n=1)
+    forms = [
+        {"host": "agent", "error": {"type": "KeyError", "value": "'cart-1'", "stack": text}},  # obshub_agent
+        {"host": "as-error", "error": text},
+        {"host": "message", "kind": "error", "message": "checkout failed\n" + text},
+        {"host": "log", "level": "critical", "message": "checkout failed\n" + text},
+    ]
+    evs = [normalize(f, 1) for f in forms]
+    groups = digest(evs, Scrubber())
+    assert len(groups) == 1 and all(e["kind"] == "error" for e in evs)
+    for e in evs:
+        frames = e["error"]["stack"]
+        assert [(f["function"], f["in_app"]) for f in frames] == [("handle", False), ("checkout", True)], e["host"]
+    # analytics events and uptime results are never error occurrences, whatever their text
+    others = [normalize({"kind": k, "level": "error", "name": "x", "message": text}, 1) for k in ("event", "check")]
+    assert digest(others, Scrubber()) == {} and [e["kind"] for e in others] == ["event", "check"]
+    assert all(e["error"] is None and e["group_id"] is None for e in others)
+
+
+def test_java_frames_with_module_prefixes_are_parsed() -> None:
+    text = ("java.lang.IllegalStateException: order failed\n"
+            "\tat app//com.shop.Orders.place(Orders.java:17)\n"
+            "\tat com.foo.loader/foo@9.0/com.foo.Main.run(Main.java:101)\n"
+            "\tat java.base/java.lang.reflect.Method.invoke(Method.java:569)\n"
+            "\tat jdk.internal.reflect.NativeMethodAccessorImpl.invoke0(Native Method)\n")
+    e = parse_traceback(text)
+    assert e is not None
+    assert [(f["module"], f["function"], f["in_app"]) for f in e["stack"]] == [
+        ("jdk.internal.reflect.NativeMethodAccessorImpl", "invoke0", False),
+        ("java.lang.reflect.Method", "invoke", False),
+        ("com.foo.Main", "run", True),
+        ("com.shop.Orders", "place", True)]
+
+
+def test_card_numbers_in_traceback_text_are_masked() -> None:
+    text = PY_TB.format(prefix="", root="/srv/a", line=57, n=1).replace("KeyError: 'cart-1'", "KeyError: '4111 1111 1111 1111'")
+    (ev,) = evs = [normalize({"error": {"type": "KeyError", "value": "x", "stack": text}}, 1)]
+    digest(evs, Scrubber())
+    assert ev["error"]["value"] == "'[Filtered]'" and "4111" not in str(ev["error"])

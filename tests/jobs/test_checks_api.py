@@ -3,6 +3,7 @@ real scheduler and by `record`, uptime percentages, search, metrics."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from obshub.jobs.uptime import ProbeResult, Uptime, record, run_all
 from obshub.query.checks import parse_check, write_definition
 from tests.factories import now_us
-from tests.hubproc import HubProcess, LiveHub
+from tests.hubproc import HubProcess, LiveHub, free_port
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -213,3 +214,34 @@ def test_definitions_outlive_retention(tmp_path: Path, closed_port: int) -> None
         assert "old" in listed(h)
     finally:
         h.stop()
+
+
+def test_a_down_check_is_one_error_per_outage_and_no_error_group(hub: LiveHub) -> None:
+    """A failing check stored at level:error at every probe floods every error search: `error`
+    when it goes down, `warning` while it stays down, `info` when up; never an error group."""
+    port = free_port()  # nothing listens yet: down
+    assert post(hub, {"name": "db", "target": f"tcp://127.0.0.1:{port}", "interval_s": 86_400}).status_code == 201
+    first = wait_for(hub, "kind:check name:db attrs.up:false")  # the hub's own scheduler, this slot
+    assert len(first) == 1 and first[0]["level"] == "error", first
+    runner = Uptime(hub.app.state.hub)  # another replica, fresh: it reads the last state once
+    t = time.time() + 86_400
+    try:
+        for up in (False, False, False, True, True, False, False):
+            with socket.socket() as s:
+                if up:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("127.0.0.1", port))
+                    s.listen(4)
+                assert run_all(runner, t) == [True]
+            t += 86_400
+    finally:
+        runner.close()
+    results = sorted(hub.search_all("kind:check name:db attrs.up:*"), key=lambda e: e["attrs"]["slot"])
+    assert [(e["attrs"]["up"], e["level"]) for e in results] == [
+        (False, "error"), (False, "warning"), (False, "warning"), (False, "warning"),
+        (True, "info"), (True, "info"), (False, "error"), (False, "warning")]
+    assert [e["attrs"]["changed"] for e in results] == [True, False, False, False, True, False, True, False]
+    assert len(hub.search_all("kind:check name:db level:error")) == 2  # one per outage
+    assert hub.search_all("kind:error") == []
+    assert hub.get("/api/v1/errors").json()["groups"] == []
+    assert listed(hub)["db"]["up"] is False and listed(hub)["db"]["uptime_24h"] == 25.0

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from obshub.digest import GroupSeen
 from obshub.errors import Conflict, QueryError, StoreUnavailable
 from obshub.events import normalize
 from obshub.store.base import SearchRequest
@@ -206,11 +207,9 @@ def test_unreachable_cluster_is_store_unavailable() -> None:
 
 
 def test_error_groups_create_regress_update_and_stats(store: OpenSearchStore, pid: int) -> None:
-    from types import SimpleNamespace
-
-    def seen(gid: str) -> Any:
-        return SimpleNamespace(id=gid, title=f"ValueError: {gid}", type="ValueError", culprit="app.views",
-                               level="error", version="v1", first_seen=NOW, last_received=NOW)
+    def seen(gid: str) -> GroupSeen:
+        return GroupSeen(id=gid, title=f"ValueError: {gid}", type="ValueError", culprit="app.views",
+                         level="error", version="v1", first_seen=NOW - 1)
 
     def occurrence(i: int, gid: str, received_at: int) -> dict[str, Any]:
         e = normalize({"id": f"x{i}", "ts": NOW + i, "kind": "error", "message": "boom", "host": f"web-{i % 2}",
@@ -218,12 +217,13 @@ def test_error_groups_create_regress_update_and_stats(store: OpenSearchStore, pi
         e["group_id"] = gid
         return e
 
-    store.write_events(pid, [], [seen("g1"), seen("g2")])  # groups alone: created
-    store.write_events(pid, [], [seen("g1")])  # idempotent
+    store.write_events(pid, [], [seen("g1"), seen("g2")])  # groups without a stored occurrence: none
+    assert store.get_groups(pid) == []
+    store.write_events(pid, [occurrence(i, "g1" if i < 4 else "g2", NOW) for i in range(6)], [seen("g1"), seen("g2")])
+    store.write_events(pid, [occurrence(1, "g1", NOW)], [seen("g1")])  # a replay: idempotent
     assert sorted(g.id for g in store.get_groups(pid)) == ["g1", "g2"]
-    (g1,) = store.get_groups(pid, ["g1"])
+    (g1,) = store.get_groups(pid, ["g1"])  # first seen: its earliest stored occurrence
     assert (g1.state, g1.first_seen, g1.regressed_at, g1.title) == ("unresolved", NOW, None, "ValueError: g1")
-    store.write_events(pid, [occurrence(i, "g1" if i < 4 else "g2", NOW) for i in range(6)])
     assert store.update_group(pid, "g1", state="resolved", resolved_at=NOW + 10).state == "resolved"
     # received before the resolution (an agent catching up): stored, but no regression
     store.write_events(pid, [occurrence(7, "g1", NOW + 5)], [seen("g1")])

@@ -1,9 +1,12 @@
-"""Error grouping. Each version is a frozen module: `v1.py` is never edited once groups exist
-that were computed with it; a better algorithm becomes `v2.py`, and groups record which version
-made them. `CURRENT` is what new events use."""
+"""Error grouping. Each version is a frozen module: `v1.py` and `v2.py` are never edited once
+groups exist that were computed with them; a better algorithm becomes the next `vN.py`, and
+groups record which version made them. `CURRENT` is what new events use.
 
-from obshub.digest.grouping import v1
+v2 (current) groups one traceback into one group whichever way it arrives (SDK frames, Sentry
+frames, traceback text); v1 grouped each of those ways apart (see v2.py)."""
 
-CURRENT = v1
+from obshub.digest.grouping import v1, v2
 
-__all__ = ["CURRENT", "v1"]
+CURRENT = v2
+
+__all__ = ["CURRENT", "v1", "v2"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -32,7 +33,7 @@ from obshub.store.coalesce import Coalescer
 from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
 from obshub.store.opensearch.lifecycle import Lifecycle
-from obshub.store.opensearch.mappings import Names, event_template, small_index_body
+from obshub.store.opensearch.mappings import Names, doc_id, event_template, small_index_body
 from obshub.store.opensearch.reader import Reader
 from obshub.store.opensearch.state import STATE_FIELDS, State
 from obshub.store.opensearch.url import OpenSearchConfig, parse_url
@@ -198,19 +199,37 @@ class OpenSearchStore:
         return self._committer.submit((project_id, events, groups))
 
     def _flush(self, batches: list[_Batch]) -> list[WriteResult]:
-        """Every waiting caller's batch in one group lookup and one bulk (see coalesce.py)."""
-        seen: dict[int, dict[str, Any]] = {}
-        for pid, _, groups in batches:
-            seen.setdefault(pid, {}).update((g.id, g) for g in groups)
-        # Groups first (create-if-absent), so no stored occurrence points at a missing group.
-        resolved = {pid: self._groups.touch(pid, list(gs.values())) for pid, gs in seen.items() if gs}
+        """Every waiting caller's batch in one bulk, then one group lookup (see coalesce.py)."""
+        fresh: set[int] = set()
         try:
-            results = self._writer.write_many([(pid, events) for pid, events, _ in batches])
+            results = self._writer.write_many([(pid, events) for pid, events, _ in batches], fresh)
         finally:
             self._wrote()  # also after a failure: part of the bulk may have landed
-        for pid, docs in resolved.items():
-            if docs and any(r.accepted for (p, _, _), r in zip(batches, results) if p == pid):
-                self._groups.reopen(pid, docs)
+        # Groups after their occurrences and before any caller is answered (a failure here
+        # fails the flush: the client's retry finds its events stored and `adopt` creates the
+        # groups they carry). Only occurrences stored now create or reopen a group.
+        new: dict[int, dict[str, Any]] = {}
+        old: dict[int, dict[str, Any]] = {}
+        old_ids: dict[int, list[str]] = {}
+        pos = 0
+        for pid, events, groups in batches:
+            seen = {g.id: g for g in groups}
+            for i, ev in enumerate(events, pos):
+                g = seen.get(ev.get("group_id") or "")
+                if g is None:
+                    continue
+                if i in fresh:
+                    cur = new.setdefault(pid, {}).get(g.id)
+                    if cur is None or ev["ts"] < cur.first_seen:  # the earliest occurrence stored now
+                        new[pid][g.id] = replace(g, first_seen=ev["ts"])
+                else:
+                    old.setdefault(pid, {})[g.id] = g
+                    old_ids.setdefault(pid, []).append(doc_id(pid, ev["id"]))
+            pos += len(events)
+        for pid, gs in new.items():
+            self._groups.reopen(pid, self._groups.touch(pid, list(gs.values())))
+        for pid, gs in old.items():
+            self._groups.adopt(pid, [g for gid, g in gs.items() if gid not in new.get(pid, {})], old_ids[pid])
         return results
 
     def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:

@@ -4,6 +4,12 @@ A group doc (`_id` = `group:<project_id>:<group id>`) holds only what changes ra
 state, resolution and regression times (no hot counter document). Counts, users,
 hosts, first/last seen are aggregations over the `kind=error` events carrying `group_id`.
 
+When: a flush writes its events first, then records the groups of the occurrences it stored
+(`touch`, then `reopen`), and only then answers its callers: an acknowledged occurrence never
+points at a missing group, and a batch of duplicates creates and reopens nothing. Its
+duplicates' groups are created only if missing *and* carried by a stored occurrence (`adopt`):
+that is a retry after a flush that stored the events but failed before their groups.
+
 Concurrency: creation is `create` (first writer wins, the others see 409); state changes read
 the doc and write it back with `if_seq_no`/`if_primary_term`, retrying on conflict, so a
 regression flip racing a "resolve" from the UI never loses either. Regression is judged on
@@ -68,11 +74,41 @@ class Groups:
             resp = self.client.mget(index=self.index, body={"ids": [self._id(project_id, g) for g in gids]})
         return {d["_source"]["gid"]: d for d in resp["docs"] if d.get("found")}
 
+    def _unknown(self, project_id: int, groups: Sequence[Any], stamp: float) -> list[Any]:
+        return [g for g in groups if stamp - self._known.get((project_id, g.id), -_KNOWN_TTL_S) >= _KNOWN_TTL_S]
+
+    def _remember(self, project_id: int, existing: dict[str, dict[str, Any]], gids: Sequence[str],
+                  stamp: float) -> None:
+        """Note the groups now known to exist and not be resolved (so the next writes skip the mget)."""
+        for gid in gids:
+            key = (project_id, gid)
+            doc = existing.get(gid)
+            if (doc is None or doc["_source"].get("state") != "resolved") and self._changed.get(key, -1.0) < stamp:
+                if len(self._known) >= _KNOWN_MAX:
+                    self._known.clear()
+                self._known[key] = stamp
+
+    def _create(self, project_id: int, g: Any, first_seen: int | None = None) -> bool:
+        """Create a group record; False when it exists (another flush or hub made it: same content)."""
+        try:
+            with guard("create error group"):
+                self.client.create(index=self.index, id=self._id(project_id, g.id), body={
+                    "kind": "group", "project_id": project_id, "gid": g.id, "title": g.title, "type": g.type,
+                    "culprit": g.culprit, "level": g.level, "version": g.version, "state": "unresolved",
+                    "first_seen": g.first_seen if first_seen is None else first_seen})
+            return True
+        except Conflict:
+            return False
+
+    def _refresh(self) -> None:
+        with guard("refresh error groups"):
+            self.client.indices.refresh(index=self.index)
+
     def touch(self, project_id: int, groups: Sequence[Any]) -> dict[str, dict[str, Any]]:
-        """Create the groups that do not exist yet (before their occurrences are written).
-        Returns the resolved ones, for `reopen` once the occurrences are stored: one mget serves
-        both. A resolution landing after this read has `resolved_at` later than these
-        occurrences' `received_at`, so missing it cannot miss a regression.
+        """Create the groups of occurrences just stored that do not exist yet. Returns the
+        resolved ones, for `reopen`: one mget serves both. A resolution landing after this read
+        has `resolved_at` later than these occurrences' `received_at`, so missing it cannot miss
+        a regression.
 
         Groups seen existing and not resolved within `_KNOWN_TTL_S` skip the mget (in steady
         state a burst of one bug pays no lookup at all). This hub's own state changes drop them
@@ -82,33 +118,45 @@ class Groups:
         if not groups:
             return {}
         stamp = time.monotonic()
-        groups = [g for g in groups if stamp - self._known.get((project_id, g.id), -_KNOWN_TTL_S) >= _KNOWN_TTL_S]
+        groups = self._unknown(project_id, groups, stamp)
         if not groups:
             return {}
         existing = self._mget(project_id, [g.id for g in groups])
-        created = False
-        for g in groups:
-            key = (project_id, g.id)
-            doc = existing.get(g.id)
-            if (doc is None or doc["_source"].get("state") != "resolved") and self._changed.get(key, -1.0) < stamp:
-                if len(self._known) >= _KNOWN_MAX:
-                    self._known.clear()
-                self._known[key] = stamp
-            if doc is not None:
-                continue
-            try:
-                with guard("create error group"):
-                    self.client.create(index=self.index, id=self._id(project_id, g.id), body={
-                        "kind": "group", "project_id": project_id, "gid": g.id, "title": g.title, "type": g.type,
-                        "culprit": g.culprit, "level": g.level, "version": g.version, "state": "unresolved",
-                        "first_seen": g.first_seen})
-                created = True
-            except Conflict:
-                pass  # another hub created it just now: same content
-        if created:
-            with guard("refresh error groups"):
-                self.client.indices.refresh(index=self.index)
+        self._remember(project_id, existing, [g.id for g in groups], stamp)
+        created = [self._create(project_id, g) for g in groups if g.id not in existing]
+        if any(created):
+            self._refresh()
         return {g: d for g, d in existing.items() if d["_source"].get("state") == "resolved"}
+
+    def adopt(self, project_id: int, groups: Sequence[Any], doc_ids: Sequence[str]) -> None:
+        """Groups whose occurrences in a flush (events `doc_ids`) were all stored before: create
+        the missing ones that a stored occurrence carries. That is a retry after a flush that
+        stored the events and failed before their groups; a replay of events stored under no
+        group (or another) creates nothing. Costs nothing for groups that exist (the same
+        memory and mget as `touch`); a search only when one is missing."""
+        if not groups:
+            return
+        stamp = time.monotonic()
+        groups = self._unknown(project_id, groups, stamp)
+        if not groups:
+            return
+        existing = self._mget(project_id, [g.id for g in groups])
+        self._remember(project_id, existing, [g.id for g in groups if g.id in existing], stamp)
+        missing = {g.id: g for g in groups if g.id not in existing}
+        if not missing:
+            return
+        self._before_read()  # the duplicates' originals may have landed moments ago
+        body = {"size": 0, "track_total_hits": False,
+                "query": {"bool": {"filter": [{"term": {"project_id": project_id}}, {"ids": {"values": list(doc_ids)}},
+                                              {"terms": {"group_id": list(missing)}}]}},
+                "aggs": {"g": {"terms": {"field": "group_id", "size": len(missing)},
+                               "aggs": {"first": {"min": {"field": "ts"}}}}}}
+        with guard("stored occurrences of error groups"):
+            resp = self.client.search(index=self.events, body=body)
+        created = [self._create(project_id, missing[b["key"]], int(b["first"]["value"]))
+                   for b in resp["aggregations"]["g"]["buckets"] if b["key"] in missing]
+        if any(created):
+            self._refresh()
 
     def reopen(self, project_id: int, resolved: dict[str, dict[str, Any]]) -> None:
         """Resolved groups (docs from `touch`) with a stored occurrence received after the
@@ -140,8 +188,7 @@ class Groups:
             else:
                 raise StoreUnavailable(f"error group {gid}: too much contention")
         if changed:
-            with guard("refresh error groups"):
-                self.client.indices.refresh(index=self.index)
+            self._refresh()
 
     def _newest_received(self, project_id: int, gid: str, after: int) -> int | None:
         body = {"size": 0, "track_total_hits": False,

@@ -86,9 +86,12 @@ class BulkWriter:
         sent = [(c, pool.submit(self._send, b"".join(lines[i] for i in c))) for c in chunks]
         return [(c, f.result()) for c, f in sent]
 
-    def write_many(self, batches: Sequence[tuple[int, Sequence[dict[str, Any]]]]) -> list[WriteResult]:
+    def write_many(self, batches: Sequence[tuple[int, Sequence[dict[str, Any]]]],
+                   fresh: set[int] | None = None) -> list[WriteResult]:
         """Several callers' batches (project id, events) in shared bulk requests; one result
-        per batch, with `rejected` positions local to that batch."""
+        per batch, with `rejected` positions local to that batch. `fresh` (when given) gets the
+        positions, over all batches in order, of the events this call stored (not duplicates):
+        the error groups to record are theirs."""
         pids = [pid for pid, evs in batches for _ in evs]
         events = [ev for _, evs in batches for ev in evs]
         owner = [k for k, (_, evs) in enumerate(batches) for _ in evs]
@@ -132,6 +135,8 @@ class BulkWriter:
                     result = results[owner[i]]
                     if status in (200, 201):
                         result.accepted += 1
+                        if fresh is not None:
+                            fresh.add(i)
                     elif status == 409:
                         result.duplicates += 1
                     elif status == 429 or status >= 500:
