@@ -132,10 +132,8 @@ def test_served_demo_story_only_real_switches_and_the_failing_checkout(served_pa
     shot(page, "user-served-demo")
 
 
-@pytest.mark.xfail(strict=True, reason="serve --demo writes straight to the store, so no error groups; "
-                                       "flip after the demo goes through the ingest pipeline")
 def test_served_demo_errors_page_has_the_keyerror_group(served_page: Any) -> None:
-    # needs the demo through the ingest pipeline
+    # serve --demo writes through the ingest pipeline (obshub/ingest/pipeline.py): its errors are grouped
     page = served_page
     story = [e for e in generate(0) if e.get("kind") == "error" and e["error"]["type"] == "KeyError"]
     page.goto("/errors")
