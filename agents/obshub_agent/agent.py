@@ -181,6 +181,10 @@ class Agent:
         if out:
             self._flush(out)
 
+            elif not out and self.source.changed:
+                # e.g. a copy taken in without a line to ship: its offset is saved now, not with the next line
+                self.source.snapshot()
+                self.checkpoints.save()
     def _flush(self, out: list[bytes]) -> bool:
         """Spool `out` durably, then advance and save the checkpoints. False if stopped while blocked."""
         out.append(b"")  # join -> trailing newline without another copy of the payload
