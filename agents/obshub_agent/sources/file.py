@@ -196,17 +196,17 @@ class FileSource:
             self._open(f.path, f.st, f.inp, out=out, found=found)
         if self._first_discovery:
             self._first_discovery = False
-            self._recover_rotated(seen, out)
+            self._recover_rotated(found, out)
         for key, tf in self.files.items():
             if key not in seen and tf.gone_since is None:
                 tf.gone_since = now
                 self.rotations += 1
 
-    def _recover_rotated(self, seen: set[str], out: list[bytes]) -> None:
+    def _recover_rotated(self, found: dict[str, Found], out: list[bytes]) -> None:
         """Files checkpointed but not found: renamed while the agent was down? Finish them."""
         by_dir: dict[str, list[Checkpoint]] = {}
         for key, cp in self.cps.entries.items():
-            if key not in seen and key not in self.files and cp.fp is not None:
+            if key not in found and key not in self.files and cp.fp is not None:
                 by_dir.setdefault(os.path.dirname(cp.path) or ".", []).append(cp)
         for d, cps in by_dir.items():
             want = {(cp.dev, cp.ino): cp for cp in cps}
@@ -227,7 +227,7 @@ class FileSource:
                     continue
                 _log.info("finishing %s (was %s, rotated while the agent was down) from offset %d",
                           de.path, old.path, old.offset)
-                tf = self._open(de.path, st, inp, keep_path=old.path, out=out, found={})
+                tf = self._open(de.path, st, inp, keep_path=old.path, out=out, found=found)
                 if tf is not None:
                     tf.gone_since = time.monotonic()
 
