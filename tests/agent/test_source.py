@@ -401,3 +401,23 @@ def test_copy_lines_keep_the_original_ids_across_a_crash(tmp_path: Path) -> None
     events = _pump(src, cps)
     assert [e["id"] for e in events] == [e["id"] for e in before_crash]
     assert events[0]["attrs"]["file"] == str(logs / "app.log.1")
+
+
+def test_truncated_and_regrown_past_a_lagging_read_position(tmp_path: Path) -> None:
+    """The agent lags (read 1 KiB of the file); copytruncate; the app writes more than 1 KiB again
+    before the agent's next check: the next read must not take the new content for the rest of
+    the old one (a mixed line, and new lines under the old ids)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 100)
+    src, cps = _source(tmp_path, read_chunk_bytes=1024)
+    out: list[bytes] = []
+    src.discover(out)
+    src.read_pass(out)
+    _copytruncate(app, logs / "app.log.1")
+    _write(app, 1000, 100)
+    src.read_pass(out)  # before any discovery or housekeeping notices
+    events = [loads(x) for x in out] + _pump(src, cps)
+    assert sorted(_seqs(events)) == list(range(100)) + list(range(1000, 1100))
+    assert not [e for e in events if "parse_error" in e.get("attrs", {})]

@@ -303,6 +303,12 @@ class FileSource:
             tf = self.files[key]
             data = os.pread(tf.fd, chunk, tf.read_pos)
             if data:
+                if not self._same_start(tf):
+                    # truncated and rewritten past our position since the last check (a lagging
+                    # agent): `data` may be the new content's. End the old generation here; a copy
+                    # has what it held beyond (copytruncate), the new content is read from 0.
+                    self._truncated(tf, os.fstat(tf.fd).st_size, out)
+                    continue
                 if len(tf.head) == tf.read_pos < _SIG:
                     tf.head += data[: _SIG - tf.read_pos]
                 tf.read_pos += len(data)
@@ -312,6 +318,14 @@ class FileSource:
                 self._consume(tf, data, out)
         self.lines_bytes += total
         return total
+
+    @staticmethod
+    def _same_start(tf: TailedFile) -> bool:
+        """The file still starts with the first line it was identified by (one small pread)."""
+        n = tf.cp.fp_len
+        if len(tf.head) >= n:
+            return os.pread(tf.fd, n, 0) == tf.head[:n]
+        return _fp_of(tf.fd, n) == tf.cp.fp
 
     def _consume(self, tf: TailedFile, data: bytes, out: list[bytes]) -> None:
         maxlen = self.cfg.max_line_bytes
