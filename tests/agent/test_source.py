@@ -421,3 +421,30 @@ def test_truncated_and_regrown_past_a_lagging_read_position(tmp_path: Path) -> N
     events = [loads(x) for x in out] + _pump(src, cps)
     assert sorted(_seqs(events)) == list(range(100)) + list(range(1000, 1100))
     assert not [e for e in events if "parse_error" in e.get("attrs", {})]
+
+
+def test_partial_line_read_whole_from_a_copy_that_reuses_an_inode(tmp_path: Path) -> None:
+    """The copy gets the inode of a file deleted a moment ago whose checkpoint entry is still
+    there (it happens in the oracle soak): it is still the copy holding the half-read line."""
+    from obshub_agent.checkpoints import Checkpoint
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    _write(app, 0, 3)
+    with open(app, "a") as f:
+        f.write('{"message": "line 3", "se')
+    src, cps = _source(tmp_path)
+    assert _seqs(_pump(src, cps)) == [0, 1, 2]
+    with open(app, "a") as f:
+        f.write('q": 3}\n')
+    copy = logs / "app.log.1"
+    _copytruncate(app, copy)
+    st = copy.stat()
+    cps.entries[f"{st.st_dev}:{st.st_ino}"] = Checkpoint(  # the deleted file's, same inode number
+        path=str(logs / "app.log.3"), dev=st.st_dev, ino=st.st_ino, fp="0" * 16, fp_len=20, gen=0,
+        offset=5000, seen=time.time(), sig="0" * 32, sig_len=4096)
+    out: list[bytes] = []
+    src.housekeeping(out)
+    events = [loads(x) for x in out] + _pump(src, cps)
+    assert _seqs(events) == [3] and "parse_error" not in events[0].get("attrs", {})

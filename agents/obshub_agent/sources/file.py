@@ -418,16 +418,20 @@ class FileSource:
                                         uid=self._uid(cp), head=head[: min(offset, _SIG)]))
 
     def _copy_holds(self, tf: TailedFile, found: dict[str, Found]) -> bool:
-        """Does a file not read yet hold `tf`'s start and its partial last line (a fresh copy)?"""
+        """Does a file discovery will take for a copy (not read yet: no checkpoint, or one of a
+        deleted file whose inode it reuses) hold `tf`'s start and its partial last line?"""
         at = tf.read_pos - len(tf.partial)
         for key, f in found.items():
-            if key in self.files or key in self.cps.entries or f.st.st_size < tf.read_pos:
+            if key in self.files or f.st.st_size < tf.read_pos:
                 continue
             try:
                 fd = os.open(f.path, os.O_RDONLY)
             except OSError:
                 continue
             try:
+                cp = self.cps.entries.get(key)
+                if cp is not None and (cp.fp is None or _fp_of(fd, cp.fp_len) == cp.fp):
+                    continue  # a file known as itself
                 if (os.pread(fd, len(tf.head), 0) == tf.head
                         and os.pread(fd, len(tf.partial), at) == tf.partial):
                     return True
