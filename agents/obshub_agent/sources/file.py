@@ -7,8 +7,10 @@ follows a file through renames; the head hash tells a reused inode from its pred
 - Rename rotation: the open fd keeps being read to EOF; a file that left the globs (or was
   deleted) is closed once idle at EOF for `close_removed_after_ms`; its last line is emitted
   even without a trailing newline at that moment (nothing will complete it any more).
-- copytruncate: size < read position -> the generation is bumped (new event ids) and reading
-  restarts at 0. The generation that ended is remembered (`CheckpointStore.ended`).
+- copytruncate: size < read position, or (checked at every read, so a lagging agent never takes
+  new content for the rest of the old) a different first line -> the generation is bumped (new
+  event ids) and reading restarts at 0. The generation that ended is remembered
+  (`CheckpointStore.ended`).
 - Copies (logrotate copytruncate's `app.log.1`, a new inode holding bytes already read): a new
   file whose first bytes hash like the first bytes of a file read up to at least there (up to
   4 KiB, `sig`) is read from where that file's reading stopped, as Vector's checksum fingerprint
@@ -177,6 +179,7 @@ class FileSource:
         now = time.monotonic()
         found = self._scan()
         seen = set(found)
+        self._deferred &= seen
         new: list[Found] = []
         for key, f in found.items():
             tf = self.files.get(key)
