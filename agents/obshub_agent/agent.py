@@ -68,7 +68,10 @@ class Agent:
             except OSError as exc:
                 self.spool.close()
                 os.close(self._lock_fd)
-                raise ConfigError(f"metrics_address: cannot listen on {cfg.metrics_address}: {exc.strerror}") from None
+                raise ConfigError(
+                    f"metrics_address: cannot listen on {cfg.metrics_address}: {exc.strerror} (another "
+                    f"obshub-agent on this host? give each agent its own port, \"127.0.0.1:0\" for any free "
+                    f"one (logged at start), or metrics_address = \"off\")") from None
 
     # -- signals ---------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -108,6 +111,8 @@ class Agent:
             self.metrics.start()
             self._metrics_started = True
             _log.info("metrics on http://%s:%d/metrics", self.metrics.server.server_address[0], self.metrics.port)
+        else:
+            _log.info("metrics endpoint disabled (metrics_address = \"off\")")
         ship = threading.Thread(target=self._ship, name="shipper", daemon=True)
         ship.start()
         _log.info("obshub-agent started: host=%s hub=%s inputs=%d state_dir=%s", self.cfg.host, self.cfg.hub,
@@ -176,6 +181,10 @@ class Agent:
                 if not self._flush(out):
                     break
                 out_bytes = 0
+            elif not out and self.source.changed:
+                # e.g. a copy taken in without a line to ship: its offset is saved now, not with the next line
+                self.source.snapshot()
+                self.checkpoints.save()
             if not read:
                 self.stop.wait(cfg.poll_interval_ms / 1000)
         if out:

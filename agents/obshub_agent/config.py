@@ -70,7 +70,8 @@ class AgentConfig:
     backoff_initial_ms: int = 250  # first retry delay; doubles per failure, with full jitter
     backoff_max_ms: int = 30_000  # cap of the retry delay (also caps Retry-After + auth retries at 4x)
     shutdown_timeout_s: float = 5.0  # SIGTERM: time allowed to ship what is spooled before exiting
-    metrics_address: str = "127.0.0.1:9480"  # Prometheus text endpoint; "" disables it
+    # Prometheus text endpoint; "" (or "off" in the file) disables it; port 0 = any free port (logged)
+    metrics_address: str = "127.0.0.1:9480"
     log_level: str = "info"
 
 
@@ -206,8 +207,12 @@ def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> Age
     if comp not in ("zstd", "gzip", "none"):
         raise ConfigError(f"compression: expected zstd | gzip | none, got {comp!r}")
     metrics = _typed(d, "metrics_address", str, "", "127.0.0.1:9480")
-    if metrics and not re.match(r"^[^:]*:\d+$", metrics):
-        raise ConfigError(f"metrics_address: expected HOST:PORT or \"\", got {metrics!r}")
+    if metrics.strip().lower() == "off":
+        metrics = ""
+    m = re.match(r"^[^:]*:(\d+)$", metrics)
+    if metrics and (m is None or int(m.group(1)) > 65535):
+        raise ConfigError(f"metrics_address: expected HOST:PORT (port 0 = any free port), \"off\" or \"\", "
+                          f"got {metrics!r}")
     log_level = _typed(d, "log_level", str, "", "info")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: expected debug | info | warning | error, got {log_level!r}")

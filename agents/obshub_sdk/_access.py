@@ -35,6 +35,8 @@ def log_access(
     """Never raises: a broken log config must not turn a served request into an error."""
     try:
         level = logging.ERROR if status >= 500 else logging.INFO
+        if ACCESS_LOGGER.disabled:  # by dictConfig's disable_existing_loggers (its default), not by choice
+            ACCESS_LOGGER.disabled = False
         if not ACCESS_LOGGER.isEnabledFor(level):
             return
         attrs: dict[str, Any] = {

@@ -272,6 +272,7 @@ class Sink:
         self._stream: Any = None
         self._text = True
         self.dropped = 0
+        self.closed = False  # retired by its owner (configure() replacing it): nothing writes here any more
         if target is None:
             return
         if hasattr(target, "write"):
@@ -308,6 +309,9 @@ class Sink:
             self.dropped += 1
 
     def close(self) -> None:
+        """Only the sink's owner calls this (configure() when it replaces it), never a handler:
+        structlog and the stdlib handler share one sink."""
+        self.closed = True
         if self._owned is not None:
             with self._lock:
                 self._owned.close()

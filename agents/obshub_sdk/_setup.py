@@ -3,6 +3,13 @@
 Why both frameworks write to one sink object: lines from structlog calls, from third-party
 libraries' stdlib records and from ``track()`` land in one file in call order, never interleaved
 mid-line, which is what the agent tails.
+
+Logging reconfigured after ``configure()`` (``logging.config.dictConfig`` from uvicorn's default
+``log_config``, Django's ``LOGGING``, gunicorn's ``logconfig_dict``; ``fileConfig``;
+``basicConfig(force=True)``) closes every handler and may take ours off the root logger. The sink
+stays open (the handler does not own it), and ``_RootHandler.close`` arms a LogRecord factory
+that puts the handler back on the root logger at the next record: records cost nothing extra
+until a reconfiguration happened, then one list lookup.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from obshub_sdk._render import Sink, set_in_app_modules
 from obshub_sdk.formatter import OVERRIDES, JSONFormatter, SinkHandler
@@ -35,6 +42,50 @@ TRACK_LOGGER = "obshub_sdk.track"
 
 _lock = threading.Lock()
 _TRACK = logging.getLogger(TRACK_LOGGER)
+
+
+class _RootHandler(SinkHandler):
+    """The handler ``configure()`` puts on the root logger."""
+
+    def close(self) -> None:
+        super().close()  # logging's bookkeeping only: the sink stays open
+        if self is _current:  # closed by a logging reconfiguration, not by configure() replacing it
+            _watch_root()
+
+
+_current: _RootHandler | None = None  # the handler of the last configure()
+_next_factory: Callable[..., logging.LogRecord] | None = None  # the factory ours wraps, once armed
+
+
+def _watch_root() -> None:
+    global _next_factory
+    if _next_factory is None:
+        _next_factory = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(_make_record)
+
+
+def _make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every new record (before it reaches any handler): the SDK's handler is back on the root
+    logger if a reconfiguration took it off. addHandler is idempotent under logging's lock."""
+    handler = _current
+    if handler is not None and handler not in logging.root.handlers and not handler.sink.closed:
+        logging.root.addHandler(handler)
+    assert _next_factory is not None
+    return _next_factory(*args, **kwargs)
+
+
+def _detach() -> None:
+    """Undo ``configure()`` for the stdlib side (tests): the handler leaves the root logger, its
+    file is closed and nothing puts it back."""
+    global _current, _next_factory
+    with _lock:
+        handler, _current = _current, None
+        if handler is not None:
+            logging.root.removeHandler(handler)
+            handler.sink.close()
+        if _next_factory is not None and logging.getLogRecordFactory() is _make_record:
+            logging.setLogRecordFactory(_next_factory)
+            _next_factory = None
 
 
 def _level(level: str | int) -> int:
@@ -77,7 +128,9 @@ def configure(
     (for apps deployed with ``pip install``; otherwise site-packages means "library").
 
     Call it once, at startup, before the first log call: structlog loggers cache their level on
-    first use. Calling it again re-points every logger at the new file/service.
+    first use. Calling it again re-points every logger at the new file/service. A later
+    ``logging.config.dictConfig`` (uvicorn, Django, gunicorn) does not stop the lines: see the
+    module docstring and docs/sdk.md.
     """
     if not service:
         raise ValueError("configure() needs a service name")
@@ -90,16 +143,20 @@ def configure(
         static["release"] = release
     sink = Sink(os.fspath(path) if isinstance(path, (str, os.PathLike)) else path)
     formatter = JSONFormatter(service=service, host=host_name, env=env, release=release)
-    handler = SinkHandler(sink, formatter)
+    handler = _RootHandler(sink, formatter)
     handler._obshub_sdk = True  # type: ignore[attr-defined]
 
+    global _current
     with _lock:
         root = logging.getLogger()
         old = [h for h in root.handlers if getattr(h, "_obshub_sdk", False)]
+        if _current is not None and _current not in old:  # a reconfiguration took it off the root
+            old.append(_current)
         for h in list(root.handlers) if replace_handlers else old:
             root.removeHandler(h)
         root.addHandler(handler)
         root.setLevel(levelno)
+        _current = handler
         # Analytics events are facts, not chatter: emitted whatever the log level.
         _TRACK.setLevel(logging.INFO)
         set_baggage_default(baggage)
@@ -108,6 +165,8 @@ def configure(
             _structlog.install(sink, static, levelno, structlog_contextvars)
         for h in old:  # after re-pointing structlog, so no call writes to a closed file
             h.close()
+            if isinstance(h, SinkHandler):
+                h.sink.close()
 
 
 def track(name: str, distinct_id: object | None = None, **props: Any) -> None:
@@ -118,6 +177,8 @@ def track(name: str, distinct_id: object | None = None, **props: Any) -> None:
     carries the request's correlation keys like any other log line. Never raises.
     """
     try:
+        if _TRACK.disabled:  # dictConfig's disable_existing_loggers (its default) disabled it
+            _TRACK.disabled = False
         override: dict[str, Any] = {"kind": "event", "name": str(name), "attrs": props}
         if distinct_id is not None:
             override["user_id"] = str(distinct_id)[:128]

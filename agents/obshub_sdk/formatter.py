@@ -137,6 +137,11 @@ class SinkHandler(logging.Handler):
 
     ``handle`` skips ``logging.Handler``'s per-handler lock: the sink already serializes writes,
     and formatting outside any lock lets threads format in parallel.
+
+    ``close`` leaves the sink open: ``logging.config.dictConfig`` (uvicorn's default log config,
+    Django's ``LOGGING``, gunicorn) closes every handler of the process, and the sink is shared
+    with structlog; closing the file there silently lost every later line. The sink's owner
+    (``configure()``) closes it.
     """
 
     def __init__(self, sink: Sink, formatter: JSONFormatter) -> None:
@@ -160,6 +165,3 @@ class SinkHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def close(self) -> None:
-        super().close()
-        self.sink.close()

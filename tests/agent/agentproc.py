@@ -29,6 +29,17 @@ def toml_value(v: Any) -> str:
     raise TypeError(v)
 
 
+def checkpoint_offset(state: Path, path: Path) -> int:
+    """The agent's saved read offset of `path` (by inode, as the agent keys it); -1 if none."""
+    try:
+        doc = json.loads((state / "checkpoints.json").read_bytes())
+        st = path.stat()
+    except (FileNotFoundError, ValueError):
+        return -1
+    e = doc["files"].get(f"{st.st_dev}:{st.st_ino}")
+    return int(e["offset"]) if e else -1
+
+
 def write_config(path: Path, inputs: list[dict[str, Any]], **top: Any) -> Path:
     lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
     for inp in inputs:

@@ -73,6 +73,33 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path: Path) -> None:
     assert not (tmp_path / "checkpoints.json").exists()
 
 
+def test_checkpoint_fingerprints_persist_and_version_1_loads(tmp_path: Path) -> None:
+    """`sig`, `uid` and the ended generations survive a restart (copies are recognised after
+    one); a version 1 file (before fingerprints) still loads, its entries without a sig."""
+    import json
+
+    from obshub_agent.checkpoints import Ended
+
+    cps = CheckpointStore(tmp_path)
+    cps.entries["1:2"] = Checkpoint(path="/a", dev=1, ino=2, fp="ab", fp_len=10, gen=0, offset=42, seen=9e9,
+                                    sig="cd", sig_len=42, uid="u1")
+    cps.ended.append(Ended(path="/a", fp="ab", fp_len=10, sig="ef", sig_len=30, offset=30, seen=9e9,
+                           uid="u0", head=b"x" * 30))
+    cps.save()
+    doc = json.loads((tmp_path / "checkpoints.json").read_bytes())
+    assert doc["version"] == 2 and "head" not in doc["ended"][0]  # in memory only
+    again = CheckpointStore(tmp_path)
+    again.load()
+    assert (again.entries["1:2"].sig, again.entries["1:2"].sig_len, again.entries["1:2"].uid) == ("cd", 42, "u1")
+    assert [(e.sig, e.offset, e.uid, e.head) for e in again.ended] == [("ef", 30, "u0", b"")]
+    (tmp_path / "checkpoints.json").write_text(json.dumps({"version": 1, "files": {"1:2": {
+        "path": "/a", "dev": 1, "ino": 2, "fp": "ab", "fp_len": 10, "gen": 0, "offset": 42, "seen": 9e9}}}))
+    v1 = CheckpointStore(tmp_path)
+    v1.load()
+    assert v1.corrupt_files == 0 and v1.entries["1:2"].offset == 42 and v1.entries["1:2"].sig is None
+    assert v1.ended == []
+
+
 def test_exported_names() -> None:
     assert obshub_agent.__all__ == ["__version__"]
     from obshub_agent import parse, ship, sources, spool

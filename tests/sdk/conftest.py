@@ -21,6 +21,7 @@ import uvicorn
 from werkzeug.serving import make_server
 
 import obshub_sdk
+from obshub_sdk import _setup
 from obshub_sdk.propagation import set_baggage_default
 
 
@@ -67,10 +68,12 @@ def _restoring_logging() -> Iterator[None]:
     try:
         yield
     finally:
+        _setup._detach()  # also the handler a test's dictConfig took off the root logger
         for handler in list(root.handlers):
             if getattr(handler, "_obshub_sdk", False):
                 root.removeHandler(handler)
                 handler.close()
+                handler.sink.close()
         for handler in handlers:
             if handler not in root.handlers:
                 root.addHandler(handler)
