@@ -12,6 +12,7 @@ from typing import Any
 
 from obshub.errors import NotFound, QueryError
 from obshub.events import format_ts, to_public
+from obshub.query.search import check_limit
 from obshub.store.base import GROUP_STATES, GroupRecord, GroupStats, SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or
 
@@ -63,6 +64,7 @@ def _view(r: GroupRecord, st: GroupStats | None, now: int, members: list[str]) -
 def list_groups(store: Store, project_id: int, state: str | None, query: Node | None, start: int | None,
                 end: int | None, limit: int = 200) -> dict[str, Any]:
     """Groups in `state` (None or "all": every state, like the web UI's "all" tab)."""
+    check_limit(limit)
     if state == "all":
         state = None
     if state is not None and state not in GROUP_STATES:
