@@ -227,3 +227,9 @@ def test_limit_is_an_integer_from_1_to_1000_on_every_list(hub: LiveHub, path: st
     assert len(hub.get(path, limit="1", **extra).json()[key]) == 1
     assert hub.get(path, limit="1000", **extra).status_code == 200
 
+
+def test_a_ts_it_cannot_read_names_ts_once(hub: LiveHub) -> None:
+    for path in ("/api/v1/search", "/api/v1/errors", "/api/v1/export"):
+        r = hub.get(path, q="ts:>yesterday")
+        assert r.status_code == 400
+        assert r.json() == {"error": "ts: cannot parse 'yesterday' as RFC 3339 or an epoch number"}, path
