@@ -9,6 +9,10 @@ the SDK must not retry or log errors for them.
 
 Errors become `kind=error` events with trace/request/user ids filled from the Sentry payload, so
 the trace view joins them with the logs of the same request on every host.
+
+Every answer is in Relay's form (`{"detail": ...}`, CORS headers so browser SDKs can read it),
+store trouble included: a store outage (503) or push-back (429) also carries Retry-After and
+X-Sentry-Rate-Limits, which make the SDKs pause instead of retrying at once.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from obshub.auth import AuthError, bearer
+from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.events import EventError, normalize
 from obshub.ingest import pipeline
 from obshub.ingest.admission import Ticket, admitted, prepared
@@ -253,6 +258,19 @@ async def ingest(request: Request) -> Response:
 
 
 async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
+                  ticket: Ticket) -> Response:
+    try:
+        return await _handle(request, hub, kind, project_id, key, ticket)
+    except (StoreUnavailable, StoreOverloaded) as e:
+        # As Relay answers it, not with app.py's `{"error"}`; counted and logged there all the
+        # same (`Hub.store_trouble`). A rate limit on every category (the empty field) makes
+        # an SDK hold all its events for `retry_after` s instead of retrying the next one at once.
+        wait = str(e.retry_after)
+        return _err(e.status, hub.store_trouble(e, request.url.path),
+                    {"Retry-After": wait, "X-Sentry-Rate-Limits": f"{wait}::organization"})
+
+
+async def _handle(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
                   ticket: Ticket) -> Response:
     s = hub.settings
     tel = hub.telemetry

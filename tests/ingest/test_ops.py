@@ -12,19 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import zstandard
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import event
-from tests.hubproc import LiveHub
-
-
-def metric(h: LiveHub, name: str, **labels: str) -> float:
-    text = httpx.get(f"{h.url}/metrics").text
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+from tests.hubproc import LiveHub, metric
 
 
 def test_health_ready_metrics(sqlite_hub: LiveHub) -> None:
@@ -158,3 +148,4 @@ def test_a_burst_beyond_max_inflight_queues_instead_of_429(tmp_path: Path) -> No
         assert len(h.search_all()) == 7
     finally:
         h.stop()
+
