@@ -255,6 +255,42 @@ def _envelope(*events: bytes, event_id: str | None = None) -> bytes:
     return head + b"".join(b"\n" + orjson.dumps({"type": "event"}) + b"\n" + ev for ev in events)
 
 
+def _unstorable(event_id: str) -> bytes:
+    """Valid for the hub, refused by OpenSearch: a 40,000-byte keyword is past Lucene's term
+    limit (as in test_ingest_api.py); SQLite stores it."""
+    return orjson.dumps({"event_id": event_id, "level": "error", "tags": {"service": "s" * 40_000},
+                         "exception": {"values": [{"type": "RuntimeError", "value": "too long to index"}]}})
+
+
+def test_an_event_the_store_refuses_is_a_400_never_a_silent_200(hub: LiveHub, store_url: str,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    refuses = store_url.startswith("opensearch")
+    r = _post(hub, _envelope(_unstorable("a" * 32), event_id="a" * 32))
+    if not refuses:
+        assert r.status_code == 200 and r.json() == {"id": "a" * 32}
+        assert metric(hub, "obshub_ingest_events_total", protocol="sentry", outcome="rejected") == 0
+        return
+    assert r.status_code == 400, r.text
+    assert r.headers["access-control-allow-origin"] == "*"
+    body = r.json()
+    assert body["detail"].startswith("item 1 (event): store refused the event: ") and body["detail"] != \
+        "item 1 (event): store refused the event: "
+    assert (body["id"], body["stored"]) == ("a" * 32, 0)
+    r = _post(hub, _unstorable("b" * 32), path="store")  # /store/: its one event
+    assert r.status_code == 400 and r.json()["detail"].startswith("item 1 (event): store refused the event: ")
+    # Two events, the second refused: the first is stored and the answer says which one was not.
+    r = _post(hub, _envelope(_event("c" * 32), _unstorable("d" * 32)))
+    assert r.status_code == 400 and r.json()["stored"] == 1
+    assert r.json()["detail"].startswith("item 2 (event): store refused the event: ")
+    assert [e["id"] for e in errors(hub)] == ["c" * 32]
+    assert metric(hub, "obshub_ingest_events_total", protocol="sentry", outcome="rejected") == 3
+    assert metric(hub, "obshub_ingest_rejected_total", protocol="sentry", reason="store") == 3
+    assert metric(hub, "obshub_ingest_events_total", protocol="sentry", outcome="accepted") == 1
+    assert metric(hub, "obshub_ingest_requests_total", protocol="sentry", status="400") == 3
+    log = "".join(capfd.readouterr())  # the hub's structlog lines (this process: a LiveHub)
+    assert log.count("store refused events") == 3 and "protocol=sentry" in log
+
+
 def _relay_backoff(r: httpx.Response, status: int, detail: str, retry_after: int) -> None:
     """A store that cannot take the events answered as Relay would: Sentry SDKs (browser ones
     too, through CORS) read Retry-After / X-Sentry-Rate-Limits and pause sending."""
