@@ -106,6 +106,18 @@ class Hub:
         self.store_pushback.ok()
         return result
 
+    def store_trouble(self, exc: StoreUnavailable | StoreOverloaded, path: str) -> str:
+        """Count and log a request that met a store outage or push-back; returns the text its
+        answer gives. One place for every route: the JSON routes answer through `_on_store`,
+        the Sentry routes in Relay's form (obshub/ingest/sentry.py)."""
+        if isinstance(exc, StoreUnavailable):
+            self.telemetry.store_up.set(0)
+            self.store_outage.failed(str(exc), path=path)
+            return f"store unavailable: {exc}"
+        # Worth a log line: besides a full write queue, this is how a cluster out of disk refuses.
+        self.store_pushback.failed(str(exc), path=path)
+        return f"store overloaded: {exc}"
+
     def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[dict[str, Any]]) -> None:
         sent = parse_sent_at(sent_at)
         if sent is None:
@@ -132,19 +144,10 @@ async def _on_query(request: Request, exc: Exception) -> Response:
     return _json_error(400, str(exc), column=exc.column)
 
 
-async def _on_unavailable(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StoreUnavailable)
-    hub = request.app.state.hub
-    hub.telemetry.store_up.set(0)
-    hub.store_outage.failed(str(exc), path=request.url.path)
-    return _json_error(exc.status, f"store unavailable: {exc}", {"Retry-After": str(exc.retry_after)})
-
-
-async def _on_overloaded(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StoreOverloaded)
-    # Worth a log line: besides a full write queue, this is how a cluster out of disk refuses.
-    request.app.state.hub.store_pushback.failed(str(exc), path=request.url.path)
-    return _json_error(exc.status, f"store overloaded: {exc}", {"Retry-After": str(exc.retry_after)})
+async def _on_store(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, (StoreUnavailable, StoreOverloaded))
+    message = request.app.state.hub.store_trouble(exc, request.url.path)
+    return _json_error(exc.status, message, {"Retry-After": str(exc.retry_after)})
 
 
 async def _on_not_found(request: Request, exc: Exception) -> Response:
@@ -230,8 +233,8 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         auth.AuthError: _on_auth,
         QueryError: _on_query,
-        StoreUnavailable: _on_unavailable,
-        StoreOverloaded: _on_overloaded,
+        StoreUnavailable: _on_store,
+        StoreOverloaded: _on_store,
         NotFound: _on_not_found,
         Conflict: _on_conflict,
     })

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from obshub.errors import ConfigError, Conflict, NotFound, StoreError, StoreUnavailable
 
@@ -516,7 +517,9 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    data = _get(args, f"/api/v1/trace/{args.id}", {})
+    # Encoded whole: an id is anything an app logged, and `?`, `#` or `%` in it would end or
+    # change the path (`a/b?c` asked for trace `a/b`). The route decodes it back.
+    data = _get(args, f"/api/v1/trace/{quote(args.id, safe='')}", {})
     if isinstance(data, int):
         return data
     if args.json:

@@ -80,5 +80,6 @@ class Telemetry:
 # (protocol, ingest_events outcomes, ingest_rejected reasons): what obshub/ingest/ counts.
 _KNOWN = (
     ("native", ("accepted", "duplicate", "rejected"), ("limit", "body", "parse", "validation", "store", "overload")),
-    ("sentry", ("accepted", "duplicate", "skipped"), ("limit", "body", "parse", "validation", "overload")),
+    ("sentry", ("accepted", "duplicate", "rejected", "skipped"),
+     ("limit", "body", "parse", "validation", "store", "overload")),
 )

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from obshub.app import create_app
 from obshub.auth import create_project
@@ -57,6 +58,16 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20, p
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{name or url} did not start")
+
+
+def metric(h: _Client, name: str, **labels: str) -> float:
+    """The value of one sample of the hub's /metrics (0 when absent)."""
+    text = httpx.get(f"{h.url}/metrics").text
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
 
 
 def make_project(store_url: str, name: str = "test") -> dict[str, Any]:

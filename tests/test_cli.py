@@ -363,3 +363,19 @@ def test_export_stream_broken_midway_leaves_the_target_untouched(hubproc: HubPro
     assert "export incomplete: the stream broke after" in err and f"{out} left untouched" in err
     assert out.read_text() == "the previous export\n"
     assert not list(tmp_path.glob(".rows.ndjson.*"))  # the partial temporary file is removed
+
+
+def test_trace_of_an_id_with_url_characters(hubproc: HubProcess) -> None:
+    h = hubproc
+    odd = "a/b?c#d%20e"  # each of / ? # % means something in a URL path
+    t = now_us() - 60_000_000
+    assert h.ingest([event(request_id=odd, host="web-1", message="odd step 1", ts=t),
+                     event(request_id=odd, host="web-2", message="odd step 2", ts=t + 1000),
+                     event(request_id="a", host="web-1", message="another request", ts=t)]).json()["accepted"] == 3
+    env = {"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token}
+    tr = obshub("trace", odd, env=env)
+    assert tr.returncode == 0, tr.stderr
+    assert tr.stdout.startswith(f"trace {odd}: 2 events, hosts web-1, web-2")
+    assert "odd step 2" in tr.stdout and "another request" not in tr.stdout
+    js = json.loads(obshub("trace", odd, "--json", env=env).stdout)
+    assert js["id"] == odd and [e["message"] for e in js["events"]] == ["odd step 1", "odd step 2"]

@@ -1,9 +1,10 @@
 """`POST /api/v1/ingest`: NDJSON batches from agents and SDKs.
 
 Order of checks, cheapest first, so a flood of bad requests costs little: auth (401/403) ->
-concurrency slot (429) -> Content-Encoding (415) -> wire size (413) -> decode with decoded-size
-cap (413/400) -> per-line parse and validation (reported per line, valid lines kept) -> one store
-write (503/429 on store trouble) -> 200 only after the store said the batch is durable.
+concurrency slot (429) -> wire size (413: a Content-Length over the cap before the body is read,
+else while reading it) -> Content-Encoding (415) -> decode with decoded-size cap (413/400) ->
+per-line parse and validation (reported per line, valid lines kept) -> one store write (503/429
+on store trouble) -> 200 only after the store said the batch is durable.
 Normalized events go the one way every stored event goes: digest, then write (pipeline.py).
 """
 

@@ -9,6 +9,11 @@ the SDK must not retry or log errors for them.
 
 Errors become `kind=error` events with trace/request/user ids filled from the Sentry payload, so
 the trace view joins them with the logs of the same request on every host.
+
+Every answer is in Relay's form (`{"detail": ...}`, CORS headers so browser SDKs can read it),
+store trouble included: a store outage (503) or push-back (429) also carries Retry-After and
+X-Sentry-Rate-Limits, which make the SDKs pause instead of retrying at once, and an event the
+store refuses (an OpenSearch mapping conflict) is a 400 naming its item, never a silent 200.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from obshub.auth import AuthError, bearer
+from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.events import EventError, normalize
 from obshub.ingest import pipeline
 from obshub.ingest.admission import Ticket, admitted, prepared
@@ -30,6 +37,8 @@ from obshub.ingest.body import BodyError, decode, read_body
 from obshub.store.base import Project
 
 __all__ = ["EnvelopeError", "from_sentry", "parse_envelope", "routes"]
+
+log = structlog.get_logger("obshub")
 
 _ENCODINGS = ("identity", "gzip", "deflate", "br", "zstd")
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After, X-Sentry-Rate-Limits"}
@@ -213,9 +222,10 @@ async def preflight(request: Request) -> Response:
 
 
 def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any, max_decoded: int
-             ) -> tuple[bytes, dict[str, Any], pipeline.Batch, list[str], int]:
+             ) -> tuple[bytes, dict[str, Any], pipeline.Batch, list[int], list[str], int]:
     """All CPU work in one place (see `admission.prepared`): decode, parse, map, validate, digest.
-    Returns (body, envelope header, digested events, problems, skipped items)."""
+    Returns (body, envelope header, digested events, their 1-based item numbers, problems,
+    skipped items)."""
     body = decode(raw, encoding, max_decoded, _ENCODINGS)
     if not body.strip():  # as Relay: nothing to store is a client error, not an empty success
         raise EnvelopeError("empty request body" if kind == "store" else
@@ -227,6 +237,7 @@ def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub:
     else:
         header, items, problems = parse_envelope(body)
     events: list[dict[str, Any]] = []
+    item_nos: list[int] = []
     skipped = 0
     for i, (ih, payload) in enumerate(items, 1):
         if ih.get("type") not in EVENT_ITEMS:
@@ -237,9 +248,10 @@ def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub:
             if not isinstance(raw, dict):
                 raise ValueError("not an object")
             events.append(normalize(from_sentry(raw), received_at, hub.settings.limits))
+            item_nos.append(i)
         except (ValueError, EventError) as e:
             problems.append(f"item {i} (event): {e}")
-    return body, header, pipeline.digested(events, hub.scrubber), problems, skipped
+    return body, header, pipeline.digested(events, hub.scrubber), item_nos, problems, skipped
 
 
 async def ingest(request: Request) -> Response:
@@ -254,6 +266,19 @@ async def ingest(request: Request) -> Response:
 
 async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
                   ticket: Ticket) -> Response:
+    try:
+        return await _handle(request, hub, kind, project_id, key, ticket)
+    except (StoreUnavailable, StoreOverloaded) as e:
+        # As Relay answers it, not with app.py's `{"error"}`; counted and logged there all the
+        # same (`Hub.store_trouble`). A rate limit on every category (the empty field) makes
+        # an SDK hold all its events for `retry_after` s instead of retrying the next one at once.
+        wait = str(e.retry_after)
+        return _err(e.status, hub.store_trouble(e, request.url.path),
+                    {"Retry-After": wait, "X-Sentry-Rate-Limits": f"{wait}::organization"})
+
+
+async def _handle(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
+                  ticket: Ticket) -> Response:
     s = hub.settings
     tel = hub.telemetry
     received_at = time.time_ns() // 1000
@@ -265,7 +290,7 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
         return _err(e.status, str(e))
     try:
         raw = await read_body(request, s.max_wire_bytes)
-        body, header, batch, problems, skipped = await prepared(
+        body, header, batch, item_nos, problems, skipped = await prepared(
             hub, ticket, _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
     except BodyError as e:
         tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
@@ -280,19 +305,24 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
             return _err(e.status, str(e))
     assert project is not None  # checked above, or the request was answered
     events = batch.events
-    accepted = 0
-    if events:
-        result = await pipeline.write(hub, project.id, batch)
-        accepted = result.accepted
-        tel.ingest_events.labels("sentry", "duplicate").inc(result.duplicates)
-    tel.ingest_events.labels("sentry", "accepted").inc(accepted)
-    tel.ingest_events.labels("sentry", "skipped").inc(skipped)
-    tel.ingest_bytes.labels("sentry", "stored" if events else "refused").inc(len(body))
-    event_id = header.get("event_id") or (events[0]["id"] if events else None)
     if problems:
         tel.ingest_rejected.labels("sentry", "validation").inc(len(problems))
+    result = await pipeline.write(hub, project.id, batch)
+    stored = result.accepted + result.duplicates
+    tel.ingest_events.labels("sentry", "accepted").inc(result.accepted)
+    tel.ingest_events.labels("sentry", "duplicate").inc(result.duplicates)
+    tel.ingest_events.labels("sentry", "skipped").inc(skipped)
+    tel.ingest_bytes.labels("sentry", "stored" if stored else "refused").inc(len(body))
+    if result.rejected:  # valid, but the store would not take them (e.g. a mapping conflict)
+        tel.ingest_events.labels("sentry", "rejected").inc(len(result.rejected))
+        tel.ingest_rejected.labels("sentry", "store").inc(len(result.rejected))
+        log.warning("store refused events", protocol="sentry", project=project.id, refused=len(result.rejected),
+                    reason=result.rejected[0][1])
+        problems.extend(f"item {item_nos[i]} (event): store refused the event: {why}" for i, why in result.rejected)
+    event_id = header.get("event_id") or (events[0]["id"] if events else None)
+    if problems:
         # Valid items before and around the problem are stored; say so, with the reasons.
-        return JSONResponse({"detail": "; ".join(problems), "id": event_id, "stored": len(events)},
+        return JSONResponse({"detail": "; ".join(problems), "id": event_id, "stored": stored},
                             status_code=400, headers=_CORS)
     return JSONResponse({"id": event_id}, headers=_CORS)
 

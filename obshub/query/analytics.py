@@ -7,6 +7,7 @@ from typing import Any
 
 from obshub.errors import QueryError
 from obshub.events import format_ts
+from obshub.query.search import check_limit
 from obshub.store.base import Store
 
 __all__ = ["event_names", "event_properties", "event_series", "property_values"]
@@ -15,7 +16,8 @@ MAX_POINTS = 5_000  # buckets per series: ~7 months hourly; keeps responses and 
 
 
 def event_names(store: Store, project_id: int, start: int | None, end: int | None, limit: int = 100) -> dict[str, Any]:
-    return {"events": [{"name": n, "count": c} for n, c in store.event_names(project_id, start, end, limit)]}
+    rows = store.event_names(project_id, start, end, check_limit(limit))
+    return {"events": [{"name": n, "count": c} for n, c in rows]}
 
 
 def _need(value: str | None, name: str) -> str:
@@ -30,6 +32,7 @@ def event_properties(store: Store, project_id: int, event: str | None, start: in
 
 def property_values(store: Store, project_id: int, event: str | None, prop: str | None, start: int | None,
                     end: int | None, limit: int = 100) -> dict[str, Any]:
+    check_limit(limit)
     prop = _need(prop, "property")
     if any(c in prop for c in "\"'\\"):
         raise QueryError("property: quotes are not allowed in a property name")

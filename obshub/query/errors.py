@@ -12,6 +12,7 @@ from typing import Any
 
 from obshub.errors import NotFound, QueryError
 from obshub.events import format_ts, to_public
+from obshub.query.search import check_limit
 from obshub.store.base import GROUP_STATES, GroupRecord, GroupStats, SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or
 
@@ -63,6 +64,7 @@ def _view(r: GroupRecord, st: GroupStats | None, now: int, members: list[str]) -
 def list_groups(store: Store, project_id: int, state: str | None, query: Node | None, start: int | None,
                 end: int | None, limit: int = 200) -> dict[str, Any]:
     """Groups in `state` (None or "all": every state, like the web UI's "all" tab)."""
+    check_limit(limit)
     if state == "all":
         state = None
     if state is not None and state not in GROUP_STATES:
@@ -84,13 +86,17 @@ def list_groups(store: Store, project_id: int, state: str | None, query: Node | 
     return {"groups": out[:limit]}
 
 
+def _roots(records: list[GroupRecord]) -> dict[str, tuple[GroupRecord, list[str]]]:
+    """Every group id -> (the group it stands for after merges, that group's members)."""
+    by_id = {r.id: r for r in records}
+    return {m: (by_id[target], ids) for target, ids in _members(records).items() for m in ids}
+
+
 def _resolve(store: Store, project_id: int, group_id: str) -> tuple[GroupRecord, list[str]]:
-    records = store.get_groups(project_id)
-    members = _members(records)
-    for target, ids in members.items():
-        if group_id in ids:
-            return next(r for r in records if r.id == target), ids
-    raise NotFound(f"no error group {group_id!r}")
+    found = _roots(store.get_groups(project_id)).get(group_id)
+    if found is None:
+        raise NotFound(f"no error group {group_id!r}")
+    return found
 
 
 def get_group(store: Store, project_id: int, group_id: str, recent: int = 50) -> dict[str, Any]:
@@ -123,9 +129,15 @@ def set_state(store: Store, project_id: int, group_id: str, body: Any) -> dict[s
 def merge_groups(store: Store, project_id: int, group_id: str, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("groups"), list) or not body["groups"]:
         raise QueryError('body: expected {"groups": [ids to merge into this one]}')
-    target, _ = _resolve(store, project_id, group_id)
-    for other in body["groups"]:
-        src, _ = _resolve(store, project_id, str(other))
-        if src.id != target.id:
-            store.update_group(project_id, src.id, merged_into=target.id)
+    sources = [str(g) for g in body["groups"]]
+    roots = _roots(store.get_groups(project_id))
+    # Every id is checked before anything changes: a merge that answers 404 merged nothing (it
+    # once merged the sources listed before the unknown one).
+    unknown = list(dict.fromkeys(g for g in (group_id, *sources) if g not in roots))
+    if unknown:
+        raise NotFound(f"no error group{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
+    target = roots[group_id][0]
+    for src in dict.fromkeys(roots[g][0].id for g in sources):
+        if src != target.id:
+            store.update_group(project_id, src, merged_into=target.id)
     return get_group(store, project_id, target.id)

@@ -85,12 +85,17 @@ def _columns(raw: str) -> tuple[str, ...]:
         raise QueryError("columns: empty column name (expected names separated by commas, e.g. ts,host,message)")
     if len(names) > MAX_COLUMNS:
         raise QueryError(f"columns: {len(names)} columns exceeds the limit of {MAX_COLUMNS}")
-    seen: set[str] = set()
+    # What a column shows: `host` (the core field) and `attrs.host` (an attribute) are two
+    # columns; `duration_ms` and `attrs.duration_ms` are one.
+    seen: set[tuple[bool, str]] = set()
     for c in names:
-        key = _attr(c) or c
-        if key in seen:
+        key = _attr(c)
+        if key == "":
+            raise QueryError(f"columns: {c!r} has no attribute key after 'attrs.'")
+        shows = (True, key) if key is not None else (False, c)
+        if shows in seen:
             raise QueryError(f"columns: {c!r} is listed twice")
-        seen.add(key)
+        seen.add(shows)
     return names
 
 

@@ -23,7 +23,8 @@ from obshub.events import format_ts, to_public
 from obshub.store.base import SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or, QuerySyntaxError, parse
 
-__all__ = ["decode_cursor", "encode_cursor", "parse_query", "search", "trace", "user_timeline"]
+__all__ = ["MAX_LIMIT", "check_limit", "decode_cursor", "encode_cursor", "parse_query", "search", "trace",
+           "user_timeline"]
 
 MAX_LIMIT = 1000  # one page; more is what cursors are for
 TRACE_CAP = 10_000  # events per trace view; a larger trace says so (`truncated`)
@@ -35,6 +36,15 @@ def parse_query(q: str | None) -> Node | None:
         return parse(q or "")
     except QuerySyntaxError as e:
         raise QueryError(e.message, e.column) from None
+
+
+def check_limit(limit: int) -> int:
+    """Every list's `limit` (search, error groups, analytics): 1..MAX_LIMIT. Checked here, not by
+    each store: a negative limit once cut rows off the end of the error list, and on analytics
+    returned every row on SQLite (`LIMIT -3`) and none on OpenSearch."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise QueryError(f"limit: must be between 1 and {MAX_LIMIT}")
+    return limit
 
 
 def encode_cursor(ev: dict[str, Any]) -> str:
@@ -55,8 +65,7 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
 
 def search(store: Store, project_id: int, query: Node | None, start: int | None, end: int | None,
            limit: int = 100, cursor: str | None = None, ascending: bool = False) -> dict[str, Any]:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError(f"limit: must be between 1 and {MAX_LIMIT}")
+    check_limit(limit)
     after = decode_cursor(cursor)
     # One extra row tells whether another page exists without a count query.
     rows = store.search(project_id, SearchRequest(query, start, end, limit + 1, after, ascending))

@@ -102,8 +102,8 @@ def ts_value(node: Field) -> int:
         raise QueryError("ts does not support prefix matching; use ts:>=TIME")
     try:
         return parse_ts(node.value)
-    except EventError as e:
-        raise QueryError(f"ts: {e}") from None
+    except EventError as e:  # its message names the field already: "ts: cannot parse ..."
+        raise QueryError(str(e)) from None
 
 
 def level_values(node: Field) -> list[str]:

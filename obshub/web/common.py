@@ -58,6 +58,12 @@ def time_range(request: Request, default_from: str = DEFAULT_FROM) -> TimeRange:
     return TimeRange(raw_from, raw_to, start, end)
 
 
+def _this_path(request: Request) -> str:
+    """This page's path as a link must write it. `request.url.path` is decoded (only `?` and `#`
+    put back): on `/trace/a%2520b` (id `a%20b`) it is `/trace/a%20b`, a link to trace `a b`."""
+    return quote(request.scope["path"])
+
+
 def url_with(request: Request, path: str | None = None, **changes: Any) -> str:
     """This page's URL with some query parameters changed (None removes one)."""
     params = dict(request.query_params)
@@ -66,7 +72,7 @@ def url_with(request: Request, path: str | None = None, **changes: Any) -> str:
             params.pop(k, None)
         else:
             params[k] = str(v)
-    base = path if path is not None else request.url.path
+    base = path if path is not None else _this_path(request)
     return base + ("?" + urlencode(params) if params else "")
 
 
@@ -107,7 +113,7 @@ async def _run(handler: Handler, request: Request) -> Response:
     try:
         session = await current(request)
     except LoginRequired:
-        nxt = request.url.path + ("?" + request.url.query if request.url.query else "")
+        nxt = _this_path(request) + ("?" + request.url.query if request.url.query else "")
         if request.method != "GET" or request.headers.get("accept", "").startswith("text/event-stream"):
             return PlainTextResponse("login required", status_code=401)
         return RedirectResponse("/login?" + urlencode({"next": nxt}), status_code=303)

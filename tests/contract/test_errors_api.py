@@ -164,3 +164,21 @@ def test_a_retry_after_the_groups_were_lost_records_them(hub: LiveHub) -> None:
     assert hub.ingest(evs).json()["duplicates"] == 2
     (g,) = groups(hub)
     assert (g["id"], g["count"], g["users"]) == (next(iter(batch.groups)), 2, 2)
+
+
+def test_merge_with_an_unknown_id_merges_nothing(hub: LiveHub) -> None:
+    hub.ingest([err("a", "'1'"), err("b", "'2'"), err("c", "'3'")])
+    ga, gb, gc = sorted(groups(hub), key=lambda g: g["culprit"])
+    with hub.client(hub.read_token) as c:
+        r = c.post(f"/api/v1/errors/{ga['id']}/merge", json={"groups": [gb["id"], "nope", gc["id"], "gone"]})
+        assert r.status_code == 404
+        assert sorted(g["id"] for g in groups(hub)) == sorted([ga["id"], gb["id"], gc["id"]])  # none merged
+        assert all(g["merged"] == [] for g in groups(hub))
+        assert r.json() == {"error": "no error groups 'nope', 'gone'"}
+        r = c.post(f"/api/v1/errors/{ga['id']}/merge", json={"groups": ["nope"]})
+        assert r.status_code == 404 and r.json() == {"error": "no error group 'nope'"}
+        r = c.post("/api/v1/errors/nope/merge", json={"groups": [gb["id"]]})  # unknown target: as before
+        assert r.status_code == 404 and r.json() == {"error": "no error group 'nope'"}
+        assert c.post(f"/api/v1/errors/{ga['id']}/merge", json={"groups": [gb["id"], gc["id"]]}).status_code == 200
+    (only,) = groups(hub)
+    assert only["id"] == ga["id"] and sorted(only["merged"]) == sorted([gb["id"], gc["id"]])

@@ -260,3 +260,24 @@ def test_store_down_at_the_start_is_a_503_not_a_stream(sqlite_hub: LiveHub) -> N
     r = sqlite_hub.get("/api/v1/export")
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     assert r.json()["error"].startswith("store unavailable")
+
+
+def test_a_core_column_and_the_attribute_of_that_name_are_two_columns(hub: LiveHub) -> None:
+    t = now_us() - 60_000_000
+    assert hub.ingest([event(id="same-name", ts=t, host="web-1",
+                             attrs={"host": "attr-host", "ts": "attr-ts", "n": 1})]).json()["accepted"] == 1
+    r = hub.get("/api/v1/export", columns="id,host,attrs.host,ts,attrs.ts,attrs")
+    assert r.text.splitlines()[0] == "id,host,attrs.host,ts,attrs.ts,attrs"
+    (row,) = _csv(r)
+    assert (row["host"], row["attrs.host"], row["attrs.ts"], row["attrs"]) == ("web-1", "attr-host", "attr-ts", '{"n":1}')
+    assert parse_ts(row["ts"]) == t
+    # One column under its two names is still a mistake.
+    r = hub.get("/api/v1/export", columns="id,n,attrs.n")
+    assert r.status_code == 400 and r.json() == {"error": "columns: 'attrs.n' is listed twice"}
+
+
+def test_an_attribute_column_without_a_key_is_refused(hub: LiveHub) -> None:
+    for columns in ("attrs.", "id,attrs. ,message"):
+        r = hub.get("/api/v1/export", columns=columns)
+        assert r.status_code == 400
+        assert r.json() == {"error": "columns: 'attrs.' has no attribute key after 'attrs.'"}

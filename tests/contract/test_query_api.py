@@ -205,3 +205,31 @@ def test_analytics_endpoints(hub: LiveHub) -> None:
     assert [p["count"] for p in uniq["points"]] == [4, 0, 0]
     assert hub.get("/api/v1/analytics/values", event="login").status_code == 400  # property missing
     assert hub.get("/api/v1/analytics/series", interval="fortnight").status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/api/v1/errors", "/api/v1/search", "/api/v1/analytics/events",
+                                  "/api/v1/analytics/values"])
+def test_limit_is_an_integer_from_1_to_1000_on_every_list(hub: LiveHub, path: str) -> None:
+    """One rule for every `limit`: a negative one once cut groups off the end of the error list,
+    and on analytics returned every row on SQLite and none on OpenSearch."""
+    t = now_us() - 60_000_000
+    hub.ingest([event(kind="event", name=f"e{i}", attrs={"plan": f"p{i}"}, ts=t + i) for i in range(3)]
+               + [event(kind="error", error={"type": "KeyError", "value": "'x'", "stack": [
+                   {"module": "m", "function": f"f{i}", "lineno": 1, "in_app": True}]}, ts=t + i) for i in range(3)])
+    extra = {"event": "e1", "property": "plan"} if path.endswith("/values") else {}
+    key = {"/api/v1/errors": "groups", "/api/v1/search": "events", "/api/v1/analytics/events": "events",
+           "/api/v1/analytics/values": "values"}[path]
+    for bad in ("-3", "-1", "0", "1001"):
+        r = hub.get(path, limit=bad, **extra)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json() == {"error": "limit: must be between 1 and 1000"}  # names limit, no column
+    assert hub.get(path, limit="x", **extra).json() == {"error": "limit: expected an integer, got 'x'"}
+    assert len(hub.get(path, limit="1", **extra).json()[key]) == 1
+    assert hub.get(path, limit="1000", **extra).status_code == 200
+
+
+def test_a_ts_it_cannot_read_names_ts_once(hub: LiveHub) -> None:
+    for path in ("/api/v1/search", "/api/v1/errors", "/api/v1/export"):
+        r = hub.get(path, q="ts:>yesterday")
+        assert r.status_code == 400
+        assert r.json() == {"error": "ts: cannot parse 'yesterday' as RFC 3339 or an epoch number"}, path

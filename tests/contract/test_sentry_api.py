@@ -7,14 +7,18 @@ import gzip
 import subprocess
 import sys
 import textwrap
+import uuid
 import zlib
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import brotli
 import httpx
 import orjson
 import pytest
 
-from tests.hubproc import LiveHub
+from tests.hubproc import LiveHub, metric
+from tests.opensearch_node import drop_prefix
 
 
 def dsn(h: LiveHub, creds: dict | None = None) -> str:  # type: ignore[type-arg]
@@ -244,3 +248,103 @@ def test_errors_join_logs_of_the_same_request(hub: LiveHub) -> None:
     detail = hub.get(f"/api/v1/errors/{g['id']}").json()
     assert detail["occurrences"][0]["request_id"] == "req-j"
     assert detail["latest_event"]["message"] == "card declined"
+
+
+def _envelope(*events: bytes, event_id: str | None = None) -> bytes:
+    head = orjson.dumps({"event_id": event_id} if event_id else {})
+    return head + b"".join(b"\n" + orjson.dumps({"type": "event"}) + b"\n" + ev for ev in events)
+
+
+def _unstorable(event_id: str) -> bytes:
+    """Valid for the hub, refused by OpenSearch: a 40,000-byte keyword is past Lucene's term
+    limit (as in test_ingest_api.py); SQLite stores it."""
+    return orjson.dumps({"event_id": event_id, "level": "error", "tags": {"service": "s" * 40_000},
+                         "exception": {"values": [{"type": "RuntimeError", "value": "too long to index"}]}})
+
+
+def test_an_event_the_store_refuses_is_a_400_never_a_silent_200(hub: LiveHub, store_url: str,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    refuses = store_url.startswith("opensearch")
+    r = _post(hub, _envelope(_unstorable("a" * 32), event_id="a" * 32))
+    if not refuses:
+        assert r.status_code == 200 and r.json() == {"id": "a" * 32}
+        assert metric(hub, "obshub_ingest_events_total", protocol="sentry", outcome="rejected") == 0
+        return
+    assert r.status_code == 400, r.text
+    assert r.headers["access-control-allow-origin"] == "*"
+    body = r.json()
+    assert body["detail"].startswith("item 1 (event): store refused the event: ") and body["detail"] != \
+        "item 1 (event): store refused the event: "
+    assert (body["id"], body["stored"]) == ("a" * 32, 0)
+    r = _post(hub, _unstorable("b" * 32), path="store")  # /store/: its one event
+    assert r.status_code == 400 and r.json()["detail"].startswith("item 1 (event): store refused the event: ")
+    # Two events, the second refused: the first is stored and the answer says which one was not.
+    r = _post(hub, _envelope(_event("c" * 32), _unstorable("d" * 32)))
+    assert r.status_code == 400 and r.json()["stored"] == 1
+    assert r.json()["detail"].startswith("item 2 (event): store refused the event: ")
+    assert [e["id"] for e in errors(hub)] == ["c" * 32]
+    assert metric(hub, "obshub_ingest_events_total", protocol="sentry", outcome="rejected") == 3
+    assert metric(hub, "obshub_ingest_rejected_total", protocol="sentry", reason="store") == 3
+    assert metric(hub, "obshub_ingest_events_total", protocol="sentry", outcome="accepted") == 1
+    assert metric(hub, "obshub_ingest_requests_total", protocol="sentry", status="400") == 3
+    log = "".join(capfd.readouterr())  # the hub's structlog lines (this process: a LiveHub)
+    assert log.count("store refused events") == 3 and "protocol=sentry" in log
+
+
+def _relay_backoff(r: httpx.Response, status: int, detail: str, retry_after: int) -> None:
+    """A store that cannot take the events answered as Relay would: Sentry SDKs (browser ones
+    too, through CORS) read Retry-After / X-Sentry-Rate-Limits and pause sending."""
+    assert r.status_code == status, r.text
+    assert list(r.json()) == ["detail"] and r.json()["detail"].startswith(detail), r.text
+    assert r.headers["retry-after"] == str(retry_after)
+    assert r.headers["x-sentry-rate-limits"] == f"{retry_after}::organization"
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "X-Sentry-Rate-Limits" in r.headers["access-control-expose-headers"]
+
+
+def test_store_down_on_sentry_routes_is_a_relay_503(sqlite_hub: LiveHub) -> None:
+    h = sqlite_hub
+    assert _post(h, _envelope(_event("1" * 32))).status_code == 200
+    h.store.close()  # the store goes away under a running hub
+    for path in ("envelope", "store"):
+        body = _envelope(_event("2" * 32)) if path == "envelope" else _event("2" * 32)
+        _relay_backoff(_post(h, body, path=path), 503, "store unavailable: ", 5)
+    # Counted and logged as on every other route (app.py's outage bookkeeping).
+    assert metric(h, "obshub_store_up") == 0
+    assert metric(h, "obshub_ingest_requests_total", protocol="sentry", status="503") == 2
+    assert h.app.state.hub.store_outage.failing
+    h.store.open()
+    assert _post(h, _envelope(_event("2" * 32))).json() == {"id": "2" * 32}
+    assert not h.app.state.hub.store_outage.failing
+    assert {e["id"] for e in errors(h)} == {"1" * 32, "2" * 32}
+
+
+@pytest.fixture
+def os_hub(opensearch_url: str) -> Iterator[tuple[LiveHub, str]]:
+    url = f"{opensearch_url}{'&' if '?' in opensearch_url else '?'}prefix=s{uuid.uuid4().hex[:10]}"
+    h = LiveHub(url).start()
+    yield h, url
+    h.stop()
+    drop_prefix(url)
+
+
+@pytest.mark.opensearch
+def test_store_pushback_on_sentry_routes_is_a_relay_429(os_hub: tuple[LiveHub, str]) -> None:
+    """OpenSearch refusing writes (the block a cluster past its flood-stage disk watermark
+    sets, set by hand on this test's indices)."""
+    h, url = os_hub
+    parts = urlsplit(url)
+    prefix = url.split("prefix=")[1].split("&")[0]
+    settings = f"http://{parts.hostname}:{parts.port}/.ds-{prefix}-events-*/_settings"
+    assert _post(h, _envelope(_event("1" * 32))).status_code == 200
+    try:
+        r = httpx.put(settings, json={"index.blocks.read_only_allow_delete": True})
+        assert r.status_code == 200, r.text
+        _relay_backoff(_post(h, _envelope(_event("2" * 32))), 429, "store overloaded: OpenSearch refuses writes", 30)
+    finally:
+        assert httpx.put(settings, json={"index.blocks.read_only_allow_delete": None}).status_code == 200
+    assert metric(h, "obshub_ingest_requests_total", protocol="sentry", status="429") == 1
+    assert h.app.state.hub.store_pushback.failing
+    assert _post(h, _envelope(_event("2" * 32))).json() == {"id": "2" * 32}  # the SDK's resend
+    assert not h.app.state.hub.store_pushback.failing
+    assert {e["id"] for e in errors(h)} == {"1" * 32, "2" * 32}

@@ -12,19 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import zstandard
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import event
-from tests.hubproc import LiveHub
-
-
-def metric(h: LiveHub, name: str, **labels: str) -> float:
-    text = httpx.get(f"{h.url}/metrics").text
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+from tests.hubproc import LiveHub, metric
 
 
 def test_health_ready_metrics(sqlite_hub: LiveHub) -> None:
@@ -158,3 +148,22 @@ def test_a_burst_beyond_max_inflight_queues_instead_of_429(tmp_path: Path) -> No
         assert len(h.search_all()) == 7
     finally:
         h.stop()
+
+
+def test_a_content_length_that_is_not_digits_never_reaches_the_app(sqlite_hub: LiveHub) -> None:
+    """obshub/ingest/body.py reads Content-Length with a bare int(): uvicorn's HTTP parser
+    (httptools, as `obshub serve` runs it) refuses anything else first. Were that to change,
+    int() would accept `+5`, ` 5_0` or `٥` and raise on `abc` (a 500): this test would say so."""
+    import socket
+
+    h = sqlite_hub
+    for path in (b"/api/v1/ingest", b"/api/%d/envelope/" % h.project_id):
+        for value in (b"abc", b"+2", b"2_0", b"0x2", b"-1", b"2.0", b"\xd9\xa2", b"9" * 25):
+            with socket.create_connection(("127.0.0.1", h.port), timeout=5) as s:
+                s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                          + h.ingest_token.encode() + b"\r\nContent-Length: " + value + b"\r\n\r\n{}")
+                answer = s.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 400 "), (path, value, answer)
+            assert b"Invalid HTTP request" in answer, (path, value, answer)  # uvicorn's, not the hub's
+    assert metric(h, "obshub_ingest_requests_total", protocol="native", status="400") == 0
+    assert h.ingest([event()]).status_code == 200

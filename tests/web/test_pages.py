@@ -10,6 +10,7 @@ import io
 import re
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import orjson
@@ -269,3 +270,44 @@ def test_analytics_page_state_in_the_url(web: httpx.Client) -> None:
     assert stale.status_code == 200 and 'class="values"' not in stale.text
     bad = web.get("/analytics", params={"from": "last tuesday"})
     assert bad.status_code == 400 and "from:" in bad.text
+
+
+ODD_REQUEST = "a/b?c#d%20e"  # every character a URL path gives a meaning to
+ODD_USER = "u/1?x#y%2Fz"
+
+
+def _href(page: str, pattern: str) -> str:
+    m = re.search(pattern, page)
+    assert m, pattern
+    return html.unescape(m.group(1))
+
+
+def test_links_to_ids_with_url_characters_lead_to_them(web: httpx.Client, demo_hub: LiveHub) -> None:
+    t = time.time() - 30
+    assert demo_hub.ingest([
+        {"id": "odd-1", "ts": t, "request_id": ODD_REQUEST, "user_id": ODD_USER, "host": "h-1", "message": "odd one"},
+        {"id": "odd-2", "ts": t + 0.1, "request_id": ODD_REQUEST, "user_id": ODD_USER, "host": "h-2", "message": "odd two"},
+        {"id": "odd-3", "ts": t, "request_id": "a", "user_id": "u", "host": "h-1", "message": "not odd"},
+    ]).json()["accepted"] == 3
+    found = web.get("/search", params={"q": f'request_id:"{ODD_REQUEST}"'})
+    assert found.status_code == 200 and "odd one" in found.text
+    trace_url = _href(found.text, r'<a class="chip chip-request_id" href="([^"]+)"')
+    user_url = _href(found.text, r'<a class="chip chip-user_id" href="([^"]+)"')
+    trace = web.get(trace_url)
+    assert trace.status_code == 200 and "odd one" in trace.text and "odd two" in trace.text and "not odd" not in trace.text
+    user = web.get(user_url)
+    assert user.status_code == 200  # the user's one request, not the other user's
+    assert f'title="request_id: {ODD_REQUEST}"' in html.unescape(user.text)
+    assert 'title="request_id: a"' not in html.unescape(user.text)
+    # The trace page's own links (time base, pages) keep the id intact.
+    for label in ("Corrected time", "Raw time"):
+        r = web.get(_href(trace.text, rf'<a href="([^"]+)"[^>]*>{label}</a>'))
+        assert r.status_code == 200 and "odd two" in r.text, label
+    # Logged out, the way back after the login form leads to the same trace.
+    with httpx.Client(base_url=demo_hub.url) as anon:
+        r = anon.get(trace_url)
+        assert r.status_code == 303
+        nxt = parse_qs(urlsplit(r.headers["location"]).query)["next"][0]
+    assert unquote(nxt) == unquote(trace_url) == f"/trace/{ODD_REQUEST}"
+    r = web.get(nxt)
+    assert r.status_code == 200 and "odd two" in r.text
