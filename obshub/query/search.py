@@ -120,13 +120,13 @@ def _no_skew(hosts: list[str]) -> Mapping[str, int]:
     return {}
 
 
-Key = tuple[int, str]  # (ts, id): the order of the store's pages
+_Key = tuple[int, str]  # (ts, id): the order of the store's pages
 
 
 @dataclass
 class _Found:
     request_id: str
-    key: Key  # the user's newest own event in it (below the page's cursor): its place in the walk
+    key: _Key  # the user's newest own event in it (below the page's cursor): its place in the walk
     events: list[dict[str, Any]]  # oldest first, at most events_cap + 1
 
 
@@ -134,7 +134,7 @@ class _Found:
 class _Walk:
     requests: list[_Found]  # newest first (by `key`), at most limit + 1
     others: list[dict[str, Any]]  # the user's events without a request id that were walked
-    last: Key | None  # the last event walked; None when the walk reached the user's oldest one
+    last: _Key | None  # the last event walked; None when the walk reached the user's oldest one
 
 
 def _own(e: dict[str, Any], user_id: str, start: int | None, end: int | None) -> bool:
@@ -142,7 +142,7 @@ def _own(e: dict[str, Any], user_id: str, start: int | None, end: int | None) ->
 
 
 def _listed_before(store: Store, project_id: int, user_id: str, found: _Found, start: int | None,
-                   end: int | None, before: Key, events_cap: int) -> bool:
+                   end: int | None, before: _Key, events_cap: int) -> bool:
     """Whether a newer page listed this request: it has an own event at or after the cursor, so
     its newest own event (its place) is there. Its events usually tell; a request with more than
     `events_cap` events may hide it past the cap, and one indexed lookup settles that."""
@@ -156,7 +156,7 @@ def _listed_before(store: Store, project_id: int, user_id: str, found: _Found, s
 
 
 def _walk(store: Store, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
-          before: Key | None, events_cap: int) -> _Walk:
+          before: _Key | None, events_cap: int) -> _Walk:
     """Walk the user's own events newest first from `before` until limit + 1 requests are found
     (the extra one is the previous request of the page's oldest), or TIMELINE_WALK_CAP events.
     A request is placed by its newest own event, so a request already seen on a newer page (it
@@ -171,7 +171,7 @@ def _walk(store: Store, project_id: int, user_id: str, start: int | None, end: i
             return _Walk(found, others, pos)
         rows = store.user_events(project_id, user_id, start, end, want, pos)
         walked += len(rows)
-        fresh: dict[str, Key] = {}
+        fresh: dict[str, _Key] = {}
         for e in rows:
             rid = e["request_id"]
             if rid is None:
