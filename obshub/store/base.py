@@ -187,6 +187,24 @@ class Store(Protocol):
 
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int: ...
 
+    # -- the user timeline (obshub.query.search.user_timeline): three reads whose cost is bounded
+    # by what one page shows, never by the user's history or the store's size.
+    def user_events(self, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
+                    before: tuple[int, str] | None = None) -> list[Event]:
+        """The user's own events (`user_id` equal) in the range, newest first by (ts, id), those
+        strictly older than `before`; read from the (project, user_id, ts) index whatever the
+        range (a walk of the time index reads every event of the range: seconds at 5M events)."""
+
+    def request_events(self, project_id: int, request_ids: Sequence[str], limit: int) -> dict[str, list[Event]]:
+        """Each request's oldest `limit` events by (ts, id), on every host and at any time, one
+        index lookup per id (a heavy request costs `limit`, not its size). Ids with no event are
+        absent."""
+
+    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
+                            cap: int) -> int:
+        """Distinct `request_id`s among the user's events in the range, counted up to `cap`:
+        `cap + 1` means "more than cap" (the cost stays bounded for a user with millions)."""
+
     def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
                fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
         """Top values with counts for each core field (level, service, host, env...)."""

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from obshub.errors import QueryError
 from obshub.query import analytics, checks, errors, export
-from obshub.query.search import parse_query, search, trace, user_timeline
+from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
 from obshub.web.export import start_export
 
@@ -79,8 +79,10 @@ async def api_trace(request: Request) -> JSONResponse:
 async def api_timeline(request: Request) -> JSONResponse:
     pid = await _project(request)
     start, end = _range(request)
+    limit = _int(request, "limit", TIMELINE_LIMIT)
     hub = request.app.state.hub
     return JSONResponse(await run_in_threadpool(user_timeline, hub.store, pid, request.path_params["user_id"], start, end,
+                                                limit, request.query_params.get("cursor"),
                                                 offsets_of=hub.skew.offsets))
 
 

@@ -233,3 +233,118 @@ def test_a_ts_it_cannot_read_names_ts_once(hub: LiveHub) -> None:
         r = hub.get(path, q="ts:>yesterday")
         assert r.status_code == 400
         assert r.json() == {"error": "ts: cannot parse 'yesterday' as RFC 3339 or an epoch number"}, path
+
+
+def _pages(hub: LiveHub, user: str, limit: int, **params: str) -> list[dict]:
+    """Every page of a user's timeline, newest first, following `next_cursor`."""
+    pages, cursor = [], None
+    while True:
+        r = hub.get(f"/api/v1/users/{user}/timeline", limit=limit, **({"cursor": cursor} if cursor else {}), **params)
+        assert r.status_code == 200, r.text
+        pages.append(r.json())
+        cursor = pages[-1]["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "the cursor does not advance"
+
+
+def test_user_timeline_pages_through_every_request_once_in_order(hub: LiveHub) -> None:
+    """23 requests (the user id on each one's last line only), analytics events between them
+    and another user's requests: pages of 1..6 requests give every request exactly once, newest
+    page first, and host switches at page boundaries are those of the one-page timeline."""
+    s = 1_000_000
+    t = now_us() - 600 * s
+    entries = ["web-1"] * 3 + ["web-2"] * 2 + ["web-1", "web-3", "web-3", "web-1"] + ["web-2"] * 5 + \
+        ["web-3", "web-1", "web-2", "web-2", "web-1", "web-1", "web-3", "web-3", "web-2"]
+    evs, order = [], []
+    for i, entry in enumerate(entries):
+        rid = f"rq-{i:02d}"
+        order.append(rid)
+        hosts = [entry] + (["web-4"] if i % 3 == 0 else []) + [entry]  # some fan out to web-4
+        lines = request_events(rid, hosts, t0=t + i * s)
+        lines[-1]["user_id"] = "pager"
+        evs += lines
+        if i % 4 == 1:
+            evs.append(event(kind="event", name="click", user_id="pager", host=entry, ts=t + i * s + 500_000))
+        evs += request_events(f"other-{i}", ["web-5"], user_id="someone-else", t0=t + i * s + 1)
+    assert hub.ingest(evs).json()["accepted"] == len(evs)
+
+    whole = hub.get("/api/v1/users/pager/timeline", limit=500).json()
+    assert [r["request_id"] for r in whole["requests"]] == order
+    assert [r["hosts"][0] for r in whole["requests"]] == entries
+    assert whole["total_requests"] == 23 and not whole["total_requests_capped"]
+    assert whole["next_cursor"] is None and not whole["truncated"]
+    switches = [(r["request_id"], r["previous_host"], r["host_switch"]) for r in whole["requests"]]
+    assert whole["host_switches"] == sum(1 for a, b in zip(entries, entries[1:]) if a != b) == 11
+    whole_ids = sorted(e["id"] for e in whole["events"])
+    assert len(whole_ids) == sum(1 for e in evs if e.get("user_id") != "someone-else"
+                                 and not str(e.get("request_id", "")).startswith("other-"))
+
+    default = hub.get("/api/v1/users/pager/timeline").json()  # 50 by default: all of them here
+    assert [r["request_id"] for r in default["requests"]] == order
+    for limit in (1, 2, 5, 6):
+        pages = _pages(hub, "pager", limit)
+        assert len(pages) == -(-23 // limit)
+        assert all(len(p["requests"]) == limit for p in pages[:-1])
+        listed = [r for p in reversed(pages) for r in p["requests"]]  # oldest page first
+        assert [(r["request_id"], r["previous_host"], r["host_switch"]) for r in listed] == switches, limit
+        assert sum(p["host_switches"] for p in pages) == whole["host_switches"]
+        ids = [e["id"] for p in pages for e in p["events"]]
+        assert sorted(ids) == whole_ids, limit  # every event once, analytics events too
+        assert all(p["total_requests"] == 23 and not p["total_requests_capped"] for p in pages)
+        assert all(p["truncated"] and p["next_cursor"] for p in pages[:-1])
+        assert not pages[-1]["truncated"]
+    # A range selects the user's own events: requests 5..9 only
+    part = hub.get("/api/v1/users/pager/timeline", limit=2,
+                   **{"from": str(t + 5 * s), "to": str(t + 10 * s)}).json()
+    assert part["total_requests"] == 5 and [r["request_id"] for r in part["requests"]] == ["rq-08", "rq-09"]
+    assert part["requests"][0]["previous_host"] == "web-3"  # rq-07's entry host, from the next page
+
+
+def test_user_timeline_long_request_and_event_cap(hub: LiveHub) -> None:
+    """A request with 120 events whose user lines are at its start and its end (15 s apart),
+    with six requests in between: it is listed once, on the page of its newest user line, with
+    its first 100 events and `truncated`, whatever the page size."""
+    s = 1_000_000
+    t = now_us() - 600 * s
+    long = [event(request_id="r-long", host="web-1", ts=t + i * 100_000, message=f"long {i}") for i in range(120)]
+    long[0]["user_id"] = long[-1]["user_id"] = "lu"
+    long[-1]["ts"] = t + 15 * s
+    short = [e for i in range(1, 7) for e in request_events(f"r{i}", ["web-2"], user_id="lu", t0=t + i * s + 50)]
+    assert hub.ingest(long + short).json()["accepted"] == 126
+    for limit in (1, 2, 3, 7):
+        pages = _pages(hub, "lu", limit)
+        listed = [r["request_id"] for p in reversed(pages) for r in p["requests"]]
+        assert sorted(listed) == ["r-long", "r1", "r2", "r3", "r4", "r5", "r6"], limit
+        # on the newest page (its newest user line), first there (it started first)
+        lr = pages[0]["requests"][0]
+        assert lr["request_id"] == "r-long" and lr["hosts"] == ["web-1"]
+        assert lr["events"] == 100 and lr["truncated"] and pages[0]["truncated"]
+        assert all(not r["truncated"] for p in pages for r in p["requests"] if r["request_id"] != "r-long")
+        assert all(p["total_requests"] == 7 for p in pages)
+
+
+def test_user_timeline_bad_page_parameters(hub: LiveHub) -> None:
+    hub.ingest(request_events("rb", ["web-1"], user_id="ub"))
+    for params, field in (({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"limit": "x"}, "limit"),
+                          ({"cursor": "not-a-cursor"}, "cursor"), ({"cursor": "WzEsMl0"}, "cursor")):
+        r = hub.get("/api/v1/users/ub/timeline", **params)
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["error"].startswith(f"{field}:"), r.text
+    assert hub.get("/api/v1/users/ub/timeline", limit="500").status_code == 200
+
+
+def test_count_user_requests_is_capped(hub: LiveHub) -> None:
+    """The store counts distinct requests up to `cap` and answers cap + 1 for more."""
+    t = now_us() - 60_000_000
+    evs = [e for i in range(7) for e in request_events(f"c{i}", ["web-1", "web-2"], user_id="cu", t0=t + i * 10_000)]
+    evs.append(event(user_id="cu", ts=t))  # no request id: not counted
+    assert hub.ingest(evs).json()["accepted"] == 15
+    store = hub.app.state.hub.store
+    assert store.count_user_requests(hub.project_id, "cu", None, None, 10) == 7
+    assert store.count_user_requests(hub.project_id, "cu", None, None, 7) == 7
+    assert store.count_user_requests(hub.project_id, "cu", None, None, 3) == 4
+    assert store.count_user_requests(hub.project_id, "cu", t + 20_000, t + 50_000, 10) == 3
+    assert store.count_user_requests(hub.project_id, "nobody", None, None, 10) == 0
+    got = store.request_events(hub.project_id, ["c1", "nope", "c2", "c1"], 1)
+    assert {k: [e["host"] for e in v] for k, v in got.items()} == {"c1": ["web-1"], "c2": ["web-1"]}

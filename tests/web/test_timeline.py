@@ -18,7 +18,7 @@ from obshub.events import format_ts, normalize, parse_ts
 from obshub.query.search import user_timeline
 from obshub.store import open_store
 from obshub.store.base import Store
-from tests.factories import event, now_us
+from tests.factories import event, now_us, request_events
 from tests.hubproc import LiveHub, make_project
 from tests.web.conftest import DemoServe, demo_journey, login_client, true_switches
 
@@ -103,7 +103,45 @@ def test_user_timeline_orders_and_switches_on_corrected_time(sqlite_store: tuple
     assert [(r["request_id"], r["hosts"][0]) for r in raw["requests"]] == [
         ("r1", "slow"), ("r3", "slow"), ("r5", "slow"), ("r2", "fast"), ("r4", "ok"), ("r6", "fast")]
     assert user_timeline(store, pid, "nobody", offsets_of=est.offsets) == {
-        "user_id": "nobody", "requests": [], "events": [], "host_switches": 0, "truncated": False, "skew_ms": {}}
+        "user_id": "nobody", "requests": [], "events": [], "host_switches": 0, "truncated": False, "skew_ms": {},
+        "total_requests": 0, "total_requests_capped": False, "next_cursor": None}
+
+
+def _paged(store: Store, pid: int, user: str, limit: int, **kw: Any) -> list[dict[str, Any]]:
+    pages, cursor = [], None
+    while True:
+        pages.append(user_timeline(store, pid, user, limit=limit, cursor=cursor, **kw))
+        cursor = pages[-1]["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_host_switch_at_a_page_boundary_is_judged_on_corrected_time(sqlite_store: tuple[Store, int]) -> None:
+    """r2 enters `fast` and calls `slow` (3 s behind): on raw time it enters `slow`. With one
+    request per page, r2's page reads r1 (the next page's first request) to judge r2, and r3's
+    page reads r2: r2 is no switch (fast after fast) and r3 switches from `fast`, as on one page."""
+    store, pid = sqlite_store
+    t = now_us() - 600 * S
+    steps = {"r1": [(0, "fast")], "r2": [(10 * S, "fast"), (10 * S + 200_000, "slow"), (10 * S + 400_000, "fast")],
+             "r3": [(20 * S, "ok")]}
+    raw_events = [event(request_id=rid, host=h, user_id="b1", ts=t + dt + SKEW_US[h], message=f"{rid} #{i}")
+                  for rid, lines in steps.items() for i, (dt, h) in enumerate(lines)]
+    store.write_events(pid, [normalize(e, now_us()) for e in raw_events])
+    est = _clocks()
+    whole = user_timeline(store, pid, "b1", offsets_of=est.offsets)
+    expected = [("r1", None, False), ("r2", "fast", False), ("r3", "fast", True)]
+    assert [(r["request_id"], r["previous_host"], r["host_switch"]) for r in whole["requests"]] == expected
+    for limit in (1, 2):
+        pages = _paged(store, pid, "b1", limit, offsets_of=est.offsets)
+        listed = [r for p in reversed(pages) for r in p["requests"]]
+        assert [(r["request_id"], r["previous_host"], r["host_switch"]) for r in listed] == expected, limit
+        assert [p["host_switches"] for p in pages][0] == 1
+    newest = user_timeline(store, pid, "b1", limit=1, offsets_of=est.offsets)
+    assert newest["truncated"] and newest["total_requests"] == 3 and [e["message"] for e in newest["events"]] == ["r3 #0"]
+    assert newest["skew_ms"] == {"ok": 0}  # the hosts of the page's events only
+    # On raw time (no estimates) r2 "enters" slow, so both boundaries would be switches.
+    raw = [r for p in reversed(_paged(store, pid, "b1", 1)) for r in p["requests"]]
+    assert [(r["previous_host"], r["host_switch"]) for r in raw] == [(None, False), ("fast", True), ("slow", True)]
 
 
 def test_served_demo_timeline_has_only_the_true_host_switches(served_demo: DemoServe) -> None:
@@ -178,3 +216,39 @@ def web_hub_no_skew(sqlite_hub: LiveHub) -> Iterator[tuple[LiveHub, httpx.Client
     assert sqlite_hub.ingest([event(request_id="rp", user_id="u-plain", ts=t)]).status_code == 200
     with login_client(sqlite_hub) as c:
         yield sqlite_hub, c
+
+
+def test_user_page_shows_one_page_of_requests_and_pages_to_older_ones(sqlite_hub: LiveHub) -> None:
+    """60 requests: the page shows the newest 50, numbered from the newest, with a link to the
+    older 10; the oldest request on the first page is marked as a switch from the request
+    before it, which is on the second page."""
+    t = now_us() - 3600 * S
+    evs = [e for i in range(60) for e in
+           request_events(f"rp-{i:02d}", ["web-1" if i < 10 else "web-2"], user_id="many", t0=t + i * S)]
+    evs += [event(id=f"click-{i}", kind="event", name="click", user_id="many", host="web-1", ts=t + i * S + 500_000)
+            for i in (5, 30)]
+    assert sqlite_hub.ingest(evs).status_code == 200
+    with login_client(sqlite_hub) as web:
+        first = web.get("/users/many")
+        assert first.status_code == 200
+        rows = _switch_rows(first.text)
+        assert [rid for rid, _ in rows] == [f"rp-{i:02d}" for i in range(10, 60)]
+        assert rows[0] == ("rp-10", "⇄ switched web-1 → web-2") and all(not b for _, b in rows[1:])
+        assert "Requests <strong>1–50</strong> of 60" in first.text
+        assert first.text.count('rel="next">Older requests »</a>') == 2 and "« Newest requests" not in first.text
+        assert "rp-00" not in first.text
+        assert 'id="e-click-30"' in first.text and "e-click-5" not in first.text  # by its time
+        older = html.unescape(re.search(r'<a href="([^"]+)" rel="next">Older requests', first.text).group(1))
+        second = web.get(older)
+        assert second.status_code == 200
+        assert [rid for rid, _ in _switch_rows(second.text)] == [f"rp-{i:02d}" for i in range(10)]
+        assert "Requests <strong>51–60</strong> of 60" in second.text
+        assert "Older requests" not in second.text and "« Newest requests" in second.text
+        assert 'id="e-click-5"' in second.text and "e-click-30" not in second.text
+        small = web.get("/users/many", params={"limit": "7"})
+        assert len(_switch_rows(small.text)) == 7 and "Requests <strong>1–7</strong> of 60" in small.text
+        for bad in ("0", "x", "501"):
+            r = web.get("/users/many", params={"limit": bad})
+            assert r.status_code == 400 and "limit:" in html.unescape(r.text), bad
+        r = web.get("/users/many", params={"cursor": "nope"})
+        assert r.status_code == 400 and "cursor:" in html.unescape(r.text)

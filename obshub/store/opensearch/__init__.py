@@ -238,6 +238,17 @@ class OpenSearchStore:
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
         return self._reader.count(project_id, query, start, end)
 
+    def user_events(self, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
+                    before: tuple[int, str] | None = None) -> list[dict[str, Any]]:
+        return self._reader.user_events(project_id, user_id, start, end, limit, before)
+
+    def request_events(self, project_id: int, request_ids: Sequence[str], limit: int) -> dict[str, list[dict[str, Any]]]:
+        return self._reader.request_events(project_id, request_ids, limit)
+
+    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
+                            cap: int) -> int:
+        return self._reader.count_user_requests(project_id, user_id, start, end, cap)
+
     def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
                fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
         return self._reader.facets(project_id, query, start, end, fields, limit)

@@ -14,17 +14,30 @@ from typing import Any
 import orjson
 from opensearchpy import OpenSearch
 
+from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
 from obshub.store.base import SearchRequest
-from obshub.store.opensearch.client import guard
+from obshub.store.opensearch.client import guard, reason
 from obshub.store.opensearch.dsl import filters
 from obshub.store.opensearch.mappings import from_doc
-from obshub.store.querylang import CORE_FIELDS, Node, attr_key
+from obshub.store.querylang import CORE_FIELDS, Field, Node, attr_key
 
 __all__ = ["Reader"]
 
 _MAX_WINDOW = 10_000  # index.max_result_window: one page never asks for more
 _MAX_PROPS = 1_000  # distinct attribute keys listed per event name (256 per event at most)
 _LUCENE_RE_SPECIAL = re.compile(r'([.?+*|{}\[\]()"\\#@&<>~])')
+_SOURCE = {"excludes": ["@timestamp", "project_id", "attrs_keys", "attrs_kv", "attrs_num"]}
+
+
+def _item_error(item: dict[str, Any], what: str) -> StoreError:
+    """The exception `guard` would raise for one failed item of a multi-request answer."""
+    status = int(item.get("status") or 0)
+    msg = f"OpenSearch {status} during {what}: {reason(item)}"
+    if status == 429:
+        return StoreOverloaded(msg)
+    if status >= 500:
+        return StoreUnavailable(msg)
+    return StoreError(msg)
 
 
 class Reader:
@@ -45,7 +58,7 @@ class Reader:
             "sort": [{"ts": order}, {"id": order}],
             "size": max(0, min(req.limit, _MAX_WINDOW)),
             "track_total_hits": False,
-            "_source": {"excludes": ["@timestamp", "project_id", "attrs_keys", "attrs_kv", "attrs_num"]},
+            "_source": _SOURCE,
         }
         if req.after is not None:
             body["search_after"] = [req.after[0], req.after[1]]
@@ -53,6 +66,46 @@ class Reader:
             return []
         resp = self._search(body, "search")
         return [from_doc(h["_source"]) for h in resp["hits"]["hits"]]
+
+    # -- user timeline ---------------------------------------------------------------------------
+    def user_events(self, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
+                    before: tuple[int, str] | None) -> list[dict[str, Any]]:
+        return self.search(project_id, SearchRequest(Field("user_id", "=", user_id, True), start, end, limit,
+                                                     before, ascending=False))
+
+    def request_events(self, project_id: int, request_ids: Sequence[str], limit: int) -> dict[str, list[dict[str, Any]]]:
+        """One `_msearch` round trip: a search per request id, each capped at `limit`."""
+        ids = list(dict.fromkeys(request_ids))
+        if not ids or limit <= 0:
+            return {}
+        body: list[dict[str, Any]] = []
+        for rid in ids:
+            body += [{}, {"query": filters(project_id, Field("request_id", "=", rid, True), None, None),
+                          "sort": [{"ts": "asc"}, {"id": "asc"}], "size": min(limit, _MAX_WINDOW),
+                          "track_total_hits": False, "_source": _SOURCE}]
+        self._before_read()
+        with guard("request events"):
+            resp = self.client.msearch(index=self.index, body=body)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for rid, r in zip(ids, resp["responses"]):
+            if "error" in r:  # one failed search fails the read, as a failed search would
+                raise _item_error(r, "request events")
+            hits = r["hits"]["hits"]
+            if hits:
+                out[rid] = [from_doc(h["_source"]) for h in hits]
+        return out
+
+    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
+                            cap: int) -> int:
+        # Exact up to cap + 1, unlike `cardinality` (HyperLogLog): a terms aggregation returns
+        # every key when there are at most `size` (each shard sends at least `size`), and
+        # `stats_bucket` counts them on the coordinating node, so no bucket list is sent back.
+        q = filters(project_id, Field("user_id", "=", user_id, True), start, end)
+        body = {"query": q, "size": 0, "track_total_hits": False,
+                "aggs": {"r": {"terms": {"field": "request_id", "size": cap + 1}},
+                         "n": {"stats_bucket": {"buckets_path": "r>_count"}}}}
+        resp = self._search(body, "count user requests", filter_path="aggregations.n.count")
+        return int(resp.get("aggregations", {}).get("n", {}).get("count") or 0)
 
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
         self._before_read()
