@@ -31,11 +31,11 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, StoreUnavailable
-from obshub.events import CORRELATION_KEYS, now_us
+from obshub.events import now_us
 from obshub.store.base import GroupRecord, GroupStats, NewToken, Project, SearchRequest, TokenRecord, TokenScope, WriteResult
 from obshub.store.coalesce import Coalescer
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
-from obshub.store.sqlite_query import Rare, Where, compile_where
+from obshub.store.sqlite_query import INDEXED_KEYS, Rare, Where, compile_where
 
 __all__ = ["SqliteStore"]
 
@@ -104,9 +104,11 @@ _SCHEMA = [
     # Analytics only reads kind=event rows: a partial index stays small on a log-heavy stream.
     "CREATE INDEX IF NOT EXISTS ix_events_name ON events (project_id, name, ts) WHERE kind = 'event'",
     *[f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
-      for k in (*CORRELATION_KEYS, "group_id")],
-    # tokenchars '_': keep identifiers like mod_jk or user_id whole, as OpenSearch's standard
-    # analyzer does, so a word query means the same on both backends.
+      for k in INDEXED_KEYS],
+    # The word rule of both stores (docs/api.md, "Words"; OpenSearch: mappings.py): a word is a
+    # run of letters, digits and '_' (tokenchars '_' keeps mod_jk or user_id whole), anything
+    # else separates; unicode61 folds case and strips accents. Changing it means rebuilding the
+    # index of every existing store.
     """CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
         message, content='events', content_rowid='rowid', tokenize="unicode61 tokenchars '_'")""",
     """CREATE TRIGGER IF NOT EXISTS events_ad AFTER DELETE ON events WHEN old.message IS NOT NULL

@@ -8,7 +8,8 @@ Semantics both backends share (tests/contract pins them):
 
 How a WHERE finds its rows (`Where.drive`; numbers: 5M events, 2 cores, docs/performance.md):
 - "index": the query ANDs an equality on an indexed id field (`request_id:x`, `user_id:u`): the
-  planner reads the partial index (project_id, key, ts), already in time order.
+  planner reads the partial index (project_id, key, ts), already in time order, and tests the
+  rest row by row.
 - "rowids": the query is (or ANDs) a set small by construction -- an OR of id equalities (a
   trace: request_id OR trace_id; a timeline's chunk of request ids), or a word the full-text
   index holds few times (`rare`): `e.rowid IN (<index searches>)` collects the rowids first.
@@ -28,17 +29,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from obshub.events import CORRELATION_KEYS
-from obshub.store.querylang import ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, level_values, ts_value
+from obshub.store.querylang import ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, has_word, level_values, ts_value
 
-__all__ = ["LOOKUP_KEYS", "Rare", "Where", "compile_where", "match_string"]
+__all__ = ["INDEXED_KEYS", "LOOKUP_KEYS", "Rare", "Where", "compile_where", "match_string"]
 
 _SQL_OPS = {"=": "=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 _MAX_CHAR = "\U0010ffff"
-# Fields with an index (project_id, key, ...): the partial indexes of sqlite.py, and the
-# UNIQUE (project_id, id) constraint's.
+# Fields with an index (project_id, key, ...): the partial indexes (project_id, key, ts) of
+# sqlite.py's schema, and the UNIQUE (project_id, id) constraint's.
 INDEXED_KEYS = (*CORRELATION_KEYS, "group_id")
 LOOKUP_KEYS = frozenset(("id", *INDEXED_KEYS))
 
@@ -52,16 +53,16 @@ class Where:
 
     sql: str
     params: list[Any]
-    drive: str  # "index" | "rowids" | "time" (module docstring)
+    drive: Literal["index", "rowids", "time"]  # module docstring
     fts: bool = False  # tests a materialized full-text set that `span` could bound
     # (SELECT min(rowid), max(rowid) ..., params): the rowids the driver can yield, for `span`
     driver_span: tuple[str, list[Any]] | None = None
 
 
 def match_string(node: Text) -> str | None:
-    """The FTS5 MATCH string of a word, phrase or prefix; None when it holds no letter or digit
+    """The FTS5 MATCH string of a word, phrase or prefix; None when it holds no word character
     (no token can match it). Quoted: its tokens form a phrase, and no user text is FTS syntax."""
-    if not any(ch.isalnum() for ch in node.value):
+    if not has_word(node.value):
         return None
     s = '"' + node.value.replace('"', '""') + '"'
     return s + " *" if node.prefix else s
@@ -181,7 +182,8 @@ def compile_where(project_id: int, node: Node | None, start: int | None, end: in
     row by row (rows outside it must not be able to match: see `Where.driver_span`)."""
     ctx = _Ctx(project_id, start, end, rare, span)
     children: tuple[Node, ...] = () if node is None else node.children if isinstance(node, And) else (node,)
-    drive, driver_span = "time", None
+    drive: Literal["index", "rowids", "time"] = "time"
+    driver_span: tuple[str, list[Any]] | None = None
     picked: tuple[int, _Set] | None = None
     lookup = next((c for c in children if _is_lookup(c)), None)
     if lookup is not None:
