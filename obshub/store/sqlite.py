@@ -162,11 +162,11 @@ class SqliteStore:
     """The `Store` protocol on one SQLite file."""
 
     # A word with at most this many full-text hits is searched from its hits (collect, then sort
-    # by time); a commoner one by walking time (sqlite_query.py). At 5M events, from the hits
-    # costs ~6 us a hit (random row reads: 5,000 -> 30 ms) and the time walk ~0.2 us a row
-    # until the page fills (a word in 0.1% of rows: ~25 ms): they cross near 5,000. Tests
-    # lower it to run both paths.
-    fts_first_max = 5_000
+    # by time); a commoner one by walking time windows (sqlite_query.py). At 5M events, from the
+    # hits costs ~3 us a hit (random row reads: 10,000 -> 30 ms); the windows ~20 ms for a word
+    # in 0.1-0.4% of the events, but more when its hits bunch in time (4,248 `TimeoutError`s:
+    # 145 ms vs 15 ms from the hits). Tests lower it to run both paths.
+    fts_first_max = 10_000
     window_rows = 2_048  # first time window of a common-word search (sqlite_query.py)
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:

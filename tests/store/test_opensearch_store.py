@@ -337,14 +337,11 @@ def test_a_stream_made_before_the_word_rule_opens_and_switches_at_rollover(opens
     del template["template"]["settings"]["analysis"]  # the standard analyzer on `message`
     del template["template"]["mappings"]["properties"]["message"]["analyzer"]
     client = build_client(cfg)
+    store = OpenSearchStore(cfg)
     try:
         client.indices.put_index_template(name=old.names.events_template, body=template)
         client.transport.perform_request("PUT", f"/_data_stream/{old.names.events}")
-    finally:
-        client.close()
-    store = OpenSearchStore(cfg)
-    store.open()
-    try:
+        store.open()
         pid = store.create_project("p", os.urandom(8).hex(), []).id
         store.write_events(pid, [ev(1, message="rebalance: vshard.leader moved")])
         assert q(store, pid, "vshard.leader") == ["e1"]
@@ -357,5 +354,6 @@ def test_a_stream_made_before_the_word_rule_opens_and_switches_at_rollover(opens
         store.open()  # again, with backing indices of both kinds
         assert q(store, pid, '"vshard leader"') == ["e2"]
     finally:
+        client.close()
         store.close()
         drop_prefix(url)
