@@ -71,7 +71,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module", params=["no-stats", "analyzed"])
-def store(request: pytest.FixtureRequest, built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
+def store(request: pytest.FixtureRequest, built: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
     path = tmp_path_factory.mktemp(request.param) / "obshub.db"
     shutil.copy(built, path)
     if request.param == "analyzed":
