@@ -459,6 +459,8 @@ class SqliteStore:
                 conn.execute("COMMIT")
 
     def _where(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
+        """The WHERE of a read outside `_snapshot` (facets, error stats, analytics): ids and rare
+        words still drive it by index; a common word's set is not bounded (no span read)."""
         w = compile_where(project_id, query, start, end, self._rare())
         return w.sql, w.params
 
