@@ -68,7 +68,7 @@ find_java_home() {
 }
 
 fetch() {
-  [ -x "$HOME_DIR/bin/opensearch" ] && return
+  [ -x "$HOME_DIR/bin/opensearch" ] && [ -s "$HOME_DIR/modules/analysis-common/plugin-descriptor.properties" ] && return
   command -v mvn >/dev/null || die "Maven not found: install it (e.g. apt-get install maven) or set OBSHUB_TEST_OPENSEARCH_URL"
   command -v unzip >/dev/null || die "unzip not found (apt-get install unzip)"
   mkdir -p "$CACHE"
@@ -89,7 +89,37 @@ fetch() {
     mv "$tmp/opensearch-$VERSION" "$HOME_DIR"
     rm -rf "$tmp"
   fi
+  if [ ! -s "$HOME_DIR/modules/analysis-common/plugin-descriptor.properties" ]; then
+    fetch_analysis_common
+  fi
   flock -u 9
+}
+
+# The integ-test zip has no modules but transport-netty4; every other distribution ships the
+# analysis-common module, whose tokenizers and filters the events' `message` analyzer uses
+# (obshub/store/opensearch/mappings.py). Its jar is on Maven Central (~200 KB); a module is
+# that jar plus a descriptor. (`extended.plugins` stays empty: its only link to lang-painless,
+# a scripted token filter, is not used and that module is absent too.)
+fetch_analysis_common() {
+  local art="org.opensearch.plugin:analysis-common:$VERSION:jar"
+  local tmp="$HOME_DIR/modules/.analysis-common-$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  log "downloading $art (~200 KB) with Maven"
+  mvn -B -q -C -Dstyle.color=never dependency:copy -Dartifact="$art" -DoutputDirectory="$tmp" >&2 \
+    || { rm -rf "$tmp"; die "mvn could not fetch $art"; }
+  cat >"$tmp/plugin-descriptor.properties" <<EOF
+description=Adds "built in" analyzers to OpenSearch.
+version=$VERSION
+name=analysis-common
+classname=org.opensearch.analysis.common.CommonAnalysisPlugin
+java.version=11
+opensearch.version=$VERSION
+custom.foldername=
+extended.plugins=
+has.native.controller=false
+EOF
+  rm -rf "$HOME_DIR/modules/analysis-common"
+  mv "$tmp" "$HOME_DIR/modules/analysis-common"
 }
 
 pid_alive() {

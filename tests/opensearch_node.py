@@ -100,7 +100,8 @@ class OpenSearchNode:
 
 def _dist_cached() -> bool:
     cache = Path(os.environ.get("OBSHUB_CACHE_DIR") or Path.home() / ".cache" / "obshub")
-    return any(cache.glob("opensearch-2.*/bin/opensearch"))
+    # (and the analysis-common module scripts/opensearch.sh adds to the integ-test zip)
+    return any(cache.glob("opensearch-2.*/modules/analysis-common/plugin-descriptor.properties"))
 
 
 # -- the shared session node (reference-counted) ----------------------------------------------

@@ -29,7 +29,7 @@ from obshub.store.base import SearchRequest, Store
 from obshub.store.querylang import And, Field, Node, Or, QuerySyntaxError, parse
 
 __all__ = ["MAX_LIMIT", "check_limit", "decode_cursor", "encode_cursor", "parse_query", "search", "trace",
-           "user_timeline"]
+           "trace_query", "user_timeline"]
 
 MAX_LIMIT = 1000  # one page; more is what cursors are for
 TRACE_CAP = 10_000  # events per trace view; a larger trace says so (`truncated`)
@@ -109,9 +109,14 @@ def _uniq(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(v for v in values if v is not None))
 
 
+def trace_query(trace_id: str) -> Node:
+    """Every event of a trace: its request_id or its trace_id is the id."""
+    return Or((Field("request_id", "=", trace_id, True), Field("trace_id", "=", trace_id, True)))
+
+
 def trace(store: Store, project_id: int, trace_id: str, start: int | None = None, end: int | None = None,
           cap: int = TRACE_CAP) -> dict[str, Any]:
-    query = Or((Field("request_id", "=", trace_id, True), Field("trace_id", "=", trace_id, True)))
+    query = trace_query(trace_id)
     events, truncated = _all(store, project_id, query, start, end, cap)
     return {
         "id": trace_id,

@@ -34,6 +34,7 @@ __all__ = [
     "QuerySyntaxError",
     "Text",
     "attr_key",
+    "has_word",
     "level_values",
     "parse",
     "to_string",
@@ -94,6 +95,13 @@ Node = Text | Field | Not | And | Or
 def attr_key(name: str) -> str | None:
     """`attrs.plan` -> `plan`; a core field -> None."""
     return name[6:] if name.startswith("attrs.") else None
+
+
+def has_word(text: str) -> bool:
+    """Does `text` hold a word character? Messages are searched as words -- runs of letters,
+    digits (any script) and `_`, split at every other character (docs/api.md, "Words") -- so
+    `--` or `:` can match no message."""
+    return any(ch.isalnum() or ch == "_" for ch in text)
 
 
 def ts_value(node: Field) -> int:

@@ -31,11 +31,11 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, StoreUnavailable
-from obshub.events import CORRELATION_KEYS, now_us
+from obshub.events import now_us
 from obshub.store.base import GroupRecord, GroupStats, NewToken, Project, SearchRequest, TokenRecord, TokenScope, WriteResult
 from obshub.store.coalesce import Coalescer
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
-from obshub.store.sqlite_query import compile_where
+from obshub.store.sqlite_query import INDEXED_KEYS, Rare, Where, compile_where
 
 __all__ = ["SqliteStore"]
 
@@ -104,9 +104,11 @@ _SCHEMA = [
     # Analytics only reads kind=event rows: a partial index stays small on a log-heavy stream.
     "CREATE INDEX IF NOT EXISTS ix_events_name ON events (project_id, name, ts) WHERE kind = 'event'",
     *[f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
-      for k in (*CORRELATION_KEYS, "group_id")],
-    # tokenchars '_': keep identifiers like mod_jk or user_id whole, as OpenSearch's standard
-    # analyzer does, so a word query means the same on both backends.
+      for k in INDEXED_KEYS],
+    # The word rule of both stores (docs/api.md, "Words"; OpenSearch: mappings.py): a word is a
+    # run of letters, digits and '_' (tokenchars '_' keeps mod_jk or user_id whole), anything
+    # else separates; unicode61 folds case and strips accents. Changing it means rebuilding the
+    # index of every existing store.
     """CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
         message, content='events', content_rowid='rowid', tokenize="unicode61 tokenchars '_'")""",
     """CREATE TRIGGER IF NOT EXISTS events_ad AFTER DELETE ON events WHEN old.message IS NOT NULL
@@ -169,6 +171,14 @@ def _translate(exc: sqlite3.Error) -> Exception:
 
 class SqliteStore:
     """The `Store` protocol on one SQLite file."""
+
+    # A word with at most this many full-text hits is searched from its hits (collect, then sort
+    # by time); a commoner one by walking time windows (sqlite_query.py). At 5M events, from the
+    # hits costs ~3 us a hit (random row reads: 10,000 -> 30 ms); the windows ~20 ms for a word
+    # in 0.1-0.4% of the events, but more when its hits bunch in time (4,248 `TimeoutError`s:
+    # 145 ms vs 15 ms from the hits). Tests lower it to run both paths.
+    fts_first_max = 10_000
+    window_rows = 2_048  # first time window of a common-word search (sqlite_query.py)
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = Path(path)
@@ -421,33 +431,119 @@ class SqliteStore:
         ev["attrs"] = orjson.loads(r[19]) if r[19] else {}
         return ev
 
-    def _where(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
-        clauses, params = ["e.project_id = ?"], [project_id]
-        if start is not None:
-            clauses.append("e.ts >= ?")
-            params.append(start)
-        if end is not None:
-            clauses.append("e.ts < ?")
-            params.append(end)
-        if query is not None:
-            sql, qp = compile_where(query)
-            clauses.append(sql)
-            params.extend(qp)
-        return " AND ".join(clauses), params
+    def _rare(self) -> Rare:
+        """Which words start from the full-text index: a capped count of their hits (~1 ms at
+        5M events) <= `fts_first_max`; memoized for one read."""
+        seen: dict[str, bool] = {}
 
-    def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
-        where, params = self._where(project_id, req.query, req.start, req.end)
+        def rare(match: str) -> bool:
+            if match not in seen:
+                n = self._read("SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
+                               (match, self.fts_first_max + 1))[0][0]
+                seen[match] = n <= self.fts_first_max
+            return seen[match]
+        return rare
+
+    def _compile(self, project_id: int, query: Node | None, start: int | None, end: int | None,
+                 rare: Rare) -> Where:
+        """The WHERE of a read, with a common word's full-text set bounded to the rowids the
+        driver (an id lookup, a rare word) can yield. Run it in `_snapshot` with the read that
+        uses it: a row stored in between would be outside the bound."""
+        w = compile_where(project_id, query, start, end, rare)
+        if w.fts and w.driver_span is not None:
+            lo, hi = self._read(*w.driver_span)[0]
+            w = compile_where(project_id, query, start, end, rare, (lo, hi) if lo is not None else (1, 0))
+        return w
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """The reads inside see one snapshot (one WAL read transaction)."""
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.Error as e:
+            raise _translate(e) from None
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def _where(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> tuple[str, list[Any]]:
+        """The WHERE of a read outside `_snapshot` (facets, error stats, analytics): ids and rare
+        words still drive it by index; a common word's set is not bounded (no span read)."""
+        w = compile_where(project_id, query, start, end, self._rare())
+        return w.sql, w.params
+
+    def search_sql(self, project_id: int, req: SearchRequest) -> Iterator[tuple[str, list[Any]]]:
+        """The SELECTs `search` runs, in order; it stops at the first that fills the page.
+
+        One, unless the query walks by time testing a common word: then each SELECT reads a
+        window of the newest `window_rows` (x8 each time) rows of the range, with the word's
+        full-text set bounded to the window's rowids (sqlite_query.py); a page that fills within
+        a window is the page of the whole range, since a window holds the newest rows."""
+        rare = self._rare()
+        w = self._compile(project_id, req.query, req.start, req.end, rare)
+        if w.drive != "time" or not w.fts:
+            yield self._select(w, req)
+            return
+        lo, hi = req.start, req.end  # [lo, hi): the range left after the cursor
+        if req.after is not None:
+            if req.ascending:
+                lo = req.after[0] if lo is None else max(lo, req.after[0])
+            else:
+                hi = req.after[0] + 1 if hi is None else min(hi, req.after[0] + 1)
+        rng, rp = "project_id = ?", [project_id]
+        if lo is not None:
+            rng += " AND ts >= ?"
+            rp.append(lo)
+        if hi is not None:
+            rng += " AND ts < ?"
+            rp.append(hi)
+        order = "ASC" if req.ascending else "DESC"
+        k = self.window_rows
+        while True:
+            edge = self._read(f"SELECT ts FROM events WHERE {rng} ORDER BY ts {order} LIMIT 1 OFFSET ?", [*rp, k - 1])
+            wlo, whi = lo, hi
+            if edge:  # the window: every row from the range's newest (oldest) to the k-th one
+                if req.ascending:
+                    whi = edge[0][0] + 1
+                else:
+                    wlo = edge[0][0]
+            span = self._read(f"SELECT min(rowid), max(rowid) FROM events WHERE project_id = ?"
+                              f"{' AND ts >= ?' if wlo is not None else ''}{' AND ts < ?' if whi is not None else ''}",
+                              [project_id, *(v for v in (wlo, whi) if v is not None)])[0]
+            if span[0] is None:
+                return  # no rows in the range
+            w = compile_where(project_id, req.query, wlo, whi, rare, span)
+            yield self._select(w, req)
+            if not edge:
+                return
+            k *= 8
+
+    @staticmethod
+    def _select(w: Where, req: SearchRequest) -> tuple[str, list[Any]]:
+        where, params = w.sql, list(w.params)
         if req.after is not None:
             where += " AND (e.ts, e.id) > (?, ?)" if req.ascending else " AND (e.ts, e.id) < (?, ?)"
             params.extend(req.after)
         order = "ASC" if req.ascending else "DESC"
-        rows = self._read(f"SELECT {_SELECT} FROM events e WHERE {where} "
-                          f"ORDER BY e.ts {order}, e.id {order} LIMIT ?", [*params, req.limit])
+        return (f"SELECT {_SELECT} FROM events e WHERE {where} ORDER BY e.ts {order}, e.id {order} LIMIT ?",
+                [*params, req.limit])
+
+    def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
+        rows: list[tuple[Any, ...]] = []
+        with self._snapshot():  # a window's bounds and its rows must agree
+            for sql, params in self.search_sql(project_id, req):
+                rows = self._read(sql, params)
+                if len(rows) >= req.limit:
+                    break
         return [self._row(r) for r in rows]
 
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
-        where, params = self._where(project_id, query, start, end)
-        return int(self._read(f"SELECT count(*) FROM events e WHERE {where}", params)[0][0])
+        with self._snapshot():
+            w = self._compile(project_id, query, start, end, self._rare())
+            return int(self._read(f"SELECT count(*) FROM events e WHERE {w.sql}", w.params)[0][0])
 
     # -- user timeline: `INDEXED BY` pins the plan. With a time range SQLite otherwise picks the
     # time index (project_id, ts) and walks every event of the range until it finds the user's

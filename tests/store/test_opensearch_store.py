@@ -320,3 +320,40 @@ def test_a_running_hub_lets_the_events_shards_go_search_idle(opensearch_url: str
     finally:
         hub.stop()
         drop_prefix(url)
+
+
+def test_a_stream_made_before_the_word_rule_opens_and_switches_at_rollover(opensearch_url: str) -> None:  # noqa: F811
+    """A store made by an older hub keeps its backing indices' `message` analyzer (an index's
+    analysis cannot change): `open` must not try to change it, and the events of the next
+    backing index follow the word rule (docs/opensearch.md: old indices keep the old one)."""
+    from obshub.store.opensearch.client import build_client
+    from obshub.store.opensearch.mappings import event_template
+    from obshub.store.opensearch.url import parse_url
+
+    url = f"{opensearch_url}&prefix=t{uuid.uuid4().hex[:10]}"
+    cfg = parse_url(url)
+    old = OpenSearchStore(cfg)
+    template = event_template(old.names, cfg.shards, cfg.replicas)  # as an older hub made it:
+    del template["template"]["settings"]["analysis"]  # the standard analyzer on `message`
+    del template["template"]["mappings"]["properties"]["message"]["analyzer"]
+    client = build_client(cfg)
+    store = OpenSearchStore(cfg)
+    try:
+        client.indices.put_index_template(name=old.names.events_template, body=template)
+        client.transport.perform_request("PUT", f"/_data_stream/{old.names.events}")
+        store.open()
+        pid = store.create_project("p", os.urandom(8).hex(), []).id
+        store.write_events(pid, [ev(1, message="rebalance: vshard.leader moved")])
+        assert q(store, pid, "vshard.leader") == ["e1"]
+        assert q(store, pid, "vshard") == []  # the standard analyzer kept `vshard.leader` whole
+        assert store.lifecycle.rollover(force=True)
+        store.write_events(pid, [ev(2, message="rebalance: vshard.leader moved")])
+        assert q(store, pid, "vshard.leader") == ["e1", "e2"]
+        assert q(store, pid, "vshard") == ["e2"]
+        store.close()
+        store.open()  # again, with backing indices of both kinds
+        assert q(store, pid, '"vshard leader"') == ["e2"]
+    finally:
+        client.close()
+        store.close()
+        drop_prefix(url)

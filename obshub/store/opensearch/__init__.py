@@ -83,8 +83,15 @@ class OpenSearchStore:
         n = self.names
         template = event_template(n, self.cfg.shards, self.cfg.replicas)
         state_props = {**STATE_FIELDS, **GROUP_FIELDS}
+        try:
+            with guard("create templates"):
+                c.indices.put_index_template(name=n.events_template, body=template)
+        except StoreError as e:
+            if any(f"Unknown {kind} type" in str(e) for kind in ("char_filter", "tokenizer", "filter")):
+                raise StoreError(f"{e}. The `message` analyzer needs the analysis-common module, which every "
+                                 "OpenSearch distribution but the integ-test zip ships (docs/opensearch.md)") from None
+            raise
         with guard("create templates"):
-            c.indices.put_index_template(name=n.events_template, body=template)
             if not c.indices.exists(index=n.state):
                 try:
                     with guard("create index"):
@@ -103,7 +110,9 @@ class OpenSearchStore:
                     if "already exists" not in str(e):
                         raise
             else:  # the template only shapes new backing indices; extend the current ones too
-                c.indices.put_mapping(index=n.events, body={"properties": template["template"]["mappings"]["properties"]})
+                # (not `message`: an index keeps the analyzer it was made with, see mappings.py)
+                props = {k: v for k, v in template["template"]["mappings"]["properties"].items() if k != "message"}
+                c.indices.put_mapping(index=n.events, body={"properties": props})
             # (`timeout` in params would be taken as the client's socket timeout: put it in the path)
             c.transport.perform_request("GET", f"/_cluster/health/{n.events}?wait_for_status=yellow&timeout=30s")
         self._writer = BulkWriter(c, n.events, self.cfg.refresh)

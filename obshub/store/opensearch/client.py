@@ -66,13 +66,18 @@ def build_client(cfg: OpenSearchConfig) -> OpenSearch:
 
 
 def reason(info: Any) -> str:
-    """'type: reason' from an OpenSearch error body (or whatever it is)."""
+    """'type: reason' from an OpenSearch error body (or whatever it is), with its cause: a
+    template refused says only "template after composition is invalid" at the top."""
     if isinstance(info, dict):
         err = info.get("error", info)
         if isinstance(err, dict):
-            root = err.get("caused_by") if err.get("type") == "search_phase_execution_exception" else None
-            err = root or err
-            return f"{err.get('type', 'error')}: {err.get('reason', '')}"[:500]
+            cause = err.get("caused_by")
+            if err.get("type") == "search_phase_execution_exception" and isinstance(cause, dict):
+                err, cause = cause, None
+            out = f"{err.get('type', 'error')}: {err.get('reason', '')}"
+            if isinstance(cause, dict):
+                out += f" (caused by {cause.get('type', 'error')}: {cause.get('reason', '')})"
+            return out[:500]
         return str(err)[:500]
     return str(info)[:500]
 

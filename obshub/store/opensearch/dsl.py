@@ -1,8 +1,9 @@
 """Query-language AST -> OpenSearch query DSL (the SQLite twin is `store/sqlite_query.py`).
 
 Same semantics as the SQLite backend (tests/contract runs both):
-- a word matches the message (analyzed tokens, as a phrase when it holds punctuation, like
-  FTS5) or equals any id field; a phrase and `word*` match the message only;
+- a word matches the message (its words, split by the same rule as FTS5: mappings.py
+  WORDS_ANALYSIS; as a phrase when it holds punctuation, `vshard.leader` = the words `vshard`
+  `leader` in a row) or equals any id field; a phrase and `word*` match the message only;
 - `-x` matches events lacking the field (`must_not` does that by itself);
 - `attrs.k:v` compares typed JSON values (`attrs_kv`), `attrs.k:>N` numbers only (`attrs_num`);
 - `level:>=warning` means warning, error and critical;
@@ -19,7 +20,8 @@ from typing import Any
 
 from obshub.errors import QueryError
 from obshub.store.opensearch.mappings import attr_kv, num_field
-from obshub.store.querylang import ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, level_values, ts_value
+from obshub.store.querylang import (ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, has_word, level_values,
+                                    ts_value)
 
 __all__ = ["compile_query", "filters"]
 
@@ -58,8 +60,8 @@ def compile_query(node: Node) -> dict[str, Any]:
 
 
 def _text(node: Text) -> dict[str, Any]:
-    if not any(ch.isalnum() for ch in node.value):
-        msg: dict[str, Any] = _NONE  # punctuation only: no token can match
+    if not has_word(node.value):
+        msg: dict[str, Any] = _NONE  # punctuation only: no word can match
     elif node.prefix:
         msg = {"match_phrase_prefix": {"message": {"query": node.value, "max_expansions": _PREFIX_EXPANSIONS}}}
     else:
