@@ -618,8 +618,7 @@ class SqliteStore:
         with self._write() as w:
             analyzed = sqlite_ops.analyze_if_due(w)
             sqlite_ops.optimize(w)
-        return {"deleted": out.deleted, "transactions": out.transactions,
-                "max_lock_ms": round(out.max_held_s * 1000, 1), "reclaimed_pages": pages, "analyzed": analyzed}
+        return {**out.report(), "reclaimed_pages": pages, "analyzed": analyzed}
 
     def _reclaim(self) -> int:
         """PRAGMA incremental_vacuum in steps that hold the write lock ~25 ms, down to a reserve

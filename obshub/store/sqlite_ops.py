@@ -55,16 +55,21 @@ class Upkeep:
 
 @dataclass
 class Retention:
-    """One retention run: rows deleted, in how many transactions, the longest lock held."""
+    """One retention run: rows deleted, and how long each transaction held the write lock."""
 
     deleted: int = 0
-    transactions: int = 0
-    max_held_s: float = 0.0
+    held_s: list[float] = field(default_factory=list)
 
     def add(self, rows: int, held_s: float) -> None:
         self.deleted += rows
-        self.transactions += 1
-        self.max_held_s = max(self.max_held_s, held_s)
+        self.held_s.append(held_s)
+
+    def report(self) -> dict[str, float | int]:
+        """What the maintenance job logs: rows, transactions, lock held (median, p99, longest; ms)."""
+        held = sorted(self.held_s) or [0.0]
+        ms = [round(held[min(len(held) - 1, int(q * len(held)))] * 1000, 1) for q in (0.5, 0.99)]
+        return {"deleted": self.deleted, "transactions": len(self.held_s), "lock_ms_median": ms[0],
+                "lock_ms_p99": ms[1], "lock_ms_max": round(held[-1] * 1000, 1)}
 
 
 def _events_rows(conn: sqlite3.Connection) -> int:
