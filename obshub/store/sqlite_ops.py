@@ -15,14 +15,22 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 
-__all__ = ["DELETE_CHUNK", "ChunkSizer", "Retention", "Upkeep", "analyze_if_due", "optimize", "reclaimable"]
+__all__ = ["DELETE_CHUNK", "ChunkSizer", "Retention", "Upkeep", "analyze_if_due", "optimize", "reclaimable",
+           "vacuum_step"]
 
 # One retention transaction: the oldest events of a project, `LIMIT` rows at a time.
 DELETE_CHUNK = ("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events "
                 "WHERE project_id = ? AND ts < ? LIMIT ?)")
 
 LOCK_BOUND_S = 0.050  # what one upkeep transaction may hold the write lock, at most
-_TARGET_S = LOCK_BOUND_S / 2  # aimed at: the next chunk is sized on the last one's rate, which varies
+# Aimed at: the next chunk is sized on the last one's rate, and the rate varies a lot (FTS5
+# merge work, I/O of a shared disk): on the 5M bench store a chunk's p99 is ~4x its median.
+_TARGET_S = 0.010
+# The writer's automatic checkpoint while upkeep runs (pages of WAL). At SQLite's 1,000 it fired
+# inside ~1 in 10 retention COMMITs, i.e. inside the write lock (+20-30 ms each); upkeep
+# checkpoints from a connection of its own instead, which runs beside the writer.
+UPKEEP_AUTOCHECKPOINT = 10_000
+DEFAULT_AUTOCHECKPOINT = 1_000
 ANALYZE_MIN_ROWS = 100_000  # below this the planner's built-in guesses (made for big tables) do fine
 ANALYZE_LIMIT = 1_000  # rows read per index by ANALYZE: bounded time at any size
 _RESERVE_DIV = 64  # free pages kept for reuse: 1/64 of the file (35 MB at 2.2 GB), so hourly
@@ -42,7 +50,7 @@ class ChunkSizer:
         if done <= 0:
             return
         per_row = max(seconds, 1e-6) / done
-        self.rows = max(self.low, min(self.high, int(_TARGET_S / per_row)))
+        self.rows = max(self.low, min(self.high, round(_TARGET_S / per_row)))
 
 
 @dataclass
@@ -109,6 +117,16 @@ def optimize(conn: sqlite3.Connection) -> None:
     if _analyzed_rows(conn) is not None:
         conn.execute(f"PRAGMA analysis_limit = {ANALYZE_LIMIT}")
         conn.execute("PRAGMA optimize")
+
+
+def vacuum_step(conn: sqlite3.Connection, pages: int) -> int:
+    """Give up to `pages` free pages (beyond the reserve) back to the file system; returns how
+    many went. One page per statement: `PRAGMA incremental_vacuum(N)` frees one page per step,
+    and sqlite3 steps a statement without result columns only once (~30 us a page at 5M events)."""
+    n = min(reclaimable(conn), pages)
+    for _ in range(n):
+        conn.execute("PRAGMA incremental_vacuum(1)")
+    return n
 
 
 def reclaimable(conn: sqlite3.Connection) -> int:

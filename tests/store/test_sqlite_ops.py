@@ -131,14 +131,14 @@ def test_retention_deletes_in_short_transactions(store: SqliteStore) -> None:
     assert len(store.search(1, SearchRequest(None, None, None, 100))) == 10
 
 
-def test_chunks_are_sized_to_hold_the_lock_about_25_ms() -> None:
+def test_chunks_are_sized_to_hold_the_lock_about_10_ms() -> None:
     sizer = sqlite_ops.ChunkSizer()
     sizer.learn(5000, 0.5)  # 100 us a row, as measured at 5M events
-    assert sizer.rows == 250
-    sizer.learn(250, 0.0025)  # cheap rows: bigger chunks, up to the cap
-    assert sizer.rows == 2500
+    assert sizer.rows == 100
+    sizer.learn(100, 0.001)  # cheap rows: bigger chunks, up to the cap
+    assert sizer.rows == 1000
     sizer.learn(0, 0.0)  # nothing deleted: nothing learnt
-    assert sizer.rows == 2500
+    assert sizer.rows == 1000
     sizer.learn(10, 10.0)
     assert sizer.rows == sizer.low
 
