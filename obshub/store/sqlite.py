@@ -237,8 +237,8 @@ class SqliteStore:
             w = self._connect()
             if not w.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall():
                 # A new store: freed pages can be given back to the file system after retention
-                # (sqlite_ops.reclaim). It must be chosen before the first table; an older store
-                # converts with VACUUM (docs/configuration.md).
+                # (`_reclaim`). It must be chosen before the first table; an older store converts
+                # with VACUUM (docs/configuration.md).
                 w.execute("PRAGMA auto_vacuum = INCREMENTAL")
             w.execute("PRAGMA journal_mode = WAL")
             with self._tx(w):
@@ -621,13 +621,19 @@ class SqliteStore:
         """For upkeep: PASSIVE checkpoints from a connection of its own, while the writer's
         automatic checkpoint (which runs inside its COMMIT, under the lock) is held off."""
         try:
-            ck = self._connect()
+            ck = self._connect(cache_kib=1024)  # a checkpoint copies pages; it needs no cache
+        except sqlite3.Error as e:
+            raise _translate(e) from None
+        try:
             with self._wlock:
                 if self._writer is None:
                     raise StoreUnavailable("store is not open")
                 self._writer.execute(f"PRAGMA wal_autocheckpoint = {sqlite_ops.UPKEEP_AUTOCHECKPOINT}")
-        except sqlite3.Error as e:
-            raise _translate(e) from None
+        except BaseException as e:
+            ck.close()
+            if isinstance(e, sqlite3.Error):
+                raise _translate(e) from None
+            raise
 
         def checkpoint() -> None:
             try:

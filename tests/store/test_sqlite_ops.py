@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from obshub.errors import StoreOverloaded
+from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.events import normalize
 from obshub.store import sqlite_ops
 from obshub.store.base import SearchRequest
@@ -203,3 +203,16 @@ def test_small_store_keeps_the_planner_defaults(store: SqliteStore) -> None:
     conn = sqlite3.connect(store.path)
     assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()
     conn.close()
+
+
+def test_upkeep_and_reads_of_a_closed_store_are_store_unavailable(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "obshub.db")
+    s.open()
+    s.close()
+    with pytest.raises(StoreUnavailable):
+        s.maintain(now_us(), DAY)  # the job logs it and tries again at the next run
+    with pytest.raises(StoreUnavailable):
+        s.search(1, SearchRequest(None, None, None, 10))
+    s.open()  # and a store opened again serves again
+    assert s.search(1, SearchRequest(None, None, None, 10)) == []
+    s.close()
