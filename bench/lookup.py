@@ -1,5 +1,6 @@
-"""Lookups as data grows: trace, user journey, word search, pages and the errors list, p50/p99
-in ms over HTTP against a real hub process, on stores of realistic fleet data (bench/fleet.py).
+"""Lookups as data grows: trace, user journey, word search, pages (search, users, errors,
+analytics) and the errors list, p50/p99 in ms over HTTP against a real hub process, on stores of
+realistic fleet data (bench/fleet.py); then the hub's resident memory after those queries.
 
     .venv/bin/python bench/lookup.py [--sizes 100k,1M,5M] [--samples 30]
         [--opensearch local|opensearch://HOST:PORT?replicas=0] [--os-sizes 1M] [--data DIR] [--rebuild]
@@ -164,15 +165,30 @@ def queries(meta: Meta) -> list[Query]:
         Query("common word `GET`", lambda i: "/api/v1/search?q=GET&from=-8d"),
         Query("page /search?q=level:error", lambda i: "/search?q=level%3Aerror", page=True),
         Query("page /search (facets)", lambda i: "/search", page=True),
+        # No index on host: the page walks the day's events newest first, facets until 10,000 match.
+        Query("page /search?q=host:web-07", lambda i: "/search?q=host%3Aweb-07", page=True),
         Query("page /users/<id>, typical", lambda i: f"/users/{typical[i % len(typical)]}", page=True),
         Query("page /users/<id>, heaviest", lambda i: f"/users/{heavy}", page=True),
         Query("/api/v1/errors", lambda i: "/api/v1/errors"),
+        Query("page /errors", lambda i: "/errors", page=True),
+        Query("page /analytics", lambda i: "/analytics", page=True),
     ]
 
 
 def _pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, round(p / 100 * len(xs) + 0.5) - 1))]
+
+
+RSS = "hub RSS after the queries, MiB"
+
+
+def _rss_mib(client: httpx.Client) -> float:
+    """The hub's resident memory from its own /metrics (prometheus_client's process collector)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("process_resident_memory_bytes "):
+            return float(line.split()[1]) / 2**20
+    return float("nan")
 
 
 def measure(port: int, meta: Meta, samples: int) -> dict[str, tuple[float, float, int]]:
@@ -199,6 +215,8 @@ def measure(port: int, meta: Meta, samples: int) -> dict[str, tuple[float, float
                     break
             out[q.name] = (statistics.median(times), _pct(times, 99), len(times))
             print(f"    {q.name}: p50 {out[q.name][0]:,.0f} ms, p99 {out[q.name][1]:,.0f} ms", file=sys.stderr)
+        rss = _rss_mib(api)
+        out[RSS] = (rss, rss, 1)
     finally:
         api.close()
         web.close()
@@ -246,10 +264,11 @@ def main() -> int:
         cells = []
         for col in columns:
             v = results[col].get(name)
-            cells.append(f"{v[0]:,.0f}/{v[1]:,.0f}" if v else "-")
+            cells.append(("-" if not v else f"{v[0]:,.0f}" if name == RSS else f"{v[0]:,.0f}/{v[1]:,.0f}"))
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| heaviest user's requests | " + " | ".join(f"{heaviest[c]:,}" for c in columns) + " |")
-    print("| samples | " + " | ".join(str(min(v[2] for v in results[c].values())) + "+" for c in columns) + " |")
+    print("| samples | " + " | ".join(str(min(v[2] for k, v in results[c].items() if k != RSS)) + "+"
+                                    for c in columns) + " |")
     return 0
 
 

@@ -19,26 +19,20 @@ log = structlog.get_logger("obshub.jobs")
 
 
 def retention(hub: Any) -> int:
-    """Lifecycle: delete events older than `retention_days` (0 keeps everything). Backends with
-    their own lifecycle (OpenSearch: rollover by age/size, then dropping whole backing indices)
-    expose `maintain`; the others delete rows. Returns how many were removed."""
+    """Lifecycle: delete events older than `retention_days` (0 keeps everything) and the
+    store's own upkeep, through `Store.maintain` (OpenSearch: rollover by age/size, then
+    dropping whole backing indices; SQLite: deletes in short transactions, freed pages given
+    back to the file system, planner statistics). Returns how many events were removed."""
     keep_us = hub.settings.retention_days * 86_400_000_000
     now = time.time_ns() // 1000
-    maintain = getattr(hub.store, "maintain", None)
     try:
-        if maintain is not None:
-            out = maintain(now, keep_us)
-            if out.get("rolled_over") or out.get("deleted"):
-                log.info("lifecycle", **out)
-            return int(out.get("deleted") or 0)
-        if keep_us == 0:
-            return 0
-        removed = hub.store.delete_before(now - keep_us)
+        out = hub.store.maintain(now, keep_us)
     except StoreError as e:
         log.warning("retention failed; will retry", error=str(e))
         return 0
-    if removed:
-        log.info("retention", removed=removed, days=hub.settings.retention_days)
+    removed = int(out.get("deleted") or 0)
+    if removed or out.get("rolled_over") or out.get("reclaimed_pages") or out.get("analyzed"):
+        log.info("retention", days=hub.settings.retention_days, **out)
     return removed
 
 

@@ -1,5 +1,9 @@
 """Product analytics over factual `kind=event` records: names, properties, values, series.
-The store aggregates; this module validates arguments and shapes the contract's JSON."""
+The store aggregates; this module validates arguments and shapes the contract's JSON.
+
+Names and series count every occurrence in the range (covering indexes of `kind=event` rows);
+properties and values read the newest 10,000 occurrences (`FACET_SAMPLE`) and say so with
+`counted` and `approximate`: a frequent event's values no longer cost every occurrence ever."""
 
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ def _need(value: str | None, name: str) -> str:
 
 
 def event_properties(store: Store, project_id: int, event: str | None, start: int | None, end: int | None) -> dict[str, Any]:
-    return {"properties": store.event_properties(project_id, _need(event, "event"), start, end)}
+    found = store.event_properties(project_id, _need(event, "event"), start, end)
+    return {"properties": found.value, "counted": found.counted, "approximate": found.approximate}
 
 
 def property_values(store: Store, project_id: int, event: str | None, prop: str | None, start: int | None,
@@ -36,8 +41,9 @@ def property_values(store: Store, project_id: int, event: str | None, prop: str 
     prop = _need(prop, "property")
     if any(c in prop for c in "\"'\\"):
         raise QueryError("property: quotes are not allowed in a property name")
-    rows = store.property_values(project_id, _need(event, "event"), prop, start, end, limit)
-    return {"values": [{"value": v, "count": c} for v, c in rows]}
+    found = store.property_values(project_id, _need(event, "event"), prop, start, end, limit)
+    return {"values": [{"value": v, "count": c} for v, c in found.value], "counted": found.counted,
+            "approximate": found.approximate}
 
 
 def event_series(store: Store, project_id: int, event: str | None, interval_us: int, start: int, end: int,

@@ -3,6 +3,10 @@ from occurrences (no hot counter document to contend on), merged groups folded i
 
 `q` filters occurrences with the query language, so `host:web-2 user_id:42` lists the groups
 that user hit on that host; a group shows only when at least one occurrence matches.
+
+The list counts the occurrences of the last 14 days unless the caller gives `from`
+(`DEFAULT_FROM`): counting every occurrence ever stored grew with the store (275 ms at 5M events
+and still growing); a range reads only its own occurrences from a covering index.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from obshub.query.search import check_limit
 from obshub.store.base import GROUP_STATES, GroupRecord, GroupStats, SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or
 
-__all__ = ["get_group", "list_groups", "merge_groups", "set_state"]
+__all__ = ["DEFAULT_FROM", "get_group", "list_groups", "merge_groups", "set_state"]
 
 NEW_FOR_US = 24 * 3600 * 1_000_000  # a group first seen in the last 24 h is "new"
+DEFAULT_FROM = "-14d"  # the list's occurrences when no `from` is given (`from=` empty: all of them)
 _LEVEL_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
 
 

@@ -30,9 +30,10 @@ def _int(request: Request, name: str, default: int) -> int:
         raise QueryError(f"{name}: expected an integer, got {raw!r}") from None
 
 
-def _range(request: Request) -> tuple[int | None, int | None]:
+def _range(request: Request, default_from: str | None = None) -> tuple[int | None, int | None]:
+    """`from` and `to` in µs; an absent `from` is `default_from` (an empty one: no bound)."""
     now = time.time_ns() // 1000
-    start = parse_time(request.query_params.get("from"), "from", now)
+    start = parse_time(request.query_params.get("from", default_from), "from", now)
     end = parse_time(request.query_params.get("to"), "to", now)
     if start is not None and end is not None and end <= start:
         raise QueryError("to: must be after from")
@@ -127,7 +128,7 @@ async def api_series(request: Request) -> JSONResponse:
 
 async def api_errors(request: Request) -> JSONResponse:
     pid = await _project(request)
-    start, end = _range(request)
+    start, end = _range(request, errors.DEFAULT_FROM)
     q = parse_query(request.query_params.get("q"))
     state = request.query_params.get("state") or None
     limit = _int(request, "limit", 200)

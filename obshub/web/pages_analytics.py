@@ -33,7 +33,8 @@ def _load(store: Any, pid: int, event: str, prop: str, interval: str, unique: bo
     if event:
         out["properties"] = analytics.event_properties(store, pid, event, start, end)["properties"]
         if prop in out["properties"]:  # a property kept from another event's view is dropped
-            out["values"] = analytics.property_values(store, pid, event, prop, start, end, 50)["values"]
+            found = analytics.property_values(store, pid, event, prop, start, end, 50)
+            out["values"], out["values_sampled"] = found["values"], found["counted"] if found["approximate"] else None
     return out
 
 

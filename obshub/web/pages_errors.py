@@ -2,8 +2,10 @@
 group page (stack with in-app frames emphasised, tags, occurrences over time, the requests it
 happened in, resolve / ignore / unresolve / merge as CSRF-protected POST forms).
 
-Sparklines come from one query: the last `SPARK_CAP` error occurrences of the past 24 h,
-bucketed per group by hour, instead of one query per group.
+Sparklines come from one query: the past 24 h's error occurrences counted per group and hour
+by the store (a covering index on SQLite), instead of one query per group. They used to read the
+newest 5,000 occurrences (older ones fell off) through a walk of every event of the day: ~380 ms
+at 5M events.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.routing import Route
 
 from obshub.errors import NotFound, QueryError
 from obshub.events import format_ts, parse_ts
+from obshub.query.times import parse_time
 from obshub.query import errors as groups
 from obshub.query.search import parse_query
 from obshub.store.base import GROUP_STATES, SearchRequest, Store
@@ -31,7 +34,6 @@ __all__ = ["routes"]
 
 HOUR_US = 3_600_000_000
 SPARK_HOURS = 24
-SPARK_CAP = 5_000  # occurrences read for the list's sparklines; older ones fall off the right
 OCCURRENCE_CAP = 1_000  # occurrences bucketed for the group page's chart
 
 
@@ -46,13 +48,15 @@ def _hourly(ts_list: list[int], now: int, hours: int) -> list[int]:
 
 
 def _sparks(store: Store, pid: int, now: int) -> dict[str, list[int]]:
-    rows = store.search(pid, SearchRequest(Field("kind", "=", "error", True), now - SPARK_HOURS * HOUR_US, None,
-                                           SPARK_CAP))
-    per: dict[str, list[int]] = {}
-    for e in rows:
-        if e.get("group_id"):
-            per.setdefault(e["group_id"], []).append(e["ts"])
-    return {g: _hourly(ts, now, SPARK_HOURS) for g, ts in per.items()}
+    """Per group: occurrences in each of the last 24 clock hours, the current one last."""
+    first = now - now % HOUR_US - (SPARK_HOURS - 1) * HOUR_US
+    out = {}
+    for gid, buckets in store.group_series(pid, first, now + 1, HOUR_US).items():
+        counts = [0] * SPARK_HOURS
+        for t, n in buckets:
+            counts[(t - first) // HOUR_US] += n
+        out[gid] = counts
+    return out
 
 
 def _list(store: Store, pid: int, state: str | None, q: str, start: int | None, end: int | None) -> dict[str, Any]:
@@ -75,14 +79,14 @@ async def errors_page(request: Request, session: Session) -> Response:
     data: dict[str, Any] = {"groups": []}
     tr = None
     try:
-        tr = time_range(request, default_from="")
+        tr = time_range(request, default_from=groups.DEFAULT_FROM)
         data = await run_in_threadpool(_list, request.app.state.hub.store, session.project.id,
                                        state if state in GROUP_STATES else None, q, tr.start, tr.end)
     except QueryError as e:
         error = e
     return render(request, "errors.html", {
         "groups": data["groups"], "state": state, "q": q, "error": error, "states": GROUP_STATES,
-        "raw_from": qp.get("from", ""), "raw_to": qp.get("to", ""),
+        "raw_from": qp.get("from", groups.DEFAULT_FROM), "raw_to": qp.get("to", ""),
         "state_url": lambda s: url_with(request, state=s),
     }, 400 if error else 200)
 
@@ -106,7 +110,8 @@ def _group(store: Store, pid: int, gid: str) -> dict[str, Any]:
             if e.get(k):
                 tags[k][e[k]] += 1
     g["tags"] = {k: c.most_common(5) for k, c in tags.items() if c}
-    others = [o for o in groups.list_groups(store, pid, None, None, None, None)["groups"] if o["id"] != g["id"]]
+    since = parse_time(groups.DEFAULT_FROM, "from", now)  # candidates: groups seen in the list's default range
+    others = [o for o in groups.list_groups(store, pid, None, None, since, None)["groups"] if o["id"] != g["id"]]
     g["merge_candidates"] = others[:50]
     return g
 

@@ -194,9 +194,10 @@ def test_analytics_endpoints(hub: LiveHub) -> None:
     names = hub.get("/api/v1/analytics/events", **rng).json()
     assert names == {"events": [{"name": "login", "count": 10}, {"name": "checkout", "count": 3}]}
     props = hub.get("/api/v1/analytics/properties", event="login", **rng).json()
-    assert props == {"properties": ["method", "plan"]}
+    assert props == {"properties": ["method", "plan"], "counted": 10, "approximate": False}
     vals = hub.get("/api/v1/analytics/values", event="login", property="plan", **rng).json()
-    assert vals == {"values": [{"value": "free", "count": 5}, {"value": "pro", "count": 5}]}
+    assert vals == {"values": [{"value": "free", "count": 5}, {"value": "pro", "count": 5}],
+                    "counted": 10, "approximate": False}
     series = hub.get("/api/v1/analytics/series", event="login", interval="hour",
                      **{"from": str(t // 1_000_000), "to": str((t + 3 * 3_600_000_000) // 1_000_000)}).json()
     assert [p["count"] for p in series["points"]] == [10, 0, 0]

@@ -311,3 +311,25 @@ def test_links_to_ids_with_url_characters_lead_to_them(web: httpx.Client, demo_h
     assert unquote(nxt) == unquote(trace_url) == f"/trace/{ODD_REQUEST}"
     r = web.get(nxt)
     assert r.status_code == 200 and "odd two" in r.text
+
+
+def test_facets_say_they_count_the_newest_matches(tmp_path: Path) -> None:
+    """Past 10,000 matches the facets count the newest 10,000 (a bounded cost) and say so;
+    fewer matches are counted exactly, without the note. Errors list: the last 14 days by
+    default, shown in its form."""
+    hub = LiveHub(f"sqlite:///{tmp_path}/obshub.db").start()
+    try:
+        now = time.time_ns() // 1000
+        batch = [{"id": f"fc-{i:05d}", "ts": now - 3_600_000_000 + i, "message": f"row {i}",
+                  "host": "web-2" if i % 1000 == 0 else "web-1"} for i in range(10_001)]
+        hub.store.write_events(hub.project_id, [normalize(e, now) for e in batch])
+        with login_client(hub) as c:
+            page = c.get("/search").text
+            assert "Top values in the newest 10,000 matches" in page
+            assert re.search(r'title="only host:web-1">web-1</a> <span class="n">9990<', page), page
+            few = c.get("/search", params={"q": "host:web-2"}).text
+            assert "Top values in the newest" not in few and re.search(r'web-2</a> <span class="n">11<', few)
+            errors = c.get("/errors").text
+            assert 'name="from" value="-14d"' in errors
+    finally:
+        hub.stop()

@@ -28,7 +28,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from obshub.errors import StoreError, StoreUnavailable
-from obshub.store.base import NewToken, Project, SearchRequest, TokenRecord, TokenScope, WriteResult
+from obshub.store.base import FACET_SAMPLE, NewToken, Project, Sampled, SearchRequest, TokenRecord, TokenScope, WriteResult
 from obshub.store.coalesce import Coalescer
 from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
@@ -259,18 +259,19 @@ class OpenSearchStore:
         return self._reader.count_user_requests(project_id, user_id, start, end, cap)
 
     def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-               fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
-        return self._reader.facets(project_id, query, start, end, fields, limit)
+               fields: Sequence[str], limit: int, sample: int = FACET_SAMPLE) -> Sampled[dict[str, list[tuple[str, int]]]]:
+        return self._reader.facets(project_id, query, start, end, fields, limit, sample)
 
     def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:
         return self._reader.event_names(project_id, start, end, limit)
 
-    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None) -> list[str]:
-        return self._reader.event_properties(project_id, name, start, end)
+    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None,
+                         sample: int = FACET_SAMPLE) -> Sampled[list[str]]:
+        return self._reader.event_properties(project_id, name, start, end, sample)
 
     def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
-                        limit: int) -> list[tuple[Any, int]]:
-        return self._reader.property_values(project_id, name, prop, start, end, limit)
+                        limit: int, sample: int = FACET_SAMPLE) -> Sampled[list[tuple[Any, int]]]:
+        return self._reader.property_values(project_id, name, prop, start, end, limit, sample)
 
     def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
                      unique: bool) -> list[tuple[int, int]]:
@@ -283,6 +284,9 @@ class OpenSearchStore:
     def group_stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
                     ids: Sequence[str] | None = None) -> dict[str, Any]:
         return self._groups.stats(project_id, query, start, end, ids)
+
+    def group_series(self, project_id: int, start: int, end: int, interval_us: int) -> dict[str, list[tuple[int, int]]]:
+        return self._groups.series(project_id, start, end, interval_us)
 
     def update_group(self, project_id: int, group_id: str, state: str | None = None,
                      resolved_at: int | None = None, merged_into: str | None = None) -> Any:

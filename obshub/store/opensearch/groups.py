@@ -236,6 +236,18 @@ class Groups:
                                      int(b["first"]["value"]), int(b["last"]["value"]))
                 for b in resp["aggregations"]["g"]["buckets"]}
 
+    def series(self, project_id: int, start: int, end: int, interval_us: int) -> dict[str, list[tuple[int, int]]]:
+        q = filters(project_id, None, start, end)
+        q["bool"]["filter"] += [{"term": {"kind": "error"}}, {"exists": {"field": "group_id"}}]
+        body = {"query": q, "size": 0, "track_total_hits": False, "aggs": {"g": {
+            "terms": {"field": "group_id", "size": _MAX_GROUPS},
+            "aggs": {"h": {"histogram": {"field": "ts", "interval": interval_us, "min_doc_count": 1}}}}}}
+        self._before_read()
+        with guard("error group series"):
+            resp = self.client.search(index=self.events, body=body)
+        return {b["key"]: [(int(h["key"]), int(h["doc_count"])) for h in b["h"]["buckets"]]
+                for b in resp["aggregations"]["g"]["buckets"]}
+
     def _forget(self, project_id: int, gid: str) -> None:
         """The group's state changes: the next write must look it up again."""
         if len(self._changed) >= _KNOWN_MAX:

@@ -15,7 +15,7 @@ import orjson
 from opensearchpy import OpenSearch
 
 from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
-from obshub.store.base import SearchRequest
+from obshub.store.base import FACET_SAMPLE, Sampled, SearchRequest
 from obshub.store.opensearch.client import guard, reason
 from obshub.store.opensearch.dsl import filters
 from obshub.store.opensearch.mappings import from_doc
@@ -123,21 +123,42 @@ class Reader:
         resp = self._search(body, what)
         return [(b["key"], int(b["doc_count"])) for b in resp["aggregations"]["t"]["buckets"]]
 
+    def _newest(self, query: dict[str, Any], sample: int, what: str) -> tuple[dict[str, Any], int, bool]:
+        """`query` narrowed to its newest `sample` matches (by ts, then id, newest first: the
+        order of search and of the SQLite store's sample), how many those are, and whether more
+        matched. One search finds the cutoff (the sample-th match; `from` goes to 10,000 =
+        index.max_result_window) and, with `track_total_hits: sample + 1`, whether it was not
+        the last."""
+        if not 1 <= sample <= min(FACET_SAMPLE, _MAX_WINDOW):
+            raise ValueError(f"sample: must be between 1 and {FACET_SAMPLE}")
+        body = {"query": query, "sort": [{"ts": "desc"}, {"id": "desc"}], "from": sample - 1, "size": 1,
+                "track_total_hits": sample + 1, "_source": False}
+        resp = self._search(body, what)
+        total = int(resp["hits"]["total"]["value"])
+        if total <= sample:
+            return query, total, False
+        ts, id_ = resp["hits"]["hits"][0]["sort"]
+        newer = {"bool": {"should": [{"range": {"ts": {"gt": ts}}},
+                                     {"bool": {"filter": [{"term": {"ts": ts}}, {"range": {"id": {"gte": id_}}}]}}],
+                          "minimum_should_match": 1}}
+        return {"bool": {"filter": [query, newer]}}, sample, True
+
     def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-               fields: Sequence[str], limit: int) -> dict[str, list[tuple[str, int]]]:
+               fields: Sequence[str], limit: int, sample: int = FACET_SAMPLE) -> Sampled[dict[str, list[tuple[str, int]]]]:
         for f in fields:
             if f not in CORE_FIELDS or f in ("ts", "message", "id"):
                 raise ValueError(f"cannot facet on {f!r}")
+        q, counted, approximate = self._newest(filters(project_id, query, start, end), sample, "facets")
         if not fields:
-            return {}
+            return Sampled({}, counted, approximate)
         order = [{"_count": "desc"}, {"_key": "asc"}]
         body = {
-            "query": filters(project_id, query, start, end), "size": 0, "track_total_hits": False,
+            "query": q, "size": 0, "track_total_hits": False,
             "aggs": {f: {"terms": {"field": f, "size": max(1, limit), "order": order}} for f in fields},
         }
         resp = self._search(body, "facets")
-        return {f: [(b["key"], int(b["doc_count"])) for b in resp["aggregations"][f]["buckets"]]
-                for f in fields}
+        return Sampled({f: [(b["key"], int(b["doc_count"])) for b in resp["aggregations"][f]["buckets"]][:max(0, limit)]
+                        for f in fields}, counted, approximate)
 
     # -- analytics ---------------------------------------------------------------------------
     @staticmethod
@@ -153,28 +174,28 @@ class Reader:
             return []
         return self._terms(self._events(project_id, None, start, end), "name", limit, "event names")
 
-    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None) -> list[str]:
+    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None,
+                         sample: int = FACET_SAMPLE) -> Sampled[list[str]]:
+        q, counted, approximate = self._newest(self._events(project_id, name, start, end), sample, "event properties")
         body = {
-            "query": self._events(project_id, name, start, end), "size": 0, "track_total_hits": False,
-            # Every occurrence in the range (SQLite looks at the newest 10,000): a terms agg on
-            # one keyword is cheap at any size, so there is no reason to sample.
+            "query": q, "size": 0, "track_total_hits": False,
             "aggs": {"keys": {"terms": {"field": "attrs_keys", "size": _MAX_PROPS, "order": {"_key": "asc"}}}},
         }
         resp = self._search(body, "event properties")
-        return sorted(b["key"] for b in resp["aggregations"]["keys"]["buckets"])
+        return Sampled(sorted(b["key"] for b in resp["aggregations"]["keys"]["buckets"]), counted, approximate)
 
     def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
-                        limit: int) -> list[tuple[Any, int]]:
+                        limit: int, sample: int = FACET_SAMPLE) -> Sampled[list[tuple[Any, int]]]:
+        q, counted, approximate = self._newest(self._events(project_id, name, start, end), sample, "property values")
         if limit <= 0:
-            return []
-        q = self._events(project_id, name, start, end)
+            return Sampled([], counted, approximate)
         key = attr_key(prop) if prop.startswith("attrs.") else (None if prop in CORE_FIELDS else prop)
         if key is None:
             if prop in ("ts", "received_at"):
                 field = prop
             else:
                 field = "message.raw" if prop == "message" else prop
-            return self._terms(q, field, limit, "property values")
+            return Sampled(self._terms(q, field, limit, "property values"), counted, approximate)
         prefix = key + "="
         include = _LUCENE_RE_SPECIAL.sub(r"\\\1", prefix) + ".*"
         out: list[tuple[Any, int]] = []
@@ -191,7 +212,7 @@ class Reader:
             out.append((value, n))
         # Mixed types order like SQLite: numbers before text.
         out.sort(key=lambda vn: (-vn[1], isinstance(vn[0], str), vn[0]))
-        return out[:limit]
+        return Sampled(out[:limit], counted, approximate)
 
     def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
                      unique: bool) -> list[tuple[int, int]]:
