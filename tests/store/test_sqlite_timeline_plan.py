@@ -46,22 +46,23 @@ def test_timeline_reads_use_the_id_indexes(store: SqliteStore) -> None:
     long[0]["user_id"] = long[-1]["user_id"] = "u1"  # a request above the cap, straddling pages
     long[-1]["ts"] = t + 25 * S
     store.write_events(1, [normalize(e, now_us()) for e in evs + long])
-    conn = store._reader()
     seen: list[str] = []
-    conn.set_trace_callback(seen.append)
-    try:
-        cursor = None
-        listed = []
-        while True:  # with a range, as the page asks (-7d): the case the planner got wrong
-            page = user_timeline(store, 1, "u1", t - 3600 * S, now_us(), limit=4, cursor=cursor)
-            listed += [r["request_id"] for r in page["requests"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-    finally:
-        conn.set_trace_callback(None)
+    with store._snapshot():  # every read of this thread on one pool connection, traced
+        conn = store._held.conn
+        conn.set_trace_callback(seen.append)
+        try:
+            cursor = None
+            listed = []
+            while True:  # with a range, as the page asks (-7d): the case the planner got wrong
+                page = user_timeline(store, 1, "u1", t - 3600 * S, now_us(), limit=4, cursor=cursor)
+                listed += [r["request_id"] for r in page["requests"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+        finally:
+            conn.set_trace_callback(None)
+        plans = _plans(conn, seen)
     assert sorted(listed) == sorted([f"r{i}" for i in range(30)] + ["r-long"])
-    plans = _plans(conn, seen)
     used = {i for _, plan in plans for p in plan for i in ("ix_events_user_id", "ix_events_request_id") if i in p}
     assert used == {"ix_events_user_id", "ix_events_request_id"}, plans  # the walk, the expansion
     assert any("count(" in sql for sql, _ in plans) and any("r-long" in sql and "u1" in sql for sql, _ in plans)
