@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from obshub import auth
+from obshub.clock import SkewEstimator, parse_sent_at
 from obshub.digest import GroupSeen, Scrubber
-from obshub.digest.skew import SkewEstimator, parse_sent_at
 from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
 from obshub.ingest import sentry
 from obshub.ingest.native import ingest
