@@ -57,7 +57,7 @@ class Hub:
     skew: SkewEstimator = field(default_factory=SkewEstimator)
     admission: Any = None  # obshub.ingest.admission.Admission, made on the serving event loop
     ingest_threads: ThreadPoolExecutor | None = None
-    uptime: Any = None  # obshub.jobs.uptime.Uptime while the scheduler runs: told of API check changes
+    uptime: Any = None  # obshub.uptime.scheduling.Uptime while the scheduler runs: told of API check changes
     # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
     # start (like telemetry._KNOWN), and no label lookup per write.
     store_write: Any = field(init=False)

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from obshub.jobs.uptime import ProbeResult, Uptime, record, run_all
-from obshub.query.checks import parse_check, write_definition
+from obshub.uptime.config import parse_check
+from obshub.uptime.model import ProbeResult
+from obshub.uptime.scheduling import Uptime, run_all
+from obshub.uptime.writes import record, write_definition
 from tests.factories import now_us
 from tests.hubproc import HubProcess, LiveHub, free_port
 
@@ -135,7 +137,7 @@ def test_uptime_percentages_with_the_real_scheduler(hub: LiveHub, closed_port: i
 
 
 def test_the_hub_taking_a_change_acts_on_it_at_once(hub: LiveHub, web: str) -> None:
-    """Definitions are cached for minutes (jobs/uptime.py: reading them often keeps OpenSearch's
+    """Definitions are cached for minutes (uptime/scheduling.py: reading them often keeps OpenSearch's
     shards from going search-idle), but the hub that takes a POST or DELETE drops its cache."""
     assert post(hub, {"name": "first", "target": f"{web}/ok", "interval_s": 86_400}).status_code == 201
     assert wait_for(hub, "kind:check name:first attrs.up:true"), "first check never probed"  # cache now read
