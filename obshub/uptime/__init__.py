@@ -11,7 +11,7 @@
 
 Data path: settings (`[[checks]]`) and `POST /api/v1/checks` -> config -> writes (a definition
 event) -> store; scheduling -> probes -> writes (a result event) -> store; store -> queries ->
-web/api.py. Writes go through the ingest pipeline, like every event.
+web/api.py. Writes go through the ingest pipeline with the hub's scrubber, like every event.
 
 Everything is an event, so no Store protocol change was needed:
 

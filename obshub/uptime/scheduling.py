@@ -112,7 +112,7 @@ class Uptime:
         age_us = days * 86_400_000_000 // 3
         now = time.time_ns() // 1000
         if check.defined_at < now - age_us:
-            write_definition(self.store, project.id, check.name, check, now // age_us * age_us)
+            write_definition(self.store, project.id, check.name, check, now // age_us * age_us, self.hub.scrubber)
 
     def _forget_gone(self, live: set[tuple[str, str]]) -> None:
         tel = self.hub.telemetry

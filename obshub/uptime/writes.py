@@ -34,9 +34,11 @@ def blank_event() -> dict[str, Any]:
             "attrs": {}}
 
 
-def write_definition(store: Store, project_id: int, name: str, check: Check | None, at_us: int) -> bool:
+def write_definition(store: Store, project_id: int, name: str, check: Check | None, at_us: int,
+                     scrubber: Scrubber | None = None) -> bool:
     """Store a definition (or, with check=None, a tombstone). False if that id already existed
-    (a concurrent replica wrote the same refresh)."""
+    (a concurrent replica wrote the same refresh). `scrubber`: the hub's (`Hub.scrubber`), as for
+    every event it stores; None scrubs with the defaults."""
     ev = blank_event()
     attrs: dict[str, Any] = {"definition": True, "deleted": check is None}
     if check is None:
@@ -46,7 +48,7 @@ def write_definition(store: Store, project_id: int, name: str, check: Check | No
         verb = "connect" if check.is_tcp else "GET"
         message = f"check {name} defined: {verb} {public_target(check.target)} every {check.interval_s} s"
     ev.update(id=f"checkdef:{project_id}:{name}:{at_us}", ts=at_us, name=name, message=message, attrs=attrs)
-    return pipeline.store_events(store, project_id, [ev], received_at=0).accepted == 1
+    return pipeline.store_events(store, project_id, [ev], 0, scrubber).accepted == 1
 
 
 def result_level(up: bool, was_up: bool | None) -> str:
@@ -87,8 +89,8 @@ def _in_config(config: Sequence[Check], project: Project, name: str) -> bool:
     return any(c.project == project.name and c.name == name for c in config)
 
 
-def define_check(store: Store, project: Project, body: Any, config: Sequence[Check],
-                 now_us: int) -> tuple[dict[str, Any], bool]:
+def define_check(store: Store, project: Project, body: Any, config: Sequence[Check], now_us: int,
+                 scrubber: Scrubber) -> tuple[dict[str, Any], bool]:
     """POST: create or replace an API check. Returns (its status, created?)."""
     try:
         check = parse_check(body, "api", project.name)
@@ -97,15 +99,16 @@ def define_check(store: Store, project: Project, body: Any, config: Sequence[Che
     if _in_config(config, project, check.name):
         raise Conflict(f"name: check {check.name!r} is declared in the hub config file; change it there")
     created = check.name not in stored_checks(store, project.id, project.name)
-    if not write_definition(store, project.id, check.name, check, now_us):
+    if not write_definition(store, project.id, check.name, check, now_us, scrubber):
         raise Conflict(f"name: check {check.name!r} was changed at the same microsecond; retry")
     return check_status(store, project.id, check, now_us), created
 
 
-def delete_check(store: Store, project: Project, name: str, config: Sequence[Check], now_us: int) -> dict[str, Any]:
+def delete_check(store: Store, project: Project, name: str, config: Sequence[Check], now_us: int,
+                 scrubber: Scrubber) -> dict[str, Any]:
     if _in_config(config, project, name):
         raise Conflict(f"check {name!r} is declared in the hub config file; remove it there")
     if name not in stored_checks(store, project.id, project.name):
         raise NotFound(f"no check named {name!r}")
-    write_definition(store, project.id, name, None, now_us)
+    write_definition(store, project.id, name, None, now_us, scrubber)
     return {"deleted": name}

@@ -187,7 +187,7 @@ async def api_checks(request: Request) -> JSONResponse:
     now = time.time_ns() // 1000
     if request.method == "POST":
         body = await _json_body(request)
-        out, created = await run_in_threadpool(define_check, hub.store, project, body, config, now)
+        out, created = await run_in_threadpool(define_check, hub.store, project, body, config, now, hub.scrubber)
         _checks_changed(hub)
         return JSONResponse(out, status_code=201 if created else 200)
     return JSONResponse(await run_in_threadpool(list_checks, hub.store, project, config, now))
@@ -198,7 +198,7 @@ async def api_check_delete(request: Request) -> JSONResponse:
     project = await hub.authenticate(request, "read")
     config = config_checks(hub.settings.checks)
     out = await run_in_threadpool(delete_check, hub.store, project, request.path_params["name"],
-                                  config, time.time_ns() // 1000)
+                                  config, time.time_ns() // 1000, hub.scrubber)
     _checks_changed(hub)
     return JSONResponse(out)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from obshub.ingest import pipeline
 from obshub.uptime.config import parse_check
 from obshub.uptime.model import ProbeResult
 from obshub.uptime.scheduling import Uptime, run_all
@@ -247,3 +248,42 @@ def test_a_down_check_is_one_error_per_outage_and_no_error_group(hub: LiveHub) -
     assert hub.search_all("kind:error") == []
     assert hub.get("/api/v1/errors").json()["groups"] == []
     assert listed(hub)["db"]["up"] is False and listed(hub)["db"]["uptime_24h"] == 25.0
+
+
+CARD_TEXT = "test card 4111 1111 1111 1111"  # a payment sandbox page; a card number to the scrubber
+
+
+def test_definitions_are_scrubbed_by_the_hubs_settings(tmp_path: Path, closed_port: int) -> None:
+    """A definition is stored with the hub's scrubber like every event: `scrub = false` keeps
+    what the user wrote (a default scrubber masked it: the check then looked for `[Filtered]`)."""
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False).start()
+    try:
+        body = {"name": "pay", "target": f"http://127.0.0.1:{closed_port}/", "expect_body": CARD_TEXT}
+        assert post(h, body).json()["expect_body"] == CARD_TEXT
+        assert listed(h)["pay"]["expect_body"] == CARD_TEXT
+        assert h.search_all("kind:check attrs.definition:true")[0]["attrs"]["expect_body"] == CARD_TEXT
+        assert delete(h, "pay").status_code == 200  # the tombstone goes the same way
+        assert "pay" not in listed(h)
+    finally:
+        h.stop()
+
+
+def test_a_definition_refreshed_for_retention_keeps_the_hubs_scrubbing(tmp_path: Path, closed_port: int) -> None:
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False, retention_days=3).start()
+    try:
+        hub = h.app.state.hub
+        old = now_us() - 2 * DAY_US  # a third of retention_days old: re-stored at the next read
+        definition = {"id": f"checkdef:{h.project_id}:pay:{old}", "ts": old, "kind": "check", "name": "pay",
+                      "service": "obshub-uptime", "attrs": {"definition": True, "deleted": False,
+                      "name": "pay", "target": f"http://127.0.0.1:{closed_port}/", "interval_s": 60,
+                      "timeout_s": 10.0, "expect_body": CARD_TEXT}}
+        assert pipeline.store_events(h.store, h.project_id, [definition], 0, hub.scrubber).accepted == 1
+        runner = Uptime(hub)
+        try:
+            assert [c.expect_body for _, c in runner.checks(force=True)] == [CARD_TEXT]
+        finally:
+            runner.close()
+        assert len(h.search_all("kind:check name:pay attrs.definition:true")) == 2  # refreshed
+        assert listed(h)["pay"]["expect_body"] == CARD_TEXT
+    finally:
+        h.stop()
