@@ -24,22 +24,25 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Protocol
 
 import structlog
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.schedulers.base import BaseScheduler
 
+from obshub.digest import Scrubber
 from obshub.errors import StoreError
 from obshub.outage import OutageLog
+from obshub.settings import Settings
 from obshub.store.base import Project, Store
+from obshub.telemetry import Telemetry
 from obshub.uptime.config import config_checks
 from obshub.uptime.model import Check
 from obshub.uptime.probes import probe
 from obshub.uptime.queries import last_state, stored_checks
 from obshub.uptime.writes import record, write_definition
 
-__all__ = ["DEFS_TTL_S", "TICK_S", "Uptime", "register", "run_all"]
+__all__ = ["DEFS_TTL_S", "TICK_S", "HubParts", "Uptime", "register", "run_all"]
 
 log = structlog.get_logger("obshub.uptime")
 
@@ -54,10 +57,27 @@ DEFS_TTL_S = 120.0
 MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not the CPU
 
 
+class HubParts(Protocol):
+    """What the runner uses of its hub (`obshub.app.Hub` has it all). A protocol, so this
+    package does not import the app that starts it."""
+
+    @property
+    def settings(self) -> Settings: ...  # `checks` ([[checks]] tables), `retention_days`
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def telemetry(self) -> Telemetry: ...  # `check_up`, `check_latency`
+
+    @property
+    def scrubber(self) -> Scrubber: ...
+
+
 class Uptime:
     """The probe runner of one hub: which checks exist, which slots this process has probed."""
 
-    def __init__(self, hub: Any, max_parallel: int = MAX_PARALLEL) -> None:
+    def __init__(self, hub: HubParts, max_parallel: int = MAX_PARALLEL) -> None:
         self.hub = hub
         self.config = config_checks(hub.settings.checks)  # ConfigError at start, naming the table
         self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="obshub-uptime")
@@ -73,7 +93,7 @@ class Uptime:
 
     @property
     def store(self) -> Store:
-        return self.hub.store  # type: ignore[no-any-return]
+        return self.hub.store
 
     def checks(self, force: bool = False) -> list[tuple[Project, Check]]:
         """Every check of every project (cached DEFS_TTL_S)."""
@@ -181,7 +201,7 @@ class Uptime:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def register(scheduler: BaseScheduler, hub: Any) -> Uptime:
+def register(scheduler: BaseScheduler, hub: HubParts) -> Uptime:
     """Add the uptime job; a bad `[[checks]]` table raises ConfigError here, at start."""
     uptime = Uptime(hub)
     scheduler.add_job(uptime.tick, "interval", seconds=TICK_S, id="uptime")
