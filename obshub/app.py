@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from obshub import auth
+from obshub.clock import SkewEstimator, parse_sent_at
 from obshub.digest import GroupSeen, Scrubber
-from obshub.digest.skew import SkewEstimator, parse_sent_at
 from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
 from obshub.ingest import sentry
 from obshub.ingest.native import ingest
@@ -57,7 +57,7 @@ class Hub:
     skew: SkewEstimator = field(default_factory=SkewEstimator)
     admission: Any = None  # obshub.ingest.admission.Admission, made on the serving event loop
     ingest_threads: ThreadPoolExecutor | None = None
-    uptime: Any = None  # obshub.jobs.uptime.Uptime while the scheduler runs: told of API check changes
+    uptime: Any = None  # obshub.uptime.scheduling.Uptime while the scheduler runs: told of API check changes
     # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
     # start (like telemetry._KNOWN), and no label lookup per write.
     store_write: Any = field(init=False)

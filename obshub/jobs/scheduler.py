@@ -11,7 +11,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from obshub.errors import StoreError
-from obshub.jobs import uptime
+from obshub.uptime.scheduling import register as register_uptime
 
 __all__ = ["retention", "start_jobs"]
 
@@ -40,6 +40,6 @@ def start_jobs(hub: Any) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s),
                       id="retention")
-    hub.uptime = uptime.register(scheduler, hub)  # probes of [[checks]] and POSTed checks (jobs/uptime.py)
+    hub.uptime = register_uptime(scheduler, hub)  # probes of [[checks]] and POSTed checks (obshub/uptime/)
     scheduler.start()
     return scheduler

@@ -5,7 +5,7 @@ user timeline is the user's own events plus *every* event of the requests they m
 lines a server logged before the app knew the user (auth middleware, proxies) are there too.
 
 The timeline is ordered on corrected time (raw `ts` minus the host's estimated clock skew,
-`obshub.digest.skew`): with one host 1.5 s slow, raw order puts a request's call to that host
+`obshub.clock`): with one host 1.5 s slow, raw order puts a request's call to that host
 before the request itself, and its entry host -- hence every "host switch" -- would be wrong.
 
 It comes in pages of requests, newest first: the user's own events are walked from the
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from obshub.digest.skew import corrected_ts
+from obshub.clock import corrected_ts
 from obshub.errors import QueryError
 from obshub.events import format_ts, to_public
 from obshub.store.base import SearchRequest, Store

@@ -12,9 +12,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from obshub.errors import QueryError
-from obshub.query import analytics, checks, errors, export
+from obshub.query import analytics, errors, export
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
+from obshub.uptime.config import config_checks
+from obshub.uptime.queries import list_checks
+from obshub.uptime.writes import define_check, delete_check
 from obshub.web.export import start_export
 
 __all__ = ["routes"]
@@ -181,29 +184,29 @@ routes = [
 async def api_checks(request: Request) -> JSONResponse:
     hub = request.app.state.hub
     project = await hub.authenticate(request, "read")
-    config = checks.config_checks(hub.settings.checks)
+    config = config_checks(hub.settings.checks)
     now = time.time_ns() // 1000
     if request.method == "POST":
         body = await _json_body(request)
-        out, created = await run_in_threadpool(checks.define_check, hub.store, project, body, config, now)
+        out, created = await run_in_threadpool(define_check, hub.store, project, body, config, now, hub.scrubber)
         _checks_changed(hub)
         return JSONResponse(out, status_code=201 if created else 200)
-    return JSONResponse(await run_in_threadpool(checks.list_checks, hub.store, project, config, now))
+    return JSONResponse(await run_in_threadpool(list_checks, hub.store, project, config, now))
 
 
 async def api_check_delete(request: Request) -> JSONResponse:
     hub = request.app.state.hub
     project = await hub.authenticate(request, "read")
-    config = checks.config_checks(hub.settings.checks)
-    out = await run_in_threadpool(checks.delete_check, hub.store, project, request.path_params["name"],
-                                  config, time.time_ns() // 1000)
+    config = config_checks(hub.settings.checks)
+    out = await run_in_threadpool(delete_check, hub.store, project, request.path_params["name"],
+                                  config, time.time_ns() // 1000, hub.scrubber)
     _checks_changed(hub)
     return JSONResponse(out)
 
 
 def _checks_changed(hub: Any) -> None:
     """This hub probes a new or changed check at its next tick; other replicas re-read the
-    definitions within jobs.uptime.DEFS_TTL_S."""
+    definitions within uptime.scheduling.DEFS_TTL_S."""
     if hub.uptime is not None:
         hub.uptime.invalidate()
 

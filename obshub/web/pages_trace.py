@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from obshub.digest.skew import corrected_ts
+from obshub.clock import corrected_ts
 from obshub.errors import QueryError
 from obshub.events import format_ts, parse_ts
 from obshub.query.search import TIMELINE_LIMIT, trace, user_timeline

@@ -3,7 +3,7 @@ draws. Pure functions over the `trace()` result; no I/O.
 
 One lane per (host, service), lanes of a host kept together, hosts in order of first event. Time
 is either raw (each host's own clock) or corrected (minus the host's estimated skew, see
-`obshub.digest.skew`). Up to `MARKER_CAP` events get one marker each; a bigger trace is drawn
+`obshub.clock`). Up to `MARKER_CAP` events get one marker each; a bigger trace is drawn
 as per-lane density columns (one per `BUCKET_PX`), so a 10k-event trace is still a few hundred
 SVG nodes, and the event list below is paginated (`PAGE_SIZE`).
 """
@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from obshub.digest.skew import corrected_ts
+from obshub.clock import corrected_ts
 from obshub.events import format_ts, parse_ts
 
 __all__ = ["PAGE_SIZE", "layout", "nice_ticks"]

@@ -286,7 +286,7 @@ def test_ping_reports_a_deleted_stream_as_unavailable(store: OpenSearchStore) ->
 def test_a_running_hub_lets_the_events_shards_go_search_idle(opensearch_url: str, tmp_path: Any) -> None:  # noqa: F811
     """OpenSearch skips scheduled refreshes of a shard nobody has searched for a while (the
     search-idle state): a stream written all day and searched rarely then costs the cluster less
-    (jobs/uptime.py: a median 21% less CPU per event). The hub's own background work must not
+    (uptime/scheduling.py: a median 21% less CPU per event). The hub's own background work must not
     search the events stream every few seconds. Idleness is shortened to 3 s here; while events
     keep arriving, the write index must see next to no refreshes."""
     import httpx

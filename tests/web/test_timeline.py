@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from obshub.clock import SkewEstimator
 from obshub.demo import CLOCK_SKEW_US, DEMO_STORY
-from obshub.digest.skew import SkewEstimator
 from obshub.events import format_ts, normalize, parse_ts
 from obshub.query.search import user_timeline
 from obshub.store import open_store

@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
-from obshub.jobs.uptime import ProbeResult, Uptime, record, run_all
-from obshub.query.checks import parse_check, write_definition
+from obshub.ingest import pipeline
+from obshub.uptime.config import parse_check
+from obshub.uptime.model import ProbeResult
+from obshub.uptime.scheduling import Uptime, run_all
+from obshub.uptime.writes import record, write_definition
 from tests.factories import now_us
 from tests.hubproc import HubProcess, LiveHub, free_port
 
@@ -135,7 +138,7 @@ def test_uptime_percentages_with_the_real_scheduler(hub: LiveHub, closed_port: i
 
 
 def test_the_hub_taking_a_change_acts_on_it_at_once(hub: LiveHub, web: str) -> None:
-    """Definitions are cached for minutes (jobs/uptime.py: reading them often keeps OpenSearch's
+    """Definitions are cached for minutes (uptime/scheduling.py: reading them often keeps OpenSearch's
     shards from going search-idle), but the hub that takes a POST or DELETE drops its cache."""
     assert post(hub, {"name": "first", "target": f"{web}/ok", "interval_s": 86_400}).status_code == 201
     assert wait_for(hub, "kind:check name:first attrs.up:true"), "first check never probed"  # cache now read
@@ -245,3 +248,42 @@ def test_a_down_check_is_one_error_per_outage_and_no_error_group(hub: LiveHub) -
     assert hub.search_all("kind:error") == []
     assert hub.get("/api/v1/errors").json()["groups"] == []
     assert listed(hub)["db"]["up"] is False and listed(hub)["db"]["uptime_24h"] == 25.0
+
+
+CARD_TEXT = "test card 4111 1111 1111 1111"  # a payment sandbox page; a card number to the scrubber
+
+
+def test_definitions_are_scrubbed_by_the_hubs_settings(tmp_path: Path, closed_port: int) -> None:
+    """A definition is stored with the hub's scrubber like every event: `scrub = false` keeps
+    what the user wrote (a default scrubber masked it: the check then looked for `[Filtered]`)."""
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False).start()
+    try:
+        body = {"name": "pay", "target": f"http://127.0.0.1:{closed_port}/", "expect_body": CARD_TEXT}
+        assert post(h, body).json()["expect_body"] == CARD_TEXT
+        assert listed(h)["pay"]["expect_body"] == CARD_TEXT
+        assert h.search_all("kind:check attrs.definition:true")[0]["attrs"]["expect_body"] == CARD_TEXT
+        assert delete(h, "pay").status_code == 200  # the tombstone goes the same way
+        assert "pay" not in listed(h)
+    finally:
+        h.stop()
+
+
+def test_a_definition_refreshed_for_retention_keeps_the_hubs_scrubbing(tmp_path: Path, closed_port: int) -> None:
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False, retention_days=3).start()
+    try:
+        hub = h.app.state.hub
+        old = now_us() - 2 * DAY_US  # a third of retention_days old: re-stored at the next read
+        definition = {"id": f"checkdef:{h.project_id}:pay:{old}", "ts": old, "kind": "check", "name": "pay",
+                      "service": "obshub-uptime", "attrs": {"definition": True, "deleted": False,
+                      "name": "pay", "target": f"http://127.0.0.1:{closed_port}/", "interval_s": 60,
+                      "timeout_s": 10.0, "expect_body": CARD_TEXT}}
+        assert pipeline.store_events(h.store, h.project_id, [definition], 0, hub.scrubber).accepted == 1
+        runner = Uptime(hub)
+        try:
+            assert [c.expect_body for _, c in runner.checks(force=True)] == [CARD_TEXT]
+        finally:
+            runner.close()
+        assert len(h.search_all("kind:check name:pay attrs.definition:true")) == 2  # refreshed
+        assert listed(h)["pay"]["expect_body"] == CARD_TEXT
+    finally:
+        h.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from obshub.digest.skew import MIN_SKEW_US, WINDOW_S, SkewEstimator, corrected_order, corrected_ts, parse_sent_at
+from obshub.clock import MIN_SKEW_US, WINDOW_S, SkewEstimator, corrected_order, corrected_ts, parse_sent_at
 
 S = 1_000_000
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from obshub.errors import ConfigError
-from obshub.jobs.uptime import probe
-from obshub.query.checks import Check, CheckError, config_checks, parse_check, public_target
 from obshub.settings import load_settings
+from obshub.uptime.config import config_checks, parse_check
+from obshub.uptime.model import Check, CheckError, public_target
+from obshub.uptime.probes import probe
 
 
 def check(target: str, **kw: Any) -> Check:

@@ -5,6 +5,11 @@ its own receive time. sent - received = host offset - network/queue delay. Delay
 negative, so over a window the *largest* sample is the least-delayed one and the best estimate
 (the NTP "minimum delay" filter). The window forgets old samples so a corrected clock is seen
 within minutes.
+
+Used on both sides of the store, so it lives beside them rather than in digest/ (per-event
+work): native ingest observes (`Hub.observe_clock`, per batch carrying the header), the trace
+and timeline views correct times (`query/search.py`, `web/trace_view.py`, `web/pages_trace.py`,
+the `skew_ms` of the JSON API).
 """
 
 from __future__ import annotations

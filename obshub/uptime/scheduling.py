@@ -20,31 +20,31 @@ after a start (one search per check, not one per probe: see DEFS_TTL_S for why).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Protocol
 
-import httpx
 import structlog
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.schedulers.base import BaseScheduler
 
 from obshub.digest import Scrubber
 from obshub.errors import StoreError
-from obshub.ingest import pipeline
 from obshub.outage import OutageLog
-from obshub.query.checks import (Check, blank_event, config_checks, public_target, results_query, stored_checks,
-                                 write_definition)
-from obshub.store.base import Project, SearchRequest, Store
+from obshub.settings import Settings
+from obshub.store.base import Project, Store
+from obshub.telemetry import Telemetry
+from obshub.uptime.config import config_checks
+from obshub.uptime.model import Check
+from obshub.uptime.probes import probe
+from obshub.uptime.queries import last_state, stored_checks
+from obshub.uptime.writes import record, write_definition
 
-__all__ = ["ProbeResult", "Uptime", "probe", "record", "register", "result_event", "result_level", "run_all"]
+__all__ = ["DEFS_TTL_S", "TICK_S", "HubParts", "Uptime", "register", "run_all"]
 
-log = structlog.get_logger("obshub.jobs.uptime")
+log = structlog.get_logger("obshub.uptime")
 
 TICK_S = 1  # slot resolution; probes start at most ~1 s after their slot opens
 # How long the list of checks is cached. The hub that takes a POST or DELETE drops its cache at
@@ -55,121 +55,29 @@ TICK_S = 1  # slot resolution; probes start at most ~1 s after their slot opens
 # merges per 90 s against 2 and 0, and the node's CPU per event +7%, +27%, +46%.
 DEFS_TTL_S = 120.0
 MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not the CPU
-MAX_BODY_BYTES = 1024 * 1024  # read at most this much when looking for `expect_body`
-USER_AGENT = "obshub-uptime/1"
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    up: bool
-    message: str  # "GET https://x 200 in 35 ms" or why it failed
-    latency_ms: float | None = None  # to the response headers / the TCP connect; None: never got there
-    status: int | None = None  # HTTP status, when a response came
+class HubParts(Protocol):
+    """What the runner uses of its hub (`obshub.app.Hub` has it all). A protocol, so this
+    package does not import the app that starts it."""
 
+    @property
+    def settings(self) -> Settings: ...  # `checks` ([[checks]] tables), `retention_days`
 
-def probe(check: Check) -> ProbeResult:
-    """Probe once, now. Never raises: every failure is a down result with its reason."""
-    try:
-        return _probe_tcp(check) if check.is_tcp else _probe_http(check)
-    except Exception as e:  # noqa: BLE001 - a probe bug must be a down result, not a dead job
-        return ProbeResult(False, f"probe failed: {type(e).__name__}: {e}")
+    @property
+    def store(self) -> Store: ...
 
+    @property
+    def telemetry(self) -> Telemetry: ...  # `check_up`, `check_latency`
 
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)
-
-
-def _probe_tcp(check: Check) -> ProbeResult:
-    parts = urlsplit(check.target)
-    host, port = parts.hostname or "", parts.port or 0
-    what = f"connect {host}:{port}"
-    started = time.perf_counter()
-    try:
-        with socket.create_connection((host, port), timeout=check.timeout_s):
-            ms = _ms(started)
-    except TimeoutError:
-        return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
-    except OSError as e:
-        return ProbeResult(False, f"{what}: {e.strerror or e}")
-    return ProbeResult(True, f"{what} in {ms:.0f} ms", ms)
-
-
-def _probe_http(check: Check) -> ProbeResult:
-    what = f"GET {public_target(check.target)}"
-    started = time.perf_counter()
-    # No redirects (a 3xx is < 400: up), no proxies from the environment: the hub's own view.
-    try:
-        with httpx.Client(timeout=check.timeout_s, follow_redirects=False, trust_env=False,
-                          headers={"User-Agent": USER_AGENT}) as client, client.stream("GET", check.target) as resp:
-            ms = _ms(started)
-            body = b""
-            if check.expect_body is not None:
-                for chunk in resp.iter_bytes():
-                    body += chunk
-                    if len(body) >= MAX_BODY_BYTES or check.expect_body.encode() in body:
-                        break
-                    if time.perf_counter() - started > check.timeout_s:
-                        return ProbeResult(False, f"{what}: timed out reading the body after {check.timeout_s:g} s",
-                                           ms, resp.status_code)
-    except httpx.TimeoutException:
-        return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
-    except httpx.HTTPError as e:
-        return ProbeResult(False, f"{what}: {type(e).__name__}: {e}")
-    status = resp.status_code
-    head = f"{what} {status} in {ms:.0f} ms"
-    if check.expect_status and status not in check.expect_status:
-        return ProbeResult(False, f"{head}: expected status {', '.join(map(str, check.expect_status))}", ms, status)
-    if not check.expect_status and status >= 400:
-        return ProbeResult(False, head, ms, status)
-    if check.expect_body is not None and check.expect_body.encode() not in body:
-        return ProbeResult(False, f"{head}: body does not contain {check.expect_body!r}", ms, status)
-    return ProbeResult(True, head, ms, status)
-
-
-def result_level(up: bool, was_up: bool | None) -> str:
-    """`error` when a check goes down (or its first known result is down), `warning` while it
-    stays down, `info` when up: one failing check every 5 s is one `level:error` event per
-    outage, not 720 an hour in every error search."""
-    if up:
-        return "info"
-    return "warning" if was_up is False else "error"
-
-
-def result_event(project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int,
-                 was_up: bool | None = None) -> dict[str, Any]:
-    """One result as a client would send it (the pipeline normalizes it). `at_us` is when the
-    probe ran; the id depends only on the slot, so every replica probing that slot writes the
-    same id. `was_up`: the check's previous state (None: unknown)."""
-    ev = blank_event()
-    attrs: dict[str, Any] = {"up": result.up, "changed": was_up is None or was_up != result.up,
-                             "target": public_target(check.target), "slot": slot, "interval_s": check.interval_s}
-    if result.latency_ms is not None:
-        attrs["latency_ms"] = result.latency_ms
-    if result.status is not None:
-        attrs["status"] = result.status
-    ev.update(id=f"check:{project_id}:{check.name}:{slot}", ts=at_us, level=result_level(result.up, was_up),
-              message=result.message, name=check.name, attrs=attrs)
-    return ev
-
-
-def record(store: Store, project_id: int, check: Check, slot: int, result: ProbeResult, at_us: int,
-           was_up: bool | None = None, scrubber: Scrubber | None = None) -> bool:
-    """Store one result through the ingest pipeline; False when that slot was already stored
-    (by another replica)."""
-    ev = result_event(project_id, check, slot, result, at_us, was_up)
-    return pipeline.store_events(store, project_id, [ev], time.time_ns() // 1000, scrubber).accepted == 1
-
-
-def last_state(store: Store, project_id: int, check: Check, before_us: int) -> bool | None:
-    """`attrs.up` of the newest stored result before `before_us`, None when there is none."""
-    found = store.search(project_id, SearchRequest(results_query(check.name), None, before_us, 1))
-    return bool(found[0]["attrs"].get("up")) if found else None
+    @property
+    def scrubber(self) -> Scrubber: ...
 
 
 class Uptime:
     """The probe runner of one hub: which checks exist, which slots this process has probed."""
 
-    def __init__(self, hub: Any, max_parallel: int = MAX_PARALLEL) -> None:
+    def __init__(self, hub: HubParts, max_parallel: int = MAX_PARALLEL) -> None:
         self.hub = hub
         self.config = config_checks(hub.settings.checks)  # ConfigError at start, naming the table
         self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="obshub-uptime")
@@ -185,7 +93,7 @@ class Uptime:
 
     @property
     def store(self) -> Store:
-        return self.hub.store  # type: ignore[no-any-return]
+        return self.hub.store
 
     def checks(self, force: bool = False) -> list[tuple[Project, Check]]:
         """Every check of every project (cached DEFS_TTL_S)."""
@@ -224,7 +132,7 @@ class Uptime:
         age_us = days * 86_400_000_000 // 3
         now = time.time_ns() // 1000
         if check.defined_at < now - age_us:
-            write_definition(self.store, project.id, check.name, check, now // age_us * age_us)
+            write_definition(self.store, project.id, check.name, check, now // age_us * age_us, self.hub.scrubber)
 
     def _forget_gone(self, live: set[tuple[str, str]]) -> None:
         tel = self.hub.telemetry
@@ -293,7 +201,7 @@ class Uptime:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def register(scheduler: BaseScheduler, hub: Any) -> Uptime:
+def register(scheduler: BaseScheduler, hub: HubParts) -> Uptime:
     """Add the uptime job; a bad `[[checks]]` table raises ConfigError here, at start."""
     uptime = Uptime(hub)
     scheduler.add_job(uptime.tick, "interval", seconds=TICK_S, id="uptime")
