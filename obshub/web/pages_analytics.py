@@ -49,7 +49,7 @@ async def analytics_page(request: Request, session: Session) -> Response:
     error = None
     data: dict[str, Any] = {"names": [], "series": []}
     try:
-        data = await run_in_threadpool(_load, request.app.state.hub.store, session.project.id, event, prop,
+        data = await run_in_threadpool(_load, request.app.state.hub.store, session.project_id, event, prop,
                                        interval, unique, raw_from, raw_to)
     except QueryError as e:
         error = e

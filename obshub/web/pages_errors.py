@@ -80,7 +80,7 @@ async def errors_page(request: Request, session: Session) -> Response:
     tr = None
     try:
         tr = time_range(request, default_from=groups.DEFAULT_FROM)
-        data = await run_in_threadpool(_list, request.app.state.hub.store, session.project.id,
+        data = await run_in_threadpool(_list, request.app.state.hub.store, session.project_id,
                                        state if state in GROUP_STATES else None, q, tr.start, tr.end)
     except QueryError as e:
         error = e
@@ -119,7 +119,7 @@ def _group(store: Store, pid: int, gid: str) -> dict[str, Any]:
 async def group_page(request: Request, session: Session) -> Response:
     gid = request.path_params["id"]
     try:
-        g = await run_in_threadpool(_group, request.app.state.hub.store, session.project.id, gid)
+        g = await run_in_threadpool(_group, request.app.state.hub.store, session.project_id, gid)
     except NotFound:
         return render(request, "message.html", {"title": "No such error group",
                                                 "message": f"There is no error group {gid!r} in this project."}, 404)
@@ -140,9 +140,9 @@ async def group_action(request: Request, session: Session) -> Response:
     action = fields.get("action", "")
     try:
         if action in GROUP_STATES:
-            await run_in_threadpool(groups.set_state, store, session.project.id, gid, {"state": action})
+            await run_in_threadpool(groups.set_state, store, session.project_id, gid, {"state": action})
         elif action == "merge" and fields.get("other"):
-            await run_in_threadpool(groups.merge_groups, store, session.project.id, gid, {"groups": [fields["other"]]})
+            await run_in_threadpool(groups.merge_groups, store, session.project_id, gid, {"groups": [fields["other"]]})
         else:
             return render(request, "message.html", {"title": "Unknown action", "message": f"{action!r}"}, 400)
     except NotFound as e:

@@ -77,7 +77,7 @@ def _query_state(request: Request) -> tuple[str, Node | None, TimeRange | None, 
 
 async def search_page(request: Request, session: Session) -> Response:
     store: Store = request.app.state.hub.store
-    pid = session.project.id
+    pid = session.project_id
     q, node, tr, error = _query_state(request)
     result: dict[str, Any] = {"events": [], "next_cursor": None}
     facets: Sampled[dict[str, list[tuple[str, int]]]] = Sampled({}, 0, False)
@@ -155,7 +155,7 @@ async def context_page(request: Request, session: Session) -> Response:
     except ValueError:
         n = CONTEXT_DEFAULT
     store = request.app.state.hub.store
-    ctx = await run_in_threadpool(_context, store, session.project.id, event_id, by, n)
+    ctx = await run_in_threadpool(_context, store, session.project_id, event_id, by, n)
     return render(request, "context.html", {"event_id": event_id, "by": by, "n": n, **ctx},
                   404 if ctx["anchor"] is None else 200)
 
@@ -171,7 +171,7 @@ async def csv_export(request: Request, session: Session) -> Response:
         req = export_request(node, tr.start, tr.end, "csv", request.query_params.get("columns"), "1")
     except QueryError as e:
         return PlainTextResponse(f"cannot export: {e}", status_code=400)
-    return await start_export(request.app.state.hub.store, session.project.id, req, request.url.path)
+    return await start_export(request.app.state.hub.store, session.project_id, req, request.url.path)
 
 
 # ---------------------------------------------------------------------------------- live tail
@@ -248,6 +248,6 @@ async def tail_stream(request: Request, session: Session) -> Response:
     since_raw = request.headers.get("last-event-id") or request.query_params.get("since")
     since = int(since_raw) if since_raw and since_raw.isdigit() else None
     store = request.app.state.hub.store
-    return StreamingResponse(_tail(store, session.project.id, node, since), media_type="text/event-stream",
+    return StreamingResponse(_tail(store, session.project_id, node, since), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
