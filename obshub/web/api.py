@@ -68,7 +68,7 @@ async def api_export(request: Request) -> Response:
     q = parse_query(qp.get("q"))
     start, end = _range(request)
     req = export.export_request(q, start, end, qp.get("format"), qp.get("columns"), qp.get("spreadsheet"))
-    return await start_export(request.app.state.hub.store, pid, req, request.url.path)
+    return await start_export(export.chunks(request.app.state.hub.store, pid, req), req, request.url.path)
 
 
 async def api_trace(request: Request) -> JSONResponse:
