@@ -7,8 +7,9 @@ as on a quiet one, and says "in the newest 10,000 matches" when there were more.
 the API's export (obshub/query/export.py): every match, oldest first, streamed page by page, so
 no dump of any size sits in memory.
 The live tail is Server-Sent Events: the server polls the store with the user's filter and
-sends only new lines (obshub/query/tail.py); each stream lasts `STREAM_S` and the browser's EventSource reconnects
-(sending Last-Event-ID), so a hub shutting down waits on an open tail for seconds, not forever.
+sends only new lines (obshub/query/tail.py); each stream lasts `STREAM_S` and the browser's
+EventSource reconnects (sending Last-Event-ID), so a hub shutting down waits on an open tail for
+seconds, not forever.
 """
 
 from __future__ import annotations

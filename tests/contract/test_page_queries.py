@@ -17,8 +17,8 @@ HOUR = 3_600_000_000
 
 def test_context_is_the_lines_around_an_event_on_its_host_request_or_session(hub: LiveHub) -> None:
     t = now_us() - 60_000_000
-    hub.ingest([event(id=f"c-{i}", ts=t + i, host="web-1" if i % 2 == 0 else "web-2", request_id="cr-1" if i < 3 else None)
-                for i in range(9)])
+    hub.ingest([event(id=f"c-{i}", ts=t + i, host="web-1" if i % 2 == 0 else "web-2",
+                      request_id="cr-1" if i < 3 else None) for i in range(9)])
     store, pid = hub.store, hub.project_id
     around = context(store, pid, "c-4", "host", 2)  # web-1 holds c-0, c-2, c-4, c-6, c-8
     assert [e["id"] for e in around["events"]] == ["c-0", "c-2", "c-4", "c-6", "c-8"]
