@@ -110,35 +110,33 @@ def revoke_token(store: Store, ref: str) -> Revoked:
 
 
 class TokenCache:
-    """token hash -> (project, scope) with a short TTL, so each request avoids a store round trip."""
+    """token hash -> (project, scope) with a short TTL, so each request avoids a store round trip.
+    Keyed by the hash: API requests hash their bearer token, web sessions carry only the hash."""
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl = ttl_s
         self._lock = threading.Lock()
         self._items: dict[str, tuple[float, tuple[Project, str] | None]] = {}
 
-    def peek(self, token: str) -> tuple[bool, tuple[Project, str] | None]:
+    def peek_hash(self, token_hash: str) -> tuple[bool, tuple[Project, str] | None]:
         """(hit, found) from memory alone, so the event loop can skip a thread hop on a hit."""
-        return self._cached(hash_token(token))
-
-    def _cached(self, h: str) -> tuple[bool, tuple[Project, str] | None]:
         with self._lock:
-            hit = self._items.get(h)
+            hit = self._items.get(token_hash)
         if hit is not None and time.monotonic() - hit[0] < self.ttl:
             return True, hit[1]
         return False, None
 
-    def lookup(self, store: Store, token: str) -> tuple[Project, str] | None:
-        h = hash_token(token)
-        hit, found = self._cached(h)
+    def lookup_hash(self, store: Store, token_hash: str) -> tuple[Project, str] | None:
+        """From memory within the TTL, else from the store (remembered, a miss too)."""
+        hit, found = self.peek_hash(token_hash)
         if hit:
             return found
         now = time.monotonic()
-        found = store.find_token(h)
+        found = store.find_token(token_hash)
         with self._lock:
             if len(self._items) > 10_000:  # bound memory against token-guessing floods
                 self._items.clear()
-            self._items[h] = (now, found)
+            self._items[token_hash] = (now, found)
         return found
 
 

@@ -126,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--label", type=_label, default="", help="what the token is for, e.g. 'agents on web-*'")
     _add_store_arg(tc)
     tv = tsub.add_parser("revoke", help="revoke a token", description=(
-        "Revoke a token: every hub refuses it within token_cache_s (a web session using it ends at its next "
-        "page). Revoking a project's last token of a scope is allowed, with a warning. Prints the revoked "
+        "Revoke a token: every hub refuses it within token_cache_s (a web session using it ends within that "
+        "time too). Revoking a project's last token of a scope is allowed, with a warning. Prints the revoked "
         "token as JSON; revoking twice is not an error."))
     tv.add_argument("token", metavar="TOKEN_ID", help="the id from `obshub token list`, or the token itself")
     _add_store_arg(tv)

@@ -134,14 +134,16 @@ class _Client:
 
 
 class LiveHub(_Client):
-    """`create_app` under a real uvicorn server in a background thread."""
+    """`create_app` under a real uvicorn server in a background thread. `store`: the store
+    object to serve (one opened on `store_url`, e.g. wrapped to count its calls); by default the
+    hub opens its own."""
 
-    def __init__(self, store_url: str, project: str = "test", **settings: Any) -> None:
+    def __init__(self, store_url: str, project: str = "test", store: Any = None, **settings: Any) -> None:
         self.creds = make_project(store_url, project)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = load_settings({}, store=store_url, port=self.port, **settings)
-        self.app = create_app(self.settings)
+        self.app = create_app(self.settings, store=store)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", access_log=False, lifespan="on",
                                                     timeout_graceful_shutdown=5))

@@ -7,22 +7,33 @@ that user hit on that host; a group shows only when at least one occurrence matc
 The list counts the occurrences of the last 14 days unless the caller gives `from`
 (`DEFAULT_FROM`): counting every occurrence ever stored grew with the store (275 ms at 5M events
 and still growing); a range reads only its own occurrences from a covering index.
+
+The web UI's list draws a 24 h sparkline per group from one query (`sparks`): the past 24 h's
+occurrences counted per group and hour by the store (a covering index on SQLite), instead of one
+query per group. They used to read the newest 5,000 occurrences (older ones fell off) through a
+walk of every event of the day: ~380 ms at 5M events.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from obshub.errors import NotFound, QueryError
-from obshub.events import format_ts, to_public
+from obshub.events import format_ts, now_us, to_public
 from obshub.query.search import check_limit
 from obshub.store.base import GROUP_STATES, GroupRecord, GroupStats, SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or
 
-__all__ = ["DEFAULT_FROM", "get_group", "list_groups", "merge_groups", "set_state"]
+__all__ = ["DEFAULT_FROM", "GROUP_STATES", "activity", "get_group", "list_groups", "merge_groups", "set_state",
+           "sparks"]
 
 NEW_FOR_US = 24 * 3600 * 1_000_000  # a group first seen in the last 24 h is "new"
+HOUR_US = 3_600_000_000
+SPARK_HOURS = 24
+OCCURRENCE_CAP = 1_000  # occurrences the group page's chart and tags are drawn from
+TAGS = ("host", "service", "release", "env", "user_id")
 DEFAULT_FROM = "-14d"  # the list's occurrences when no `from` is given (`from=` empty: all of them)
 _LEVEL_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
 
@@ -104,13 +115,16 @@ def _resolve(store: Store, project_id: int, group_id: str) -> tuple[GroupRecord,
     return found
 
 
+def _occurrences(members: list[str]) -> Node:
+    return Or(tuple(Field("group_id", "=", m, True) for m in members)) if len(members) > 1 \
+        else Field("group_id", "=", members[0], True)
+
+
 def get_group(store: Store, project_id: int, group_id: str, recent: int = 50) -> dict[str, Any]:
     r, members = _resolve(store, project_id, group_id)
     st = _fold(list(store.group_stats(project_id, None, None, None, members).values()))
     view = _view(r, st, time.time_ns() // 1000, members)
-    q: Node = Or(tuple(Field("group_id", "=", m, True) for m in members)) if len(members) > 1 \
-        else Field("group_id", "=", members[0], True)
-    latest = store.search(project_id, SearchRequest(q, limit=recent))
+    latest = store.search(project_id, SearchRequest(_occurrences(members), limit=recent))
     view["latest_event"] = to_public(latest[0]) if latest else None
     # The failing requests: one click from the group to every host's logs of that request.
     view["occurrences"] = [{"id": e["id"], "ts": format_ts(e["ts"]), "host": e["host"], "service": e["service"],
@@ -146,3 +160,43 @@ def merge_groups(store: Store, project_id: int, group_id: str, body: Any) -> dic
         if src != target.id:
             store.update_group(project_id, src, merged_into=target.id)
     return get_group(store, project_id, target.id)
+
+
+def sparks(store: Store, project_id: int, groups: list[dict[str, Any]], now: int | None = None) -> dict[str, list[int]]:
+    """Per listed group (`list_groups` views, merged groups folded in): its occurrences in each
+    of the last 24 clock hours, the current one last. One store query for the whole list."""
+    now = now_us() if now is None else now
+    first = now - now % HOUR_US - (SPARK_HOURS - 1) * HOUR_US
+    by_id: dict[str, list[int]] = {}
+    for gid, buckets in store.group_series(project_id, first, now + 1, HOUR_US).items():
+        counts = [0] * SPARK_HOURS
+        for t, n in buckets:
+            counts[(t - first) // HOUR_US] += n
+        by_id[gid] = counts
+    none = [0] * SPARK_HOURS
+    return {g["id"]: [sum(c) for c in zip(*(by_id.get(m, none) for m in [g["id"], *g["merged"]]))]
+            for g in groups}
+
+
+def activity(store: Store, project_id: int, group: dict[str, Any], now: int | None = None,
+             cap: int = OCCURRENCE_CAP) -> dict[str, Any]:
+    """The group page's chart and tags, from the group's (a `get_group` view) newest `cap`
+    occurrences: `points` per hour over the last 24 h (7 days when the oldest of them is older),
+    `hours` they span, and `tags`: the 5 commonest values of host, service, release, env and
+    user_id among them."""
+    now = now_us() if now is None else now
+    rows = store.search(project_id, SearchRequest(_occurrences([group["id"], *group["merged"]]), None, None, cap))
+    hours = 24 if not rows or now - rows[-1]["ts"] <= 24 * HOUR_US else 24 * 7
+    first = now - hours * HOUR_US
+    counts = [0] * hours
+    for e in rows:
+        i = (e["ts"] - first) // HOUR_US
+        if 0 <= i < hours:
+            counts[i] += 1
+    tags: dict[str, Counter[str]] = {k: Counter() for k in TAGS}
+    for e in rows:
+        for k in tags:
+            if e.get(k):
+                tags[k][e[k]] += 1
+    return {"points": [{"t": format_ts(first + i * HOUR_US), "count": c} for i, c in enumerate(counts)],
+            "hours": hours, "tags": {k: c.most_common(5) for k, c in tags.items() if c}}

@@ -16,7 +16,7 @@ same for a user with 10 requests and one with 10,000.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from obshub.events import format_ts, to_public
 from obshub.store.base import SearchRequest, Store
 from obshub.store.querylang import And, Field, Node, Or, QuerySyntaxError, parse
 
-__all__ = ["MAX_LIMIT", "check_limit", "decode_cursor", "encode_cursor", "parse_query", "search", "trace",
+__all__ = ["MAX_LIMIT", "check_limit", "decode_cursor", "encode_cursor", "facets", "parse_query", "search", "trace",
            "trace_query", "user_timeline"]
 
 MAX_LIMIT = 1000  # one page; more is what cursors are for
@@ -89,6 +89,15 @@ def search(store: Store, project_id: int, query: Node | None, start: int | None,
     rows = rows[:limit]
     return {"events": [to_public(e) for e in rows],
             "next_cursor": encode_cursor(rows[-1]) if more and rows else None}
+
+
+def facets(store: Store, project_id: int, query: Node | None, start: int | None, end: int | None,
+           fields: Sequence[str], limit: int) -> dict[str, Any]:
+    """The top `limit` values with counts of each core field (level, service, host, env...) over
+    the newest 10,000 matches (the search page's sidebar): `counted` and `approximate` say, as in
+    analytics, whether more matched than were counted."""
+    found = store.facets(project_id, query, start, end, fields, limit)
+    return {"facets": found.value, "counted": found.counted, "approximate": found.approximate}
 
 
 def _all(store: Store, project_id: int, query: Node, start: int | None, end: int | None,

@@ -9,7 +9,6 @@ lives in the query string, so any view can be bookmarked or pasted into an incid
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.templating import Jinja2Templates
 
 from obshub.errors import NotFound, QueryError, StoreOverloaded, StoreUnavailable
+from obshub.events import now_us
 from obshub.query.times import parse_time
 from obshub.web.session import CsrfError, LoginRequired, Session, current
 
@@ -50,7 +50,7 @@ def time_range(request: Request, default_from: str = DEFAULT_FROM) -> TimeRange:
     qp = request.query_params
     raw_from = qp.get("from", default_from)
     raw_to = qp.get("to", "")
-    now = time.time_ns() // 1000
+    now = now_us()
     start = parse_time(raw_from, "from", now)
     end = parse_time(raw_to, "to", now)
     if start is not None and end is not None and end <= start:

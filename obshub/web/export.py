@@ -21,8 +21,7 @@ from starlette.types import Send
 
 from obshub.errors import StoreError
 from obshub.events import format_ts
-from obshub.query.export import MEDIA_TYPES, Chunk, ExportRequest, chunks
-from obshub.store.base import Store
+from obshub.query.export import MEDIA_TYPES, Chunk, ExportRequest
 
 __all__ = ["start_export"]
 
@@ -66,9 +65,9 @@ class ExportResponse(StreamingResponse):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def start_export(store: Store, project_id: int, req: ExportRequest, path: str) -> ExportResponse:
-    """Read the first page (a store error here raises, before any byte is sent), then stream."""
-    pages = chunks(store, project_id, req)
+async def start_export(pages: Generator[Chunk, None, None], req: ExportRequest, path: str) -> ExportResponse:
+    """Read the first page of `pages` (`query.export.chunks` of `req`; a store error here
+    raises, before any byte is sent), then stream."""
     first = await run_in_threadpool(next, pages, None)
     assert first is not None  # chunks() always yields the first page, even an empty one
     return ExportResponse(pages, first, req, path)

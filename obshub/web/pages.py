@@ -56,8 +56,7 @@ async def login_page(request: Request) -> Response:
         return render(request, "login.html", {"next": nxt, "error": str(e)}, 400)
     nxt = _safe_next(fields.get("next") or nxt)
     response = RedirectResponse(nxt, status_code=303)
-    project = await login(request, fields.get("token", ""), response)
-    if project is None:
+    if not await login(request, fields.get("token", ""), response):
         return render(request, "login.html", {"next": nxt, "error": "That is not a read token of any project."}, 401)
     return response
 

@@ -4,7 +4,6 @@ whole selection (`event`, `property`, `interval`, `unique`, `from`, `to`)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from obshub.errors import QueryError
+from obshub.events import now_us
 from obshub.query import analytics
 from obshub.query.times import parse_interval, parse_time
 from obshub.web.charts import bars
@@ -21,19 +21,23 @@ from obshub.web.session import Session
 __all__ = ["analytics_page"]
 
 
-def _load(store: Any, pid: int, event: str, prop: str, interval: str, unique: bool, raw_from: str,
-          raw_to: str) -> dict[str, Any]:
-    now = time.time_ns() // 1000
+async def _load(request: Request, pid: int, event: str, prop: str, interval: str, unique: bool, raw_from: str,
+                raw_to: str) -> dict[str, Any]:
+    store = request.app.state.hub.store
+    now = now_us()
     start = parse_time(raw_from, "from", now)
     end = parse_time(raw_to or "now", "to", now)
     assert start is not None and end is not None
-    out: dict[str, Any] = {"names": analytics.event_names(store, pid, start, end, 100)["events"]}
-    out["series"] = analytics.event_series(store, pid, event or None, parse_interval(interval), start, end,
-                                           unique)["points"]
+    names = await run_in_threadpool(analytics.event_names, store, pid, start, end, 100)
+    out: dict[str, Any] = {"names": names["events"]}
+    series = await run_in_threadpool(analytics.event_series, store, pid, event or None, parse_interval(interval),
+                                     start, end, unique)
+    out["series"] = series["points"]
     if event:
-        out["properties"] = analytics.event_properties(store, pid, event, start, end)["properties"]
+        props = await run_in_threadpool(analytics.event_properties, store, pid, event, start, end)
+        out["properties"] = props["properties"]
         if prop in out["properties"]:  # a property kept from another event's view is dropped
-            found = analytics.property_values(store, pid, event, prop, start, end, 50)
+            found = await run_in_threadpool(analytics.property_values, store, pid, event, prop, start, end, 50)
             out["values"], out["values_sampled"] = found["values"], found["counted"] if found["approximate"] else None
     return out
 
@@ -49,8 +53,7 @@ async def analytics_page(request: Request, session: Session) -> Response:
     error = None
     data: dict[str, Any] = {"names": [], "series": []}
     try:
-        data = await run_in_threadpool(_load, request.app.state.hub.store, session.project.id, event, prop,
-                                       interval, unique, raw_from, raw_to)
+        data = await _load(request, session.project_id, event, prop, interval, unique, raw_from, raw_to)
     except QueryError as e:
         error = e
     if "values" not in data:

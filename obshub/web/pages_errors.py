@@ -2,16 +2,13 @@
 group page (stack with in-app frames emphasised, tags, occurrences over time, the requests it
 happened in, resolve / ignore / unresolve / merge as CSRF-protected POST forms).
 
-Sparklines come from one query: the past 24 h's error occurrences counted per group and hour
-by the store (a covering index on SQLite), instead of one query per group. They used to read the
-newest 5,000 occurrences (older ones fell off) through a walk of every event of the day: ~380 ms
-at 5M events.
+Sparklines, the group's chart and its tags come from obshub/query/errors.py (`sparks`,
+`activity`); this module only draws them.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
+import asyncio
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,55 +17,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from obshub.errors import NotFound, QueryError
-from obshub.events import format_ts, parse_ts
-from obshub.query.times import parse_time
+from obshub.events import now_us, parse_ts
 from obshub.query import errors as groups
+from obshub.query.errors import GROUP_STATES
 from obshub.query.search import parse_query
-from obshub.store.base import GROUP_STATES, SearchRequest, Store
-from obshub.store.querylang import Field, Or
+from obshub.query.times import parse_time
 from obshub.web.charts import bars, sparkline
 from obshub.web.common import page, render, time_range, url_with
 from obshub.web.session import Session, form, require_csrf
 
 __all__ = ["routes"]
-
-HOUR_US = 3_600_000_000
-SPARK_HOURS = 24
-OCCURRENCE_CAP = 1_000  # occurrences bucketed for the group page's chart
-
-
-def _hourly(ts_list: list[int], now: int, hours: int) -> list[int]:
-    counts = [0] * hours
-    first = now - hours * HOUR_US
-    for t in ts_list:
-        i = (t - first) // HOUR_US
-        if 0 <= i < hours:
-            counts[int(i)] += 1
-    return counts
-
-
-def _sparks(store: Store, pid: int, now: int) -> dict[str, list[int]]:
-    """Per group: occurrences in each of the last 24 clock hours, the current one last."""
-    first = now - now % HOUR_US - (SPARK_HOURS - 1) * HOUR_US
-    out = {}
-    for gid, buckets in store.group_series(pid, first, now + 1, HOUR_US).items():
-        counts = [0] * SPARK_HOURS
-        for t, n in buckets:
-            counts[(t - first) // HOUR_US] += n
-        out[gid] = counts
-    return out
-
-
-def _list(store: Store, pid: int, state: str | None, q: str, start: int | None, end: int | None) -> dict[str, Any]:
-    node = parse_query(q)
-    out = groups.list_groups(store, pid, state, node, start, end)
-    now = time.time_ns() // 1000
-    sparks = _sparks(store, pid, now)
-    for g in out["groups"]:
-        counts = [sum(c) for c in zip(*(sparks.get(m, [0] * SPARK_HOURS) for m in [g["id"], *g["merged"]]))]
-        g["spark"] = sparkline(counts)
-        g["spark_total"] = sum(counts)
-    return out
 
 
 async def errors_page(request: Request, session: Session) -> Response:
@@ -78,10 +36,15 @@ async def errors_page(request: Request, session: Session) -> Response:
     error = None
     data: dict[str, Any] = {"groups": []}
     tr = None
+    store = request.app.state.hub.store
     try:
         tr = time_range(request, default_from=groups.DEFAULT_FROM)
-        data = await run_in_threadpool(_list, request.app.state.hub.store, session.project.id,
-                                       state if state in GROUP_STATES else None, q, tr.start, tr.end)
+        data = await run_in_threadpool(groups.list_groups, store, session.project_id,
+                                       state if state in GROUP_STATES else None, parse_query(q), tr.start, tr.end)
+        spark = await run_in_threadpool(groups.sparks, store, session.project_id, data["groups"], now_us())
+        for g in data["groups"]:
+            g["spark"] = sparkline(spark[g["id"]])
+            g["spark_total"] = sum(spark[g["id"]])
     except QueryError as e:
         error = e
     return render(request, "errors.html", {
@@ -91,38 +54,22 @@ async def errors_page(request: Request, session: Session) -> Response:
     }, 400 if error else 200)
 
 
-def _group(store: Store, pid: int, gid: str) -> dict[str, Any]:
-    g = groups.get_group(store, pid, gid)
-    members = [g["id"], *g["merged"]]
-    node = Or(tuple(Field("group_id", "=", m, True) for m in members)) if len(members) > 1 \
-        else Field("group_id", "=", members[0], True)
-    rows = store.search(pid, SearchRequest(node, None, None, OCCURRENCE_CAP))
-    now = time.time_ns() // 1000
-    span_h = 24 if not rows or now - rows[-1]["ts"] <= 24 * HOUR_US else 24 * 7
-    counts = _hourly([e["ts"] for e in rows], now, span_h)
-    first = now - span_h * HOUR_US
-    g["chart"] = bars([{"t": format_ts(first + i * HOUR_US), "count": c} for i, c in enumerate(counts)],
-                      height=160)
-    g["chart_hours"] = span_h
-    tags: dict[str, Counter[str]] = {k: Counter() for k in ("host", "service", "release", "env", "user_id")}
-    for e in rows:
-        for k in tags:
-            if e.get(k):
-                tags[k][e[k]] += 1
-    g["tags"] = {k: c.most_common(5) for k, c in tags.items() if c}
-    since = parse_time(groups.DEFAULT_FROM, "from", now)  # candidates: groups seen in the list's default range
-    others = [o for o in groups.list_groups(store, pid, None, None, since, None)["groups"] if o["id"] != g["id"]]
-    g["merge_candidates"] = others[:50]
-    return g
-
-
 async def group_page(request: Request, session: Session) -> Response:
     gid = request.path_params["id"]
+    store, pid = request.app.state.hub.store, session.project_id
     try:
-        g = await run_in_threadpool(_group, request.app.state.hub.store, session.project.id, gid)
+        g = await run_in_threadpool(groups.get_group, store, pid, gid)
     except NotFound:
         return render(request, "message.html", {"title": "No such error group",
                                                 "message": f"There is no error group {gid!r} in this project."}, 404)
+    now = now_us()
+    since = parse_time(groups.DEFAULT_FROM, "from", now)  # merge candidates: groups seen in the list's default range
+    seen, listed = await asyncio.gather(run_in_threadpool(groups.activity, store, pid, g, now),
+                                        run_in_threadpool(groups.list_groups, store, pid, None, None, since, None))
+    g["chart"] = bars(seen["points"], height=160)
+    g["chart_hours"] = seen["hours"]
+    g["tags"] = seen["tags"]
+    g["merge_candidates"] = [o for o in listed["groups"] if o["id"] != g["id"]][:50]
     ev = g.get("latest_event") or {}
     stack = (ev.get("error") or {}).get("stack")
     frames = list(reversed(stack)) if isinstance(stack, list) else []  # innermost (where it broke) first
@@ -140,9 +87,9 @@ async def group_action(request: Request, session: Session) -> Response:
     action = fields.get("action", "")
     try:
         if action in GROUP_STATES:
-            await run_in_threadpool(groups.set_state, store, session.project.id, gid, {"state": action})
+            await run_in_threadpool(groups.set_state, store, session.project_id, gid, {"state": action})
         elif action == "merge" and fields.get("other"):
-            await run_in_threadpool(groups.merge_groups, store, session.project.id, gid, {"groups": [fields["other"]]})
+            await run_in_threadpool(groups.merge_groups, store, session.project_id, gid, {"groups": [fields["other"]]})
         else:
             return render(request, "message.html", {"title": "Unknown action", "message": f"{action!r}"}, 400)
     except NotFound as e:

@@ -50,7 +50,7 @@ async def trace_page(request: Request, session: Session) -> Response:
         tr = time_range(request, default_from="")
     except QueryError as err:
         return render(request, "message.html", {"title": "Bad time range", "message": str(err)}, 400)
-    data = await run_in_threadpool(trace, hub.store, session.project.id, tid, tr.start, tr.end)
+    data = await run_in_threadpool(trace, hub.store, session.project_id, tid, tr.start, tr.end)
     offsets = hub.skew.offsets(data["hosts"])
     view = layout(data, offsets, corrected)
     total = len(view["events"])
@@ -96,7 +96,7 @@ async def user_page(request: Request, session: Session) -> Response:
         offsets.update(hub.skew.offsets(hosts))  # kept: error lines show the times the order used
         return offsets
 
-    data = await run_in_threadpool(user_timeline, hub.store, session.project.id, uid, tr.start, tr.end,
+    data = await run_in_threadpool(user_timeline, hub.store, session.project_id, uid, tr.start, tr.end,
                                    int(raw_limit), cursor, offsets_of=offsets_of)
     errors_by_request: dict[str, list[dict[str, Any]]] = {}
     for e in data["events"]:

@@ -2,7 +2,9 @@
 
 The cookie carries the SHA-256 of the token (never the token), a per-session CSRF secret and the
 login time, signed with `settings.secret_key` (itsdangerous, HMAC-SHA1 over the payload plus a
-timestamp). Every page looks the hash up again, so revoking a token ends its web sessions too.
+timestamp). Every page checks the hash as the API checks a bearer token (`Hub.check_token_hash`:
+the hub's token cache, then `auth.authorize`), so revoking a token ends its web sessions within
+`token_cache_s` too, and a page load with a cached token costs no store query.
 With an empty `secret_key` each hub process draws a random key at first use: sessions then do
 not survive a restart and do not work across replicas behind a load balancer - set
 OBSHUB_SECRET_KEY for those (docs/web.md).
@@ -23,12 +25,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from obshub.auth import hash_token
-from obshub.store.base import Project
+from obshub.auth import AuthError, hash_token
 
 __all__ = ["COOKIE", "CsrfError", "LoginRequired", "Session", "current", "form", "login", "logout", "require_csrf"]
 
@@ -47,7 +47,8 @@ class CsrfError(Exception):
 
 @dataclass(frozen=True)
 class Session:
-    project: Project
+    project_id: int
+    project_name: str
     csrf: str
     token_hash: str
 
@@ -65,17 +66,17 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
 
 
-async def login(request: Request, token: str, response: Response) -> Project | None:
-    """Check a read token; on success set the cookie on `response` and return the project."""
-    hub = request.app.state.hub
-    found = await run_in_threadpool(hub.tokens.lookup, hub.store, token.strip())
-    if found is None or found[1] != "read":
-        return None
+async def login(request: Request, token: str, response: Response) -> bool:
+    """Check a read token; on success set the cookie on `response` and return True."""
+    try:
+        await request.app.state.hub.check_token(token.strip(), "read")
+    except AuthError:
+        return False
     value = _serializer(request).dumps({"h": hash_token(token.strip()), "c": secrets.token_urlsafe(24),
                                         "t": int(time.time())})
     response.set_cookie(COOKIE, value, max_age=MAX_AGE_S, path="/", httponly=True, samesite="lax",
                         secure=_secure(request))
-    return found[0]
+    return True
 
 
 def logout(response: Response) -> None:
@@ -92,11 +93,11 @@ async def current(request: Request) -> Session:
         h, csrf = str(data["h"]), str(data["c"])
     except (BadSignature, KeyError, TypeError):
         raise LoginRequired() from None
-    hub = request.app.state.hub
-    found = await run_in_threadpool(hub.store.find_token, h)
-    if found is None or found[1] != "read":
-        raise LoginRequired()
-    return Session(project=found[0], csrf=csrf, token_hash=h)
+    try:
+        project = await request.app.state.hub.check_token_hash(h, "read")
+    except AuthError:
+        raise LoginRequired() from None
+    return Session(project_id=project.id, project_name=project.name, csrf=csrf, token_hash=h)
 
 
 async def form(request: Request) -> dict[str, str]:
