@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 
 from obshub.events import normalize
-from obshub.store import sqlite_aggs, sqlite_ops
 from obshub.store.querylang import parse
 from obshub.store.sqlite import SqliteStore
+from obshub.store.sqlite import aggs as sqlite_aggs
+from obshub.store.sqlite import ops as sqlite_ops
 from tests.factories import event, now_us
 
 DAY = 86_400_000_000

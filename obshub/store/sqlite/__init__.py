@@ -38,13 +38,14 @@ import orjson
 
 from obshub.errors import ConfigError, Conflict, NotFound, StoreOverloaded, StoreUnavailable
 from obshub.events import now_us
-from obshub.store import sqlite_aggs, sqlite_ops
 from obshub.store.base import (FACET_SAMPLE, GroupRecord, GroupStats, NewToken, Project, Sampled,
                                SearchRequest, TokenRecord, TokenScope, WriteResult)
 from obshub.store.coalesce import Coalescer
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
-from obshub.store.sqlite_pool import ReaderPool
-from obshub.store.sqlite_query import INDEXED_KEYS, Rare, Where, compile_where
+from obshub.store.sqlite import aggs as sqlite_aggs
+from obshub.store.sqlite import ops as sqlite_ops
+from obshub.store.sqlite.compile import INDEXED_KEYS, Rare, Where, compile_where
+from obshub.store.sqlite.pool import ReaderPool
 
 __all__ = ["SqliteStore"]
 
