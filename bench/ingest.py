@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _hub import hub_process, post_all  # noqa: E402
 
 from obshub.events import normalize  # noqa: E402
-from obshub.store import sqlite as sqlite_store  # noqa: E402
+from obshub.store.sqlite import schema, writer  # noqa: E402
 from tests.hubproc import make_project  # noqa: E402
 
 
@@ -64,15 +64,15 @@ def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> fl
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA cache_size = -32768")
     conn.execute("PRAGMA temp_store = MEMORY")
-    for stmt in sqlite_store._SCHEMA:
+    for stmt in schema.SCHEMA:
         conn.execute(stmt)
     t = time.perf_counter()
     for i in range(0, len(rows), batch):
         conn.execute("BEGIN IMMEDIATE")
         last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
         # the store's own insert statements (multi-row INSERTs), without the hub around them
-        sqlite_store.SqliteStore._write_batch(conn, 1, rows[i:i + batch], ())
-        conn.execute(sqlite_store._INDEX_TEXT, (last,))
+        writer.write_batch(conn, 1, rows[i:i + batch], ())
+        conn.execute(writer.INDEX_TEXT, (last,))
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == len(rows)

@@ -1,6 +1,6 @@
 """The `Store` protocol: everything the hub persists goes through these methods.
 
-Two backends implement it (`sqlite.py`, `opensearch/`), and `tests/contract/` runs one suite on
+Two backends implement it (`sqlite/`, `opensearch/`), and `tests/contract/` runs one suite on
 both, so the hub above this line never knows which one it talks to. Methods are synchronous:
 the HTTP layer calls them in a worker thread, which keeps both backends simple (sqlite3 and
 opensearch-py are blocking libraries) and lets a backend use its own connection pooling. The

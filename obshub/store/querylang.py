@@ -14,7 +14,7 @@ Grammar (AND binds tighter than OR; juxtaposition means AND):
                                                                         bare `*` alone = exists)
 
 Field names are the top-level event fields; any other name is an attribute (`duration_ms` and
-`attrs.duration_ms` are the same field). Backends compile the AST (`sqlite.py`, `opensearch/`);
+`attrs.duration_ms` are the same field). Backends compile the AST (`sqlite/`, `opensearch/`);
 the parser never sees a database. Errors carry a 1-based column so the UI can point at it.
 """
 

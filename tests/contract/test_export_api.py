@@ -86,7 +86,7 @@ def test_300k_rows_stream_in_bounded_memory_both_formats(big_hub: HubProcess, tm
         files[fmt] = tmp_path / f"all.{fmt}"
         headers[fmt] = _download(h, files[fmt], format=fmt)
     # The first big read of a hub grows it once by up to ~40 MB that it keeps for later reads:
-    # the SQLite page cache of the reading thread's connection (32 MiB, obshub/store/sqlite.py)
+    # the SQLite page cache of the reading thread's connection (32 MiB, obshub/store/sqlite/db.py)
     # and malloc arenas. Measured is a second export of each format, from that state.
     for fmt in ("csv", "ndjson"):
         baseline = _status(pid, "VmRSS")

@@ -4,7 +4,7 @@ range. Checked three ways: without statistics (a small or new store), with the s
 `ANALYZE` made on the 5M-event bench store (full, and bounded by `analysis_limit` as the store
 makes them): the planner only sees those numbers, so this is the plan it picks at 5M events.
 
-The SQL is the store's own (obshub/store/sqlite_aggs.py, sqlite_ops.py), on a store's schema.
+The SQL is the store's own (obshub/store/sqlite/aggs.py, ops.py), on a store's schema.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 
 from obshub.events import normalize
-from obshub.store import sqlite_aggs, sqlite_ops
 from obshub.store.querylang import parse
 from obshub.store.sqlite import SqliteStore
+from obshub.store.sqlite import aggs as sqlite_aggs
+from obshub.store.sqlite import ops as sqlite_ops
 from tests.factories import event, now_us
 
 DAY = 86_400_000_000
@@ -37,7 +38,7 @@ STATS_5M_FULL = {
     "ix_events_ts": "5000000 5000000 1",
     "sqlite_autoindex_events_1": "5000000 5000000 1",
 }
-# ... and ANALYZE with analysis_limit = 1000 (what sqlite_ops.analyze_if_due runs): rough.
+# ... and ANALYZE with analysis_limit = 1000 (what ops.analyze_if_due runs): rough.
 STATS_5M_LIMITED = {
     "ix_events_errors": "40716 1001 1 1 1 1 1",
     "ix_events_ev_ts": "241500 1001 1 1 1 1",

@@ -15,10 +15,10 @@ import pytest
 
 from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.events import normalize
-from obshub.store import sqlite_ops
 from obshub.store.base import SearchRequest
 from obshub.store.sqlite import SqliteStore
-from obshub.store.sqlite_pool import ReaderPool
+from obshub.store.sqlite import ops as sqlite_ops
+from obshub.store.sqlite.pool import ReaderPool
 from tests.factories import event, now_us
 
 DAY = 86_400_000_000

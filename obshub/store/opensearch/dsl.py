@@ -1,4 +1,4 @@
-"""Query-language AST -> OpenSearch query DSL (the SQLite twin is `store/sqlite_query.py`).
+"""Query-language AST -> OpenSearch query DSL (the SQLite twin is `store/sqlite/compile.py`).
 
 Same semantics as the SQLite backend (tests/contract runs both):
 - a word matches the message (its words, split by the same rule as FTS5: mappings.py

@@ -6,7 +6,7 @@ Every one reads a bounded set, measured on the 5M-event bench store (2 shared co
 - facets, analytics properties and values: the newest `sample` matches (10,000), one walk;
 - the errors list and its sparklines: a covering index of error occurrences in the range;
 - analytics names and series: covering indexes of `kind=event` rows. Some are named with
-  INDEXED BY: with statistics (sqlite_ops.analyze_if_due) the planner picked a partial index it
+  INDEXED BY: with statistics (ops.analyze_if_due) the planner picked a partial index it
   had to read the table for (errors: ~600 ms) or, without, walked every event of the range
   (event names over 7 days: 1.2 s).
 """

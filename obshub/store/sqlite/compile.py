@@ -40,7 +40,7 @@ __all__ = ["INDEXED_KEYS", "LOOKUP_KEYS", "Rare", "Where", "compile_where", "mat
 _SQL_OPS = {"=": "=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 _MAX_CHAR = "\U0010ffff"
 # Fields with an index (project_id, key, ...): the partial indexes (project_id, key, ts) of
-# sqlite.py's schema, and the UNIQUE (project_id, id) constraint's.
+# schema.py, and the UNIQUE (project_id, id) constraint's.
 INDEXED_KEYS = (*CORRELATION_KEYS, "group_id")
 LOOKUP_KEYS = frozenset(("id", *INDEXED_KEYS))
 
