@@ -32,7 +32,7 @@ from obshub.events import DEFAULT_LIMITS, Limits, normalize
 from obshub.store.base import Store, WriteResult
 
 if TYPE_CHECKING:
-    from obshub.app import Hub
+    from obshub.hub import Hub
 
 __all__ = ["Batch", "digested", "prepare", "store_events", "write", "write_blocking"]
 

@@ -58,7 +58,7 @@ MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not th
 
 
 class HubParts(Protocol):
-    """What the runner uses of its hub (`obshub.app.Hub` has it all). A protocol, so this
+    """What the runner uses of its hub (`obshub.hub.Hub` has it all). A protocol, so this
     package does not import the app that starts it."""
 
     @property
