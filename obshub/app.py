@@ -23,7 +23,7 @@ from starlette.routing import Route
 from obshub import auth
 from obshub.digest import Scrubber
 from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
-from obshub.hub import Hub
+from obshub.hub import Hub, hub_of
 from obshub.ingest import sentry
 from obshub.ingest.native import ingest
 from obshub.jobs.scheduler import start_jobs
@@ -57,7 +57,7 @@ async def _on_query(request: Request, exc: Exception) -> Response:
 
 async def _on_store(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, (StoreUnavailable, StoreOverloaded))
-    message = request.app.state.hub.store_trouble(exc, request.url.path)
+    message = hub_of(request).store_trouble(exc, request.url.path)
     return _json_error(exc.status, message, {"Retry-After": str(exc.retry_after)})
 
 
@@ -77,7 +77,7 @@ _READY_TIMEOUT_S = 5  # a probe of a hung store answers 503 after this, not when
 
 
 async def readyz(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
+    hub = hub_of(request)
     try:
         await asyncio.wait_for(run_in_threadpool(hub.store.ping), timeout=_READY_TIMEOUT_S)
     except (StoreUnavailable, StoreOverloaded, TimeoutError) as e:
@@ -90,7 +90,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return PlainTextResponse(generate_latest(request.app.state.hub.telemetry.registry),
+    return PlainTextResponse(generate_latest(hub_of(request).telemetry.registry),
                              media_type=CONTENT_TYPE_LATEST)
 
 

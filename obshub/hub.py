@@ -12,21 +12,26 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+from prometheus_client import Histogram
 from starlette.requests import Request
 
 from obshub import auth
 from obshub.clock import SkewEstimator, parse_sent_at
 from obshub.digest import GroupSeen, Scrubber
 from obshub.errors import StoreOverloaded, StoreUnavailable
+from obshub.ingest.admission import Admission
 from obshub.outage import OutageLog
 from obshub.settings import Settings
 from obshub.store.base import Project, Store, WriteResult
 from obshub.telemetry import Telemetry
 
-__all__ = ["Hub"]
+if TYPE_CHECKING:  # the runner's module imports the ingest pipeline, which imports this one
+    from obshub.uptime.scheduling import Uptime
+
+__all__ = ["Hub", "hub_of"]
 
 log = structlog.get_logger("obshub")
 T = TypeVar("T")
@@ -34,7 +39,7 @@ T = TypeVar("T")
 
 @dataclass
 class Hub:
-    """Per-app state shared by the routes (reached as `request.app.state.hub`)."""
+    """Per-app state shared by the routes (reached as `hub_of(request)`)."""
 
     settings: Settings
     store: Store
@@ -42,18 +47,25 @@ class Hub:
     tokens: auth.TokenCache
     scrubber: Scrubber = field(default_factory=Scrubber)
     skew: SkewEstimator = field(default_factory=SkewEstimator)
-    admission: Any = None  # obshub.ingest.admission.Admission, made on the serving event loop
+    admission: Admission | None = None  # made on the serving event loop (`admission_slots`)
     ingest_threads: ThreadPoolExecutor | None = None
-    uptime: Any = None  # obshub.uptime.scheduling.Uptime while the scheduler runs: told of API check changes
+    uptime: Uptime | None = None  # while the scheduler runs: told of API check changes
     # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
     # start (like telemetry._KNOWN), and no label lookup per write.
-    store_write: Any = field(init=False)
+    store_write: Histogram = field(init=False)
     # Requests that met a store outage or push-back: its first, one line a minute, its end.
     store_outage: OutageLog = field(default_factory=lambda: OutageLog(log, "store unavailable"))
     store_pushback: OutageLog = field(default_factory=lambda: OutageLog(log, "store overloaded"))
 
     def __post_init__(self) -> None:
         self.store_write = self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0])
+
+    def admission_slots(self) -> Admission:
+        """The ingest slots of this app, made on first use: asyncio primitives belong to the
+        loop they are made on, and the app's lifespan drops them (`admission = None`)."""
+        if self.admission is None:
+            self.admission = Admission(self.settings.max_inflight, self.settings.admission_wait_s)
+        return self.admission
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ingest work (decoding, parsing, a token lookup on a cache miss) off the
@@ -111,3 +123,10 @@ class Hub:
             return
         for host in {e["host"] for e in events if e["host"]}:
             self.skew.observe(host, sent, received_at)
+
+
+def hub_of(request: Request) -> Hub:
+    """The hub of the app serving `request` (`create_app` puts it on `app.state`): typed, so
+    mypy checks every route's use of it."""
+    hub: Hub = request.app.state.hub
+    return hub

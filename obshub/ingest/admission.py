@@ -22,13 +22,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.ingest.body import BodyError
+
+if TYPE_CHECKING:  # the hub holds this module's Admission
+    from obshub.hub import Hub
 
 __all__ = ["INLINE_BODY_BYTES", "INLINE_WIRE_BYTES", "Admission", "Ticket", "admitted", "prepared"]
 
@@ -97,15 +100,13 @@ def _declared_small(request: Request) -> bool:
     return length is not None and length.isdigit() and int(length) <= INLINE_WIRE_BYTES
 
 
-async def admitted(hub: Any, protocol: str, request: Request, handle: Callable[[Ticket], Awaitable[Response]],
+async def admitted(hub: Hub, protocol: str, request: Request, handle: Callable[[Ticket], Awaitable[Response]],
                    refuse: Callable[[], Response]) -> Response:
     """Run `handle(ticket)` once the request has its slot, or answer `refuse()` (a 429).
     Request status and latency are counted here for both protocols."""
     tel = hub.telemetry
     started = time.perf_counter()
-    if hub.admission is None:
-        hub.admission = Admission(hub.settings.max_inflight, hub.settings.admission_wait_s)
-    a: Admission = hub.admission
+    a = hub.admission_slots()
     slots = a.small if _declared_small(request) else a.full
     if not await a.take(slots):
         tel.ingest_rejected.labels(protocol, "overload").inc()
@@ -129,7 +130,7 @@ async def admitted(hub: Any, protocol: str, request: Request, handle: Callable[[
     return response
 
 
-async def prepared(hub: Any, ticket: Ticket, prepare: Callable[..., T], raw: bytes, *args: Any) -> T:
+async def prepared(hub: Hub, ticket: Ticket, prepare: Callable[..., T], raw: bytes, *args: Any) -> T:
     """`prepare(raw, *args, max_decoded)`: on the event loop for a small body, else (or when
     it decodes beyond INLINE_BODY_BYTES) on the hub's ingest threads with the real limit,
     holding a full slot."""

@@ -31,6 +31,7 @@ from starlette.routing import Route
 from obshub.auth import AuthError, bearer
 from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.events import EventError, normalize
+from obshub.hub import Hub, hub_of
 from obshub.ingest import pipeline
 from obshub.ingest.admission import Ticket, admitted, prepared
 from obshub.ingest.body import BodyError, decode, read_body
@@ -221,7 +222,7 @@ async def preflight(request: Request) -> Response:
         "Access-Control-Max-Age": "3600"})
 
 
-def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any, max_decoded: int
+def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Hub, max_decoded: int
              ) -> tuple[bytes, dict[str, Any], pipeline.Batch, list[int], list[str], int]:
     """All CPU work in one place (see `admission.prepared`): decode, parse, map, validate, digest.
     Returns (body, envelope header, digested events, their 1-based item numbers, problems,
@@ -255,7 +256,7 @@ def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub:
 
 
 async def ingest(request: Request) -> Response:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     kind = "store" if request.url.path.rstrip("/").endswith("/store") else "envelope"
     project_id = int(request.path_params["project_id"])
     key = _sentry_key(request)
@@ -264,7 +265,7 @@ async def ingest(request: Request) -> Response:
                                        {"Retry-After": "1", "X-Sentry-Rate-Limits": "1::organization"}))
 
 
-async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
+async def _ingest(request: Request, hub: Hub, kind: str, project_id: int, key: str | None,
                   ticket: Ticket) -> Response:
     try:
         return await _handle(request, hub, kind, project_id, key, ticket)
@@ -277,7 +278,7 @@ async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: s
                     {"Retry-After": wait, "X-Sentry-Rate-Limits": f"{wait}::organization"})
 
 
-async def _handle(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
+async def _handle(request: Request, hub: Hub, kind: str, project_id: int, key: str | None,
                   ticket: Ticket) -> Response:
     s = hub.settings
     tel = hub.telemetry

@@ -5,12 +5,11 @@ logged and retried at the next interval."""
 from __future__ import annotations
 
 import time
-from typing import Any
-
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from obshub.errors import StoreError
+from obshub.hub import Hub
 from obshub.uptime.scheduling import register as register_uptime
 
 __all__ = ["retention", "start_jobs"]
@@ -18,7 +17,7 @@ __all__ = ["retention", "start_jobs"]
 log = structlog.get_logger("obshub.jobs")
 
 
-def retention(hub: Any) -> int:
+def retention(hub: Hub) -> int:
     """Lifecycle: delete events older than `retention_days` (0 keeps everything) and the
     store's own upkeep, through `Store.maintain` (OpenSearch: rollover by age/size, then
     dropping whole backing indices; SQLite: deletes in short transactions, freed pages given
@@ -36,7 +35,7 @@ def retention(hub: Any) -> int:
     return removed
 
 
-def start_jobs(hub: Any) -> BackgroundScheduler:
+def start_jobs(hub: Hub) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s),
                       id="retention")
