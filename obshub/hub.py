@@ -107,8 +107,8 @@ class Hub:
 
     def store_trouble(self, exc: StoreUnavailable | StoreOverloaded, path: str) -> str:
         """Count and log a request that met a store outage or push-back; returns the text its
-        answer gives. One place for every route: the JSON routes answer through `_on_store`,
-        the Sentry routes in Relay's form (obshub/ingest/sentry.py)."""
+        answer gives. One place for every route: the JSON routes answer through app.py's
+        handler, ingest through obshub/ingest/pipeline.py (the Sentry routes in Relay's form)."""
         if isinstance(exc, StoreUnavailable):
             self.telemetry.store_up.set(0)
             self.store_outage.failed(str(exc), path=path)
