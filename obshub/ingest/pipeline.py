@@ -201,10 +201,11 @@ async def _admitted(request: Request, hub: Hub, edge: Edge, project: Project | N
     invalid, refused = len(parsed.problems), len(result.rejected)
     tel.ingest_events.labels(p, "accepted").inc(result.accepted)
     tel.ingest_events.labels(p, "duplicate").inc(result.duplicates)
-    tel.ingest_events.labels(p, "rejected").inc(invalid + refused)
     if parsed.skipped:
         tel.ingest_events.labels(p, "skipped").inc(parsed.skipped)
-    tel.ingest_rejected.labels(p, "validation").inc(invalid)
+    if invalid or refused:  # (a label lookup costs a lock and a dict: only when there is news)
+        tel.ingest_events.labels(p, "rejected").inc(invalid + refused)
+        tel.ingest_rejected.labels(p, "validation").inc(invalid)
     if refused:  # valid, but the store would not take them (e.g. a mapping conflict)
         tel.ingest_rejected.labels(p, "store").inc(refused)
         log.warning("store refused events", protocol=p, project=project.id, refused=refused,
