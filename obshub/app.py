@@ -1,8 +1,8 @@
 """`create_app(settings)`: the hub as one Starlette app (its shared state: `obshub.hub.Hub`).
 
 Nothing connects at import time: the lifespan opens the store, bootstraps the first project,
-starts the scheduled jobs, and undoes all of it on shutdown. Domain errors become HTTP statuses
-here and only here (see the tree in `obshub/errors.py`).
+starts the scheduled jobs, and undoes all of it on shutdown. Domain errors raised by a route are
+answered here, through the one mapping of obshub/http_errors.py (the tree: obshub/errors.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from obshub import auth
 from obshub.digest import Scrubber
-from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
+from obshub.errors import Conflict, ObshubError, StoreOverloaded, StoreUnavailable
+from obshub.http_errors import ANSWERED, error_response
 from obshub.hub import Hub, hub_of
 from obshub.ingest import sentry
 from obshub.ingest.native import ingest
@@ -37,36 +38,14 @@ from obshub.web.pages import routes as page_routes
 __all__ = ["create_app"]
 
 
-def _json_error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
-
-
-async def _on_auth(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, auth.AuthError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return _json_error(exc.status, str(exc), headers)
-
-
-async def _on_query(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, QueryError)
-    # `column` only where it applies (a position in `q`); a bad `limit` or `state` has none.
-    if exc.column is None:
-        return _json_error(400, str(exc))
-    return _json_error(400, str(exc), column=exc.column)
-
-
-async def _on_store(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, (StoreUnavailable, StoreOverloaded))
-    message = hub_of(request).store_trouble(exc, request.url.path)
-    return _json_error(exc.status, message, {"Retry-After": str(exc.retry_after)})
-
-
-async def _on_not_found(request: Request, exc: Exception) -> Response:
-    return _json_error(404, str(exc) or "not found")
-
-
-async def _on_conflict(request: Request, exc: Exception) -> Response:
-    return _json_error(409, str(exc))
+async def _on_error(request: Request, exc: Exception) -> Response:
+    """Every route's answer to a domain error (obshub/http_errors.py); a store outage or
+    push-back is counted and logged first (`Hub.store_trouble`)."""
+    assert isinstance(exc, ObshubError)
+    message = None
+    if isinstance(exc, (StoreUnavailable, StoreOverloaded)):
+        message = hub_of(request).store_trouble(exc, request.url.path)
+    return error_response(exc, message=message)
 
 
 async def healthz(request: Request) -> Response:
@@ -83,7 +62,7 @@ async def readyz(request: Request) -> Response:
     except (StoreUnavailable, StoreOverloaded, TimeoutError) as e:
         hub.telemetry.store_up.set(0)
         why = str(e) or f"no answer from the store within {_READY_TIMEOUT_S} s"  # a hung node: TimeoutError()
-        return _json_error(503, f"store not ready: {why}", {"Retry-After": "5"})
+        return error_response(StoreUnavailable(why), message=f"store not ready: {why}")
     hub.telemetry.store_up.set(1)
     hub.store_outage.ok()
     return JSONResponse({"status": "ready", "store": hub.store.url.split("@")[-1]})
@@ -141,13 +120,6 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
         Route("/metrics", metrics),
         *page_routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        auth.AuthError: _on_auth,
-        QueryError: _on_query,
-        StoreUnavailable: _on_store,
-        StoreOverloaded: _on_store,
-        NotFound: _on_not_found,
-        Conflict: _on_conflict,
-    })
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict.fromkeys(ANSWERED, _on_error))
     app.state.hub = hub
     return app

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["INLINE_BODY_BYTES", "INLINE_WIRE_BYTES", "Admission", "Refused", "Ticket"]
+from obshub.errors import Refused
+
+__all__ = ["INLINE_BODY_BYTES", "INLINE_WIRE_BYTES", "Admission", "Ticket"]
 
 INLINE_WIRE_BYTES = 64 * 1024
 INLINE_BODY_BYTES = 128 * 1024
 SMALL_PER_SLOT = 8
 WAITERS_PER_SLOT = 16
-
-
-class Refused(Exception):
-    """No slot within `admission_wait_s`: the request is answered 429."""
 
 
 class Admission:

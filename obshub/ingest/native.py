@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from obshub.auth import bearer
-from obshub.events import EventError, normalize
+from obshub.errors import BodyError, FieldError, ParseError
+from obshub.events import normalize
 from obshub.ingest import pipeline
-from obshub.ingest.body import BodyError
 from obshub.settings import Settings
 
 __all__ = ["EDGE", "ingest", "parse_ndjson"]
@@ -51,10 +51,10 @@ def parse_ndjson(body: bytes, received_at: int, settings: Settings) -> pipeline.
         try:
             events.append(normalize(obj, received_at, limits))
             line_nos.append(i)
-        except EventError as e:
+        except FieldError as e:
             problems.append((i, str(e)))
     if not parsed_any and problems:
-        raise pipeline.ParseError(f"body is not NDJSON: no line is valid JSON (line 1: {problems[0][1]})")
+        raise ParseError(f"body is not NDJSON: no line is valid JSON (line 1: {problems[0][1]})")
     return pipeline.Parsed(events, line_nos, problems)
 
 

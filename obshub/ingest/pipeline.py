@@ -46,17 +46,17 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from obshub.auth import AuthError
 from obshub.digest import GroupSeen, Scrubber, digest
-from obshub.errors import StoreOverloaded, StoreUnavailable
+from obshub.errors import AuthError, BodyError, ObshubError, ParseError, Refused, StoreOverloaded, StoreUnavailable
 from obshub.events import DEFAULT_LIMITS, Limits, normalize, now_us
+from obshub.http_errors import error_response
 from obshub.hub import Hub, hub_of
-from obshub.ingest.admission import INLINE_BODY_BYTES, INLINE_WIRE_BYTES, Refused, Ticket
-from obshub.ingest.body import BodyError, decode, read_body
+from obshub.ingest.admission import INLINE_BODY_BYTES, INLINE_WIRE_BYTES, Ticket
+from obshub.ingest.body import decode, read_body
 from obshub.settings import Settings
 from obshub.store.base import Project, Store, WriteResult
 
-__all__ = ["Batch", "Edge", "Ingested", "ParseError", "Parsed", "digested", "prepare", "run", "store_events",
+__all__ = ["Batch", "Edge", "Ingested", "Parsed", "digested", "prepare", "run", "store_events",
            "write", "write_blocking"]
 
 log = structlog.get_logger("obshub")
@@ -70,10 +70,6 @@ class Batch:
 
     events: list[Event] = field(default_factory=list)
     groups: dict[str, GroupSeen] = field(default_factory=dict)
-
-
-class ParseError(Exception):
-    """Nothing in the body is in the protocol's format (not NDJSON, not an envelope): 400."""
 
 
 @dataclass
@@ -119,18 +115,12 @@ class Edge:
     body_token: Callable[[Request, Mapping[str, Any]], str | None] | None = None
     error_key: str = "error"  # {"error": ...}; Sentry's answers are Relay's {"detail": ...}
     headers: Mapping[str, str] = field(default_factory=dict)  # on every answer (Sentry: CORS)
-    busy: str = "too many concurrent ingest requests; retry later"
     pause_headers: Callable[[int], dict[str, str]] = _no_headers  # beside Retry-After on a 429/503
 
-    def error(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({self.error_key: message}, status_code=status, headers={**self.headers, **(headers or {})})
-
-    def auth_error(self, e: AuthError) -> JSONResponse:
-        return self.error(e.status, str(e), {"WWW-Authenticate": "Bearer"} if e.status == 401 and
-                          self.error_key == "error" else None)
-
-    def pause(self, status: int, message: str, retry_after: int) -> JSONResponse:
-        return self.error(status, message, {"Retry-After": str(retry_after), **self.pause_headers(retry_after)})
+    def error(self, exc: ObshubError, message: str | None = None) -> JSONResponse:
+        """The answer to `exc` in this edge's form (obshub/http_errors.py)."""
+        pause = self.pause_headers(exc.retry_after) if exc.retry_after is not None else {}
+        return error_response(exc, key=self.error_key, message=message, headers={**self.headers, **pause})
 
 
 async def run(request: Request, edge: Edge) -> Response:
@@ -144,13 +134,13 @@ async def run(request: Request, edge: Edge) -> Response:
         try:
             project = await hub.check_token(token, "ingest", project_id)
         except AuthError as e:
-            return _counted(hub, edge, edge.auth_error(e))
+            return _counted(hub, edge, edge.error(e))
     started = time.perf_counter()
     admission = hub.admission_slots()
     slots = admission.slots_for(request.headers.get("content-length"))
     if not await admission.take(slots):
         tel.ingest_rejected.labels(edge.protocol, "overload").inc()
-        return _counted(hub, edge, edge.pause(429, edge.busy, 1))
+        return _counted(hub, edge, edge.error(Refused()))
     ticket = Ticket(admission, slots)
     tel.inflight.inc()
     try:
@@ -181,22 +171,22 @@ async def _admitted(request: Request, hub: Hub, edge: Edge, project: Project | N
             project = await hub.check_token(edge.body_token(request, parsed.header), "ingest", project_id)
         hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, batch.events)
         result = await write(hub, project.id, batch)
-    except Refused:  # a small request whose body turned out big found no full slot
+    except Refused as e:  # a small request whose body turned out big found no full slot
         tel.ingest_rejected.labels(p, "overload").inc()
-        return edge.pause(429, edge.busy, 1)
+        return edge.error(e)
     except BodyError as e:
         tel.ingest_rejected.labels(p, "limit" if e.status == 413 else "body").inc()
-        return edge.error(e.status, str(e))
+        return edge.error(e)
     except ParseError as e:
         tel.ingest_rejected.labels(p, "parse").inc()
-        return edge.error(400, str(e))
+        return edge.error(e)
     except AuthError as e:
-        return edge.auth_error(e)
+        return edge.error(e)
     except (StoreUnavailable, StoreOverloaded) as e:
         # Counted and logged in one place for every route (`Hub.store_trouble`). Sentry's pause
         # headers rate-limit every category, so an SDK holds all its events for `retry_after`
         # s instead of retrying the next one at once.
-        return edge.pause(e.status, hub.store_trouble(e, request.url.path), e.retry_after)
+        return edge.error(e, hub.store_trouble(e, request.url.path))
     done = Ingested(parsed, result)
     invalid, refused = len(parsed.problems), len(result.rejected)
     tel.ingest_events.labels(p, "accepted").inc(result.accepted)
@@ -250,7 +240,7 @@ def digested(events: list[Event], scrubber: Scrubber) -> Batch:
 def prepare(raw: Iterable[Mapping[str, Any]], received_at: int, scrubber: Scrubber,
             limits: Limits = DEFAULT_LIMITS) -> Batch:
     """Normalize and digest events the hub makes itself (demo data, uptime results, check
-    definitions). They are valid by construction: an EventError here is a bug, and raises."""
+    definitions). They are valid by construction: a FieldError here is a bug, and raises."""
     return digested([normalize(dict(r), received_at, limits) for r in raw], scrubber)
 
 

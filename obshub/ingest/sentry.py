@@ -32,7 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from obshub.auth import bearer
-from obshub.events import EventError, normalize
+from obshub.errors import ParseError
+from obshub.events import normalize
 from obshub.ingest import pipeline
 from obshub.settings import Settings
 
@@ -52,9 +53,9 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, An
     try:
         header = orjson.loads(head_raw) if head_raw.strip() else {}
     except orjson.JSONDecodeError:
-        raise pipeline.ParseError("envelope header is not valid JSON") from None
+        raise ParseError("envelope header is not valid JSON") from None
     if not isinstance(header, dict):
-        raise pipeline.ParseError("envelope header must be a JSON object")
+        raise ParseError("envelope header must be a JSON object")
     items: list[tuple[dict[str, Any], bytes]] = []
     problems: list[tuple[int, str]] = []
     pos = len(body) if nl < 0 else nl + 1
@@ -229,7 +230,7 @@ def _events(items: list[tuple[dict[str, Any], bytes]], problems: list[tuple[int,
                 raise ValueError("not an object")
             events.append(normalize(from_sentry(raw), received_at, settings.limits))
             item_nos.append(i)
-        except (ValueError, EventError) as e:
+        except ValueError as e:  # not JSON, not an object, or a FieldError from normalize
             problems.append((i, f"item {i} (event): {e}"))
     return pipeline.Parsed(events, item_nos, problems, skipped, header)
 
@@ -237,7 +238,7 @@ def _events(items: list[tuple[dict[str, Any], bytes]], problems: list[tuple[int,
 def parse_envelope_body(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
     """`POST /api/<id>/envelope/`: a header line and items."""
     if not body or body.isspace():  # as Relay: nothing to store is a client error, not an empty success
-        raise pipeline.ParseError("empty envelope: expected a header line and at least one item")
+        raise ParseError("empty envelope: expected a header line and at least one item")
     header, items, problems = parse_envelope(body)
     return _events(items, problems, received_at, settings, header)
 
@@ -245,7 +246,7 @@ def parse_envelope_body(body: bytes, received_at: int, settings: Settings) -> pi
 def parse_store_body(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
     """`POST /api/<id>/store/` (older SDKs): the body is one event."""
     if not body or body.isspace():
-        raise pipeline.ParseError("empty request body")
+        raise ParseError("empty request body")
     return _events([({"type": "event"}, body)], [], received_at, settings, {})
 
 
@@ -274,7 +275,7 @@ def _rate_limits(retry_after: int) -> dict[str, str]:
 
 ENVELOPE = pipeline.Edge(protocol="sentry", parse=parse_envelope_body, answer=_answer, credentials=_credentials,
                          encodings=_ENCODINGS, body_token=_sentry_key, error_key="detail", headers=_CORS,
-                         busy="too many concurrent ingest requests", pause_headers=_rate_limits)
+                         pause_headers=_rate_limits)
 STORE = replace(ENVELOPE, parse=parse_store_body)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import time
 
-from obshub.errors import QueryError
-from obshub.events import EventError, parse_ts
+from obshub.errors import FieldError, QueryError
+from obshub.events import parse_ts
 
 __all__ = ["parse_time", "parse_interval"]
 
@@ -28,7 +28,7 @@ def parse_time(value: str | None, name: str, now_us: int | None = None) -> int |
         return now - int(m.group(1)) * _UNIT_US[m.group(2)]
     try:
         return parse_ts(v, name)
-    except EventError:
+    except FieldError:
         raise QueryError(f"{name}: {value!r} is not RFC 3339, an epoch number or relative like -15m, -24h, -7d") from None
 
 
