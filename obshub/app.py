@@ -18,22 +18,20 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from obshub import auth
 from obshub.digest import Scrubber
 from obshub.errors import Conflict, ObshubError, StoreOverloaded, StoreUnavailable
 from obshub.http_errors import ANSWERED, error_response
 from obshub.hub import Hub, hub_of
-from obshub.ingest import sentry
-from obshub.ingest.native import ingest
+from obshub.ingest import native, sentry
 from obshub.jobs.scheduler import start_jobs
 from obshub.settings import Settings
 from obshub.store import open_store
 from obshub.store.base import Store
 from obshub.telemetry import Telemetry
-from obshub.web.api import routes as api_routes
-from obshub.web.pages import routes as page_routes
+from obshub.web import api, pages
 
 __all__ = ["create_app"]
 
@@ -71,6 +69,13 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     return PlainTextResponse(generate_latest(hub_of(request).telemetry.registry),
                              media_type=CONTENT_TYPE_LATEST)
+
+
+ops_routes: list[BaseRoute] = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics),
+]
 
 
 def bootstrap(store: Store, settings: Settings, out: Any = None) -> dict[str, Any] | None:
@@ -111,15 +116,8 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
                 hub.ingest_threads = None
             await run_in_threadpool(hub.store.close)
 
-    routes = [
-        Route("/api/v1/ingest", ingest, methods=["POST"]),
-        *sentry.routes,
-        *api_routes,
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        *page_routes,
-    ]
+    # Every module that serves routes ends with its `routes` list; the pages come last (`/`).
+    routes = [*native.routes, *sentry.routes, *api.routes, *ops_routes, *pages.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict.fromkeys(ANSWERED, _on_error))
     app.state.hub = hub
     return app

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from obshub.auth import bearer
 from obshub.errors import BodyError, FieldError, ParseError
@@ -22,7 +23,7 @@ from obshub.events import normalize
 from obshub.ingest import pipeline
 from obshub.settings import Settings
 
-__all__ = ["EDGE", "ingest", "parse_ndjson"]
+__all__ = ["EDGE", "ingest", "parse_ndjson", "routes"]
 
 
 def parse_ndjson(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
@@ -75,3 +76,8 @@ EDGE = pipeline.Edge(protocol="native", parse=parse_ndjson, answer=_answer, cred
 
 async def ingest(request: Request) -> Response:
     return await pipeline.run(request, EDGE)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/v1/ingest", ingest, methods=["POST"]),
+]

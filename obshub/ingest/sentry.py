@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from obshub.auth import bearer
 from obshub.errors import ParseError
@@ -287,7 +287,7 @@ async def store(request: Request) -> Response:
     return await pipeline.run(request, STORE)
 
 
-routes = [
+routes: list[BaseRoute] = [
     Route("/api/{project_id:int}/envelope/", envelope, methods=["POST"]),
     Route("/api/{project_id:int}/store/", store, methods=["POST"]),
     Route("/api/{project_id:int}/envelope/", preflight, methods=["OPTIONS"]),

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from obshub.errors import QueryError
 from obshub.hub import Hub, hub_of
@@ -164,19 +164,6 @@ async def api_error_merge(request: Request) -> JSONResponse:
                                                 request.path_params["id"], body))
 
 
-routes = [
-    Route("/api/v1/errors", api_errors),
-    Route("/api/v1/errors/{id}", api_error, methods=["GET", "PATCH"]),
-    Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
-    Route("/api/v1/search", api_search),
-    Route("/api/v1/export", api_export),
-    Route("/api/v1/trace/{id:path}", api_trace),
-    Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
-    Route("/api/v1/analytics/events", api_event_names),
-    Route("/api/v1/analytics/properties", api_properties),
-    Route("/api/v1/analytics/values", api_values),
-    Route("/api/v1/analytics/series", api_series),
-]
 
 
 # -- uptime checks (docs/uptime.md). POST/DELETE take a read token, like PATCH on errors: the
@@ -212,7 +199,18 @@ def _checks_changed(hub: Hub) -> None:
         hub.uptime.invalidate()
 
 
-routes += [
+routes: list[BaseRoute] = [
+    Route("/api/v1/errors", api_errors),
+    Route("/api/v1/errors/{id}", api_error, methods=["GET", "PATCH"]),
+    Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
+    Route("/api/v1/search", api_search),
+    Route("/api/v1/export", api_export),
+    Route("/api/v1/trace/{id:path}", api_trace),
+    Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
+    Route("/api/v1/analytics/events", api_event_names),
+    Route("/api/v1/analytics/properties", api_properties),
+    Route("/api/v1/analytics/values", api_values),
+    Route("/api/v1/analytics/series", api_series),
     Route("/api/v1/checks", api_checks, methods=["GET", "POST"]),
     Route("/api/v1/checks/{name}", api_check_delete, methods=["DELETE"]),
 ]
