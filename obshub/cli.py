@@ -323,6 +323,7 @@ def _load_demo_direct(hub: Hub, settings: Settings) -> None:
 
     from obshub.app import bootstrap
     from obshub.demo import CLOCK_SKEW_US, generate
+    from obshub.events import now_us
     from obshub.ingest import pipeline
 
     hub.store.open()
@@ -331,7 +332,7 @@ def _load_demo_direct(hub: Hub, settings: Settings) -> None:
         project = hub.store.get_project("default")
         if project is None:
             raise ConfigError("serve --demo: the store has no project 'default' to load the demo into")
-        now = time.time_ns() // 1000
+        now = now_us()
         raw = generate(now, run=f"demo{now // 60_000_000}")
         hosts = sorted({e.get("host", "") for e in raw})
         for host in hosts:
@@ -552,8 +553,9 @@ def _demo(args: argparse.Namespace) -> int:
     import httpx
 
     from obshub.demo import CLOCK_SKEW_US, DEMO_STORY, generate
+    from obshub.events import now_us
 
-    now = time.time_ns() // 1000
+    now = now_us()
     events = generate(now, run=f"demo{now // 60_000_000}")
     batch = 500
     sent = accepted = dup = 0
@@ -566,7 +568,7 @@ def _demo(args: argparse.Namespace) -> int:
     with _client(args) as c:
         for host, chunk in chunks:
             body = "\n".join(json.dumps(e) for e in chunk).encode()
-            sent_at = (time.time_ns() // 1000 + CLOCK_SKEW_US.get(host, 0)) / 1e6
+            sent_at = (now_us() + CLOCK_SKEW_US.get(host, 0)) / 1e6
             try:
                 r = c.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson",
                                                                     "X-Obshub-Sent-At": f"{sent_at:.6f}"})

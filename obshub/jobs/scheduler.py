@@ -4,11 +4,11 @@ logged and retried at the next interval."""
 
 from __future__ import annotations
 
-import time
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from obshub.errors import StoreError
+from obshub.events import now_us
 from obshub.hub import Hub
 from obshub.uptime.scheduling import register as register_uptime
 
@@ -23,7 +23,7 @@ def retention(hub: Hub) -> int:
     dropping whole backing indices; SQLite: deletes in short transactions, freed pages given
     back to the file system, planner statistics). Returns how many events were removed."""
     keep_us = hub.settings.retention_days * 86_400_000_000
-    now = time.time_ns() // 1000
+    now = now_us()
     try:
         out = hub.store.maintain(now, keep_us)
     except StoreError as e:

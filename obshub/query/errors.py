@@ -11,11 +11,10 @@ and still growing); a range reads only its own occurrences from a covering index
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from obshub.errors import NotFound, QueryError
-from obshub.events import format_ts, to_public
+from obshub.events import format_ts, now_us, to_public
 from obshub.query.search import check_limit
 from obshub.store.base import GROUP_STATES, GroupRecord, GroupStats, SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or
@@ -77,7 +76,7 @@ def list_groups(store: Store, project_id: int, state: str | None, query: Node | 
     records = store.get_groups(project_id)
     by_id = {r.id: r for r in records}
     stats = store.group_stats(project_id, query, start, end)
-    now = time.time_ns() // 1000
+    now = now_us()
     out = []
     for target, members in _members(records).items():
         r = by_id[target]
@@ -107,7 +106,7 @@ def _resolve(store: Store, project_id: int, group_id: str) -> tuple[GroupRecord,
 def get_group(store: Store, project_id: int, group_id: str, recent: int = 50) -> dict[str, Any]:
     r, members = _resolve(store, project_id, group_id)
     st = _fold(list(store.group_stats(project_id, None, None, None, members).values()))
-    view = _view(r, st, time.time_ns() // 1000, members)
+    view = _view(r, st, now_us(), members)
     q: Node = Or(tuple(Field("group_id", "=", m, True) for m in members)) if len(members) > 1 \
         else Field("group_id", "=", members[0], True)
     latest = store.search(project_id, SearchRequest(q, limit=recent))
@@ -126,7 +125,7 @@ def set_state(store: Store, project_id: int, group_id: str, body: Any) -> dict[s
     if state not in GROUP_STATES:
         raise QueryError(f"state: expected one of {', '.join(GROUP_STATES)}")
     r, _ = _resolve(store, project_id, group_id)
-    now = time.time_ns() // 1000
+    now = now_us()
     store.update_group(project_id, r.id, state=state, resolved_at=now if state == "resolved" else None)
     return get_group(store, project_id, r.id)
 

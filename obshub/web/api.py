@@ -3,7 +3,6 @@ call `obshub.query` in a worker thread (stores are blocking), return the contrac
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from obshub.errors import QueryError
+from obshub.events import now_us
 from obshub.hub import Hub, hub_of
 from obshub.query import analytics, errors, export
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
@@ -36,7 +36,7 @@ def _int(request: Request, name: str, default: int) -> int:
 
 def _range(request: Request, default_from: str | None = None) -> tuple[int | None, int | None]:
     """`from` and `to` in µs; an absent `from` is `default_from` (an empty one: no bound)."""
-    now = time.time_ns() // 1000
+    now = now_us()
     start = parse_time(request.query_params.get("from", default_from), "from", now)
     end = parse_time(request.query_params.get("to"), "to", now)
     if start is not None and end is not None and end <= start:
@@ -117,7 +117,7 @@ async def api_values(request: Request) -> JSONResponse:
 async def api_series(request: Request) -> JSONResponse:
     pid = await _project(request)
     qp = request.query_params
-    now = time.time_ns() // 1000
+    now = now_us()
     interval = parse_interval(qp.get("interval"))
     start = parse_time(qp.get("from") or "-7d", "from", now)
     end = parse_time(qp.get("to") or "now", "to", now)
@@ -173,7 +173,7 @@ async def api_checks(request: Request) -> JSONResponse:
     hub = hub_of(request)
     project = await hub.authenticate(request, "read")
     config = config_checks(hub.settings.checks)
-    now = time.time_ns() // 1000
+    now = now_us()
     if request.method == "POST":
         body = await _json_body(request)
         out, created = await run_in_threadpool(define_check, hub.store, project, body, config, now, hub.scrubber)
@@ -187,7 +187,7 @@ async def api_check_delete(request: Request) -> JSONResponse:
     project = await hub.authenticate(request, "read")
     config = config_checks(hub.settings.checks)
     out = await run_in_threadpool(delete_check, hub.store, project, request.path_params["name"],
-                                  config, time.time_ns() // 1000, hub.scrubber)
+                                  config, now_us(), hub.scrubber)
     _checks_changed(hub)
     return JSONResponse(out)
 
