@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 from prometheus_client import Histogram
@@ -22,6 +22,7 @@ from obshub import auth
 from obshub.clock import SkewEstimator, parse_sent_at
 from obshub.digest import GroupSeen, Scrubber
 from obshub.errors import AuthError, StoreOverloaded, StoreUnavailable
+from obshub.events import NormalizedEvent
 from obshub.ingest.admission import Admission
 from obshub.outage import OutageLog
 from obshub.settings import Settings
@@ -31,7 +32,7 @@ from obshub.telemetry import Telemetry
 if TYPE_CHECKING:  # the runner's module imports the ingest pipeline, which imports this one
     from obshub.uptime.scheduling import Uptime
 
-__all__ = ["Hub", "hub_of"]
+__all__ = ["Hub", "hub_of", "stored"]
 
 log = structlog.get_logger("obshub")
 T = TypeVar("T")
@@ -91,7 +92,7 @@ class Hub:
             found = await self.offload(self.tokens.lookup, self.store, token)
         return auth.authorize(found, scope, project_id)
 
-    async def write(self, project_id: int, events: Sequence[dict[str, Any]],
+    async def write(self, project_id: int, events: Sequence[NormalizedEvent],
                     groups: Mapping[str, GroupSeen] | None = None) -> WriteResult:
         """Store a digested batch in one store call (obshub/ingest/pipeline.py is the way in):
         the store records the groups of the occurrences it stored before answering, so an
@@ -99,7 +100,7 @@ class Hub:
         this batch regresses."""
         started = time.perf_counter()
         result = await asyncio.wrap_future(
-            self.store.submit_events(project_id, events, list(groups.values()) if groups else ()))
+            self.store.submit_events(project_id, stored(events), list(groups.values()) if groups else ()))
         self.store_write.observe(time.perf_counter() - started)
         self.store_outage.ok()
         self.store_pushback.ok()
@@ -117,12 +118,18 @@ class Hub:
         self.store_pushback.failed(str(exc), path=path)
         return f"store overloaded: {exc}"
 
-    def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[dict[str, Any]]) -> None:
+    def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[NormalizedEvent]) -> None:
         sent = parse_sent_at(sent_at)
         if sent is None:
             return
         for host in {e["host"] for e in events if e["host"]}:
             self.skew.observe(host, sent, received_at)
+
+
+def stored(events: Sequence[NormalizedEvent]) -> Sequence[dict[str, Any]]:
+    """Normalized events as the Store protocol (obshub/store/base.py) still types them: plain
+    dicts, which they are at run time (no copy)."""
+    return cast(Sequence[dict[str, Any]], events)
 
 
 def hub_of(request: Request) -> Hub:

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from obshub.auth import bearer
 from obshub.errors import BodyError, FieldError, ParseError
-from obshub.events import normalize
+from obshub.events import NormalizedEvent, normalize
 from obshub.ingest import pipeline
 from obshub.settings import Settings
 
@@ -32,7 +32,7 @@ def parse_ndjson(body: bytes, received_at: int, settings: Settings) -> pipeline.
     if not body or body.isspace():  # (no copy of the body, unlike strip())
         raise BodyError(400, "empty body: send one JSON object per line")
     limits, max_lines = settings.limits, settings.max_lines
-    events: list[dict[str, Any]] = []
+    events: list[NormalizedEvent] = []
     line_nos: list[int] = []
     problems: list[tuple[int, str]] = []
     parsed_any = False

@@ -48,9 +48,9 @@ from starlette.responses import JSONResponse, Response
 
 from obshub.digest import GroupSeen, Scrubber, digest
 from obshub.errors import AuthError, BodyError, ObshubError, ParseError, Refused, StoreOverloaded, StoreUnavailable
-from obshub.events import DEFAULT_LIMITS, Limits, normalize, now_us
+from obshub.events import DEFAULT_LIMITS, Limits, NormalizedEvent, normalize, now_us
 from obshub.http_errors import error_response
-from obshub.hub import Hub, hub_of
+from obshub.hub import Hub, hub_of, stored
 from obshub.ingest.admission import INLINE_BODY_BYTES, INLINE_WIRE_BYTES, Ticket
 from obshub.ingest.body import decode, read_body
 from obshub.settings import Settings
@@ -61,14 +61,11 @@ __all__ = ["Batch", "Edge", "Ingested", "Parsed", "digested", "prepare", "run", 
 
 log = structlog.get_logger("obshub")
 
-Event = dict[str, Any]
-
-
 @dataclass
 class Batch:
     """Normalized, digested events ready to store, with the error groups they belong to."""
 
-    events: list[Event] = field(default_factory=list)
+    events: list[NormalizedEvent] = field(default_factory=list)
     groups: dict[str, GroupSeen] = field(default_factory=dict)
 
 
@@ -76,7 +73,7 @@ class Batch:
 class Parsed:
     """What a protocol's parser made of one decoded body."""
 
-    events: list[Event]  # normalized
+    events: list[NormalizedEvent]
     positions: list[int]  # the 1-based line or item number of each event
     problems: list[tuple[int, str]]  # (line or item, why) of what could not be read or validated
     skipped: int = 0  # items of a type the hub accepts but does not store (Sentry sessions, ...)
@@ -232,7 +229,7 @@ def _prepare(hub: Hub, edge: Edge, raw: bytes, encoding: str | None, received_at
 
 # -- the hub's own producers, and the write every path shares -------------------------------------
 
-def digested(events: list[Event], scrubber: Scrubber) -> Batch:
+def digested(events: list[NormalizedEvent], scrubber: Scrubber) -> Batch:
     """Digest normalized events in place (scrub, parse tracebacks, group)."""
     return Batch(events, digest(events, scrubber))
 
@@ -256,7 +253,7 @@ def write_blocking(store: Store, project_id: int, batch: Batch) -> WriteResult:
     worker thread): the same store call, waited for here."""
     if not batch.events:
         return WriteResult()
-    return store.write_events(project_id, batch.events, list(batch.groups.values()))
+    return store.write_events(project_id, stored(batch.events), list(batch.groups.values()))
 
 
 def store_events(store: Store, project_id: int, raw: Iterable[Mapping[str, Any]], received_at: int,

@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 
 from obshub.auth import bearer
 from obshub.errors import ParseError
-from obshub.events import normalize
+from obshub.events import NormalizedEvent, normalize
 from obshub.ingest import pipeline
 from obshub.settings import Settings
 
@@ -217,7 +217,7 @@ async def preflight(request: Request) -> Response:
 def _events(items: list[tuple[dict[str, Any], bytes]], problems: list[tuple[int, str]], received_at: int,
             settings: Settings, header: dict[str, Any]) -> pipeline.Parsed:
     """The event items, mapped and validated; any other item type is skipped (a 200 all the same)."""
-    events: list[dict[str, Any]] = []
+    events: list[NormalizedEvent] = []
     item_nos: list[int] = []
     skipped = 0
     for i, (ih, payload) in enumerate(items, 1):
