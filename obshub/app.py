@@ -1,8 +1,8 @@
-"""`create_app(settings)`: the hub as one Starlette app.
+"""`create_app(settings)`: the hub as one Starlette app (its shared state: `obshub.hub.Hub`).
 
 Nothing connects at import time: the lifespan opens the store, bootstraps the first project,
-starts the scheduled jobs, and undoes all of it on shutdown. Domain errors become HTTP statuses
-here and only here (see the tree in `obshub/errors.py`).
+starts the scheduled jobs, and undoes all of it on shutdown. Domain errors raised by a route are
+answered here, through the one mapping of obshub/http_errors.py (the tree: obshub/errors.py).
 """
 
 from __future__ import annotations
@@ -10,157 +10,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
-import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from obshub import auth
-from obshub.clock import SkewEstimator, parse_sent_at
-from obshub.digest import GroupSeen, Scrubber
-from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
-from obshub.ingest import sentry
-from obshub.ingest.native import ingest
+from obshub.digest import Scrubber
+from obshub.errors import Conflict, ObshubError, StoreOverloaded, StoreUnavailable
+from obshub.http_errors import ANSWERED, error_response
+from obshub.hub import Hub, hub_of
+from obshub.ingest import native, sentry
 from obshub.jobs.scheduler import start_jobs
-from obshub.outage import OutageLog
 from obshub.settings import Settings
 from obshub.store import open_store
-from obshub.store.base import Project, Store, WriteResult
+from obshub.store.base import Store
 from obshub.telemetry import Telemetry
-from obshub.web.api import routes as api_routes
-from obshub.web.pages import routes as page_routes
+from obshub.web import api, pages
 
-__all__ = ["Hub", "create_app"]
-
-log = structlog.get_logger("obshub")
-T = TypeVar("T")
+__all__ = ["create_app"]
 
 
-@dataclass
-class Hub:
-    """Per-app state shared by the routes (reached as `request.app.state.hub`)."""
-
-    settings: Settings
-    store: Store
-    telemetry: Telemetry
-    tokens: auth.TokenCache
-    scrubber: Scrubber = field(default_factory=Scrubber)
-    skew: SkewEstimator = field(default_factory=SkewEstimator)
-    admission: Any = None  # obshub.ingest.admission.Admission, made on the serving event loop
-    ingest_threads: ThreadPoolExecutor | None = None
-    uptime: Any = None  # obshub.uptime.scheduling.Uptime while the scheduler runs: told of API check changes
-    # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
-    # start (like telemetry._KNOWN), and no label lookup per write.
-    store_write: Any = field(init=False)
-    # Requests that met a store outage or push-back: its first, one line a minute, its end.
-    store_outage: OutageLog = field(default_factory=lambda: OutageLog(log, "store unavailable"))
-    store_pushback: OutageLog = field(default_factory=lambda: OutageLog(log, "store overloaded"))
-
-    def __post_init__(self) -> None:
-        self.store_write = self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0])
-
-    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking ingest work (decoding, parsing, a token lookup on a cache miss) off the
-        event loop, on the hub's own pool of `max_inflight` threads (one per full admission
-        slot, obshub/ingest/admission.py; store writes need none: see `write`). asyncio's
-        executor hop costs a fraction of anyio's `run_in_threadpool` (task lookups, limiter,
-        cancel scope), which was ~20% of the hub's CPU at 1,000 Sentry events/s."""
-        if self.ingest_threads is None:
-            self.ingest_threads = ThreadPoolExecutor(self.settings.max_inflight, thread_name_prefix="obshub-ingest")
-        return await asyncio.get_running_loop().run_in_executor(self.ingest_threads, fn, *args)
-
-    async def authenticate(self, request: Request, scope: str, project_id: int | None = None) -> Project:
-        return await self.check_token(auth.bearer(request.headers), scope, project_id)
-
-    async def check_token(self, token: str | None, scope: str, project_id: int | None = None) -> Project:
-        """The project this token may act on with `scope`, or AuthError(401/403)."""
-        if not token:
-            raise auth.AuthError(401, "missing credentials: send 'Authorization: Bearer <token>'")
-        return await self.check_token_hash(auth.hash_token(token), scope, project_id)
-
-    async def check_token_hash(self, token_hash: str, scope: str, project_id: int | None = None) -> Project:
-        """`check_token` for a token known by its SHA-256: a web session's cookie carries the
-        hash, never the token, and goes through the same cache and rules as the API. A cache hit
-        costs no worker-thread hop (one per request adds up: at 1,000 Sentry events/s the hops
-        alone were ~15% of the hub's CPU)."""
-        hit, found = self.tokens.peek_hash(token_hash)
-        if not hit:
-            found = await self.offload(self.tokens.lookup_hash, self.store, token_hash)
-        return auth.authorize(found, scope, project_id)
-
-    async def write(self, project_id: int, events: Sequence[dict[str, Any]],
-                    groups: Mapping[str, GroupSeen] | None = None) -> WriteResult:
-        """Store a digested batch in one store call (obshub/ingest/pipeline.py is the way in):
-        the store records the groups of the occurrences it stored before answering, so an
-        acknowledged occurrence never points at a missing group, and reopens the resolved ones
-        this batch regresses."""
-        started = time.perf_counter()
-        result = await asyncio.wrap_future(
-            self.store.submit_events(project_id, events, list(groups.values()) if groups else ()))
-        self.store_write.observe(time.perf_counter() - started)
-        self.store_outage.ok()
-        self.store_pushback.ok()
-        return result
-
-    def store_trouble(self, exc: StoreUnavailable | StoreOverloaded, path: str) -> str:
-        """Count and log a request that met a store outage or push-back; returns the text its
-        answer gives. One place for every route: the JSON routes answer through `_on_store`,
-        the Sentry routes in Relay's form (obshub/ingest/sentry.py)."""
-        if isinstance(exc, StoreUnavailable):
-            self.telemetry.store_up.set(0)
-            self.store_outage.failed(str(exc), path=path)
-            return f"store unavailable: {exc}"
-        # Worth a log line: besides a full write queue, this is how a cluster out of disk refuses.
-        self.store_pushback.failed(str(exc), path=path)
-        return f"store overloaded: {exc}"
-
-    def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[dict[str, Any]]) -> None:
-        sent = parse_sent_at(sent_at)
-        if sent is None:
-            return
-        for host in {e["host"] for e in events if e["host"]}:
-            self.skew.observe(host, sent, received_at)
-
-
-def _json_error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
-
-
-async def _on_auth(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, auth.AuthError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return _json_error(exc.status, str(exc), headers)
-
-
-async def _on_query(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, QueryError)
-    # `column` only where it applies (a position in `q`); a bad `limit` or `state` has none.
-    if exc.column is None:
-        return _json_error(400, str(exc))
-    return _json_error(400, str(exc), column=exc.column)
-
-
-async def _on_store(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, (StoreUnavailable, StoreOverloaded))
-    message = request.app.state.hub.store_trouble(exc, request.url.path)
-    return _json_error(exc.status, message, {"Retry-After": str(exc.retry_after)})
-
-
-async def _on_not_found(request: Request, exc: Exception) -> Response:
-    return _json_error(404, str(exc) or "not found")
-
-
-async def _on_conflict(request: Request, exc: Exception) -> Response:
-    return _json_error(409, str(exc))
+async def _on_error(request: Request, exc: Exception) -> Response:
+    """Every route's answer to a domain error (obshub/http_errors.py); a store outage or
+    push-back is counted and logged first (`Hub.store_trouble`)."""
+    assert isinstance(exc, ObshubError)
+    message = None
+    if isinstance(exc, (StoreUnavailable, StoreOverloaded)):
+        message = hub_of(request).store_trouble(exc, request.url.path)
+    return error_response(exc, message=message)
 
 
 async def healthz(request: Request) -> Response:
@@ -171,21 +54,28 @@ _READY_TIMEOUT_S = 5  # a probe of a hung store answers 503 after this, not when
 
 
 async def readyz(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
+    hub = hub_of(request)
     try:
         await asyncio.wait_for(run_in_threadpool(hub.store.ping), timeout=_READY_TIMEOUT_S)
     except (StoreUnavailable, StoreOverloaded, TimeoutError) as e:
         hub.telemetry.store_up.set(0)
         why = str(e) or f"no answer from the store within {_READY_TIMEOUT_S} s"  # a hung node: TimeoutError()
-        return _json_error(503, f"store not ready: {why}", {"Retry-After": "5"})
+        return error_response(StoreUnavailable(why), message=f"store not ready: {why}")
     hub.telemetry.store_up.set(1)
     hub.store_outage.ok()
     return JSONResponse({"status": "ready", "store": hub.store.url.split("@")[-1]})
 
 
 async def metrics(request: Request) -> Response:
-    return PlainTextResponse(generate_latest(request.app.state.hub.telemetry.registry),
+    return PlainTextResponse(generate_latest(hub_of(request).telemetry.registry),
                              media_type=CONTENT_TYPE_LATEST)
+
+
+ops_routes: list[BaseRoute] = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics),
+]
 
 
 def bootstrap(store: Store, settings: Settings, out: Any = None) -> dict[str, Any] | None:
@@ -226,22 +116,8 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
                 hub.ingest_threads = None
             await run_in_threadpool(hub.store.close)
 
-    routes = [
-        Route("/api/v1/ingest", ingest, methods=["POST"]),
-        *sentry.routes,
-        *api_routes,
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        *page_routes,
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        auth.AuthError: _on_auth,
-        QueryError: _on_query,
-        StoreUnavailable: _on_store,
-        StoreOverloaded: _on_store,
-        NotFound: _on_not_found,
-        Conflict: _on_conflict,
-    })
+    # Every module that serves routes ends with its `routes` list; the pages come last (`/`).
+    routes = [*native.routes, *sentry.routes, *api.routes, *ops_routes, *pages.routes]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict.fromkeys(ANSWERED, _on_error))
     app.state.hub = hub
     return app

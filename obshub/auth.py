@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from obshub.errors import Conflict, NotFound
+from obshub.errors import AuthError, Conflict, NotFound
 from obshub.store.base import Project, Store, TokenRecord, TokenScope
 
 __all__ = ["SCOPES", "AuthError", "Revoked", "TokenCache", "authorize", "create_project", "create_token",
@@ -35,14 +35,6 @@ _TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 # Labels of the tokens `create_project` makes, so `obshub token list` tells them apart.
 PROJECT_LABEL = "created with the project"
 SENTRY_LABEL = "Sentry key of the DSN"
-
-
-class AuthError(Exception):
-    """401 (no/unknown credentials) or 403 (valid token, wrong scope or project)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def new_token(scope: str) -> str:

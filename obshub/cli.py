@@ -20,6 +20,7 @@ from urllib.parse import quote
 from obshub.errors import ConfigError, Conflict, NotFound, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:  # imported where used: `obshub --help` stays fast
+    from obshub.hub import Hub
     from obshub.settings import Settings
     from obshub.store.base import Store, TokenRecord
 
@@ -212,12 +213,13 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(host=args.host, port=args.port, store=args.store)
     _configure_logging(settings.log_level)
     app = create_app(settings)
+    hub: Hub = app.state.hub
     try:
-        _wait_for_store(app.state.hub.store, settings.store_wait_s)
+        _wait_for_store(hub.store, settings.store_wait_s)
     except StoreError as e:
         return _die(f"cannot start: {e}", 1)
     if args.demo:
-        _load_demo_direct(app.state.hub, settings)
+        _load_demo_direct(hub, settings)
     print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
     _tune_gc()
     failed: list[BaseException] = []
@@ -234,7 +236,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for_store(store: Any, wait_s: float) -> None:
+def _wait_for_store(store: Store, wait_s: float) -> None:
     """Open (then close) the store, retrying while it is unavailable, for up to `wait_s`.
 
     Before the server starts, not in its lifespan: uvicorn takes SIGTERM and Ctrl-C from the
@@ -313,7 +315,7 @@ def _configure_logging(level: str) -> None:
                         logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
-def _load_demo_direct(hub: Any, settings: Any) -> None:
+def _load_demo_direct(hub: Hub, settings: Settings) -> None:
     """`serve --demo`: store the demo the way ingest stores it (obshub/ingest/pipeline.py:
     normalize, digest, `Hub.write`), one batch per host as each host's agent would send it,
     so the Errors page shows the demo's groups and a later `obshub demo` finds only duplicates."""
@@ -321,6 +323,7 @@ def _load_demo_direct(hub: Any, settings: Any) -> None:
 
     from obshub.app import bootstrap
     from obshub.demo import CLOCK_SKEW_US, generate
+    from obshub.events import now_us
     from obshub.ingest import pipeline
 
     hub.store.open()
@@ -329,7 +332,7 @@ def _load_demo_direct(hub: Any, settings: Any) -> None:
         project = hub.store.get_project("default")
         if project is None:
             raise ConfigError("serve --demo: the store has no project 'default' to load the demo into")
-        now = time.time_ns() // 1000
+        now = now_us()
         raw = generate(now, run=f"demo{now // 60_000_000}")
         hosts = sorted({e.get("host", "") for e in raw})
         for host in hosts:
@@ -550,8 +553,9 @@ def _demo(args: argparse.Namespace) -> int:
     import httpx
 
     from obshub.demo import CLOCK_SKEW_US, DEMO_STORY, generate
+    from obshub.events import now_us
 
-    now = time.time_ns() // 1000
+    now = now_us()
     events = generate(now, run=f"demo{now // 60_000_000}")
     batch = 500
     sent = accepted = dup = 0
@@ -564,7 +568,7 @@ def _demo(args: argparse.Namespace) -> int:
     with _client(args) as c:
         for host, chunk in chunks:
             body = "\n".join(json.dumps(e) for e in chunk).encode()
-            sent_at = (time.time_ns() // 1000 + CLOCK_SKEW_US.get(host, 0)) / 1e6
+            sent_at = (now_us() + CLOCK_SKEW_US.get(host, 0)) / 1e6
             try:
                 r = c.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson",
                                                                     "X-Obshub-Sent-At": f"{sent_at:.6f}"})

@@ -5,7 +5,8 @@ query on a correlation key finds all of them. This module is the only place that
 aliases, the level vocabulary and the timestamp forms of docs/api.md; it has no heavy imports
 because the ingest hot path calls `normalize` once per line (budget: a few µs).
 
-A normalized event is a plain dict (dicts are ~3x cheaper to build than dataclasses at 30k/s):
+A normalized event is a plain dict (dicts are ~3x cheaper to build than dataclasses at 30k/s),
+typed as `NormalizedEvent` (a TypedDict: the same dict, its keys checked by mypy):
 
     id, ts (int µs since epoch, UTC), received_at (int µs), kind, level, message, service, host,
     env, release, logger, request_id, trace_id, span_id, user_id, session_id, name,
@@ -23,14 +24,16 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
+
+from obshub.errors import FieldError
 
 __all__ = [
     "CORRELATION_KEYS",
-    "EventError",
     "KINDS",
     "LEVELS",
     "Limits",
+    "NormalizedEvent",
     "STRING_FIELDS",
     "TOP_LEVEL_FIELDS",
     "format_ts",
@@ -89,12 +92,30 @@ _TS_MAX_US = 7_258_118_400_000_000
 _US_EPOCH_MIN = 100_000_000_000_000  # an epoch number from here to 1e17 is µs (parse_ts)
 
 
-class EventError(ValueError):
-    """One event is invalid; `field` names the offending key so the client can fix it."""
+class NormalizedEvent(TypedDict):
+    """What `normalize` returns, and what digest/ and the store writes take."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+    id: str
+    ts: int  # µs since the epoch, UTC
+    received_at: int  # µs; 0 only for check definitions (obshub/uptime/: ingest never makes a 0)
+    kind: str  # one of KINDS
+    level: str  # one of LEVELS
+    message: str | None
+    service: str | None
+    host: str | None
+    env: str | None
+    release: str | None
+    logger: str | None
+    name: str | None
+    request_id: str | None
+    trace_id: str | None
+    span_id: str | None
+    user_id: str | None
+    session_id: str | None
+    error: dict[str, Any] | None
+    group_id: str | None  # set by digest/ for an error occurrence
+    attrs: dict[str, Any]  # flat: nested keys joined with "."
+    fingerprint: NotRequired[list[str]]  # the client's grouping hint; digest/ consumes it
 
 
 @dataclass(frozen=True)
@@ -136,11 +157,11 @@ def parse_ts(value: Any, field: str = "ts") -> int:
     if type(value) is int and _US_EPOCH_MIN <= value <= _TS_MAX_US:
         return value  # already µs (the rule below), the common case: no further calls
     if isinstance(value, bool):
-        raise EventError(field, "expected RFC 3339 text or an epoch number, got a boolean")
+        raise FieldError(field, "expected RFC 3339 text or an epoch number, got a boolean")
     if isinstance(value, (int, float)):
         return _epoch_to_us(value, field)
     if not isinstance(value, str):
-        raise EventError(field, f"expected RFC 3339 text or an epoch number, got {type(value).__name__}")
+        raise FieldError(field, f"expected RFC 3339 text or an epoch number, got {type(value).__name__}")
     second = value[:19] if len(value) == 27 and value[19] == "." and value[26] == "Z" else None  # the SDKs' form
     if second is not None:
         sec = _SECONDS.get(second)
@@ -149,18 +170,18 @@ def parse_ts(value: Any, field: str = "ts") -> int:
             return sec + int(frac)
     text = value.strip()
     if not text:
-        raise EventError(field, "empty timestamp")
+        raise FieldError(field, "empty timestamp")
     if text[0].isdigit() and _NUMERIC_RE.fullmatch(text):
         return _epoch_to_us(float(text) if "." in text else int(text), field)
     try:
         dt = datetime.fromisoformat(text.upper() if text[-1] in "zZ" or "t" in text else text)
     except ValueError:
-        raise EventError(field, f"cannot parse {value[:40]!r} as RFC 3339 or an epoch number") from None
+        raise FieldError(field, f"cannot parse {value[:40]!r} as RFC 3339 or an epoch number") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     us = (dt - _EPOCH) // timedelta(microseconds=1)
     if not _TS_MIN_US <= us <= _TS_MAX_US:
-        raise EventError(field, f"{value[:40]!r} is outside 1970..2200")
+        raise FieldError(field, f"{value[:40]!r} is outside 1970..2200")
     if second is not None and text == value:
         if len(_SECONDS) >= 4096:
             _SECONDS.clear()
@@ -179,7 +200,7 @@ _NUMERIC_RE = re.compile(r"\d+(\.\d+)?")
 
 def _epoch_to_us(n: float, field: str) -> int:
     if isinstance(n, float) and not math.isfinite(n):
-        raise EventError(field, "timestamp is not a finite number")
+        raise FieldError(field, "timestamp is not a finite number")
     a = abs(n)
     if a < 1e11:
         us = round(n * 1_000_000)
@@ -190,7 +211,7 @@ def _epoch_to_us(n: float, field: str) -> int:
     else:
         us = int(n) // 1_000
     if not _TS_MIN_US <= us <= _TS_MAX_US:
-        raise EventError(field, f"epoch {n!r} is outside 1970..2200")
+        raise FieldError(field, f"epoch {n!r} is outside 1970..2200")
     return us
 
 
@@ -203,10 +224,10 @@ def normalize_level(value: Any) -> str:
         if value.strip().isdigit():
             value = int(value.strip())
         else:
-            raise EventError("level", f"unknown level {value[:32]!r} (expected one of {', '.join(LEVELS)})")
+            raise FieldError("level", f"unknown level {value[:32]!r} (expected one of {', '.join(LEVELS)})")
     if isinstance(value, int) and not isinstance(value, bool) and value in _NUMERIC_LEVELS:
         return _NUMERIC_LEVELS[value]
-    raise EventError("level", f"unknown level {value!r} (syslog 0-7, python 10-50 or a name)")
+    raise FieldError("level", f"unknown level {value!r} (syslog 0-7, python 10-50 or a name)")
 
 
 def _as_text(value: Any, field: str) -> str:
@@ -214,7 +235,7 @@ def _as_text(value: Any, field: str) -> str:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    raise EventError(field, f"expected a string, got {type(value).__name__}")
+    raise FieldError(field, f"expected a string, got {type(value).__name__}")
 
 
 # The normalized event's fields in their order, before `fingerprint` and `attrs`. `kind` and
@@ -227,10 +248,10 @@ _BASE: dict[str, Any] = {
 }
 
 
-def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> NormalizedEvent:
     """Validate one client object and return the normalized event (see module docstring)."""
     if not isinstance(raw, dict):
-        raise EventError("event", f"each line must be a JSON object, got {type(raw).__name__}")
+        raise FieldError("event", f"each line must be a JSON object, got {type(raw).__name__}")
     # One C-level merge onto the defaults builds the event, not a get per field: this function is
     # the hub's largest CPU cost per event (~4.1 -> ~2.6 µs per line; docs/performance.md).
     if _PLAIN_KEYS.issuperset(raw):
@@ -251,7 +272,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
     if v is None:
         out["id"] = new_id()
     elif not isinstance(v, str) or not v or len(v) > _ID_MAX:
-        raise EventError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
+        raise FieldError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
     v = out["ts"]
     out["ts"] = received_at if v is None else parse_ts(v)
     out["received_at"] = received_at
@@ -262,25 +283,25 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
         out["level"] = (type(level) is str and _LEVEL_MAP.get(level)) or normalize_level(level)
     msg = out["message"]
     if msg is not None and len(msg) > limits.max_message_bytes // 4 and len(msg.encode()) > limits.max_message_bytes:
-        raise EventError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
+        raise FieldError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
     v = out["error"]
     if v is not None:
         out["error"] = _check_error(v)
     if fp is not None:
         if not isinstance(fp, list) or not fp or not all(isinstance(x, (str, int)) for x in fp) or len(fp) > 16:
-            raise EventError("fingerprint", "must be a list of 1-16 strings (\"{{ default }}\" expands to the default)")
+            raise FieldError("fingerprint", "must be a list of 1-16 strings (\"{{ default }}\" expands to the default)")
         out["fingerprint"] = [str(x) for x in fp]
     kind = out["kind"]
     if kind is not None:
         if kind not in KINDS:
-            raise EventError("kind", f"unknown kind {str(kind)[:32]!r} (expected one of {', '.join(KINDS)})")
+            raise FieldError("kind", f"unknown kind {str(kind)[:32]!r} (expected one of {', '.join(KINDS)})")
     elif out["error"] is not None:
         out["kind"] = kind = "error"  # a log call with exception info is an error occurrence
     else:
         out["kind"] = kind = "log"
     if kind == "error":
         if out["error"] is None and msg is None:
-            raise EventError("error", "an error event needs an `error` object or a `message`")
+            raise FieldError("error", "an error event needs an `error` object or a `message`")
         if level is None:
             out["level"] = "error"
         if msg is None and out["error"] is not None:
@@ -288,25 +309,25 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> di
             out["message"] = f"{err.get('type') or 'Error'}: {err.get('value') or ''}".rstrip(": ")
     elif kind == "event" and out["name"] is None:
         if msg is None:
-            raise EventError("name", "an analytics event (kind=event) needs a `name`")
+            raise FieldError("name", "an analytics event (kind=event) needs a `name`")
         out["name"] = msg
 
     attrs: dict[str, Any] = {}
     if attrs_in is not None:
         if not isinstance(attrs_in, dict):
-            raise EventError("attrs", f"must be an object, got {type(attrs_in).__name__}")
+            raise FieldError("attrs", f"must be an object, got {type(attrs_in).__name__}")
         _flatten(attrs_in, "", 1, attrs, limits)
     if extra:
         moved: dict[str, Any] = {}
         _flatten(extra, "", 1, moved, limits)
         for k, v in moved.items():
             if k in attrs:
-                raise EventError(f"attrs.{k}", "given both at the top level and inside attrs")
+                raise FieldError(f"attrs.{k}", "given both at the top level and inside attrs")
             attrs[k] = v
     if len(attrs) > limits.max_attr_keys:
-        raise EventError("attrs", f"{len(attrs)} keys (after flattening) exceeds the limit of {limits.max_attr_keys}")
+        raise FieldError("attrs", f"{len(attrs)} keys (after flattening) exceeds the limit of {limits.max_attr_keys}")
     out["attrs"] = attrs
-    return out
+    return cast(NormalizedEvent, out)  # built as a plain dict: one merge onto _BASE (see above)
 
 
 _KNOWN = frozenset(("id", "ts", "kind", "level", "error", "fingerprint", *STRING_FIELDS))
@@ -331,7 +352,7 @@ def _sort_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], limits: Limits) -> None:
     if depth > limits.max_attr_depth:
-        raise EventError(f"attrs.{prefix.rstrip('.')}", f"nested deeper than the limit of {limits.max_attr_depth}")
+        raise FieldError(f"attrs.{prefix.rstrip('.')}", f"nested deeper than the limit of {limits.max_attr_depth}")
     max_key = limits.max_key_bytes
     for k, v in obj.items():
         key = prefix + k if prefix else k
@@ -340,18 +361,18 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
                 _flatten(v, key + ".", depth + 1, out, limits)
             continue
         if len(key) > max_key:
-            raise EventError(f"attrs.{key[:40]}...", f"key longer than {max_key} bytes")
+            raise FieldError(f"attrs.{key[:40]}...", f"key longer than {max_key} bytes")
         if isinstance(v, str):
             if len(v) > limits.max_value_bytes // 4 and len(v.encode()) > limits.max_value_bytes:
-                raise EventError(f"attrs.{key}", f"value of {len(v.encode())} bytes exceeds the limit of {limits.max_value_bytes}")
+                raise FieldError(f"attrs.{key}", f"value of {len(v.encode())} bytes exceeds the limit of {limits.max_value_bytes}")
         elif isinstance(v, list):
             size = sum(len(x) if isinstance(x, str) else 8 for x in v)
             if size > limits.max_value_bytes:
-                raise EventError(f"attrs.{key}", f"list of ~{size} bytes exceeds the limit of {limits.max_value_bytes}")
+                raise FieldError(f"attrs.{key}", f"list of ~{size} bytes exceeds the limit of {limits.max_value_bytes}")
             if any(isinstance(x, (dict, list)) for x in v):
-                raise EventError(f"attrs.{key}", "lists may hold only scalars (send objects as nested keys)")
+                raise FieldError(f"attrs.{key}", "lists may hold only scalars (send objects as nested keys)")
         elif isinstance(v, float) and not math.isfinite(v):
-            raise EventError(f"attrs.{key}", "number is not finite")
+            raise FieldError(f"attrs.{key}", "number is not finite")
         out[key] = v
 
 
@@ -360,17 +381,17 @@ def _check_error(err: Any) -> dict[str, Any]:
     if isinstance(err, str):
         return {"type": None, "value": err, "stack": None}
     if not isinstance(err, dict):
-        raise EventError("error", f"must be an object, got {type(err).__name__}")
+        raise FieldError("error", f"must be an object, got {type(err).__name__}")
     for k in ("type", "value"):
         if k in err and err[k] is not None and not isinstance(err[k], str):
             err[k] = str(err[k])
     stack = err.get("stack")
     if stack is not None and not isinstance(stack, (str, list)):
-        raise EventError("error.stack", "must be a list of frames or traceback text")
+        raise FieldError("error.stack", "must be a list of frames or traceback text")
     if isinstance(stack, list):
         for i, fr in enumerate(stack):
             if not isinstance(fr, dict):
-                raise EventError(f"error.stack[{i}]", "each frame must be an object")
+                raise FieldError(f"error.stack[{i}]", "each frame must be an object")
     return err
 
 

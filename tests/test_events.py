@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obshub.events import EventError, Limits, format_ts, normalize, normalize_level, parse_ts, to_public
+from obshub.errors import FieldError
+from obshub.events import Limits, format_ts, normalize, normalize_level, parse_ts, to_public
 from obshub.store.opensearch.mappings import EVENT_FIELDS
 
 NOW = 1_795_000_000_000_000
@@ -25,7 +26,7 @@ def test_levels_normalize(raw: object, level: str) -> None:
 
 @pytest.mark.parametrize("raw", ["loud", 8, 99, True, None, 3.5, ""])
 def test_unknown_levels_are_errors(raw: object) -> None:
-    with pytest.raises(EventError) as e:
+    with pytest.raises(FieldError) as e:
         normalize_level(raw)
     assert e.value.field == "level"
 
@@ -50,7 +51,7 @@ def test_timestamps(raw: object, expected: str) -> None:
 @pytest.mark.parametrize("raw", ["yesterday", "", "2026-13-45T00:00:00Z", True, [], {}, float("nan"),
                                  -5, "1800-01-01T00:00:00Z", 10**30])
 def test_bad_timestamps(raw: object) -> None:
-    with pytest.raises(EventError) as e:
+    with pytest.raises(FieldError) as e:
         parse_ts(raw)
     assert e.value.field == "ts"
 
@@ -76,14 +77,14 @@ def test_canonical_key_wins_and_alias_is_kept() -> None:
 
 
 def test_key_both_top_level_and_in_attrs_is_an_error() -> None:
-    with pytest.raises(EventError, match="both at the top level and inside attrs"):
+    with pytest.raises(FieldError, match="both at the top level and inside attrs"):
         normalize({"plan": "a", "attrs": {"plan": "b"}}, NOW)
 
 
 def test_correlation_keys_accept_numbers_as_text() -> None:
     ev = normalize({"user_id": 42, "request_id": "r", "session_id": 7.5}, NOW)
     assert (ev["user_id"], ev["session_id"]) == ("42", "7.5")
-    with pytest.raises(EventError, match="user_id"):
+    with pytest.raises(FieldError, match="user_id"):
         normalize({"user_id": {"id": 1}}, NOW)
 
 
@@ -94,22 +95,22 @@ def test_correlation_keys_accept_numbers_as_text() -> None:
     ({"message": ["a"]}, "message"), ({"attrs": {"x": [{"a": 1}]}}, "attrs.x"),
 ])
 def test_invalid_fields_are_named(raw: dict[str, object], field: str) -> None:
-    with pytest.raises(EventError) as e:
+    with pytest.raises(FieldError) as e:
         normalize(raw, NOW)
     assert e.value.field == field
 
 
 def test_limits_each_reported() -> None:
     lim = Limits(max_attr_keys=3, max_attr_depth=2, max_value_bytes=10, max_message_bytes=20, max_key_bytes=8)
-    with pytest.raises(EventError, match="4 keys"):
+    with pytest.raises(FieldError, match="4 keys"):
         normalize({"attrs": {"a": 1, "b": 2, "c": 3, "d": 4}}, NOW, lim)
-    with pytest.raises(EventError, match="nested deeper"):
+    with pytest.raises(FieldError, match="nested deeper"):
         normalize({"attrs": {"a": {"b": {"c": 1}}}}, NOW, lim)
-    with pytest.raises(EventError, match="11 bytes"):
+    with pytest.raises(FieldError, match="11 bytes"):
         normalize({"attrs": {"a": "x" * 11}}, NOW, lim)
-    with pytest.raises(EventError, match="message"):
+    with pytest.raises(FieldError, match="message"):
         normalize({"message": "é" * 11}, NOW, lim)  # 22 bytes in UTF-8: bytes, not characters
-    with pytest.raises(EventError, match="key longer"):
+    with pytest.raises(FieldError, match="key longer"):
         normalize({"attrs": {"abcdefghi": 1}}, NOW, lim)
     assert normalize({"attrs": {"a": {"b": "x" * 10}}}, NOW, lim)["attrs"] == {"a.b": "x" * 10}
 
@@ -141,7 +142,7 @@ def test_the_sdk_form_parses_the_same_from_the_seconds_cache(us: int) -> None:
 @pytest.mark.parametrize("tail", ["12345xZ", "1234٣5Z"])
 def test_a_cached_second_does_not_admit_a_bad_fraction(tail: str) -> None:
     parse_ts("2026-11-23T19:14:02.000000Z")  # caches the second
-    with pytest.raises(EventError):
+    with pytest.raises(FieldError):
         parse_ts("2026-11-23T19:14:02." + tail)
 
 

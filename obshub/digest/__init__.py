@@ -10,6 +10,7 @@ from typing import Any
 from obshub.digest.grouping import CURRENT as GROUPING
 from obshub.digest.scrub import Scrubber
 from obshub.digest.traceback import parse_traceback
+from obshub.events import NormalizedEvent
 
 __all__ = ["GroupSeen", "Scrubber", "digest"]
 
@@ -29,7 +30,7 @@ class GroupSeen:
     first_seen: int  # earliest ts in this batch
 
 
-def _occurrence(ev: dict[str, Any]) -> bool:
+def _occurrence(ev: NormalizedEvent) -> bool:
     """Turn traceback text the event carries into frames; True if it is an error occurrence.
 
     One traceback, one group, whichever way it comes: as `error.stack` text (the agent's
@@ -63,7 +64,7 @@ def _occurrence(ev: dict[str, Any]) -> bool:
     return False
 
 
-def digest(events: list[dict[str, Any]], scrubber: Scrubber) -> dict[str, GroupSeen]:
+def digest(events: list[NormalizedEvent], scrubber: Scrubber) -> dict[str, GroupSeen]:
     """Scrub and group `events` in place; returns the groups they belong to by id."""
     groups: dict[str, GroupSeen] = {}
     for ev in events:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from obshub.events import NormalizedEvent
+
 __all__ = ["FILTERED", "Scrubber"]
 
 FILTERED = "[Filtered]"
@@ -100,7 +102,7 @@ class Scrubber:
             self._frames(exc)
         return out
 
-    def event(self, ev: dict[str, Any]) -> None:
+    def event(self, ev: NormalizedEvent) -> None:
         """Scrub a normalized event in place."""
         if not self.enabled:
             return

@@ -1,3 +1,5 @@
-"""HTTP edges that take data in: native NDJSON (`native.py`) and the Sentry protocol
-(`sentry.py`), sharing body decoding (`body.py`) and admission control (`admission.py`). Every
-stored event, from these edges or from the hub itself, goes through `pipeline.py`."""
+"""Data in. `pipeline.py` owns the whole HTTP ingest path (auth, admission, body, decode, parse,
+digest, the store write, telemetry) and the way the hub's own producers store events; the
+edges only parse their wire formats and shape their answers: native NDJSON (`native.py`) and
+the Sentry protocol (`sentry.py`). `admission.py` holds the concurrency slots, `body.py` the
+size-capped reading and decoding."""

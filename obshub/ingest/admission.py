@@ -1,4 +1,5 @@
-"""Admission control for both ingest protocols, and where a request's CPU work runs.
+"""Admission control for both ingest protocols: the slots a request must hold (pipeline.py
+takes them) and where its CPU work runs.
 
 Two kinds of slot, both taken before the body is read, so a flood costs little:
 - `max_inflight` slots for requests that may hold real memory: a body over INLINE_WIRE_BYTES
@@ -14,34 +15,21 @@ burst is exactly when many SDKs send at once.
 A small body (as sent, and once decoded) is decoded, parsed and digested right on the event
 loop: at most a few ms of work, which under the GIL would hold the loop about as long from a
 worker thread anyway, and it saves the thread hop (Sentry envelopes, events/s measured
-side by side: +6-19%). Anything bigger goes to the hub's ingest threads.
+side by side: +6-19%). Anything bigger goes to the hub's ingest threads (`pipeline._prepared`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
-from starlette.requests import Request
-from starlette.responses import Response
+from obshub.errors import Refused
 
-from obshub.errors import StoreOverloaded, StoreUnavailable
-from obshub.ingest.body import BodyError
-
-__all__ = ["INLINE_BODY_BYTES", "INLINE_WIRE_BYTES", "Admission", "Ticket", "admitted", "prepared"]
-
-T = TypeVar("T")
+__all__ = ["INLINE_BODY_BYTES", "INLINE_WIRE_BYTES", "Admission", "Ticket"]
 
 INLINE_WIRE_BYTES = 64 * 1024
 INLINE_BODY_BYTES = 128 * 1024
 SMALL_PER_SLOT = 8
 WAITERS_PER_SLOT = 16
-
-
-class Refused(Exception):
-    """No slot within `admission_wait_s`: the request is answered 429."""
 
 
 class Admission:
@@ -53,6 +41,11 @@ class Admission:
         self.wait_s = wait_s
         self.max_waiting = WAITERS_PER_SLOT * max_inflight
         self.waiting = 0  # event-loop thread only: no lock needed
+
+    def slots_for(self, content_length: str | None) -> asyncio.Semaphore:
+        """Small slots for a declared Content-Length up to INLINE_WIRE_BYTES, else full ones."""
+        small = content_length is not None and content_length.isdigit() and int(content_length) <= INLINE_WIRE_BYTES
+        return self.small if small else self.full
 
     async def take(self, slots: asyncio.Semaphore) -> bool:
         if not slots.locked():
@@ -90,56 +83,3 @@ class Ticket:
         for s in self.held:
             s.release()
         self.held.clear()
-
-
-def _declared_small(request: Request) -> bool:
-    length = request.headers.get("content-length")
-    return length is not None and length.isdigit() and int(length) <= INLINE_WIRE_BYTES
-
-
-async def admitted(hub: Any, protocol: str, request: Request, handle: Callable[[Ticket], Awaitable[Response]],
-                   refuse: Callable[[], Response]) -> Response:
-    """Run `handle(ticket)` once the request has its slot, or answer `refuse()` (a 429).
-    Request status and latency are counted here for both protocols."""
-    tel = hub.telemetry
-    started = time.perf_counter()
-    if hub.admission is None:
-        hub.admission = Admission(hub.settings.max_inflight, hub.settings.admission_wait_s)
-    a: Admission = hub.admission
-    slots = a.small if _declared_small(request) else a.full
-    if not await a.take(slots):
-        tel.ingest_rejected.labels(protocol, "overload").inc()
-        response = refuse()
-    else:
-        ticket = Ticket(a, slots)
-        tel.inflight.inc()
-        try:
-            response = await handle(ticket)
-        except Refused:
-            tel.ingest_rejected.labels(protocol, "overload").inc()
-            response = refuse()
-        except (StoreUnavailable, StoreOverloaded) as e:  # answered by app.py's handlers
-            tel.ingest_requests.labels(protocol, str(e.status)).inc()
-            raise
-        finally:
-            ticket.release()
-            tel.inflight.dec()
-        tel.ingest_batch_seconds.labels(protocol).observe(time.perf_counter() - started)
-    tel.ingest_requests.labels(protocol, str(response.status_code)).inc()
-    return response
-
-
-async def prepared(hub: Any, ticket: Ticket, prepare: Callable[..., T], raw: bytes, *args: Any) -> T:
-    """`prepare(raw, *args, max_decoded)`: on the event loop for a small body, else (or when
-    it decodes beyond INLINE_BODY_BYTES) on the hub's ingest threads with the real limit,
-    holding a full slot."""
-    limit = hub.settings.max_body_bytes
-    if len(raw) <= INLINE_WIRE_BYTES:
-        bound = min(limit, INLINE_BODY_BYTES)
-        try:
-            return prepare(raw, *args, bound)
-        except BodyError as e:
-            if e.status != 413 or bound >= limit:
-                raise
-    await ticket.need_full_slot()
-    return await hub.offload(prepare, raw, *args, limit)  # type: ignore[no-any-return]

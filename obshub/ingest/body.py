@@ -15,13 +15,9 @@ from typing import Any
 import brotli
 import zstandard
 
-__all__ = ["BodyError", "decode", "read_body"]
+from obshub.errors import BodyError
 
-
-class BodyError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["decode", "read_body"]
 
 
 async def read_body(request: Any, max_wire: int) -> bytes:

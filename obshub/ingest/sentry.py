@@ -14,31 +14,30 @@ Every answer is in Relay's form (`{"detail": ...}`, CORS headers so browser SDKs
 store trouble included: a store outage (503) or push-back (429) also carries Retry-After and
 X-Sentry-Rate-Limits, which make the SDKs pause instead of retrying at once, and an event the
 store refuses (an OpenSearch mapping conflict) is a 400 naming its item, never a silent 200.
+
+This module knows the wire format and the answers; the path itself (auth, admission, body caps,
+decoding, digest, the store write, telemetry) is obshub/ingest/pipeline.py.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from obshub.auth import AuthError, bearer
-from obshub.errors import StoreOverloaded, StoreUnavailable
-from obshub.events import EventError, normalize
+from obshub.auth import bearer
+from obshub.errors import ParseError
+from obshub.events import NormalizedEvent, normalize
 from obshub.ingest import pipeline
-from obshub.ingest.admission import Ticket, admitted, prepared
-from obshub.ingest.body import BodyError, decode, read_body
-from obshub.store.base import Project
+from obshub.settings import Settings
 
-__all__ = ["EnvelopeError", "from_sentry", "parse_envelope", "routes"]
-
-log = structlog.get_logger("obshub")
+__all__ = ["ENVELOPE", "STORE", "from_sentry", "parse_envelope", "parse_envelope_body", "parse_store_body", "routes"]
 
 _ENCODINGS = ("identity", "gzip", "deflate", "br", "zstd")
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After, X-Sentry-Rate-Limits"}
@@ -46,22 +45,19 @@ _FRAME_KEYS = ("module", "function", "filename", "abs_path", "lineno", "in_app",
 EVENT_ITEMS = ("event",)  # stored as errors; "transaction" etc. are accepted and skipped
 
 
-class EnvelopeError(Exception):
-    pass
-
-
-def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any], bytes]], list[str]]:
-    """(envelope header, [(item header, payload)], problems). Items before a problem are kept."""
+def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any], bytes]], list[tuple[int, str]]]:
+    """(envelope header, [(item header, payload)], [(item number, problem)]). Items before a
+    problem are kept."""
     nl = body.find(b"\n")
     head_raw = body if nl < 0 else body[:nl]
     try:
         header = orjson.loads(head_raw) if head_raw.strip() else {}
     except orjson.JSONDecodeError:
-        raise EnvelopeError("envelope header is not valid JSON") from None
+        raise ParseError("envelope header is not valid JSON") from None
     if not isinstance(header, dict):
-        raise EnvelopeError("envelope header must be a JSON object")
+        raise ParseError("envelope header must be a JSON object")
     items: list[tuple[dict[str, Any], bytes]] = []
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []
     pos = len(body) if nl < 0 else nl + 1
     n = len(body)
     while pos < n:
@@ -75,22 +71,23 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, An
             if not isinstance(ih, dict):
                 raise ValueError
         except ValueError:
-            problems.append(f"item {len(items) + 1}: header is not a JSON object")
+            problems.append((len(items) + 1, f"item {len(items) + 1}: header is not a JSON object"))
             break  # without a trustworthy header the rest cannot be framed
         pos = n if end < 0 else end + 1
         length = ih.get("length")
         if length is not None:
             if not isinstance(length, int) or length < 0:
-                problems.append(f"item {len(items) + 1}: invalid length {length!r}")
+                problems.append((len(items) + 1, f"item {len(items) + 1}: invalid length {length!r}"))
                 break
             if pos + length > n:
-                problems.append(f"item {len(items) + 1} ({ih.get('type')}): truncated, "
-                                f"{n - pos} of {length} bytes")
+                problems.append((len(items) + 1, f"item {len(items) + 1} ({ih.get('type')}): truncated, "
+                                                 f"{n - pos} of {length} bytes"))
                 break
             payload = body[pos:pos + length]
             pos += length
             if pos < n and body[pos:pos + 1] != b"\n":
-                problems.append(f"item {len(items) + 1} ({ih.get('type')}): length {length} does not end at a newline")
+                problems.append((len(items) + 1, f"item {len(items) + 1} ({ih.get('type')}): "
+                                                 f"length {length} does not end at a newline"))
                 break
             pos += 1
         else:
@@ -191,7 +188,7 @@ def from_sentry(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _sentry_key(request: Request, envelope_header: dict[str, Any] | None = None) -> str | None:
+def _sentry_key(request: Request, envelope_header: Mapping[str, Any] | None = None) -> str | None:
     auth = request.headers.get("x-sentry-auth") or ""
     if not auth and (request.headers.get("authorization") or "").lower().startswith("sentry "):
         auth = request.headers["authorization"]
@@ -210,10 +207,6 @@ def _sentry_key(request: Request, envelope_header: dict[str, Any] | None = None)
     return None
 
 
-def _err(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status, headers={**_CORS, **(headers or {})})
-
-
 async def preflight(request: Request) -> Response:
     return Response(status_code=200, headers={
         **_CORS, "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -221,22 +214,10 @@ async def preflight(request: Request) -> Response:
         "Access-Control-Max-Age": "3600"})
 
 
-def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub: Any, max_decoded: int
-             ) -> tuple[bytes, dict[str, Any], pipeline.Batch, list[int], list[str], int]:
-    """All CPU work in one place (see `admission.prepared`): decode, parse, map, validate, digest.
-    Returns (body, envelope header, digested events, their 1-based item numbers, problems,
-    skipped items)."""
-    body = decode(raw, encoding, max_decoded, _ENCODINGS)
-    if not body.strip():  # as Relay: nothing to store is a client error, not an empty success
-        raise EnvelopeError("empty request body" if kind == "store" else
-                            "empty envelope: expected a header line and at least one item")
-    if kind == "store":
-        header: dict[str, Any] = {}
-        items = [({"type": "event"}, body)]
-        problems: list[str] = []
-    else:
-        header, items, problems = parse_envelope(body)
-    events: list[dict[str, Any]] = []
+def _events(items: list[tuple[dict[str, Any], bytes]], problems: list[tuple[int, str]], received_at: int,
+            settings: Settings, header: dict[str, Any]) -> pipeline.Parsed:
+    """The event items, mapped and validated; any other item type is skipped (a 200 all the same)."""
+    events: list[NormalizedEvent] = []
     item_nos: list[int] = []
     skipped = 0
     for i, (ih, payload) in enumerate(items, 1):
@@ -247,89 +228,68 @@ def _prepare(raw: bytes, encoding: str | None, kind: str, received_at: int, hub:
             raw = orjson.loads(payload)
             if not isinstance(raw, dict):
                 raise ValueError("not an object")
-            events.append(normalize(from_sentry(raw), received_at, hub.settings.limits))
+            events.append(normalize(from_sentry(raw), received_at, settings.limits))
             item_nos.append(i)
-        except (ValueError, EventError) as e:
-            problems.append(f"item {i} (event): {e}")
-    return body, header, pipeline.digested(events, hub.scrubber), item_nos, problems, skipped
+        except ValueError as e:  # not JSON, not an object, or a FieldError from normalize
+            problems.append((i, f"item {i} (event): {e}"))
+    return pipeline.Parsed(events, item_nos, problems, skipped, header)
 
 
-async def ingest(request: Request) -> Response:
-    hub = request.app.state.hub
-    kind = "store" if request.url.path.rstrip("/").endswith("/store") else "envelope"
-    project_id = int(request.path_params["project_id"])
-    key = _sentry_key(request)
-    return await admitted(hub, "sentry", request, lambda ticket: _ingest(request, hub, kind, project_id, key, ticket),
-                          lambda: _err(429, "too many concurrent ingest requests",
-                                       {"Retry-After": "1", "X-Sentry-Rate-Limits": "1::organization"}))
+def parse_envelope_body(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
+    """`POST /api/<id>/envelope/`: a header line and items."""
+    if not body or body.isspace():  # as Relay: nothing to store is a client error, not an empty success
+        raise ParseError("empty envelope: expected a header line and at least one item")
+    header, items, problems = parse_envelope(body)
+    return _events(items, problems, received_at, settings, header)
 
 
-async def _ingest(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
-                  ticket: Ticket) -> Response:
-    try:
-        return await _handle(request, hub, kind, project_id, key, ticket)
-    except (StoreUnavailable, StoreOverloaded) as e:
-        # As Relay answers it, not with app.py's `{"error"}`; counted and logged there all the
-        # same (`Hub.store_trouble`). A rate limit on every category (the empty field) makes
-        # an SDK hold all its events for `retry_after` s instead of retrying the next one at once.
-        wait = str(e.retry_after)
-        return _err(e.status, hub.store_trouble(e, request.url.path),
-                    {"Retry-After": wait, "X-Sentry-Rate-Limits": f"{wait}::organization"})
+def parse_store_body(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
+    """`POST /api/<id>/store/` (older SDKs): the body is one event."""
+    if not body or body.isspace():
+        raise ParseError("empty request body")
+    return _events([({"type": "event"}, body)], [], received_at, settings, {})
 
 
-async def _handle(request: Request, hub: Any, kind: str, project_id: int, key: str | None,
-                  ticket: Ticket) -> Response:
-    s = hub.settings
-    tel = hub.telemetry
-    received_at = time.time_ns() // 1000
-    project: Project | None = None
-    try:
-        if key is not None:  # cheap refusal before reading the body; the DSN-in-envelope case waits
-            project = await hub.check_token(key, "ingest", project_id)
-    except AuthError as e:
-        return _err(e.status, str(e))
-    try:
-        raw = await read_body(request, s.max_wire_bytes)
-        body, header, batch, item_nos, problems, skipped = await prepared(
-            hub, ticket, _prepare, raw, request.headers.get("content-encoding"), kind, received_at, hub)
-    except BodyError as e:
-        tel.ingest_rejected.labels("sentry", "limit" if e.status == 413 else "body").inc()
-        return _err(e.status, str(e))
-    except EnvelopeError as e:
-        tel.ingest_rejected.labels("sentry", "parse").inc()
-        return _err(400, str(e))
-    if project is None:
-        try:
-            project = await hub.check_token(_sentry_key(request, header), "ingest", project_id)
-        except AuthError as e:
-            return _err(e.status, str(e))
-    assert project is not None  # checked above, or the request was answered
-    events = batch.events
-    if problems:
-        tel.ingest_rejected.labels("sentry", "validation").inc(len(problems))
-    result = await pipeline.write(hub, project.id, batch)
-    stored = result.accepted + result.duplicates
-    tel.ingest_events.labels("sentry", "accepted").inc(result.accepted)
-    tel.ingest_events.labels("sentry", "duplicate").inc(result.duplicates)
-    tel.ingest_events.labels("sentry", "skipped").inc(skipped)
-    tel.ingest_bytes.labels("sentry", "stored" if stored else "refused").inc(len(body))
-    if result.rejected:  # valid, but the store would not take them (e.g. a mapping conflict)
-        tel.ingest_events.labels("sentry", "rejected").inc(len(result.rejected))
-        tel.ingest_rejected.labels("sentry", "store").inc(len(result.rejected))
-        log.warning("store refused events", protocol="sentry", project=project.id, refused=len(result.rejected),
-                    reason=result.rejected[0][1])
-        problems.extend(f"item {item_nos[i]} (event): store refused the event: {why}" for i, why in result.rejected)
+def _answer(done: pipeline.Ingested) -> Response:
+    events, header = done.parsed.events, done.parsed.header
     event_id = header.get("event_id") or (events[0]["id"] if events else None)
+    problems = [why for _, why in done.parsed.problems]
+    problems += [f"item {item} (event): store refused the event: {why}" for item, why in done.refused()]
     if problems:
         # Valid items before and around the problem are stored; say so, with the reasons.
+        stored = done.result.accepted + done.result.duplicates
         return JSONResponse({"detail": "; ".join(problems), "id": event_id, "stored": stored},
                             status_code=400, headers=_CORS)
     return JSONResponse({"id": event_id}, headers=_CORS)
 
 
-routes = [
-    Route("/api/{project_id:int}/envelope/", ingest, methods=["POST"]),
-    Route("/api/{project_id:int}/store/", ingest, methods=["POST"]),
+def _credentials(request: Request) -> tuple[str | None, int | None]:
+    return _sentry_key(request), int(request.path_params["project_id"])
+
+
+def _rate_limits(retry_after: int) -> dict[str, str]:
+    """On every 429/503: a rate limit on every category (the empty field) makes an SDK hold all
+    its events for `retry_after` s instead of retrying the next one at once."""
+    return {"X-Sentry-Rate-Limits": f"{retry_after}::organization"}
+
+
+ENVELOPE = pipeline.Edge(protocol="sentry", parse=parse_envelope_body, answer=_answer, credentials=_credentials,
+                         encodings=_ENCODINGS, body_token=_sentry_key, error_key="detail", headers=_CORS,
+                         pause_headers=_rate_limits)
+STORE = replace(ENVELOPE, parse=parse_store_body)
+
+
+async def envelope(request: Request) -> Response:
+    return await pipeline.run(request, ENVELOPE)
+
+
+async def store(request: Request) -> Response:
+    return await pipeline.run(request, STORE)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/{project_id:int}/envelope/", envelope, methods=["POST"]),
+    Route("/api/{project_id:int}/store/", store, methods=["POST"]),
     Route("/api/{project_id:int}/envelope/", preflight, methods=["OPTIONS"]),
     Route("/api/{project_id:int}/store/", preflight, methods=["OPTIONS"]),
 ]

@@ -4,13 +4,12 @@ logged and retried at the next interval."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from obshub.errors import StoreError
+from obshub.events import now_us
+from obshub.hub import Hub
 from obshub.uptime.scheduling import register as register_uptime
 
 __all__ = ["retention", "start_jobs"]
@@ -18,13 +17,13 @@ __all__ = ["retention", "start_jobs"]
 log = structlog.get_logger("obshub.jobs")
 
 
-def retention(hub: Any) -> int:
+def retention(hub: Hub) -> int:
     """Lifecycle: delete events older than `retention_days` (0 keeps everything) and the
     store's own upkeep, through `Store.maintain` (OpenSearch: rollover by age/size, then
     dropping whole backing indices; SQLite: deletes in short transactions, freed pages given
     back to the file system, planner statistics). Returns how many events were removed."""
     keep_us = hub.settings.retention_days * 86_400_000_000
-    now = time.time_ns() // 1000
+    now = now_us()
     try:
         out = hub.store.maintain(now, keep_us)
     except StoreError as e:
@@ -36,7 +35,7 @@ def retention(hub: Any) -> int:
     return removed
 
 
-def start_jobs(hub: Any) -> BackgroundScheduler:
+def start_jobs(hub: Hub) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s),
                       id="retention")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import orjson
 
 from obshub.errors import QueryError
-from obshub.events import to_public
+from obshub.events import now_us, to_public
 from obshub.query.search import MAX_LIMIT
 from obshub.store.base import SearchRequest, Store
 from obshub.store.querylang import Node
@@ -73,7 +72,7 @@ def export_request(query: Node | None, start: int | None, end: int | None, fmt: 
     if fmt != "csv" and (cols is not None or spreadsheet == "1"):
         raise QueryError(f"{'columns' if cols is not None else 'spreadsheet'}: only applies to format=csv")
     if end is None:
-        end = time.time_ns() // 1000 if now is None else now
+        end = now_us() if now is None else now
         if start is not None and end <= start:
             raise QueryError("from: must be before now when `to` is not given")
     return ExportRequest(query, start, end, fmt, cols, spreadsheet == "1")

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import re
-import time
 
-from obshub.errors import QueryError
-from obshub.events import EventError, parse_ts
+from obshub.errors import FieldError, QueryError
+from obshub import events
 
 __all__ = ["parse_time", "parse_interval"]
 
@@ -19,7 +18,7 @@ def parse_time(value: str | None, name: str, now_us: int | None = None) -> int |
     """µs since epoch, or None when absent. Raises QueryError naming the parameter."""
     if value is None or value == "":
         return None
-    now = time.time_ns() // 1000 if now_us is None else now_us
+    now = events.now_us() if now_us is None else now_us
     v = value.strip()
     if v == "now":
         return now
@@ -27,8 +26,8 @@ def parse_time(value: str | None, name: str, now_us: int | None = None) -> int |
     if m:
         return now - int(m.group(1)) * _UNIT_US[m.group(2)]
     try:
-        return parse_ts(v, name)
-    except EventError:
+        return events.parse_ts(v, name)
+    except FieldError:
         raise QueryError(f"{name}: {value!r} is not RFC 3339, an epoch number or relative like -15m, -24h, -7d") from None
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from obshub.errors import QueryError
-from obshub.events import CORRELATION_KEYS, LEVELS, STRING_FIELDS, EventError, normalize_level, parse_ts
+from obshub.errors import FieldError, QueryError
+from obshub.events import CORRELATION_KEYS, LEVELS, STRING_FIELDS, normalize_level, parse_ts
 
 __all__ = [
     "And",
@@ -110,7 +110,7 @@ def ts_value(node: Field) -> int:
         raise QueryError("ts does not support prefix matching; use ts:>=TIME")
     try:
         return parse_ts(node.value)
-    except EventError as e:  # its message names the field already: "ts: cannot parse ..."
+    except FieldError as e:  # its message names the field already: "ts: cannot parse ..."
         raise QueryError(str(e)) from None
 
 
@@ -119,7 +119,7 @@ def level_values(node: Field) -> list[str]:
     [warning, error, critical] (levels are ordered). Empty when nothing can match."""
     try:
         lv = normalize_level(node.value)
-    except EventError as e:
+    except FieldError as e:
         raise QueryError(str(e)) from None
     if node.op == "=":
         return [lv]

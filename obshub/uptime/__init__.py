@@ -1,7 +1,7 @@
 """Uptime checks: the hub probes HTTP(S) URLs and TCP ports and stores every result as an event
 (docs/uptime.md). One domain, beside the data folders like jobs/:
 
-    model       `Check` (a definition), `ProbeResult` (one probe), limits, `CheckError`
+    model       `Check` (a definition), `ProbeResult` (one probe), limits
     config      `[[checks]]` tables and POST bodies -> `Check` (`parse_check`, `config_checks`)
     probes      one HTTP(S) GET or TCP connect, timed, never raising (`probe`)
     scheduling  the APScheduler job: which checks exist (cached `DEFS_TTL_S`, dropped by the hub

@@ -1,5 +1,5 @@
 """Check definitions from outside: a `[[checks]]` table of the hub config file or a
-`POST /api/v1/checks` body -> `Check`, or a CheckError naming the field."""
+`POST /api/v1/checks` body -> `Check`, or a FieldError naming the field."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from obshub.errors import ConfigError
+from obshub.errors import ConfigError, FieldError
 from obshub.uptime.model import (DEFAULT_INTERVAL_S, DEFAULT_TIMEOUT_S, MAX_INTERVAL_S, MAX_TIMEOUT_S, MIN_INTERVAL_S,
-                                 Check, CheckError)
+                                 Check)
 
 __all__ = ["FIELDS", "config_checks", "parse_check"]
 
@@ -20,19 +20,19 @@ FIELDS = ("name", "target", "interval_s", "timeout_s", "expect_status", "expect_
 
 def _target(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
-        raise CheckError("target", "expected a URL: http://…, https://… or tcp://host:port")
+        raise FieldError("target", "expected a URL: http://…, https://… or tcp://host:port")
     target = raw.strip()
     try:
         parts = urlsplit(target)
         port = parts.port
     except ValueError as e:
-        raise CheckError("target", f"not a valid URL ({e})") from None
+        raise FieldError("target", f"not a valid URL ({e})") from None
     if parts.scheme not in ("http", "https", "tcp"):
-        raise CheckError("target", f"scheme {parts.scheme or '(none)'!r} not supported: use http, https or tcp")
+        raise FieldError("target", f"scheme {parts.scheme or '(none)'!r} not supported: use http, https or tcp")
     if not parts.hostname:
-        raise CheckError("target", "has no host")
+        raise FieldError("target", "has no host")
     if parts.scheme == "tcp" and (port is None or parts.path not in ("", "/") or parts.query):
-        raise CheckError("target", "a TCP check is tcp://host:port")
+        raise FieldError("target", "a TCP check is tcp://host:port")
     return target
 
 
@@ -40,20 +40,20 @@ def _number(raw: Any, field: str, lo: float, hi: float, integer: bool) -> Any:
     ok = isinstance(raw, int) if integer else isinstance(raw, (int, float))
     if not ok or isinstance(raw, bool) or not lo <= raw <= hi:
         what = "an integer" if integer else "a number"
-        raise CheckError(field, f"expected {what} from {lo:g} to {hi:g}, got {raw!r}")
+        raise FieldError(field, f"expected {what} from {lo:g} to {hi:g}, got {raw!r}")
     return raw
 
 
 def parse_check(raw: Any, source: str = "config", project: str | None = None) -> Check:
-    """Validate one definition (a `[[checks]]` table or a POST body). Raises CheckError."""
+    """Validate one definition (a `[[checks]]` table or a POST body). Raises FieldError."""
     if not isinstance(raw, Mapping):
-        raise CheckError("body", f"expected an object, got {type(raw).__name__}")
+        raise FieldError("body", f"expected an object, got {type(raw).__name__}")
     for key in raw:
         if key not in FIELDS:
-            raise CheckError(str(key), f"unknown field (expected {', '.join(FIELDS)})")
+            raise FieldError(str(key), f"unknown field (expected {', '.join(FIELDS)})")
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise CheckError("name", "required: 1-64 characters of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
+        raise FieldError("name", "required: 1-64 characters of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
     target = _target(raw.get("target"))
     interval = _number(raw.get("interval_s", DEFAULT_INTERVAL_S), "interval_s", MIN_INTERVAL_S, MAX_INTERVAL_S, True)
     timeout = float(_number(raw.get("timeout_s", min(DEFAULT_TIMEOUT_S, interval)), "timeout_s", 0.1,
@@ -64,22 +64,22 @@ def parse_check(raw: Any, source: str = "config", project: str | None = None) ->
         es = raw["expect_status"]
         items = es if isinstance(es, list) else [es]
         if not http:
-            raise CheckError("expect_status", "only for http(s) targets")
+            raise FieldError("expect_status", "only for http(s) targets")
         if not items or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in items):
-            raise CheckError("expect_status", f"expected an HTTP status 100-599 or a list of them, got {es!r}")
+            raise FieldError("expect_status", f"expected an HTTP status 100-599 or a list of them, got {es!r}")
         statuses = tuple(items)
     body = raw.get("expect_body")
     if body is not None:
         if not http:
-            raise CheckError("expect_body", "only for http(s) targets")
+            raise FieldError("expect_body", "only for http(s) targets")
         if not isinstance(body, str) or not 1 <= len(body) <= 1024:
-            raise CheckError("expect_body", "expected a string of 1-1024 characters")
+            raise FieldError("expect_body", "expected a string of 1-1024 characters")
     proj = raw.get("project", "default")
     if not isinstance(proj, str) or not proj:
-        raise CheckError("project", "expected a project name")
+        raise FieldError("project", "expected a project name")
     if project is not None:  # API: the token decides the project
         if "project" in raw and proj != project:
-            raise CheckError("project", f"a check is created in the token's project ({project!r}); omit the field")
+            raise FieldError("project", f"a check is created in the token's project ({project!r}); omit the field")
         proj = project
     return Check(name=name, target=target, interval_s=interval, timeout_s=timeout, expect_status=statuses,
                  expect_body=body, project=proj, source=source)
@@ -94,7 +94,7 @@ def config_checks(raw: Sequence[Mapping[str, Any]]) -> list[Check]:
                                           isinstance(table.get("name"), str) else "")
         try:
             check = parse_check(table)
-        except CheckError as e:
+        except FieldError as e:
             raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
         if (check.project, check.name) in seen:
             raise ConfigError(f"OBSHUB_CONFIG: {where}: name: {check.name!r} is declared twice "

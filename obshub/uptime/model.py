@@ -1,5 +1,5 @@
-"""The uptime model: what a check is (`Check`), what one probe found (`ProbeResult`), the
-limits a definition must keep, and the error that names a bad field (`CheckError`)."""
+"""The uptime model: what a check is (`Check`), what one probe found (`ProbeResult`), and the
+limits a definition must keep (a definition that breaks one is an `obshub.errors.FieldError`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TIMEOUT_S", "MAX_INTERVAL_S", "MAX_TIMEOUT_S", "MIN_INTERVAL_S", "SERVICE",
-           "Check", "CheckError", "ProbeResult", "public_target"]
+           "Check", "ProbeResult", "public_target"]
 
 MIN_INTERVAL_S = 5  # below this a check is a load test of its target, not a health probe
 MAX_INTERVAL_S = 86_400
@@ -17,14 +17,6 @@ DEFAULT_INTERVAL_S = 60
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 60.0
 SERVICE = "obshub-uptime"  # `service` of every check event the hub writes
-
-
-class CheckError(ValueError):
-    """A check definition is invalid; `field` names the offending key."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 @dataclass(frozen=True)

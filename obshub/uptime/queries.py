@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from obshub.errors import FieldError
 from obshub.events import format_ts
 from obshub.store.base import Project, SearchRequest, Store
 from obshub.store.querylang import And, Field, Node
 from obshub.uptime.config import FIELDS, parse_check
-from obshub.uptime.model import Check, CheckError, public_target
+from obshub.uptime.model import Check, public_target
 
 __all__ = ["check_status", "last_state", "list_checks", "project_checks", "results_query", "stored_checks"]
 
@@ -40,7 +41,7 @@ def stored_checks(store: Store, project_id: int, project_name: str) -> dict[str,
             raw["name"] = name
             try:
                 check = parse_check(raw, "api", project_name)
-            except CheckError:
+            except FieldError:
                 continue  # written under other rules (a later version); never probe it half-read
             out[name] = replace(check, defined_at=ev["ts"])
         read += len(page)

@@ -32,6 +32,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from obshub.digest import Scrubber
 from obshub.errors import StoreError
+from obshub.events import now_us
 from obshub.outage import OutageLog
 from obshub.settings import Settings
 from obshub.store.base import Project, Store
@@ -58,7 +59,7 @@ MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not th
 
 
 class HubParts(Protocol):
-    """What the runner uses of its hub (`obshub.app.Hub` has it all). A protocol, so this
+    """What the runner uses of its hub (`obshub.hub.Hub` has it all). A protocol, so this
     package does not import the app that starts it."""
 
     @property
@@ -130,7 +131,7 @@ class Uptime:
         if days <= 0:
             return
         age_us = days * 86_400_000_000 // 3
-        now = time.time_ns() // 1000
+        now = now_us()
         if check.defined_at < now - age_us:
             write_definition(self.store, project.id, check.name, check, now // age_us * age_us, self.hub.scrubber)
 
@@ -178,7 +179,7 @@ class Uptime:
 
     def run(self, project: Project, check: Check, slot: int) -> bool:
         """Probe, record, export metrics. True if this hub stored the slot's result."""
-        at_us = time.time_ns() // 1000
+        at_us = now_us()
         was_up = self._was_up(project, check, at_us)
         result = probe(check)
         with self._lock:

@@ -5,17 +5,17 @@ like every other event."""
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 from obshub.digest import Scrubber
-from obshub.errors import Conflict, NotFound, QueryError
+from obshub.errors import Conflict, FieldError, NotFound, QueryError
+from obshub.events import now_us
 from obshub.ingest import pipeline
 from obshub.store.base import Project, Store
 from obshub.uptime.config import parse_check
-from obshub.uptime.model import SERVICE, Check, CheckError, ProbeResult, public_target
+from obshub.uptime.model import SERVICE, Check, ProbeResult, public_target
 from obshub.uptime.queries import check_status, stored_checks
 
 __all__ = ["blank_event", "define_check", "delete_check", "record", "result_event", "result_level",
@@ -82,7 +82,7 @@ def record(store: Store, project_id: int, check: Check, slot: int, result: Probe
     """Store one result through the ingest pipeline; False when that slot was already stored
     (by another replica)."""
     ev = result_event(project_id, check, slot, result, at_us, was_up)
-    return pipeline.store_events(store, project_id, [ev], time.time_ns() // 1000, scrubber).accepted == 1
+    return pipeline.store_events(store, project_id, [ev], now_us(), scrubber).accepted == 1
 
 
 def _in_config(config: Sequence[Check], project: Project, name: str) -> bool:
@@ -94,7 +94,7 @@ def define_check(store: Store, project: Project, body: Any, config: Sequence[Che
     """POST: create or replace an API check. Returns (its status, created?)."""
     try:
         check = parse_check(body, "api", project.name)
-    except CheckError as e:
+    except FieldError as e:
         raise QueryError(str(e)) from None
     if _in_config(config, project, check.name):
         raise Conflict(f"name: check {check.name!r} is declared in the hub config file; change it there")

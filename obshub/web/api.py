@@ -8,10 +8,11 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from obshub.errors import QueryError
 from obshub.events import now_us
+from obshub.hub import Hub, hub_of
 from obshub.query import analytics, errors, export
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
@@ -44,7 +45,7 @@ def _range(request: Request, default_from: str | None = None) -> tuple[int | Non
 
 
 async def _project(request: Request) -> int:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     return (await hub.authenticate(request, "read")).id
 
 
@@ -57,7 +58,7 @@ async def api_search(request: Request) -> JSONResponse:
     order = request.query_params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise QueryError("order: expected asc or desc")
-    store = request.app.state.hub.store
+    store = hub_of(request).store
     return JSONResponse(await run_in_threadpool(search, store, pid, q, start, end, limit, cursor, order == "asc"))
 
 
@@ -68,13 +69,13 @@ async def api_export(request: Request) -> Response:
     q = parse_query(qp.get("q"))
     start, end = _range(request)
     req = export.export_request(q, start, end, qp.get("format"), qp.get("columns"), qp.get("spreadsheet"))
-    return await start_export(export.chunks(request.app.state.hub.store, pid, req), req, request.url.path)
+    return await start_export(export.chunks(hub_of(request).store, pid, req), req, request.url.path)
 
 
 async def api_trace(request: Request) -> JSONResponse:
     pid = await _project(request)
     start, end = _range(request)
-    hub = request.app.state.hub
+    hub = hub_of(request)
     out = await run_in_threadpool(trace, hub.store, pid, request.path_params["id"], start, end)
     out["skew_ms"] = {h: off // 1000 for h, off in hub.skew.offsets(out["hosts"]).items()}
     return JSONResponse(out)
@@ -84,7 +85,7 @@ async def api_timeline(request: Request) -> JSONResponse:
     pid = await _project(request)
     start, end = _range(request)
     limit = _int(request, "limit", TIMELINE_LIMIT)
-    hub = request.app.state.hub
+    hub = hub_of(request)
     return JSONResponse(await run_in_threadpool(user_timeline, hub.store, pid, request.path_params["user_id"], start, end,
                                                 limit, request.query_params.get("cursor"),
                                                 offsets_of=hub.skew.offsets))
@@ -94,13 +95,13 @@ async def api_event_names(request: Request) -> JSONResponse:
     pid = await _project(request)
     start, end = _range(request)
     limit = _int(request, "limit", 100)
-    return JSONResponse(await run_in_threadpool(analytics.event_names, request.app.state.hub.store, pid, start, end, limit))
+    return JSONResponse(await run_in_threadpool(analytics.event_names, hub_of(request).store, pid, start, end, limit))
 
 
 async def api_properties(request: Request) -> JSONResponse:
     pid = await _project(request)
     start, end = _range(request)
-    return JSONResponse(await run_in_threadpool(analytics.event_properties, request.app.state.hub.store, pid,
+    return JSONResponse(await run_in_threadpool(analytics.event_properties, hub_of(request).store, pid,
                                                 request.query_params.get("event"), start, end))
 
 
@@ -109,7 +110,7 @@ async def api_values(request: Request) -> JSONResponse:
     start, end = _range(request)
     qp = request.query_params
     limit = _int(request, "limit", 100)
-    return JSONResponse(await run_in_threadpool(analytics.property_values, request.app.state.hub.store, pid,
+    return JSONResponse(await run_in_threadpool(analytics.property_values, hub_of(request).store, pid,
                                                 qp.get("event"), qp.get("property"), start, end, limit))
 
 
@@ -124,7 +125,7 @@ async def api_series(request: Request) -> JSONResponse:
     if unique not in ("0", "1"):
         raise QueryError("unique: expected 0 or 1")
     assert start is not None and end is not None
-    out: dict[str, Any] = await run_in_threadpool(analytics.event_series, request.app.state.hub.store, pid,
+    out: dict[str, Any] = await run_in_threadpool(analytics.event_series, hub_of(request).store, pid,
                                                   qp.get("event"), interval, start, end, unique == "1")
     return JSONResponse(out)
 
@@ -135,7 +136,7 @@ async def api_errors(request: Request) -> JSONResponse:
     q = parse_query(request.query_params.get("q"))
     state = request.query_params.get("state") or None
     limit = _int(request, "limit", 200)
-    return JSONResponse(await run_in_threadpool(errors.list_groups, request.app.state.hub.store, pid, state, q,
+    return JSONResponse(await run_in_threadpool(errors.list_groups, hub_of(request).store, pid, state, q,
                                                 start, end, limit))
 
 
@@ -148,7 +149,7 @@ async def _json_body(request: Request) -> Any:
 
 async def api_error(request: Request) -> JSONResponse:
     pid = await _project(request)
-    store = request.app.state.hub.store
+    store = hub_of(request).store
     gid = request.path_params["id"]
     if request.method == "PATCH":
         body = await _json_body(request)
@@ -159,30 +160,17 @@ async def api_error(request: Request) -> JSONResponse:
 async def api_error_merge(request: Request) -> JSONResponse:
     pid = await _project(request)
     body = await _json_body(request)
-    return JSONResponse(await run_in_threadpool(errors.merge_groups, request.app.state.hub.store, pid,
+    return JSONResponse(await run_in_threadpool(errors.merge_groups, hub_of(request).store, pid,
                                                 request.path_params["id"], body))
 
 
-routes = [
-    Route("/api/v1/errors", api_errors),
-    Route("/api/v1/errors/{id}", api_error, methods=["GET", "PATCH"]),
-    Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
-    Route("/api/v1/search", api_search),
-    Route("/api/v1/export", api_export),
-    Route("/api/v1/trace/{id:path}", api_trace),
-    Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
-    Route("/api/v1/analytics/events", api_event_names),
-    Route("/api/v1/analytics/properties", api_properties),
-    Route("/api/v1/analytics/values", api_values),
-    Route("/api/v1/analytics/series", api_series),
-]
 
 
 # -- uptime checks (docs/uptime.md). POST/DELETE take a read token, like PATCH on errors: the
 # read token is the project's API credential; ingest tokens live on every monitored host.
 
 async def api_checks(request: Request) -> JSONResponse:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     project = await hub.authenticate(request, "read")
     config = config_checks(hub.settings.checks)
     now = now_us()
@@ -195,7 +183,7 @@ async def api_checks(request: Request) -> JSONResponse:
 
 
 async def api_check_delete(request: Request) -> JSONResponse:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     project = await hub.authenticate(request, "read")
     config = config_checks(hub.settings.checks)
     out = await run_in_threadpool(delete_check, hub.store, project, request.path_params["name"],
@@ -204,14 +192,25 @@ async def api_check_delete(request: Request) -> JSONResponse:
     return JSONResponse(out)
 
 
-def _checks_changed(hub: Any) -> None:
+def _checks_changed(hub: Hub) -> None:
     """This hub probes a new or changed check at its next tick; other replicas re-read the
     definitions within uptime.scheduling.DEFS_TTL_S."""
     if hub.uptime is not None:
         hub.uptime.invalidate()
 
 
-routes += [
+routes: list[BaseRoute] = [
+    Route("/api/v1/errors", api_errors),
+    Route("/api/v1/errors/{id}", api_error, methods=["GET", "PATCH"]),
+    Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
+    Route("/api/v1/search", api_search),
+    Route("/api/v1/export", api_export),
+    Route("/api/v1/trace/{id:path}", api_trace),
+    Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
+    Route("/api/v1/analytics/events", api_event_names),
+    Route("/api/v1/analytics/properties", api_properties),
+    Route("/api/v1/analytics/values", api_values),
+    Route("/api/v1/analytics/series", api_series),
     Route("/api/v1/checks", api_checks, methods=["GET", "POST"]),
     Route("/api/v1/checks/{name}", api_check_delete, methods=["DELETE"]),
 ]

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from obshub.hub import hub_of
 from obshub.errors import QueryError
 from obshub.events import now_us
 from obshub.query import analytics
@@ -23,7 +24,7 @@ __all__ = ["analytics_page"]
 
 async def _load(request: Request, pid: int, event: str, prop: str, interval: str, unique: bool, raw_from: str,
                 raw_to: str) -> dict[str, Any]:
-    store = request.app.state.hub.store
+    store = hub_of(request).store
     now = now_us()
     start = parse_time(raw_from, "from", now)
     end = parse_time(raw_to or "now", "to", now)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from obshub.hub import hub_of
 from obshub.errors import NotFound, QueryError
 from obshub.events import now_us, parse_ts
 from obshub.query import errors as groups
@@ -36,7 +37,7 @@ async def errors_page(request: Request, session: Session) -> Response:
     error = None
     data: dict[str, Any] = {"groups": []}
     tr = None
-    store = request.app.state.hub.store
+    store = hub_of(request).store
     try:
         tr = time_range(request, default_from=groups.DEFAULT_FROM)
         data = await run_in_threadpool(groups.list_groups, store, session.project_id,
@@ -56,7 +57,7 @@ async def errors_page(request: Request, session: Session) -> Response:
 
 async def group_page(request: Request, session: Session) -> Response:
     gid = request.path_params["id"]
-    store, pid = request.app.state.hub.store, session.project_id
+    store, pid = hub_of(request).store, session.project_id
     try:
         g = await run_in_threadpool(groups.get_group, store, pid, gid)
     except NotFound:
@@ -83,7 +84,7 @@ async def group_action(request: Request, session: Session) -> Response:
     gid = request.path_params["id"]
     fields = await form(request)
     require_csrf(request, session, fields)
-    store = request.app.state.hub.store
+    store = hub_of(request).store
     action = fields.get("action", "")
     try:
         if action in GROUP_STATES:

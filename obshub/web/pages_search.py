@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
+from obshub.hub import hub_of
 from obshub.errors import QueryError, StoreError
 from obshub.events import now_us
 from obshub.query.context import BY, CONTEXT_MAX, context
@@ -58,7 +59,7 @@ def _limit(request: Request) -> int:
 
 
 async def search_page(request: Request, session: Session) -> Response:
-    store = request.app.state.hub.store
+    store = hub_of(request).store
     pid = session.project_id
     q = request.query_params.get("q", "")
     # A query the parser rejects is shown back (with its range, when that parses); else a bad range.
@@ -120,7 +121,7 @@ async def context_page(request: Request, session: Session) -> Response:
         n = max(1, min(CONTEXT_MAX, int(request.query_params.get("n", CONTEXT_DEFAULT))))
     except ValueError:
         n = CONTEXT_DEFAULT
-    ctx = await run_in_threadpool(context, request.app.state.hub.store, session.project_id, event_id, by, n)
+    ctx = await run_in_threadpool(context, hub_of(request).store, session.project_id, event_id, by, n)
     return render(request, "context.html", {"event_id": event_id, "by": by, "n": n, **ctx},
                   404 if ctx["anchor"] is None else 200)
 
@@ -136,7 +137,7 @@ async def csv_export(request: Request, session: Session) -> Response:
         req = export_request(node, tr.start, tr.end, "csv", request.query_params.get("columns"), "1")
     except QueryError as e:
         return PlainTextResponse(f"cannot export: {e}", status_code=400)
-    return await start_export(chunks(request.app.state.hub.store, session.project_id, req), req, request.url.path)
+    return await start_export(chunks(hub_of(request).store, session.project_id, req), req, request.url.path)
 
 
 # ---------------------------------------------------------------------------------- live tail
@@ -193,6 +194,6 @@ async def tail_stream(request: Request, session: Session) -> Response:
         return PlainTextResponse(str(e), status_code=400)
     since_raw = request.headers.get("last-event-id") or request.query_params.get("since")
     since = int(since_raw) if since_raw and since_raw.isdigit() else None
-    tail = Tail(request.app.state.hub.store, session.project_id, node, since)
+    tail = Tail(hub_of(request).store, session.project_id, node, since)
     return StreamingResponse(_tail(tail), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from obshub.hub import hub_of
 from obshub.clock import corrected_ts
 from obshub.errors import QueryError
 from obshub.events import format_ts, parse_ts
@@ -43,7 +44,7 @@ def _page_no(request: Request, total: int) -> int:
 
 
 async def trace_page(request: Request, session: Session) -> Response:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     tid = request.path_params["id"]
     corrected = request.query_params.get("time", "corrected") != "raw"
     try:
@@ -80,7 +81,7 @@ def _shown_before(request: Request) -> int:
 
 
 async def user_page(request: Request, session: Session) -> Response:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     uid = request.path_params["user_id"]
     try:
         tr = time_range(request, default_from="-7d")

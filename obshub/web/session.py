@@ -28,6 +28,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from obshub.hub import hub_of
 from obshub.auth import AuthError, hash_token
 
 __all__ = ["COOKIE", "CsrfError", "LoginRequired", "Session", "current", "form", "login", "logout", "require_csrf"]
@@ -57,7 +58,7 @@ def _serializer(request: Request) -> URLSafeTimedSerializer:
     state = request.app.state
     key = getattr(state, "web_secret", None)
     if key is None:
-        key = request.app.state.hub.settings.secret_key or secrets.token_urlsafe(32)
+        key = hub_of(request).settings.secret_key or secrets.token_urlsafe(32)
         state.web_secret = key
     return URLSafeTimedSerializer(key, salt="obshub.web.session")
 
@@ -69,7 +70,7 @@ def _secure(request: Request) -> bool:
 async def login(request: Request, token: str, response: Response) -> bool:
     """Check a read token; on success set the cookie on `response` and return True."""
     try:
-        await request.app.state.hub.check_token(token.strip(), "read")
+        await hub_of(request).check_token(token.strip(), "read")
     except AuthError:
         return False
     value = _serializer(request).dumps({"h": hash_token(token.strip()), "c": secrets.token_urlsafe(24),
@@ -94,7 +95,7 @@ async def current(request: Request) -> Session:
     except (BadSignature, KeyError, TypeError):
         raise LoginRequired() from None
     try:
-        project = await request.app.state.hub.check_token_hash(h, "read")
+        project = await hub_of(request).check_token_hash(h, "read")
     except AuthError:
         raise LoginRequired() from None
     return Session(project_id=project.id, project_name=project.name, csrf=csrf, token_hash=h)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 
 import orjson
+import pytest
 import zstandard
 
 from obshub.store.opensearch.writer import BULK_EVENTS
@@ -64,7 +65,8 @@ def test_mixed_batch_keeps_every_valid_line(hub: LiveHub) -> None:
     assert {e["id"] for e in hub.search_all()} == {e["id"] for e in good}
 
 
-def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str) -> None:
+def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str,
+                                                  capfd: pytest.CaptureFixture[str]) -> None:
     # Big batches are written as several sub-bulks (OpenSearch: past 2 x BULK_EVENTS) or
     # statements (SQLite: 1,024 rows each): counts, duplicates across them and line numbers must
     # be those of the whole request.
@@ -87,6 +89,8 @@ def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str) -
     assert data["duplicates"] == 1
     assert data["accepted"] == n - len(bad) - 1 - len(refused)
     assert len(hub.search_all()) == data["accepted"]
+    log = "".join(capfd.readouterr())  # the hub's structlog lines: a refusal is logged, as for Sentry
+    assert ("store refused events" in log and "protocol=native" in log) == bool(refused)
 
 
 def test_longest_ids_are_stored_once(hub: LiveHub) -> None:

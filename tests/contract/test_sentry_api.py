@@ -160,7 +160,9 @@ def _post(h: LiveHub, body: bytes, key: str | None = None, path: str = "envelope
 def test_auth_paths(hub: LiveHub) -> None:
     ev = _event("a" * 32)
     env = orjson.dumps({"event_id": "a" * 32}) + b"\n" + orjson.dumps({"type": "event"}) + b"\n" + ev
-    assert _post(hub, env, key="wrong").status_code == 401
+    r = _post(hub, env, key="wrong")
+    # Relay's shape, and how to authenticate (RFC 9110: every 401 says so; a Bearer token works too)
+    assert r.status_code == 401 and list(r.json()) == ["detail"] and r.headers["www-authenticate"] == "Bearer"
     other = hub.new_project("other")
     other_key = other["dsn"].split("//")[1].split("@")[0]
     assert _post(hub, env, key=other_key).status_code == 403  # valid key, other project

@@ -167,3 +167,43 @@ def test_a_content_length_that_is_not_digits_never_reaches_the_app(sqlite_hub: L
             assert b"Invalid HTTP request" in answer, (path, value, answer)  # uvicorn's, not the hub's
     assert metric(h, "obshub_ingest_requests_total", protocol="native", status="400") == 0
     assert h.ingest([event()]).status_code == 200
+
+
+def _sentry(h: LiveHub, body: Any, key: str | None = None) -> httpx.Response:
+    key = key or str(h.creds["dsn"]).split("//")[1].split("@")[0]
+    return httpx.post(f"{h.url}/api/{h.project_id}/envelope/", content=body, timeout=30,
+                      headers={"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"})
+
+
+def test_a_sentry_key_is_checked_before_admission(tmp_path: Path) -> None:
+    """Both protocols refuse bad credentials before they wait for a slot (obshub/ingest/pipeline.py):
+    under overload a wrong key is a 401 at once, not a 429 after `admission_wait_s`."""
+    h = LiveHub(f"sqlite:///{tmp_path}/a.db", max_inflight=1, admission_wait_s=0.3).start()
+    try:
+        env = b"{}\n" + orjson.dumps({"type": "event"}) + b"\n" + orjson.dumps({"message": "boom"})
+        held = HeldSlot(h)  # the one full slot; a chunked envelope needs one too
+        t0 = time.monotonic()
+        r = _sentry(h, chunked(env), key="wrong")
+        assert r.status_code == 401 and time.monotonic() - t0 < 0.3, r.text
+        assert r.headers["access-control-allow-origin"] == "*" and "detail" in r.json()
+        assert _sentry(h, chunked(env)).status_code == 429  # a good key waits for its slot
+        assert held.release() == [200]
+        assert metric(h, "obshub_ingest_requests_total", protocol="sentry", status="401") == 1
+        assert metric(h, "obshub_ingest_batch_seconds_count", protocol="sentry") == 0  # never admitted
+    finally:
+        h.stop()
+
+
+def test_both_protocols_count_a_bad_line_or_item_alike(sqlite_hub: LiveHub) -> None:
+    """One pipeline, one way of counting: a line or item that cannot be stored is a rejected
+    event (and a validation rejection) for native NDJSON and Sentry envelopes alike."""
+    h = sqlite_hub
+    assert h.ingest([event(), {"level": "nope"}]).json()["accepted"] == 1
+    env = (b"{}\n" + orjson.dumps({"type": "event"}) + b"\n" + orjson.dumps({"message": "boom"})
+           + b"\n" + orjson.dumps({"type": "event"}) + b"\n" + orjson.dumps({"level": "nope"}))
+    r = _sentry(h, env)
+    assert r.status_code == 400 and r.json()["stored"] == 1 and r.json()["detail"].startswith("item 2 (event): level:")
+    for protocol in ("native", "sentry"):
+        assert metric(h, "obshub_ingest_events_total", protocol=protocol, outcome="accepted") == 1
+        assert metric(h, "obshub_ingest_events_total", protocol=protocol, outcome="rejected") == 1, protocol
+        assert metric(h, "obshub_ingest_rejected_total", protocol=protocol, reason="validation") == 1

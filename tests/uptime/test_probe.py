@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from obshub.errors import ConfigError
+from obshub.errors import ConfigError, FieldError
 from obshub.settings import load_settings
 from obshub.uptime.config import config_checks, parse_check
-from obshub.uptime.model import Check, CheckError, public_target
+from obshub.uptime.model import Check, public_target
 from obshub.uptime.probes import probe
 
 
@@ -121,7 +121,7 @@ def test_slots_are_the_same_on_every_replica() -> None:
     ({"name": "a", "target": "http://x", "method": "POST"}, "method"),
 ])
 def test_invalid_definitions_name_the_field(body: Any, field: str) -> None:
-    with pytest.raises(CheckError) as e:
+    with pytest.raises(FieldError) as e:
         parse_check(body)
     assert e.value.field == field
     assert str(e.value).startswith(f"{field}: ")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["VERSION", "fingerprint", "guess_in_app", "normalize_message", "title_and_culprit"]
@@ -94,7 +95,7 @@ def _frames(exc: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for f in stack if isinstance(f, dict)] if isinstance(stack, list) else []
 
 
-def default_components(ev: dict[str, Any]) -> list[Any]:
+def default_components(ev: Mapping[str, Any]) -> list[Any]:
     error = ev.get("error")
     if not isinstance(error, dict):
         return ["message", normalize_message(ev.get("message") or "")]
@@ -108,7 +109,7 @@ def default_components(ev: dict[str, Any]) -> list[Any]:
     return ["type", str(last.get("type") or "Error"), normalize_message(str(last.get("value") or ev.get("message") or ""))]
 
 
-def fingerprint(ev: dict[str, Any]) -> str:
+def fingerprint(ev: Mapping[str, Any]) -> str:
     """32 hex chars naming the group of this error event."""
     default = default_components(ev)
     custom = ev.get("fingerprint")
@@ -121,7 +122,7 @@ def fingerprint(ev: dict[str, Any]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def title_and_culprit(ev: dict[str, Any]) -> tuple[str, str | None, str | None]:
+def title_and_culprit(ev: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
     """(title, type, culprit): what a person reads in the list; culprit = innermost in-app frame."""
     error = ev.get("error")
     if not isinstance(error, dict):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from obshub.digest.grouping.v1 import guess_in_app, normalize_message
@@ -69,7 +70,7 @@ def _frames(exc: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for f in stack if isinstance(f, dict)] if isinstance(stack, list) else []
 
 
-def default_components(ev: dict[str, Any]) -> list[Any]:
+def default_components(ev: Mapping[str, Any]) -> list[Any]:
     error = ev.get("error")
     if not isinstance(error, dict):
         return ["message", normalize_message(ev.get("message") or "")]
@@ -84,7 +85,7 @@ def default_components(ev: dict[str, Any]) -> list[Any]:
     return ["type", str(error.get("type") or "Error"), normalize_message(str(error.get("value") or ev.get("message") or ""))]
 
 
-def fingerprint(ev: dict[str, Any]) -> str:
+def fingerprint(ev: Mapping[str, Any]) -> str:
     """32 hex chars naming the group of this error event."""
     default = default_components(ev)
     custom = ev.get("fingerprint")
@@ -97,7 +98,7 @@ def fingerprint(ev: dict[str, Any]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def title_and_culprit(ev: dict[str, Any]) -> tuple[str, str | None, str | None]:
+def title_and_culprit(ev: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
     """(title, type, culprit): what a person reads in the list. The culprit is the innermost
     in-app frame as v2 compares frames, so it reads the same whichever way the first
     occurrence arrived."""
