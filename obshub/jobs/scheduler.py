@@ -1,6 +1,7 @@
-"""Scheduled work of the hub (APScheduler, in a background thread): retention now; rollups,
-uptime probes and alerts join here. Jobs never raise into the scheduler: a failing run is
-logged and retried at the next interval."""
+"""Scheduled work of the hub (APScheduler, in a background thread): retention and store upkeep,
+uptime probes (obshub/uptime/scheduling.py); rollups and alerts will join here. Jobs never raise
+into the scheduler: a failing run is logged and retried at the next interval. Every hub process
+runs every job (no lease across replicas yet)."""
 
 from __future__ import annotations
 

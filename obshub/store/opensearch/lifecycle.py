@@ -8,8 +8,10 @@ and no `_delete_by_query`; docs/opensearch.md).
   newer ones (the boundary index, usually the current write index) are deleted by id with bulk
   `delete` ops, paged by (ts, id), so the result matches the SQLite backend exactly (at most
   500,000 per call; the next scheduled run continues).
-- `maintain(now_us, retention_us)`: what the hub's scheduled job calls (one replica at a time,
-  under the job lease): rollover, then retention.
+- `maintain(now_us, retention_us)`: what the hub's scheduled job calls: rollover, then retention.
+  Every replica runs it today (there is no job lease yet): rollover is conditional (a second
+  call finds the new write index young and does nothing) and deleting an index already gone is
+  a 404 to ignore, so replicas repeat checks rather than work.
 """
 
 from __future__ import annotations
