@@ -15,6 +15,7 @@ from obshub.errors import QueryError
 from obshub.query import analytics, checks, errors, export
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
+from obshub.web import convertors  # noqa: F401  (registers `anypath`)
 from obshub.web.export import start_export
 
 __all__ = ["routes"]
@@ -165,8 +166,8 @@ routes = [
     Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
     Route("/api/v1/search", api_search),
     Route("/api/v1/export", api_export),
-    Route("/api/v1/trace/{id:path}", api_trace),
-    Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
+    Route("/api/v1/trace/{id:anypath}", api_trace),
+    Route("/api/v1/users/{user_id:anypath}/timeline", api_timeline),
     Route("/api/v1/analytics/events", api_event_names),
     Route("/api/v1/analytics/properties", api_properties),
     Route("/api/v1/analytics/values", api_values),
