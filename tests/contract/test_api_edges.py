@@ -32,3 +32,13 @@ def test_ids_with_a_line_break_have_web_pages(hub: LiveHub) -> None:
         assert r.status_code == 200 and "hello there" in r.text, r.status_code
         r = web.get(f"/users/{quote(uid, safe='')}")
         assert r.status_code == 200 and 'href="/trace/req%0A2"' in r.text, r.status_code  # its request
+
+
+def test_a_query_word_holding_a_nul_character_is_searched_not_a_store_outage(hub: LiveHub) -> None:
+    """SQLite's FTS5 read `"a<NUL>b"` as an unterminated string: the search answered 503 `store
+    unavailable` and the hub logged an outage. NUL separates words like any other punctuation."""
+    assert hub.ingest([event(id="nul1", message="x\x00y hello"), event(id="nul2", message="y x")]).json()["accepted"] == 2
+    for q, expected in (("x\x00y", ["nul1"]), ('"x\x00y hello"', ["nul1"]), ("\x00hel*", ["nul1"]), ("\x00", [])):
+        r = hub.get("/api/v1/search", q=q)
+        assert r.status_code == 200, (q, r.text)
+        assert [e["id"] for e in r.json()["events"]] == expected, q
