@@ -37,6 +37,7 @@ from obshub.store import open_store
 from obshub.store.base import Project, Store, WriteResult
 from obshub.telemetry import Telemetry
 from obshub.web.api import routes as api_routes
+from obshub.web.openapi import routes as openapi_routes
 from obshub.web.pages import routes as page_routes
 
 __all__ = ["Hub", "create_app"]
@@ -225,6 +226,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
         Route("/api/v1/ingest", ingest, methods=["POST"]),
         *sentry.routes,
         *api_routes,
+        *openapi_routes,
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
