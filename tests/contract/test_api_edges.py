@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import httpx
+
 from tests.factories import event
 from tests.hubproc import LiveHub
 from tests.web.conftest import login_client
@@ -42,3 +44,15 @@ def test_a_query_word_holding_a_nul_character_is_searched_not_a_store_outage(hub
         r = hub.get("/api/v1/search", q=q)
         assert r.status_code == 200, (q, r.text)
         assert [e["id"] for e in r.json()["events"]] == expected, q
+
+
+def test_a_sentry_stacktrace_whose_frames_are_not_a_list_is_stored_without_frames(hub: LiveHub) -> None:
+    """`"frames": true` (or a number) was iterated: a TypeError and a 500 for the SDK's event."""
+    for i, frames in enumerate((True, 5, 1.5)):
+        ev = {"event_id": f"{i}" * 32, "exception": {"values": [
+            {"type": "ValueError", "value": "bad", "stacktrace": {"frames": frames}}]}}
+        r = httpx.post(f"{hub.url}/api/{hub.project_id}/store/", json=ev,
+                       headers={"X-Sentry-Auth": f"Sentry sentry_key={hub.ingest_token}"})
+        assert r.status_code == 200, (frames, r.status_code, r.text)
+    stored = hub.search_all("ValueError")
+    assert len(stored) == 3 and all(e["error"]["stack"] == [] for e in stored)
