@@ -56,3 +56,13 @@ def test_a_sentry_stacktrace_whose_frames_are_not_a_list_is_stored_without_frame
         assert r.status_code == 200, (frames, r.status_code, r.text)
     stored = hub.search_all("ValueError")
     assert len(stored) == 3 and all(e["error"]["stack"] == [] for e in stored)
+
+
+def test_an_analytics_property_holding_nul_is_a_400_naming_it(hub: LiveHub) -> None:
+    """SQLite cannot take NUL inside SQL text or a JSON path: `property=a<NUL>b` was a 503 `store
+    unavailable` there (and answered on OpenSearch). Both stores refuse it like a quote."""
+    assert hub.ingest([event(kind="event", name="signup", attrs={"plan": "pro"})]).json()["accepted"] == 1
+    r = hub.get("/api/v1/analytics/values", event="signup", property="pl\x00an")
+    assert r.status_code == 400 and r.json() == {"error": "property: NUL is not allowed in a property name"}
+    r = hub.get("/api/v1/analytics/values", event="sign\x00up", property="plan")  # a name is a bound value
+    assert r.status_code == 200 and r.json() == {"values": []}
