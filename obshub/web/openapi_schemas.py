@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from obshub.events import KINDS, LEVELS
+from obshub.events import KINDS, LEVELS, STRING_FIELDS
 from obshub.query.checks import (DEFAULT_INTERVAL_S, DEFAULT_TIMEOUT_S, MAX_INTERVAL_S, MAX_TIMEOUT_S,
                                  MIN_INTERVAL_S)
 from obshub.query.export import FORMATS, MAX_COLUMNS
@@ -37,9 +37,7 @@ def _obj(props: dict[str, Schema], required: tuple[str, ...] | None = None, clos
 
 
 def _nullable(schema: Schema) -> Schema:
-    if "$ref" in schema:
-        return {"oneOf": [schema, {"type": "null"}]}
-    return {**schema, "type": [schema["type"], "null"]}
+    return {"oneOf": [schema, {"type": "null"}]}
 
 
 _STR: Schema = {"type": "string"}
@@ -50,8 +48,6 @@ _TIME: Schema = {"type": "string", "format": "date-time", "pattern": r"^\d{4}-\d
                  "examples": ["2026-11-23T19:14:02.123456Z"]}
 _SCALAR: Schema = {"type": ["string", "number", "boolean", "null"]}
 _ATTR_VALUE: Schema = {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]}
-_CORE_TEXT = ("message", "service", "host", "env", "release", "logger", "name", "request_id", "trace_id",
-              "span_id", "user_id", "session_id")
 
 # -- events -----------------------------------------------------------------------------------
 
@@ -61,7 +57,7 @@ _EVENT: Schema = _obj({
     "received_at": ref("Time"),
     "kind": {"enum": list(KINDS)},
     "level": {"enum": list(LEVELS)},
-    **{f: _STR for f in _CORE_TEXT},
+    **{f: _STR for f in STRING_FIELDS},
     "error": {"type": "object", "description": "as stored: parsed (`type`, `value`, `stack` of frames, …) and "
                                                "scrubbed"},
     "group_id": _STR,
@@ -78,7 +74,7 @@ _EVENT_IN: Schema = _obj({
     "kind": {"enum": list(KINDS)},
     "level": {"type": ["string", "integer"], "description": "one of debug, info, warning, error, critical, or "
                                                             "an alias or syslog/Python number (docs/api.md)"},
-    **{f: {"type": ["string", "number"]} for f in _CORE_TEXT},
+    **{f: {"type": ["string", "number"]} for f in STRING_FIELDS},
     "error": {"type": ["object", "string"]},
     "fingerprint": {"type": "array", "minItems": 1, "maxItems": 16, "items": {"type": ["string", "integer"]}},
     "attrs": {"type": "object"},
@@ -206,24 +202,39 @@ _SENTRY_EXCEPTION = _obj({
     "stacktrace": _obj({"frames": {"type": "array", "items": _SENTRY_FRAME}}, required=(), closed=False),
 }, required=(), closed=False)
 _SENTRY_MESSAGE = _obj({"formatted": _STR, "message": _STR}, required=(), closed=False)
-_SENTRY_EVENT = _obj({
-    "event_id": {"type": "string", "description": "becomes `id` without dashes"},
-    "timestamp": _EPOCH_OR_TEXT,
-    "level": _STR,
-    "message": {"oneOf": [_STR, _SENTRY_MESSAGE]},
-    "logentry": _SENTRY_MESSAGE,
-    "exception": {"oneOf": [_obj({"values": {"type": "array", "items": _SENTRY_EXCEPTION}}, required=(), closed=False),
-                            {"type": "array", "items": _SENTRY_EXCEPTION}]},
-    "tags": {"oneOf": [{"type": "object", "additionalProperties": _STR},
-                       {"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2}}]},
-    "user": _obj({"id": _STR, "username": _STR, "email": _STR}, required=(), closed=False),
-    "contexts": _obj({"trace": _obj({"trace_id": _STR, "span_id": _STR}, required=(), closed=False)},
-                     required=(), closed=False),
-    "request": _obj({"headers": {"type": ["object", "array"]}}, required=(), closed=False),
-    **{k: _STR for k in ("server_name", "environment", "release", "logger", "transaction", "platform")},
-    "fingerprint": {"type": "array", "minItems": 1, "maxItems": 16, "items": _STR},
-}, required=(), closed=False,
-    description="A Sentry event as the SDKs send it; unknown keys are ignored (docs/api.md, Sentry ingest).")
+
+
+def _as_sent(schema: Schema) -> Schema:
+    """What SDKs send, as a hint: the hub reads Sentry payloads leniently (SDKs differ), so a part of
+    another shape is skipped, or the event is refused with a 400 naming the field, never the body."""
+    return {"anyOf": [schema, {}]}
+
+
+_SENTRY_EVENT: Schema = {
+    "type": "object",
+    "description": ("A Sentry event as the SDKs send it (docs/api.md, Sentry ingest). Each field's first "
+                    "`anyOf` branch is its usual shape; a field of another shape is ignored, or refuses the "
+                    "event with a 400 naming it (`level`, `timestamp`, the text fields); unknown keys are "
+                    "ignored."),
+    "properties": {k: _as_sent(v) for k, v in {
+        "event_id": {"type": "string", "description": "becomes `id` without dashes"},
+        "timestamp": _EPOCH_OR_TEXT,
+        "level": _STR,
+        "message": {"oneOf": [_STR, _SENTRY_MESSAGE]},
+        "logentry": _SENTRY_MESSAGE,
+        "exception": {"oneOf": [_obj({"values": {"type": "array", "items": _SENTRY_EXCEPTION}}, required=(),
+                                     closed=False),
+                                {"type": "array", "items": _SENTRY_EXCEPTION}]},
+        "tags": {"oneOf": [{"type": "object", "additionalProperties": _STR},
+                           {"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2}}]},
+        "user": _obj({"id": _STR, "username": _STR, "email": _STR}, required=(), closed=False),
+        "contexts": _obj({"trace": _obj({"trace_id": _STR, "span_id": _STR}, required=(), closed=False)},
+                         required=(), closed=False),
+        "request": _obj({"headers": {"type": ["object", "array"]}}, required=(), closed=False),
+        **{k: _STR for k in ("server_name", "environment", "release", "logger", "transaction", "platform")},
+        "fingerprint": {"type": "array", "minItems": 1, "maxItems": 16, "items": _STR},
+    }.items()},
+}
 
 # -- answers of the other routes --------------------------------------------------------------
 
