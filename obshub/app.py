@@ -31,7 +31,7 @@ from obshub.settings import Settings
 from obshub.store import open_store
 from obshub.store.base import Store
 from obshub.telemetry import Telemetry
-from obshub.web import api, pages
+from obshub.web import api, openapi, pages
 
 __all__ = ["create_app"]
 
@@ -117,7 +117,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
             await run_in_threadpool(hub.store.close)
 
     # Every module that serves routes ends with its `routes` list; the pages come last (`/`).
-    routes = [*native.routes, *sentry.routes, *api.routes, *ops_routes, *pages.routes]
+    routes = [*native.routes, *sentry.routes, *api.routes, *openapi.routes, *ops_routes, *pages.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict.fromkeys(ANSWERED, _on_error))
     app.state.hub = hub
     return app

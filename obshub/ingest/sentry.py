@@ -100,8 +100,9 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, An
 
 def _exc(v: dict[str, Any]) -> dict[str, Any]:
     frames = []
-    st = v.get("stacktrace") or {}
-    for f in (st.get("frames") or []) if isinstance(st, dict) else []:
+    st = v.get("stacktrace")
+    listed = st.get("frames") if isinstance(st, dict) else None
+    for f in listed if isinstance(listed, list) else []:  # `"frames": true` was a TypeError, a 500
         if isinstance(f, dict):
             frames.append({k: x for k in _FRAME_KEYS if (x := f.get(k)) is not None})
     out: dict[str, Any] = {"type": v.get("type"), "value": v.get("value"), "stack": frames}

@@ -41,6 +41,8 @@ def property_values(store: Store, project_id: int, event: str | None, prop: str 
     prop = _need(prop, "property")
     if any(c in prop for c in "\"'\\"):
         raise QueryError("property: quotes are not allowed in a property name")
+    if "\x00" in prop:  # SQLite takes no NUL in SQL text or a JSON path (a 503 there)
+        raise QueryError("property: NUL is not allowed in a property name")
     found = store.property_values(project_id, _need(event, "event"), prop, start, end, limit)
     return {"values": [{"value": v, "count": c} for v, c in found.value], "counted": found.counted,
             "approximate": found.approximate}

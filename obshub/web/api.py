@@ -19,6 +19,7 @@ from obshub.query.times import parse_interval, parse_time
 from obshub.uptime.config import config_checks
 from obshub.uptime.queries import list_checks
 from obshub.uptime.writes import define_check, delete_check
+from obshub.web import convertors  # noqa: F401  (registers `anypath`)
 from obshub.web.export import start_export
 
 __all__ = ["routes"]
@@ -205,8 +206,8 @@ routes: list[BaseRoute] = [
     Route("/api/v1/errors/{id}/merge", api_error_merge, methods=["POST"]),
     Route("/api/v1/search", api_search),
     Route("/api/v1/export", api_export),
-    Route("/api/v1/trace/{id:path}", api_trace),
-    Route("/api/v1/users/{user_id:path}/timeline", api_timeline),
+    Route("/api/v1/trace/{id:anypath}", api_trace),
+    Route("/api/v1/users/{user_id:anypath}/timeline", api_timeline),
     Route("/api/v1/analytics/events", api_event_names),
     Route("/api/v1/analytics/properties", api_properties),
     Route("/api/v1/analytics/values", api_values),

@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from obshub.web import convertors  # noqa: F401  (registers `anypath`)
 from obshub.web import pages_analytics, pages_errors, pages_search, pages_trace
 from obshub.web.common import HERE, page, render
 from obshub.web.session import CsrfError, LoginRequired, current, form, login, logout, same_origin
@@ -78,8 +79,8 @@ routes: list[BaseRoute] = [
     Route("/context/{event_id:path}", page(pages_search.context_page)),
     Route("/tail", page(pages_search.tail_page)),
     Route("/tail/stream", page(pages_search.tail_stream)),
-    Route("/trace/{id:path}", page(pages_trace.trace_page)),
-    Route("/users/{user_id:path}", page(pages_trace.user_page)),
+    Route("/trace/{id:anypath}", page(pages_trace.trace_page)),
+    Route("/users/{user_id:anypath}", page(pages_trace.user_page)),
     Route("/analytics", page(pages_analytics.analytics_page)),
     *pages_errors.routes,
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -65,7 +65,8 @@ def match_string(node: Text) -> str | None:
     (no token can match it). Quoted: its tokens form a phrase, and no user text is FTS syntax."""
     if not has_word(node.value):
         return None
-    s = '"' + node.value.replace('"', '""') + '"'
+    # FTS5 ends a string at NUL ("unterminated string", once a 503); NUL separates words anyway.
+    s = '"' + node.value.replace('"', '""').replace("\x00", " ") + '"'
     return s + " *" if node.prefix else s
 
 
