@@ -23,6 +23,6 @@ check "mypy --strict" $BIN/python -m mypy
 check "import-linter" $BIN/lint-imports
 
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "lint.sh: failed: ${failed[*]} (ruff check --fix and ruff format fix most of ruff's)" >&2
+  echo "lint.sh: failed: ${failed[*]} (.venv/bin/ruff check --fix and .venv/bin/ruff format fix most ruff findings)" >&2
   exit 1
 fi
