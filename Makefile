@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
 lint: $(STAMP)
-	$(BIN)/python -m mypy obshub agents
+	scripts/lint.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

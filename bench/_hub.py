@@ -21,15 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.hubproc import free_port  # noqa: E402
-
+from tests.hubproc import free_port
 
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 

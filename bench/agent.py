@@ -67,7 +67,9 @@ def make_lines(fmt: str, n: int) -> bytes:
             out.append(f"worker {i % 16} processed job {i} for tenant {i % 97} in {i % 250} ms, queue depth {i % 31}")
     elif fmt == "python":
         for i in range(n):
-            out.append(f"2026-01-02 03:04:{i % 60:02d},{i % 1000:03d} INFO shop.worker processed job {i} in {i % 250} ms")
+            out.append(
+                f"2026-01-02 03:04:{i % 60:02d},{i % 1000:03d} INFO shop.worker processed job {i} in {i % 250} ms"
+            )
     return ("\n".join(out) + "\n").encode()
 
 
@@ -88,8 +90,9 @@ format = "{fmt}"
 service = "bench-{fmt}"
 """)
     data = make_lines(fmt, n)
-    agent = subprocess.Popen([sys.executable, "-m", "obshub_agent", "--config", str(cfg)],
-                             stdout=subprocess.DEVNULL, stderr=open(d / "agent.log", "wb"), cwd=REPO)
+    with open(d / "agent.log", "wb") as log:  # the child keeps its own descriptor
+        agent = subprocess.Popen([sys.executable, "-m", "obshub_agent", "--config", str(cfg)],
+                                 stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -136,8 +139,9 @@ def main() -> None:
     creds = json.loads(subprocess.check_output([sys.executable, "-m", "obshub", "project", "create", "bench",
                                                 "--store", store], cwd=REPO))
     port = free_port()
-    hub = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(port),
-                            "--store", store], stdout=subprocess.DEVNULL, stderr=open(work / "hub.log", "wb"), cwd=REPO)
+    with open(work / "hub.log", "wb") as log:  # the child keeps its own descriptor
+        hub = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--store", store], stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

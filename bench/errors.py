@@ -25,10 +25,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _hub import hub_process, post_all  # noqa: E402
-
-from tests.hubproc import make_project  # noqa: E402
-from tests.opensearch_node import drop_prefix  # noqa: E402
+from _hub import hub_process, post_all
+from tests.hubproc import make_project
+from tests.opensearch_node import drop_prefix
 
 
 def sentry_event(rng: random.Random, site: int) -> dict[str, Any]:
@@ -39,18 +38,46 @@ def sentry_event(rng: random.Random, site: int) -> dict[str, Any]:
                 "lineno": 10 + rng.randint(0, 5), "in_app": True, "context_line": f"    value = cart[key_{j}]"}
                for j in range(5)]
     return {
-        "event_id": uuid.uuid4().hex, "timestamp": time.time(), "platform": "python", "level": "error",
-        "server_name": f"web-{rng.randint(1, 11)}", "release": "shop@1.4.2", "environment": "prod",
-        "exception": {"values": [{"type": "KeyError", "value": f"'item-{rng.randint(1, 10**6)}'", "module": None,
-                                  "stacktrace": {"frames": frames}, "mechanism": {"type": "generic", "handled": True}}]},
+        "event_id": uuid.uuid4().hex,
+        "timestamp": time.time(),
+        "platform": "python",
+        "level": "error",
+        "server_name": f"web-{rng.randint(1, 11)}",
+        "release": "shop@1.4.2",
+        "environment": "prod",
+        "exception": {
+            "values": [
+                {
+                    "type": "KeyError",
+                    "value": f"'item-{rng.randint(1, 10**6)}'",
+                    "module": None,
+                    "stacktrace": {"frames": frames},
+                    "mechanism": {"type": "generic", "handled": True},
+                }
+            ]
+        },
         "user": {"id": f"u-{rng.randint(1, 5000)}", "ip_address": "10.0.0.1"},
         "tags": {"request_id": f"req-{rng.getrandbits(48):012x}"},
-        "contexts": {"trace": {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16]},
-                     "runtime": {"name": "CPython", "version": "3.11.7"}},
-        "breadcrumbs": {"values": [{"timestamp": time.time(), "category": "http", "message": f"GET /api/items/{i}",
-                                    "data": {"status_code": 200}} for i in range(8)]},
-        "request": {"url": "https://shop.example.com/checkout", "method": "POST",
-                    "headers": {"User-Agent": "Mozilla/5.0", "Cookie": "sid=abc"}},
+        "contexts": {
+            "trace": {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16]},
+            "runtime": {"name": "CPython", "version": "3.11.7"},
+        },
+        "breadcrumbs": {
+            "values": [
+                {
+                    "timestamp": time.time(),
+                    "category": "http",
+                    "message": f"GET /api/items/{i}",
+                    "data": {"status_code": 200},
+                }
+                for i in range(8)
+            ]
+        },
+        "request": {
+            "url": "https://shop.example.com/checkout",
+            "method": "POST",
+            "headers": {"User-Agent": "Mozilla/5.0", "Cookie": "sid=abc"},
+        },
     }
 
 

@@ -166,8 +166,12 @@ def generate(n: int, seed: int = 1, now_us: int = 0, days: int = 7, fleet: Fleet
                           attrs={"status": status, "duration_ms": dur, "path": path})
             elif rng.random() < 0.015:  # ~1% of events: an error occurrence
                 typ, msg = _ERRORS[rng.randrange(len(_ERRORS))]
-                ev.update(kind="error", level="error", message=f"{typ}: {msg}",
-                          error={"type": typ, "value": msg, "stack": _frames(rng, typ + str(_ERRORS.index((typ, msg)) % 3))})
+                ev.update(
+                    kind="error",
+                    level="error",
+                    message=f"{typ}: {msg}",
+                    error={"type": typ, "value": msg, "stack": _frames(rng, typ + str(_ERRORS.index((typ, msg)) % 3))},
+                )
             elif rng.random() < 0.00005:
                 ev.update(level="warning", message=_fill(rng, _RARE, svc))
                 if fleet is not None:

@@ -25,28 +25,53 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _hub import hub_process, post_all  # noqa: E402
-
-from obshub.events import normalize  # noqa: E402
-from obshub.store.sqlite import schema, writer  # noqa: E402
-from tests.hubproc import make_project  # noqa: E402
+from _hub import hub_process, post_all
+from obshub.events import normalize
+from obshub.store.sqlite import schema, writer
+from tests.hubproc import make_project
 
 
 def make_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     t0 = time.time_ns() // 1000 - 3_600_000_000
     hosts = [f"web-{i}" for i in range(1, 12)]
-    words = "user checkout cart payment provider timeout session login product cache miss db query".split()
+    words = [
+        "user",
+        "checkout",
+        "cart",
+        "payment",
+        "provider",
+        "timeout",
+        "session",
+        "login",
+        "product",
+        "cache",
+        "miss",
+        "db",
+        "query",
+    ]
     out = []
     for i in range(n):
         rid = f"req-{i // 5:08d}"
-        out.append({
-            "id": f"bench-{seed}-{i}", "ts": t0 + i * 17, "level": rng.choice(("info", "info", "info", "debug", "warning", "error")),
-            "message": " ".join(rng.choice(words) for _ in range(8)) + f" order={rng.randint(1, 10**6)}",
-            "service": rng.choice(("shop-web", "shop-api")), "host": rng.choice(hosts), "request_id": rid,
-            "trace_id": f"{i // 5:032x}", "user_id": f"u-{rng.randint(1, 5000)}", "logger": "shop.web",
-            "attrs": {"duration_ms": rng.randint(1, 900), "path": rng.choice(("/", "/cart", "/checkout")), "status": 200},
-        })
+        out.append(
+            {
+                "id": f"bench-{seed}-{i}",
+                "ts": t0 + i * 17,
+                "level": rng.choice(("info", "info", "info", "debug", "warning", "error")),
+                "message": " ".join(rng.choice(words) for _ in range(8)) + f" order={rng.randint(1, 10**6)}",
+                "service": rng.choice(("shop-web", "shop-api")),
+                "host": rng.choice(hosts),
+                "request_id": rid,
+                "trace_id": f"{i // 5:032x}",
+                "user_id": f"u-{rng.randint(1, 5000)}",
+                "logger": "shop.web",
+                "attrs": {
+                    "duration_ms": rng.randint(1, 900),
+                    "path": rng.choice(("/", "/cart", "/checkout")),
+                    "status": 200,
+                },
+            }
+        )
     return out
 
 
@@ -130,7 +155,7 @@ def main() -> None:
 
 def _opensearch_rows(events: list[dict[str, Any]], args: argparse.Namespace) -> list[tuple[str, float, float]]:
     """Direct opensearch-py bulk of the same documents vs the hub on that node, same run."""
-    import ingest_opensearch as osb  # noqa: PLC0415 - imports this module; only needed here
+    import ingest_opensearch as osb  # imports this module; only needed here
 
     with tempfile.TemporaryDirectory() as d:
         node = None

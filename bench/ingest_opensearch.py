@@ -56,11 +56,11 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from opensearchpy import helpers  # noqa: E402
+
 import _hub  # noqa: E402
 from _hub import CPU_CLOCKS, fan_out, process_cpu_s, window  # noqa: E402
-from opensearchpy import helpers  # noqa: E402
 from ingest import bench_hub, make_events  # noqa: E402
-
 from obshub.events import normalize  # noqa: E402
 from obshub.store.opensearch import OpenSearchStore  # noqa: E402
 from obshub.store.opensearch.mappings import doc_id, to_doc  # noqa: E402
@@ -173,7 +173,9 @@ def bench_helpers(events: list[dict[str, Any]], batch: int, senders: int, base_u
     hub, beside the stricter pre-serialized bytes of bench_direct."""
     with fresh_store(base_url, "bp") as store:
         index = store.names.events
-        actions = [{"_op_type": "create", "_index": index, "_id": _id, "_source": doc} for _id, doc in documents(events)]
+        actions = [
+            {"_op_type": "create", "_index": index, "_id": _id, "_source": doc} for _id, doc in documents(events)
+        ]
         with window() as w:
             stored = sum(ok for ok, _ in helpers.parallel_bulk(store.client, actions, thread_count=senders,
                                                                 chunk_size=batch, queue_size=senders))
@@ -246,8 +248,10 @@ def print_cpu(times: dict[str, list[float]], cpu: dict[str, list[dict[str, float
         rounds = per_event[key]
         cols = [statistics.median(r[p] for r in rounds) for p in procs]
         total = statistics.median(sum(r.values()) for r in rounds)
-        busy = statistics.median(sum(c.values()) / t for c, t in zip(cpu[key], times[key]))
-        bound = statistics.median(capacity(r, groups) / capacity(d, groups) for d, r in zip(per_event["direct"], rounds))
+        busy = statistics.median(sum(c.values()) / t for c, t in zip(cpu[key], times[key], strict=True))
+        bound = statistics.median(
+            capacity(r, groups) / capacity(d, groups) for d, r in zip(per_event["direct"], rounds, strict=True)
+        )
         print(f"| {label:<44} | " + " | ".join(f"{v:>12.1f}" for v in cols)
               + f" | {total:>12.1f} | {busy:>12.2f} | {bound:>12.2f} |")
     where = " + ".join(f"{'+'.join(ps)} on {c} core(s)" for c, ps in groups)
@@ -301,10 +305,14 @@ def main() -> None:
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
     for key, label in labels.items():
         median = statistics.median(times[key])
-        ratio = statistics.median(d / t for d, t in zip(times["direct"], times[key]))  # per-round ratios
+        ratio = statistics.median(d / t for d, t in zip(times["direct"], times[key], strict=True))  # per-round ratios
         print(f"| {label:<44} | {n:>8} | {median:>7.2f} | {n / median:>9,.0f} | {ratio:>9.2f} |")
-    vs_helpers = statistics.median(p / h for p, h in zip(times["helpers"], times["hub"]))
-    where = f"node on {args.split_cores} core(s), hub and senders on the rest" if args.split_cores else "all on shared cores"
+    vs_helpers = statistics.median(p / h for p, h in zip(times["helpers"], times["hub"], strict=True))
+    where = (
+        f"node on {args.split_cores} core(s), hub and senders on the rest"
+        if args.split_cores
+        else "all on shared cores"
+    )
     print(f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios; {where};"
           f" hub vs helpers.parallel_bulk {vs_helpers:.2f})")
     print_cpu(times, cpu, labels, n, args.split_cores)

@@ -36,13 +36,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _hub import hub_process  # noqa: E402
-from fleet import Fleet, generate  # noqa: E402
-
-from obshub import auth  # noqa: E402
-from obshub.digest import Scrubber, digest  # noqa: E402
-from obshub.events import normalize  # noqa: E402
-from obshub.store import open_store  # noqa: E402
+from _hub import hub_process
+from fleet import Fleet, generate
+from obshub import auth
+from obshub.digest import Scrubber, digest
+from obshub.events import normalize
+from obshub.store import open_store
 
 MAX_AGE_S = 12 * 3600
 BATCH = 5000
@@ -264,7 +263,7 @@ def main() -> int:
         cells = []
         for col in columns:
             v = results[col].get(name)
-            cells.append(("-" if not v else f"{v[0]:,.0f}" if name == RSS else f"{v[0]:,.0f}/{v[1]:,.0f}"))
+            cells.append("-" if not v else f"{v[0]:,.0f}" if name == RSS else f"{v[0]:,.0f}/{v[1]:,.0f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| heaviest user's requests | " + " | ".join(f"{heaviest[c]:,}" for c in columns) + " |")
     print("| samples | " + " | ".join(str(min(v[2] for k, v in results[c].items() if k != RSS)) + "+"

@@ -3,9 +3,10 @@
 Every variant runs in the same process, round-robin, and the best of ``--repeat`` rounds is
 reported as ns per call. Two sinks, two tables: ``file`` writes real lines to a file on disk (one
 write syscall per line, as in production, so the syscall is part of every number) and ``null``
-writes to a stream that drops the bytes (the CPU cost of building the line alone). Ratios are against the plain structlog baseline: ``add_log_level`` +
-``TimeStamper(fmt="iso", utc=True)`` + ``JSONRenderer()`` on a ``WriteLogger``, the smallest
-pipeline that produces a comparable line. Target (issue 5): obshub_sdk ≤ 1.3x that baseline.
+writes to a stream that drops the bytes (the CPU cost of building the line alone). Ratios are
+against the plain structlog baseline: ``add_log_level`` + ``TimeStamper(fmt="iso", utc=True)`` +
+``JSONRenderer()`` on a ``WriteLogger``, the smallest pipeline that produces a comparable line.
+Target (issue 5): obshub_sdk ≤ 1.3x that baseline.
 
 Each call is ``log.info("order placed", order_id=1234, amount=19.99, currency="EUR")``; the
 "request" variants have request_id/trace_id/span_id/user_id bound, as inside a web request.
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import structlog
 
@@ -44,7 +45,7 @@ class StdlibJSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "message": record.getMessage(),
             "logger": record.name,
@@ -68,7 +69,7 @@ class NullStream:
 
 
 def _open(path: str | None) -> object:
-    return NullStream() if path is None else open(path, "w")  # noqa: SIM115 - whole run
+    return NullStream() if path is None else open(path, "w")  # open for the whole run
 
 
 def _plain_structlog(path: str | None, merge: bool) -> Callable[[], None]:

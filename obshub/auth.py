@@ -20,6 +20,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,7 @@ def authorize(found: tuple[Project, str] | None, scope: str, project_id: int | N
     return project
 
 
-def bearer(headers: Any) -> str | None:
+def bearer(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization")
     if not value:
         return None

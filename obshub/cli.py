@@ -82,7 +82,9 @@ def _label(value: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     from obshub.auth import SCOPES
 
-    ap = argparse.ArgumentParser(prog="obshub", description="obshub: follow one request or one user across every server.")
+    ap = argparse.ArgumentParser(
+        prog="obshub", description="obshub: follow one request or one user across every server."
+    )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sp = sub.add_parser("serve", help="run the hub", description=(
@@ -500,7 +502,8 @@ def _refusal(r: Any, query: str | None = None) -> str:
 
 def _line(e: dict[str, Any]) -> str:
     ids = " ".join(f"{k}={e[k]}" for k in ("request_id", "user_id") if k in e)
-    return f"{e['ts']}  {e.get('host', '-'):<10} {e.get('service', '-'):<10} {e['level']:<8} {e.get('message', '')}  {ids}".rstrip()
+    cols = f"{e['ts']}  {e.get('host', '-'):<10} {e.get('service', '-'):<10} {e['level']:<8}"
+    return f"{cols} {e.get('message', '')}  {ids}".rstrip()
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -515,7 +518,9 @@ def _search(args: argparse.Namespace) -> int:
     if not data["events"]:
         print(f"no events match in the range {args.from_} .. {args.to or 'now'}", file=sys.stderr)
     elif data["next_cursor"]:
-        print(f"(showing the newest {len(data['events'])}; raise --limit or narrow the query for more)", file=sys.stderr)
+        print(
+            f"(showing the newest {len(data['events'])}; raise --limit or narrow the query for more)", file=sys.stderr
+        )
     return 0
 
 
@@ -583,7 +588,12 @@ def _demo(args: argparse.Namespace) -> int:
             dup += res["duplicates"]
             sent += len(chunk)
             done = sent * width // len(events)
-            print(f"\r[{'#' * done}{'.' * (width - done)}] {sent}/{len(events)} events", end="", file=sys.stderr, flush=True)
+            print(
+                f"\r[{'#' * done}{'.' * (width - done)}] {sent}/{len(events)} events",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
     print(file=sys.stderr)
     print(f"sent {sent} events: {accepted} stored, {dup} already there")
     print(f"try: obshub trace {DEMO_STORY['cross_host_request']}   (one request, two hosts)")
@@ -675,8 +685,15 @@ def _export(args: argparse.Namespace) -> int:
     progress = _ExportProgress(args.format == "csv")
     complete = answered = False
     try:
-        with _client(args) as c, c.stream("GET", "/api/v1/export", params={k: v for k, v in params.items() if v is not None},
-                                          timeout=httpx.Timeout(30, read=600)) as r:
+        with (
+            _client(args) as c,
+            c.stream(
+                "GET",
+                "/api/v1/export",
+                params={k: v for k, v in params.items() if v is not None},
+                timeout=httpx.Timeout(30, read=600),
+            ) as r,
+        ):
             if r.status_code != 200:
                 r.read()
                 return _die(_refusal(r, args.query), 1)

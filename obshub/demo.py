@@ -68,15 +68,38 @@ def generate(now_us: int, run: str = "demo", seed: int = 7) -> list[dict[str, An
         session = f"s-{rng.getrandbits(48):012x}"
         t = start + rng.randint(0, 100 * 60) * _US
         plan = rng.choice(("free", "pro", "team"))
-        out.append({"ts": t, "kind": "event", "name": "login", "user_id": user, "session_id": session,
-                    "host": rng.choice(HOSTS), "service": "shop-web", "attrs": {"plan": plan, "method": rng.choice(("password", "sso"))}})
+        out.append(
+            {
+                "ts": t,
+                "kind": "event",
+                "name": "login",
+                "user_id": user,
+                "session_id": session,
+                "host": rng.choice(HOSTS),
+                "service": "shop-web",
+                "attrs": {"plan": plan, "method": rng.choice(("password", "sso"))},
+            }
+        )
         for _ in range(rng.randint(2, 6)):
             n += 1
             out.extend(_request(rng, now_us, t, user, session, rng.choice(HOSTS), n, run))
             if rng.random() < 0.4:
-                out.append({"ts": t + 1000, "kind": "event", "name": "add_to_cart", "user_id": user,
-                            "session_id": session, "host": rng.choice(HOSTS), "service": "shop-web",
-                            "attrs": {"plan": plan, "product_id": rng.randint(1, 500), "price": round(rng.uniform(3, 120), 2)}})
+                out.append(
+                    {
+                        "ts": t + 1000,
+                        "kind": "event",
+                        "name": "add_to_cart",
+                        "user_id": user,
+                        "session_id": session,
+                        "host": rng.choice(HOSTS),
+                        "service": "shop-web",
+                        "attrs": {
+                            "plan": plan,
+                            "product_id": rng.randint(1, 500),
+                            "price": round(rng.uniform(3, 120), 2),
+                        },
+                    }
+                )
             t += rng.randint(5, 240) * _US
         if rng.random() < 0.3:
             out.append({"ts": t, "kind": "event", "name": "checkout", "user_id": user, "session_id": session,
@@ -97,12 +120,28 @@ def _error_burst(rng: random.Random, t0: int) -> Iterator[dict[str, Any]]:
         rid = f"req-burst-{i:03d}"
         t = t0 + rng.randint(0, 120) * _US
         user = f"u-{rng.randint(1, 50):04d}"
-        yield {"ts": t, "host": "web-3", "service": "shop-api", "level": "error", "kind": "error",
-               "request_id": rid, "user_id": user, "logger": "shop.api.payments", "env": "prod",
-               "message": f"payment provider timed out after {rng.randint(5000, 5400)} ms (order {rng.randint(10000, 99999)})",
-               "error": {"type": "TimeoutError", "value": "payment provider timed out",
-                         "stack": _frames(("shop.api.routes", "checkout", 88), ("shop.api.payments", "charge", 131),
-                                          ("httpx._client", "send", 1014))}}
+        yield {
+            "ts": t,
+            "host": "web-3",
+            "service": "shop-api",
+            "level": "error",
+            "kind": "error",
+            "request_id": rid,
+            "user_id": user,
+            "logger": "shop.api.payments",
+            "env": "prod",
+            "message": f"payment provider timed out after {rng.randint(5000, 5400)} ms "
+            f"(order {rng.randint(10000, 99999)})",
+            "error": {
+                "type": "TimeoutError",
+                "value": "payment provider timed out",
+                "stack": _frames(
+                    ("shop.api.routes", "checkout", 88),
+                    ("shop.api.payments", "charge", 131),
+                    ("httpx._client", "send", 1014),
+                ),
+            },
+        }
         yield {"ts": t - 5_000_100, "host": "web-3", "service": "shop-api", "level": "info", "request_id": rid,
                "user_id": user, "logger": "shop.api.payments", "message": "charging card via provider"}
 
@@ -116,34 +155,130 @@ def _story(t: int) -> list[dict[str, Any]]:
     cart, lost = s["cart_request"], s["failing_request"]
     story = [
         # One request crossing hosts: shop-web on web-1 calls shop-api on web-2.
-        {**base, "ts": t, "host": "web-1", "service": "shop-web", "request_id": cross, "trace_id": cross,
-         "message": "GET /products/42", "logger": "shop.web"},
-        {**base, "ts": t + 120_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
-         "message": "load product 42 from db", "logger": "shop.api", "level": "debug"},
-        {**base, "ts": t + 310_000, "host": "web-2", "service": "shop-api", "request_id": cross, "trace_id": cross,
-         "message": "GET /internal/products/42 200 190ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 190}},
-        {**base, "ts": t + 400_000, "host": "web-1", "service": "shop-web", "request_id": cross, "trace_id": cross,
-         "message": "GET /products/42 200 400ms", "logger": "shop.access", "attrs": {"status": 200, "duration_ms": 400}},
+        {
+            **base,
+            "ts": t,
+            "host": "web-1",
+            "service": "shop-web",
+            "request_id": cross,
+            "trace_id": cross,
+            "message": "GET /products/42",
+            "logger": "shop.web",
+        },
+        {
+            **base,
+            "ts": t + 120_000,
+            "host": "web-2",
+            "service": "shop-api",
+            "request_id": cross,
+            "trace_id": cross,
+            "message": "load product 42 from db",
+            "logger": "shop.api",
+            "level": "debug",
+        },
+        {
+            **base,
+            "ts": t + 310_000,
+            "host": "web-2",
+            "service": "shop-api",
+            "request_id": cross,
+            "trace_id": cross,
+            "message": "GET /internal/products/42 200 190ms",
+            "logger": "shop.access",
+            "attrs": {"status": 200, "duration_ms": 190},
+        },
+        {
+            **base,
+            "ts": t + 400_000,
+            "host": "web-1",
+            "service": "shop-web",
+            "request_id": cross,
+            "trace_id": cross,
+            "message": "GET /products/42 200 400ms",
+            "logger": "shop.access",
+            "attrs": {"status": 200, "duration_ms": 400},
+        },
         # Request 2 on web-1: the cart is saved in web-1's local session store.
-        {**base, "ts": t + 5 * _US, "host": "web-1", "service": "shop-web", "request_id": cart,
-         "message": "POST /cart/add product=42", "logger": "shop.web"},
-        {**base, "ts": t + 5 * _US + 3000, "host": "web-1", "service": "shop-web", "request_id": cart,
-         "message": "session cart saved (local store)", "logger": "shop.session", "attrs": {"cart_items": 1}},
-        {**base, "ts": t + 5 * _US + 4000, "kind": "event", "name": "add_to_cart", "host": "web-1", "service": "shop-web",
-         "request_id": cart, "attrs": {"product_id": 42, "price": 19.9, "plan": "pro"}},
+        {
+            **base,
+            "ts": t + 5 * _US,
+            "host": "web-1",
+            "service": "shop-web",
+            "request_id": cart,
+            "message": "POST /cart/add product=42",
+            "logger": "shop.web",
+        },
+        {
+            **base,
+            "ts": t + 5 * _US + 3000,
+            "host": "web-1",
+            "service": "shop-web",
+            "request_id": cart,
+            "message": "session cart saved (local store)",
+            "logger": "shop.session",
+            "attrs": {"cart_items": 1},
+        },
+        {
+            **base,
+            "ts": t + 5 * _US + 4000,
+            "kind": "event",
+            "name": "add_to_cart",
+            "host": "web-1",
+            "service": "shop-web",
+            "request_id": cart,
+            "attrs": {"product_id": 42, "price": 19.9, "plan": "pro"},
+        },
         # Request 3 lands on web-2 (load balancer), whose session store has never seen the cart.
-        {**base, "ts": t + 9 * _US, "host": "web-2", "service": "shop-web", "request_id": lost,
-         "message": "POST /checkout", "logger": "shop.web"},
-        {**base, "ts": t + 9 * _US + 2000, "host": "web-2", "service": "shop-web", "request_id": lost,
-         "message": "session loaded: 0 cart items", "logger": "shop.session", "level": "warning"},
-        {**base, "ts": t + 9 * _US + 2500, "host": "web-2", "service": "shop-web", "request_id": lost,
-         "kind": "error", "level": "error", "logger": "shop.web.checkout", "message": "KeyError: 'cart'",
-         "error": {"type": "KeyError", "value": "'cart'",
-                   "stack": _frames(("starlette.routing", "handle", 74), ("shop.web.checkout", "checkout", 57),
-                                    ("shop.web.session", "get_cart", 23))}},
-        {**base, "ts": t + 9 * _US + 3000, "host": "web-2", "service": "shop-web", "request_id": lost,
-         "message": "POST /checkout 500 3ms", "logger": "shop.access", "level": "error",
-         "attrs": {"status": 500, "duration_ms": 3}},
+        {
+            **base,
+            "ts": t + 9 * _US,
+            "host": "web-2",
+            "service": "shop-web",
+            "request_id": lost,
+            "message": "POST /checkout",
+            "logger": "shop.web",
+        },
+        {
+            **base,
+            "ts": t + 9 * _US + 2000,
+            "host": "web-2",
+            "service": "shop-web",
+            "request_id": lost,
+            "message": "session loaded: 0 cart items",
+            "logger": "shop.session",
+            "level": "warning",
+        },
+        {
+            **base,
+            "ts": t + 9 * _US + 2500,
+            "host": "web-2",
+            "service": "shop-web",
+            "request_id": lost,
+            "kind": "error",
+            "level": "error",
+            "logger": "shop.web.checkout",
+            "message": "KeyError: 'cart'",
+            "error": {
+                "type": "KeyError",
+                "value": "'cart'",
+                "stack": _frames(
+                    ("starlette.routing", "handle", 74),
+                    ("shop.web.checkout", "checkout", 57),
+                    ("shop.web.session", "get_cart", 23),
+                ),
+            },
+        },
+        {
+            **base,
+            "ts": t + 9 * _US + 3000,
+            "host": "web-2",
+            "service": "shop-web",
+            "request_id": lost,
+            "message": "POST /checkout 500 3ms",
+            "logger": "shop.access",
+            "level": "error",
+            "attrs": {"status": 500, "duration_ms": 3},
+        },
     ]
     for i, e in enumerate(story):
         e["id"] = f"demo-story-{i}"  # fixed: re-running the demo does not duplicate the story

@@ -32,10 +32,10 @@ __all__ = [
     "CORRELATION_KEYS",
     "KINDS",
     "LEVELS",
-    "Limits",
-    "NormalizedEvent",
     "STRING_FIELDS",
     "TOP_LEVEL_FIELDS",
+    "Limits",
+    "NormalizedEvent",
     "format_ts",
     "new_id",
     "normalize",
@@ -364,7 +364,9 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
             raise FieldError(f"attrs.{key[:40]}...", f"key longer than {max_key} bytes")
         if isinstance(v, str):
             if len(v) > limits.max_value_bytes // 4 and len(v.encode()) > limits.max_value_bytes:
-                raise FieldError(f"attrs.{key}", f"value of {len(v.encode())} bytes exceeds the limit of {limits.max_value_bytes}")
+                raise FieldError(
+                    f"attrs.{key}", f"value of {len(v.encode())} bytes exceeds the limit of {limits.max_value_bytes}"
+                )
         elif isinstance(v, list):
             size = sum(len(x) if isinstance(x, str) else 8 for x in v)
             if size > limits.max_value_bytes:

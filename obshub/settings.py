@@ -95,7 +95,9 @@ def _coerce(key: str, raw: Any, default: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         kind = type(default).__name__
-        raise ConfigError(f"{key}: expected {'a non-negative ' if kind == 'int' else 'a '}{kind}, got {raw!r}") from None
+        raise ConfigError(
+            f"{key}: expected {'a non-negative ' if kind == 'int' else 'a '}{kind}, got {raw!r}"
+        ) from None
 
 
 def _check_public_url(url: str) -> None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as README's `make test` and CI's .ci/run call it.
+# The whole test suite, as README's `make test` and CI's .ci/run call it: the static checks
+# (scripts/lint.sh), then pytest.
 #
 # OpenSearch: tests start their own node through scripts/opensearch.sh (tests/opensearch_node.py);
 # here we only fetch the distribution first, so the download shows up as its own step. With
@@ -7,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+
+# Static checks first (~10 s cold, timed each): a lint or type error fails the run before the
+# ~11 minutes of tests. `make lint` runs the same script.
+scripts/lint.sh
 
 if ! { command -v java >/dev/null && command -v mvn >/dev/null; } && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   echo "== installing Java 17 and Maven for the OpenSearch node"

@@ -71,9 +71,14 @@ def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(tmp_path: Path) 
                env={"OBSHUB_STORE_WAIT_S": "2.5"})
     assert r.returncode == 1, r.stderr
     assert 2.5 <= time.monotonic() - t < 60
-    waits = [ln for ln in r.stderr.splitlines() if ln.startswith("obshub: waiting for the store (OpenSearch unreachable")]
+    waits = [
+        ln for ln in r.stderr.splitlines() if ln.startswith("obshub: waiting for the store (OpenSearch unreachable")
+    ]
     assert len(waits) == 2 and "next try in 1 s" in waits[0], r.stderr  # after 1 s, then 1.5 s more
-    assert r.stderr.splitlines()[-1].startswith("obshub: cannot start: OpenSearch unreachable") and f"port={port}" in r.stderr
+    assert (
+        r.stderr.splitlines()[-1].startswith("obshub: cannot start: OpenSearch unreachable")
+        and f"port={port}" in r.stderr
+    )
     assert "Traceback" not in r.stderr and "serving on" not in r.stderr
     r = obshub("serve", "--demo", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}",
                env={"OBSHUB_STORE_WAIT_S": "0"})
@@ -198,9 +203,16 @@ def test_output_into_a_closed_pipe_ends_quietly(hubproc: HubProcess) -> None:
         proc.stderr.close()
         assert proc.wait(timeout=60) == 141, err
         assert first.strip() and err == "", err
-    shell = subprocess.run(["bash", "-c", 'python -m obshub search --limit 1000 | head -1; echo "status ${PIPESTATUS[0]}"'],
-                           capture_output=True, text=True, timeout=60, env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"})
-    assert shell.stdout.splitlines()[1:] == ["status 141"] and "line" in shell.stdout and shell.stderr == "", shell.stderr
+    shell = subprocess.run(
+        ["bash", "-c", 'python -m obshub search --limit 1000 | head -1; echo "status ${PIPESTATUS[0]}"'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+    )
+    assert shell.stdout.splitlines()[1:] == ["status 141"] and "line" in shell.stdout and shell.stderr == "", (
+        shell.stderr
+    )
 
 
 def test_store_commands_read_the_hub_settings_and_make_no_store_by_accident(tmp_path: Path) -> None:
@@ -221,7 +233,9 @@ def test_store_commands_read_the_hub_settings_and_make_no_store_by_accident(tmp_
     cfg.write_text(f'store = "sqlite:///{tmp_path}/hub.db"\npublic_url = "https://obshub.example.com"\n')
     env = {"OBSHUB_CONFIG": str(cfg)}
     made = obshub("project", "create", "shop", env=env, cwd=tmp_path)
-    assert made.returncode == 0 and made.stderr == f"obshub: no store at sqlite://{tmp_path}/hub.db: creating a new one\n"
+    assert (
+        made.returncode == 0 and made.stderr == f"obshub: no store at sqlite://{tmp_path}/hub.db: creating a new one\n"
+    )
     again = obshub("project", "create", "web", env=env, cwd=tmp_path)
     assert again.returncode == 0 and again.stderr == ""  # an existing store: nothing to say
     listed = [json.loads(ln) for ln in obshub("project", "list", env=env, cwd=tmp_path).stdout.splitlines()]
@@ -340,14 +354,33 @@ def test_export_stream_broken_midway_leaves_the_target_untouched(hubproc: HubPro
     try:
         now = time.time_ns() // 1000
         for b in range(0, 200_000, 10_000):
-            batch = [{"id": f"b{i:06d}", "ts": now - 10_000_000 + i, "message": f"row {i}"} for i in range(b, b + 10_000)]
+            batch = [
+                {"id": f"b{i:06d}", "ts": now - 10_000_000 + i, "message": f"row {i}"} for i in range(b, b + 10_000)
+            ]
             store.write_events(h.project_id, [normalize(e, now) for e in batch])
     finally:
         store.close()
     out = tmp_path / "rows.ndjson"
     out.write_text("the previous export\n")
-    proc = subprocess.Popen([sys.executable, "-m", "obshub", "export", "--from=-1h", "--format", "ndjson", "-o", str(out),
-                             "--url", h.url, "--token", h.read_token], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "obshub",
+            "export",
+            "--from=-1h",
+            "--format",
+            "ndjson",
+            "-o",
+            str(out),
+            "--url",
+            h.url,
+            "--token",
+            h.read_token,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(p.stat().st_size > 0 for p in tmp_path.glob(".rows.ndjson.*.part")):

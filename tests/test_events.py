@@ -153,7 +153,13 @@ def test_a_cached_second_leaves_other_forms_to_the_full_path() -> None:
 
 def test_explicit_nulls_read_as_absent_and_fields_keep_their_order() -> None:
     nulls = normalize({"id": None, "ts": None, "kind": None, "level": None, "attrs": None, "fingerprint": None}, NOW)
-    assert (nulls["ts"], nulls["kind"], nulls["level"], nulls["attrs"], len(nulls["id"])) == (NOW, "log", "info", {}, 32)
+    assert (nulls["ts"], nulls["kind"], nulls["level"], nulls["attrs"], len(nulls["id"])) == (
+        NOW,
+        "log",
+        "info",
+        {},
+        32,
+    )
     assert "fingerprint" not in nulls
     plain = normalize({"id": "i", "attrs": {"a": 1}, "message": "m", "fingerprint": ["x"], "ts": NOW}, NOW)
     aliased = normalize({"id": "i", "attrs": {"a": 1}, "msg": "m", "fingerprint": ["x"], "time": NOW}, NOW)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ._atomic import atomic_write
 
-__all__ = ["Checkpoint", "CheckpointStore", "CHECKPOINT_VERSION", "Ended"]
+__all__ = ["CHECKPOINT_VERSION", "Checkpoint", "CheckpointStore", "Ended"]
 
 CHECKPOINT_VERSION = 2  # 2 added `sig`/`sig_len` and `ended`; version 1 files still load
 _log = logging.getLogger("obshub_agent.checkpoints")

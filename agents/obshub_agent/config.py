@@ -11,11 +11,12 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal
 
-__all__ = ["AgentConfig", "ConfigError", "InputConfig", "MultilineConfig", "FORMATS", "load_config", "parse_config"]
+__all__ = ["FORMATS", "AgentConfig", "ConfigError", "InputConfig", "MultilineConfig", "load_config", "parse_config"]
 
 FORMATS = ("json", "text", "syslog", "apache_error", "log4j", "python", "regex")
 
@@ -40,7 +41,7 @@ class InputConfig:
     labels: dict[str, str] = field(default_factory=dict)  # static attrs added to every event
     regex: str | None = None  # format = "regex": named groups ts, level, message + any others
     ts_format: str | None = None  # strptime format for the `ts` group when it is not ISO-like
-    multiline: MultilineConfig | None = None  # python/log4j get an automatic one unless `false`
+    multiline: MultilineConfig | Literal[False] | None = None  # python/log4j get an automatic one unless `false`
     exclude: tuple[str, ...] = ()  # globs of paths never read (e.g. "*.gz")
     start_at: str = "beginning"  # where a file never seen before is read from: beginning | end
     encoding: str = "utf-8"  # undecodable bytes are replaced, never dropped
@@ -64,7 +65,8 @@ class AgentConfig:
     max_line_bytes: int = 256 << 10  # longer lines are cut (attrs.truncated = true), bounded memory
     poll_interval_ms: int = 250  # idle files are polled this often (no inotify: works on every FS)
     discover_interval_ms: int = 1000  # globs are re-evaluated this often (new / rotated files)
-    close_removed_after_ms: int = 5000  # a file deleted or renamed out of the globs is closed after this long idle at EOF
+    # a file deleted or renamed out of the globs is closed after this long idle at EOF
+    close_removed_after_ms: int = 5000
     close_inactive_ms: int = 300_000  # any file idle this long at EOF is closed (reopened when it grows)
     request_timeout_s: float = 30.0  # per HTTP request to the hub
     backoff_initial_ms: int = 250  # first retry delay; doubles per failure, with full jitter
@@ -95,7 +97,7 @@ def _regex(pattern: str, where: str) -> str:
     return pattern
 
 
-def _multiline(v: Any, where: str) -> MultilineConfig | None | bool:
+def _multiline(v: Any, where: str) -> MultilineConfig | Literal[False]:
     if v is False:
         return False
     if not isinstance(v, dict):
@@ -117,7 +119,18 @@ def _multiline(v: Any, where: str) -> MultilineConfig | None | bool:
     return m
 
 
-_INPUT_KEYS = {"paths", "format", "service", "labels", "regex", "ts_format", "multiline", "exclude", "start_at", "encoding"}
+_INPUT_KEYS = {
+    "paths",
+    "format",
+    "service",
+    "labels",
+    "regex",
+    "ts_format",
+    "multiline",
+    "exclude",
+    "start_at",
+    "encoding",
+}
 
 
 def _input(i: int, d: Any) -> InputConfig:
@@ -146,7 +159,7 @@ def _input(i: int, d: Any) -> InputConfig:
     for k, v in labels.items():
         if not isinstance(v, (str, int, float, bool)):
             raise ConfigError(f"{where}labels.{k}: expected a string/number/bool")
-    ml = None
+    ml: MultilineConfig | Literal[False] | None = None
     if "multiline" in d:
         ml = _multiline(d["multiline"], where + "multiline")
     start_at = _typed(d, "start_at", str, where, "beginning")
@@ -160,7 +173,7 @@ def _input(i: int, d: Any) -> InputConfig:
         labels={str(k): v for k, v in labels.items()},
         regex=regex,
         ts_format=_typed(d, "ts_format", str, where),
-        multiline=ml,  # type: ignore[arg-type]  # False = explicitly disabled
+        multiline=ml,  # False = explicitly disabled
         exclude=tuple(exclude),
         start_at=start_at,
         encoding=_typed(d, "encoding", str, where, "utf-8"),

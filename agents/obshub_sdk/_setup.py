@@ -18,7 +18,8 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from obshub_sdk._render import Sink, set_in_app_modules
 from obshub_sdk.formatter import OVERRIDES, JSONFormatter, SinkHandler

@@ -99,7 +99,7 @@ class LineLogger:
     """What structlog wraps: hands rendered lines to the current sink. ``name`` is the argument
     of ``structlog.get_logger(name)`` and becomes the ``logger`` key."""
 
-    __slots__ = ("name", "_factory")
+    __slots__ = ("_factory", "name")
 
     def __init__(self, factory: LineLoggerFactory, name: str | None) -> None:
         self.name = name

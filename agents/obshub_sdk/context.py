@@ -61,7 +61,7 @@ _FIELDS: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
 class RequestState:
     """Mutable per-hop state shared by every task/thread serving one request (see module doc)."""
 
-    __slots__ = ("flags", "tracestate", "baggage", "user_id", "session_id")
+    __slots__ = ("baggage", "flags", "session_id", "tracestate", "user_id")
 
     def __init__(self, flags: str = "01", tracestate: str | None = None, baggage: str | None = None):
         self.flags = flags  # W3C trace-flags of the incoming traceparent; "01" = sampled

@@ -150,7 +150,7 @@ class SinkHandler(logging.Handler):
         self.json = formatter
         self.setFormatter(formatter)
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         checked = self.filter(record)
         if not checked:
             return False

@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
-from obshub_sdk.context import _FIELDS, _REQUEST, RequestState, new_request_id, new_span_id
-from obshub_sdk.context import new_trace_id
+from obshub_sdk.context import _FIELDS, _REQUEST, RequestState, new_request_id, new_span_id, new_trace_id
 
 __all__ = [
     "httpx_async_event_hooks",

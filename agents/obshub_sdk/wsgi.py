@@ -77,7 +77,7 @@ def _status_code(status: str) -> int | None:
 
 
 class _Request:
-    __slots__ = ("mw", "environ", "state", "parent", "ctx", "status", "start", "done")
+    __slots__ = ("ctx", "done", "environ", "mw", "parent", "start", "state", "status")
 
     def __init__(self, mw: CorrelationMiddleware, environ: dict[str, Any], state: RequestState,
                  parent: str | None, ctx: contextvars.Context):

@@ -5,7 +5,6 @@ Every stored event passes here, whichever way it came in (obshub/ingest/pipeline
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from obshub.digest.grouping import CURRENT as GROUPING
 from obshub.digest.scrub import Scrubber

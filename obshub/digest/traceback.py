@@ -14,7 +14,9 @@ from obshub.digest.grouping.v1 import guess_in_app
 __all__ = ["parse_traceback"]
 
 _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)\s*$')
-_PY_EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|[A-Z]\w*))(?::\s?(?P<value>.*))?$")
+_PY_EXC = re.compile(
+    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|[A-Z]\w*))(?::\s?(?P<value>.*))?$"
+)
 _PY_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
 _JAVA_EXC = re.compile(r"^(?:Caused by: )?(?P<type>[a-zA-Z_$][\w$]*(?:\.[\w$]+)+)(?::\s?(?P<value>.*))?$")
 # Java 9+ prefixes a frame with its class loader and module: `at java.base/java.util.HashMap.get(...)`,
@@ -73,13 +75,15 @@ def _java(lines: list[str]) -> dict[str, Any] | None:
             module = m.group("mod") if m.group("mod") is not None else m.group("loader")  # `x/` alone is a module
             frame["in_app"] = not (module or "").startswith(_JDK_MODULES) and guess_in_app(frame)
             excs[-1]["stack"].insert(0, frame)
-        elif (m := _JAVA_EXC.match(line.strip())) and ("Exception" in line or "Error" in line or line.startswith("Caused by")):
+        elif (m := _JAVA_EXC.match(line.strip())) and (
+            "Exception" in line or "Error" in line or line.startswith("Caused by")
+        ):
             excs.append({"type": m.group("type"), "value": (m.group("value") or "").strip(), "stack": []})
     if not excs or not any(e["stack"] for e in excs):
         return None
     # Java prints the outermost exception first and its causes after; the root cause is what
     # was raised first, so the chain reads cause-first like Python's.
-    ordered = list(reversed(excs))
+    ordered = excs[::-1]
     last = ordered[-1]
     if len(ordered) > 1:
         last["chain"] = ordered[:-1]

@@ -10,8 +10,6 @@ store said the batch is durable.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

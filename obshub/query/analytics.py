@@ -30,7 +30,9 @@ def _need(value: str | None, name: str) -> str:
     return value
 
 
-def event_properties(store: Store, project_id: int, event: str | None, start: int | None, end: int | None) -> dict[str, Any]:
+def event_properties(
+    store: Store, project_id: int, event: str | None, start: int | None, end: int | None
+) -> dict[str, Any]:
     found = store.event_properties(project_id, _need(event, "event"), start, end)
     return {"properties": found.value, "counted": found.counted, "approximate": found.approximate}
 

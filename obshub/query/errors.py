@@ -51,9 +51,9 @@ def _members(records: list[GroupRecord]) -> dict[str, list[str]]:
 
     def root(gid: str) -> str:
         seen = set()
-        while by_id[gid].merged_into and by_id[gid].merged_into in by_id and gid not in seen:
+        while (into := by_id[gid].merged_into) and into in by_id and gid not in seen:
             seen.add(gid)
-            gid = by_id[gid].merged_into  # type: ignore[assignment]
+            gid = into
         return gid
 
     out: dict[str, list[str]] = {}
@@ -173,7 +173,7 @@ def sparks(store: Store, project_id: int, groups: list[dict[str, Any]], now: int
             counts[(t - first) // HOUR_US] += n
         by_id[gid] = counts
     none = [0] * SPARK_HOURS
-    return {g["id"]: [sum(c) for c in zip(*(by_id.get(m, none) for m in [g["id"], *g["merged"]]))]
+    return {g["id"]: [sum(c) for c in zip(*(by_id.get(m, none) for m in [g["id"], *g["merged"]]), strict=True)]
             for g in groups}
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from obshub.errors import FieldError, QueryError
 from obshub import events
+from obshub.errors import FieldError, QueryError
 
-__all__ = ["parse_time", "parse_interval"]
+__all__ = ["parse_interval", "parse_time"]
 
 _REL = re.compile(r"^(?:now)?-(\d+)(s|m|h|d|w)$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
@@ -28,7 +28,9 @@ def parse_time(value: str | None, name: str, now_us: int | None = None) -> int |
     try:
         return events.parse_ts(v, name)
     except FieldError:
-        raise QueryError(f"{name}: {value!r} is not RFC 3339, an epoch number or relative like -15m, -24h, -7d") from None
+        raise QueryError(
+            f"{name}: {value!r} is not RFC 3339, an epoch number or relative like -15m, -24h, -7d"
+        ) from None
 
 
 def parse_interval(value: str | None) -> int:

@@ -227,8 +227,16 @@ class Store(Protocol):
         """Distinct `request_id`s among the user's events in the range, counted up to `cap`:
         `cap + 1` means "more than cap" (the cost stays bounded for a user with millions)."""
 
-    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-               fields: Sequence[str], limit: int, sample: int = FACET_SAMPLE) -> Sampled[dict[str, list[tuple[str, int]]]]:
+    def facets(
+        self,
+        project_id: int,
+        query: Node | None,
+        start: int | None,
+        end: int | None,
+        fields: Sequence[str],
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[dict[str, list[tuple[str, int]]]]:
         """Top `limit` values with counts for each core field (level, service, host, env...),
         highest count first (ties by value), over the newest `sample` matches (1..10,000):
         bounded cost at any data size. ValueError for a field that cannot be faceted."""

@@ -81,11 +81,11 @@ class Coalescer(Generic[T, R]):
                 results = self._flush([item for item, _ in jobs])
                 if len(results) != len(jobs):
                     raise RuntimeError(f"flush returned {len(results)} results for {len(jobs)} items")
-            except BaseException as e:  # noqa: BLE001 - every waiter must be released
+            except BaseException as e:  # every waiter must be released
                 for _, fut in jobs:
                     fut.set_exception(e)
                 continue
-            for (_, fut), res in zip(jobs, results):
+            for (_, fut), res in zip(jobs, results, strict=True):
                 if isinstance(res, BaseException):
                     fut.set_exception(res)
                 else:

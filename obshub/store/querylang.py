@@ -20,6 +20,7 @@ the parser never sees a database. Errors carry a 1-based column so the UI can po
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 from obshub.errors import FieldError, QueryError
@@ -124,9 +125,8 @@ def level_values(node: Field) -> list[str]:
     if node.op == "=":
         return [lv]
     rank = LEVELS.index(lv)
-    keep = {">": lambda i: i > rank, ">=": lambda i: i >= rank, "<": lambda i: i < rank,
-            "<=": lambda i: i <= rank}[node.op]
-    return [x for i, x in enumerate(LEVELS) if keep(i)]
+    cmp = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}[node.op]
+    return [x for i, x in enumerate(LEVELS) if cmp(i, rank)]
 
 
 def _field_name(raw: str) -> str:
@@ -250,7 +250,7 @@ class _Parser:
         parts = [self.parse_and()]
         while (tok := self.peek()) is not None and tok.kind == "or":
             self.pos += 1
-            if self.peek() is None or self.peek().kind in (")", "or", "and"):  # type: ignore[union-attr]
+            if self._at_end_or(")", "or", "and"):
                 raise QuerySyntaxError("expected a term after OR", self._col())
             parts.append(self.parse_and())
         return parts[0] if len(parts) == 1 else Or(_flat(parts, Or))
@@ -260,10 +260,14 @@ class _Parser:
         while (tok := self.peek()) is not None and tok.kind not in (")", "or"):
             if tok.kind == "and":
                 self.pos += 1
-                if self.peek() is None or self.peek().kind in (")", "or", "and"):  # type: ignore[union-attr]
+                if self._at_end_or(")", "or", "and"):
                     raise QuerySyntaxError("expected a term after AND", self._col())
             parts.append(self.parse_unary())
         return parts[0] if len(parts) == 1 else And(_flat(parts, And))
+
+    def _at_end_or(self, *kinds: str) -> bool:
+        tok = self.peek()
+        return tok is None or tok.kind in kinds
 
     def _col(self) -> int:
         tok = self.peek()
@@ -285,9 +289,10 @@ class _Parser:
         assert tok is not None
         if tok.kind == "(":
             self.pos += 1
-            if self.peek() is None:
+            inner = self.peek()
+            if inner is None:
                 raise QuerySyntaxError("unclosed '('", tok.col)
-            if self.peek().kind == ")":  # type: ignore[union-attr]
+            if inner.kind == ")":
                 raise QuerySyntaxError("empty parentheses", tok.col)
             node = self.parse_or()
             close = self.peek()

@@ -9,8 +9,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from obshub.errors import ConfigError, FieldError
-from obshub.uptime.model import (DEFAULT_INTERVAL_S, DEFAULT_TIMEOUT_S, MAX_INTERVAL_S, MAX_TIMEOUT_S, MIN_INTERVAL_S,
-                                 Check)
+from obshub.uptime.model import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_TIMEOUT_S,
+    MAX_INTERVAL_S,
+    MAX_TIMEOUT_S,
+    MIN_INTERVAL_S,
+    Check,
+)
 
 __all__ = ["FIELDS", "config_checks", "parse_check"]
 

@@ -20,7 +20,7 @@ def probe(check: Check) -> ProbeResult:
     """Probe once, now. Never raises: every failure is a down result with its reason."""
     try:
         return _probe_tcp(check) if check.is_tcp else _probe_http(check)
-    except Exception as e:  # noqa: BLE001 - a probe bug must be a down result, not a dead job
+    except Exception as e:  # a probe bug must be a down result, not a dead job
         return ProbeResult(False, f"probe failed: {type(e).__name__}: {e}")
 
 

@@ -20,6 +20,7 @@ after a start (one search per check, not one per probe: see DEFS_TTL_S for why).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -142,10 +143,8 @@ class Uptime:
             self._labels &= live
         for labels in gone:
             for metric in (tel.check_up, tel.check_latency):
-                try:
+                with contextlib.suppress(KeyError):
                     metric.remove(*labels)
-                except KeyError:
-                    pass
 
     def tick(self, now: float | None = None) -> list[Future[bool]]:
         """Start the probes due at `now` (epoch s); returns their futures (tests wait on them)."""

@@ -87,9 +87,19 @@ async def api_timeline(request: Request) -> JSONResponse:
     start, end = _range(request)
     limit = _int(request, "limit", TIMELINE_LIMIT)
     hub = hub_of(request)
-    return JSONResponse(await run_in_threadpool(user_timeline, hub.store, pid, request.path_params["user_id"], start, end,
-                                                limit, request.query_params.get("cursor"),
-                                                offsets_of=hub.skew.offsets))
+    return JSONResponse(
+        await run_in_threadpool(
+            user_timeline,
+            hub.store,
+            pid,
+            request.path_params["user_id"],
+            start,
+            end,
+            limit,
+            request.query_params.get("cursor"),
+            offsets_of=hub.skew.offsets,
+        )
+    )
 
 
 async def api_event_names(request: Request) -> JSONResponse:

@@ -166,8 +166,9 @@ def chip(field: str, value: Any) -> Markup:
         href = PIVOTS[field].format(quote(v, safe=""))
     else:
         href = "/search?" + urlencode({"q": f"{field}:{quote_value(v)}"})
-    return Markup('<a class="chip chip-{f}" href="{h}" title="{f}: {v}"><span class="chip-k">{f}</span> {v}</a>').format(
-        f=field, h=href, v=v)
+    return Markup(
+        '<a class="chip chip-{f}" href="{h}" title="{f}: {v}"><span class="chip-k">{f}</span> {v}</a>'
+    ).format(f=field, h=href, v=v)
 
 
 def _skew(us: int) -> str:

@@ -64,7 +64,9 @@ async def login_page(request: Request) -> Response:
 
 async def logout_page(request: Request) -> Response:
     if not same_origin(request):
-        return render(request, "message.html", {"title": "Request refused", "message": "cross-origin logout refused"}, 403)
+        return render(
+            request, "message.html", {"title": "Request refused", "message": "cross-origin logout refused"}, 403
+        )
     response = RedirectResponse("/login", status_code=303)
     logout(response)
     return response

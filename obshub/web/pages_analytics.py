@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from obshub.hub import hub_of
 from obshub.errors import QueryError
 from obshub.events import now_us
+from obshub.hub import hub_of
 from obshub.query import analytics
 from obshub.query.times import parse_interval, parse_time
 from obshub.web.charts import bars

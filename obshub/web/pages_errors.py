@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from obshub.hub import hub_of
 from obshub.errors import NotFound, QueryError
 from obshub.events import now_us, parse_ts
+from obshub.hub import hub_of
 from obshub.query import errors as groups
 from obshub.query.errors import GROUP_STATES
 from obshub.query.search import parse_query

@@ -24,9 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
-from obshub.hub import hub_of
 from obshub.errors import QueryError, StoreError
 from obshub.events import now_us
+from obshub.hub import hub_of
 from obshub.query.context import BY, CONTEXT_MAX, context
 from obshub.query.export import chunks, export_request
 from obshub.query.search import MAX_LIMIT, facets, parse_query, search

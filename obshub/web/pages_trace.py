@@ -19,10 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from obshub.hub import hub_of
 from obshub.clock import corrected_ts
 from obshub.errors import QueryError
 from obshub.events import format_ts, parse_ts
+from obshub.hub import hub_of
 from obshub.query.search import TIMELINE_LIMIT, trace, user_timeline
 from obshub.web.common import quote_value, render, time_range, url_with
 from obshub.web.session import Session

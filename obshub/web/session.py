@@ -28,8 +28,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from obshub.hub import hub_of
 from obshub.auth import AuthError, hash_token
+from obshub.hub import hub_of
 
 __all__ = ["COOKIE", "CsrfError", "LoginRequired", "Session", "current", "form", "login", "logout", "require_csrf"]
 

@@ -10,6 +10,7 @@ SVG nodes, and the event list below is paginated (`PAGE_SIZE`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -107,7 +108,7 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
             density.append(c)
     hosts = [{"host": h, "skew_us": offsets.get(h, 0), "services": sorted(by_host[h]),
               "events": sum(1 for e in events if (e.get("host") or "(no host)") == h)} for h in host_order]
-    reordered = corrected and any(a["_i"] > b["_i"] for a, b in zip(events, events[1:]))
+    reordered = corrected and any(a["_i"] > b["_i"] for a, b in itertools.pairwise(events))
     return {
         "events": events, "lanes": lanes, "hosts": hosts, "density": density,
         "ticks": [{"x": x(t0 + t), "label": fmt_offset(t)} for t in ticks],

@@ -19,7 +19,7 @@ java.net.SocketException: Connection reset
 \tat org.apache.zookeeper.server.quorum.QuorumCnxManager$RecvWorker.run(QuorumCnxManager.java:747)
 Caused by: java.io.EOFException
 \t... 3 more
-"""
+"""  # noqa: E501 - a ZooKeeper log line, verbatim (Loghub)
 
 
 def _encode(inp: InputConfig, data: bytes, clock: list[float] | None = None) -> tuple[FileEncoder, list[dict]]:
@@ -49,7 +49,7 @@ def _python_log(tmp_path: Path, fmt: str) -> bytes:
         log.warning("slow request: %d ms", 1500)
         try:
             try:
-                1 / 0
+                _ = 1 / 0
             except ZeroDivisionError as exc:
                 raise ValueError("bad total") from exc
         except ValueError:

@@ -40,7 +40,7 @@ def _events(name: str, fmt: str, regex: str | None = None, ts_format: str | None
 
 def _check_common(events: list[dict], rows: list[dict]) -> None:
     assert len(events) == len(rows) == 2000
-    for ev, row in zip(events, rows):
+    for ev, row in zip(events, rows, strict=True):
         assert "parse_error" not in ev["attrs"], (ev, row)
         assert ev["message"] == row["Content"].strip(), (ev, row)
         assert ev["host"] == "h1" and ev["service"] == "svc"
@@ -53,7 +53,7 @@ def _check_common(events: list[dict], rows: list[dict]) -> None:
 def test_apache_error_preset() -> None:
     events, rows = _events("Apache", "apache_error")
     _check_common(events, rows)
-    for ev, row in zip(events, rows):
+    for ev, row in zip(events, rows, strict=True):
         assert ev["level"] == row["Level"]
         expect = datetime.strptime(row["Time"], "%a %b %d %H:%M:%S %Y")
         assert ev["ts"] == expect.strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -63,7 +63,7 @@ def test_apache_error_preset() -> None:
 def test_syslog_preset(name: str) -> None:
     events, rows = _events(name, "syslog")
     _check_common(events, rows)
-    for ev, row in zip(events, rows):
+    for ev, row in zip(events, rows, strict=True):
         month = row.get("Month") or row["Date"]
         day = int(row["Date"] if "Month" in row else row["Day"])
         dt = datetime.fromisoformat(ev["ts"])
@@ -85,9 +85,11 @@ def test_log4j_preset_zookeeper() -> None:
     # automatic multiline is on for log4j: none of these single-line records may be merged
     events, rows = _events("Zookeeper", "log4j", multiline=None)
     _check_common(events, rows)
-    for ev, row in zip(events, rows):
+    for ev, row in zip(events, rows, strict=True):
         assert ev["level"] == row["Level"].lower()
-        assert datetime.fromisoformat(ev["ts"]) == datetime.fromisoformat(f"{row['Date']}T{row['Time'].replace(',', '.')}+00:00")
+        assert datetime.fromisoformat(ev["ts"]) == datetime.fromisoformat(
+            f"{row['Date']}T{row['Time'].replace(',', '.')}+00:00"
+        )
         assert "lines" not in ev["attrs"]
 
 
@@ -111,7 +113,7 @@ def test_user_regex(name: str) -> None:
     regex, ts_format, time_cols, level_col = REGEXES[name]
     events, rows = _events(name, "regex", regex=regex, ts_format=ts_format)
     _check_common(events, rows)
-    for ev, row in zip(events, rows):
+    for ev, row in zip(events, rows, strict=True):
         if level_col:
             assert ev["level"] == row[level_col].lower()
         raw = " ".join(row[c] for c in time_cols)
@@ -125,7 +127,7 @@ def test_user_regex(name: str) -> None:
             assert dt.strftime("%m-%d %H:%M:%S.%f")[:-3] == raw
         elif name == "HealthApp":
             d, t = raw.split("-")
-            h, m, s, ms = t.split(":")
+            h, m, s, _ms = t.split(":")
             # the sample writes milliseconds unpadded ("35:11"): only whole seconds are unambiguous
             assert dt.strftime("%Y%m%d %H %M %S") == f"{d} {int(h):02d} {int(m):02d} {int(s):02d}"
         elif name == "Proxifier":

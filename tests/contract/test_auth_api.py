@@ -77,13 +77,19 @@ def test_tokens_are_listed_created_and_revoked_with_the_cli(short_cache_hub: Hub
     read = _lines(made)[0]
     assert read["token"].startswith("obr_") and "dsn" not in read and "shown only this once" in made.stderr
     assert read["id"] == hashlib.sha256(read["token"].encode()).hexdigest()[:12]
-    ingest = _lines(obshub("token", "create", "--project", "test", "--scope", "ingest", "--label", "agents", env=env))[0]
+    ingest = _lines(obshub("token", "create", "--project", "test", "--scope", "ingest", "--label", "agents", env=env))[
+        0
+    ]
     assert ingest["dsn"] == f"http://{ingest['token']}@127.0.0.1:8480/{h.project_id}"
 
     listed = _lines(obshub("token", "list", "--project", "test", env=env))
     assert sorted((t["scope"], t["label"], t["revoked_at"]) for t in listed) == [
-        ("ingest", "Sentry key of the DSN", None), ("ingest", "agents", None), ("ingest", "created with the project", None),
-        ("read", "ci job", None), ("read", "created with the project", None)]
+        ("ingest", "Sentry key of the DSN", None),
+        ("ingest", "agents", None),
+        ("ingest", "created with the project", None),
+        ("read", "ci job", None),
+        ("read", "created with the project", None),
+    ]
     assert {t["project"] for t in listed} == {"test"} and read["id"] in {t["id"] for t in listed}
     everything = obshub("token", "list", env=env).stdout
     sentry_key = str(h.creds["dsn"]).split("//")[1].split("@")[0]
@@ -137,7 +143,10 @@ def test_tokens_are_listed_created_and_revoked_with_the_cli(short_cache_hub: Hub
     # Failure paths: exit 1 or 2 with the reason, nothing changed.
     unknown = obshub("token", "revoke", "0123456789ab", env=env)
     assert unknown.returncode == 1 and "no token with the id 0123456789ab" in unknown.stderr
-    assert obshub("token", "revoke", "obr_not-a-token", env=env).stderr == "obshub: no such token (see `obshub token list`)\n"
+    assert (
+        obshub("token", "revoke", "obr_not-a-token", env=env).stderr
+        == "obshub: no such token (see `obshub token list`)\n"
+    )
     nope = obshub("token", "create", "--project", "nope", "--scope", "read", env=env)
     assert nope.returncode == 1 and "no project 'nope'" in nope.stderr
     scope = obshub("token", "create", "--project", "test", "--scope", "admin", env=env)

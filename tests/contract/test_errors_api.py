@@ -15,8 +15,15 @@ from tests.hubproc import LiveHub
 
 
 def err(where: str, value: str, **kw: Any) -> dict[str, Any]:
-    return event(kind="error", error={"type": "KeyError", "value": value,
-                                      "stack": [{"module": "shop.web", "function": where, "lineno": 10, "in_app": True}]}, **kw)
+    return event(
+        kind="error",
+        error={
+            "type": "KeyError",
+            "value": value,
+            "stack": [{"module": "shop.web", "function": where, "lineno": 10, "in_app": True}],
+        },
+        **kw,
+    )
 
 
 def groups(h: LiveHub, **params: str) -> list[dict[str, Any]]:
@@ -33,8 +40,26 @@ def test_group_fields_counts_users_hosts(hub: LiveHub) -> None:
     gs = groups(hub)
     assert len(gs) == 2
     g = next(x for x in gs if x["culprit"] == "shop.web in checkout")
-    assert set(g) >= {"id", "title", "type", "culprit", "count", "users", "hosts", "first_seen", "last_seen", "state", "level"}
-    assert (g["count"], g["users"], g["hosts"], g["state"], g["type"]) == (3, 2, ["web-1", "web-2"], "unresolved", "KeyError")
+    assert set(g) >= {
+        "id",
+        "title",
+        "type",
+        "culprit",
+        "count",
+        "users",
+        "hosts",
+        "first_seen",
+        "last_seen",
+        "state",
+        "level",
+    }
+    assert (g["count"], g["users"], g["hosts"], g["state"], g["type"]) == (
+        3,
+        2,
+        ["web-1", "web-2"],
+        "unresolved",
+        "KeyError",
+    )
     assert g["first_seen"] <= g["last_seen"] and g["is_new"]
     detail = hub.get(f"/api/v1/errors/{g['id']}").json()
     assert detail["latest_event"]["kind"] == "error"

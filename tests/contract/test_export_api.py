@@ -112,7 +112,12 @@ def test_300k_rows_stream_in_bounded_memory_both_formats(big_hub: HubProcess, tm
             if row["id"] == "x000997":
                 assert row["message"] == 'line 997, "quoted"\nsecond line'
                 assert (row["attrs.n"], row["attrs.plan"], row["attrs.ok"], row["attrs"]) == ("997", "pro", "true", "")
-                assert (row["host"], row["service"], row["level"], row["request_id"]) == ("web-1", "api", "info", "req-99")
+                assert (row["host"], row["service"], row["level"], row["request_id"]) == (
+                    "web-1",
+                    "api",
+                    "info",
+                    "req-99",
+                )
             count += 1
     assert count == BIG
 
@@ -144,7 +149,9 @@ def test_csv_columns_first_page_keys_then_attrs_json(hub: LiveHub) -> None:
     lines = [event(id=f"c{i:04d}", ts=t0 + i, attrs={"n": i}) for i in range(1003)]
     lines[0]["attrs"] = {"duration_ms": 900, "plan": "pro", "tags": ["a", "b"], "ok": True, "ratio": 0.5}
     lines[1002]["attrs"] = {"n": 1002, "late_key": "x"}  # first seen after the first page of 1,000
-    lines[1001] = event(id="c1001", ts=t0 + 1001, kind="error", level="error", error={"type": "KeyError", "value": "'sku'"})
+    lines[1001] = event(
+        id="c1001", ts=t0 + 1001, kind="error", level="error", error={"type": "KeyError", "value": "'sku'"}
+    )
     assert hub.ingest(lines).json()["accepted"] == 1003
     rows = _csv(hub.get("/api/v1/export", q="", **{"from": "-1h"}))
     assert [r["id"] for r in rows] == [f"c{i:04d}" for i in range(1003)]  # oldest first
@@ -168,7 +175,13 @@ def test_csv_columns_parameter_picks_exact_columns(hub: LiveHub) -> None:
     r = hub.get("/api/v1/export", columns="id,duration_ms,attrs.plan,message,attrs")
     assert r.text.splitlines()[0] == "id,duration_ms,attrs.plan,message,attrs"
     rows = _csv(r)
-    assert rows[0] == {"id": "k1", "duration_ms": "120", "attrs.plan": "pro", "message": "=1+1", "attrs": '{"path":"/a"}'}
+    assert rows[0] == {
+        "id": "k1",
+        "duration_ms": "120",
+        "attrs.plan": "pro",
+        "message": "=1+1",
+        "attrs": '{"path":"/a"}',
+    }
     assert rows[1] == {"id": "k2", "duration_ms": "-5", "attrs.plan": "", "message": "-", "attrs": ""}
     # spreadsheet=1: what the web UI's download does, formulas (and negative numbers) quoted
     rows = _csv(hub.get("/api/v1/export", columns="id,duration_ms,message", spreadsheet="1"))
@@ -204,9 +217,14 @@ def test_needs_a_read_token(hub: LiveHub) -> None:
 
 def test_query_range_and_fixed_end(hub: LiveHub) -> None:
     t = now_us()
-    hub.ingest([event(id="r-old", ts=t - 7_200_000_000, host="web-9"), event(id="r-new", ts=t - 60_000_000, host="web-9"),
-                event(id="r-other", ts=t - 60_000_000, host="web-8"),
-                event(id="r-future", ts=t + 3_600_000_000, host="web-9")])  # a host whose clock runs an hour fast
+    hub.ingest(
+        [
+            event(id="r-old", ts=t - 7_200_000_000, host="web-9"),
+            event(id="r-new", ts=t - 60_000_000, host="web-9"),
+            event(id="r-other", ts=t - 60_000_000, host="web-8"),
+            event(id="r-future", ts=t + 3_600_000_000, host="web-9"),
+        ]
+    )  # a host whose clock runs an hour fast
     r = hub.get("/api/v1/export", q="host:web-9", format="ndjson", **{"from": "-3h"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
     assert [orjson.loads(x)["id"] for x in r.text.splitlines()] == ["r-old", "r-new"]  # `to` = when it started
@@ -223,7 +241,9 @@ def _broken_midway(hub: LiveHub, fail: Callable[[], None], capfd: pytest.Capture
     truncated transfer (no final chunk), never an end that looks like a complete export."""
     now = now_us()
     for b in range(0, 50_000, 5_000):
-        hub.store.write_events(hub.project_id, [normalize(_raw(i, now - 3_600_000_000), now) for i in range(b, b + 5_000)])
+        hub.store.write_events(
+            hub.project_id, [normalize(_raw(i, now - 3_600_000_000), now) for i in range(b, b + 5_000)]
+        )
     rows = 0
     with hub.client(hub.read_token) as c, c.stream("GET", "/api/v1/export", params={"format": "ndjson"}) as r:
         assert r.status_code == 200
@@ -246,7 +266,9 @@ def test_store_failure_mid_stream_ends_the_transfer_abnormally(sqlite_hub: LiveH
 
 @pytest.mark.opensearch
 def test_opensearch_node_down_mid_stream_ends_the_transfer_abnormally(
-        own_opensearch_node: OpenSearchNode, capfd: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    own_opensearch_node: OpenSearchNode,  # noqa: F811
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     url = f"{own_opensearch_node.store_url}&prefix=x{uuid.uuid4().hex[:10]}"
     hub = LiveHub(url).start()
     try:
@@ -269,7 +291,12 @@ def test_a_core_column_and_the_attribute_of_that_name_are_two_columns(hub: LiveH
     r = hub.get("/api/v1/export", columns="id,host,attrs.host,ts,attrs.ts,attrs")
     assert r.text.splitlines()[0] == "id,host,attrs.host,ts,attrs.ts,attrs"
     (row,) = _csv(r)
-    assert (row["host"], row["attrs.host"], row["attrs.ts"], row["attrs"]) == ("web-1", "attr-host", "attr-ts", '{"n":1}')
+    assert (row["host"], row["attrs.host"], row["attrs.ts"], row["attrs"]) == (
+        "web-1",
+        "attr-host",
+        "attr-ts",
+        '{"n":1}',
+    )
     assert parse_ts(row["ts"]) == t
     # One column under its two names is still a mistake.
     r = hub.get("/api/v1/export", columns="id,n,attrs.n")

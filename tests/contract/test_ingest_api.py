@@ -25,7 +25,7 @@ def test_accepts_batch_and_reports_counts(hub: LiveHub) -> None:
 def test_reingest_same_ids_is_stored_once(hub: LiveHub) -> None:
     evs = [event() for _ in range(10)]
     assert hub.ingest(evs).json()["accepted"] == 10
-    r = hub.ingest(evs[:5] + [event()])
+    r = hub.ingest([*evs[:5], event()])
     assert r.json() == {"accepted": 1, "duplicates": 5, "rejected": []}
     assert len(hub.search_all()) == 11
 

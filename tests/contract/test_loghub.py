@@ -5,7 +5,6 @@ tokenization of paths, ips, hex ids and punctuation that synthetic data would mi
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.data import LOGHUB

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.factories import event, now_us, request_events
@@ -106,7 +108,9 @@ def test_cursor_pagination_visits_every_event_once(hub: LiveHub) -> None:
 def test_trace_spans_hosts_and_kinds_oldest_first(hub: LiveHub) -> None:
     t = now_us() - 10_000_000
     evs = request_events("req-x", ["web-1", "web-2", "web-1"], t0=t)
-    evs.append(event(kind="error", trace_id="req-x", host="web-2", ts=t + 500, error={"type": "KeyError", "value": "x"}))
+    evs.append(
+        event(kind="error", trace_id="req-x", host="web-2", ts=t + 500, error={"type": "KeyError", "value": "x"})
+    )
     evs.append(event(kind="event", name="checkout", request_id="req-x", ts=t + 1500, service="web"))
     evs.append(event(request_id="req-other", ts=t))
     hub.ingest(evs)
@@ -276,7 +280,7 @@ def test_user_timeline_pages_through_every_request_once_in_order(hub: LiveHub) -
     assert whole["total_requests"] == 23 and not whole["total_requests_capped"]
     assert whole["next_cursor"] is None and not whole["truncated"]
     switches = [(r["request_id"], r["previous_host"], r["host_switch"]) for r in whole["requests"]]
-    assert whole["host_switches"] == sum(1 for a, b in zip(entries, entries[1:]) if a != b) == 11
+    assert whole["host_switches"] == sum(1 for a, b in itertools.pairwise(entries) if a != b) == 11
     whole_ids = sorted(e["id"] for e in whole["events"])
     assert len(whole_ids) == sum(1 for e in evs if e.get("user_id") != "someone-else"
                                  and not str(e.get("request_id", "")).startswith("other-"))

@@ -129,15 +129,21 @@ def test_sdk_in_process_and_sessions_are_not_errors(hub: LiveHub) -> None:
     evs = errors(hub)
     assert [e["id"] for e in evs] == [event_id]  # the session envelope produced no error
     # A client report and a transaction: accepted (200), skipped.
-    env = b"\n".join([
-        orjson.dumps({"sent_at": "2026-11-23T10:00:00Z"}),
-        orjson.dumps({"type": "client_report"}),
-        orjson.dumps({"timestamp": 1, "discarded_events": [{"reason": "queue_overflow", "category": "error", "quantity": 1}]}),
-        orjson.dumps({"type": "transaction"}),
-        orjson.dumps({"type": "transaction", "spans": []}),
-    ])
-    r = httpx.post(f"{hub.url}/api/{hub.project_id}/envelope/?sentry_key={hub.creds['dsn'].split('//')[1].split('@')[0]}",
-                   content=env)
+    env = b"\n".join(
+        [
+            orjson.dumps({"sent_at": "2026-11-23T10:00:00Z"}),
+            orjson.dumps({"type": "client_report"}),
+            orjson.dumps(
+                {"timestamp": 1, "discarded_events": [{"reason": "queue_overflow", "category": "error", "quantity": 1}]}
+            ),
+            orjson.dumps({"type": "transaction"}),
+            orjson.dumps({"type": "transaction", "spans": []}),
+        ]
+    )
+    r = httpx.post(
+        f"{hub.url}/api/{hub.project_id}/envelope/?sentry_key={hub.creds['dsn'].split('//')[1].split('@')[0]}",
+        content=env,
+    )
     assert r.status_code == 200
     assert len(errors(hub)) == 1
 
@@ -167,7 +173,13 @@ def test_auth_paths(hub: LiveHub) -> None:
     other_key = other["dsn"].split("//")[1].split("@")[0]
     assert _post(hub, env, key=other_key).status_code == 403  # valid key, other project
     # the DSN in the envelope header authenticates too (browser SDKs with tunnels do this)
-    env_dsn = orjson.dumps({"event_id": "b" * 32, "dsn": dsn(hub)}) + b"\n" + orjson.dumps({"type": "event"}) + b"\n" + _event("b" * 32)
+    env_dsn = (
+        orjson.dumps({"event_id": "b" * 32, "dsn": dsn(hub)})
+        + b"\n"
+        + orjson.dumps({"type": "event"})
+        + b"\n"
+        + _event("b" * 32)
+    )
     assert httpx.post(f"{hub.url}/api/{hub.project_id}/envelope/", content=env_dsn).json() == {"id": "b" * 32}
     r = httpx.post(f"{hub.url}/api/{hub.project_id}/store/?sentry_key={_key(hub)}", content=_event("c" * 32))
     assert r.status_code == 200 and r.json() == {"id": "c" * 32}
@@ -188,7 +200,16 @@ def test_bad_envelopes_are_4xx_and_valid_items_are_kept(hub: LiveHub) -> None:
     r = _post(hub, head + b"\n" + orjson.dumps({"type": "event", "length": 5}) + b"\n" + good)
     assert r.status_code == 400 and "does not end at a newline" in r.json()["detail"]
     # invalid JSON payload next to a valid one (newline-framed)
-    r = _post(hub, head + b"\n" + orjson.dumps({"type": "event"}) + b"\n{nope\n" + orjson.dumps({"type": "event"}) + b"\n" + _event("2" * 32))
+    r = _post(
+        hub,
+        head
+        + b"\n"
+        + orjson.dumps({"type": "event"})
+        + b"\n{nope\n"
+        + orjson.dumps({"type": "event"})
+        + b"\n"
+        + _event("2" * 32),
+    )
     assert r.status_code == 400 and r.json()["stored"] == 1
     assert _post(hub, b"not json at all\n").status_code == 400
     assert _post(hub, head + b"\n[1,2]\n{}").status_code == 400

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -31,8 +32,8 @@ import pytest
 import yaml
 
 from obshub_agent.config import parse_config
-from tests.ci import unavailable
 from tests.agent.agentproc import AgentProcess, write_config
+from tests.ci import unavailable
 from tests.hubproc import HubProcess, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,12 +87,14 @@ def test_dashboards_are_well_formed() -> None:
         assert variables == {"datasource", "instance"}, name
         for p in d["panels"]:
             g = p["gridPos"]
-            assert 0 <= g["x"] and g["x"] + g["w"] <= 24, f"{name}: {p['title']} overflows the 24-column grid"
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24, f"{name}: {p['title']} overflows the 24-column grid"
             assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
             assert p["targets"], f"{name}: {p['title']} has no query"
             if p["type"] == "stat":  # Grafana needs a base step (value null) to colour a stat
                 steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
-                assert steps[0]["value"] is None and all(a["value"] < b["value"] for a, b in zip(steps[1:], steps[2:]))
+                assert steps[0]["value"] is None and all(
+                    a["value"] < b["value"] for a, b in itertools.pairwise(steps[1:])
+                )
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}"
                 assert 'instance=~"$instance"' in t["expr"], f"{p['title']}: ignores the instance picker"
@@ -300,9 +303,15 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         logs = tmp / "logs"
         logs.mkdir()
         mport = free_port()
-        cfg = write_config(tmp / "agent.toml", [{"paths": [str(logs / "*.jsonl")], "format": "json", "service": "shop"}],
-                           hub=hub.url, token=hub.ingest_token, state_dir=str(tmp / "state"),
-                           metrics_address=f"127.0.0.1:{mport}", poll_interval_ms=50)
+        cfg = write_config(
+            tmp / "agent.toml",
+            [{"paths": [str(logs / "*.jsonl")], "format": "json", "service": "shop"}],
+            hub=hub.url,
+            token=hub.ingest_token,
+            state_dir=str(tmp / "state"),
+            metrics_address=f"127.0.0.1:{mport}",
+            poll_interval_ms=50,
+        )
         agent = AgentProcess(cfg, tmp / "agent.log", mport).start()
         prometheus = Prometheus(tmp, {"obshub-hub": f"127.0.0.1:{hub.port}", "obshub-agent": f"127.0.0.1:{mport}"},
                                 [ALERTS]).start()
@@ -319,9 +328,14 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         _wait(lambda: 'obshub_check_up{check="self",project="test"} 1.0' in hub.get("/metrics").text,
                    30, "the uptime probe")
         # Three scrapes of each since all that: every counter has moved between two samples.
-        _wait(lambda: len(prometheus.query("count_over_time(obshub_check_up[1m]) >= 3")) == 1
-                   and len(prometheus.query("count_over_time(obshub_agent_last_success_timestamp_seconds[1m]) >= 3")) == 1,
-                   30, "three scrapes of hub and agent")
+        _wait(
+            lambda: (
+                len(prometheus.query("count_over_time(obshub_check_up[1m]) >= 3")) == 1
+                and len(prometheus.query("count_over_time(obshub_agent_last_success_timestamp_seconds[1m]) >= 3")) == 1
+            ),
+            30,
+            "three scrapes of hub and agent",
+        )
         yield prometheus
     finally:
         if prometheus is not None:
@@ -338,7 +352,9 @@ def test_every_panel_query_finds_data(prom: Prometheus, name: str) -> None:
     for title, legend, expr in panel_queries(dash):
         if not prom.query(to_promql(expr)):
             empty.append(f"{title} [{legend}]: {expr}")
-    assert not empty, "queries that found nothing (a metric or label the hub/agent does not export?):\n" + "\n".join(empty)
+    assert not empty, "queries that found nothing (a metric or label the hub/agent does not export?):\n" + "\n".join(
+        empty
+    )
 
 
 def values(prom: Prometheus, dash: str, title: str, legend: str | None = None) -> dict[str, float]:
@@ -373,7 +389,12 @@ def test_panels_show_what_happened(prom: Prometheus) -> None:
     assert values(prom, a, "Files tailed") == {"files": 1.0}
     shipped = values(prom, a, "Events shipped /s by outcome")
     assert shipped["accepted"] > 0 and shipped["rejected"] > 0
-    for dash, title in ((h, "Hub CPU"), (h, "Hub memory (RSS)"), (a, "Agent CPU by host"), (a, "Agent memory (RSS) by host")):
+    for dash, title in (
+        (h, "Hub CPU"),
+        (h, "Hub memory (RSS)"),
+        (a, "Agent CPU by host"),
+        (a, "Agent memory (RSS) by host"),
+    ):
         got = values(prom, dash, title)  # only the hub's (or agent's) own process, not Prometheus's
         assert len(got) == 1 and next(iter(got.values())) > 0, (title, got)
     assert next(iter(values(prom, h, "Hub memory (RSS)").values())) > 20 << 20
@@ -399,7 +420,9 @@ def test_alerts_on_a_live_hub_and_agent(prom: Prometheus) -> None:
     _wait(lambda: all(h == "ok" for h, _ in states().values()), 30, "every rule evaluated")
     got = states()
     assert len(got) == sum(len(g["rules"]) for g in yaml.safe_load(ALERTS.read_text())["groups"])
-    assert {name: state for name, (_, state) in got.items() if state != "inactive"} == {"ObshubEventsRefused": "pending"}
+    assert {name: state for name, (_, state) in got.items() if state != "inactive"} == {
+        "ObshubEventsRefused": "pending"
+    }
     (alert,) = prom.api("alerts")["alerts"]
     assert alert["labels"]["reason"] == "validation" and alert["labels"]["protocol"] == "native"
 
@@ -435,5 +458,10 @@ def test_compose_image_builds_from_what_the_dockerfile_copies(tmp_path: Path) ->
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     (wheel,) = (tmp_path / "out").glob("obshub-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("obshub/cli.py", "obshub/web/templates/base.html", "obshub_agent/__main__.py", "obshub_sdk/__init__.py"):
+    for needed in (
+        "obshub/cli.py",
+        "obshub/web/templates/base.html",
+        "obshub_agent/__main__.py",
+        "obshub_sdk/__init__.py",
+    ):
         assert needed in names, f"the image would lack {needed}"

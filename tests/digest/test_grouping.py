@@ -20,7 +20,12 @@ def frame(module: str, function: str, lineno: int, ctx: str = "", in_app: bool |
 
 
 def err(typ: str, value: str, *frames: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"kind": "error", "message": f"{typ}: {value}", "error": {"type": typ, "value": value, "stack": list(frames)}, **extra}
+    return {
+        "kind": "error",
+        "message": f"{typ}: {value}",
+        "error": {"type": typ, "value": value, "stack": list(frames)},
+        **extra,
+    }
 
 
 LIB = frame("starlette.routing", "handle", 74, "await self.app(scope)", in_app=False)
@@ -44,7 +49,11 @@ def test_different_call_sites_or_types_are_different_groups() -> None:
 
 
 def test_chain_is_part_of_the_identity() -> None:
-    inner = {"type": "ZeroDivisionError", "value": "division by zero", "stack": [frame("shop.total", "compute", 3, "a / b")]}
+    inner = {
+        "type": "ZeroDivisionError",
+        "value": "division by zero",
+        "stack": [frame("shop.total", "compute", 3, "a / b")],
+    }
     plain = err("ValueError", "bad total", frame("shop.total", "total", 9, "raise ValueError"))
     chained = err("ValueError", "bad total", frame("shop.total", "total", 9, "raise ValueError"))
     chained["error"]["chain"] = [inner]
@@ -60,13 +69,19 @@ def test_no_in_app_frames_uses_all_frames_and_no_frames_uses_masked_message() ->
     m2 = err("PaymentError", "order 99 declined for amy@y.org at 2026-02-03T11:00:00Z")
     m3 = err("PaymentError", "order 99 refunded")
     assert fingerprint(m1) == fingerprint(m2) != fingerprint(m3)
-    assert fingerprint({"message": "disk 91% full on /dev/sda1"}) == fingerprint({"message": "disk 97% full on /dev/sda1"})
+    assert fingerprint({"message": "disk 91% full on /dev/sda1"}) == fingerprint(
+        {"message": "disk 97% full on /dev/sda1"}
+    )
 
 
 def test_custom_fingerprint_and_default_expansion() -> None:
     e = err("RuntimeError", "boom", frame("shop.a", "f", 1))
-    assert fingerprint({**e, "fingerprint": ["{{ default }}", "tenant-a"]}) != fingerprint({**e, "fingerprint": ["{{ default }}", "tenant-b"]})
-    assert fingerprint({**e, "fingerprint": ["db-down"]}) == fingerprint(err("Other", "x", frame("z", "g", 2), fingerprint=["db-down"]))
+    assert fingerprint({**e, "fingerprint": ["{{ default }}", "tenant-a"]}) != fingerprint(
+        {**e, "fingerprint": ["{{ default }}", "tenant-b"]}
+    )
+    assert fingerprint({**e, "fingerprint": ["db-down"]}) == fingerprint(
+        err("Other", "x", frame("z", "g", 2), fingerprint=["db-down"])
+    )
     assert fingerprint({**e, "fingerprint": ["{{ default }}"]}) != fingerprint(e)  # custom is its own namespace
 
 
@@ -94,8 +109,13 @@ KeyError: 'cart-{n}'
 
 
 def test_logged_tracebacks_group_like_structured_errors_across_hosts() -> None:
-    evs = [normalize({"level": "error", "host": h, "message": PY_TB.format(prefix="checkout failed\n", root=root, line=ln, n=n)}, 1)
-           for h, root, ln, n in (("web-1", "/srv/a", 57, 1), ("web-2", "/opt/b", 63, 2))]
+    evs = [
+        normalize(
+            {"level": "error", "host": h, "message": PY_TB.format(prefix="checkout failed\n", root=root, line=ln, n=n)},
+            1,
+        )
+        for h, root, ln, n in (("web-1", "/srv/a", 57, 1), ("web-2", "/opt/b", 63, 2))
+    ]
     groups = digest(evs, Scrubber())
     assert len(groups) == 1
     assert all(e["kind"] == "error" and e["group_id"] for e in evs)
@@ -164,13 +184,30 @@ def test_v2_sdk_frames_traceback_text_and_sentry_frames_are_one_group() -> None:
 
     parsed = parse_traceback(TEXT)
     assert parsed is not None and [c["type"] for c in parsed["chain"]] == ["KeyError", "LookupError"]  # oldest first
-    sentry = {"type": "CheckoutError", "value": "checkout failed", "module": "shop.errors",  # as sentry-sdk maps it
-              "stack": [{"module": "shop.web.views", "function": "post", "abs_path": "/srv/app/shop/web/views.py",
-                         "filename": "shop/web/views.py", "lineno": 40, "context_line": "    return Cart(session).items()"},
-                        {"module": "shop.web.checkout", "function": "items", "filename": "shop/web/checkout.py",
-                         "abs_path": "/srv/app/shop/web/checkout.py", "lineno": 12,
-                         "context_line": '    raise LookupError("no cart") from e'}],
-              "chain": [SDK_ERROR["chain"][1], SDK_ERROR["chain"][0]]}
+    sentry = {
+        "type": "CheckoutError",
+        "value": "checkout failed",
+        "module": "shop.errors",  # as sentry-sdk maps it
+        "stack": [
+            {
+                "module": "shop.web.views",
+                "function": "post",
+                "abs_path": "/srv/app/shop/web/views.py",
+                "filename": "shop/web/views.py",
+                "lineno": 40,
+                "context_line": "    return Cart(session).items()",
+            },
+            {
+                "module": "shop.web.checkout",
+                "function": "items",
+                "filename": "shop/web/checkout.py",
+                "abs_path": "/srv/app/shop/web/checkout.py",
+                "lineno": 12,
+                "context_line": '    raise LookupError("no cart") from e',
+            },
+        ],
+        "chain": [SDK_ERROR["chain"][1], SDK_ERROR["chain"][0]],
+    }
     fps = {v2.fingerprint({"error": e}) for e in (SDK_ERROR, parsed, sentry)}
     assert len(fps) == 1
     assert {v2.title_and_culprit({"error": e})[2] for e in (SDK_ERROR, parsed, sentry)} == {"web.checkout in items"}
@@ -242,7 +279,9 @@ def test_java_frames_with_module_prefixes_are_parsed() -> None:
 
 
 def test_card_numbers_in_traceback_text_are_masked() -> None:
-    text = PY_TB.format(prefix="", root="/srv/a", line=57, n=1).replace("KeyError: 'cart-1'", "KeyError: '4111 1111 1111 1111'")
+    text = PY_TB.format(prefix="", root="/srv/a", line=57, n=1).replace(
+        "KeyError: 'cart-1'", "KeyError: '4111 1111 1111 1111'"
+    )
     (ev,) = evs = [normalize({"error": {"type": "KeyError", "value": "x", "stack": text}}, 1)]
     digest(evs, Scrubber())
     assert ev["error"]["value"] == "'[Filtered]'" and "4111" not in str(ev["error"])

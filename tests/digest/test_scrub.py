@@ -10,8 +10,14 @@ from obshub.events import normalize
 
 
 def test_sensitive_attrs_and_card_numbers() -> None:
-    ev = normalize({"message": "paid with 4111 1111 1111 1111 at 1795461242250001", "password": "hunter2",
-                    "attrs": {"api_key": "k", "user": {"name": "bob", "access_token": "t"}, "note": "card 5555555555554444"}}, 1)
+    ev = normalize(
+        {
+            "message": "paid with 4111 1111 1111 1111 at 1795461242250001",
+            "password": "hunter2",
+            "attrs": {"api_key": "k", "user": {"name": "bob", "access_token": "t"}, "note": "card 5555555555554444"},
+        },
+        1,
+    )
     Scrubber().event(ev)
     assert ev["message"] == f"paid with {FILTERED} at 1795461242250001"
     assert ev["attrs"] == {"api_key": FILTERED, "user.name": "bob", "user.access_token": FILTERED,

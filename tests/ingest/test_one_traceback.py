@@ -113,7 +113,9 @@ def java_log(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def agent_events(inp: InputConfig, data: bytes, host: str) -> list[dict[str, Any]]:
     """What obshub_agent ships for `data` read from a log file (its real encoder)."""
-    enc = FileEncoder(inp, host=host, uid=f"u-{host}", path="/var/log/app.log", ts=TimestampParser(inp.ts_format, "UTC"))
+    enc = FileEncoder(
+        inp, host=host, uid=f"u-{host}", path="/var/log/app.log", ts=TimestampParser(inp.ts_format, "UTC")
+    )
     out: list[bytes] = []
     enc.feed(data, 0, out)
     enc.flush(out)

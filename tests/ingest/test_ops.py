@@ -153,7 +153,7 @@ def test_a_burst_beyond_max_inflight_queues_instead_of_429(tmp_path: Path) -> No
 def test_a_content_length_that_is_not_digits_never_reaches_the_app(sqlite_hub: LiveHub) -> None:
     """obshub/ingest/body.py reads Content-Length with a bare int(): uvicorn's HTTP parser
     (httptools, as `obshub serve` runs it) refuses anything else first. Were that to change,
-    int() would accept `+5`, ` 5_0` or `٥` and raise on `abc` (a 500): this test would say so."""
+    int() would accept `+5`, ` 5_0` or Arabic-Indic digits and raise on `abc` (a 500): this test would say so."""
     import socket
 
     h = sqlite_hub

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 import httpx
@@ -250,10 +251,8 @@ def test_cancelled_request_is_logged_as_499(sdk_log) -> None:
         task = asyncio.create_task(CorrelationMiddleware(hangs)(scope, None, None))  # type: ignore[arg-type]
         await started.wait()
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     asyncio.run(main())
     access = sdk_log.wait_for(_access)

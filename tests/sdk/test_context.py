@@ -134,6 +134,5 @@ def test_start_trace_binds_and_restores(sdk_log) -> None:
     assert inside["trace_id"] == fields["trace_id"]
     assert headers["traceparent"] == f"00-{fields['trace_id']}-{fields['span_id']}-01"
     assert "request_id" not in after and after["user_id"] == "u-job"
-    with pytest.raises(ValueError):
-        with obshub_sdk.start_trace(trace_id="XYZ"):
-            pass
+    with pytest.raises(ValueError), obshub_sdk.start_trace(trace_id="XYZ"):
+        pass

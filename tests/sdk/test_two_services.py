@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_services"
-
 from tests.hubproc import free_port, wait_healthy
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_services"
 
 
 class TwoServices:

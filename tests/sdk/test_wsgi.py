@@ -116,7 +116,7 @@ def test_flask_error_is_logged_with_request_ids(sdk_log, serve_wsgi) -> None:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib's signature
         pass
 
 

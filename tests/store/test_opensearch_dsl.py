@@ -90,10 +90,21 @@ def test_filters_scope_project_and_half_open_time_range() -> None:
     assert f == [{"term": {"project_id": 3}}, {"range": {"ts": {"gte": 10, "lt": 20}}}]
 
 
-@given(st.dictionaries(st.text(max_size=4), st.one_of(
-    st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(), st.text(alphabet='a"\\\x00\x1f\x7f\u2028é😀 '), st.lists(st.one_of(st.text(max_size=3), st.integers(-2**63, 2**63))),
-), max_size=6))
+@given(
+    st.dictionaries(
+        st.text(max_size=4),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(2**63), 2**64 - 1),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.text(),
+            st.text(alphabet='a"\\\x00\x1f\x7f\u2028é😀 '),
+            st.lists(st.one_of(st.text(max_size=3), st.integers(-(2**63), 2**63))),
+        ),
+        max_size=6,
+    )
+)
 @settings(max_examples=400)
 def test_attrs_kv_written_out_equals_attr_kv(attrs: dict) -> None:
     # to_doc spells out attr_kv for plain strings and ints (the hot path); it must not differ

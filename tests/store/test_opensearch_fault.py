@@ -39,7 +39,9 @@ def node_url(own_opensearch_node: OpenSearchNode) -> Iterator[str]:  # noqa: F81
 
 def _events(start: int, n: int) -> list[dict[str, Any]]:
     now = time.time_ns() // 1000
-    return [normalize({"id": f"ev{i:06d}", "message": f"line {i}", "host": "web-1"}, now) for i in range(start, start + n)]
+    return [
+        normalize({"id": f"ev{i:06d}", "message": f"line {i}", "host": "web-1"}, now) for i in range(start, start + n)
+    ]
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
@@ -162,7 +164,7 @@ def test_hub_started_while_its_node_is_down_waits_and_then_serves(own_opensearch
     def start() -> None:
         try:
             hub.start(timeout=180)
-        except BaseException as e:  # noqa: BLE001 - reported by the test below
+        except BaseException as e:  # reported by the test below
             errors.append(e)
 
     starter = threading.Thread(target=start, daemon=True)

@@ -5,6 +5,7 @@ cluster would). Certificates are made per test run."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import socket
@@ -35,7 +36,7 @@ def _cert(path: Path, name: str, issuer: tuple[Any, x509.Name] | None, ca: bool 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     signer_key, issuer_name = issuer if issuer else (key, subject)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name).public_key(key.public_key())
          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
          .not_valid_after(now + dt.timedelta(days=1))
@@ -97,10 +98,8 @@ class TlsFront:
                 pass
             finally:
                 for s in (src, dst):
-                    try:
+                    with contextlib.suppress(OSError):
                         s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
 
         back = threading.Thread(target=pipe, args=(up, conn), daemon=True)
         back.start()
@@ -114,10 +113,8 @@ class TlsFront:
         self.sock.close()
         self._thread.join(5)
         for s in self._open:  # connections a client left open
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
 

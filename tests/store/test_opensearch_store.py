@@ -103,7 +103,7 @@ def test_numeric_field_budget_spent_event_still_stored(store: OpenSearchStore, p
 def test_duplicates_are_counted_not_stored_twice(store: OpenSearchStore, pid: int) -> None:
     batch = [ev(i) for i in range(5)]
     assert store.write_events(pid, batch).accepted == 5
-    r = store.write_events(pid, batch + [ev(5)])
+    r = store.write_events(pid, [*batch, ev(5)])
     assert (r.accepted, r.duplicates) == (1, 5)
     assert store.count(pid, None, None, None) == 6
 
@@ -269,7 +269,7 @@ def test_replay_after_rollover_is_a_duplicate_not_a_second_copy(store: OpenSearc
     batch = [ev(i) for i in range(10)]
     assert store.write_events(pid, batch).accepted == 10
     assert store.lifecycle.rollover(force=True)
-    r = store.write_events(pid, batch + [ev(10), ev(10)])  # the replay, one new event twice
+    r = store.write_events(pid, [*batch, ev(10), ev(10)])  # the replay, one new event twice
     assert (r.accepted, r.duplicates) == (1, 11)
     assert store.count(pid, None, None, None) == 11
     fresh = normalize({"id": "fresh", "message": "now"}, time.time_ns() // 1000)

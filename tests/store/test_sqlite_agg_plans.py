@@ -55,7 +55,9 @@ STATS_5M_LIMITED = {
 
 
 @pytest.fixture(scope="module", params=["no stats", "5M full", "5M limited"])
-def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SqliteStore, sqlite3.Connection]]:
+def db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[SqliteStore, sqlite3.Connection]]:
     path = tmp_path_factory.mktemp("plans") / "obshub.db"
     store = SqliteStore(path)
     store.open()
@@ -124,7 +126,9 @@ def test_analytics_read_covering_indexes_of_analytics_events(db: tuple[SqliteSto
     p = plan(conn, sqlite_aggs.event_names(where, params, True, 100))
     assert "SEARCH e USING COVERING INDEX ix_events_ev_ts (project_id=? AND ts>?)" in p, p
     where, params = store._ev_where(1, None, None, None)
-    assert "USING COVERING INDEX ix_events_ev_name (project_id=?)" in plan(conn, sqlite_aggs.event_names(where, params, False, 100))
+    assert "USING COVERING INDEX ix_events_ev_name (project_id=?)" in plan(
+        conn, sqlite_aggs.event_names(where, params, False, 100)
+    )
     where, params = store._ev_where(1, None, t - DAY, t)
     for unique in (False, True):
         p = plan(conn, sqlite_aggs.event_series(where, params, False, 3_600_000_000, unique))

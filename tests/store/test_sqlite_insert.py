@@ -48,9 +48,8 @@ def test_a_failed_commit_rolls_back_so_the_connection_stays_usable(tmp_path: Pat
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
     conn.execute("CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
-    with pytest.raises(sqlite3.IntegrityError):  # the deferred check fails at COMMIT
-        with s._tx(conn):
-            conn.execute("INSERT INTO c VALUES (42)")
+    with pytest.raises(sqlite3.IntegrityError), s._tx(conn):  # the deferred check fails at COMMIT
+        conn.execute("INSERT INTO c VALUES (42)")
     assert not conn.in_transaction
     with s._tx(conn):  # BEGIN works again
         conn.execute("INSERT INTO p VALUES (42)")

@@ -25,7 +25,9 @@ DAY = 86_400_000_000
 
 
 def _events(n: int, ts: int, size: int = 40) -> list[dict[str, object]]:
-    return [normalize(event(ts=ts + i, message=f"line {i} " + "x" * size, request_id=f"r{i % 97}"), ts) for i in range(n)]
+    return [
+        normalize(event(ts=ts + i, message=f"line {i} " + "x" * size, request_id=f"r{i % 97}"), ts) for i in range(n)
+    ]
 
 
 def _db_fds(path: Path) -> int:
@@ -61,7 +63,7 @@ def test_reads_from_many_fresh_threads_use_a_bounded_pool(store: SqliteStore) ->
         try:
             gate.wait(timeout=10)
             assert len(store.search(1, SearchRequest(None, None, None, 50))) == 50
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     for _ in range(3):
@@ -81,9 +83,8 @@ def test_pool_waits_for_a_free_connection_then_refuses(tmp_path: Path) -> None:
     pool = ReaderPool(lambda: sqlite3.connect(path, check_same_thread=False), size=2, idle_s=60, wait_s=0.2)
     with pool.connection() as a, pool.connection() as b:
         assert a is not b and pool.open_connections == 2
-        with pytest.raises(StoreOverloaded):  # both busy for longer than wait_s: 503, not a hang
-            with pool.connection():
-                pass
+        with pytest.raises(StoreOverloaded), pool.connection():  # both busy for longer than wait_s: 503, not a hang
+            pass
     with pool.connection() as c:
         assert c is a  # the most recently given back comes first (its cache is the warm one)
     pool.close()

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -16,7 +17,7 @@ from tests.hubproc import free_port
 
 class _Handler(BaseHTTPRequestHandler):
     # path -> (status, body, delay before answering in s)
-    routes = {
+    routes: ClassVar[dict[str, tuple[int, bytes, float]]] = {
         "/ok": (200, b"all systems nominal", 0.0),
         "/created": (201, b"made", 0.0),
         "/fail": (503, b"maintenance", 0.0),
@@ -24,7 +25,7 @@ class _Handler(BaseHTTPRequestHandler):
         "/slow": (200, b"late", 1.5),
     }
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         status, body, delay = self.routes.get(self.path, (404, b"no such page", 0.0))
         time.sleep(delay)
         try:
@@ -37,7 +38,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the prober timed out and went away
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib's signature
         pass
 
 

@@ -9,6 +9,7 @@ fail in CI (CI=true), like the OpenSearch tests.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -43,12 +44,40 @@ def skewed_batches(now_us: int) -> dict[str, list[dict[str, Any]]]:
     api = int(API_SKEW_S * S)
     return {
         "edge-1": [
-            {**base, "id": "skew-1", "ts": t + edge, "host": "edge-1", "service": "gateway", "message": "GET /orders/7 received"},
-            {**base, "id": "skew-4", "ts": t + 1_500_000 + edge, "host": "edge-1", "service": "gateway", "message": "GET /orders/7 200 1500ms"},
+            {
+                **base,
+                "id": "skew-1",
+                "ts": t + edge,
+                "host": "edge-1",
+                "service": "gateway",
+                "message": "GET /orders/7 received",
+            },
+            {
+                **base,
+                "id": "skew-4",
+                "ts": t + 1_500_000 + edge,
+                "host": "edge-1",
+                "service": "gateway",
+                "message": "GET /orders/7 200 1500ms",
+            },
         ],
         "api-9": [
-            {**base, "id": "skew-2", "ts": t + 500_000 + api, "host": "api-9", "service": "orders", "message": "load order 7"},
-            {**base, "id": "skew-3", "ts": t + 1_000_000 + api, "host": "api-9", "service": "orders", "message": "order 7 loaded in 500ms"},
+            {
+                **base,
+                "id": "skew-2",
+                "ts": t + 500_000 + api,
+                "host": "api-9",
+                "service": "orders",
+                "message": "load order 7",
+            },
+            {
+                **base,
+                "id": "skew-3",
+                "ts": t + 1_000_000 + api,
+                "host": "api-9",
+                "service": "orders",
+                "message": "order 7 loaded in 500ms",
+            },
         ],
     }
 
@@ -118,7 +147,7 @@ def demo_journey(hub: HubProcess, user: str) -> list[tuple[str, str]]:
 
 def true_switches(journey: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
     """request id -> (previous entry host, its entry host), for each request entering elsewhere."""
-    return {rid: (prev, host) for (rid, host), (_, prev) in zip(journey[1:], journey) if host != prev}
+    return {rid: (prev, host) for (_, prev), (rid, host) in itertools.pairwise(journey) if host != prev}
 
 
 @contextlib.contextmanager

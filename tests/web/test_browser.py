@@ -76,12 +76,16 @@ def test_trace_orders_on_corrected_time_with_raw_toggle(page: Any) -> None:
     assert re.fullmatch(r"\+\d\.\d{3} s", edge) and 2.5 <= float(edge[1:-2]) <= 3.0, edge
     assert re.fullmatch(r"−\d\.\d{3} s", api) and 2.0 <= float(api[1:-2]) <= 2.5, api
     msgs = page.locator("table.evlist tbody tr td:nth-child(6) summary")
-    expect(msgs).to_have_text(["GET /orders/7 received", "load order 7", "order 7 loaded in 500ms", "GET /orders/7 200 1500ms"])
+    expect(msgs).to_have_text(
+        ["GET /orders/7 received", "load order 7", "order 7 loaded in 500ms", "GET /orders/7 200 1500ms"]
+    )
     expect(page.locator(".skew")).to_contain_text("this changes the order")
     shot(page, "trace-skew-corrected")
     page.get_by_role("link", name="Raw time").click()
     page.wait_for_url("**time=raw**")
-    expect(msgs).to_have_text(["load order 7", "order 7 loaded in 500ms", "GET /orders/7 received", "GET /orders/7 200 1500ms"])
+    expect(msgs).to_have_text(
+        ["load order 7", "order 7 loaded in 500ms", "GET /orders/7 received", "GET /orders/7 200 1500ms"]
+    )
     shot(page, "trace-skew-raw")
 
 
@@ -97,7 +101,9 @@ def test_user_page_marks_the_host_switch(page: Any) -> None:
     shot(page, "user")
 
 
-def test_served_demo_story_only_real_switches_and_the_failing_checkout(served_page: Any, served_demo: DemoServe) -> None:
+def test_served_demo_story_only_real_switches_and_the_failing_checkout(
+    served_page: Any, served_demo: DemoServe
+) -> None:
     """`obshub serve --demo` (make run), u-0007: the host strip and the request table mark only
     the switches that happened (on corrected time: web-2's clock is 1.5 s slow), and the failing
     checkout is flagged right after the one from web-1 (cart saved) to web-2."""
@@ -107,7 +113,9 @@ def test_served_demo_story_only_real_switches_and_the_failing_checkout(served_pa
     page.goto(f"/users/{DEMO_STORY['user_id']}")
     rows = page.locator("table.requests tbody tr[id^='req-']")
     expect(rows).to_have_count(len(journey))
-    expect(page.locator(".switchcount")).to_have_text(f"{len(switched)} host switch{'' if len(switched) == 1 else 'es'}")
+    expect(page.locator(".switchcount")).to_have_text(
+        f"{len(switched)} host switch{'' if len(switched) == 1 else 'es'}"
+    )
     strip = page.locator(".hoststrip li")
     expect(strip.locator("a")).to_have_text([host for _, host in journey])
     marked = [i for i in range(len(journey)) if "switched" in (strip.nth(i).get_attribute("class") or "")]
@@ -118,14 +126,20 @@ def test_served_demo_story_only_real_switches_and_the_failing_checkout(served_pa
     # the checkout on web-2 -- switched, failing, its KeyError inline.
     ids = [rid for rid, _ in journey]
     i = ids.index(DEMO_STORY["failing_request"])
-    assert ids[i - 2:i + 1] == [DEMO_STORY["cross_host_request"], DEMO_STORY["cart_request"], DEMO_STORY["failing_request"]]
+    assert ids[i - 2 : i + 1] == [
+        DEMO_STORY["cross_host_request"],
+        DEMO_STORY["cart_request"],
+        DEMO_STORY["failing_request"],
+    ]
     expect(rows.nth(i - 1).locator(".switchbadge")).to_have_count(0)
     failing = rows.nth(i)
     expect(failing).to_have_class(re.compile(r"\bis-error\b.*\bswitched\b"))
     expect(failing.locator(".switchbadge")).to_have_text("⇄ switched web-1 → web-2")
     expect(page.locator(f"#req-{i + 1} + tr.inline-error")).to_contain_text("KeyError")
     expect(page.locator(".hoststrip li.switched.has-error")).to_have_count(1)
-    expect(page.get_by_role("note")).to_contain_text(f"1 failing request right after a host switch: #{i + 1} web-1 → web-2")
+    expect(page.get_by_role("note")).to_contain_text(
+        f"1 failing request right after a host switch: #{i + 1} web-1 → web-2"
+    )
     expect(page.locator(".skewnote")).to_contain_text("corrected time")
     expect(page.locator(".skewnote")).to_contain_text("web-2 −1.5")
     accessible(page)

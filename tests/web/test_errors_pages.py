@@ -37,8 +37,14 @@ def test_state_change_needs_csrf_and_same_origin(web: httpx.Client, demo_hub: Li
     token = _csrf(web, gid)
     url = f"/errors/{gid}/action"
     assert web.post(url, data={"action": "ignored"}, headers={"Origin": demo_hub.url}).status_code == 403
-    assert web.post(url, data={"action": "ignored", "csrf": "x" + token[1:]}, headers={"Origin": demo_hub.url}).status_code == 403
-    assert web.post(url, data={"action": "ignored", "csrf": token}, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert (
+        web.post(url, data={"action": "ignored", "csrf": "x" + token[1:]}, headers={"Origin": demo_hub.url}).status_code
+        == 403
+    )
+    assert (
+        web.post(url, data={"action": "ignored", "csrf": token}, headers={"Origin": "https://evil.example"}).status_code
+        == 403
+    )
     assert _state(web, gid) == "unresolved"
     r = web.post(url, data={"action": "ignored", "csrf": token}, headers={"Origin": demo_hub.url})
     assert r.status_code == 303 and r.headers["location"] == f"/errors/{gid}?done=ignored"

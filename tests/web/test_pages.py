@@ -36,7 +36,9 @@ def test_pages_need_a_session(demo_hub: LiveHub) -> None:
 
 def test_login_sets_a_hardened_cookie(demo_hub: LiveHub) -> None:
     with httpx.Client(base_url=demo_hub.url) as c:
-        r = c.post("/login", data={"token": demo_hub.read_token, "next": "/users/u-1"}, headers={"Origin": demo_hub.url})
+        r = c.post(
+            "/login", data={"token": demo_hub.read_token, "next": "/users/u-1"}, headers={"Origin": demo_hub.url}
+        )
         assert r.status_code == 303 and r.headers["location"] == "/users/u-1"
         cookie = r.headers["set-cookie"]
         assert cookie.startswith(COOKIE + "=")
@@ -123,7 +125,9 @@ def test_csv_export(web: httpx.Client, demo_hub: LiveHub) -> None:
 
 def test_csv_is_the_api_export_past_one_page(web: httpx.Client, demo_hub: LiveHub) -> None:
     now = time.time()
-    lines = [{"id": f"csv-{i}", "ts": now - i * 0.001, "service": "csv-bulk", "message": f"row {i}"} for i in range(2500)]
+    lines = [
+        {"id": f"csv-{i}", "ts": now - i * 0.001, "service": "csv-bulk", "message": f"row {i}"} for i in range(2500)
+    ]
     assert demo_hub.ingest(lines).json()["accepted"] == 2500
     span = {"q": "service:csv-bulk", "from": "-1h", "to": format_ts(int(now * 1e6) + 1_000_000)}
     r = web.get("/search.csv", params=span)
@@ -284,17 +288,38 @@ def _href(page: str, pattern: str) -> str:
 
 def test_links_to_ids_with_url_characters_lead_to_them(web: httpx.Client, demo_hub: LiveHub) -> None:
     t = time.time() - 30
-    assert demo_hub.ingest([
-        {"id": "odd-1", "ts": t, "request_id": ODD_REQUEST, "user_id": ODD_USER, "host": "h-1", "message": "odd one"},
-        {"id": "odd-2", "ts": t + 0.1, "request_id": ODD_REQUEST, "user_id": ODD_USER, "host": "h-2", "message": "odd two"},
-        {"id": "odd-3", "ts": t, "request_id": "a", "user_id": "u", "host": "h-1", "message": "not odd"},
-    ]).json()["accepted"] == 3
+    assert (
+        demo_hub.ingest(
+            [
+                {
+                    "id": "odd-1",
+                    "ts": t,
+                    "request_id": ODD_REQUEST,
+                    "user_id": ODD_USER,
+                    "host": "h-1",
+                    "message": "odd one",
+                },
+                {
+                    "id": "odd-2",
+                    "ts": t + 0.1,
+                    "request_id": ODD_REQUEST,
+                    "user_id": ODD_USER,
+                    "host": "h-2",
+                    "message": "odd two",
+                },
+                {"id": "odd-3", "ts": t, "request_id": "a", "user_id": "u", "host": "h-1", "message": "not odd"},
+            ]
+        ).json()["accepted"]
+        == 3
+    )
     found = web.get("/search", params={"q": f'request_id:"{ODD_REQUEST}"'})
     assert found.status_code == 200 and "odd one" in found.text
     trace_url = _href(found.text, r'<a class="chip chip-request_id" href="([^"]+)"')
     user_url = _href(found.text, r'<a class="chip chip-user_id" href="([^"]+)"')
     trace = web.get(trace_url)
-    assert trace.status_code == 200 and "odd one" in trace.text and "odd two" in trace.text and "not odd" not in trace.text
+    assert (
+        trace.status_code == 200 and "odd one" in trace.text and "odd two" in trace.text and "not odd" not in trace.text
+    )
     user = web.get(user_url)
     assert user.status_code == 200  # the user's one request, not the other user's
     assert f'title="request_id: {ODD_REQUEST}"' in html.unescape(user.text)

@@ -135,9 +135,11 @@ def test_host_switch_at_a_page_boundary_is_judged_on_corrected_time(sqlite_store
         pages = _paged(store, pid, "b1", limit, offsets_of=est.offsets)
         listed = [r for p in reversed(pages) for r in p["requests"]]
         assert [(r["request_id"], r["previous_host"], r["host_switch"]) for r in listed] == expected, limit
-        assert [p["host_switches"] for p in pages][0] == 1
+        assert pages[0]["host_switches"] == 1
     newest = user_timeline(store, pid, "b1", limit=1, offsets_of=est.offsets)
-    assert newest["truncated"] and newest["total_requests"] == 3 and [e["message"] for e in newest["events"]] == ["r3 #0"]
+    assert (
+        newest["truncated"] and newest["total_requests"] == 3 and [e["message"] for e in newest["events"]] == ["r3 #0"]
+    )
     assert newest["skew_ms"] == {"ok": 0}  # the hosts of the page's events only
     # On raw time (no estimates) r2 "enters" slow, so both boundaries would be switches.
     raw = [r for p in reversed(_paged(store, pid, "b1", 1)) for r in p["requests"]]
@@ -204,7 +206,7 @@ def test_served_demo_user_page_says_corrected_and_marks_true_switches(served_dem
 
 
 def test_user_page_without_skew_says_so(web_hub_no_skew: tuple[LiveHub, httpx.Client]) -> None:
-    hub, web = web_hub_no_skew
+    _, web = web_hub_no_skew
     r = web.get("/users/u-plain")
     assert r.status_code == 200
     assert "raw and corrected time are the same" in r.text and "Start (UTC)" in r.text

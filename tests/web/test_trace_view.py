@@ -25,7 +25,7 @@ def test_lanes_per_host_grouped_by_service_and_markers_inside() -> None:
         ("web-1", "api"), ("web-1", "web"), ("web-2", "api"), ("web-2", "web")]
     assert [lane["first"] for lane in v["lanes"]] == [True, False, True, False]
     xs = [e["_x"] for e in v["events"]]
-    assert GUTTER < min(xs) and max(xs) < WIDTH
+    assert min(xs) > GUTTER and max(xs) < WIDTH
     assert xs == sorted(xs)
     assert sum(e["_err"] for e in v["events"]) == 1
     assert v["markers"] and not v["density"]

@@ -6,4 +6,4 @@ from .encode import FileEncoder, service_from_path
 from .presets import PRESETS, build_line_parser, header_pattern
 from .timestamps import TimestampParser
 
-__all__ = ["FileEncoder", "PRESETS", "TimestampParser", "build_line_parser", "header_pattern", "service_from_path"]
+__all__ = ["PRESETS", "FileEncoder", "TimestampParser", "build_line_parser", "header_pattern", "service_from_path"]

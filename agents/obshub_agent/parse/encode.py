@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..config import InputConfig, MultilineConfig
 from .presets import build_line_parser, header_pattern
@@ -90,7 +91,7 @@ class FileEncoder:
         self._clock = clock
         self._json = cfg.format == "json"
         self._parser = build_line_parser(cfg.format, cfg.regex, ts)
-        ml: MultilineConfig | None | bool = cfg.multiline
+        ml = cfg.multiline
         self._start: re.Pattern[str] | None = None
         self._ml: MultilineConfig | None = None
         self._auto = False
@@ -204,10 +205,8 @@ class FileEncoder:
         text_all = data.decode(self.encoding, "replace")
         lines = text_all.split("\n")
         lines.pop()
-        if len(text_all) == len(data):  # pure ASCII/1-byte: char offsets == byte offsets
-            sizes = None
-        else:
-            sizes = [len(x) + 1 for x in data.split(b"\n")]
+        # pure ASCII/1-byte: char offsets == byte offsets
+        sizes = None if len(text_all) == len(data) else [len(x) + 1 for x in data.split(b"\n")]
         pos = offset
         start, ml = self._start, self._ml
         raw_text = self._parser is None  # format = "text": no fields to extract, splice bytes

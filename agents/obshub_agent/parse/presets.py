@@ -11,7 +11,8 @@ group lands in `attrs`. A line a preset cannot parse is still shipped, as raw `m
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .timestamps import TimestampParser
 
@@ -47,7 +48,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # <34>1 2003-10-11T22:14:15.003Z host app procid msgid [sd] msg   (RFC 5424)
     "syslog": (
         r"^(?:<(?P<pri>\d{1,3})>)?(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<hostname>\S+) +"
-        r"(?:(?P<logger>[^\[:\s][^\[:]*?(?=\[[^\]]*\](?: \([^)]*\))?: )|(?:-- )?[^\s\[:]+(?:\([^)\s]*\))?(?: \d[\w.]*)?)"
+        r"(?:(?P<logger>[^\[:\s][^\[:]*?(?=\[[^\]]*\](?: \([^)]*\))?: )"
+        r"|(?:-- )?[^\s\[:]+(?:\([^)\s]*\))?(?: \d[\w.]*)?)"
         r"(?:\[(?P<pid>[^\]]*)\])?(?: \((?P<address>[^)]*)\))?: ?)?"
         r"(?P<message>.*)$",
         r"^(?:<(?P<pri>\d{1,3})>)?(?P<ts>\d{4}-\d{2}-\d{2}T\S+) (?P<hostname>\S+) "
@@ -91,7 +93,7 @@ def build_line_parser(fmt: str, regex: str | None, ts: TimestampParser) -> LineP
     """None for `json` and `text` (handled inline by the encoder: they are the hot paths)."""
     if fmt in ("json", "text"):
         return None
-    pats = [re.compile(p) for p in (PRESETS[fmt] if fmt in PRESETS else (regex or "",))]
+    pats = [re.compile(p) for p in PRESETS.get(fmt, (regex or "",))]
     syslog = fmt == "syslog"
 
     def parse(line: str) -> dict[str, Any] | None:

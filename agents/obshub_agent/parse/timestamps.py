@@ -9,12 +9,14 @@ the future (a December line read in January).
 
 from __future__ import annotations
 
+import enum
 import re
 import time
-from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Final
 
-__all__ = ["TimestampParser", "KNOWN_FORMATS"]
+__all__ = ["KNOWN_FORMATS", "TimestampParser"]
 
 # Tried in order when no explicit format is configured; the first that parses a value is then
 # tried first for the next one (a file keeps one format).
@@ -36,7 +38,7 @@ _CACHE_MAX = 4096
 
 
 def _local_zone() -> tzinfo:
-    return datetime.now().astimezone().tzinfo or timezone.utc
+    return datetime.now().astimezone().tzinfo or UTC
 
 
 class TimestampParser:
@@ -57,7 +59,7 @@ class TimestampParser:
     def __call__(self, text: str) -> str | float | None:
         r = self._cache.get(text, _MISS)
         if r is not _MISS:
-            return r  # type: ignore[return-value]
+            return r
         r = self._parse(text.strip())
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
@@ -106,4 +108,9 @@ class TimestampParser:
         return dt.isoformat()
 
 
-_MISS = object()
+
+class _Miss(enum.Enum):  # a cache-miss sentinel that mypy can narrow away (`is not _MISS`)
+    MISS = 0
+
+
+_MISS: Final = _Miss.MISS

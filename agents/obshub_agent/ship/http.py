@@ -145,7 +145,9 @@ class Shipper:
             else:
                 delay = self._backoff(attempt)
                 if attempt in (1, 5) or attempt % 20 == 0:
-                    _log.warning("hub unavailable (%s); retry %d in %.1fs", status or "connection failed", attempt, delay)
+                    _log.warning(
+                        "hub unavailable (%s); retry %d in %.1fs", status or "connection failed", attempt, delay
+                    )
             if self.halt.wait(delay):
                 return False
 

@@ -28,15 +28,17 @@ follows a file through renames; the head hash tells a reused inode from its pred
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
 import os
 import stat as stat_mod
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from ..checkpoints import Checkpoint, CheckpointStore, Ended
 from ..config import AgentConfig, InputConfig
@@ -142,7 +144,7 @@ class FileSource:
         """SIGHUP: new inputs apply to files opened from now on; offsets are kept."""
         self.cfg = cfg
         self._ts = {id(i): TimestampParser(i.ts_format, cfg.timezone) for i in cfg.inputs}
-        for key, tf in list(self.files.items()):
+        for tf in list(self.files.values()):
             inp = self._input_for(tf.cp.path)
             if inp is None:
                 continue  # no longer configured: finished as a removed file
@@ -477,10 +479,8 @@ class FileSource:
             f = found.get(other)
             ofd = -1
             if f is not None:
-                try:
+                with contextlib.suppress(OSError):
                     ofd = os.open(f.path, os.O_RDONLY)
-                except OSError:
-                    pass
             try:
                 live = False
                 if ofd >= 0:

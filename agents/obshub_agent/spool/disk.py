@@ -262,10 +262,7 @@ class Spool:
                 if self._rfd_seq == s and self._rfd is not None:
                     os.close(self._rfd)
                     self._rfd, self._rfd_seq = None, -1
-                try:
-                    (self.dir / _name(s)).unlink()
-                except FileNotFoundError:
-                    pass
+                (self.dir / _name(s)).unlink(missing_ok=True)
                 self._bytes -= self._sizes.pop(s)
             self._cond.notify_all()
 

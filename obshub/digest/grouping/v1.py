@@ -55,7 +55,9 @@ def guess_in_app(frame: dict[str, Any]) -> bool:
     if any(h in fn for h in _STDLIB_HINTS):
         return False
     mod = str(frame.get("module") or "")
-    return not any(mod == m.rstrip(".") or mod.startswith(m if m.endswith(".") else m + ".") for m in _THIRD_PARTY_MODULES)
+    return not any(
+        mod == m.rstrip(".") or mod.startswith(m if m.endswith(".") else m + ".") for m in _THIRD_PARTY_MODULES
+    )
 
 
 def _in_app(frame: dict[str, Any]) -> bool:
@@ -106,7 +108,11 @@ def default_components(ev: Mapping[str, Any]) -> list[Any]:
         return ["stack", [[str(e.get("type") or "Error"), [_frame_key(f) for f in _frames(e) if use_all or _in_app(f)]]
                           for e in excs]]
     last = excs[-1]
-    return ["type", str(last.get("type") or "Error"), normalize_message(str(last.get("value") or ev.get("message") or ""))]
+    return [
+        "type",
+        str(last.get("type") or "Error"),
+        normalize_message(str(last.get("value") or ev.get("message") or "")),
+    ]
 
 
 def fingerprint(ev: Mapping[str, Any]) -> str:

@@ -82,7 +82,11 @@ def default_components(ev: Mapping[str, Any]) -> list[Any]:
         use_all = not any(_in_app(f) for f in all_frames)
         parts = [[_type(e), [list(frame_key(f)) for f in _frames(e) if use_all or _in_app(f)]] for e in excs]
         return ["stack", [parts[0], *sorted(parts[1:])]]
-    return ["type", str(error.get("type") or "Error"), normalize_message(str(error.get("value") or ev.get("message") or ""))]
+    return [
+        "type",
+        str(error.get("type") or "Error"),
+        normalize_message(str(error.get("value") or ev.get("message") or "")),
+    ]
 
 
 def fingerprint(ev: Mapping[str, Any]) -> str:

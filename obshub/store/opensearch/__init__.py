@@ -28,7 +28,16 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from obshub.errors import StoreError, StoreUnavailable
-from obshub.store.base import FACET_SAMPLE, NewToken, Project, Sampled, SearchRequest, TokenRecord, TokenScope, WriteResult
+from obshub.store.base import (
+    FACET_SAMPLE,
+    NewToken,
+    Project,
+    Sampled,
+    SearchRequest,
+    TokenRecord,
+    TokenScope,
+    WriteResult,
+)
 from obshub.store.coalesce import Coalescer
 from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
@@ -198,7 +207,9 @@ class OpenSearchStore:
         return self._state.revoke_token(token_hash)
 
     # -- events ---------------------------------------------------------------------------------
-    def write_events(self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()) -> WriteResult:
+    def write_events(
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()
+    ) -> WriteResult:
         return self.submit_events(project_id, events, groups).result()
 
     def submit_events(self, project_id: int, events: Sequence[dict[str, Any]],
@@ -251,15 +262,25 @@ class OpenSearchStore:
                     before: tuple[int, str] | None = None) -> list[dict[str, Any]]:
         return self._reader.user_events(project_id, user_id, start, end, limit, before)
 
-    def request_events(self, project_id: int, request_ids: Sequence[str], limit: int) -> dict[str, list[dict[str, Any]]]:
+    def request_events(
+        self, project_id: int, request_ids: Sequence[str], limit: int
+    ) -> dict[str, list[dict[str, Any]]]:
         return self._reader.request_events(project_id, request_ids, limit)
 
     def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
                             cap: int) -> int:
         return self._reader.count_user_requests(project_id, user_id, start, end, cap)
 
-    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-               fields: Sequence[str], limit: int, sample: int = FACET_SAMPLE) -> Sampled[dict[str, list[tuple[str, int]]]]:
+    def facets(
+        self,
+        project_id: int,
+        query: Node | None,
+        start: int | None,
+        end: int | None,
+        fields: Sequence[str],
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[dict[str, list[tuple[str, int]]]]:
         return self._reader.facets(project_id, query, start, end, fields, limit, sample)
 
     def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:

@@ -20,8 +20,19 @@ from typing import Any
 
 from obshub.errors import QueryError
 from obshub.store.opensearch.mappings import attr_kv, num_field
-from obshub.store.querylang import (ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, has_word, level_values,
-                                    ts_value)
+from obshub.store.querylang import (
+    ID_FIELDS,
+    And,
+    Field,
+    Node,
+    Not,
+    Or,
+    Text,
+    attr_key,
+    has_word,
+    level_values,
+    ts_value,
+)
 
 __all__ = ["compile_query", "filters"]
 

@@ -35,8 +35,8 @@ from obshub.events import CORRELATION_KEYS
 __all__ = [
     "EVENT_FIELDS",
     "KEYWORD_FIELDS",
-    "Names",
     "TOTAL_FIELDS_LIMIT",
+    "Names",
     "attr_kv",
     "doc_id",
     "event_template",

@@ -73,7 +73,9 @@ class Reader:
         return self.search(project_id, SearchRequest(Field("user_id", "=", user_id, True), start, end, limit,
                                                      before, ascending=False))
 
-    def request_events(self, project_id: int, request_ids: Sequence[str], limit: int) -> dict[str, list[dict[str, Any]]]:
+    def request_events(
+        self, project_id: int, request_ids: Sequence[str], limit: int
+    ) -> dict[str, list[dict[str, Any]]]:
         """One `_msearch` round trip: a search per request id, each capped at `limit`."""
         ids = list(dict.fromkeys(request_ids))
         if not ids or limit <= 0:
@@ -87,7 +89,7 @@ class Reader:
         with guard("request events"):
             resp = self.client.msearch(index=self.index, body=body)
         out: dict[str, list[dict[str, Any]]] = {}
-        for rid, r in zip(ids, resp["responses"]):
+        for rid, r in zip(ids, resp["responses"], strict=True):
             if "error" in r:  # one failed search fails the read, as a failed search would
                 raise _item_error(r, "request events")
             hits = r["hits"]["hits"]
@@ -143,8 +145,16 @@ class Reader:
                           "minimum_should_match": 1}}
         return {"bool": {"filter": [query, newer]}}, sample, True
 
-    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-               fields: Sequence[str], limit: int, sample: int = FACET_SAMPLE) -> Sampled[dict[str, list[tuple[str, int]]]]:
+    def facets(
+        self,
+        project_id: int,
+        query: Node | None,
+        start: int | None,
+        end: int | None,
+        fields: Sequence[str],
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[dict[str, list[tuple[str, int]]]]:
         for f in fields:
             if f not in CORE_FIELDS or f in ("ts", "message", "id"):
                 raise ValueError(f"cannot facet on {f!r}")
@@ -191,10 +201,7 @@ class Reader:
             return Sampled([], counted, approximate)
         key = attr_key(prop) if prop.startswith("attrs.") else (None if prop in CORE_FIELDS else prop)
         if key is None:
-            if prop in ("ts", "received_at"):
-                field = prop
-            else:
-                field = "message.raw" if prop == "message" else prop
+            field = "message.raw" if prop == "message" else prop  # ts, received_at: themselves
             return Sampled(self._terms(q, field, limit, "property values"), counted, approximate)
         prefix = key + "="
         include = _LUCENE_RE_SPECIAL.sub(r"\\\1", prefix) + ".*"

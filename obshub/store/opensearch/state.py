@@ -16,6 +16,7 @@ Project rows never change after creation, so lookups by id are cached in-process
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -89,9 +90,12 @@ class State:
         now = now_us()
         try:
             with guard("create project"):
-                self.client.create(index=self.names.state, id=f"project:{name}",
-                                   body={"kind": "project", "id": pid, "name": name, "public_key": public_key, "created_at": now},
-                                   params={"refresh": "true"})
+                self.client.create(
+                    index=self.names.state,
+                    id=f"project:{name}",
+                    body={"kind": "project", "id": pid, "name": name, "public_key": public_key, "created_at": now},
+                    params={"refresh": "true"},
+                )
         except Conflict:
             raise Conflict(f"project {name!r} already exists") from None
         try:
@@ -120,10 +124,8 @@ class State:
                                      "created_at": now_us()}, params={"refresh": "true"})
 
     def add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str = "") -> None:
-        try:
+        with contextlib.suppress(Conflict):  # same hash twice: already there (SQLite: INSERT OR IGNORE)
             self._add_token(project_id, scope, token_hash, label)
-        except Conflict:
-            pass  # same hash twice: already there (SQLite: INSERT OR IGNORE)
 
     def get_project(self, name: str) -> Project | None:
         doc = self._get(self.names.state, f"project:{name}")
@@ -166,7 +168,9 @@ class State:
         if project_id is not None:
             query.append({"term": {"project_id": project_id}})
         with guard("list tokens"):
-            resp = self.client.search(index=self.names.state, body={"query": {"bool": {"filter": query}}, "size": 10_000})
+            resp = self.client.search(
+                index=self.names.state, body={"query": {"bool": {"filter": query}}, "size": 10_000}
+            )
         # Sorted here: sorting on _id needs fielddata a cluster may refuse (same order as SQLite).
         tokens = [_token(h["_id"], h["_source"]) for h in resp["hits"]["hits"]]
         return sorted(tokens, key=lambda t: (t.created_at, t.hash))

@@ -131,7 +131,7 @@ class BulkWriter:
             attempt += 1
             retry: list[int] = []
             for chunk, statuses in self._dispatch(serialized(pending), lines, len(pending) >= 2 * BULK_EVENTS):
-                for i, (status, err) in zip(chunk, statuses):
+                for i, (status, err) in zip(chunk, statuses, strict=True):
                     result = results[owner[i]]
                     if status in (200, 201):
                         result.accepted += 1

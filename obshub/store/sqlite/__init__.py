@@ -34,8 +34,18 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from obshub.errors import ConfigError, StoreUnavailable
-from obshub.store.base import (FACET_SAMPLE, GroupRecord, GroupStats, NewToken, Project, Sampled,
-                               SearchRequest, TokenRecord, TokenScope, WriteResult)
+from obshub.store.base import (
+    FACET_SAMPLE,
+    GroupRecord,
+    GroupStats,
+    NewToken,
+    Project,
+    Sampled,
+    SearchRequest,
+    TokenRecord,
+    TokenScope,
+    WriteResult,
+)
 from obshub.store.querylang import Node
 from obshub.store.sqlite import ops, schema
 from obshub.store.sqlite.db import Db, tx
@@ -176,15 +186,25 @@ class SqliteStore:
                     before: tuple[int, str] | None = None) -> list[dict[str, Any]]:
         return self._reader.user_events(project_id, user_id, start, end, limit, before)
 
-    def request_events(self, project_id: int, request_ids: Sequence[str], limit: int) -> dict[str, list[dict[str, Any]]]:
+    def request_events(
+        self, project_id: int, request_ids: Sequence[str], limit: int
+    ) -> dict[str, list[dict[str, Any]]]:
         return self._reader.request_events(project_id, request_ids, limit)
 
     def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
                             cap: int) -> int:
         return self._reader.count_user_requests(project_id, user_id, start, end, cap)
 
-    def facets(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-               fields: Sequence[str], limit: int, sample: int = FACET_SAMPLE) -> Sampled[dict[str, list[tuple[str, int]]]]:
+    def facets(
+        self,
+        project_id: int,
+        query: Node | None,
+        start: int | None,
+        end: int | None,
+        fields: Sequence[str],
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[dict[str, list[tuple[str, int]]]]:
         return self._reader.facets(project_id, query, start, end, fields, limit, sample)
 
     def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:

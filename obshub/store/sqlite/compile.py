@@ -32,8 +32,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from obshub.events import CORRELATION_KEYS
-from obshub.store.querylang import (ID_FIELDS, And, Field, Node, Not, Or, Text, attr_key, has_word, level_values,
-                                    ts_value)
+from obshub.store.querylang import (
+    ID_FIELDS,
+    And,
+    Field,
+    Node,
+    Not,
+    Or,
+    Text,
+    attr_key,
+    has_word,
+    level_values,
+    ts_value,
+)
 
 __all__ = ["INDEXED_KEYS", "LOOKUP_KEYS", "Rare", "Where", "compile_where", "match_string"]
 

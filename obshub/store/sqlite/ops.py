@@ -225,8 +225,12 @@ class Maintenance:
         with self._db.write() as w:
             analyzed = analyze_if_due(w)
             optimize(w)
-        return {**out.report(), "reclaimed_pages": reclaim.deleted, "reclaim_lock_ms_max": reclaim.report()["lock_ms_max"],
-                "analyzed": analyzed}
+        return {
+            **out.report(),
+            "reclaimed_pages": reclaim.deleted,
+            "reclaim_lock_ms_max": reclaim.report()["lock_ms_max"],
+            "analyzed": analyzed,
+        }
 
     def _reclaim(self, checkpoint: Callable[[], None]) -> Retention:
         """Free pages back to the file system in steps sized like the deletes, down to a reserve

@@ -43,8 +43,10 @@ class State:
 
     def add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str = "") -> None:
         with self._db.write() as w:
-            w.execute("INSERT OR IGNORE INTO tokens (hash, project_id, scope, label, created_at) VALUES (?, ?, ?, ?, ?)",
-                      (token_hash, project_id, scope, label, now_us()))
+            w.execute(
+                "INSERT OR IGNORE INTO tokens (hash, project_id, scope, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                (token_hash, project_id, scope, label, now_us()),
+            )
 
     def _projects(self, where: str, params: Sequence[Any]) -> list[Project]:
         rows = self._db.read(f"SELECT id, name, public_key, created_at FROM projects {where}", params)

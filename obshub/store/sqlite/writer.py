@@ -162,9 +162,9 @@ class Writer:
         with self._db.write() as conn:
             last = before = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
             accepted = []
-            for (pid, events, groups), r in zip(batches, rows):
+            for (pid, events, groups), r in zip(batches, rows, strict=True):
                 n = write_batch(conn, pid, events, r, groups, before)
                 accepted.append(n)
                 before += n  # new rows take max(rowid) + 1, one after the other: this batch's are (before, before + n]
             conn.execute(INDEX_TEXT, (last,))
-        return [WriteResult(accepted=n, duplicates=len(r) - n) for n, r in zip(accepted, rows)]
+        return [WriteResult(accepted=n, duplicates=len(r) - n) for n, r in zip(accepted, rows, strict=True)]
