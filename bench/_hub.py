@@ -76,8 +76,12 @@ def hub_process(store_url: str, **env: str) -> Iterator[int]:
     """`obshub serve` on a free port; yields the port; stops it afterwards. While it runs its
     CPU time is in `CPU_CLOCKS` as "hub"."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
     CPU_CLOCKS["hub"] = lambda: process_cpu_s(proc.pid)
     try:
         for _ in range(600):

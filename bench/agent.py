@@ -57,11 +57,21 @@ def make_lines(fmt: str, n: int) -> bytes:
     out = []
     if fmt == "json":  # shaped like obshub_sdk output
         for i in range(n):
-            out.append(json.dumps({
-                "timestamp": f"2026-01-02T03:04:{i % 60:02d}.{i % 1000:03d}Z", "level": "info",
-                "message": f"GET /api/orders/{i} 200", "logger": "shop.api", "service": "shop",
-                "request_id": f"{i:032x}", "trace_id": f"{i * 7:032x}", "user_id": str(i % 997),
-                "duration_ms": i % 250}))
+            out.append(
+                json.dumps(
+                    {
+                        "timestamp": f"2026-01-02T03:04:{i % 60:02d}.{i % 1000:03d}Z",
+                        "level": "info",
+                        "message": f"GET /api/orders/{i} 200",
+                        "logger": "shop.api",
+                        "service": "shop",
+                        "request_id": f"{i:032x}",
+                        "trace_id": f"{i * 7:032x}",
+                        "user_id": str(i % 997),
+                        "duration_ms": i % 250,
+                    }
+                )
+            )
     elif fmt == "text":
         for i in range(n):
             out.append(f"worker {i % 16} processed job {i} for tenant {i % 97} in {i % 250} ms, queue depth {i % 31}")
@@ -81,18 +91,22 @@ def run_format(fmt: str, n: int, hub: str, token: str, work: Path) -> dict[str, 
     cfg.write_text(f"""hub = "{hub}"
 token = "{token}"
 host = "bench"
-state_dir = "{d / 'state'}"
+state_dir = "{d / "state"}"
 metrics_address = "127.0.0.1:{mport}"
 
 [[inputs]]
-paths = ["{d / 'logs' / '*.log'}"]
+paths = ["{d / "logs" / "*.log"}"]
 format = "{fmt}"
 service = "bench-{fmt}"
 """)
     data = make_lines(fmt, n)
     with open(d / "agent.log", "wb") as log:  # the child keeps its own descriptor
-        agent = subprocess.Popen([sys.executable, "-m", "obshub_agent", "--config", str(cfg)],
-                                 stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "obshub_agent", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=REPO,
+        )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -121,8 +135,14 @@ service = "bench-{fmt}"
             time.sleep(0.25)  # scraping /metrics costs agent CPU too: not too often
         wall = time.monotonic() - t0
         cpu = proc_cpu(agent.pid) - cpu0
-        return {"lines": n, "bytes": len(data), "wall": wall, "cpu": cpu, "rss": peak,
-                "sent": m["obshub_agent_sent_bytes_total"]}
+        return {
+            "lines": n,
+            "bytes": len(data),
+            "wall": wall,
+            "cpu": cpu,
+            "rss": peak,
+            "sent": m["obshub_agent_sent_bytes_total"],
+        }
     finally:
         agent.terminate()
         agent.wait(30)
@@ -136,12 +156,19 @@ def main() -> None:
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="obshub-agent-bench-"))
     store = f"sqlite:///{work}/hub.db"
-    creds = json.loads(subprocess.check_output([sys.executable, "-m", "obshub", "project", "create", "bench",
-                                                "--store", store], cwd=REPO))
+    creds = json.loads(
+        subprocess.check_output(
+            [sys.executable, "-m", "obshub", "project", "create", "bench", "--store", store], cwd=REPO
+        )
+    )
     port = free_port()
     with open(work / "hub.log", "wb") as log:  # the child keeps its own descriptor
-        hub = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--store", store], stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(port), "--store", store],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=REPO,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -160,14 +187,25 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\nobshub-agent tail -> hub, {args.lines:,} lines per format, {os.cpu_count()} CPUs\n")
-    hdr = ("format", "MB", "e2e s", "e2e lines/s", "agent CPU s", "CPU s/100k", "lines/s per agent core",
-           "peak RSS MiB", "wire ratio")
+    hdr = (
+        "format",
+        "MB",
+        "e2e s",
+        "e2e lines/s",
+        "agent CPU s",
+        "CPU s/100k",
+        "lines/s per agent core",
+        "peak RSS MiB",
+        "wire ratio",
+    )
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     for fmt, r in rows:
-        print(f"| {fmt} | {r['bytes'] / 1e6:.1f} | {r['wall']:.2f} | {r['lines'] / r['wall']:,.0f} | {r['cpu']:.2f} | "
-              f"{r['cpu'] / r['lines'] * 1e5:.3f} | {r['lines'] / max(r['cpu'], 1e-9):,.0f} | {r['rss'] / 2**20:.1f} | "
-              f"{r['bytes'] / max(r['sent'], 1):.1f}x |")
+        print(
+            f"| {fmt} | {r['bytes'] / 1e6:.1f} | {r['wall']:.2f} | {r['lines'] / r['wall']:,.0f} | {r['cpu']:.2f} | "
+            f"{r['cpu'] / r['lines'] * 1e5:.3f} | {r['lines'] / max(r['cpu'], 1e-9):,.0f} | {r['rss'] / 2**20:.1f} | "
+            f"{r['bytes'] / max(r['sent'], 1):.1f}x |"
+        )
 
 
 if __name__ == "__main__":

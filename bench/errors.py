@@ -31,12 +31,28 @@ from tests.opensearch_node import drop_prefix
 
 
 def sentry_event(rng: random.Random, site: int) -> dict[str, Any]:
-    frames = [{"filename": f"/usr/lib/python3/site-packages/lib{i}/mod.py", "module": f"lib{i}.mod",
-               "function": f"call_{i}", "lineno": 100 + i, "in_app": False,
-               "context_line": f"    return next_handler(request, {i})"} for i in range(25)]
-    frames += [{"filename": f"/srv/shop/app/site{site}.py", "module": f"shop.site{site}", "function": f"handler_{j}",
-                "lineno": 10 + rng.randint(0, 5), "in_app": True, "context_line": f"    value = cart[key_{j}]"}
-               for j in range(5)]
+    frames = [
+        {
+            "filename": f"/usr/lib/python3/site-packages/lib{i}/mod.py",
+            "module": f"lib{i}.mod",
+            "function": f"call_{i}",
+            "lineno": 100 + i,
+            "in_app": False,
+            "context_line": f"    return next_handler(request, {i})",
+        }
+        for i in range(25)
+    ]
+    frames += [
+        {
+            "filename": f"/srv/shop/app/site{site}.py",
+            "module": f"shop.site{site}",
+            "function": f"handler_{j}",
+            "lineno": 10 + rng.randint(0, 5),
+            "in_app": True,
+            "context_line": f"    value = cart[key_{j}]",
+        }
+        for j in range(5)
+    ]
     return {
         "event_id": uuid.uuid4().hex,
         "timestamp": time.time(),
@@ -93,14 +109,18 @@ def run(store_url: str, n: int, senders: int, warmup: int) -> tuple[float, int]:
         size += len(ev)
         env = orjson.dumps({"event_id": "x"}) + b"\n" + orjson.dumps({"type": "event", "length": len(ev)}) + b"\n" + ev
         bodies.append(brotli.compress(env, quality=4))
-    headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7", "Content-Encoding": "br",
-               "Content-Type": "application/x-sentry-envelope"}
+    headers = {
+        "X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7",
+        "Content-Encoding": "br",
+        "Content-Type": "application/x-sentry-envelope",
+    }
     with hub_process(store_url) as port:
         path = f"/api/{creds['project_id']}/envelope/"
         post_all(port, path, headers, bodies[n:], senders)
         elapsed = post_all(port, path, headers, bodies[:n], senders)
-        groups = httpx.get(f"http://127.0.0.1:{port}/api/v1/errors",
-                           headers={"Authorization": f"Bearer {creds['read_token']}"}).json()["groups"]
+        groups = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/errors", headers={"Authorization": f"Bearer {creds['read_token']}"}
+        ).json()["groups"]
     assert sum(g["count"] for g in groups) == n + warmup, "not every event was stored"
     assert len(groups) == 50, f"expected 50 groups, got {len(groups)}"
     return elapsed, size // (n + warmup)
@@ -109,12 +129,18 @@ def run(store_url: str, n: int, senders: int, warmup: int) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=5000)
-    ap.add_argument("--senders", default="8,32",
-                    help="concurrent SDK connections, comma-separated: one row per value (a Sentry SDK "
-                         "sends from one worker thread per app process, so a fleet is dozens)")
+    ap.add_argument(
+        "--senders",
+        default="8,32",
+        help="concurrent SDK connections, comma-separated: one row per value (a Sentry SDK "
+        "sends from one worker thread per app process, so a fleet is dozens)",
+    )
     ap.add_argument("--warmup", type=int, default=1000, help="untimed events sent first to each hub")
-    ap.add_argument("--opensearch", default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"),
-                    help="also measure an OpenSearch store at this URL (opensearch://host:port)")
+    ap.add_argument(
+        "--opensearch",
+        default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"),
+        help="also measure an OpenSearch store at this URL (opensearch://host:port)",
+    )
     args = ap.parse_args()
     senders = [int(s) for s in args.senders.split(",")]
     rows = []
@@ -128,8 +154,10 @@ def main() -> None:
                 rows.append(("opensearch", k, *run(url, args.events, k, args.warmup)))
             finally:
                 drop_prefix(url)  # leave nothing behind on a cluster the user pointed us at
-    print(f"\n{args.events} Sentry error events per row (after {args.warmup} untimed), brotli envelopes, "
-          f"30-frame stacks, {os.cpu_count()} cores; hub with default settings")
+    print(
+        f"\n{args.events} Sentry error events per row (after {args.warmup} untimed), brotli envelopes, "
+        f"30-frame stacks, {os.cpu_count()} cores; hub with default settings"
+    )
     print(f"| {'store':<10} | {'senders':>7} | {'event size':>10} | {'seconds':>7} | {'events/s':>8} |")
     print(f"|{'-' * 12}|{'-' * 9}|{'-' * 12}|{'-' * 9}|{'-' * 10}|")
     for name, k, el, size in rows:

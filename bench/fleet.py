@@ -27,10 +27,19 @@ from typing import Any
 __all__ = ["Fleet", "generate"]
 
 HOSTS = tuple(f"web-{i:02d}" for i in range(1, 51))
-SERVICES = ("shop-web", "shop-api", "auth", "search", "billing", "inventory", "mailer", "gateway",
-            "recommend", "media")
-PATHS = ("/", "/products", "/products/{n}", "/cart", "/cart/add", "/checkout", "/account", "/search",
-         "/api/v2/orders/{n}", "/static/app.{h}.js")
+SERVICES = ("shop-web", "shop-api", "auth", "search", "billing", "inventory", "mailer", "gateway", "recommend", "media")
+PATHS = (
+    "/",
+    "/products",
+    "/products/{n}",
+    "/cart",
+    "/cart/add",
+    "/checkout",
+    "/account",
+    "/search",
+    "/api/v2/orders/{n}",
+    "/static/app.{h}.js",
+)
 USERS = 20_000
 _US = 1_000_000
 
@@ -57,13 +66,21 @@ _INNER = (
 )
 _RARE = "rebalance: vshard.leader moved bucket {n} to replica {ip}"  # ~30 per 1M events
 _ERRORS = tuple(
-    (t, m) for t, m in (
-        ("KeyError", "'cart'"), ("TimeoutError", "payment provider timed out"), ("ValueError", "invalid quantity"),
-        ("ConnectionError", "connection refused"), ("IntegrityError", "duplicate key value"),
-        ("PermissionError", "not allowed"), ("ZeroDivisionError", "division by zero"),
-        ("AttributeError", "'NoneType' object has no attribute 'id'"), ("JSONDecodeError", "Expecting value"),
+    (t, m)
+    for t, m in (
+        ("KeyError", "'cart'"),
+        ("TimeoutError", "payment provider timed out"),
+        ("ValueError", "invalid quantity"),
+        ("ConnectionError", "connection refused"),
+        ("IntegrityError", "duplicate key value"),
+        ("PermissionError", "not allowed"),
+        ("ZeroDivisionError", "division by zero"),
+        ("AttributeError", "'NoneType' object has no attribute 'id'"),
+        ("JSONDecodeError", "Expecting value"),
         ("OperationalError", "database is locked"),
-    ) for _ in range(3))
+    )
+    for _ in range(3)
+)
 _EVENTS = (("page_view", 10), ("add_to_cart", 3), ("checkout", 1), ("search", 4), ("signup", 0.3))
 
 
@@ -99,22 +116,38 @@ def _fill(rng: random.Random, tpl: str, svc: str) -> str:
             out.append(part)
             continue
         key, rest = part.split("}", 1)
-        out.append({"n": str(rng.randint(1, 99_999)), "h": f"{rng.getrandbits(40):010x}",
-                    "ip": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-                    "p": rng.choice(PATHS).replace("{n}", str(rng.randint(1, 999))).replace("{h}", "9f8e7d"),
-                    "svc": svc, "v": rng.choice(("control", "treatment"))}[key] + rest)
+        out.append(
+            {
+                "n": str(rng.randint(1, 99_999)),
+                "h": f"{rng.getrandbits(40):010x}",
+                "ip": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                "p": rng.choice(PATHS).replace("{n}", str(rng.randint(1, 999))).replace("{h}", "9f8e7d"),
+                "svc": svc,
+                "v": rng.choice(("control", "treatment")),
+            }[key]
+            + rest
+        )
     return "".join(out)
 
 
 def _frames(rng: random.Random, typ: str) -> list[dict[str, Any]]:
     mods = ("shop.web.checkout", "shop.api.orders", "shop.db.session", "shop.payments.client")
     seed = sum(map(ord, typ))
-    return [{"module": mods[(seed + j) % 4], "function": f"f{(seed * 7 + j) % 13}", "lineno": rng.randint(10, 400),
-             "filename": mods[(seed + j) % 4].replace(".", "/") + ".py", "in_app": True} for j in range(3)]
+    return [
+        {
+            "module": mods[(seed + j) % 4],
+            "function": f"f{(seed * 7 + j) % 13}",
+            "lineno": rng.randint(10, 400),
+            "filename": mods[(seed + j) % 4].replace(".", "/") + ".py",
+            "in_app": True,
+        }
+        for j in range(3)
+    ]
 
 
-def generate(n: int, seed: int = 1, now_us: int = 0, days: int = 7, fleet: Fleet | None = None
-             ) -> Iterator[dict[str, Any]]:
+def generate(
+    n: int, seed: int = 1, now_us: int = 0, days: int = 7, fleet: Fleet | None = None
+) -> Iterator[dict[str, Any]]:
     """`n` events, oldest first. `fleet`, when given, collects facts for picking lookups."""
     rng = random.Random(seed)
     user_cum = _weights(USERS, 25)
@@ -134,9 +167,17 @@ def generate(n: int, seed: int = 1, now_us: int = 0, days: int = 7, fleet: Fleet
         session = sessions.get(u) if u is not None else None
         if rng.random() < 0.2:  # an analytics event between requests (~5% of events)
             name = _EVENTS[bisect.bisect_left(event_cum, rng.random() * event_cum[-1])][0]
-            yield {"id": f"{seed}-{i}", "ts": t, "kind": "event", "name": name, "user_id": user,
-                   "session_id": session, "host": rng.choice(HOSTS), "service": "shop-web",
-                   "attrs": {"plan": rng.choice(("free", "pro", "team")), "price": round(rng.uniform(1, 300), 2)}}
+            yield {
+                "id": f"{seed}-{i}",
+                "ts": t,
+                "kind": "event",
+                "name": name,
+                "user_id": user,
+                "session_id": session,
+                "host": rng.choice(HOSTS),
+                "service": "shop-web",
+                "attrs": {"plan": rng.choice(("free", "pro", "team")), "price": round(rng.uniform(1, 300), 2)},
+            }
             i += 1
             continue
         rid = f"req-{seed}-{rng.getrandbits(64):016x}"
@@ -145,8 +186,14 @@ def generate(n: int, seed: int = 1, now_us: int = 0, days: int = 7, fleet: Fleet
         trace = f"{rng.getrandbits(128):032x}"
         method = "GET" if rng.random() < 0.8 else "POST"
         path = rng.choice(PATHS).replace("{n}", str(rng.randint(1, 999))).replace("{h}", "9f8e7d")
-        base = {"request_id": rid, "trace_id": trace, "user_id": user, "session_id": session, "env": "prod",
-                "release": "shop@2.3.1"}
+        base = {
+            "request_id": rid,
+            "trace_id": trace,
+            "user_id": user,
+            "session_id": session,
+            "env": "prod",
+            "release": "shop@2.3.1",
+        }
         k = rng.choice((2, 3, 4, 5, 6, 7, 8))
         dur = int(rng.lognormvariate(3.5, 0.9))
         for j in range(k):
@@ -156,14 +203,23 @@ def generate(n: int, seed: int = 1, now_us: int = 0, days: int = 7, fleet: Fleet
             h = 0 if edge or len(hosts) == 1 else 1 + j % (len(hosts) - 1)
             host = hosts[h]
             svc = SERVICES[0] if edge else SERVICES[1 + (int(rid[-4:], 16) + h) % 9]
-            ev: dict[str, Any] = {**base, "id": f"{seed}-{i}", "ts": t + j * dur * 100, "host": host, "service": svc,
-                                  "logger": svc.replace("-", ".")}
+            ev: dict[str, Any] = {
+                **base,
+                "id": f"{seed}-{i}",
+                "ts": t + j * dur * 100,
+                "host": host,
+                "service": svc,
+                "logger": svc.replace("-", "."),
+            }
             if j == 0:
                 ev.update(level="info", message=f"{method} {path}")
             elif j == k - 1:
                 status = 500 if rng.random() < 0.01 else 200
-                ev.update(level="error" if status == 500 else "info", message=f"{method} {path} {status} {dur}ms",
-                          attrs={"status": status, "duration_ms": dur, "path": path})
+                ev.update(
+                    level="error" if status == 500 else "info",
+                    message=f"{method} {path} {status} {dur}ms",
+                    attrs={"status": status, "duration_ms": dur, "path": path},
+                )
             elif rng.random() < 0.015:  # ~1% of events: an error occurrence
                 typ, msg = _ERRORS[rng.randrange(len(_ERRORS))]
                 ev.update(

@@ -80,10 +80,31 @@ def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> fl
     now = time.time_ns() // 1000
     rows = []
     for ev in (normalize(e, now) for e in events):
-        rows.append((1, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"], ev["message"], ev["service"],
-                     ev["host"], ev["env"], ev["release"], ev["logger"], ev["request_id"], ev["trace_id"],
-                     ev["span_id"], ev["user_id"], ev["session_id"], ev["name"], None, None,
-                     orjson.dumps(ev["attrs"]).decode() if ev["attrs"] else None))
+        rows.append(
+            (
+                1,
+                ev["id"],
+                ev["ts"],
+                ev["received_at"],
+                ev["kind"],
+                ev["level"],
+                ev["message"],
+                ev["service"],
+                ev["host"],
+                ev["env"],
+                ev["release"],
+                ev["logger"],
+                ev["request_id"],
+                ev["trace_id"],
+                ev["span_id"],
+                ev["user_id"],
+                ev["session_id"],
+                ev["name"],
+                None,
+                None,
+                orjson.dumps(ev["attrs"]).decode() if ev["attrs"] else None,
+            )
+        )
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -97,7 +118,7 @@ def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> fl
         last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
         # the store's own insert statements (multi-row INSERTs), without the hub around them
         # (no error groups in this data: `events` is only read for the groups it records)
-        writer.write_batch(conn, 1, (), rows[i:i + batch], (), last)
+        writer.write_batch(conn, 1, (), rows[i : i + batch], (), last)
         conn.execute(writer.INDEX_TEXT, (last,))
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t
@@ -111,15 +132,18 @@ def bench_hub(events: list[dict[str, Any]], batch: int, senders: int, encoding: 
     cctx = zstandard.ZstdCompressor(level=1)
     bodies = []
     for i in range(0, len(events), batch):
-        body = b"\n".join(orjson.dumps(e) for e in events[i:i + batch])
+        body = b"\n".join(orjson.dumps(e) for e in events[i : i + batch])
         bodies.append(cctx.compress(body) if encoding == "zstd" else body)
     headers = {"Authorization": f"Bearer {creds['ingest_token']}", "Content-Type": "application/x-ndjson"}
     if encoding == "zstd":
         headers["Content-Encoding"] = "zstd"
     with hub_process(store_url) as port:
         elapsed = post_all(port, "/api/v1/ingest", headers, bodies, senders)
-        r = httpx.get(f"http://127.0.0.1:{port}/api/v1/search", params={"limit": 1, "q": "kind:log"},
-                      headers={"Authorization": f"Bearer {creds['read_token']}"})
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/search",
+            params={"limit": 1, "q": "kind:log"},
+            headers={"Authorization": f"Bearer {creds['read_token']}"},
+        )
         assert r.status_code == 200 and r.json()["events"], "nothing stored"
     return elapsed
 
@@ -130,14 +154,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--encoding", choices=("identity", "zstd"), default="zstd")
-    ap.add_argument("--opensearch", nargs="?", const="start", default=None, metavar="URL",
-                    help="add the OpenSearch rows: against opensearch://host:port, or a node this bench "
-                         "starts (scripts/opensearch.sh) when no URL is given. Several alternating rounds "
-                         "with medians: bench/ingest_opensearch.py")
+    ap.add_argument(
+        "--opensearch",
+        nargs="?",
+        const="start",
+        default=None,
+        metavar="URL",
+        help="add the OpenSearch rows: against opensearch://host:port, or a node this bench "
+        "starts (scripts/opensearch.sh) when no URL is given. Several alternating rounds "
+        "with medians: bench/ingest_opensearch.py",
+    )
     args = ap.parse_args()
     events = make_events(args.events)
-    print(f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
-          f"{os.cpu_count()} cores", file=sys.stderr)
+    print(
+        f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
+        f"{os.cpu_count()} cores",
+        file=sys.stderr,
+    )
     with tempfile.TemporaryDirectory() as d:
         raw = bench_raw_sqlite(events, args.batch, Path(d) / "raw.db")
         hub = bench_hub(events, args.batch, args.senders, args.encoding, f"sqlite:///{d}/hub.db")
@@ -176,8 +209,10 @@ def _opensearch_rows(events: list[dict[str, Any]], args: argparse.Namespace) -> 
         finally:
             if node is not None:
                 node.stop()
-    return [("direct opensearch-py bulk, same docs", direct, direct),
-            ("hub: HTTP -> validate -> opensearch", hub, direct)]
+    return [
+        ("direct opensearch-py bulk, same docs", direct, direct),
+        ("hub: HTTP -> validate -> opensearch", hub, direct),
+    ]
 
 
 if __name__ == "__main__":

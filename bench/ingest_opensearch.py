@@ -149,7 +149,7 @@ def bench_direct(events: list[dict[str, Any]], batch: int, senders: int, base_ur
         bodies = []
         for i in range(0, len(docs), batch):
             lines = []
-            for _id, doc in docs[i:i + batch]:
+            for _id, doc in docs[i : i + batch]:
                 lines.append(orjson.dumps({"create": {"_index": index, "_id": _id}}))
                 lines.append(orjson.dumps(doc))
             bodies.append(b"\n".join(lines) + b"\n")
@@ -177,8 +177,12 @@ def bench_helpers(events: list[dict[str, Any]], batch: int, senders: int, base_u
             {"_op_type": "create", "_index": index, "_id": _id, "_source": doc} for _id, doc in documents(events)
         ]
         with window() as w:
-            stored = sum(ok for ok, _ in helpers.parallel_bulk(store.client, actions, thread_count=senders,
-                                                                chunk_size=batch, queue_size=senders))
+            stored = sum(
+                ok
+                for ok, _ in helpers.parallel_bulk(
+                    store.client, actions, thread_count=senders, chunk_size=batch, queue_size=senders
+                )
+            )
         assert stored == len(events)
         return w.seconds
 
@@ -189,7 +193,7 @@ def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url
     with fresh_store(base_url, "bs") as store:
         now = time.time_ns() // 1000
         evs = [normalize(e, now) for e in events]
-        batches = [evs[i:i + batch] for i in range(0, len(evs), batch)]
+        batches = [evs[i : i + batch] for i in range(0, len(evs), batch)]
         stored = [0] * senders
 
         def send(k: int, mine: Sequence[list[dict[str, Any]]]) -> None:
@@ -201,8 +205,9 @@ def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url
         return elapsed
 
 
-def run_rounds(events: list[dict[str, Any]], args: argparse.Namespace, base: str
-               ) -> tuple[dict[str, list[float]], dict[str, list[dict[str, float]]]]:
+def run_rounds(
+    events: list[dict[str, Any]], args: argparse.Namespace, base: str
+) -> tuple[dict[str, list[float]], dict[str, list[dict[str, float]]]]:
     """Warm up, then `args.rounds` rounds of direct, helpers, store and hub, alternating.
     Returns each path's seconds and CPU seconds by process, one entry per round."""
     warm_up(base, args.batch, args.senders)
@@ -221,8 +226,12 @@ def run_rounds(events: list[dict[str, Any]], args: argparse.Namespace, base: str
             cpu["hub"].append(_hub.LAST.cpu)
         finally:
             drop_prefix(hub_url)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {args.events / v[-1]:,.0f}/s" for k, v in times.items())
-              + f", hub ratio {times['direct'][-1] / times['hub'][-1]:.2f}", file=sys.stderr)
+        print(
+            f"round {r + 1}: "
+            + ", ".join(f"{k} {args.events / v[-1]:,.0f}/s" for k, v in times.items())
+            + f", hub ratio {times['direct'][-1] / times['hub'][-1]:.2f}",
+            file=sys.stderr,
+        )
     return times, cpu
 
 
@@ -232,14 +241,16 @@ def capacity(per_event: dict[str, float], groups: list[tuple[int, tuple[str, ...
     return min(cores * 1e6 / max(1e-9, sum(per_event.get(p, 0.0) for p in procs)) for cores, procs in groups)
 
 
-def print_cpu(times: dict[str, list[float]], cpu: dict[str, list[dict[str, float]]], labels: dict[str, str],
-              n: int, split: int) -> None:
+def print_cpu(
+    times: dict[str, list[float]], cpu: dict[str, list[dict[str, float]]], labels: dict[str, str], n: int, split: int
+) -> None:
     """The CPU table: µs per event by process, cores kept busy, and the ratio if CPU-bound."""
     procs = [p for p in ("node", "hub", "bench") if any(p in c for cs in cpu.values() for c in cs)]
     per_event = {k: [{p: c.get(p, 0.0) * 1e6 / n for p in procs} for c in cs] for k, cs in cpu.items()}
     ncpu = len(os.sched_getaffinity(0))
     groups: list[tuple[int, tuple[str, ...]]] = (
-        [(split, ("node",)), (ncpu - split, ("hub", "bench"))] if split else [(ncpu, ("node", "hub", "bench"))])
+        [(split, ("node",)), (ncpu - split, ("hub", "bench"))] if split else [(ncpu, ("node", "hub", "bench"))]
+    )
     heads = [f"{p} µs/ev" for p in procs] + ["all µs/ev", "cores busy", "if CPU-bound"]
     print()
     print(f"| {'path':<44} | " + " | ".join(f"{h:>12}" for h in heads) + " |")
@@ -252,11 +263,16 @@ def print_cpu(times: dict[str, list[float]], cpu: dict[str, list[dict[str, float
         bound = statistics.median(
             capacity(r, groups) / capacity(d, groups) for d, r in zip(per_event["direct"], rounds, strict=True)
         )
-        print(f"| {label:<44} | " + " | ".join(f"{v:>12.1f}" for v in cols)
-              + f" | {total:>12.1f} | {busy:>12.2f} | {bound:>12.2f} |")
+        print(
+            f"| {label:<44} | "
+            + " | ".join(f"{v:>12.1f}" for v in cols)
+            + f" | {total:>12.1f} | {busy:>12.2f} | {bound:>12.2f} |"
+        )
     where = " + ".join(f"{'+'.join(ps)} on {c} core(s)" for c, ps in groups)
-    print(f"(CPU per event in the timed windows, medians; if CPU-bound = events/s the cores could carry at "
-          f"these costs, {where}, vs direct's)")
+    print(
+        f"(CPU per event in the timed windows, medians; if CPU-bound = events/s the cores could carry at "
+        f"these costs, {where}, vs direct's)"
+    )
     if "node" not in procs:
         print("(the node runs on another machine: its CPU is not counted)")
 
@@ -269,8 +285,13 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--encoding", choices=("identity", "zstd"), default="zstd")
     ap.add_argument("--opensearch", default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"))
-    ap.add_argument("--split-cores", type=int, default=0, metavar="N",
-                    help="pin the node to N cores and the hub and senders to the others (default: shared)")
+    ap.add_argument(
+        "--split-cores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pin the node to N cores and the hub and senders to the others (default: shared)",
+    )
     args = ap.parse_args()
     events = make_events(args.events)
     node = None
@@ -281,8 +302,11 @@ def main() -> None:
         node = OpenSearchNode(Path(tmp.name) / "node").start()
         base = node.store_url
         print(f"node started in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    print(f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
-          f"{os.cpu_count()} cores, {base}", file=sys.stderr)
+    print(
+        f"{args.events} events, batches of {args.batch}, {args.senders} senders, {args.encoding} bodies, "
+        f"{os.cpu_count()} cores, {base}",
+        file=sys.stderr,
+    )
     try:
         with contextlib.ExitStack() as stack:
             if args.split_cores:
@@ -296,10 +320,12 @@ def main() -> None:
             node.stop()
         tmp.cleanup()
     n = args.events
-    labels = {"direct": "opensearch-py bulk, pre-serialized bytes",
-              "helpers": "opensearch-py helpers.parallel_bulk, dicts",
-              "store": "store.write_events, pre-normalized, no HTTP",
-              "hub": "hub: HTTP -> validate -> opensearch store"}
+    labels = {
+        "direct": "opensearch-py bulk, pre-serialized bytes",
+        "helpers": "opensearch-py helpers.parallel_bulk, dicts",
+        "store": "store.write_events, pre-normalized, no HTTP",
+        "hub": "hub: HTTP -> validate -> opensearch store",
+    }
     print()
     print(f"| {'path':<44} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs direct':>9} |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
@@ -313,8 +339,10 @@ def main() -> None:
         if args.split_cores
         else "all on shared cores"
     )
-    print(f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios; {where};"
-          f" hub vs helpers.parallel_bulk {vs_helpers:.2f})")
+    print(
+        f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios; {where};"
+        f" hub vs helpers.parallel_bulk {vs_helpers:.2f})"
+    )
     print_cpu(times, cpu, labels, n, args.split_cores)
 
 

@@ -94,12 +94,18 @@ def build(store_url: str, n: int, seed: int) -> Meta:
                 batch = []
                 if done % 100_000 == 0:
                     rate = done / (time.perf_counter() - started)
-                    print(f"\r  building {_label(n)}: {done:,}/{n:,} events, {rate:,.0f}/s, "
-                          f"~{(n - done) / rate:,.0f} s left   ", end="", file=sys.stderr, flush=True)
+                    print(
+                        f"\r  building {_label(n)}: {done:,}/{n:,} events, {rate:,.0f}/s, "
+                        f"~{(n - done) / rate:,.0f} s left   ",
+                        end="",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         if batch:
             store.write_events(pid, batch, list(digest(batch, scrubber).values()))
-        print(f"\r  built {_label(n)}: {n:,} events in {time.perf_counter() - started:,.0f} s" + " " * 30,
-              file=sys.stderr)
+        print(
+            f"\r  built {_label(n)}: {n:,} events in {time.perf_counter() - started:,.0f} s" + " " * 30, file=sys.stderr
+        )
     finally:
         store.close()
     users = fleet.users_by_activity()
@@ -227,8 +233,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="100k,1M", help="SQLite store sizes, e.g. 100k,1M,3M,5M (default 100k,1M)")
     ap.add_argument("--samples", type=int, default=30, help="timed requests per query (default 30)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--data", type=Path, default=Path.home() / ".cache/obshub/bench-lookup",
-                    help="where built SQLite stores are kept (default ~/.cache/obshub/bench-lookup)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path.home() / ".cache/obshub/bench-lookup",
+        help="where built SQLite stores are kept (default ~/.cache/obshub/bench-lookup)",
+    )
     ap.add_argument("--rebuild", action="store_true", help="build the SQLite stores again")
     ap.add_argument("--opensearch", help="also measure OpenSearch: `local` or an opensearch:// URL")
     ap.add_argument("--os-sizes", default="1M", help="OpenSearch store sizes (default 1M)")
@@ -266,8 +276,11 @@ def main() -> int:
             cells.append("-" if not v else f"{v[0]:,.0f}" if name == RSS else f"{v[0]:,.0f}/{v[1]:,.0f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| heaviest user's requests | " + " | ".join(f"{heaviest[c]:,}" for c in columns) + " |")
-    print("| samples | " + " | ".join(str(min(v[2] for k, v in results[c].items() if k != RSS)) + "+"
-                                    for c in columns) + " |")
+    print(
+        "| samples | "
+        + " | ".join(str(min(v[2] for k, v in results[c].items() if k != RSS)) + "+" for c in columns)
+        + " |"
+    )
     return 0
 
 

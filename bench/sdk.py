@@ -74,14 +74,18 @@ def _open(path: str | None) -> object:
 
 def _plain_structlog(path: str | None, merge: bool) -> Callable[[], None]:
     stream = _open(path)
-    procs: list = [structlog.processors.add_log_level,
-                   structlog.processors.TimeStamper(fmt="iso", utc=True),
-                   structlog.processors.JSONRenderer()]
+    procs: list = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.JSONRenderer(),
+    ]
     if merge:
         procs.insert(0, structlog.contextvars.merge_contextvars)
     log = structlog.wrap_logger(
-        structlog.WriteLogger(stream), processors=procs,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO), context_class=dict,
+        structlog.WriteLogger(stream),
+        processors=procs,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        context_class=dict,
     )
     return lambda: log.info("order placed", order_id=1234, amount=19.99, currency="EUR")
 
@@ -140,6 +144,7 @@ def run(sink: str, n: int, repeat: int) -> None:
             _render._fast = _render._dumps_stdlib
             call()
             _render._fast = orjson_dumps
+
         return run
 
     sdk = _sdk_structlog()
@@ -152,8 +157,9 @@ def run(sink: str, n: int, repeat: int) -> None:
         ("obshub_sdk via stdlib logging, 4 ids bound", _sdk_stdlib(), request),
     ]
     if orjson_dumps is not _render._dumps_stdlib:
-        variants.append(("obshub_sdk via structlog, 4 ids, stdlib json (no orjson)",
-                         stdlib_json_serializer(sdk), request))
+        variants.append(
+            ("obshub_sdk via structlog, 4 ids, stdlib json (no orjson)", stdlib_json_serializer(sdk), request)
+        )
 
     for _, call, ctx in variants:  # warm-up: caches, first-use logger assembly
         _time(call, 2_000, ctx)
@@ -164,9 +170,11 @@ def run(sink: str, n: int, repeat: int) -> None:
 
     base = best[variants[0][0]]
     width = max(len(name) for name in best)
-    print(f"\nsink={sink}: python {sys.version.split()[0]}, structlog {structlog.__version__}, "
-          f"orjson {'yes' if orjson_dumps is not _render._dumps_stdlib else 'no'}, "
-          f"{n} calls x {repeat} rounds, best round")
+    print(
+        f"\nsink={sink}: python {sys.version.split()[0]}, structlog {structlog.__version__}, "
+        f"orjson {'yes' if orjson_dumps is not _render._dumps_stdlib else 'no'}, "
+        f"{n} calls x {repeat} rounds, best round"
+    )
     print(f"{'variant':<{width}}  {'ns/call':>8}  {'vs baseline':>11}")
     for name, ns in best.items():
         print(f"{name:<{width}}  {ns:>8.0f}  {ns / base:>10.2f}x")
@@ -178,7 +186,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="rounds; the best one counts")
     parser.add_argument("--sink", choices=["file", "null", "both"], default="both")
     args = parser.parse_args()
-    for sink in (["null", "file"] if args.sink == "both" else [args.sink]):
+    for sink in ["null", "file"] if args.sink == "both" else [args.sink]:
         run(sink, args.n, args.repeat)
 
 

@@ -67,8 +67,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return PlainTextResponse(generate_latest(hub_of(request).telemetry.registry),
-                             media_type=CONTENT_TYPE_LATEST)
+    return PlainTextResponse(generate_latest(hub_of(request).telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 ops_routes: list[BaseRoute] = [
@@ -96,9 +95,13 @@ def bootstrap(store: Store, settings: Settings, out: Any = None) -> dict[str, An
 
 def create_app(settings: Settings, store: Store | None = None, telemetry: Telemetry | None = None) -> Starlette:
     store = store if store is not None else open_store(settings.store)
-    hub = Hub(settings=settings, store=store, telemetry=telemetry or Telemetry.create(),
-              tokens=auth.TokenCache(settings.token_cache_s),
-              scrubber=Scrubber(tuple(settings.scrub_keys.split(",")), enabled=settings.scrub))
+    hub = Hub(
+        settings=settings,
+        store=store,
+        telemetry=telemetry or Telemetry.create(),
+        tokens=auth.TokenCache(settings.token_cache_s),
+        scrubber=Scrubber(tuple(settings.scrub_keys.split(",")), enabled=settings.scrub),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -27,8 +27,18 @@ from typing import Any
 from obshub.errors import AuthError, Conflict, NotFound
 from obshub.store.base import Project, Store, TokenRecord, TokenScope
 
-__all__ = ["SCOPES", "AuthError", "Revoked", "TokenCache", "authorize", "create_project", "create_token",
-           "hash_token", "new_token", "revoke_token"]
+__all__ = [
+    "SCOPES",
+    "AuthError",
+    "Revoked",
+    "TokenCache",
+    "authorize",
+    "create_project",
+    "create_token",
+    "hash_token",
+    "new_token",
+    "revoke_token",
+]
 
 _PREFIX = {"ingest": "obi_", "read": "obr_"}
 SCOPES = tuple(_PREFIX)
@@ -50,11 +60,22 @@ def create_project(store: Store, name: str, base_url: str) -> dict[str, Any]:
     """Create a project with fresh tokens; returns the JSON of `obshub project create`."""
     ingest, read = new_token("ingest"), new_token("read")
     public_key = secrets.token_hex(16)  # Sentry DSN key; sentry-sdk accepts any string
-    project = store.create_project(name, public_key, [("ingest", hash_token(ingest), PROJECT_LABEL),
-                                                       ("read", hash_token(read), PROJECT_LABEL),
-                                                       ("ingest", hash_token(public_key), SENTRY_LABEL)])
-    return {"project": project.name, "project_id": project.id, "ingest_token": ingest,
-            "read_token": read, "dsn": dsn(project, base_url)}
+    project = store.create_project(
+        name,
+        public_key,
+        [
+            ("ingest", hash_token(ingest), PROJECT_LABEL),
+            ("read", hash_token(read), PROJECT_LABEL),
+            ("ingest", hash_token(public_key), SENTRY_LABEL),
+        ],
+    )
+    return {
+        "project": project.name,
+        "project_id": project.id,
+        "ingest_token": ingest,
+        "read_token": read,
+        "dsn": dsn(project, base_url),
+    }
 
 
 def dsn(project: Project, base_url: str, key: str | None = None) -> str:
@@ -95,8 +116,14 @@ def revoke_token(store: Store, ref: str) -> Revoked:
         raise Conflict(f"{len(matches)} tokens have the id {ref}: revoke with the token itself")
     before = matches[0]
     revoked = store.revoke_token(before.hash) or before  # tokens are never deleted
-    left = sum(1 for t in tokens if t.project_id == before.project_id and t.scope == before.scope
-               and t.revoked_at is None and t.hash != before.hash)
+    left = sum(
+        1
+        for t in tokens
+        if t.project_id == before.project_id
+        and t.scope == before.scope
+        and t.revoked_at is None
+        and t.hash != before.hash
+    )
     project = store.get_project_by_id(before.project_id)
     dsn_key = project is not None and hash_token(project.public_key) == before.hash
     return Revoked(revoked, before.revoked_at is not None, left, dsn_key)

@@ -30,8 +30,11 @@ DEFAULT_URL = "http://127.0.0.1:8480"
 
 
 def _add_client_args(p: argparse.ArgumentParser, token_help: str) -> None:
-    p.add_argument("--url", default=os.environ.get("OBSHUB_URL", DEFAULT_URL),
-                   help=f"hub base URL (env OBSHUB_URL; default {DEFAULT_URL})")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("OBSHUB_URL", DEFAULT_URL),
+        help=f"hub base URL (env OBSHUB_URL; default {DEFAULT_URL})",
+    )
     p.add_argument("--token", default=os.environ.get("OBSHUB_TOKEN"), help=f"{token_help} (env OBSHUB_TOKEN)")
 
 
@@ -43,8 +46,13 @@ def _add_time_args(p: argparse.ArgumentParser, default_from: str | None = "-24h"
     """`--from/--to` (as `args.from_`, `args.to`) for every command with a time range. `main`
     lets their values start with '-' (`--from -7d`): see `_join_time_values`."""
     start = f"; default {default_from}" if default_from else ""
-    p.add_argument("--from", dest="from_", metavar="TIME", default=default_from,
-                   help=f"start: RFC 3339, an epoch number, or relative to now (-15m, -24h, -7d){start}")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        metavar="TIME",
+        default=default_from,
+        help=f"start: RFC 3339, an epoch number, or relative to now (-15m, -24h, -7d){start}",
+    )
     p.add_argument("--to", metavar="TIME", default=None, help="end, same forms (exclusive); default now")
 
 
@@ -68,9 +76,14 @@ def _join_time_values(argv: list[str]) -> list[str]:
 
 
 def _add_store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", metavar="URL", help=(
-        "store URL (default, as for `serve`: OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, "
-        "or sqlite:///./obshub-data/obshub.db)"))
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help=(
+            "store URL (default, as for `serve`: OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, "
+            "or sqlite:///./obshub-data/obshub.db)"
+        ),
+    )
 
 
 def _label(value: str) -> str:
@@ -87,68 +100,116 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sp = sub.add_parser("serve", help="run the hub", description=(
-        "Run the hub (HTTP API, ingest, web explorer). A store that is unavailable at start (cluster down "
-        "or still starting) is retried for OBSHUB_STORE_WAIT_S seconds (default 60); then exit status 1. "
-        "A bad setting: exit status 2, naming it."))
+    sp = sub.add_parser(
+        "serve",
+        help="run the hub",
+        description=(
+            "Run the hub (HTTP API, ingest, web explorer). A store that is unavailable at start (cluster down "
+            "or still starting) is retried for OBSHUB_STORE_WAIT_S seconds (default 60); then exit status 1. "
+            "A bad setting: exit status 2, naming it."
+        ),
+    )
     sp.add_argument("--host", help="listen address (env OBSHUB_HOST; default 127.0.0.1)")
     sp.add_argument("--port", type=int, help="listen port (env OBSHUB_PORT; default 8480)")
     sp.add_argument("--store", help="store URL (env OBSHUB_STORE; default sqlite:///./obshub-data/obshub.db)")
     sp.add_argument("--demo", action="store_true", help="load the demo dataset into project 'default' before serving")
 
-    pp = sub.add_parser("project", help="manage projects", description=(
-        "Create or list projects, in the store the hub uses (same settings as `serve`). DSNs carry "
-        "public_url (OBSHUB_PUBLIC_URL; default http://host:port)."))
+    pp = sub.add_parser(
+        "project",
+        help="manage projects",
+        description=(
+            "Create or list projects, in the store the hub uses (same settings as `serve`). DSNs carry "
+            "public_url (OBSHUB_PUBLIC_URL; default http://host:port)."
+        ),
+    )
     psub = pp.add_subparsers(dest="action", metavar="ACTION", required=True)
-    pc = psub.add_parser("create", help="create a project and print its tokens as JSON", description=(
-        "Create a project; prints {project, project_id, ingest_token, read_token, dsn} (the tokens are shown "
-        "only this once). With no store at the store URL, makes a new one and says so on stderr."))
+    pc = psub.add_parser(
+        "create",
+        help="create a project and print its tokens as JSON",
+        description=(
+            "Create a project; prints {project, project_id, ingest_token, read_token, dsn} (the tokens are shown "
+            "only this once). With no store at the store URL, makes a new one and says so on stderr."
+        ),
+    )
     pc.add_argument("name")
     _add_store_arg(pc)
-    pl = psub.add_parser("list", help="list projects", description=(
-        "List projects as JSON lines {project, project_id, dsn}. With no store at the store URL: exit status 1."))
+    pl = psub.add_parser(
+        "list",
+        help="list projects",
+        description=(
+            "List projects as JSON lines {project, project_id, dsn}. With no store at the store URL: exit status 1."
+        ),
+    )
     _add_store_arg(pl)
 
-    tp = sub.add_parser("token", help="list, create or revoke a project's tokens", description=(
-        "Manage tokens in the store the hub uses (same settings as `serve`; with no store there: exit status 1). "
-        "Secrets are shown once, at creation; the store keeps only their SHA-256, and a token is named by its "
-        "id (12 hex digits of that hash). A revoked token is refused by every hub within token_cache_s "
-        "(default 10 s)."))
+    tp = sub.add_parser(
+        "token",
+        help="list, create or revoke a project's tokens",
+        description=(
+            "Manage tokens in the store the hub uses (same settings as `serve`; with no store there: exit status 1). "
+            "Secrets are shown once, at creation; the store keeps only their SHA-256, and a token is named by its "
+            "id (12 hex digits of that hash). A revoked token is refused by every hub within token_cache_s "
+            "(default 10 s)."
+        ),
+    )
     tsub = tp.add_subparsers(dest="action", metavar="ACTION", required=True)
-    tl = tsub.add_parser("list", help="list tokens (never their secrets)", description=(
-        "Tokens as JSON lines {id, project, scope, label, created_at, revoked_at}, oldest first, revoked ones "
-        "included."))
+    tl = tsub.add_parser(
+        "list",
+        help="list tokens (never their secrets)",
+        description=(
+            "Tokens as JSON lines {id, project, scope, label, created_at, revoked_at}, oldest first, revoked ones "
+            "included."
+        ),
+    )
     tl.add_argument("--project", metavar="NAME", help="only this project's tokens (default: every project)")
     _add_store_arg(tl)
-    tc = tsub.add_parser("create", help="create a token and print it once", description=(
-        "Create a token; prints {id, project, project_id, scope, label, token} as JSON, plus a dsn for an "
-        "ingest token (any ingest token works as a Sentry key)."))
+    tc = tsub.add_parser(
+        "create",
+        help="create a token and print it once",
+        description=(
+            "Create a token; prints {id, project, project_id, scope, label, token} as JSON, plus a dsn for an "
+            "ingest token (any ingest token works as a Sentry key)."
+        ),
+    )
     tc.add_argument("--project", metavar="NAME", required=True)
-    tc.add_argument("--scope", choices=SCOPES, required=True,
-                    help="read: query and web UI; ingest: send events")
+    tc.add_argument("--scope", choices=SCOPES, required=True, help="read: query and web UI; ingest: send events")
     tc.add_argument("--label", type=_label, default="", help="what the token is for, e.g. 'agents on web-*'")
     _add_store_arg(tc)
-    tv = tsub.add_parser("revoke", help="revoke a token", description=(
-        "Revoke a token: every hub refuses it within token_cache_s (a web session using it ends within that "
-        "time too). Revoking a project's last token of a scope is allowed, with a warning. Prints the revoked "
-        "token as JSON; revoking twice is not an error."))
+    tv = tsub.add_parser(
+        "revoke",
+        help="revoke a token",
+        description=(
+            "Revoke a token: every hub refuses it within token_cache_s (a web session using it ends within that "
+            "time too). Revoking a project's last token of a scope is allowed, with a warning. Prints the revoked "
+            "token as JSON; revoking twice is not an error."
+        ),
+    )
     tv.add_argument("token", metavar="TOKEN_ID", help="the id from `obshub token list`, or the token itself")
     _add_store_arg(tv)
 
-    dp = sub.add_parser("demo", help="send a realistic demo dataset to a running hub",
-                        description="Send 3 hosts x 2 services x 50 users of logs, errors and analytics events.")
+    dp = sub.add_parser(
+        "demo",
+        help="send a realistic demo dataset to a running hub",
+        description="Send 3 hosts x 2 services x 50 users of logs, errors and analytics events.",
+    )
     _add_client_args(dp, "ingest token")
 
-    sr = sub.add_parser("search", help="search events", description=(
-        "Search events with the query language, e.g. obshub search 'host:web-7' --from -7d"))
-    sr.add_argument("query", nargs="?", default="", help='e.g. \'level:error service:api "timed out"\'')
+    sr = sub.add_parser(
+        "search",
+        help="search events",
+        description=("Search events with the query language, e.g. obshub search 'host:web-7' --from -7d"),
+    )
+    sr.add_argument("query", nargs="?", default="", help="e.g. 'level:error service:api \"timed out\"'")
     _add_time_args(sr)
     sr.add_argument("--limit", type=int, default=50, help="events to show (default 50, max 1000)")
     sr.add_argument("--json", action="store_true", help="print the API response as JSON")
     _add_client_args(sr, "read token")
 
-    tr = sub.add_parser("trace", help="show every event of a request or trace id, across hosts",
-                        description="Show every event whose request_id or trace_id is ID, oldest first.")
+    tr = sub.add_parser(
+        "trace",
+        help="show every event of a request or trace id, across hosts",
+        description="Show every event whose request_id or trace_id is ID, oldest first.",
+    )
     tr.add_argument("id")
     tr.add_argument("--json", action="store_true", help="print the API response as JSON")
     _add_client_args(tr, "read token")
@@ -227,8 +288,14 @@ def _serve(args: argparse.Namespace) -> int:
     failed: list[BaseException] = []
     try:
         # 5 s grace: open live-tail streams must not hold a stopping hub for their full rotation.
-        uvicorn.run(_startup_errors_to(failed, app), host=settings.host, port=settings.port, log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.run(
+            _startup_errors_to(failed, app),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
     except SystemExit:  # uvicorn's exit when the app's startup failed
         if not failed:
             raise
@@ -254,8 +321,11 @@ def _wait_for_store(store: Store, wait_s: float) -> None:
             if left <= 0:
                 raise
             pause = min(delay, left)
-            print(f"obshub: waiting for the store ({e}); next try in {pause:.0f} s, "
-                  f"{left:.0f} s left (store_wait_s)", file=sys.stderr, flush=True)
+            print(
+                f"obshub: waiting for the store ({e}); next try in {pause:.0f} s, {left:.0f} s left (store_wait_s)",
+                file=sys.stderr,
+                flush=True,
+            )
             time.sleep(pause)
             delay = min(2 * delay, 10.0)
             continue
@@ -313,8 +383,10 @@ def _configure_logging(level: str) -> None:
     num = logging.getLevelName(level.upper())
     if not isinstance(num, int):
         raise ConfigError(f"OBSHUB_LOG_LEVEL: unknown level {level!r} (debug, info, warning, error)")
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(num),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(num),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
 
 
 def _load_demo_direct(hub: Hub, settings: Settings) -> None:
@@ -346,7 +418,7 @@ def _load_demo_direct(hub: Hub, settings: Settings) -> None:
             for host in hosts:
                 mine = [e for e in raw if e.get("host", "") == host]
                 for i in range(0, len(mine), 1000):
-                    batch = pipeline.prepare(mine[i:i + 1000], now, hub.scrubber, settings.limits)
+                    batch = pipeline.prepare(mine[i : i + 1000], now, hub.scrubber, settings.limits)
                     stored += (await pipeline.write(hub, project.id, batch)).accepted
             return stored
 
@@ -366,12 +438,20 @@ def _open_store(url: str | None, create: bool = False) -> tuple[Store, Settings]
     settings = load_settings(store=url)
     store = open_store(settings.store)
     if not store.exists():
-        notes = [note for note, yes in (("the default", settings.store == Settings.store),
-                                        (f"in {os.getcwd()}", store.url.startswith("sqlite:///./"))) if yes]
+        notes = [
+            note
+            for note, yes in (
+                ("the default", settings.store == Settings.store),
+                (f"in {os.getcwd()}", store.url.startswith("sqlite:///./")),
+            )
+            if yes
+        ]
         where = store.url + (f" ({', '.join(notes)})" if notes else "")
         if not create:
-            raise NotFound(f"no store at {where}: point OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, "
-                           "or --store at the hub's store")
+            raise NotFound(
+                f"no store at {where}: point OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, "
+                "or --store at the hub's store"
+            )
         print(f"obshub: no store at {where}: creating a new one", file=sys.stderr)
     store.open()
     return store, settings
@@ -399,9 +479,16 @@ def _project(args: argparse.Namespace) -> int:
 def _token_json(t: TokenRecord, project: str) -> str:
     from obshub.events import format_ts
 
-    return json.dumps({"id": t.id, "project": project, "scope": t.scope, "label": t.label,
-                       "created_at": format_ts(t.created_at),
-                       "revoked_at": format_ts(t.revoked_at) if t.revoked_at is not None else None})
+    return json.dumps(
+        {
+            "id": t.id,
+            "project": project,
+            "scope": t.scope,
+            "label": t.label,
+            "created_at": format_ts(t.created_at),
+            "revoked_at": format_ts(t.revoked_at) if t.revoked_at is not None else None,
+        }
+    )
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -421,8 +508,14 @@ def _token(args: argparse.Namespace) -> int:
         elif args.action == "create":
             assert project is not None  # --project is required
             secret, t = auth.create_token(store, project, args.scope, args.label)
-            out = {"id": t.id, "project": project.name, "project_id": project.id, "scope": t.scope,
-                   "label": t.label, "token": secret}
+            out = {
+                "id": t.id,
+                "project": project.name,
+                "project_id": project.id,
+                "scope": t.scope,
+                "label": t.label,
+                "token": secret,
+            }
             if t.scope == "ingest":
                 out["dsn"] = auth.dsn(project, settings.base_url, key=secret)
             print(json.dumps(out))
@@ -448,17 +541,27 @@ def _revoke(store: Store, settings: Settings, ref: str, names: dict[int, str]) -
     if r.already:
         print(f"obshub: {what} was already revoked, at {format_ts(t.revoked_at or 0)}", file=sys.stderr)
         return 0
-    print(f"obshub: revoked {what}; every hub refuses it within token_cache_s ({settings.token_cache_s:g} s)",
-          file=sys.stderr)
+    print(
+        f"obshub: revoked {what}; every hub refuses it within token_cache_s ({settings.token_cache_s:g} s)",
+        file=sys.stderr,
+    )
     if r.dsn_key:
-        print(f"obshub: warning: this was the key of project {name!r}'s DSN: Sentry SDKs using that DSN can no "
-              f"longer send; a new DSN comes with: obshub token create --project {name} --scope ingest",
-              file=sys.stderr)
+        print(
+            f"obshub: warning: this was the key of project {name!r}'s DSN: Sentry SDKs using that DSN can no "
+            f"longer send; a new DSN comes with: obshub token create --project {name} --scope ingest",
+            file=sys.stderr,
+        )
     if r.left == 0:
-        print(f"obshub: warning: project {name!r} has no {t.scope} token left"
-              + (" (agents, SDKs and Sentry DSNs of it can no longer send)" if t.scope == "ingest"
-                 else " (nothing can query it or log in to it)")
-              + f"; make one with: obshub token create --project {name} --scope {t.scope}", file=sys.stderr)
+        print(
+            f"obshub: warning: project {name!r} has no {t.scope} token left"
+            + (
+                " (agents, SDKs and Sentry DSNs of it can no longer send)"
+                if t.scope == "ingest"
+                else " (nothing can query it or log in to it)"
+            )
+            + f"; make one with: obshub token create --project {name} --scope {t.scope}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -544,11 +647,15 @@ def _trace(args: argparse.Namespace) -> int:
         # Order on corrected time: raw time minus the host's estimated clock offset.
         events = sorted(events, key=lambda e: parse_ts(e["ts"]) - skew.get(e.get("host"), 0) * 1000)
         hosts = list(dict.fromkeys(e["host"] for e in events if e.get("host")))
-    print(f"trace {data['id']}: {len(events)} events, hosts {', '.join(hosts)}, "
-          f"services {', '.join(data['services'])}, {data['error_count']} errors")
+    print(
+        f"trace {data['id']}: {len(events)} events, hosts {', '.join(hosts)}, "
+        f"services {', '.join(data['services'])}, {data['error_count']} errors"
+    )
     if skew:
-        print("ordered on corrected time; estimated clock skew: "
-              + ", ".join(f"{h} {ms:+d} ms" for h, ms in sorted(skew.items())))
+        print(
+            "ordered on corrected time; estimated clock skew: "
+            + ", ".join(f"{h} {ms:+d} ms" for h, ms in sorted(skew.items()))
+        )
     for e in events:
         print(_line(e))
     return 0
@@ -569,14 +676,17 @@ def _demo(args: argparse.Namespace) -> int:
     chunks = []
     for host in sorted({e.get("host", "") for e in events}):
         mine = [e for e in events if e.get("host", "") == host]
-        chunks += [(host, mine[i:i + batch]) for i in range(0, len(mine), batch)]
+        chunks += [(host, mine[i : i + batch]) for i in range(0, len(mine), batch)]
     with _client(args) as c:
         for host, chunk in chunks:
             body = "\n".join(json.dumps(e) for e in chunk).encode()
             sent_at = (now_us() + CLOCK_SKEW_US.get(host, 0)) / 1e6
             try:
-                r = c.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson",
-                                                                    "X-Obshub-Sent-At": f"{sent_at:.6f}"})
+                r = c.post(
+                    "/api/v1/ingest",
+                    content=body,
+                    headers={"Content-Type": "application/x-ndjson", "X-Obshub-Sent-At": f"{sent_at:.6f}"},
+                )
             except httpx.HTTPError as e:
                 return _die(f"cannot reach the hub at {args.url}: {e}", 1)
             if r.status_code != 200:
@@ -603,23 +713,35 @@ def _demo(args: argparse.Namespace) -> int:
 
 # -- export: every match of a query, streamed from GET /api/v1/export (obshub/query/export.py)
 
+
 def _add_export_parser(sub: Any) -> None:
-    ex = sub.add_parser("export", help="export every match of a query as CSV or NDJSON", description=(
-        "Stream every event matching QUERY, oldest first, without a row cap, from the hub's export "
-        "(GET /api/v1/export). CSV columns: the core fields in a fixed order, then one attrs.<key> column "
-        "per attribute key of the first 1,000 rows, then `attrs` (JSON of the remaining attributes); "
-        "--columns picks exact columns instead. A progress line (rows, rate) goes to stderr. With -o the "
-        "export is written to a temporary file beside FILE and renamed to FILE only when complete. Exit "
-        "status 1 when the hub refuses the query or the stream breaks (the hub ends an export the store "
-        "failed in without its final chunk; stdout then holds a partial export, -o FILE is left untouched)."))
-    ex.add_argument("query", nargs="?", default="", help='e.g. \'level:error service:api "timed out"\'')
+    ex = sub.add_parser(
+        "export",
+        help="export every match of a query as CSV or NDJSON",
+        description=(
+            "Stream every event matching QUERY, oldest first, without a row cap, from the hub's export "
+            "(GET /api/v1/export). CSV columns: the core fields in a fixed order, then one attrs.<key> column "
+            "per attribute key of the first 1,000 rows, then `attrs` (JSON of the remaining attributes); "
+            "--columns picks exact columns instead. A progress line (rows, rate) goes to stderr. With -o the "
+            "export is written to a temporary file beside FILE and renamed to FILE only when complete. Exit "
+            "status 1 when the hub refuses the query or the stream breaks (the hub ends an export the store "
+            "failed in without its final chunk; stdout then holds a partial export, -o FILE is left untouched)."
+        ),
+    )
+    ex.add_argument("query", nargs="?", default="", help="e.g. 'level:error service:api \"timed out\"'")
     _add_time_args(ex)  # --to defaults to the moment the export starts
     ex.add_argument("--format", choices=("csv", "ndjson"), default="csv", help="output format (default csv)")
-    ex.add_argument("--columns", default=None,
-                    help="CSV only: exact columns, comma-separated (core fields, attrs.KEY or a bare attribute "
-                         "key, `attrs` for the rest), e.g. ts,host,message,attrs.duration_ms")
-    ex.add_argument("--spreadsheet", action="store_true",
-                    help="CSV only: prefix cells starting with = + - @ with ' so spreadsheets do not run them")
+    ex.add_argument(
+        "--columns",
+        default=None,
+        help="CSV only: exact columns, comma-separated (core fields, attrs.KEY or a bare attribute "
+        "key, `attrs` for the rest), e.g. ts,host,message,attrs.duration_ms",
+    )
+    ex.add_argument(
+        "--spreadsheet",
+        action="store_true",
+        help="CSV only: prefix cells starting with = + - @ with ' so spreadsheets do not run them",
+    )
     ex.add_argument("-o", "--output", metavar="FILE", default=None, help="write to FILE instead of stdout")
     _add_client_args(ex, "read token")
 
@@ -655,8 +777,12 @@ class _ExportProgress:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            print(("\r" if self.tty else "") + self._status(now), end="" if self.tty else "\n",
-                  file=sys.stderr, flush=True)
+            print(
+                ("\r" if self.tty else "") + self._status(now),
+                end="" if self.tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _status(self, now: float) -> str:
         took = max(now - self.started, 1e-6)
@@ -672,8 +798,14 @@ def _export(args: argparse.Namespace) -> int:
 
     import httpx
 
-    params = {"q": args.query, "from": args.from_, "to": args.to, "format": args.format, "columns": args.columns,
-              "spreadsheet": "1" if args.spreadsheet else None}
+    params = {
+        "q": args.query,
+        "from": args.from_,
+        "to": args.to,
+        "format": args.format,
+        "columns": args.columns,
+        "spreadsheet": "1" if args.spreadsheet else None,
+    }
     tmp = None
     sink: BinaryIO
     if args.output:
@@ -710,8 +842,10 @@ def _export(args: argparse.Namespace) -> int:
             return _die(f"cannot reach the hub at {args.url}: {e}", 1)
         progress.done()
         where = f"{args.output} left untouched" if tmp is not None else "stdout holds a partial export"
-        return _die(f"export incomplete: the stream broke after {progress.rows:,} rows ({e}; the hub's log says "
-                    f"why); {where}", 1)
+        return _die(
+            f"export incomplete: the stream broke after {progress.rows:,} rows ({e}; the hub's log says why); {where}",
+            1,
+        )
     except BrokenPipeError:  # `obshub export ... | head`: the reader is gone, nothing left to do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -31,29 +31,74 @@ _US = 1_000_000
 
 
 def _frames(*calls: tuple[str, str, int]) -> list[dict[str, Any]]:
-    return [{"module": m, "function": f, "filename": m.replace(".", "/") + ".py", "lineno": ln,
-             "in_app": m.startswith("shop")} for m, f, ln in calls]
+    return [
+        {
+            "module": m,
+            "function": f,
+            "filename": m.replace(".", "/") + ".py",
+            "lineno": ln,
+            "in_app": m.startswith("shop"),
+        }
+        for m, f, ln in calls
+    ]
 
 
-def _request(rng: random.Random, now: int, t: int, user: str, session: str, host: str, n: int,
-             run: str) -> list[dict[str, Any]]:
+def _request(
+    rng: random.Random, now: int, t: int, user: str, session: str, host: str, n: int, run: str
+) -> list[dict[str, Any]]:
     rid = f"req-{run}-{n:05d}"
     trace = f"{rng.getrandbits(128):032x}"
     path = rng.choice(PATHS)
     dur = int(rng.lognormvariate(3.5, 0.8))
-    base = {"request_id": rid, "trace_id": trace, "user_id": user, "session_id": session, "host": host,
-            "env": "prod", "release": "shop@1.4.2"}
+    base = {
+        "request_id": rid,
+        "trace_id": trace,
+        "user_id": user,
+        "session_id": session,
+        "host": host,
+        "env": "prod",
+        "release": "shop@1.4.2",
+    }
     evs = [
-        {**base, "ts": t, "service": "shop-web", "logger": "shop.web", "level": "info",
-         "message": f"GET {path}", "attrs": {"http": {"method": "GET", "path": path}}},
-        {**base, "ts": t + dur * 400, "service": "shop-api", "logger": "shop.api", "level": "debug",
-         "message": f"query products took {dur // 2} ms", "attrs": {"db": {"rows": rng.randint(1, 40)}}},
-        {**base, "ts": t + dur * 1000, "service": "shop-web", "logger": "shop.access", "level": "info",
-         "message": f"GET {path} 200 {dur}ms", "attrs": {"status": 200, "duration_ms": dur, "path": path}},
+        {
+            **base,
+            "ts": t,
+            "service": "shop-web",
+            "logger": "shop.web",
+            "level": "info",
+            "message": f"GET {path}",
+            "attrs": {"http": {"method": "GET", "path": path}},
+        },
+        {
+            **base,
+            "ts": t + dur * 400,
+            "service": "shop-api",
+            "logger": "shop.api",
+            "level": "debug",
+            "message": f"query products took {dur // 2} ms",
+            "attrs": {"db": {"rows": rng.randint(1, 40)}},
+        },
+        {
+            **base,
+            "ts": t + dur * 1000,
+            "service": "shop-web",
+            "logger": "shop.access",
+            "level": "info",
+            "message": f"GET {path} 200 {dur}ms",
+            "attrs": {"status": 200, "duration_ms": dur, "path": path},
+        },
     ]
     if rng.random() < 0.15:
-        evs.append({**base, "ts": t + dur * 500, "service": "shop-api", "logger": "shop.api.cache",
-                    "level": "warning", "message": f"cache miss for product {rng.randint(1, 500)}, falling back to db"})
+        evs.append(
+            {
+                **base,
+                "ts": t + dur * 500,
+                "service": "shop-api",
+                "logger": "shop.api.cache",
+                "level": "warning",
+                "message": f"cache miss for product {rng.randint(1, 500)}, falling back to db",
+            }
+        )
     return evs
 
 
@@ -102,9 +147,18 @@ def generate(now_us: int, run: str = "demo", seed: int = 7) -> list[dict[str, An
                 )
             t += rng.randint(5, 240) * _US
         if rng.random() < 0.3:
-            out.append({"ts": t, "kind": "event", "name": "checkout", "user_id": user, "session_id": session,
-                        "host": rng.choice(HOSTS), "service": "shop-web",
-                        "attrs": {"plan": plan, "amount": round(rng.uniform(10, 400), 2), "currency": "EUR"}})
+            out.append(
+                {
+                    "ts": t,
+                    "kind": "event",
+                    "name": "checkout",
+                    "user_id": user,
+                    "session_id": session,
+                    "host": rng.choice(HOSTS),
+                    "service": "shop-web",
+                    "attrs": {"plan": plan, "amount": round(rng.uniform(10, 400), 2), "currency": "EUR"},
+                }
+            )
     out.extend(_error_burst(rng, now_us - 40 * 60 * _US))
     out.extend(_story(now_us - 25 * 60 * _US))
     out.sort(key=lambda e: e["ts"])
@@ -142,8 +196,16 @@ def _error_burst(rng: random.Random, t0: int) -> Iterator[dict[str, Any]]:
                 ),
             },
         }
-        yield {"ts": t - 5_000_100, "host": "web-3", "service": "shop-api", "level": "info", "request_id": rid,
-               "user_id": user, "logger": "shop.api.payments", "message": "charging card via provider"}
+        yield {
+            "ts": t - 5_000_100,
+            "host": "web-3",
+            "service": "shop-api",
+            "level": "info",
+            "request_id": rid,
+            "user_id": user,
+            "logger": "shop.api.payments",
+            "message": "charging card via provider",
+        }
 
 
 def _story(t: int) -> list[dict[str, Any]]:

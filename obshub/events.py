@@ -68,20 +68,57 @@ _ALIASES = {
 
 _LEVEL_MAP = {
     # python logging, log4j, java.util.logging, syslog names, common shorthands
-    "debug": "debug", "trace": "debug", "verbose": "debug", "fine": "debug", "finer": "debug",
-    "finest": "debug", "notset": "debug", "d": "debug", "v": "debug", "dbg": "debug",
-    "info": "info", "information": "info", "informational": "info", "notice": "info",
-    "config": "info", "i": "info", "inf": "info",
-    "warning": "warning", "warn": "warning", "w": "warning", "wrn": "warning",
-    "error": "error", "err": "error", "severe": "error", "e": "error", "exception": "error",
-    "critical": "critical", "crit": "critical", "fatal": "critical", "emerg": "critical",
-    "emergency": "critical", "alert": "critical", "panic": "critical", "f": "critical",
+    "debug": "debug",
+    "trace": "debug",
+    "verbose": "debug",
+    "fine": "debug",
+    "finer": "debug",
+    "finest": "debug",
+    "notset": "debug",
+    "d": "debug",
+    "v": "debug",
+    "dbg": "debug",
+    "info": "info",
+    "information": "info",
+    "informational": "info",
+    "notice": "info",
+    "config": "info",
+    "i": "info",
+    "inf": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "w": "warning",
+    "wrn": "warning",
+    "error": "error",
+    "err": "error",
+    "severe": "error",
+    "e": "error",
+    "exception": "error",
+    "critical": "critical",
+    "crit": "critical",
+    "fatal": "critical",
+    "emerg": "critical",
+    "emergency": "critical",
+    "alert": "critical",
+    "panic": "critical",
+    "f": "critical",
     "a": "critical",
 }
 # syslog severities 0-7 (RFC 5424) and python's numeric levels 10..50.
 _NUMERIC_LEVELS = {
-    0: "critical", 1: "critical", 2: "critical", 3: "error", 4: "warning", 5: "info", 6: "info",
-    7: "debug", 10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical",
+    0: "critical",
+    1: "critical",
+    2: "critical",
+    3: "error",
+    4: "warning",
+    5: "info",
+    6: "info",
+    7: "debug",
+    10: "debug",
+    20: "info",
+    30: "warning",
+    40: "error",
+    50: "critical",
 }
 
 _ID_MAX = 128
@@ -241,10 +278,25 @@ def _as_text(value: Any, field: str) -> str:
 # The normalized event's fields in their order, before `fingerprint` and `attrs`. `kind` and
 # `level` are None here so that a client's explicit null reads as "not given", like an absent key.
 _BASE: dict[str, Any] = {
-    "id": None, "ts": None, "received_at": None, "kind": None, "level": None, "message": None,
-    "service": None, "host": None, "env": None, "release": None, "logger": None, "name": None,
-    "request_id": None, "trace_id": None, "span_id": None, "user_id": None, "session_id": None,
-    "error": None, "group_id": None,
+    "id": None,
+    "ts": None,
+    "received_at": None,
+    "kind": None,
+    "level": None,
+    "message": None,
+    "service": None,
+    "host": None,
+    "env": None,
+    "release": None,
+    "logger": None,
+    "name": None,
+    "request_id": None,
+    "trace_id": None,
+    "span_id": None,
+    "user_id": None,
+    "session_id": None,
+    "error": None,
+    "group_id": None,
 }
 
 
@@ -289,7 +341,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> No
         out["error"] = _check_error(v)
     if fp is not None:
         if not isinstance(fp, list) or not fp or not all(isinstance(x, (str, int)) for x in fp) or len(fp) > 16:
-            raise FieldError("fingerprint", "must be a list of 1-16 strings (\"{{ default }}\" expands to the default)")
+            raise FieldError("fingerprint", 'must be a list of 1-16 strings ("{{ default }}" expands to the default)')
         out["fingerprint"] = [str(x) for x in fp]
     kind = out["kind"]
     if kind is not None:

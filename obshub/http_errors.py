@@ -20,12 +20,12 @@ __all__ = ["ANSWERED", "error_response"]
 
 # What app.py answers for any route. Anything else raised is a bug: Starlette logs it, with its
 # traceback, and answers a bare 500. (Ingest answers its own: obshub/ingest/pipeline.py.)
-ANSWERED: tuple[type[ObshubError], ...] = (AuthError, QueryError, StoreUnavailable, StoreOverloaded, NotFound,
-                                           Conflict)
+ANSWERED: tuple[type[ObshubError], ...] = (AuthError, QueryError, StoreUnavailable, StoreOverloaded, NotFound, Conflict)
 
 
-def error_response(exc: ObshubError, *, key: str = "error", message: str | None = None,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+def error_response(
+    exc: ObshubError, *, key: str = "error", message: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     """The answer to `exc`: its status, `{key: message}` (default: the error's text), Retry-After
     when it has one, and `headers` (e.g. CORS, Sentry's rate limits)."""
     body: dict[str, Any] = {key: message or str(exc) or HTTPStatus(exc.status).phrase.lower()}

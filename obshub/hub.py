@@ -97,15 +97,17 @@ class Hub:
             found = await self.offload(self.tokens.lookup_hash, self.store, token_hash)
         return auth.authorize(found, scope, project_id)
 
-    async def write(self, project_id: int, events: Sequence[NormalizedEvent],
-                    groups: Mapping[str, GroupSeen] | None = None) -> WriteResult:
+    async def write(
+        self, project_id: int, events: Sequence[NormalizedEvent], groups: Mapping[str, GroupSeen] | None = None
+    ) -> WriteResult:
         """Store a digested batch in one store call (obshub/ingest/pipeline.py is the way in):
         the store records the groups of the occurrences it stored before answering, so an
         acknowledged occurrence never points at a missing group, and reopens the resolved ones
         this batch regresses."""
         started = time.perf_counter()
         result = await asyncio.wrap_future(
-            self.store.submit_events(project_id, stored(events), list(groups.values()) if groups else ()))
+            self.store.submit_events(project_id, stored(events), list(groups.values()) if groups else ())
+        )
         self.store_write.observe(time.perf_counter() - started)
         self.store_outage.ok()
         self.store_pushback.ok()

@@ -18,8 +18,9 @@ __all__ = ["OutageLog"]
 
 
 class OutageLog:
-    def __init__(self, logger: Any, event: str, every_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, logger: Any, event: str, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._log = logger
         self.event = event
         self.every_s = every_s
@@ -46,8 +47,9 @@ class OutageLog:
         if since is None:
             self._log.warning(self.event, error=error, **fields)
         else:
-            self._log.warning(self.event, error=error, failing_for_s=round(now - since), failures_not_logged=quiet,
-                              **fields)
+            self._log.warning(
+                self.event, error=error, failing_for_s=round(now - since), failures_not_logged=quiet, **fields
+            )
 
     def ok(self) -> None:
         """Call on success; cheap when nothing was failing (no lock)."""

@@ -61,8 +61,12 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(max_attr_keys=self.max_attr_keys, max_attr_depth=self.max_attr_depth,
-                      max_value_bytes=self.max_value_bytes, max_message_bytes=self.max_message_bytes)
+        return Limits(
+            max_attr_keys=self.max_attr_keys,
+            max_attr_depth=self.max_attr_depth,
+            max_value_bytes=self.max_value_bytes,
+            max_message_bytes=self.max_message_bytes,
+        )
 
     @property
     def base_url(self) -> str:
@@ -156,4 +160,3 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if settings.public_url:
         _check_public_url(settings.public_url)
     return settings
-

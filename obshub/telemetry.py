@@ -41,24 +41,50 @@ class Telemetry:
             PlatformCollector(registry=r)
         return cls(
             registry=r,
-            ingest_events=Counter("obshub_ingest_events_total", "Events received, by outcome.",
-                                  ["protocol", "outcome"], registry=r),
-            ingest_bytes=Counter("obshub_ingest_bytes_total", "Decoded ingest body bytes, by outcome.",
-                                 ["protocol", "outcome"], registry=r),
-            ingest_rejected=Counter("obshub_ingest_rejected_total", "Events or requests refused, by reason.",
-                                    ["protocol", "reason"], registry=r),
-            ingest_requests=Counter("obshub_ingest_requests_total", "Ingest requests, by HTTP status.",
-                                    ["protocol", "status"], registry=r),
-            ingest_batch_seconds=Histogram("obshub_ingest_batch_seconds", "Ingest request latency.",
-                                           ["protocol"], buckets=_LATENCY_BUCKETS, registry=r),
-            store_write_seconds=Histogram("obshub_store_write_seconds", "Store write latency per batch.",
-                                          ["backend"], buckets=_LATENCY_BUCKETS, registry=r),
+            ingest_events=Counter(
+                "obshub_ingest_events_total", "Events received, by outcome.", ["protocol", "outcome"], registry=r
+            ),
+            ingest_bytes=Counter(
+                "obshub_ingest_bytes_total",
+                "Decoded ingest body bytes, by outcome.",
+                ["protocol", "outcome"],
+                registry=r,
+            ),
+            ingest_rejected=Counter(
+                "obshub_ingest_rejected_total",
+                "Events or requests refused, by reason.",
+                ["protocol", "reason"],
+                registry=r,
+            ),
+            ingest_requests=Counter(
+                "obshub_ingest_requests_total", "Ingest requests, by HTTP status.", ["protocol", "status"], registry=r
+            ),
+            ingest_batch_seconds=Histogram(
+                "obshub_ingest_batch_seconds",
+                "Ingest request latency.",
+                ["protocol"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            store_write_seconds=Histogram(
+                "obshub_store_write_seconds",
+                "Store write latency per batch.",
+                ["backend"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
             store_up=Gauge("obshub_store_up", "1 if the store answered the last readiness probe.", registry=r),
             inflight=Gauge("obshub_ingest_inflight_requests", "Ingest requests in progress.", registry=r),
-            check_up=Gauge("obshub_check_up", "1 if the last uptime probe of the check passed.",
-                           ["project", "check"], registry=r),
-            check_latency=Histogram("obshub_check_latency_seconds", "Uptime probe latency.", ["project", "check"],
-                                    buckets=_CHECK_BUCKETS, registry=r),
+            check_up=Gauge(
+                "obshub_check_up", "1 if the last uptime probe of the check passed.", ["project", "check"], registry=r
+            ),
+            check_latency=Histogram(
+                "obshub_check_latency_seconds",
+                "Uptime probe latency.",
+                ["project", "check"],
+                buckets=_CHECK_BUCKETS,
+                registry=r,
+            ),
         )._with_known_series()
 
     def _with_known_series(self) -> Telemetry:
@@ -80,6 +106,9 @@ class Telemetry:
 # (protocol, ingest_events outcomes, ingest_rejected reasons): what obshub/ingest/ counts.
 _KNOWN = (
     ("native", ("accepted", "duplicate", "rejected"), ("limit", "body", "parse", "validation", "store", "overload")),
-    ("sentry", ("accepted", "duplicate", "rejected", "skipped"),
-     ("limit", "body", "parse", "validation", "store", "overload")),
+    (
+        "sentry",
+        ("accepted", "duplicate", "rejected", "skipped"),
+        ("limit", "body", "parse", "validation", "store", "overload"),
+    ),
 )

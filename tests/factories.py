@@ -15,14 +15,20 @@ def now_us() -> int:
 
 def event(**fields: Any) -> dict[str, Any]:
     n = next(_seq)
-    base: dict[str, Any] = {"id": f"ev-{n}-{time.monotonic_ns()}", "message": f"test event {n}",
-                            "level": "info", "host": "web-1", "service": "api"}
+    base: dict[str, Any] = {
+        "id": f"ev-{n}-{time.monotonic_ns()}",
+        "message": f"test event {n}",
+        "level": "info",
+        "host": "web-1",
+        "service": "api",
+    }
     base.update(fields)
     return base
 
 
-def request_events(request_id: str, hosts: list[str], user_id: str | None = None, t0: int | None = None,
-                   **fields: Any) -> list[dict[str, Any]]:
+def request_events(
+    request_id: str, hosts: list[str], user_id: str | None = None, t0: int | None = None, **fields: Any
+) -> list[dict[str, Any]]:
     """One request crossing `hosts` in order, 1 ms apart."""
     t0 = t0 if t0 is not None else now_us() - 60_000_000
     out = []

@@ -44,8 +44,9 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float 
         time.sleep(every)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20, path: str = "/healthz",
-                 name: str | None = None) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], timeout: float = 20, path: str = "/healthz", name: str | None = None
+) -> None:
     """Until `url + path` answers 200; fails early (naming `name`, else the url) if it died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -144,9 +145,17 @@ class LiveHub(_Client):
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = load_settings({}, store=store_url, port=self.port, **settings)
         self.app = create_app(self.settings, store=store)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", access_log=False, lifespan="on",
-                                                    timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=5,
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> LiveHub:
@@ -174,8 +183,14 @@ class HubProcess(_Client):
     """`obshub serve` as a child process: can be stopped, SIGKILLed and started again on the
     same port and store, like a real deployment."""
 
-    def __init__(self, store_url: str, port: int | None = None, project: str = "test",
-                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        store_url: str,
+        port: int | None = None,
+        project: str = "test",
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.store_url = store_url
         self.creds = make_project(store_url, project)
         self.port = port or free_port()
@@ -185,14 +200,25 @@ class HubProcess(_Client):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> HubProcess:
-        cmd = [sys.executable, "-m", "obshub", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--store", self.store_url]
+        cmd = [
+            sys.executable,
+            "-m",
+            "obshub",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--store",
+            self.store_url,
+        ]
         if self.log_path:
             with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
                 self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=REPO)
         else:
-            self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, cwd=REPO)
+            self.proc = subprocess.Popen(
+                cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO
+            )
         wait_healthy(self.url, self.proc, timeout, path="/readyz", name="hub")
         return self
 

@@ -58,9 +58,22 @@ class OpenSearchNode:
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["bash", str(SCRIPT), *args, "--port", str(self.port), "--transport-port", str(self.transport_port),
-             "--dir", str(self.dir)],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            [
+                "bash",
+                str(SCRIPT),
+                *args,
+                "--port",
+                str(self.port),
+                "--transport-port",
+                str(self.transport_port),
+                "--dir",
+                str(self.dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def start(self) -> OpenSearchNode:
         """Start and wait for yellow/green; raises RuntimeError with the script's output."""
@@ -186,8 +199,8 @@ def drop_prefix(store_url: str) -> None:
         client.transport.perform_request("DELETE", f"/_data_stream/{prefix}-events", params={"ignore": 404})
         client.transport.perform_request("DELETE", f"/_index_template/{prefix}-events", params={"ignore": 404})
         client.transport.perform_request(
-            "DELETE", f"/{prefix}-state",
-            params={"ignore": 404, "ignore_unavailable": "true"})
+            "DELETE", f"/{prefix}-state", params={"ignore": 404, "ignore_unavailable": "true"}
+        )
     except Exception:  # cleanup must never fail a test whose node is down on purpose
         pass
     finally:

@@ -46,8 +46,9 @@ def test_every_route_is_documented_and_every_documented_route_exists(tmp_path: P
     docs = documented(API_MD.read_text(encoding="utf-8"))
     assert ("POST", "/api/v1/ingest") in routes and ("GET", "/api/v1/trace/{id}") in routes  # the parse works
     missing = sorted(routes - docs)
-    assert not missing, "routes missing from docs/api.md (add a `| METHOD | `path` | …` row):\n" + \
-        "\n".join(f"{m} {p}" for m, p in missing)
+    assert not missing, "routes missing from docs/api.md (add a `| METHOD | `path` | …` row):\n" + "\n".join(
+        f"{m} {p}" for m, p in missing
+    )
     stale = sorted(docs - routes)
     assert not stale, "docs/api.md lists routes the hub does not have:\n" + "\n".join(f"{m} {p}" for m, p in stale)
 

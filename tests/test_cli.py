@@ -24,13 +24,28 @@ def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def obshub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "obshub", *args], capture_output=True, text=True, timeout=120,
-                          env=cli_env(env), cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "obshub", *args], capture_output=True, text=True, timeout=120, env=cli_env(env), cwd=cwd
+    )
 
 
-@pytest.mark.parametrize("cmd", [[], ["serve"], ["project"], ["project", "create"], ["project", "list"], ["demo"],
-                                 ["search"], ["trace"], ["token"], ["token", "list"], ["token", "create"],
-                                 ["token", "revoke"]])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        [],
+        ["serve"],
+        ["project"],
+        ["project", "create"],
+        ["project", "list"],
+        ["demo"],
+        ["search"],
+        ["trace"],
+        ["token"],
+        ["token", "list"],
+        ["token", "create"],
+        ["token", "revoke"],
+    ],
+)
 def test_help_everywhere(cmd: list[str]) -> None:
     r = obshub(*cmd, "--help")
     assert r.returncode == 0
@@ -67,8 +82,14 @@ def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(tmp_path: Path) 
     non-zero with the reason and no traceback (docs/opensearch.md)."""
     port = free_port()  # nothing listens there
     t = time.monotonic()
-    r = obshub("serve", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}",
-               env={"OBSHUB_STORE_WAIT_S": "2.5"})
+    r = obshub(
+        "serve",
+        "--port",
+        str(free_port()),
+        "--store",
+        f"opensearch://127.0.0.1:{port}",
+        env={"OBSHUB_STORE_WAIT_S": "2.5"},
+    )
     assert r.returncode == 1, r.stderr
     assert 2.5 <= time.monotonic() - t < 60
     waits = [
@@ -80,8 +101,15 @@ def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(tmp_path: Path) 
         and f"port={port}" in r.stderr
     )
     assert "Traceback" not in r.stderr and "serving on" not in r.stderr
-    r = obshub("serve", "--demo", "--port", str(free_port()), "--store", f"opensearch://127.0.0.1:{port}",
-               env={"OBSHUB_STORE_WAIT_S": "0"})
+    r = obshub(
+        "serve",
+        "--demo",
+        "--port",
+        str(free_port()),
+        "--store",
+        f"opensearch://127.0.0.1:{port}",
+        env={"OBSHUB_STORE_WAIT_S": "0"},
+    )
     assert r.returncode == 1 and "OpenSearch unreachable" in r.stderr and "Traceback" not in r.stderr, r.stderr
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -95,18 +123,23 @@ def test_first_start_bootstraps_default_project(tmp_path: Path) -> None:
     import httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store",
-                             f"sqlite:///{tmp_path}/b.db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", f"sqlite:///{tmp_path}/b.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = [proc.stdout.readline() for _ in range(5)]  # type: ignore[union-attr]
         start = next(i for i, ln in enumerate(lines) if "created project 'default'" in ln)
-        creds = dict(ln.split() for ln in lines[start + 1:start + 4])
+        creds = dict(ln.split() for ln in lines[start + 1 : start + 4])
         assert creds["dsn"].endswith(f":{port}/1")
 
         for _ in range(100):
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/search",
-                              headers={"Authorization": f"Bearer {creds['read_token']}"})
+                r = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/search", headers={"Authorization": f"Bearer {creds['read_token']}"}
+                )
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -169,8 +202,11 @@ def test_relative_times_are_separate_arguments(hubproc: HubProcess) -> None:
     h = hubproc
     day = 86_400_000_000
     now = now_us()
-    sent = [event(message="three days ago", ts=now - 3 * day), event(message="ten days ago", ts=now - 10 * day),
-            event(message="a minute ago", ts=now - 60_000_000)]
+    sent = [
+        event(message="three days ago", ts=now - 3 * day),
+        event(message="ten days ago", ts=now - 10 * day),
+        event(message="a minute ago", ts=now - 60_000_000),
+    ]
     assert h.ingest(sent).json()["accepted"] == 3
     env = {"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token}
     for args in (["--from", "-7d", "--to", "-1d"], ["--from=-7d", "--to=-1d"], ["--to", "-1d", "ago", "--from", "-7d"]):
@@ -194,8 +230,12 @@ def test_output_into_a_closed_pipe_ends_quietly(hubproc: HubProcess) -> None:
     assert h.ingest([event(message=f"line {i} " + "x" * 250) for i in range(1000)]).json()["accepted"] == 1000
     env = cli_env({"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token})
     for extra in ([], ["--json"]):
-        proc = subprocess.Popen([sys.executable, "-m", "obshub", "search", "--limit", "1000", *extra],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "obshub", "search", "--limit", "1000", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         assert proc.stdout is not None and proc.stderr is not None
         first = proc.stdout.readline()
         proc.stdout.close()  # the reader leaves after one line
@@ -219,12 +259,18 @@ def test_store_commands_read_the_hub_settings_and_make_no_store_by_accident(tmp_
     """`project list` and `token ...` open the store `serve` would (OBSHUB_*, the OBSHUB_CONFIG
     file, --store) and refuse a store that is not there instead of making an empty one;
     `project create` may make one, and says so."""
-    for cmd in (["project", "list"], ["token", "list"], ["token", "create", "--project", "default", "--scope", "read"],
-                ["token", "revoke", "0123456789ab"]):
+    for cmd in (
+        ["project", "list"],
+        ["token", "list"],
+        ["token", "create", "--project", "default", "--scope", "read"],
+        ["token", "revoke", "0123456789ab"],
+    ):
         r = obshub(*cmd, cwd=tmp_path)
         assert r.returncode == 1, (cmd, r.stderr)
-        assert r.stderr == (f"obshub: no store at sqlite:///./obshub-data/obshub.db (the default, in {tmp_path}): "
-                            "point OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, or --store at the hub's store\n")
+        assert r.stderr == (
+            f"obshub: no store at sqlite:///./obshub-data/obshub.db (the default, in {tmp_path}): "
+            "point OBSHUB_STORE, `store` in the OBSHUB_CONFIG file, or --store at the hub's store\n"
+        )
     r = obshub("project", "list", "--store", f"sqlite:///{tmp_path}/elsewhere.db", cwd=tmp_path)
     assert r.returncode == 1 and f"no store at sqlite://{tmp_path}/elsewhere.db:" in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []  # nothing was created
@@ -255,8 +301,14 @@ def test_public_url_goes_into_every_dsn_and_is_checked(tmp_path: Path) -> None:
     tok = json.loads(obshub("token", "create", "--project", "shop", "--scope", "ingest", *store, env=env).stdout)
     assert tok["dsn"] == f"https://{tok['token']}@obshub.example.com/hub/1"
     cfg = tmp_path / "hub.toml"
-    for bad in ("obshub.example.com", "ftp://obshub.example.com", "https://obshub.example.com/?x=1",
-                "https://me@obshub.example.com", "http://obshub.example.com:99999", "https://obshub.example.com/#top"):
+    for bad in (
+        "obshub.example.com",
+        "ftp://obshub.example.com",
+        "https://obshub.example.com/?x=1",
+        "https://me@obshub.example.com",
+        "http://obshub.example.com:99999",
+        "https://obshub.example.com/#top",
+    ):
         for cmd in (["project", "list", *store], ["project", "create", "x", *store], ["serve", *store]):
             r = obshub(*cmd, env={"OBSHUB_PUBLIC_URL": bad})
             assert r.returncode == 2 and f"OBSHUB_PUBLIC_URL (public_url): {bad!r}" in r.stderr, (bad, cmd, r.stderr)
@@ -267,9 +319,13 @@ def test_public_url_goes_into_every_dsn_and_is_checked(tmp_path: Path) -> None:
 
     # the first start prints the default project's DSN with it too
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store",
-                             f"sqlite:///{tmp_path}/first.db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=cli_env({"OBSHUB_PUBLIC_URL": "https://logs.example.org"}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", f"sqlite:///{tmp_path}/first.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env({"OBSHUB_PUBLIC_URL": "https://logs.example.org"}),
+    )
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(5)]
@@ -282,6 +338,7 @@ def test_public_url_goes_into_every_dsn_and_is_checked(tmp_path: Path) -> None:
 
 # -- export ---------------------------------------------------------------------------------------
 
+
 def test_export_help_states_the_column_rule() -> None:
     r = obshub("export", "--help")
     assert r.returncode == 0 and "usage: obshub export" in r.stdout
@@ -291,9 +348,17 @@ def test_export_help_states_the_column_rule() -> None:
 
 def _exported(h: HubProcess, n: int) -> None:
     t0 = time.time() - 600
-    lines = [{"id": f"x-{i:05d}", "ts": t0 + i * 0.001, "service": "exp", "host": f"web-{i % 3}",
-              "message": f'row {i}, "quoted"\nsecond line' if i % 100 == 0 else f"row {i}", "attrs": {"n": i}}
-             for i in range(n)]
+    lines = [
+        {
+            "id": f"x-{i:05d}",
+            "ts": t0 + i * 0.001,
+            "service": "exp",
+            "host": f"web-{i % 3}",
+            "message": f'row {i}, "quoted"\nsecond line' if i % 100 == 0 else f"row {i}",
+            "attrs": {"n": i},
+        }
+        for i in range(n)
+    ]
     assert h.ingest(lines).json()["accepted"] == n
 
 
@@ -330,8 +395,9 @@ def test_export_refusals_write_no_file(hubproc: HubProcess, tmp_path: Path) -> N
     out = tmp_path / "rows.csv"
     bad = obshub("export", "level:error (", "-o", str(out), "--url", h.url, "--token", h.read_token)
     assert bad.returncode == 1 and "hub answered 400: unclosed" in bad.stderr and "^" in bad.stderr
-    wrong = obshub("export", "--format", "ndjson", "--columns", "id", "-o", str(out), "--url", h.url,
-                   "--token", h.read_token)
+    wrong = obshub(
+        "export", "--format", "ndjson", "--columns", "id", "-o", str(out), "--url", h.url, "--token", h.read_token
+    )
     assert wrong.returncode == 1 and "columns: only applies to format=csv" in wrong.stderr
     noauth = obshub("export", "-o", str(out), "--url", h.url, "--token", h.ingest_token)
     assert noauth.returncode == 1 and "403" in noauth.stderr
@@ -402,9 +468,16 @@ def test_trace_of_an_id_with_url_characters(hubproc: HubProcess) -> None:
     h = hubproc
     odd = "a/b?c#d%20e"  # each of / ? # % means something in a URL path
     t = now_us() - 60_000_000
-    assert h.ingest([event(request_id=odd, host="web-1", message="odd step 1", ts=t),
-                     event(request_id=odd, host="web-2", message="odd step 2", ts=t + 1000),
-                     event(request_id="a", host="web-1", message="another request", ts=t)]).json()["accepted"] == 3
+    assert (
+        h.ingest(
+            [
+                event(request_id=odd, host="web-1", message="odd step 1", ts=t),
+                event(request_id=odd, host="web-2", message="odd step 2", ts=t + 1000),
+                event(request_id="a", host="web-1", message="another request", ts=t),
+            ]
+        ).json()["accepted"]
+        == 3
+    )
     env = {"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token}
     tr = obshub("trace", odd, env=env)
     assert tr.returncode == 0, tr.stderr

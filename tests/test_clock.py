@@ -39,8 +39,9 @@ def test_plus3_minus2_hosts_order_corrected() -> None:
     true_times = {"a-recv": t, "b-handle": t + 10_000, "b-reply": t + 25_000, "a-reply": t + 40_000}
     host_of = {"a-recv": "web-a", "b-handle": "web-b", "b-reply": "web-b", "a-reply": "web-a"}
     skew_of = {"web-a": 3 * S, "web-b": -2 * S}
-    events: list[dict[str, Any]] = [{"id": k, "host": host_of[k], "ts": v + skew_of[host_of[k]]}
-                                   for k, v in true_times.items()]
+    events: list[dict[str, Any]] = [
+        {"id": k, "host": host_of[k], "ts": v + skew_of[host_of[k]]} for k, v in true_times.items()
+    ]
     raw = [e["id"] for e in sorted(events, key=lambda e: e["ts"])]
     assert raw == ["b-handle", "b-reply", "a-recv", "a-reply"]
     assert [e["id"] for e in corrected_order(events, offsets)] == ["a-recv", "b-handle", "b-reply", "a-reply"]

@@ -13,13 +13,36 @@ from obshub.store.opensearch.mappings import EVENT_FIELDS
 NOW = 1_795_000_000_000_000
 
 
-@pytest.mark.parametrize(("raw", "level"), [
-    ("DEBUG", "debug"), ("trace", "debug"), ("FINEST", "debug"), ("Information", "info"), ("notice", "info"),
-    ("WARN", "warning"), ("warning", "warning"), ("err", "error"), ("SEVERE", "error"), ("fatal", "critical"),
-    ("emerg", "critical"), ("crit", "critical"), ("alert", "critical"), (0, "critical"), (3, "error"),
-    (4, "warning"), (5, "info"), (6, "info"), (7, "debug"), ("7", "debug"), (10, "debug"), (20, "info"),
-    (30, "warning"), (40, "error"), (50, "critical"),
-])
+@pytest.mark.parametrize(
+    ("raw", "level"),
+    [
+        ("DEBUG", "debug"),
+        ("trace", "debug"),
+        ("FINEST", "debug"),
+        ("Information", "info"),
+        ("notice", "info"),
+        ("WARN", "warning"),
+        ("warning", "warning"),
+        ("err", "error"),
+        ("SEVERE", "error"),
+        ("fatal", "critical"),
+        ("emerg", "critical"),
+        ("crit", "critical"),
+        ("alert", "critical"),
+        (0, "critical"),
+        (3, "error"),
+        (4, "warning"),
+        (5, "info"),
+        (6, "info"),
+        (7, "debug"),
+        ("7", "debug"),
+        (10, "debug"),
+        (20, "info"),
+        (30, "warning"),
+        (40, "error"),
+        (50, "critical"),
+    ],
+)
 def test_levels_normalize(raw: object, level: str) -> None:
     assert normalize_level(raw) == level
 
@@ -31,25 +54,29 @@ def test_unknown_levels_are_errors(raw: object) -> None:
     assert e.value.field == "level"
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("2026-11-23T19:14:02.123456Z", "2026-11-23T19:14:02.123456Z"),
-    ("2026-11-23T19:14:02.123456789Z", "2026-11-23T19:14:02.123456Z"),  # ns truncated to µs
-    ("2026-11-23T21:14:02+02:00", "2026-11-23T19:14:02.000000Z"),
-    ("2026-11-23 19:14:02,5", "2026-11-23T19:14:02.500000Z"),  # python logging's comma, no offset = UTC
-    ("2026-11-23t19:14:02z", "2026-11-23T19:14:02.000000Z"),
-    (1795461242, "2026-11-23T19:14:02.000000Z"),  # s
-    (1795461242.25, "2026-11-23T19:14:02.250000Z"),
-    (1795461242250, "2026-11-23T19:14:02.250000Z"),  # ms
-    (1795461242250001, "2026-11-23T19:14:02.250001Z"),  # µs
-    (1795461242250001999, "2026-11-23T19:14:02.250001Z"),  # ns
-    ("1795461242.5", "2026-11-23T19:14:02.500000Z"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-23T19:14:02.123456Z", "2026-11-23T19:14:02.123456Z"),
+        ("2026-11-23T19:14:02.123456789Z", "2026-11-23T19:14:02.123456Z"),  # ns truncated to µs
+        ("2026-11-23T21:14:02+02:00", "2026-11-23T19:14:02.000000Z"),
+        ("2026-11-23 19:14:02,5", "2026-11-23T19:14:02.500000Z"),  # python logging's comma, no offset = UTC
+        ("2026-11-23t19:14:02z", "2026-11-23T19:14:02.000000Z"),
+        (1795461242, "2026-11-23T19:14:02.000000Z"),  # s
+        (1795461242.25, "2026-11-23T19:14:02.250000Z"),
+        (1795461242250, "2026-11-23T19:14:02.250000Z"),  # ms
+        (1795461242250001, "2026-11-23T19:14:02.250001Z"),  # µs
+        (1795461242250001999, "2026-11-23T19:14:02.250001Z"),  # ns
+        ("1795461242.5", "2026-11-23T19:14:02.500000Z"),
+    ],
+)
 def test_timestamps(raw: object, expected: str) -> None:
     assert format_ts(parse_ts(raw)) == expected
 
 
-@pytest.mark.parametrize("raw", ["yesterday", "", "2026-13-45T00:00:00Z", True, [], {}, float("nan"),
-                                 -5, "1800-01-01T00:00:00Z", 10**30])
+@pytest.mark.parametrize(
+    "raw", ["yesterday", "", "2026-13-45T00:00:00Z", True, [], {}, float("nan"), -5, "1800-01-01T00:00:00Z", 10**30]
+)
 def test_bad_timestamps(raw: object) -> None:
     with pytest.raises(FieldError) as e:
         parse_ts(raw)
@@ -65,8 +92,15 @@ def test_defaults_and_generated_id() -> None:
 
 
 def test_unknown_keys_move_to_attrs_flattened() -> None:
-    ev = normalize({"message": "m", "http": {"path": "/x", "status": 200}, "tags": ["a", "b"],
-                    "attrs": {"plan": "pro", "cart": {"items": 3}}}, NOW)
+    ev = normalize(
+        {
+            "message": "m",
+            "http": {"path": "/x", "status": 200},
+            "tags": ["a", "b"],
+            "attrs": {"plan": "pro", "cart": {"items": 3}},
+        },
+        NOW,
+    )
     assert ev["attrs"] == {"http.path": "/x", "http.status": 200, "tags": ["a", "b"], "plan": "pro", "cart.items": 3}
 
 
@@ -88,12 +122,23 @@ def test_correlation_keys_accept_numbers_as_text() -> None:
         normalize({"user_id": {"id": 1}}, NOW)
 
 
-@pytest.mark.parametrize(("raw", "field"), [
-    ({"id": ""}, "id"), ({"id": "x" * 129}, "id"), ({"id": 5}, "id"), ({"kind": "metric"}, "kind"),
-    ({"kind": "event"}, "name"), ({"kind": "error"}, "error"), ({"attrs": [1]}, "attrs"),
-    ({"error": 5}, "error"), ({"error": {"stack": 5}}, "error.stack"), ({"error": {"stack": [1]}}, "error.stack[0]"),
-    ({"message": ["a"]}, "message"), ({"attrs": {"x": [{"a": 1}]}}, "attrs.x"),
-])
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"id": ""}, "id"),
+        ({"id": "x" * 129}, "id"),
+        ({"id": 5}, "id"),
+        ({"kind": "metric"}, "kind"),
+        ({"kind": "event"}, "name"),
+        ({"kind": "error"}, "error"),
+        ({"attrs": [1]}, "attrs"),
+        ({"error": 5}, "error"),
+        ({"error": {"stack": 5}}, "error.stack"),
+        ({"error": {"stack": [1]}}, "error.stack[0]"),
+        ({"message": ["a"]}, "message"),
+        ({"attrs": {"x": [{"a": 1}]}}, "attrs.x"),
+    ],
+)
 def test_invalid_fields_are_named(raw: dict[str, object], field: str) -> None:
     with pytest.raises(FieldError) as e:
         normalize(raw, NOW)
@@ -124,8 +169,14 @@ def test_error_implies_kind_and_message() -> None:
 
 def test_to_public_renders_times_and_drops_empties() -> None:
     pub = to_public(normalize({"id": "x", "message": "m", "ts": NOW}, NOW))
-    assert pub == {"id": "x", "message": "m", "ts": format_ts(NOW), "received_at": format_ts(NOW),
-                   "kind": "log", "level": "info"}
+    assert pub == {
+        "id": "x",
+        "message": "m",
+        "ts": format_ts(NOW),
+        "received_at": format_ts(NOW),
+        "kind": "log",
+        "level": "info",
+    }
 
 
 @given(st.integers(0, 7_258_118_400_000_000))

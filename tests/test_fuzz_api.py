@@ -77,8 +77,17 @@ def _ndjson_answer(ctx: Any, response: Any) -> list[Any]:
 def _seed(hub: LiveHub) -> None:
     """Something to find: error groups, a request across hosts, analytics events."""
     t = now_us() - 60_000_000
-    lines = [event(kind="error", level="error", error={"type": f"E{i}", "value": "boom"}, request_id="r-1",
-                   user_id="u-1", ts=t + i) for i in range(3)]
+    lines = [
+        event(
+            kind="error",
+            level="error",
+            error={"type": f"E{i}", "value": "boom"},
+            request_id="r-1",
+            user_id="u-1",
+            ts=t + i,
+        )
+        for i in range(3)
+    ]
     lines += request_events("r-2", ["web-1", "web-2"], user_id="u-1", t0=t)
     lines += [event(kind="event", name="signup", user_id=f"u-{i}", attrs={"plan": "pro"}, ts=t) for i in range(3)]
     assert hub.ingest(lines).json()["accepted"] == len(lines)
@@ -110,28 +119,39 @@ def fuzz_hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 # The document as `create_app` builds it (nothing is opened); tests/test_openapi.py checks that
 # the hub serves the same.
 DOC = document(create_app(load_settings({}, store="sqlite:///unused.db")).routes)
-schema = schemathesis.openapi.from_dict(DOC, config=schemathesis.Config.from_dict({
-    "request-timeout": REQUEST_TIMEOUT_S,
-    "generation": {"max-examples": MAX_EXAMPLES, "mode": "all", "deterministic": True},
-    "auth": {"openapi": {
-        "readToken": {"bearer": READ},
-        "ingestToken": {"bearer": INGEST},
-        "sentryAuth": {"api_key": f"Sentry sentry_key={INGEST}"},
-        "sentryKey": {"api_key": INGEST},
-    }},
-    # Every check but `positive_data_acceptance`: a schema-valid request may still be refused,
-    # since a schema cannot say everything that makes input valid (a time parameter's forms, a
-    # query's syntax, an event's `ts` range): those are 400s naming the parameter.
-    "checks": {"enabled": True, "positive_data_acceptance": {"enabled": False}},
-    # Bodies that have no invalid value on the wire. An NDJSON body is modelled as the array of
-    # its lines: a value the negative mode sends instead of an array is, on the wire, a body of
-    # one line, which the hub takes (a 200 reporting the line as rejected, as documented). An
-    # envelope is text: a value sent instead of a string is text too (its header line parsed as
-    # documented). Their other parts get valid values (and missing or wrong credentials); the
-    # Sentry parameters' invalid values go to /store/ and the preflights, which share them.
-    "operations": [{"include-operation-id": ["post_api_v1_ingest", "post_api_project_id_envelope"],
-                    "generation": {"mode": "positive"}}],
-}))
+schema = schemathesis.openapi.from_dict(
+    DOC,
+    config=schemathesis.Config.from_dict(
+        {
+            "request-timeout": REQUEST_TIMEOUT_S,
+            "generation": {"max-examples": MAX_EXAMPLES, "mode": "all", "deterministic": True},
+            "auth": {
+                "openapi": {
+                    "readToken": {"bearer": READ},
+                    "ingestToken": {"bearer": INGEST},
+                    "sentryAuth": {"api_key": f"Sentry sentry_key={INGEST}"},
+                    "sentryKey": {"api_key": INGEST},
+                }
+            },
+            # Every check but `positive_data_acceptance`: a schema-valid request may still be refused,
+            # since a schema cannot say everything that makes input valid (a time parameter's forms, a
+            # query's syntax, an event's `ts` range): those are 400s naming the parameter.
+            "checks": {"enabled": True, "positive_data_acceptance": {"enabled": False}},
+            # Bodies that have no invalid value on the wire. An NDJSON body is modelled as the array of
+            # its lines: a value the negative mode sends instead of an array is, on the wire, a body of
+            # one line, which the hub takes (a 200 reporting the line as rejected, as documented). An
+            # envelope is text: a value sent instead of a string is text too (its header line parsed as
+            # documented). Their other parts get valid values (and missing or wrong credentials); the
+            # Sentry parameters' invalid values go to /store/ and the preflights, which share them.
+            "operations": [
+                {
+                    "include-operation-id": ["post_api_v1_ingest", "post_api_project_id_envelope"],
+                    "generation": {"mode": "positive"},
+                }
+            ],
+        }
+    ),
+)
 
 
 def _loopback(case: Case) -> None:
@@ -159,8 +179,13 @@ def _steer(case: Case, hub: LiveHub) -> None:
     if isinstance(pid, int) and pid >= 0 and pid % 2 == 0:
         params["project_id"] = hub.project_id
     gid = params.get("id")
-    if case.operation.path.startswith("/api/v1/errors/") and isinstance(gid, str) and gid and "/" not in gid \
-            and len(gid) % 2 == 0:
+    if (
+        case.operation.path.startswith("/api/v1/errors/")
+        and isinstance(gid, str)
+        and gid
+        and "/" not in gid
+        and len(gid) % 2 == 0
+    ):
         params["id"] = GROUPS[len(gid) % len(GROUPS)]
     body = case.body
     groups = body.get("groups") if isinstance(body, dict) else None

@@ -56,8 +56,13 @@ def _operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_the_document_describes_every_registered_route_and_only_those(tmp_path: Path) -> None:
     app = _app(tmp_path)
     ui = {id(r) for r in pages.routes}
-    registered = {(m, _CONVERTER.sub(r"{\1}", r.path)) for r in app.routes
-                  if isinstance(r, Route) and id(r) not in ui for m in r.methods or () if m != "HEAD"}
+    registered = {
+        (m, _CONVERTER.sub(r"{\1}", r.path))
+        for r in app.routes
+        if isinstance(r, Route) and id(r) not in ui
+        for m in r.methods or ()
+        if m != "HEAD"
+    }
     assert ("POST", "/api/{project_id}/envelope/") in registered and ("GET", "/metrics") in registered
     assert _operations(document(app.routes)) == registered
     # ... and the routes table at the top of docs/api.md (its other tables list the UI's pages)
@@ -92,6 +97,7 @@ def test_the_served_document_is_valid_openapi_3_1_and_needs_no_token(sqlite_hub:
 
 
 # -- real answers ------------------------------------------------------------------------------
+
 
 class Conformance:
     """Checks answers against the document and remembers which (operation, status) it saw."""
@@ -189,8 +195,9 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
     assert not missing, "documented answers this test never checked (add a live case):\n" + "\n".join(missing)
 
 
-def _auth_errors(check: Conformance, method: str, path: str, url: str, anon: httpx.Client, wrong: str,
-                 **kw: Any) -> None:
+def _auth_errors(
+    check: Conformance, method: str, path: str, url: str, anon: httpx.Client, wrong: str, **kw: Any
+) -> None:
     """401 without a token (with WWW-Authenticate) and 403 with a token of the other scope."""
     check(method, path, anon.request(method, url, **kw), 401)
     check(method, path, anon.request(method, url, headers={"Authorization": f"Bearer {wrong}"}, **kw), 403)
@@ -198,16 +205,30 @@ def _auth_errors(check: Conformance, method: str, path: str, url: str, anon: htt
 
 def _ingest(check: Conformance, hub: LiveHub, ingest: httpx.Client, read: httpx.Client, anon: httpx.Client) -> None:
     t = now_us() - 60_000_000
-    lines = [event(kind="error", level="error", error={"type": "KeyError", "value": "'cart'"}, request_id="r-1",
-                   user_id="u-1", ts=t, attrs={"http": {"status": 500}, "tags": ["a", "b"]}),
-             *request_events("r-1", ["web-1", "web-2"], user_id="u-1", t0=t + 1),
-             *request_events("r-2", ["web-2"], user_id="u-1", t0=t + 10),
-             *[event(kind="event", name="signup", user_id=f"u-{i}", attrs={"plan": "pro", "price": 9.5}, ts=t)
-               for i in range(3)]]
+    lines = [
+        event(
+            kind="error",
+            level="error",
+            error={"type": "KeyError", "value": "'cart'"},
+            request_id="r-1",
+            user_id="u-1",
+            ts=t,
+            attrs={"http": {"status": 500}, "tags": ["a", "b"]},
+        ),
+        *request_events("r-1", ["web-1", "web-2"], user_id="u-1", t0=t + 1),
+        *request_events("r-2", ["web-2"], user_id="u-1", t0=t + 10),
+        *[
+            event(kind="event", name="signup", user_id=f"u-{i}", attrs={"plan": "pro", "price": 9.5}, ts=t)
+            for i in range(3)
+        ],
+    ]
     body = b"\n".join(orjson.dumps(x) for x in lines) + b'\n{"level": "loud"}\nnot json\n'
     path = "/api/v1/ingest"
     answer = check("POST", path, ingest.post(path, content=body, headers={"X-Obshub-Sent-At": str(t / 1e6)}), 200)
-    assert answer["accepted"] == len(lines) and [r["line"] for r in answer["rejected"]] == [len(lines) + 1, len(lines) + 2]
+    assert answer["accepted"] == len(lines) and [r["line"] for r in answer["rejected"]] == [
+        len(lines) + 1,
+        len(lines) + 2,
+    ]
     check("POST", path, ingest.post(path, content=gzip.compress(body), headers={"Content-Encoding": "gzip"}), 200)
     check("POST", path, ingest.post(path, content=b"  \n"), 400)
     check("POST", path, ingest.post(path, content=b"nope\n"), 400)
@@ -221,17 +242,46 @@ def _ingest(check: Conformance, hub: LiveHub, ingest: httpx.Client, read: httpx.
 def _sentry(check: Conformance, hub: LiveHub, anon: httpx.Client) -> None:
     pid = hub.project_id
     key = {"X-Sentry-Auth": f"Sentry sentry_key={hub.ingest_token}, sentry_version=7"}
-    ev = {"event_id": "9ec79c33ec9942ab8353589fcb2e04dc", "level": "error", "server_name": "web-1",
-          "exception": {"values": [{"type": "ValueError", "value": "bad", "stacktrace": {"frames": [
-              {"module": "shop.web", "function": "pay", "filename": "shop/web.py", "lineno": 3, "in_app": True}]}}]},
-          "tags": {"request_id": "r-9"}, "user": {"id": "u-9"}, "contexts": {"trace": {"trace_id": "t9"}}}
+    ev = {
+        "event_id": "9ec79c33ec9942ab8353589fcb2e04dc",
+        "level": "error",
+        "server_name": "web-1",
+        "exception": {
+            "values": [
+                {
+                    "type": "ValueError",
+                    "value": "bad",
+                    "stacktrace": {
+                        "frames": [
+                            {
+                                "module": "shop.web",
+                                "function": "pay",
+                                "filename": "shop/web.py",
+                                "lineno": 3,
+                                "in_app": True,
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+        "tags": {"request_id": "r-9"},
+        "user": {"id": "u-9"},
+        "contexts": {"trace": {"trace_id": "t9"}},
+    }
     for kind in ("envelope", "store"):
         path = f"/api/{{project_id}}/{kind}/"
         url = f"/api/{pid}/{kind}/"
-        good = (orjson.dumps({"event_id": ev["event_id"]}) + b'\n{"type":"event"}\n' + orjson.dumps(ev) + b"\n"
-                if kind == "envelope" else orjson.dumps(ev))
-        bad = (b'{}\n{"type":"event"}\n{"level":"loud","message":"m"}\n' if kind == "envelope"
-               else b'{"level":"loud","message":"m"}')
+        good = (
+            orjson.dumps({"event_id": ev["event_id"]}) + b'\n{"type":"event"}\n' + orjson.dumps(ev) + b"\n"
+            if kind == "envelope"
+            else orjson.dumps(ev)
+        )
+        bad = (
+            b'{}\n{"type":"event"}\n{"level":"loud","message":"m"}\n'
+            if kind == "envelope"
+            else b'{"level":"loud","message":"m"}'
+        )
         assert check("POST", path, anon.post(url, content=good, headers=key), 200)["id"] == ev["event_id"]
         check("POST", path, anon.post(url, params={"sentry_key": hub.ingest_token}, content=good), 200)
         answer = check("POST", path, anon.post(url, content=bad, headers=key), 400)
@@ -291,7 +341,10 @@ def _errors(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: 
     assert detail["latest_event"]["group_id"] == one and len(detail["occurrences"]) >= 1
     check("GET", path, read.get("/api/v1/errors/nope"), 404)
     _auth_errors(check, "GET", path, f"/api/v1/errors/{one}", anon, _token(ingest))
-    assert check("PATCH", path, read.patch(f"/api/v1/errors/{one}", json={"state": "resolved"}), 200)["state"] == "resolved"
+    assert (
+        check("PATCH", path, read.patch(f"/api/v1/errors/{one}", json={"state": "resolved"}), 200)["state"]
+        == "resolved"
+    )
     check("PATCH", path, read.patch(f"/api/v1/errors/{one}", json={"state": "gone"}), 400)
     check("PATCH", path, read.patch("/api/v1/errors/nope", json={"state": "resolved"}), 404)
     _auth_errors(check, "PATCH", path, f"/api/v1/errors/{one}", anon, _token(ingest), json={"state": "ignored"})
@@ -308,8 +361,10 @@ def _analytics(check: Conformance, read: httpx.Client, ingest: httpx.Client, ano
         "/api/v1/analytics/events": ({"from": "-1d"}, {"limit": "x"}),
         "/api/v1/analytics/properties": ({"event": "signup"}, {}),
         "/api/v1/analytics/values": ({"event": "signup", "property": "price"}, {"event": "signup"}),
-        "/api/v1/analytics/series": ({"event": "signup", "interval": "1h", "from": "-6h", "unique": "1"},
-                                     {"interval": "0m"}),
+        "/api/v1/analytics/series": (
+            {"event": "signup", "interval": "1h", "from": "-6h", "unique": "1"},
+            {"interval": "0m"},
+        ),
     }
     for path, (good, bad) in cases.items():
         body = check("GET", path, read.get(path, params=good), 200)
@@ -354,4 +409,4 @@ def test_config_file_conflicts_match_the_document(tmp_path: Path) -> None:
             check("DELETE", "/api/v1/checks/{name}", read.delete("/api/v1/checks/home"), 409)
     finally:
         hub.stop()
-    assert CONFIG_CONFLICTS <= check.seen
+    assert check.seen >= CONFIG_CONFLICTS

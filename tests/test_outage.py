@@ -18,17 +18,32 @@ def test_an_outage_is_its_first_failure_one_line_a_minute_and_its_end() -> None:
             out.failed("connection refused", path="/api/v1/ingest")
             now[0] += 1
         assert out.failing
-        assert logs == [{"event": "store unavailable", "log_level": "warning", "error": "connection refused",
-                         "path": "/api/v1/ingest"}]
+        assert logs == [
+            {
+                "event": "store unavailable",
+                "log_level": "warning",
+                "error": "connection refused",
+                "path": "/api/v1/ingest",
+            }
+        ]
         now[0] = 161.0  # a minute after the first line
         out.failed("timed out")
-        assert logs[1] == {"event": "store unavailable", "log_level": "warning", "error": "timed out",
-                           "failing_for_s": 61, "failures_not_logged": 29}
+        assert logs[1] == {
+            "event": "store unavailable",
+            "log_level": "warning",
+            "error": "timed out",
+            "failing_for_s": 61,
+            "failures_not_logged": 29,
+        }
         now[0] += 5
         out.failed("timed out")  # within the minute again: counted, not logged
         out.ok()
-        assert logs[2] == {"event": "store unavailable: recovered", "log_level": "info", "failed_for_s": 66.0,
-                           "failures_not_logged": 1}
+        assert logs[2] == {
+            "event": "store unavailable: recovered",
+            "log_level": "info",
+            "failed_for_s": 66.0,
+            "failures_not_logged": 1,
+        }
         out.ok()
         assert len(logs) == 3 and not out.failing
         now[0] += 1

@@ -37,8 +37,22 @@ def test_the_wheel_ships_py_typed_for_every_package(tmp_path: Path) -> None:
         shutil.copy(ROOT / name, src / name)
     for pkg in ("obshub", "agents"):
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("obshub-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())

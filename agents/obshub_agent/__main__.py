@@ -17,8 +17,12 @@ _DEFAULT_CONFIG = "/etc/obshub-agent/agent.toml"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="obshub-agent", description="Tail log files and ship them to an obshub hub.")
-    p.add_argument("--config", "-c", default=os.environ.get("OBSHUB_AGENT_CONFIG", _DEFAULT_CONFIG),
-                   help=f"TOML config file (default: $OBSHUB_AGENT_CONFIG or {_DEFAULT_CONFIG})")
+    p.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("OBSHUB_AGENT_CONFIG", _DEFAULT_CONFIG),
+        help=f"TOML config file (default: $OBSHUB_AGENT_CONFIG or {_DEFAULT_CONFIG})",
+    )
     p.add_argument("--check", action="store_true", help="validate the config and exit")
     p.add_argument("--version", action="version", version=f"obshub-agent {__version__}")
     args = p.parse_args(argv)
@@ -27,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"obshub-agent: config error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     if args.check:
         print(f"config ok: {len(cfg.inputs)} input(s), hub {cfg.hub}, host {cfg.host}, state_dir {cfg.state_dir}")
         return 0

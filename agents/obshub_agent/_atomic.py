@@ -25,7 +25,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
     finally:

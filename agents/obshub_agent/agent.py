@@ -49,8 +49,12 @@ class Agent:
             raise AgentLocked(f"another obshub-agent is using state_dir {cfg.state_dir}") from None
         self.checkpoints = CheckpointStore(cfg.state_dir)
         self.checkpoints.load()
-        self.spool = Spool(cfg.state_dir / "spool", max_bytes=cfg.spool_max_bytes,
-                           segment_bytes=cfg.spool_segment_bytes, fsync=cfg.spool_fsync)
+        self.spool = Spool(
+            cfg.state_dir / "spool",
+            max_bytes=cfg.spool_max_bytes,
+            segment_bytes=cfg.spool_segment_bytes,
+            fsync=cfg.spool_fsync,
+        )
         self.source = FileSource(cfg, self.checkpoints)
         self.stop = threading.Event()  # stop reading
         self.ship_stop = threading.Event()  # shipper: drain then exit
@@ -70,8 +74,9 @@ class Agent:
                 os.close(self._lock_fd)
                 raise ConfigError(
                     f"metrics_address: cannot listen on {cfg.metrics_address}: {exc.strerror} (another "
-                    f"obshub-agent on this host? give each agent its own port, \"127.0.0.1:0\" for any free "
-                    f"one (logged at start), or metrics_address = \"off\")") from None
+                    f'obshub-agent on this host? give each agent its own port, "127.0.0.1:0" for any free '
+                    f'one (logged at start), or metrics_address = "off")'
+                ) from None
 
     # -- signals ---------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -80,8 +85,9 @@ class Agent:
         signal.signal(signal.SIGHUP, self._on_hup)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
-        _log.info("signal %d: stopping (flush, save checkpoints, drain for up to %.1fs)", signum,
-                  self.cfg.shutdown_timeout_s)
+        _log.info(
+            "signal %d: stopping (flush, save checkpoints, drain for up to %.1fs)", signum, self.cfg.shutdown_timeout_s
+        )
         self.stop.set()
 
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
@@ -112,11 +118,16 @@ class Agent:
             self._metrics_started = True
             _log.info("metrics on http://%s:%d/metrics", self.metrics.server.server_address[0], self.metrics.port)
         else:
-            _log.info("metrics endpoint disabled (metrics_address = \"off\")")
+            _log.info('metrics endpoint disabled (metrics_address = "off")')
         ship = threading.Thread(target=self._ship, name="shipper", daemon=True)
         ship.start()
-        _log.info("obshub-agent started: host=%s hub=%s inputs=%d state_dir=%s", self.cfg.host, self.cfg.hub,
-                  len(self.cfg.inputs), self.cfg.state_dir)
+        _log.info(
+            "obshub-agent started: host=%s hub=%s inputs=%d state_dir=%s",
+            self.cfg.host,
+            self.cfg.hub,
+            len(self.cfg.inputs),
+            self.cfg.state_dir,
+        )
         try:
             self._read_loop()
         finally:
@@ -176,8 +187,7 @@ class Agent:
                 if n0 == 0:
                     out_since = now
                 out_bytes += sum(map(len, out[n0:])) + (len(out) - n0)
-            if out and (not read or out_bytes >= record_max
-                        or (now - out_since) * 1000 >= cfg.batch_max_age_ms):
+            if out and (not read or out_bytes >= record_max or (now - out_since) * 1000 >= cfg.batch_max_age_ms):
                 if not self._flush(out):
                     break
                 out_bytes = 0
@@ -203,4 +213,3 @@ class Agent:
         self.source.snapshot()
         self.checkpoints.save()
         return True
-

@@ -105,8 +105,13 @@ class CheckpointStore:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
             self.corrupt_files += 1
-            _log.error("checkpoint file %s is corrupt (%s): moved to %s; files will be re-read from their "
-                       "start and the hub will drop the duplicates by id", self.path, exc, aside)
+            _log.error(
+                "checkpoint file %s is corrupt (%s): moved to %s; files will be re-read from their "
+                "start and the hub will drop the duplicates by id",
+                self.path,
+                exc,
+                aside,
+            )
             return
         self.entries = entries
         self.ended = ended
@@ -116,7 +121,10 @@ class CheckpointStore:
         for key in [k for k, e in self.entries.items() if now - e.seen > _PRUNE_AFTER_S]:
             del self.entries[key]
         self.ended = [e for e in self.ended if now - e.seen <= _PRUNE_AFTER_S][-_MAX_ENDED:]
-        doc = {"version": CHECKPOINT_VERSION, "files": {k: asdict(e) for k, e in self.entries.items()},
-               "ended": [{k: v for k, v in asdict(e).items() if k != "head"} for e in self.ended]}
+        doc = {
+            "version": CHECKPOINT_VERSION,
+            "files": {k: asdict(e) for k, e in self.entries.items()},
+            "ended": [{k: v for k, v in asdict(e).items() if k != "head"} for e in self.ended],
+        }
         atomic_write(self.path, json.dumps(doc, separators=(",", ":")).encode())
         self.saves += 1

@@ -151,7 +151,7 @@ def _input(i: int, d: Any) -> InputConfig:
     regex = _typed(d, "regex", str, where)
     if fmt == "regex":
         if not regex:
-            raise ConfigError(f"{where}regex: required with format = \"regex\"")
+            raise ConfigError(f'{where}regex: required with format = "regex"')
         _regex(regex, where + "regex")
         if "message" not in re.compile(regex).groupindex:
             raise ConfigError(f"{where}regex: needs a named group (?P<message>...)")
@@ -181,13 +181,34 @@ def _input(i: int, d: Any) -> InputConfig:
 
 
 _INT_KEYS = (
-    "batch_max_bytes", "batch_max_age_ms", "spool_max_bytes", "spool_segment_bytes", "read_chunk_bytes",
-    "max_line_bytes", "poll_interval_ms", "discover_interval_ms", "close_removed_after_ms",
-    "close_inactive_ms", "backoff_initial_ms", "backoff_max_ms",
+    "batch_max_bytes",
+    "batch_max_age_ms",
+    "spool_max_bytes",
+    "spool_segment_bytes",
+    "read_chunk_bytes",
+    "max_line_bytes",
+    "poll_interval_ms",
+    "discover_interval_ms",
+    "close_removed_after_ms",
+    "close_inactive_ms",
+    "backoff_initial_ms",
+    "backoff_max_ms",
 )
 _FLOAT_KEYS = ("request_timeout_s", "shutdown_timeout_s")
-_TOP_KEYS = {"hub", "token", "host", "state_dir", "inputs", "timezone", "compression", "spool_fsync",
-             "metrics_address", "log_level", *_INT_KEYS, *_FLOAT_KEYS}
+_TOP_KEYS = {
+    "hub",
+    "token",
+    "host",
+    "state_dir",
+    "inputs",
+    "timezone",
+    "compression",
+    "spool_fsync",
+    "metrics_address",
+    "log_level",
+    *_INT_KEYS,
+    *_FLOAT_KEYS,
+}
 
 
 def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> AgentConfig:
@@ -198,7 +219,7 @@ def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> Age
         raise ConfigError(f"unknown key(s) {sorted(unknown)}")
     hub = environ.get("OBSHUB_AGENT_HUB") or _typed(d, "hub", str, "")
     if not hub:
-        raise ConfigError("hub: missing (e.g. hub = \"http://127.0.0.1:8480\")")
+        raise ConfigError('hub: missing (e.g. hub = "http://127.0.0.1:8480")')
     if not re.match(r"^https?://[^/]+", hub):
         raise ConfigError(f"hub: expected an http(s):// URL, got {hub!r}")
     token = environ.get("OBSHUB_AGENT_TOKEN") or _typed(d, "token", str, "")
@@ -224,8 +245,7 @@ def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> Age
         metrics = ""
     m = re.match(r"^[^:]*:(\d+)$", metrics)
     if metrics and (m is None or int(m.group(1)) > 65535):
-        raise ConfigError(f"metrics_address: expected HOST:PORT (port 0 = any free port), \"off\" or \"\", "
-                          f"got {metrics!r}")
+        raise ConfigError(f'metrics_address: expected HOST:PORT (port 0 = any free port), "off" or "", got {metrics!r}')
     log_level = _typed(d, "log_level", str, "", "info")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: expected debug | info | warning | error, got {log_level!r}")

@@ -55,7 +55,12 @@ def log_access(
             override["session_id"] = state.session_id
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
         ACCESS_LOGGER.log(
-            level, "%s %s %s", method, path, status, exc_info=exc_info,
+            level,
+            "%s %s %s",
+            method,
+            path,
+            status,
+            exc_info=exc_info,
             extra={**attrs, OVERRIDES: override},
         )
     except Exception:

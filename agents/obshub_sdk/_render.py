@@ -32,8 +32,7 @@ except ImportError:  # optional: stdlib json is the fallback
 
 #: Keys kept at the top level of a line; anything else a caller passes goes into ``attrs``.
 TOP_LEVEL_KEYS = frozenset(
-    {"service", "host", "env", "release", "logger", "request_id", "trace_id", "span_id",
-     "user_id", "session_id"}
+    {"service", "host", "env", "release", "logger", "request_id", "trace_id", "span_id", "user_id", "session_id"}
 )
 
 # Bounds for the error object: one pathological recursion must not produce a 10 MB line
@@ -143,7 +142,7 @@ def _frames(tb: TracebackType | None) -> tuple[list[dict[str, Any]], int]:
     omitted = 0
     if len(frames) > _MAX_FRAMES:
         omitted = len(frames) - _MAX_FRAMES
-        frames = frames[:_HEAD_FRAMES] + frames[-(_MAX_FRAMES - _HEAD_FRAMES):]
+        frames = frames[:_HEAD_FRAMES] + frames[-(_MAX_FRAMES - _HEAD_FRAMES) :]
     return frames, omitted
 
 
@@ -251,8 +250,9 @@ def dumps(line: dict[str, Any]) -> bytes:
         try:
             return _dumps_stdlib(_safe(line))
         except Exception:
-            return _dumps_stdlib({"ts": line.get("ts"), "level": line.get("level"),
-                                  "message": "<unserializable log line>"})
+            return _dumps_stdlib(
+                {"ts": line.get("ts"), "level": line.get("level"), "message": "<unserializable log line>"}
+            )
 
 
 # --- sink -------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ class Sink:
                     view = memoryview(line)
                     while view:  # FileIO.write may write less than asked
                         written = self._owned.write(view)
-                        view = view[written or len(view):]
+                        view = view[written or len(view) :]
                 else:
                     stream.write(line)
                     stream.flush()

@@ -33,8 +33,12 @@ except ImportError:  # structlog is optional: stdlib logging alone still works
 __all__ = ["configure", "track"]
 
 _LEVELS = {
-    "debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-    "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
 }
 # Environment override for the host name, e.g. two services on one machine posing as two hosts.
 # Not OBSHUB_HOST: that one is the hub's listen address (docs/configuration.md).
@@ -95,9 +99,7 @@ def _level(level: str | int) -> int:
     try:
         return _LEVELS[str(level).lower()]
     except KeyError:
-        raise ValueError(
-            f"level must be one of {', '.join(sorted(_LEVELS))} or an int, not {level!r}"
-        ) from None
+        raise ValueError(f"level must be one of {', '.join(sorted(_LEVELS))} or an int, not {level!r}") from None
 
 
 def configure(

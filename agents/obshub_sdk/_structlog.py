@@ -36,9 +36,17 @@ from obshub_sdk._render import (
 from obshub_sdk.context import _FIELDS
 
 _LEVELS = {
-    "debug": "debug", "info": "info", "msg": "info", "warning": "warning", "warn": "warning",
-    "error": "error", "exception": "error", "failure": "error", "err": "error",
-    "critical": "critical", "fatal": "critical",
+    "debug": "debug",
+    "info": "info",
+    "msg": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "error": "error",
+    "exception": "error",
+    "failure": "error",
+    "err": "error",
+    "critical": "critical",
+    "fatal": "critical",
 }
 
 
@@ -64,8 +72,7 @@ class Renderer:
         line: dict[str, Any] = {
             "ts": ts_now(),
             "level": _LEVELS.get(method_name, "info"),
-            "message": fit(message if isinstance(message, str) else str(message),
-                           MAX_MESSAGE_BYTES),
+            "message": fit(message if isinstance(message, str) else str(message), MAX_MESSAGE_BYTES),
         }
         name = event_dict.pop("logger", None) or getattr(logger, "name", None)
         if name:

@@ -75,9 +75,7 @@ class CorrelationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = [
-                    (k, v) for k, v in message.get("headers") or () if k.lower() != b"x-request-id"
-                ]
+                headers = [(k, v) for k, v in message.get("headers") or () if k.lower() != b"x-request-id"]
                 headers.append((b"x-request-id", request_id))
                 message = {**message, "headers": headers}
             await send(message)
@@ -99,8 +97,13 @@ class CorrelationMiddleware:
                 if failure is not None and (status is None or status < 500):
                     status = 500  # what the server will answer (or had no chance to)
                 log_access(
-                    scope.get("method", "?"), scope.get("path", "?"), status or 500,
-                    time.perf_counter() - start, state, parent, failure,
+                    scope.get("method", "?"),
+                    scope.get("path", "?"),
+                    status or 500,
+                    time.perf_counter() - start,
+                    state,
+                    parent,
+                    failure,
                 )
             _REQUEST.reset(t_state)
             _FIELDS.reset(t_fields)

@@ -53,9 +53,7 @@ _MAX_ID = 128
 _TRACE_ID = re.compile(r"(?!0{32})[0-9a-f]{32}")
 
 _EMPTY: Mapping[str, str] = {}
-_FIELDS: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "obshub_sdk.fields", default=_EMPTY
-)
+_FIELDS: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("obshub_sdk.fields", default=_EMPTY)
 
 
 class RequestState:
@@ -71,9 +69,7 @@ class RequestState:
         self.session_id: str | None = None
 
 
-_REQUEST: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
-    "obshub_sdk.request", default=None
-)
+_REQUEST: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar("obshub_sdk.request", default=None)
 
 
 def current() -> dict[str, str]:
@@ -164,9 +160,7 @@ def new_request_id() -> str:
 
 
 @contextlib.contextmanager
-def start_trace(
-    request_id: str | None = None, trace_id: str | None = None
-) -> Iterator[dict[str, str]]:
+def start_trace(request_id: str | None = None, trace_id: str | None = None) -> Iterator[dict[str, str]]:
     """Bind a fresh request/trace for work no HTTP request started (a job, a CLI command, a
     queue consumer), so its lines and outgoing calls correlate like a request's would.
 

@@ -33,7 +33,10 @@ __all__ = ["JSONFormatter"]
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 # ``color_message`` is uvicorn's ANSI-coloured copy of the message: noise in a JSON line.
 _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message", "asctime", "taskName", "color_message",
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 # Extra key through which the SDK itself (track(), access lines) sets top-level fields such as
 # kind/name that a user's ``extra=`` must not be able to set by accident.
@@ -164,4 +167,3 @@ class SinkHandler(logging.Handler):
             self.sink.write(self.json.to_line(record))
         except Exception:
             self.handleError(record)
-

@@ -34,9 +34,7 @@ __all__ = [
 
 # W3C Trace Context §3.2: version-traceid-parentid-flags, lowercase hex. Versions above 00 may
 # append fields after a dash; version ff is forbidden; all-zero ids are invalid.
-_TRACEPARENT = re.compile(
-    r"(?!ff)([0-9a-f]{2})-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})(-.*)?"
-)
+_TRACEPARENT = re.compile(r"(?!ff)([0-9a-f]{2})-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 # Bounds on what we accept from the wire, so one request cannot bloat every log line it causes.
 _MAX_TRACEPARENT = 512
 _MAX_TRACESTATE = 512  # W3C: vendors may drop tracestate past 512 chars
@@ -155,11 +153,7 @@ def outgoing_headers(baggage: bool | None = None) -> dict[str, str]:
     if state is not None and state.tracestate:
         headers["tracestate"] = state.tracestate
     if baggage_enabled(baggage):
-        members = [
-            f"{wire}={quote(fields[key], safe='')}"
-            for key, wire in _BAGGAGE_KEYS.items()
-            if fields.get(key)
-        ]
+        members = [f"{wire}={quote(fields[key], safe='')}" for key, wire in _BAGGAGE_KEYS.items() if fields.get(key)]
         if state is not None and state.baggage:
             members.append(state.baggage)
         if members:

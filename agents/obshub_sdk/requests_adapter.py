@@ -30,9 +30,7 @@ class CorrelationAdapter(HTTPAdapter):
         _inject(request, self._baggage)
 
 
-def instrument_session(
-    session: requests.Session | None = None, baggage: bool | None = None
-) -> requests.Session:
+def instrument_session(session: requests.Session | None = None, baggage: bool | None = None) -> requests.Session:
     """Mount :class:`CorrelationAdapter` for http:// and https:// on ``session`` (or a new one)."""
     session = session if session is not None else requests.Session()
     adapter = CorrelationAdapter(baggage=baggage)

@@ -79,8 +79,14 @@ def _status_code(status: str) -> int | None:
 class _Request:
     __slots__ = ("ctx", "done", "environ", "mw", "parent", "start", "state", "status")
 
-    def __init__(self, mw: CorrelationMiddleware, environ: dict[str, Any], state: RequestState,
-                 parent: str | None, ctx: contextvars.Context):
+    def __init__(
+        self,
+        mw: CorrelationMiddleware,
+        environ: dict[str, Any],
+        state: RequestState,
+        parent: str | None,
+        ctx: contextvars.Context,
+    ):
         self.mw = mw
         self.environ = environ
         self.state = state
@@ -102,7 +108,11 @@ class _Request:
         log_access(
             self.environ.get("REQUEST_METHOD", "?"),
             self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", ""),
-            status or 500, time.perf_counter() - self.start, self.state, self.parent, exc,
+            status or 500,
+            time.perf_counter() - self.start,
+            self.state,
+            self.parent,
+            exc,
         )
 
 

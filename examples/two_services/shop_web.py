@@ -29,9 +29,7 @@ log = structlog.get_logger("shop.web")
 def build_app(backend: str) -> CorrelationMiddleware:
     # One client for the app's lifetime; the hook adds traceparent/X-Request-ID (and, between
     # our own two services, the user as W3C baggage) to every call.
-    client = httpx.AsyncClient(
-        base_url=backend, timeout=10, event_hooks=httpx_async_event_hooks(baggage=True)
-    )
+    client = httpx.AsyncClient(base_url=backend, timeout=10, event_hooks=httpx_async_event_hooks(baggage=True))
 
     async def checkout(request: Request) -> JSONResponse:
         user = request.query_params.get("user", "anonymous")
@@ -39,8 +37,9 @@ def build_app(backend: str) -> CorrelationMiddleware:
         cart = {"items": 3, "total_cents": 4599}
         log.info("checkout started", **cart)
         obshub_sdk.track("checkout_started", **cart)
-        resp = await client.post("/charge", json={"amount_cents": cart["total_cents"],
-                                                  "fail": request.query_params.get("fail") == "1"})
+        resp = await client.post(
+            "/charge", json={"amount_cents": cart["total_cents"], "fail": request.query_params.get("fail") == "1"}
+        )
         if resp.status_code != 200:
             log.warning("payment failed", status=resp.status_code)
             body = {"ok": False}
@@ -67,8 +66,7 @@ def main() -> None:
     obshub_sdk.configure(service="shop-web", path=args.log, host=args.host_name, baggage=True)
     # log_config=None: uvicorn's own records go through the root logger, i.e. the same JSON file;
     # access_log=False: the middleware writes the (correlated) access line instead.
-    uvicorn.run(build_app(args.backend), host="127.0.0.1", port=args.port,
-                log_config=None, access_log=False)
+    uvicorn.run(build_app(args.backend), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

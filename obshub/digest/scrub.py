@@ -17,8 +17,24 @@ from obshub.events import NormalizedEvent
 __all__ = ["FILTERED", "Scrubber"]
 
 FILTERED = "[Filtered]"
-DEFAULT_KEYS = ("password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "auth", "credential",
-                "cookie", "session_key", "private_key", "credit_card", "card_number", "cvv", "ssn")
+DEFAULT_KEYS = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "auth",
+    "credential",
+    "cookie",
+    "session_key",
+    "private_key",
+    "credit_card",
+    "card_number",
+    "cvv",
+    "ssn",
+)
 # Contiguous 13-19 digits, or the printed shapes 4-4-4-4(-3) and Amex 4-6-5 with one separator.
 # Loose digit runs with spaces ("081109 204453 34", an HDFS timestamp) pass Luhn 1 time in 10.
 # Card numbers start with 2-6 (issuer ranges), which also spares epoch timestamps (1...).
@@ -75,8 +91,14 @@ class Scrubber:
         if depth > 20 or not isinstance(value, (dict, list)):
             return value
         if isinstance(value, dict):
-            return {k: (FILTERED if isinstance(k, str) and self.sensitive(k) and v not in (None, "")
-                        else self._deep(v, depth + 1)) for k, v in value.items()}
+            return {
+                k: (
+                    FILTERED
+                    if isinstance(k, str) and self.sensitive(k) and v not in (None, "")
+                    else self._deep(v, depth + 1)
+                )
+                for k, v in value.items()
+            }
         # header lists like [["Authorization", "Bearer x"], ...] as Sentry sends them
         if len(value) == 2 and isinstance(value[0], str) and self.sensitive(value[0]):
             return [value[0], FILTERED]

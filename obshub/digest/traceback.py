@@ -21,8 +21,10 @@ _PY_CHAIN = ("During handling of the above exception", "The above exception was 
 _JAVA_EXC = re.compile(r"^(?:Caused by: )?(?P<type>[a-zA-Z_$][\w$]*(?:\.[\w$]+)+)(?::\s?(?P<value>.*))?$")
 # Java 9+ prefixes a frame with its class loader and module: `at java.base/java.util.HashMap.get(...)`,
 # `at app//com.shop.Orders.place(...)`. Frames in the JDK's own modules are never the app's code.
-_JAVA_FRAME = re.compile(r"^\s+at (?:(?P<loader>[\w$.@-]*)/)?(?:(?P<mod>[\w$.@-]*)/)?(?P<cls>[\w$.]+)\."
-                         r"(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)")
+_JAVA_FRAME = re.compile(
+    r"^\s+at (?:(?P<loader>[\w$.@-]*)/)?(?:(?P<mod>[\w$.@-]*)/)?(?P<cls>[\w$.]+)\."
+    r"(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)"
+)
 _JDK_MODULES = ("java.", "jdk.")
 
 
@@ -50,8 +52,13 @@ def _python(lines: list[str]) -> dict[str, Any] | None:
         elif in_tb and (m := _PY_FRAME.match(line)):
             ctx = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("    ") else None
             path = m.group("file")
-            frame = {"filename": path, "lineno": int(m.group("line")), "function": m.group("func"),
-                     "module": _module_of(path), "context_line": ctx}
+            frame = {
+                "filename": path,
+                "lineno": int(m.group("line")),
+                "function": m.group("func"),
+                "module": _module_of(path),
+                "context_line": ctx,
+            }
             frame["in_app"] = guess_in_app(frame)
             frames.append(frame)
         elif in_tb and line and not line.startswith(" ") and (m := _PY_EXC.match(line.strip())):
@@ -70,8 +77,12 @@ def _java(lines: list[str]) -> dict[str, Any] | None:
     excs: list[dict[str, Any]] = []
     for line in lines:
         if (m := _JAVA_FRAME.match(line)) and excs:
-            frame = {"module": m.group("cls"), "function": m.group("func"), "filename": m.group("file"),
-                     "lineno": int(m.group("line")) if m.group("line") else None}
+            frame = {
+                "module": m.group("cls"),
+                "function": m.group("func"),
+                "filename": m.group("file"),
+                "lineno": int(m.group("line")) if m.group("line") else None,
+            }
             module = m.group("mod") if m.group("mod") is not None else m.group("loader")  # `x/` alone is a module
             frame["in_app"] = not (module or "").startswith(_JDK_MODULES) and guess_in_app(frame)
             excs[-1]["stack"].insert(0, frame)

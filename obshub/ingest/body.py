@@ -84,7 +84,7 @@ def _zstd(body: bytes, limit: int) -> bytes:
             d = zstandard.ZstdDecompressor().decompressobj()
             i = 0
             while i < len(data) and not d.eof:
-                out.write(d.decompress(data[i:i + 256]))
+                out.write(d.decompress(data[i : i + 256]))
                 i += 256
                 if out.tell() > limit:
                     raise _too_big(limit)
@@ -118,8 +118,9 @@ def _brotli(body: bytes, limit: int) -> bytes:
     return out.getvalue()
 
 
-def decode(body: bytes, encoding: str | None, max_decoded: int,
-           allowed: tuple[str, ...] = ("identity", "gzip", "zstd")) -> bytes:
+def decode(
+    body: bytes, encoding: str | None, max_decoded: int, allowed: tuple[str, ...] = ("identity", "gzip", "zstd")
+) -> bytes:
     """Undo Content-Encoding. Unknown or disallowed encodings are 415; corrupt data is 400."""
     enc = (encoding or "identity").strip().lower()
     if enc == "x-gzip":

@@ -61,8 +61,7 @@ def _answer(done: pipeline.Ingested) -> Response:
     problems = done.parsed.problems + [(line, f"store refused the event: {why}") for line, why in done.refused()]
     problems.sort(key=lambda p: p[0])
     rejected = [{"line": line, "error": why} for line, why in problems]
-    return JSONResponse({"accepted": done.result.accepted, "duplicates": done.result.duplicates,
-                         "rejected": rejected})
+    return JSONResponse({"accepted": done.result.accepted, "duplicates": done.result.duplicates, "rejected": rejected})
 
 
 def _credentials(request: Request) -> tuple[str | None, int | None]:

@@ -56,10 +56,21 @@ from obshub.ingest.body import decode, read_body
 from obshub.settings import Settings
 from obshub.store.base import Project, Store, WriteResult
 
-__all__ = ["Batch", "Edge", "Ingested", "Parsed", "digested", "prepare", "run", "store_events",
-           "write", "write_blocking"]
+__all__ = [
+    "Batch",
+    "Edge",
+    "Ingested",
+    "Parsed",
+    "digested",
+    "prepare",
+    "run",
+    "store_events",
+    "write",
+    "write_blocking",
+]
 
 log = structlog.get_logger("obshub")
+
 
 @dataclass
 class Batch:
@@ -154,15 +165,17 @@ def _counted(hub: Hub, edge: Edge, response: Response) -> Response:
     return response
 
 
-async def _admitted(request: Request, hub: Hub, edge: Edge, project: Project | None, project_id: int | None,
-                    ticket: Ticket) -> Response:
+async def _admitted(
+    request: Request, hub: Hub, edge: Edge, project: Project | None, project_id: int | None, ticket: Ticket
+) -> Response:
     tel = hub.telemetry
     p = edge.protocol
     received_at = now_us()
     try:
         raw = await read_body(request, hub.settings.max_wire_bytes)
-        size, batch, parsed = await _prepared(hub, ticket, edge, raw, request.headers.get("content-encoding"),
-                                              received_at)
+        size, batch, parsed = await _prepared(
+            hub, ticket, edge, raw, request.headers.get("content-encoding"), received_at
+        )
         if project is None:  # the key came in the body (checked only now: it had to be parsed)
             assert edge.body_token is not None
             project = await hub.check_token(edge.body_token(request, parsed.header), "ingest", project_id)
@@ -195,14 +208,16 @@ async def _admitted(request: Request, hub: Hub, edge: Edge, project: Project | N
         tel.ingest_rejected.labels(p, "validation").inc(invalid)
     if refused:  # valid, but the store would not take them (e.g. a mapping conflict)
         tel.ingest_rejected.labels(p, "store").inc(refused)
-        log.warning("store refused events", protocol=p, project=project.id, refused=refused,
-                    reason=result.rejected[0][1])
+        log.warning(
+            "store refused events", protocol=p, project=project.id, refused=refused, reason=result.rejected[0][1]
+        )
     tel.ingest_bytes.labels(p, "stored" if result.accepted or result.duplicates else "refused").inc(size)
     return edge.answer(done)
 
 
-async def _prepared(hub: Hub, ticket: Ticket, edge: Edge, raw: bytes, encoding: str | None,
-                    received_at: int) -> tuple[int, Batch, Parsed]:
+async def _prepared(
+    hub: Hub, ticket: Ticket, edge: Edge, raw: bytes, encoding: str | None, received_at: int
+) -> tuple[int, Batch, Parsed]:
     """`_prepare` on the event loop for a small body (as sent and decoded), else, or when it
     decodes beyond INLINE_BODY_BYTES, on the hub's ingest threads with the real limit, holding a
     full admission slot (Refused when none frees up)."""
@@ -218,8 +233,9 @@ async def _prepared(hub: Hub, ticket: Ticket, edge: Edge, raw: bytes, encoding: 
     return await hub.offload(_prepare, hub, edge, raw, encoding, received_at, limit)
 
 
-def _prepare(hub: Hub, edge: Edge, raw: bytes, encoding: str | None, received_at: int, max_decoded: int
-             ) -> tuple[int, Batch, Parsed]:
+def _prepare(
+    hub: Hub, edge: Edge, raw: bytes, encoding: str | None, received_at: int, max_decoded: int
+) -> tuple[int, Batch, Parsed]:
     """All CPU work of a request: decode, parse (and normalize), digest. Returns (decoded
     size, the batch to store, what the parser found)."""
     body = decode(raw, encoding, max_decoded, edge.encodings)
@@ -229,13 +245,15 @@ def _prepare(hub: Hub, edge: Edge, raw: bytes, encoding: str | None, received_at
 
 # -- the hub's own producers, and the write every path shares -------------------------------------
 
+
 def digested(events: list[NormalizedEvent], scrubber: Scrubber) -> Batch:
     """Digest normalized events in place (scrub, parse tracebacks, group)."""
     return Batch(events, digest(events, scrubber))
 
 
-def prepare(raw: Iterable[Mapping[str, Any]], received_at: int, scrubber: Scrubber,
-            limits: Limits = DEFAULT_LIMITS) -> Batch:
+def prepare(
+    raw: Iterable[Mapping[str, Any]], received_at: int, scrubber: Scrubber, limits: Limits = DEFAULT_LIMITS
+) -> Batch:
     """Normalize and digest events the hub makes itself (demo data, uptime results, check
     definitions). They are valid by construction: a FieldError here is a bug, and raises."""
     return digested([normalize(dict(r), received_at, limits) for r in raw], scrubber)
@@ -256,7 +274,8 @@ def write_blocking(store: Store, project_id: int, batch: Batch) -> WriteResult:
     return store.write_events(project_id, stored(batch.events), list(batch.groups.values()))
 
 
-def store_events(store: Store, project_id: int, raw: Iterable[Mapping[str, Any]], received_at: int,
-                 scrubber: Scrubber | None = None) -> WriteResult:
+def store_events(
+    store: Store, project_id: int, raw: Iterable[Mapping[str, Any]], received_at: int, scrubber: Scrubber | None = None
+) -> WriteResult:
     """`prepare` + `write_blocking`: how the hub's own producers store what they make."""
     return write_blocking(store, project_id, prepare(raw, received_at, scrubber or Scrubber()))

@@ -61,7 +61,7 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, An
     pos = len(body) if nl < 0 else nl + 1
     n = len(body)
     while pos < n:
-        if body[pos:pos + 1] == b"\n":  # blank line between items
+        if body[pos : pos + 1] == b"\n":  # blank line between items
             pos += 1
             continue
         end = body.find(b"\n", pos)
@@ -80,14 +80,22 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, An
                 problems.append((len(items) + 1, f"item {len(items) + 1}: invalid length {length!r}"))
                 break
             if pos + length > n:
-                problems.append((len(items) + 1, f"item {len(items) + 1} ({ih.get('type')}): truncated, "
-                                                 f"{n - pos} of {length} bytes"))
+                problems.append(
+                    (
+                        len(items) + 1,
+                        f"item {len(items) + 1} ({ih.get('type')}): truncated, {n - pos} of {length} bytes",
+                    )
+                )
                 break
-            payload = body[pos:pos + length]
+            payload = body[pos : pos + length]
             pos += length
-            if pos < n and body[pos:pos + 1] != b"\n":
-                problems.append((len(items) + 1, f"item {len(items) + 1} ({ih.get('type')}): "
-                                                 f"length {length} does not end at a newline"))
+            if pos < n and body[pos : pos + 1] != b"\n":
+                problems.append(
+                    (
+                        len(items) + 1,
+                        f"item {len(items) + 1} ({ih.get('type')}): length {length} does not end at a newline",
+                    )
+                )
                 break
             pos += 1
         else:
@@ -163,18 +171,34 @@ def from_sentry(ev: dict[str, Any]) -> dict[str, Any]:
         error = {"type": None, "value": msg, "stack": []}
     crumbs = ev.get("breadcrumbs")
     crumbs = crumbs.get("values") if isinstance(crumbs, dict) else crumbs
-    for key, value in (("breadcrumbs", crumbs), ("request", request), ("contexts", contexts), ("tags", tags),
-                       ("user", user), ("extra", ev.get("extra")), ("sdk", ev.get("sdk")),
-                       ("transaction", ev.get("transaction")), ("platform", ev.get("platform"))):
+    for key, value in (
+        ("breadcrumbs", crumbs),
+        ("request", request),
+        ("contexts", contexts),
+        ("tags", tags),
+        ("user", user),
+        ("extra", ev.get("extra")),
+        ("sdk", ev.get("sdk")),
+        ("transaction", ev.get("transaction")),
+        ("platform", ev.get("platform")),
+    ):
         if value:
             error[key] = value
     if not msg and excs:
         msg = f"{error.get('type') or 'Error'}: {error.get('value') or ''}".rstrip(": ")
     out: dict[str, Any] = {
-        "kind": "error", "message": msg, "error": error, "level": ev.get("level") or "error",
-        "ts": ev.get("timestamp"), "logger": ev.get("logger"), "env": ev.get("environment"),
-        "release": ev.get("release"), "host": ev.get("server_name"), "service": tags.get("service"),
-        "trace_id": trace.get("trace_id"), "span_id": trace.get("span_id"),
+        "kind": "error",
+        "message": msg,
+        "error": error,
+        "level": ev.get("level") or "error",
+        "ts": ev.get("timestamp"),
+        "logger": ev.get("logger"),
+        "env": ev.get("environment"),
+        "release": ev.get("release"),
+        "host": ev.get("server_name"),
+        "service": tags.get("service"),
+        "trace_id": trace.get("trace_id"),
+        "span_id": trace.get("span_id"),
         "request_id": tags.get("request_id") or tags.get("request-id") or _header(request, "x-request-id"),
         "user_id": user.get("id") or user.get("username") or user.get("email"),
         "session_id": tags.get("session_id"),
@@ -209,14 +233,24 @@ def _sentry_key(request: Request, envelope_header: Mapping[str, Any] | None = No
 
 
 async def preflight(request: Request) -> Response:
-    return Response(status_code=200, headers={
-        **_CORS, "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, X-Sentry-Auth, Authorization",
-        "Access-Control-Max-Age": "3600"})
+    return Response(
+        status_code=200,
+        headers={
+            **_CORS,
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, X-Sentry-Auth, Authorization",
+            "Access-Control-Max-Age": "3600",
+        },
+    )
 
 
-def _events(items: list[tuple[dict[str, Any], bytes]], problems: list[tuple[int, str]], received_at: int,
-            settings: Settings, header: dict[str, Any]) -> pipeline.Parsed:
+def _events(
+    items: list[tuple[dict[str, Any], bytes]],
+    problems: list[tuple[int, str]],
+    received_at: int,
+    settings: Settings,
+    header: dict[str, Any],
+) -> pipeline.Parsed:
     """The event items, mapped and validated; any other item type is skipped (a 200 all the same)."""
     events: list[NormalizedEvent] = []
     item_nos: list[int] = []
@@ -259,8 +293,9 @@ def _answer(done: pipeline.Ingested) -> Response:
     if problems:
         # Valid items before and around the problem are stored; say so, with the reasons.
         stored = done.result.accepted + done.result.duplicates
-        return JSONResponse({"detail": "; ".join(problems), "id": event_id, "stored": stored},
-                            status_code=400, headers=_CORS)
+        return JSONResponse(
+            {"detail": "; ".join(problems), "id": event_id, "stored": stored}, status_code=400, headers=_CORS
+        )
     return JSONResponse({"id": event_id}, headers=_CORS)
 
 
@@ -274,9 +309,17 @@ def _rate_limits(retry_after: int) -> dict[str, str]:
     return {"X-Sentry-Rate-Limits": f"{retry_after}::organization"}
 
 
-ENVELOPE = pipeline.Edge(protocol="sentry", parse=parse_envelope_body, answer=_answer, credentials=_credentials,
-                         encodings=_ENCODINGS, body_token=_sentry_key, error_key="detail", headers=_CORS,
-                         pause_headers=_rate_limits)
+ENVELOPE = pipeline.Edge(
+    protocol="sentry",
+    parse=parse_envelope_body,
+    answer=_answer,
+    credentials=_credentials,
+    encodings=_ENCODINGS,
+    body_token=_sentry_key,
+    error_key="detail",
+    headers=_CORS,
+    pause_headers=_rate_limits,
+)
 STORE = replace(ENVELOPE, parse=parse_store_body)
 
 

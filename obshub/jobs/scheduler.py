@@ -38,8 +38,9 @@ def retention(hub: Hub) -> int:
 
 def start_jobs(hub: Hub) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
-    scheduler.add_job(retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s),
-                      id="retention")
+    scheduler.add_job(
+        retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s), id="retention"
+    )
     hub.uptime = register_uptime(scheduler, hub)  # probes of [[checks]] and POSTed checks (obshub/uptime/)
     scheduler.start()
     return scheduler

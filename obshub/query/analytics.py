@@ -37,8 +37,15 @@ def event_properties(
     return {"properties": found.value, "counted": found.counted, "approximate": found.approximate}
 
 
-def property_values(store: Store, project_id: int, event: str | None, prop: str | None, start: int | None,
-                    end: int | None, limit: int = 100) -> dict[str, Any]:
+def property_values(
+    store: Store,
+    project_id: int,
+    event: str | None,
+    prop: str | None,
+    start: int | None,
+    end: int | None,
+    limit: int = 100,
+) -> dict[str, Any]:
     check_limit(limit)
     prop = _need(prop, "property")
     if any(c in prop for c in "\"'\\"):
@@ -46,12 +53,16 @@ def property_values(store: Store, project_id: int, event: str | None, prop: str 
     if "\x00" in prop:  # SQLite takes no NUL in SQL text or a JSON path (a 503 there)
         raise QueryError("property: NUL is not allowed in a property name")
     found = store.property_values(project_id, _need(event, "event"), prop, start, end, limit)
-    return {"values": [{"value": v, "count": c} for v, c in found.value], "counted": found.counted,
-            "approximate": found.approximate}
+    return {
+        "values": [{"value": v, "count": c} for v, c in found.value],
+        "counted": found.counted,
+        "approximate": found.approximate,
+    }
 
 
-def event_series(store: Store, project_id: int, event: str | None, interval_us: int, start: int, end: int,
-                 unique: bool) -> dict[str, Any]:
+def event_series(
+    store: Store, project_id: int, event: str | None, interval_us: int, start: int, end: int, unique: bool
+) -> dict[str, Any]:
     if end <= start:
         raise QueryError("to: must be after from")
     first = start - start % interval_us
@@ -60,5 +71,8 @@ def event_series(store: Store, project_id: int, event: str | None, interval_us: 
         raise QueryError(f"interval: {n} buckets exceeds {MAX_POINTS}; use a coarser interval or a shorter range")
     counts = dict(store.event_series(project_id, event or None, interval_us, start, end, unique))
     # Every bucket, zeros included: a chart of sparse points would hide quiet hours.
-    return {"points": [{"t": format_ts(first + i * interval_us), "count": counts.get(first + i * interval_us, 0)}
-                       for i in range(n)]}
+    return {
+        "points": [
+            {"t": format_ts(first + i * interval_us), "count": counts.get(first + i * interval_us, 0)} for i in range(n)
+        ]
+    }

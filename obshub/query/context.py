@@ -38,10 +38,17 @@ def context(store: Store, project_id: int, event_id: str, by: str, n: int) -> di
     key = BY[by]
     value = anchor.get(key)
     if not value:
-        return {"anchor": to_public(anchor), "events": [],
-                "why": f"this event has no {key}, so there is no {by} context; try another tab"}
+        return {
+            "anchor": to_public(anchor),
+            "events": [],
+            "why": f"this event has no {key}, so there is no {by} context; try another tab",
+        }
     if by == "request":
         t = trace(store, project_id, value, cap=CONTEXT_MAX * 5)
         return {"anchor": to_public(anchor), "events": t["events"], "why": None, "truncated": t["truncated"]}
-    return {"anchor": to_public(anchor), "events": _around(store, project_id, anchor, Field(key, "=", value, True), n),
-            "why": None, "value": value}
+    return {
+        "anchor": to_public(anchor),
+        "events": _around(store, project_id, anchor, Field(key, "=", value, True), n),
+        "why": None,
+        "value": value,
+    }

@@ -25,8 +25,16 @@ from obshub.query.search import check_limit
 from obshub.store.base import GROUP_STATES, GroupRecord, GroupStats, SearchRequest, Store
 from obshub.store.querylang import Field, Node, Or
 
-__all__ = ["DEFAULT_FROM", "GROUP_STATES", "activity", "get_group", "list_groups", "merge_groups", "set_state",
-           "sparks"]
+__all__ = [
+    "DEFAULT_FROM",
+    "GROUP_STATES",
+    "activity",
+    "get_group",
+    "list_groups",
+    "merge_groups",
+    "set_state",
+    "sparks",
+]
 
 NEW_FOR_US = 24 * 3600 * 1_000_000  # a group first seen in the last 24 h is "new"
 HOUR_US = 3_600_000_000
@@ -40,9 +48,13 @@ _LEVEL_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
 def _fold(stats: list[GroupStats]) -> GroupStats | None:
     if not stats:
         return None
-    return GroupStats(count=sum(s.count for s in stats), users=sum(s.users for s in stats),
-                      hosts=sorted({h for s in stats for h in s.hosts}),
-                      first_seen=min(s.first_seen for s in stats), last_seen=max(s.last_seen for s in stats))
+    return GroupStats(
+        count=sum(s.count for s in stats),
+        users=sum(s.users for s in stats),
+        hosts=sorted({h for s in stats for h in s.hosts}),
+        first_seen=min(s.first_seen for s in stats),
+        last_seen=max(s.last_seen for s in stats),
+    )
 
 
 def _members(records: list[GroupRecord]) -> dict[str, list[str]]:
@@ -64,11 +76,18 @@ def _members(records: list[GroupRecord]) -> dict[str, list[str]]:
 
 def _view(r: GroupRecord, st: GroupStats | None, now: int, members: list[str]) -> dict[str, Any]:
     return {
-        "id": r.id, "title": r.title, "type": r.type, "culprit": r.culprit,
-        "count": st.count if st else 0, "users": st.users if st else 0, "hosts": st.hosts if st else [],
+        "id": r.id,
+        "title": r.title,
+        "type": r.type,
+        "culprit": r.culprit,
+        "count": st.count if st else 0,
+        "users": st.users if st else 0,
+        "hosts": st.hosts if st else [],
         "first_seen": format_ts(st.first_seen if st else r.first_seen),
         "last_seen": format_ts(st.last_seen) if st else None,
-        "state": r.state, "level": r.level, "version": r.version,
+        "state": r.state,
+        "level": r.level,
+        "version": r.version,
         "is_new": now - r.first_seen < NEW_FOR_US,
         "regressed": r.regressed_at is not None and r.state == "unresolved",
         "regressed_at": format_ts(r.regressed_at) if r.regressed_at else None,
@@ -76,8 +95,15 @@ def _view(r: GroupRecord, st: GroupStats | None, now: int, members: list[str]) -
     }
 
 
-def list_groups(store: Store, project_id: int, state: str | None, query: Node | None, start: int | None,
-                end: int | None, limit: int = 200) -> dict[str, Any]:
+def list_groups(
+    store: Store,
+    project_id: int,
+    state: str | None,
+    query: Node | None,
+    start: int | None,
+    end: int | None,
+    limit: int = 200,
+) -> dict[str, Any]:
     """Groups in `state` (None or "all": every state, like the web UI's "all" tab)."""
     check_limit(limit)
     if state == "all":
@@ -115,8 +141,11 @@ def _resolve(store: Store, project_id: int, group_id: str) -> tuple[GroupRecord,
 
 
 def _occurrences(members: list[str]) -> Node:
-    return Or(tuple(Field("group_id", "=", m, True) for m in members)) if len(members) > 1 \
+    return (
+        Or(tuple(Field("group_id", "=", m, True) for m in members))
+        if len(members) > 1
         else Field("group_id", "=", members[0], True)
+    )
 
 
 def get_group(store: Store, project_id: int, group_id: str, recent: int = 50) -> dict[str, Any]:
@@ -126,9 +155,19 @@ def get_group(store: Store, project_id: int, group_id: str, recent: int = 50) ->
     latest = store.search(project_id, SearchRequest(_occurrences(members), limit=recent))
     view["latest_event"] = to_public(latest[0]) if latest else None
     # The failing requests: one click from the group to every host's logs of that request.
-    view["occurrences"] = [{"id": e["id"], "ts": format_ts(e["ts"]), "host": e["host"], "service": e["service"],
-                            "request_id": e["request_id"], "trace_id": e["trace_id"], "user_id": e["user_id"],
-                            "release": e["release"]} for e in latest]
+    view["occurrences"] = [
+        {
+            "id": e["id"],
+            "ts": format_ts(e["ts"]),
+            "host": e["host"],
+            "service": e["service"],
+            "request_id": e["request_id"],
+            "trace_id": e["trace_id"],
+            "user_id": e["user_id"],
+            "release": e["release"],
+        }
+        for e in latest
+    ]
     return view
 
 
@@ -173,12 +212,15 @@ def sparks(store: Store, project_id: int, groups: list[dict[str, Any]], now: int
             counts[(t - first) // HOUR_US] += n
         by_id[gid] = counts
     none = [0] * SPARK_HOURS
-    return {g["id"]: [sum(c) for c in zip(*(by_id.get(m, none) for m in [g["id"], *g["merged"]]), strict=True)]
-            for g in groups}
+    return {
+        g["id"]: [sum(c) for c in zip(*(by_id.get(m, none) for m in [g["id"], *g["merged"]]), strict=True)]
+        for g in groups
+    }
 
 
-def activity(store: Store, project_id: int, group: dict[str, Any], now: int | None = None,
-             cap: int = OCCURRENCE_CAP) -> dict[str, Any]:
+def activity(
+    store: Store, project_id: int, group: dict[str, Any], now: int | None = None, cap: int = OCCURRENCE_CAP
+) -> dict[str, Any]:
     """The group page's chart and tags, from the group's (a `get_group` view) newest `cap`
     occurrences: `points` per hour over the last 24 h (7 days when the oldest of them is older),
     `hours` they span, and `tags`: the 5 commonest values of host, service, release, env and
@@ -197,5 +239,8 @@ def activity(store: Store, project_id: int, group: dict[str, Any], now: int | No
         for k in tags:
             if e.get(k):
                 tags[k][e[k]] += 1
-    return {"points": [{"t": format_ts(first + i * HOUR_US), "count": c} for i, c in enumerate(counts)],
-            "hours": hours, "tags": {k: c.most_common(5) for k, c in tags.items() if c}}
+    return {
+        "points": [{"t": format_ts(first + i * HOUR_US), "count": c} for i, c in enumerate(counts)],
+        "hours": hours,
+        "tags": {k: c.most_common(5) for k, c in tags.items() if c},
+    }

@@ -40,9 +40,28 @@ __all__ = ["CORE_COLUMNS", "FORMATS", "Chunk", "ExportRequest", "chunks", "expor
 FORMATS = ("csv", "ndjson")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 PAGE = MAX_LIMIT  # rows per store query: 300 queries for 300k rows, ~1 MB held at a time
-CORE_COLUMNS = ("ts", "level", "kind", "host", "service", "env", "release", "logger", "name", "request_id",
-                "trace_id", "span_id", "user_id", "session_id", "message", "error_type", "error_value",
-                "group_id", "id", "received_at")
+CORE_COLUMNS = (
+    "ts",
+    "level",
+    "kind",
+    "host",
+    "service",
+    "env",
+    "release",
+    "logger",
+    "name",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "session_id",
+    "message",
+    "error_type",
+    "error_value",
+    "group_id",
+    "id",
+    "received_at",
+)
 REST = "attrs"  # the column holding the attributes without a column of their own
 MAX_COLUMNS = 500  # a `columns=` list longer than any event could fill is a mistake
 
@@ -59,9 +78,15 @@ class ExportRequest:
     spreadsheet: bool = False  # CSV only: neutralise cells a spreadsheet would run as a formula
 
 
-def export_request(query: Node | None, start: int | None, end: int | None, fmt: str | None = None,
-                   columns: str | None = None, spreadsheet: str | None = None,
-                   now: int | None = None) -> ExportRequest:
+def export_request(
+    query: Node | None,
+    start: int | None,
+    end: int | None,
+    fmt: str | None = None,
+    columns: str | None = None,
+    spreadsheet: str | None = None,
+    now: int | None = None,
+) -> ExportRequest:
     """Validate the export's parameters (QueryError naming the parameter); `end` defaults to now."""
     fmt = fmt or "csv"
     if fmt not in FORMATS:

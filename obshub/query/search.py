@@ -28,8 +28,18 @@ from obshub.events import format_ts, to_public
 from obshub.store.base import SearchRequest, Store
 from obshub.store.querylang import And, Field, Node, Or, QuerySyntaxError, parse
 
-__all__ = ["MAX_LIMIT", "check_limit", "decode_cursor", "encode_cursor", "facets", "parse_query", "search", "trace",
-           "trace_query", "user_timeline"]
+__all__ = [
+    "MAX_LIMIT",
+    "check_limit",
+    "decode_cursor",
+    "encode_cursor",
+    "facets",
+    "parse_query",
+    "search",
+    "trace",
+    "trace_query",
+    "user_timeline",
+]
 
 MAX_LIMIT = 1000  # one page; more is what cursors are for
 TRACE_CAP = 10_000  # events per trace view; a larger trace says so (`truncated`)
@@ -79,20 +89,34 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
         raise QueryError("cursor: not a cursor returned by this API") from None
 
 
-def search(store: Store, project_id: int, query: Node | None, start: int | None, end: int | None,
-           limit: int = 100, cursor: str | None = None, ascending: bool = False) -> dict[str, Any]:
+def search(
+    store: Store,
+    project_id: int,
+    query: Node | None,
+    start: int | None,
+    end: int | None,
+    limit: int = 100,
+    cursor: str | None = None,
+    ascending: bool = False,
+) -> dict[str, Any]:
     check_limit(limit)
     after = decode_cursor(cursor)
     # One extra row tells whether another page exists without a count query.
     rows = store.search(project_id, SearchRequest(query, start, end, limit + 1, after, ascending))
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"events": [to_public(e) for e in rows],
-            "next_cursor": encode_cursor(rows[-1]) if more and rows else None}
+    return {"events": [to_public(e) for e in rows], "next_cursor": encode_cursor(rows[-1]) if more and rows else None}
 
 
-def facets(store: Store, project_id: int, query: Node | None, start: int | None, end: int | None,
-           fields: Sequence[str], limit: int) -> dict[str, Any]:
+def facets(
+    store: Store,
+    project_id: int,
+    query: Node | None,
+    start: int | None,
+    end: int | None,
+    fields: Sequence[str],
+    limit: int,
+) -> dict[str, Any]:
     """The top `limit` values with counts of each core field (level, service, host, env...) over
     the newest 10,000 matches (the search page's sidebar): `counted` and `approximate` say, as in
     analytics, whether more matched than were counted."""
@@ -100,8 +124,9 @@ def facets(store: Store, project_id: int, query: Node | None, start: int | None,
     return {"facets": found.value, "counted": found.counted, "approximate": found.approximate}
 
 
-def _all(store: Store, project_id: int, query: Node, start: int | None, end: int | None,
-         cap: int) -> tuple[list[dict[str, Any]], bool]:
+def _all(
+    store: Store, project_id: int, query: Node, start: int | None, end: int | None, cap: int
+) -> tuple[list[dict[str, Any]], bool]:
     """Every match oldest first, up to `cap`; the flag says whether more existed."""
     out: list[dict[str, Any]] = []
     after = None
@@ -123,8 +148,9 @@ def trace_query(trace_id: str) -> Node:
     return Or((Field("request_id", "=", trace_id, True), Field("trace_id", "=", trace_id, True)))
 
 
-def trace(store: Store, project_id: int, trace_id: str, start: int | None = None, end: int | None = None,
-          cap: int = TRACE_CAP) -> dict[str, Any]:
+def trace(
+    store: Store, project_id: int, trace_id: str, start: int | None = None, end: int | None = None, cap: int = TRACE_CAP
+) -> dict[str, Any]:
     query = trace_query(trace_id)
     events, truncated = _all(store, project_id, query, start, end, cap)
     return {
@@ -164,8 +190,16 @@ def _own(e: dict[str, Any], user_id: str, start: int | None, end: int | None) ->
     return e["user_id"] == user_id and (start is None or e["ts"] >= start) and (end is None or e["ts"] < end)
 
 
-def _listed_before(store: Store, project_id: int, user_id: str, found: _Found, start: int | None,
-                   end: int | None, before: _Key, events_cap: int) -> bool:
+def _listed_before(
+    store: Store,
+    project_id: int,
+    user_id: str,
+    found: _Found,
+    start: int | None,
+    end: int | None,
+    before: _Key,
+    events_cap: int,
+) -> bool:
     """Whether a newer page listed this request: it has an own event at or after the cursor, so
     its newest own event (its place) is there. Its events usually tell; a request with more than
     `events_cap` events may hide it past the cap, and one indexed lookup settles that."""
@@ -178,8 +212,16 @@ def _listed_before(store: Store, project_id: int, user_id: str, found: _Found, s
     return bool(newest) and (newest[0]["ts"], newest[0]["id"]) >= before
 
 
-def _walk(store: Store, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
-          before: _Key | None, events_cap: int) -> _Walk:
+def _walk(
+    store: Store,
+    project_id: int,
+    user_id: str,
+    start: int | None,
+    end: int | None,
+    limit: int,
+    before: _Key | None,
+    events_cap: int,
+) -> _Walk:
     """Walk the user's own events newest first from `before` until limit + 1 requests are found
     (the extra one is the previous request of the page's oldest), or TIMELINE_WALK_CAP events.
     A request is placed by its newest own event, so a request already seen on a newer page (it
@@ -206,14 +248,13 @@ def _walk(store: Store, project_id: int, user_id: str, start: int | None, end: i
             pos = (rows[-1]["ts"], rows[-1]["id"])
         todo = list(fresh)
         while todo and len(found) <= limit:
-            chunk, todo = todo[:limit + 1 - len(found)], todo[limit + 1 - len(found):]
+            chunk, todo = todo[: limit + 1 - len(found)], todo[limit + 1 - len(found) :]
             got = store.request_events(project_id, chunk, events_cap + 1)
             for rid in chunk:
                 f = _Found(rid, fresh[rid], got.get(rid, []))
                 if not f.events:  # deleted by retention since the walk read it
                     continue
-                if before is not None and _listed_before(store, project_id, user_id, f, start, end, before,
-                                                         events_cap):
+                if before is not None and _listed_before(store, project_id, user_id, f, start, end, before, events_cap):
                     continue
                 found.append(f)
         if len(rows) < want:
@@ -225,10 +266,17 @@ def _is_error(e: dict[str, Any]) -> bool:
     return bool(e["kind"] == "error" or e["level"] in ("error", "critical"))
 
 
-def user_timeline(store: Store, project_id: int, user_id: str, start: int | None = None,
-                  end: int | None = None, limit: int = TIMELINE_LIMIT, cursor: str | None = None,
-                  offsets_of: Callable[[list[str]], Mapping[str, int]] = _no_skew,
-                  events_cap: int = REQUEST_EVENTS_CAP) -> dict[str, Any]:
+def user_timeline(
+    store: Store,
+    project_id: int,
+    user_id: str,
+    start: int | None = None,
+    end: int | None = None,
+    limit: int = TIMELINE_LIMIT,
+    cursor: str | None = None,
+    offsets_of: Callable[[list[str]], Mapping[str, int]] = _no_skew,
+    events_cap: int = REQUEST_EVENTS_CAP,
+) -> dict[str, Any]:
     """One page of the user's journey: up to `limit` requests, newest pages first (`cursor`:
     the previous page's `next_cursor`), each with its events on every host (the first
     `events_cap`). A request's place is its newest event with the user's id in [start, end).
@@ -272,26 +320,33 @@ def user_timeline(store: Store, project_id: int, user_id: str, start: int | None
         evs = ordered[f.request_id]
         req_hosts = _uniq([e["host"] for e in evs])
         entry = req_hosts[0] if req_hosts else None
-        requests.append({
-            "request_id": f.request_id,
-            "hosts": req_hosts,
-            "services": _uniq([e["service"] for e in evs]),
-            "start": format_ts(starts[f.request_id]),
-            "end": format_ts(fixed(evs[-1])),
-            "events": len(evs),
-            "errors": sum(1 for e in evs if _is_error(e)),
-            # The seed bug: a user's consecutive requests entering on different servers. Entry
-            # hosts are compared, so a request fanning out to an api host is not a "switch".
-            "previous_host": prev_host,
-            "host_switch": prev_host is not None and entry is not None and entry != prev_host,
-            "truncated": len(f.events) > events_cap,
-        })
+        requests.append(
+            {
+                "request_id": f.request_id,
+                "hosts": req_hosts,
+                "services": _uniq([e["service"] for e in evs]),
+                "start": format_ts(starts[f.request_id]),
+                "end": format_ts(fixed(evs[-1])),
+                "events": len(evs),
+                "errors": sum(1 for e in evs if _is_error(e)),
+                # The seed bug: a user's consecutive requests entering on different servers. Entry
+                # hosts are compared, so a request fanning out to an api host is not a "switch".
+                "previous_host": prev_host,
+                "host_switch": prev_host is not None and entry is not None and entry != prev_host,
+                "truncated": len(f.events) > events_cap,
+            }
+        )
         if entry is not None:
             prev_host = entry
     total = store.count_user_requests(project_id, user_id, start, end, REQUEST_COUNT_CAP)
-    return {"user_id": user_id, "requests": requests, "events": [to_public(e) for e in events],
-            "host_switches": sum(1 for r in requests if r["host_switch"]),
-            "truncated": nxt is not None or any(r["truncated"] for r in requests),
-            "skew_ms": {h: offsets.get(h, 0) // 1000 for h in hosts},
-            "total_requests": min(total, REQUEST_COUNT_CAP), "total_requests_capped": total > REQUEST_COUNT_CAP,
-            "next_cursor": _encode_key(nxt) if nxt is not None else None}
+    return {
+        "user_id": user_id,
+        "requests": requests,
+        "events": [to_public(e) for e in events],
+        "host_switches": sum(1 for r in requests if r["host_switch"]),
+        "truncated": nxt is not None or any(r["truncated"] for r in requests),
+        "skew_ms": {h: offsets.get(h, 0) // 1000 for h in hosts},
+        "total_requests": min(total, REQUEST_COUNT_CAP),
+        "total_requests_capped": total > REQUEST_COUNT_CAP,
+        "next_cursor": _encode_key(nxt) if nxt is not None else None,
+    }

@@ -26,6 +26,5 @@ def open_store(url: str) -> Store:
 
         return OpenSearchStore.from_url(url)
     raise ConfigError(
-        f"OBSHUB_STORE: unsupported store URL {url!r}; expected sqlite:///path/to/obshub.db "
-        "or opensearch://host:port"
+        f"OBSHUB_STORE: unsupported store URL {url!r}; expected sqlite:///path/to/obshub.db or opensearch://host:port"
     )

@@ -198,8 +198,9 @@ class Store(Protocol):
           judging on stored occurrences keeps an agent's replay of an old batch from reopening
           anything."""
 
-    def submit_events(self, project_id: int, events: Sequence[Event],
-                      groups: Sequence[Any] = ()) -> Future[WriteResult]:
+    def submit_events(
+        self, project_id: int, events: Sequence[Event], groups: Sequence[Any] = ()
+    ) -> Future[WriteResult]:
         """`write_events` without blocking: the future resolves once the batch is durable. The
         hub's event loop awaits it directly (no worker thread per request); the store does the
         work on its own writer thread, together with other callers' batches."""
@@ -211,8 +212,15 @@ class Store(Protocol):
 
     # -- the user timeline (obshub.query.search.user_timeline): three reads whose cost is bounded
     # by what one page shows, never by the user's history or the store's size.
-    def user_events(self, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
-                    before: tuple[int, str] | None = None) -> list[Event]:
+    def user_events(
+        self,
+        project_id: int,
+        user_id: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        before: tuple[int, str] | None = None,
+    ) -> list[Event]:
         """The user's own events (`user_id` equal) in the range, newest first by (ts, id), those
         strictly older than `before`; read from the (project, user_id, ts) index whatever the
         range (a walk of the time index reads every event of the range: seconds at 5M events)."""
@@ -222,8 +230,7 @@ class Store(Protocol):
         index lookup per id (a heavy request costs `limit`, not its size). Ids with no event are
         absent."""
 
-    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
-                            cap: int) -> int:
+    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None, cap: int) -> int:
         """Distinct `request_id`s among the user's events in the range, counted up to `cap`:
         `cap + 1` means "more than cap" (the cost stays bounded for a user with millions)."""
 
@@ -244,33 +251,50 @@ class Store(Protocol):
     # -- analytics (kind=event) --------------------------------------------------------------
     def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]: ...
 
-    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None,
-                         sample: int = FACET_SAMPLE) -> Sampled[list[str]]:
+    def event_properties(
+        self, project_id: int, name: str, start: int | None, end: int | None, sample: int = FACET_SAMPLE
+    ) -> Sampled[list[str]]:
         """Sorted attribute keys of the newest `sample` occurrences of the event."""
 
-    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
-                        limit: int, sample: int = FACET_SAMPLE) -> Sampled[list[tuple[Any, int]]]:
+    def property_values(
+        self,
+        project_id: int,
+        name: str,
+        prop: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[list[tuple[Any, int]]]:
         """The property's top `limit` values (highest count first, ties by value) over the
         newest `sample` occurrences of the event."""
 
-    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
-                     unique: bool) -> list[tuple[int, int]]:
+    def event_series(
+        self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
+    ) -> list[tuple[int, int]]:
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
 
     # -- error groups --------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:
         """Group records (all of the project when `ids` is None)."""
 
-    def group_stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-                    ids: Sequence[str] | None = None) -> dict[str, GroupStats]:
+    def group_stats(
+        self, project_id: int, query: Node | None, start: int | None, end: int | None, ids: Sequence[str] | None = None
+    ) -> dict[str, GroupStats]:
         """Aggregations over the error occurrences (kind=error with a group_id) matching."""
 
     def group_series(self, project_id: int, start: int, end: int, interval_us: int) -> dict[str, list[tuple[int, int]]]:
         """Per group: (bucket start µs, occurrences) for the non-empty buckets of [start, end),
         buckets at multiples of `interval_us` since the epoch (the errors list's sparklines)."""
 
-    def update_group(self, project_id: int, group_id: str, state: str | None = None,
-                     resolved_at: int | None = None, merged_into: str | None = None) -> GroupRecord:
+    def update_group(
+        self,
+        project_id: int,
+        group_id: str,
+        state: str | None = None,
+        resolved_at: int | None = None,
+        merged_into: str | None = None,
+    ) -> GroupRecord:
         """Change state (and resolved_at) or merge; raises NotFound for an unknown group."""
 
     # -- lifecycle ---------------------------------------------------------------------------

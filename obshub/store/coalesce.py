@@ -35,8 +35,14 @@ class Coalescer(Generic[T, R]):
     cancelled before its flush starts is dropped unwritten (its caller is gone); once taken
     it can no longer be cancelled, so a write is never abandoned half way."""
 
-    def __init__(self, name: str, flush: Callable[[list[T]], Sequence[R | BaseException]],
-                 weight: Callable[[T], int], max_weight: int, workers: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        flush: Callable[[list[T]], Sequence[R | BaseException]],
+        weight: Callable[[T], int],
+        max_weight: int,
+        workers: int = 1,
+    ) -> None:
         self._flush = flush
         self._weight = weight
         self._max = max_weight

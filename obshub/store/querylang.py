@@ -199,11 +199,11 @@ def _lex(q: str) -> list[_Tok]:
         word = q[i:j]
         colon = word.find(":")
         if colon > 0 and _is_name(word[:colon]):
-            name, rest = word[:colon], word[colon + 1:]
+            name, rest = word[:colon], word[colon + 1 :]
             op = "="
             for sym in (">=", "<=", ">", "<"):
                 if rest.startswith(sym):
-                    op, rest = sym, rest[len(sym):]
+                    op, rest = sym, rest[len(sym) :]
                     break
             if rest == "" and j < n and q[j] == '"':
                 text, j = _read_quoted(q, j)
@@ -358,8 +358,12 @@ def _quote(s: str) -> str:
 
 def _bare_value_ok(s: str, op: str) -> bool:
     """Can a field value be printed unquoted and lex back to the same value?"""
-    return bool(s) and not any(c.isspace() or c in '()"' for c in s) and not s.endswith("*") \
+    return (
+        bool(s)
+        and not any(c.isspace() or c in '()"' for c in s)
+        and not s.endswith("*")
         and not (op == "" and s[:1] in "<>")
+    )
 
 
 def to_string(node: Node | None) -> str:

@@ -62,8 +62,15 @@ def parse_check(raw: Any, source: str = "config", project: str | None = None) ->
         raise FieldError("name", "required: 1-64 characters of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
     target = _target(raw.get("target"))
     interval = _number(raw.get("interval_s", DEFAULT_INTERVAL_S), "interval_s", MIN_INTERVAL_S, MAX_INTERVAL_S, True)
-    timeout = float(_number(raw.get("timeout_s", min(DEFAULT_TIMEOUT_S, interval)), "timeout_s", 0.1,
-                            min(MAX_TIMEOUT_S, interval), False))
+    timeout = float(
+        _number(
+            raw.get("timeout_s", min(DEFAULT_TIMEOUT_S, interval)),
+            "timeout_s",
+            0.1,
+            min(MAX_TIMEOUT_S, interval),
+            False,
+        )
+    )
     http = not target.startswith("tcp://")
     statuses: tuple[int, ...] = ()
     if raw.get("expect_status") is not None:
@@ -87,8 +94,16 @@ def parse_check(raw: Any, source: str = "config", project: str | None = None) ->
         if "project" in raw and proj != project:
             raise FieldError("project", f"a check is created in the token's project ({project!r}); omit the field")
         proj = project
-    return Check(name=name, target=target, interval_s=interval, timeout_s=timeout, expect_status=statuses,
-                 expect_body=body, project=proj, source=source)
+    return Check(
+        name=name,
+        target=target,
+        interval_s=interval,
+        timeout_s=timeout,
+        expect_status=statuses,
+        expect_body=body,
+        project=proj,
+        source=source,
+    )
 
 
 def config_checks(raw: Sequence[Mapping[str, Any]]) -> list[Check]:
@@ -96,15 +111,17 @@ def config_checks(raw: Sequence[Mapping[str, Any]]) -> list[Check]:
     out: list[Check] = []
     seen: set[tuple[str, str]] = set()
     for i, table in enumerate(raw):
-        where = f"[[checks]] #{i + 1}" + (f" ({table['name']!r})" if isinstance(table, Mapping) and
-                                          isinstance(table.get("name"), str) else "")
+        where = f"[[checks]] #{i + 1}" + (
+            f" ({table['name']!r})" if isinstance(table, Mapping) and isinstance(table.get("name"), str) else ""
+        )
         try:
             check = parse_check(table)
         except FieldError as e:
             raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
         if (check.project, check.name) in seen:
-            raise ConfigError(f"OBSHUB_CONFIG: {where}: name: {check.name!r} is declared twice "
-                              f"in project {check.project!r}")
+            raise ConfigError(
+                f"OBSHUB_CONFIG: {where}: name: {check.name!r} is declared twice in project {check.project!r}"
+            )
         seen.add((check.project, check.name))
         out.append(check)
     return out

@@ -8,8 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["DEFAULT_INTERVAL_S", "DEFAULT_TIMEOUT_S", "MAX_INTERVAL_S", "MAX_TIMEOUT_S", "MIN_INTERVAL_S", "SERVICE",
-           "Check", "ProbeResult", "public_target"]
+__all__ = [
+    "DEFAULT_INTERVAL_S",
+    "DEFAULT_TIMEOUT_S",
+    "MAX_INTERVAL_S",
+    "MAX_TIMEOUT_S",
+    "MIN_INTERVAL_S",
+    "SERVICE",
+    "Check",
+    "ProbeResult",
+    "public_target",
+]
 
 MIN_INTERVAL_S = 5  # below this a check is a load test of its target, not a health probe
 MAX_INTERVAL_S = 86_400
@@ -50,8 +59,12 @@ class Check:
 
     def definition(self) -> dict[str, Any]:
         """The fields a user wrote (what POST takes and what a definition event stores)."""
-        out: dict[str, Any] = {"name": self.name, "target": self.target, "interval_s": self.interval_s,
-                               "timeout_s": self.timeout_s}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "target": self.target,
+            "interval_s": self.interval_s,
+            "timeout_s": self.timeout_s,
+        }
         if self.expect_status:
             out["expect_status"] = list(self.expect_status)
         if self.expect_body is not None:

@@ -48,8 +48,12 @@ def _probe_http(check: Check) -> ProbeResult:
     started = time.perf_counter()
     # No redirects (a 3xx is < 400: up), no proxies from the environment: the hub's own view.
     try:
-        with httpx.Client(timeout=check.timeout_s, follow_redirects=False, trust_env=False,
-                          headers={"User-Agent": USER_AGENT}) as client, client.stream("GET", check.target) as resp:
+        with (
+            httpx.Client(
+                timeout=check.timeout_s, follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT}
+            ) as client,
+            client.stream("GET", check.target) as resp,
+        ):
             ms = _ms(started)
             body = b""
             if check.expect_body is not None:
@@ -58,8 +62,12 @@ def _probe_http(check: Check) -> ProbeResult:
                     if len(body) >= MAX_BODY_BYTES or check.expect_body.encode() in body:
                         break
                     if time.perf_counter() - started > check.timeout_s:
-                        return ProbeResult(False, f"{what}: timed out reading the body after {check.timeout_s:g} s",
-                                           ms, resp.status_code)
+                        return ProbeResult(
+                            False,
+                            f"{what}: timed out reading the body after {check.timeout_s:g} s",
+                            ms,
+                            resp.status_code,
+                        )
     except httpx.TimeoutException:
         return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
     except httpx.HTTPError as e:

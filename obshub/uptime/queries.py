@@ -86,8 +86,13 @@ def check_status(store: Store, project_id: int, check: Check, now_us: int) -> di
             continue
         up = store.count(project_id, And((results, Field("attrs.up", "=", "true"))), start, now_us + 1)
         out[key] = round(100.0 * up / total, 3)
-    out.update(interval_s=check.interval_s, timeout_s=check.timeout_s,
-               expect_status=list(check.expect_status) or None, expect_body=check.expect_body, source=check.source)
+    out.update(
+        interval_s=check.interval_s,
+        timeout_s=check.timeout_s,
+        expect_status=list(check.expect_status) or None,
+        expect_body=check.expect_body,
+        source=check.source,
+    )
     return out
 
 

@@ -112,8 +112,11 @@ async def api_event_names(request: Request) -> JSONResponse:
 async def api_properties(request: Request) -> JSONResponse:
     pid = await _project(request)
     start, end = _range(request)
-    return JSONResponse(await run_in_threadpool(analytics.event_properties, hub_of(request).store, pid,
-                                                request.query_params.get("event"), start, end))
+    return JSONResponse(
+        await run_in_threadpool(
+            analytics.event_properties, hub_of(request).store, pid, request.query_params.get("event"), start, end
+        )
+    )
 
 
 async def api_values(request: Request) -> JSONResponse:
@@ -121,8 +124,18 @@ async def api_values(request: Request) -> JSONResponse:
     start, end = _range(request)
     qp = request.query_params
     limit = _int(request, "limit", 100)
-    return JSONResponse(await run_in_threadpool(analytics.property_values, hub_of(request).store, pid,
-                                                qp.get("event"), qp.get("property"), start, end, limit))
+    return JSONResponse(
+        await run_in_threadpool(
+            analytics.property_values,
+            hub_of(request).store,
+            pid,
+            qp.get("event"),
+            qp.get("property"),
+            start,
+            end,
+            limit,
+        )
+    )
 
 
 async def api_series(request: Request) -> JSONResponse:
@@ -136,8 +149,9 @@ async def api_series(request: Request) -> JSONResponse:
     if unique not in ("0", "1"):
         raise QueryError("unique: expected 0 or 1")
     assert start is not None and end is not None
-    out: dict[str, Any] = await run_in_threadpool(analytics.event_series, hub_of(request).store, pid,
-                                                  qp.get("event"), interval, start, end, unique == "1")
+    out: dict[str, Any] = await run_in_threadpool(
+        analytics.event_series, hub_of(request).store, pid, qp.get("event"), interval, start, end, unique == "1"
+    )
     return JSONResponse(out)
 
 
@@ -147,8 +161,9 @@ async def api_errors(request: Request) -> JSONResponse:
     q = parse_query(request.query_params.get("q"))
     state = request.query_params.get("state") or None
     limit = _int(request, "limit", 200)
-    return JSONResponse(await run_in_threadpool(errors.list_groups, hub_of(request).store, pid, state, q,
-                                                start, end, limit))
+    return JSONResponse(
+        await run_in_threadpool(errors.list_groups, hub_of(request).store, pid, state, q, start, end, limit)
+    )
 
 
 async def _json_body(request: Request) -> Any:
@@ -171,14 +186,14 @@ async def api_error(request: Request) -> JSONResponse:
 async def api_error_merge(request: Request) -> JSONResponse:
     pid = await _project(request)
     body = await _json_body(request)
-    return JSONResponse(await run_in_threadpool(errors.merge_groups, hub_of(request).store, pid,
-                                                request.path_params["id"], body))
-
-
+    return JSONResponse(
+        await run_in_threadpool(errors.merge_groups, hub_of(request).store, pid, request.path_params["id"], body)
+    )
 
 
 # -- uptime checks (docs/uptime.md). POST/DELETE take a read token, like PATCH on errors: the
 # read token is the project's API credential; ingest tokens live on every monitored host.
+
 
 async def api_checks(request: Request) -> JSONResponse:
     hub = hub_of(request)
@@ -197,8 +212,9 @@ async def api_check_delete(request: Request) -> JSONResponse:
     hub = hub_of(request)
     project = await hub.authenticate(request, "read")
     config = config_checks(hub.settings.checks)
-    out = await run_in_threadpool(delete_check, hub.store, project, request.path_params["name"],
-                                  config, now_us(), hub.scrubber)
+    out = await run_in_threadpool(
+        delete_check, hub.store, project, request.path_params["name"], config, now_us(), hub.scrubber
+    )
     _checks_changed(hub)
     return JSONResponse(out)
 

@@ -11,8 +11,9 @@ from obshub.web.trace_view import nice_ticks
 __all__ = ["bars", "sparkline"]
 
 
-def bars(points: Sequence[dict[str, Any]], width: int = 900, height: int = 220, left: int = 48,
-         bottom: int = 26) -> dict[str, Any]:
+def bars(
+    points: Sequence[dict[str, Any]], width: int = 900, height: int = 220, left: int = 48, bottom: int = 26
+) -> dict[str, Any]:
     """`[{"t", "count"}]` -> bar rects, y ticks and ~6 x labels, in a width x height viewBox."""
     n = max(len(points), 1)
     peak = max((p["count"] for p in points), default=0)
@@ -25,14 +26,34 @@ def bars(points: Sequence[dict[str, Any]], width: int = 900, height: int = 220, 
     rects = []
     for i, p in enumerate(points):
         h = p["count"] / top_val * plot_h
-        rects.append({"x": round(left + i * bw, 2), "y": round(8 + plot_h - h, 2), "w": round(max(bw - 1, 0.5), 2),
-                      "h": round(h, 2), "t": p["t"], "count": p["count"]})
+        rects.append(
+            {
+                "x": round(left + i * bw, 2),
+                "y": round(8 + plot_h - h, 2),
+                "w": round(max(bw - 1, 0.5), 2),
+                "h": round(h, 2),
+                "t": p["t"],
+                "count": p["count"],
+            }
+        )
     every = max(1, n // 6)
-    xlabels = [{"x": round(left + i * bw + bw / 2, 2), "label": p["t"][5:16].replace("T", " ")}
-               for i, p in enumerate(points) if i % every == 0]
-    return {"width": width, "height": height, "left": left, "plot_h": plot_h, "bottom": 8 + plot_h,
-            "rects": rects, "xlabels": xlabels, "total": sum(p["count"] for p in points), "peak": peak,
-            "yticks": [{"y": round(8 + plot_h - v / top_val * plot_h, 2), "label": v} for v in yticks]}
+    xlabels = [
+        {"x": round(left + i * bw + bw / 2, 2), "label": p["t"][5:16].replace("T", " ")}
+        for i, p in enumerate(points)
+        if i % every == 0
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "plot_h": plot_h,
+        "bottom": 8 + plot_h,
+        "rects": rects,
+        "xlabels": xlabels,
+        "total": sum(p["count"] for p in points),
+        "peak": peak,
+        "yticks": [{"y": round(8 + plot_h - v / top_val * plot_h, 2), "label": v} for v in yticks],
+    }
 
 
 def sparkline(counts: Sequence[int], width: int = 120, height: int = 24) -> str:
@@ -41,5 +62,6 @@ def sparkline(counts: Sequence[int], width: int = 120, height: int = 24) -> str:
         return ""
     peak = max(max(counts), 1)
     step = width / max(len(counts) - 1, 1)
-    return " ".join(f"{round(i * step, 1)},{round(height - 2 - c / peak * (height - 4), 1)}"
-                    for i, c in enumerate(counts))
+    return " ".join(
+        f"{round(i * step, 1)},{round(height - 2 - c / peak * (height - 4), 1)}" for i, c in enumerate(counts)
+    )

@@ -79,7 +79,7 @@ def url_with(request: Request, path: str | None = None, **changes: Any) -> str:
 # Same-origin scripts only (no inline JS); inline styles are allowed for bar widths.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",  # pages show private data; never cache them in shared proxies
@@ -101,11 +101,18 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return await _run(handler, request)
         except (StoreUnavailable, StoreOverloaded) as e:
             # A page, not the API's JSON: say what happened and that a reload will retry.
-            response = render(request, "message.html", {
-                "title": "The store is not answering",
-                "message": f"{e}. The hub keeps trying; reload this page in a few seconds."}, 503)
+            response = render(
+                request,
+                "message.html",
+                {
+                    "title": "The store is not answering",
+                    "message": f"{e}. The hub keeps trying; reload this page in a few seconds.",
+                },
+                503,
+            )
             response.headers["Retry-After"] = str(e.retry_after)
             return response
+
     return wrapped
 
 
@@ -129,6 +136,7 @@ async def _run(handler: Handler, request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------------------- filters
+
 
 def _short_ts(value: str | None) -> str:
     """`2026-11-23T19:36:58.123456Z` -> `2026-11-23 19:36:58.123` (UTC, ms: what people scan)."""

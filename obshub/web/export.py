@@ -33,12 +33,16 @@ class ExportResponse(StreamingResponse):
         self.rows = 0
         self.path = path
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        super().__init__(self._body(pages, first), media_type=MEDIA_TYPES[req.format], headers={
-            "Content-Disposition": f'attachment; filename="obshub-{stamp}.{req.format}"',
-            "Cache-Control": "no-store",
-            # Where this export ends: the `from` of the next one, for gap-free incremental exports.
-            "X-Obshub-Export-To": format_ts(req.end),
-        })
+        super().__init__(
+            self._body(pages, first),
+            media_type=MEDIA_TYPES[req.format],
+            headers={
+                "Content-Disposition": f'attachment; filename="obshub-{stamp}.{req.format}"',
+                "Cache-Control": "no-store",
+                # Where this export ends: the `from` of the next one, for gap-free incremental exports.
+                "X-Obshub-Export-To": format_ts(req.end),
+            },
+        )
 
     async def _body(self, pages: Generator[Chunk, None, None], first: Chunk) -> AsyncIterator[bytes]:
         chunk: Chunk | None = first
@@ -59,8 +63,12 @@ class ExportResponse(StreamingResponse):
             async for data in self.body_iterator:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         except StoreError as e:
-            log.error("export aborted: the store failed mid-stream; the client gets a truncated transfer",
-                      rows_sent=self.rows, error=str(e), path=self.path)
+            log.error(
+                "export aborted: the store failed mid-stream; the client gets a truncated transfer",
+                rows_sent=self.rows,
+                error=str(e),
+                path=self.path,
+            )
             return  # no final chunk: the server closes the connection
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

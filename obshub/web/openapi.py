@@ -47,6 +47,7 @@ class MissingSpec(Exception):
 
 # -- building blocks --------------------------------------------------------------------------
 
+
 def _p(name: str) -> Spec:
     return ref(name, "parameters")
 
@@ -63,8 +64,13 @@ def _ok(schema: Spec, description: str = "OK", headers: Spec | None = None) -> S
 
 
 def _path_param(name: str, description: str, schema: Spec | None = None) -> Spec:
-    return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": schema or {"type": "string", "minLength": 1}}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema or {"type": "string", "minLength": 1},
+    }
 
 
 def _body(schema: Spec, media: str = "application/json", **extra: Any) -> Spec:
@@ -73,19 +79,28 @@ def _body(schema: Spec, media: str = "application/json", **extra: Any) -> Spec:
 
 def _encoding(description: str) -> Spec:
     # Not an enum: the name is case-insensitive and an empty header is identity.
-    return {"name": "Content-Encoding", "in": "header", "description": f"of the body: {description}",
-            "schema": {"type": "string", "examples": ["gzip", "zstd"]}}
+    return {
+        "name": "Content-Encoding",
+        "in": "header",
+        "description": f"of the body: {description}",
+        "schema": {"type": "string", "examples": ["gzip", "zstd"]},
+    }
 
 
 _READ: list[Spec] = [{"readToken": []}]
 _NONE: list[Spec] = []
 # A read route: 401/403 before anything else; the store's 429/503 on any read.
-_READ_ERRORS = {"401": _r("Unauthorized"), "403": _r("Forbidden"), "429": _r("TooManyRequests"),
-                "503": _r("Unavailable")}
+_READ_ERRORS = {
+    "401": _r("Unauthorized"),
+    "403": _r("Forbidden"),
+    "429": _r("TooManyRequests"),
+    "503": _r("Unavailable"),
+}
 
 
-def _read(summary: str, tag: str, ok: Spec, params: Sequence[Spec] = (), errors: Iterable[str] = ("400",),
-          **extra: Any) -> Spec:
+def _read(
+    summary: str, tag: str, ok: Spec, params: Sequence[Spec] = (), errors: Iterable[str] = ("400",), **extra: Any
+) -> Spec:
     """An operation that takes a read token."""
     named = {"400": "BadRequest", "404": "NotFound", "409": "Conflict"}
     responses = {**ok, **{code: _r(named[code]) for code in errors}, **_READ_ERRORS}
@@ -102,34 +117,56 @@ _SEGMENT = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
 
 # -- ingest -----------------------------------------------------------------------------------
 
-_NDJSON_DOC = ("NDJSON: one JSON object per line (`\\n`, `\\r\\n` allowed, blank lines skipped), modelled as an "
-               "array of its lines as OpenAPI 3.1 has no sequential media type.")
+_NDJSON_DOC = (
+    "NDJSON: one JSON object per line (`\\n`, `\\r\\n` allowed, blank lines skipped), modelled as an "
+    "array of its lines as OpenAPI 3.1 has no sequential media type."
+)
 _INGEST = {
     "summary": "Store a batch of events (NDJSON)",
-    "description": ("Each valid line is stored even when others are rejected; a 200 means the accepted "
-                    "events are durable. " + _NDJSON_DOC),
+    "description": (
+        "Each valid line is stored even when others are rejected; a 200 means the accepted "
+        "events are durable. " + _NDJSON_DOC
+    ),
     "tags": ["ingest"],
     "security": [{"ingestToken": []}],
     "parameters": [
         _encoding("identity (also empty or absent), gzip (x-gzip) or zstd; any other is a 415"),
-        {"name": "X-Obshub-Sent-At", "in": "header", "schema": {"type": "string"},
-         "description": "the sender's clock when sending, epoch seconds (decimals allowed): feeds the "
-                        "per-host clock skew estimate; ignored when unreadable"},
+        {
+            "name": "X-Obshub-Sent-At",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "the sender's clock when sending, epoch seconds (decimals allowed): feeds the "
+            "per-host clock skew estimate; ignored when unreadable",
+        },
     ],
     # Any JSON value makes a line: one that is not a valid event is rejected in the answer (a 200),
     # so the body's schema accepts every line and `EventIn` says what a stored one looks like.
-    "requestBody": _body({"type": "array", "minItems": 1, "items": {"anyOf": [ref("EventIn"), {
-        "description": "anything else: the line is rejected, with the reason, in `rejected`"}]}},
-        "application/x-ndjson"),
+    "requestBody": _body(
+        {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "anyOf": [
+                    ref("EventIn"),
+                    {"description": "anything else: the line is rejected, with the reason, in `rejected`"},
+                ]
+            },
+        },
+        "application/x-ndjson",
+    ),
     "responses": {
         "200": _ok(ref("IngestAnswer"), "The body was read: `accepted`, `duplicates` and the `rejected` lines"),
         "400": _r("BadRequest"),
         "401": _r("Unauthorized"),
         "403": _r("Forbidden"),
-        "413": {"description": "Over a limit: body as sent, decoded, or lines per request",
-                "content": {"application/json": {"schema": ref("Error")}}},
-        "415": {"description": "An unsupported Content-Encoding",
-                "content": {"application/json": {"schema": ref("Error")}}},
+        "413": {
+            "description": "Over a limit: body as sent, decoded, or lines per request",
+            "content": {"application/json": {"schema": ref("Error")}},
+        },
+        "415": {
+            "description": "An unsupported Content-Encoding",
+            "content": {"application/json": {"schema": ref("Error")}},
+        },
         "429": _r("TooManyRequests"),
         "503": _r("Unavailable"),
     },
@@ -137,8 +174,11 @@ _INGEST = {
 
 _SENTRY_KEYS: list[Spec] = [{"sentryAuth": []}, {"sentryKey": []}, {"ingestToken": []}]
 _SENTRY_ANSWERS = {
-    "200": _ok(ref("SentryAnswer"), "Stored (or already stored): the event id, `null` for none",
-               {"Access-Control-Allow-Origin": {"required": True, "schema": {"const": "*"}}}),
+    "200": _ok(
+        ref("SentryAnswer"),
+        "Stored (or already stored): the event id, `null` for none",
+        {"Access-Control-Allow-Origin": {"required": True, "schema": {"const": "*"}}},
+    ),
     "400": _r("SentryBadRequest"),
     "401": _r("SentryUnauthorized"),
     "403": _r("SentryForbidden"),
@@ -150,19 +190,29 @@ _SENTRY_ANSWERS = {
 }
 _PROJECT_ID = _path_param("project_id", "the project's number", {"type": "integer", "minimum": 0})
 _SENTRY_ENCODING = _encoding("identity (also empty or absent), gzip (x-gzip), deflate, br or zstd; any other is a 415")
-_ENVELOPE_EXAMPLE = ('{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}\n{"type":"event"}\n'
-                     '{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","level":"error","message":"boom"}\n')
+_ENVELOPE_EXAMPLE = (
+    '{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}\n{"type":"event"}\n'
+    '{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","level":"error","message":"boom"}\n'
+)
 
 
 def _preflight(what: str) -> Spec:
     return {
-        "summary": f"CORS preflight of {what}", "tags": ["sentry"], "security": _NONE,
+        "summary": f"CORS preflight of {what}",
+        "tags": ["sentry"],
+        "security": _NONE,
         "parameters": [_PROJECT_ID],
-        "responses": {"200": {"description": "No body; the CORS headers browser SDKs need", "headers": {
-            "Access-Control-Allow-Origin": {"required": True, "schema": {"const": "*"}},
-            "Access-Control-Allow-Methods": {"required": True, "schema": {"const": "POST, OPTIONS"}},
-            "Access-Control-Max-Age": {"required": True, "schema": {"const": "3600"}},
-        }}, "404": _r("NoProject")},
+        "responses": {
+            "200": {
+                "description": "No body; the CORS headers browser SDKs need",
+                "headers": {
+                    "Access-Control-Allow-Origin": {"required": True, "schema": {"const": "*"}},
+                    "Access-Control-Allow-Methods": {"required": True, "schema": {"const": "POST, OPTIONS"}},
+                    "Access-Control-Max-Age": {"required": True, "schema": {"const": "3600"}},
+                },
+            },
+            "404": _r("NoProject"),
+        },
     }
 
 
@@ -172,10 +222,12 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
     ("POST", "/api/v1/ingest"): _INGEST,
     ("POST", "/api/{project_id}/envelope/"): {
         "summary": "Sentry envelope (what sentry-sdk sends to a DSN)",
-        "description": ("A header line, then items: an item header line (`type`, optional `length`) and its "
-                        "payload. `event` items are stored as `kind=error` events, every other item type is "
-                        "accepted and skipped. The key may also be the user part of the envelope header's "
-                        "`dsn`, checked once the body is read (hence the empty security requirement)."),
+        "description": (
+            "A header line, then items: an item header line (`type`, optional `length`) and its "
+            "payload. `event` items are stored as `kind=error` events, every other item type is "
+            "accepted and skipped. The key may also be the user part of the envelope header's "
+            "`dsn`, checked once the body is read (hence the empty security requirement)."
+        ),
         "tags": ["sentry"],
         "security": [*_SENTRY_KEYS, {}],
         "parameters": [_PROJECT_ID, _SENTRY_ENCODING],
@@ -193,110 +245,287 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
     ("OPTIONS", "/api/{project_id}/envelope/"): _preflight("the envelope endpoint"),
     ("OPTIONS", "/api/{project_id}/store/"): _preflight("the store endpoint"),
     ("GET", "/api/v1/search"): _read(
-        "Search events, one page at a time", "query", {"200": _ok(ref("SearchPage"))},
-        [_p("q"), *_RANGE, _p("search_limit"), _p("order"), _p("cursor")]),
+        "Search events, one page at a time",
+        "query",
+        {"200": _ok(ref("SearchPage"))},
+        [_p("q"), *_RANGE, _p("search_limit"), _p("order"), _p("cursor")],
+    ),
     ("GET", "/api/v1/trace/{id}"): _read(
-        "Every event of a request or trace id, on every host, oldest first", "query", {"200": _ok(ref("Trace"))},
-        [_path_param("id", "a request_id or trace_id (may contain `/`)"), *_RANGE]),
+        "Every event of a request or trace id, on every host, oldest first",
+        "query",
+        {"200": _ok(ref("Trace"))},
+        [_path_param("id", "a request_id or trace_id (may contain `/`)"), *_RANGE],
+    ),
     ("GET", "/api/v1/users/{user_id}/timeline"): _read(
-        "One page of a user's journey: their requests, newest pages first", "query",
+        "One page of a user's journey: their requests, newest pages first",
+        "query",
         {"200": _ok(ref("Timeline"))},
-        [_path_param("user_id", "the user id (may contain `/`)"), *_RANGE, _p("timeline_limit"), _p("cursor")]),
+        [_path_param("user_id", "the user id (may contain `/`)"), *_RANGE, _p("timeline_limit"), _p("cursor")],
+    ),
     ("GET", "/api/v1/export"): _read(
-        "Every match, oldest first, streamed as CSV or NDJSON", "query",
-        {"200": {"description": "The export, streamed (chunked). A store failure mid-stream ends the transfer "
-                                "without its final chunk.",
-                 "headers": {
-                     "Content-Disposition": {"required": True, "schema": {"type": "string"}},
-                     "X-Obshub-Export-To": {"required": True, "schema": ref("Time"),
-                                            "description": "where this export ends: the next one's `from`"}},
-                 "content": {"text/csv": {"schema": {"type": "string"}},
-                             "application/x-ndjson": {"schema": {"type": "array", "items": ref("Event"),
-                                                                 "description": "one event per line"}}}}},
-        [_p("q"), *_RANGE, _p("format"), _p("columns"), _p("spreadsheet")]),
+        "Every match, oldest first, streamed as CSV or NDJSON",
+        "query",
+        {
+            "200": {
+                "description": "The export, streamed (chunked). A store failure mid-stream ends the transfer "
+                "without its final chunk.",
+                "headers": {
+                    "Content-Disposition": {"required": True, "schema": {"type": "string"}},
+                    "X-Obshub-Export-To": {
+                        "required": True,
+                        "schema": ref("Time"),
+                        "description": "where this export ends: the next one's `from`",
+                    },
+                },
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {
+                        "schema": {"type": "array", "items": ref("Event"), "description": "one event per line"}
+                    },
+                },
+            }
+        },
+        [_p("q"), *_RANGE, _p("format"), _p("columns"), _p("spreadsheet")],
+    ),
     ("GET", "/api/v1/errors"): _read(
-        "Error groups, most recently seen first", "errors",
-        {"200": _ok({"type": "object", "properties": {"groups": {"type": "array", "items": ref("Group")}},
-                     "required": ["groups"], "additionalProperties": False})},
-        [_p("state"), _p("q"), *_RANGE, _p("groups_limit")]),
+        "Error groups, most recently seen first",
+        "errors",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "properties": {"groups": {"type": "array", "items": ref("Group")}},
+                    "required": ["groups"],
+                    "additionalProperties": False,
+                }
+            )
+        },
+        [_p("state"), _p("q"), *_RANGE, _p("groups_limit")],
+    ),
     ("GET", "/api/v1/errors/{id}"): _read(
-        "One error group with its newest occurrences", "errors", {"200": _ok(ref("GroupDetail"))},
-        [_path_param("id", "a group id (a merged one stands for its target)", _SEGMENT)], ("404",)),
+        "One error group with its newest occurrences",
+        "errors",
+        {"200": _ok(ref("GroupDetail"))},
+        [_path_param("id", "a group id (a merged one stands for its target)", _SEGMENT)],
+        ("404",),
+    ),
     ("PATCH", "/api/v1/errors/{id}"): _read(
-        "Set a group's state", "errors", {"200": _ok(ref("GroupDetail"))},
-        [_path_param("id", "a group id", _SEGMENT)], ("400", "404", "409"),
-        requestBody=_body({"type": "object", "required": ["state"],
-                           "properties": {"state": {"enum": ["unresolved", "resolved", "ignored"]}}})),
+        "Set a group's state",
+        "errors",
+        {"200": _ok(ref("GroupDetail"))},
+        [_path_param("id", "a group id", _SEGMENT)],
+        ("400", "404", "409"),
+        requestBody=_body(
+            {
+                "type": "object",
+                "required": ["state"],
+                "properties": {"state": {"enum": ["unresolved", "resolved", "ignored"]}},
+            }
+        ),
+    ),
     ("POST", "/api/v1/errors/{id}/merge"): _read(
-        "Merge groups into this one", "errors", {"200": _ok(ref("GroupDetail"))},
-        [_path_param("id", "the target group id", _SEGMENT)], ("400", "404", "409"),
-        requestBody=_body({"type": "object", "required": ["groups"],
-                           "properties": {"groups": {"type": "array", "minItems": 1, "items": {"type": "string"}}}})),
+        "Merge groups into this one",
+        "errors",
+        {"200": _ok(ref("GroupDetail"))},
+        [_path_param("id", "the target group id", _SEGMENT)],
+        ("400", "404", "409"),
+        requestBody=_body(
+            {
+                "type": "object",
+                "required": ["groups"],
+                "properties": {"groups": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
+            }
+        ),
+    ),
     ("GET", "/api/v1/analytics/events"): _read(
-        "Analytics event names by count", "analytics",
-        {"200": _ok({"type": "object", "required": ["events"], "additionalProperties": False, "properties": {
-            "events": {"type": "array", "items": {
-                "type": "object", "required": ["name", "count"], "additionalProperties": False,
-                "properties": {"name": {"type": "string"}, "count": {"type": "integer", "minimum": 0}}}}}})},
-        [*_RANGE, _p("analytics_limit")]),
+        "Analytics event names by count",
+        "analytics",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["events"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "events": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "count"],
+                                "additionalProperties": False,
+                                "properties": {"name": {"type": "string"}, "count": {"type": "integer", "minimum": 0}},
+                            },
+                        }
+                    },
+                }
+            )
+        },
+        [*_RANGE, _p("analytics_limit")],
+    ),
     ("GET", "/api/v1/analytics/properties"): _read(
-        "The attribute keys an analytics event has", "analytics",
-        {"200": _ok({"type": "object", "required": ["properties", *_SAMPLED], "additionalProperties": False,
-                     "properties": {"properties": {"type": "array", "items": {"type": "string"}}, **_SAMPLED}})},
-        [_p("event"), *_RANGE]),
+        "The attribute keys an analytics event has",
+        "analytics",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["properties", *_SAMPLED],
+                    "additionalProperties": False,
+                    "properties": {"properties": {"type": "array", "items": {"type": "string"}}, **_SAMPLED},
+                }
+            )
+        },
+        [_p("event"), *_RANGE],
+    ),
     ("GET", "/api/v1/analytics/values"): _read(
-        "A property's most frequent values", "analytics",
-        {"200": _ok({"type": "object", "required": ["values", *_SAMPLED], "additionalProperties": False, "properties": {
-            "values": {"type": "array", "items": {
-                "type": "object", "required": ["value", "count"], "additionalProperties": False,
-                "properties": {"value": {"type": ["string", "number", "boolean", "null", "array"]},
-                               "count": {"type": "integer", "minimum": 0}}}},
-            **_SAMPLED}})},
-        [_p("event"), _p("property"), *_RANGE, _p("analytics_limit")]),
+        "A property's most frequent values",
+        "analytics",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["values", *_SAMPLED],
+                    "additionalProperties": False,
+                    "properties": {
+                        "values": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["value", "count"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "value": {"type": ["string", "number", "boolean", "null", "array"]},
+                                    "count": {"type": "integer", "minimum": 0},
+                                },
+                            },
+                        },
+                        **_SAMPLED,
+                    },
+                }
+            )
+        },
+        [_p("event"), _p("property"), *_RANGE, _p("analytics_limit")],
+    ),
     ("GET", "/api/v1/analytics/series"): _read(
-        "Counts per time bucket, zeros included", "analytics",
-        {"200": _ok({"type": "object", "required": ["points"], "additionalProperties": False, "properties": {
-            "points": {"type": "array", "items": {
-                "type": "object", "required": ["t", "count"], "additionalProperties": False,
-                "properties": {"t": ref("Time"), "count": {"type": "integer", "minimum": 0}}}}}})},
-        [_p("series_event"), _p("interval"), _p("from"), _p("to"), _p("unique")]),
+        "Counts per time bucket, zeros included",
+        "analytics",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["points"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "points": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["t", "count"],
+                                "additionalProperties": False,
+                                "properties": {"t": ref("Time"), "count": {"type": "integer", "minimum": 0}},
+                            },
+                        }
+                    },
+                }
+            )
+        },
+        [_p("series_event"), _p("interval"), _p("from"), _p("to"), _p("unique")],
+    ),
     ("GET", "/api/v1/checks"): _read(
-        "The project's uptime checks with their status", "checks",
-        {"200": _ok({"type": "object", "required": ["checks"], "additionalProperties": False,
-                     "properties": {"checks": {"type": "array", "items": ref("Check")}}})}, errors=()),
+        "The project's uptime checks with their status",
+        "checks",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["checks"],
+                    "additionalProperties": False,
+                    "properties": {"checks": {"type": "array", "items": ref("Check")}},
+                }
+            )
+        },
+        errors=(),
+    ),
     ("POST", "/api/v1/checks"): _read(
-        "Define (or replace) an uptime check", "checks",
+        "Define (or replace) an uptime check",
+        "checks",
         {"201": _ok(ref("Check"), "Created"), "200": _ok(ref("Check"), "Replaced the check of that name")},
-        errors=("400", "409"), requestBody=_body(ref("CheckDefinition"))),
+        errors=("400", "409"),
+        requestBody=_body(ref("CheckDefinition")),
+    ),
     ("DELETE", "/api/v1/checks/{name}"): _read(
-        "Delete an uptime check (its past results stay searchable)", "checks",
-        {"200": _ok({"type": "object", "required": ["deleted"], "additionalProperties": False,
-                     "properties": {"deleted": {"type": "string"}}})},
-        [_path_param("name", "the check's name", _SEGMENT)], ("404", "409")),
+        "Delete an uptime check (its past results stay searchable)",
+        "checks",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["deleted"],
+                    "additionalProperties": False,
+                    "properties": {"deleted": {"type": "string"}},
+                }
+            )
+        },
+        [_path_param("name", "the check's name", _SEGMENT)],
+        ("404", "409"),
+    ),
     ("GET", "/api/v1/openapi.json"): {
-        "summary": "This document", "tags": ["meta"], "security": _NONE,
+        "summary": "This document",
+        "tags": ["meta"],
+        "security": _NONE,
         "responses": {"200": _ok({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI 3.1")},
     },
     ("GET", "/healthz"): {
-        "summary": "Liveness: the process serves requests", "tags": ["operations"], "security": _NONE,
-        "responses": {"200": _ok({"type": "object", "required": ["status"], "additionalProperties": False,
-                                  "properties": {"status": {"const": "ok"}}})},
+        "summary": "Liveness: the process serves requests",
+        "tags": ["operations"],
+        "security": _NONE,
+        "responses": {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["status"],
+                    "additionalProperties": False,
+                    "properties": {"status": {"const": "ok"}},
+                }
+            )
+        },
     },
     ("GET", "/readyz"): {
-        "summary": "Readiness: the store answers a ping within 5 s", "tags": ["operations"], "security": _NONE,
+        "summary": "Readiness: the store answers a ping within 5 s",
+        "tags": ["operations"],
+        "security": _NONE,
         "responses": {
-            "200": _ok({"type": "object", "required": ["status", "store"], "additionalProperties": False,
-                        "properties": {"status": {"const": "ready"},
-                                       "store": {"type": "string", "description": "the store URL (of one with "
-                                                                                  "credentials, the part after @)"}}}),
-            "503": {"description": "The store is not ready", "content": {"application/json": {"schema": ref("Error")}},
-                    "headers": {"Retry-After": {"required": True, "schema": {"const": "5"}}}},
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["status", "store"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "status": {"const": "ready"},
+                        "store": {
+                            "type": "string",
+                            "description": "the store URL (of one with credentials, the part after @)",
+                        },
+                    },
+                }
+            ),
+            "503": {
+                "description": "The store is not ready",
+                "content": {"application/json": {"schema": ref("Error")}},
+                "headers": {"Retry-After": {"required": True, "schema": {"const": "5"}}},
+            },
         },
     },
     ("GET", "/metrics"): {
-        "summary": "Prometheus metrics (text format)", "tags": ["operations"], "security": _NONE,
-        "responses": {"200": {"description": "Prometheus text exposition format",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        "summary": "Prometheus metrics (text format)",
+        "tags": ["operations"],
+        "security": _NONE,
+        "responses": {
+            "200": {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
     },
 }
 
@@ -305,10 +534,11 @@ _INFO = {
     "summary": "Ingest (native and Sentry), queries, error groups, analytics, uptime checks, operations.",
     "description": (
         "The complete human reference is docs/api.md. Every error of the JSON routes is "
-        "`{\"error\": \"<text>\"}` whose text names the parameter or field at fault (a syntax error in `q` adds "
-        "`column`); the Sentry routes answer `{\"detail\": \"<text>\"}` as Sentry's Relay does. 429 and 503 "
+        '`{"error": "<text>"}` whose text names the parameter or field at fault (a syntax error in `q` adds '
+        '`column`); the Sentry routes answer `{"detail": "<text>"}` as Sentry\'s Relay does. 429 and 503 '
         "carry `Retry-After`. Every GET route also answers HEAD. The web UI's routes (HTML, session cookie) are "
-        "not part of this document."),
+        "not part of this document."
+    ),
     "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
 }
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from obshub.events import KINDS, LEVELS, STRING_FIELDS
-from obshub.uptime.model import (DEFAULT_INTERVAL_S, DEFAULT_TIMEOUT_S, MAX_INTERVAL_S, MAX_TIMEOUT_S,
-                                MIN_INTERVAL_S)
+from obshub.query.errors import GROUP_STATES
 from obshub.query.export import FORMATS, MAX_COLUMNS
 from obshub.query.search import MAX_LIMIT, TIMELINE_LIMIT, TIMELINE_MAX_LIMIT
-from obshub.store.base import GROUP_STATES
+from obshub.uptime.model import DEFAULT_INTERVAL_S, DEFAULT_TIMEOUT_S, MAX_INTERVAL_S, MAX_TIMEOUT_S, MIN_INTERVAL_S
 
 __all__ = ["COMPONENTS", "ref"]
 
@@ -27,8 +26,9 @@ def ref(name: str, kind: str = "schemas") -> Schema:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _obj(props: dict[str, Schema], required: tuple[str, ...] | None = None, closed: bool = True,
-         **extra: Any) -> Schema:
+def _obj(
+    props: dict[str, Schema], required: tuple[str, ...] | None = None, closed: bool = True, **extra: Any
+) -> Schema:
     """An object; every property is required unless `required` says otherwise."""
     out: Schema = {"type": "object", "properties": props, "required": list(props if required is None else required)}
     if closed:
@@ -44,94 +44,126 @@ _STR: Schema = {"type": "string"}
 _COUNT: Schema = {"type": "integer", "minimum": 0}
 _STRINGS: Schema = {"type": "array", "items": _STR}
 # format_ts: RFC 3339 in UTC with exactly six fraction digits, so times sort as strings.
-_TIME: Schema = {"type": "string", "format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$",
-                 "examples": ["2026-11-23T19:14:02.123456Z"]}
+_TIME: Schema = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$",
+    "examples": ["2026-11-23T19:14:02.123456Z"],
+}
 _SCALAR: Schema = {"type": ["string", "number", "boolean", "null"]}
 _ATTR_VALUE: Schema = {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]}
 
 # -- events -----------------------------------------------------------------------------------
 
-_EVENT: Schema = _obj({
-    "id": _STR,
-    "ts": ref("Time"),
-    "received_at": ref("Time"),
-    "kind": {"enum": list(KINDS)},
-    "level": {"enum": list(LEVELS)},
-    **{f: _STR for f in STRING_FIELDS},
-    "error": {"type": "object", "description": "as stored: parsed (`type`, `value`, `stack` of frames, …) and "
-                                               "scrubbed"},
-    "group_id": _STR,
-    "attrs": {"type": "object", "description": "flat: nested keys joined with dots",
-              "additionalProperties": _ATTR_VALUE},
-}, required=("id", "ts", "received_at", "kind", "level"),
-    description="An event as stored, empty fields left out (docs/api.md, Event object).")
+_EVENT: Schema = _obj(
+    {
+        "id": _STR,
+        "ts": ref("Time"),
+        "received_at": ref("Time"),
+        "kind": {"enum": list(KINDS)},
+        "level": {"enum": list(LEVELS)},
+        **{f: _STR for f in STRING_FIELDS},
+        "error": {
+            "type": "object",
+            "description": "as stored: parsed (`type`, `value`, `stack` of frames, …) and scrubbed",
+        },
+        "group_id": _STR,
+        "attrs": {
+            "type": "object",
+            "description": "flat: nested keys joined with dots",
+            "additionalProperties": _ATTR_VALUE,
+        },
+    },
+    required=("id", "ts", "received_at", "kind", "level"),
+    description="An event as stored, empty fields left out (docs/api.md, Event object).",
+)
 
 _EPOCH_OR_TEXT: Schema = {"type": ["string", "number"]}
-_EVENT_IN: Schema = _obj({
-    "id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "idempotency key"},
-    "ts": {**_EPOCH_OR_TEXT, "description": "RFC 3339 text or an epoch number (s, ms, µs or ns by magnitude), "
-                                            "1970-2200; absent: the receive time"},
-    "kind": {"enum": list(KINDS)},
-    "level": {"type": ["string", "integer"], "description": "one of debug, info, warning, error, critical, or "
-                                                            "an alias or syslog/Python number (docs/api.md)"},
-    **{f: {"type": ["string", "number"]} for f in STRING_FIELDS},
-    "error": {"type": ["object", "string"]},
-    "fingerprint": {"type": "array", "minItems": 1, "maxItems": 16, "items": {"type": ["string", "integer"]}},
-    "attrs": {"type": "object"},
-}, required=(), closed=False,
+_EVENT_IN: Schema = _obj(
+    {
+        "id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "idempotency key"},
+        "ts": {
+            **_EPOCH_OR_TEXT,
+            "description": "RFC 3339 text or an epoch number (s, ms, µs or ns by magnitude), "
+            "1970-2200; absent: the receive time",
+        },
+        "kind": {"enum": list(KINDS)},
+        "level": {
+            "type": ["string", "integer"],
+            "description": "one of debug, info, warning, error, critical, or "
+            "an alias or syslog/Python number (docs/api.md)",
+        },
+        **{f: {"type": ["string", "number"]} for f in STRING_FIELDS},
+        "error": {"type": ["object", "string"]},
+        "fingerprint": {"type": "array", "minItems": 1, "maxItems": 16, "items": {"type": ["string", "integer"]}},
+        "attrs": {"type": "object"},
+    },
+    required=(),
+    closed=False,
     description="One line of an NDJSON batch. Other top-level keys land in `attrs`; `null` is the same as "
-                "absent. A line that breaks a rule is rejected on its own (see `rejected`).")
+    "absent. A line that breaks a rule is rejected on its own (see `rejected`).",
+)
 
 # -- answers ----------------------------------------------------------------------------------
 
-_INGEST_ANSWER = _obj({
-    "accepted": _COUNT,
-    "duplicates": _COUNT,
-    "rejected": {"type": "array", "items": _obj({"line": {"type": "integer", "minimum": 1}, "error": _STR})},
-})
+_INGEST_ANSWER = _obj(
+    {
+        "accepted": _COUNT,
+        "duplicates": _COUNT,
+        "rejected": {"type": "array", "items": _obj({"line": {"type": "integer", "minimum": 1}, "error": _STR})},
+    }
+)
 
-_SEARCH_PAGE = _obj({"events": {"type": "array", "items": ref("Event")},
-                     "next_cursor": {"type": ["string", "null"]}})
+_SEARCH_PAGE = _obj({"events": {"type": "array", "items": ref("Event")}, "next_cursor": {"type": ["string", "null"]}})
 
-_SKEW: Schema = {"type": "object", "additionalProperties": {"type": "integer"},
-                 "description": "per host: estimated clock offset in ms (host - hub), 0 when unknown"}
+_SKEW: Schema = {
+    "type": "object",
+    "additionalProperties": {"type": "integer"},
+    "description": "per host: estimated clock offset in ms (host - hub), 0 when unknown",
+}
 
-_TRACE = _obj({
-    "id": _STR,
-    "events": {"type": "array", "items": ref("Event")},
-    "hosts": _STRINGS,
-    "services": _STRINGS,
-    "start": _nullable(ref("Time")),
-    "end": _nullable(ref("Time")),
-    "error_count": _COUNT,
-    "truncated": {"type": "boolean"},
-    "skew_ms": _SKEW,
-})
+_TRACE = _obj(
+    {
+        "id": _STR,
+        "events": {"type": "array", "items": ref("Event")},
+        "hosts": _STRINGS,
+        "services": _STRINGS,
+        "start": _nullable(ref("Time")),
+        "end": _nullable(ref("Time")),
+        "error_count": _COUNT,
+        "truncated": {"type": "boolean"},
+        "skew_ms": _SKEW,
+    }
+)
 
-_TIMELINE_REQUEST = _obj({
-    "request_id": _STR,
-    "hosts": _STRINGS,
-    "services": _STRINGS,
-    "start": ref("Time"),
-    "end": ref("Time"),
-    "events": _COUNT,
-    "errors": _COUNT,
-    "previous_host": {"type": ["string", "null"]},
-    "host_switch": {"type": "boolean"},
-    "truncated": {"type": "boolean"},
-})
+_TIMELINE_REQUEST = _obj(
+    {
+        "request_id": _STR,
+        "hosts": _STRINGS,
+        "services": _STRINGS,
+        "start": ref("Time"),
+        "end": ref("Time"),
+        "events": _COUNT,
+        "errors": _COUNT,
+        "previous_host": {"type": ["string", "null"]},
+        "host_switch": {"type": "boolean"},
+        "truncated": {"type": "boolean"},
+    }
+)
 
-_TIMELINE = _obj({
-    "user_id": _STR,
-    "requests": {"type": "array", "items": ref("TimelineRequest")},
-    "events": {"type": "array", "items": ref("Event")},
-    "host_switches": _COUNT,
-    "truncated": {"type": "boolean"},
-    "skew_ms": _SKEW,
-    "total_requests": _COUNT,
-    "total_requests_capped": {"type": "boolean"},
-    "next_cursor": {"type": ["string", "null"]},
-})
+_TIMELINE = _obj(
+    {
+        "user_id": _STR,
+        "requests": {"type": "array", "items": ref("TimelineRequest")},
+        "events": {"type": "array", "items": ref("Event")},
+        "host_switches": _COUNT,
+        "truncated": {"type": "boolean"},
+        "skew_ms": _SKEW,
+        "total_requests": _COUNT,
+        "total_requests_capped": {"type": "boolean"},
+        "next_cursor": {"type": ["string", "null"]},
+    }
+)
 
 _GROUP_FIELDS: dict[str, Schema] = {
     "id": _STR,
@@ -152,55 +184,100 @@ _GROUP_FIELDS: dict[str, Schema] = {
     "merged": _STRINGS,
 }
 _NULLABLE_STR: Schema = {"type": ["string", "null"]}
-_OCCURRENCE = _obj({"id": _STR, "ts": ref("Time"), "host": _NULLABLE_STR, "service": _NULLABLE_STR,
-                    "request_id": _NULLABLE_STR, "trace_id": _NULLABLE_STR, "user_id": _NULLABLE_STR,
-                    "release": _NULLABLE_STR})
-_GROUP_DETAIL = _obj({**_GROUP_FIELDS, "latest_event": _nullable(ref("Event")),
-                      "occurrences": {"type": "array", "maxItems": 50, "items": ref("Occurrence")}})
+_OCCURRENCE = _obj(
+    {
+        "id": _STR,
+        "ts": ref("Time"),
+        "host": _NULLABLE_STR,
+        "service": _NULLABLE_STR,
+        "request_id": _NULLABLE_STR,
+        "trace_id": _NULLABLE_STR,
+        "user_id": _NULLABLE_STR,
+        "release": _NULLABLE_STR,
+    }
+)
+_GROUP_DETAIL = _obj(
+    {
+        **_GROUP_FIELDS,
+        "latest_event": _nullable(ref("Event")),
+        "occurrences": {"type": "array", "maxItems": 50, "items": ref("Occurrence")},
+    }
+)
 
 _CHECK_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
 _STATUS_CODE: Schema = {"type": "integer", "minimum": 100, "maximum": 599}
-_CHECK_DEFINITION = _obj({
-    "name": _CHECK_NAME,
-    "target": {"type": "string", "description": "http://…, https://… (a GET) or tcp://host:port (a connect)",
-               "examples": ["https://api.example.com/health", "tcp://db.internal:5432"]},
-    "interval_s": {"type": "integer", "minimum": MIN_INTERVAL_S, "maximum": MAX_INTERVAL_S,
-                   "default": DEFAULT_INTERVAL_S},
-    "timeout_s": {"type": "number", "minimum": 0.1, "maximum": MAX_TIMEOUT_S, "default": DEFAULT_TIMEOUT_S,
-                  "description": "at most `interval_s`; default 10, or `interval_s` if smaller"},
-    "expect_status": {"oneOf": [_STATUS_CODE, {"type": "array", "minItems": 1, "items": _STATUS_CODE}],
-                      "description": "HTTP targets only; absent: any status < 400 is up"},
-    "expect_body": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "HTTP targets only"},
-    "project": {"type": "string", "minLength": 1, "description": "may only repeat the token's project name"},
-}, required=("name", "target"))
+_CHECK_DEFINITION = _obj(
+    {
+        "name": _CHECK_NAME,
+        "target": {
+            "type": "string",
+            "description": "http://…, https://… (a GET) or tcp://host:port (a connect)",
+            "examples": ["https://api.example.com/health", "tcp://db.internal:5432"],
+        },
+        "interval_s": {
+            "type": "integer",
+            "minimum": MIN_INTERVAL_S,
+            "maximum": MAX_INTERVAL_S,
+            "default": DEFAULT_INTERVAL_S,
+        },
+        "timeout_s": {
+            "type": "number",
+            "minimum": 0.1,
+            "maximum": MAX_TIMEOUT_S,
+            "default": DEFAULT_TIMEOUT_S,
+            "description": "at most `interval_s`; default 10, or `interval_s` if smaller",
+        },
+        "expect_status": {
+            "oneOf": [_STATUS_CODE, {"type": "array", "minItems": 1, "items": _STATUS_CODE}],
+            "description": "HTTP targets only; absent: any status < 400 is up",
+        },
+        "expect_body": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "HTTP targets only"},
+        "project": {"type": "string", "minLength": 1, "description": "may only repeat the token's project name"},
+    },
+    required=("name", "target"),
+)
 _PERCENT: Schema = {"type": ["number", "null"], "minimum": 0, "maximum": 100}
-_CHECK = _obj({
-    "name": _STR,
-    "target": {"type": "string", "description": "a password in it is shown as ***"},
-    "up": {"type": ["boolean", "null"]},
-    "last_checked": _nullable(ref("Time")),
-    "latency_ms": {"type": ["number", "null"]},
-    "status": {"type": ["integer", "null"]},
-    "message": _NULLABLE_STR,
-    "uptime_24h": _PERCENT,
-    "uptime_7d": _PERCENT,
-    "uptime_30d": _PERCENT,
-    "interval_s": {"type": "integer"},
-    "timeout_s": {"type": "number"},
-    "expect_status": {"type": ["array", "null"], "items": {"type": "integer"}},
-    "expect_body": _NULLABLE_STR,
-    "source": {"enum": ["config", "api"]},
-})
+_CHECK = _obj(
+    {
+        "name": _STR,
+        "target": {"type": "string", "description": "a password in it is shown as ***"},
+        "up": {"type": ["boolean", "null"]},
+        "last_checked": _nullable(ref("Time")),
+        "latency_ms": {"type": ["number", "null"]},
+        "status": {"type": ["integer", "null"]},
+        "message": _NULLABLE_STR,
+        "uptime_24h": _PERCENT,
+        "uptime_7d": _PERCENT,
+        "uptime_30d": _PERCENT,
+        "interval_s": {"type": "integer"},
+        "timeout_s": {"type": "number"},
+        "expect_status": {"type": ["array", "null"], "items": {"type": "integer"}},
+        "expect_body": _NULLABLE_STR,
+        "source": {"enum": ["config", "api"]},
+    }
+)
 
 # -- Sentry -----------------------------------------------------------------------------------
 
-_SENTRY_FRAME = _obj({k: {"type": ["string", "integer", "boolean", "null"]}
-                      for k in ("module", "function", "filename", "abs_path", "lineno", "in_app", "context_line")},
-                     required=(), closed=False)
-_SENTRY_EXCEPTION = _obj({
-    "type": _STR, "value": _STR, "module": _STR, "mechanism": {"type": "object"},
-    "stacktrace": _obj({"frames": {"type": "array", "items": _SENTRY_FRAME}}, required=(), closed=False),
-}, required=(), closed=False)
+_SENTRY_FRAME = _obj(
+    {
+        k: {"type": ["string", "integer", "boolean", "null"]}
+        for k in ("module", "function", "filename", "abs_path", "lineno", "in_app", "context_line")
+    },
+    required=(),
+    closed=False,
+)
+_SENTRY_EXCEPTION = _obj(
+    {
+        "type": _STR,
+        "value": _STR,
+        "module": _STR,
+        "mechanism": {"type": "object"},
+        "stacktrace": _obj({"frames": {"type": "array", "items": _SENTRY_FRAME}}, required=(), closed=False),
+    },
+    required=(),
+    closed=False,
+)
 _SENTRY_MESSAGE = _obj({"formatted": _STR, "message": _STR}, required=(), closed=False)
 
 
@@ -212,40 +289,62 @@ def _as_sent(schema: Schema) -> Schema:
 
 _SENTRY_EVENT: Schema = {
     "type": "object",
-    "description": ("A Sentry event as the SDKs send it (docs/api.md, Sentry ingest). Each field's first "
-                    "`anyOf` branch is its usual shape; a field of another shape is ignored, or refuses the "
-                    "event with a 400 naming it (`level`, `timestamp`, the text fields); unknown keys are "
-                    "ignored."),
-    "properties": {k: _as_sent(v) for k, v in {
-        "event_id": {"type": "string", "description": "becomes `id` without dashes"},
-        "timestamp": _EPOCH_OR_TEXT,
-        "level": _STR,
-        "message": {"oneOf": [_STR, _SENTRY_MESSAGE]},
-        "logentry": _SENTRY_MESSAGE,
-        "exception": {"oneOf": [_obj({"values": {"type": "array", "items": _SENTRY_EXCEPTION}}, required=(),
-                                     closed=False),
-                                {"type": "array", "items": _SENTRY_EXCEPTION}]},
-        "tags": {"oneOf": [{"type": "object", "additionalProperties": _STR},
-                           {"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2}}]},
-        "user": _obj({"id": _STR, "username": _STR, "email": _STR}, required=(), closed=False),
-        "contexts": _obj({"trace": _obj({"trace_id": _STR, "span_id": _STR}, required=(), closed=False)},
-                         required=(), closed=False),
-        "request": _obj({"headers": {"type": ["object", "array"]}}, required=(), closed=False),
-        **{k: _STR for k in ("server_name", "environment", "release", "logger", "transaction", "platform")},
-        "fingerprint": {"type": "array", "minItems": 1, "maxItems": 16, "items": _STR},
-    }.items()},
+    "description": (
+        "A Sentry event as the SDKs send it (docs/api.md, Sentry ingest). Each field's first "
+        "`anyOf` branch is its usual shape; a field of another shape is ignored, or refuses the "
+        "event with a 400 naming it (`level`, `timestamp`, the text fields); unknown keys are "
+        "ignored."
+    ),
+    "properties": {
+        k: _as_sent(v)
+        for k, v in {
+            "event_id": {"type": "string", "description": "becomes `id` without dashes"},
+            "timestamp": _EPOCH_OR_TEXT,
+            "level": _STR,
+            "message": {"oneOf": [_STR, _SENTRY_MESSAGE]},
+            "logentry": _SENTRY_MESSAGE,
+            "exception": {
+                "oneOf": [
+                    _obj({"values": {"type": "array", "items": _SENTRY_EXCEPTION}}, required=(), closed=False),
+                    {"type": "array", "items": _SENTRY_EXCEPTION},
+                ]
+            },
+            "tags": {
+                "oneOf": [
+                    {"type": "object", "additionalProperties": _STR},
+                    {"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2}},
+                ]
+            },
+            "user": _obj({"id": _STR, "username": _STR, "email": _STR}, required=(), closed=False),
+            "contexts": _obj(
+                {"trace": _obj({"trace_id": _STR, "span_id": _STR}, required=(), closed=False)},
+                required=(),
+                closed=False,
+            ),
+            "request": _obj({"headers": {"type": ["object", "array"]}}, required=(), closed=False),
+            **{k: _STR for k in ("server_name", "environment", "release", "logger", "transaction", "platform")},
+            "fingerprint": {"type": "array", "minItems": 1, "maxItems": 16, "items": _STR},
+        }.items()
+    },
 }
 
 # -- answers of the other routes --------------------------------------------------------------
 
-_ERROR = _obj({"error": {"type": "string", "description": "starts with the parameter or field at fault"},
-               "column": {"type": "integer", "minimum": 1, "description": "syntax errors in `q` only: the "
-                                                                           "1-based position"}},
-              required=("error",))
-_SENTRY_ERROR = _obj({"detail": _STR,
-                      "id": {"type": ["string", "null"], "description": "malformed items: the envelope's event id"},
-                      "stored": {**_COUNT, "description": "malformed items: the valid events kept"}},
-                     required=("detail",))
+_ERROR = _obj(
+    {
+        "error": {"type": "string", "description": "starts with the parameter or field at fault"},
+        "column": {"type": "integer", "minimum": 1, "description": "syntax errors in `q` only: the 1-based position"},
+    },
+    required=("error",),
+)
+_SENTRY_ERROR = _obj(
+    {
+        "detail": _STR,
+        "id": {"type": ["string", "null"], "description": "malformed items: the envelope's event id"},
+        "stored": {**_COUNT, "description": "malformed items: the valid events kept"},
+    },
+    required=("detail",),
+)
 
 SCHEMAS: dict[str, Schema] = {
     "Time": _TIME,
@@ -270,6 +369,7 @@ SCHEMAS: dict[str, Schema] = {
 
 # -- parameters -------------------------------------------------------------------------------
 
+
 def _query(name: str, schema: Schema, description: str, required: bool = False, empty: bool = True) -> Schema:
     """A query parameter. `empty`: an empty value (`limit=`) is the same as none, as the web UI's
     forms send them; `order` and `unique` are the exceptions (400), and required ones."""
@@ -279,8 +379,10 @@ def _query(name: str, schema: Schema, description: str, required: bool = False, 
     return out
 
 
-_TIME_PARAM = ("RFC 3339 / ISO 8601 (encode `+` as `%2B`), an epoch number (s, ms, µs or ns), `now`, or "
-               "relative: `-15m`, `-24h`, `-7d`, `now-30s`")
+_TIME_PARAM = (
+    "RFC 3339 / ISO 8601 (encode `+` as `%2B`), an epoch number (s, ms, µs or ns), `now`, or "
+    "relative: `-15m`, `-24h`, `-7d`, `now-30s`"
+)
 
 
 def limit(default: int, maximum: int = MAX_LIMIT, what: str = "items per answer") -> Schema:
@@ -301,38 +403,54 @@ ROUTE_PARAMETERS: dict[str, Schema] = {
     "timeline_limit": limit(TIMELINE_LIMIT, TIMELINE_MAX_LIMIT, "requests per page"),
     "groups_limit": limit(200, what="groups returned"),
     "analytics_limit": limit(100),
-    "series_event": _query("event", {"type": "string"}, "the analytics event's name; absent: every analytics "
-                                                        "event"),
+    "series_event": _query("event", {"type": "string"}, "the analytics event's name; absent: every analytics event"),
     "order": _query("order", {"enum": ["desc", "asc"], "default": "desc"}, "newest or oldest first", empty=False),
-    "state": _query("state", {"enum": [*GROUP_STATES, "all"]}, "groups in this state; absent or `all`: every "
-                                                                "state"),
+    "state": _query("state", {"enum": [*GROUP_STATES, "all"]}, "groups in this state; absent or `all`: every state"),
     "format": _query("format", {"enum": list(FORMATS), "default": "csv"}, "csv or ndjson"),
-    "columns": _query("columns", {"type": "string"}, f"CSV only: comma-separated column names (at most "
-                                                     f"{MAX_COLUMNS}, none empty, none twice) replacing the "
-                                                     f"default columns"),
-    "spreadsheet": _query("spreadsheet", {"enum": ["0", "1"], "default": "0"},
-                          "CSV only: `1` prefixes cells starting with = + - @ with `'`"),
-    "property": _query("property", {"type": "string", "minLength": 1}, "an attribute key or core field",
-                       required=True),
-    "interval": _query("interval", {"type": "string", "default": "hour"},
-                       "`hour`, `day` or a duration `<N><s|m|h|d|w>` (N > 0); at most 5,000 buckets"),
-    "unique": _query("unique", {"enum": ["0", "1"], "default": "0"}, "`1`: count distinct `user_id`s",
-                     empty=False),
+    "columns": _query(
+        "columns",
+        {"type": "string"},
+        f"CSV only: comma-separated column names (at most "
+        f"{MAX_COLUMNS}, none empty, none twice) replacing the "
+        f"default columns",
+    ),
+    "spreadsheet": _query(
+        "spreadsheet",
+        {"enum": ["0", "1"], "default": "0"},
+        "CSV only: `1` prefixes cells starting with = + - @ with `'`",
+    ),
+    "property": _query("property", {"type": "string", "minLength": 1}, "an attribute key or core field", required=True),
+    "interval": _query(
+        "interval",
+        {"type": "string", "default": "hour"},
+        "`hour`, `day` or a duration `<N><s|m|h|d|w>` (N > 0); at most 5,000 buckets",
+    ),
+    "unique": _query("unique", {"enum": ["0", "1"], "default": "0"}, "`1`: count distinct `user_id`s", empty=False),
 }
 
 
 # -- answers ----------------------------------------------------------------------------------
 
+
 def _json(schema: Schema) -> dict[str, Schema]:
     return {"application/json": {"schema": schema}}
 
 
-_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying unchanged", "required": True,
-                                "schema": {"type": "string", "pattern": r"^\d+$"}}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying unchanged",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^\d+$"},
+    }
+}
 _SENTRY_HEADERS = {"Access-Control-Allow-Origin": {"required": True, "schema": {"const": "*"}}}
-_SENTRY_LIMITS = {"X-Sentry-Rate-Limits": {"required": True, "schema": {"type": "string"},
-                                           "description": "`<seconds>::organization`: the SDK holds every event "
-                                                          "that long"}}
+_SENTRY_LIMITS = {
+    "X-Sentry-Rate-Limits": {
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "`<seconds>::organization`: the SDK holds every event that long",
+    }
+}
 
 
 def _answer(description: str, schema: Schema, headers: dict[str, Schema] | None = None) -> Schema:
@@ -344,44 +462,76 @@ def _answer(description: str, schema: Schema, headers: dict[str, Schema] | None 
 
 RESPONSES: dict[str, Schema] = {
     "BadRequest": _answer("A parameter or body the hub cannot use; the text names it", ref("Error")),
-    "Unauthorized": _answer("No, an unknown or a revoked token", ref("Error"), {
-        "WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}}}),
+    "Unauthorized": _answer(
+        "No, an unknown or a revoked token",
+        ref("Error"),
+        {"WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}}},
+    ),
     "Forbidden": _answer("A valid token of the wrong scope", ref("Error")),
     "NotFound": _answer("The named object does not exist in the token's project", ref("Error")),
     "Conflict": _answer("A conflicting change: retry, or change it in the hub's config file", ref("Error")),
-    "TooManyRequests": _answer("The store pushes back (or, on ingest, no ingest slot came free)", ref("Error"),
-                               _RETRY_AFTER),
-    "Unavailable": _answer("The store is unavailable; nothing of the request was acknowledged", ref("Error"),
-                           _RETRY_AFTER),
-    "SentryBadRequest": _answer("An empty or malformed body, or malformed items (the valid ones are stored)",
-                                ref("SentryError"), _SENTRY_HEADERS),
+    "TooManyRequests": _answer(
+        "The store pushes back (or, on ingest, no ingest slot came free)", ref("Error"), _RETRY_AFTER
+    ),
+    "Unavailable": _answer(
+        "The store is unavailable; nothing of the request was acknowledged", ref("Error"), _RETRY_AFTER
+    ),
+    "SentryBadRequest": _answer(
+        "An empty or malformed body, or malformed items (the valid ones are stored)",
+        ref("SentryError"),
+        _SENTRY_HEADERS,
+    ),
     "SentryUnauthorized": _answer("No, an unknown or a revoked key", ref("SentryError"), _SENTRY_HEADERS),
-    "SentryForbidden": _answer("A key of the wrong scope, or of another project than the URL's",
-                               ref("SentryError"), _SENTRY_HEADERS),
-    "SentryTooLarge": _answer("The body is over a limit (as sent, decoded, or in lines)", ref("SentryError"),
-                              _SENTRY_HEADERS),
+    "SentryForbidden": _answer(
+        "A key of the wrong scope, or of another project than the URL's", ref("SentryError"), _SENTRY_HEADERS
+    ),
+    "SentryTooLarge": _answer(
+        "The body is over a limit (as sent, decoded, or in lines)", ref("SentryError"), _SENTRY_HEADERS
+    ),
     # Starlette's own answer: the path matches no route (`{project_id}` takes digits only).
-    "NoProject": {"description": "`project_id` is not a number", "content": {"text/plain": {"schema": {
-        "const": "Not Found"}}}},
-    "SentryUnsupportedEncoding": _answer("A Content-Encoding other than identity, gzip, deflate, br, zstd",
-                                         ref("SentryError"), _SENTRY_HEADERS),
-    "SentryTooManyRequests": _answer("No ingest slot came free, or the store pushes back", ref("SentryError"),
-                                     {**_SENTRY_HEADERS, **_RETRY_AFTER, **_SENTRY_LIMITS}),
-    "SentryUnavailable": _answer("The store is unavailable; nothing was stored", ref("SentryError"),
-                                 {**_SENTRY_HEADERS, **_RETRY_AFTER, **_SENTRY_LIMITS}),
+    "NoProject": {
+        "description": "`project_id` is not a number",
+        "content": {"text/plain": {"schema": {"const": "Not Found"}}},
+    },
+    "SentryUnsupportedEncoding": _answer(
+        "A Content-Encoding other than identity, gzip, deflate, br, zstd", ref("SentryError"), _SENTRY_HEADERS
+    ),
+    "SentryTooManyRequests": _answer(
+        "No ingest slot came free, or the store pushes back",
+        ref("SentryError"),
+        {**_SENTRY_HEADERS, **_RETRY_AFTER, **_SENTRY_LIMITS},
+    ),
+    "SentryUnavailable": _answer(
+        "The store is unavailable; nothing was stored",
+        ref("SentryError"),
+        {**_SENTRY_HEADERS, **_RETRY_AFTER, **_SENTRY_LIMITS},
+    ),
 }
 
 SECURITY_SCHEMES: dict[str, Schema] = {
-    "readToken": {"type": "http", "scheme": "bearer",
-                  "description": "A read token of the project (`obr_…`): queries, error groups, uptime checks."},
-    "ingestToken": {"type": "http", "scheme": "bearer",
-                    "description": "An ingest token of the project (`obi_…`, or the Sentry key of its DSN): "
-                                   "writes events only."},
-    "sentryAuth": {"type": "apiKey", "in": "header", "name": "X-Sentry-Auth",
-                   "description": "`Sentry sentry_key=<key>, …` (also accepted as `Authorization: Sentry "
-                                  "sentry_key=<key>`): the DSN's public key or any ingest token of the project."},
-    "sentryKey": {"type": "apiKey", "in": "query", "name": "sentry_key",
-                  "description": "The DSN's public key or any ingest token of the project, in the URL."},
+    "readToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A read token of the project (`obr_…`): queries, error groups, uptime checks.",
+    },
+    "ingestToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An ingest token of the project (`obi_…`, or the Sentry key of its DSN): writes events only.",
+    },
+    "sentryAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Sentry-Auth",
+        "description": "`Sentry sentry_key=<key>, …` (also accepted as `Authorization: Sentry "
+        "sentry_key=<key>`): the DSN's public key or any ingest token of the project.",
+    },
+    "sentryKey": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "sentry_key",
+        "description": "The DSN's public key or any ingest token of the project, in the URL.",
+    },
 }
 
 COMPONENTS: dict[str, Any] = {

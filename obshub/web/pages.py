@@ -1,15 +1,15 @@
 """Routes of the web trace explorer, mounted by `obshub/app.py` after the API routes.
 
-    /                      -> /search
-    /login  /logout        read token <-> signed session cookie (web/session.py)
-    /search  /search.csv   query bar, facets, expandable rows; CSV export     (pages_search.py)
-    /context/<event id>    the lines around one event: same host, request or session
-    /tail  /tail/stream    live tail page and its Server-Sent Events stream
-    /trace/<id>            swimlanes per host/service on one time axis        (pages_trace.py)
-    /users/<id>            the user's requests in order, host switches marked
-    /errors  /errors/<id>  error groups, resolve/ignore                         (pages_errors.py)
-    /analytics             event names, properties, values, series            (pages_analytics.py)
-    /static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
+/                      -> /search
+/login  /logout        read token <-> signed session cookie (web/session.py)
+/search  /search.csv   query bar, facets, expandable rows; CSV export     (pages_search.py)
+/context/<event id>    the lines around one event: same host, request or session
+/tail  /tail/stream    live tail page and its Server-Sent Events stream
+/trace/<id>            swimlanes per host/service on one time axis        (pages_trace.py)
+/users/<id>            the user's requests in order, host switches marked
+/errors  /errors/<id>  error groups, resolve/ignore                         (pages_errors.py)
+/analytics             event names, properties, values, series            (pages_analytics.py)
+/static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from obshub.web import convertors  # noqa: F401  (registers `anypath`)
-from obshub.web import pages_analytics, pages_errors, pages_search, pages_trace
+from obshub.web import (
+    convertors,  # noqa: F401  (registers `anypath`)
+    pages_analytics,
+    pages_errors,
+    pages_search,
+    pages_trace,
+)
 from obshub.web.common import HERE, page, render
 from obshub.web.session import CsrfError, LoginRequired, current, form, login, logout, same_origin
 

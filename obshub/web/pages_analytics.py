@@ -22,8 +22,9 @@ from obshub.web.session import Session
 __all__ = ["analytics_page"]
 
 
-async def _load(request: Request, pid: int, event: str, prop: str, interval: str, unique: bool, raw_from: str,
-                raw_to: str) -> dict[str, Any]:
+async def _load(
+    request: Request, pid: int, event: str, prop: str, interval: str, unique: bool, raw_from: str, raw_to: str
+) -> dict[str, Any]:
     store = hub_of(request).store
     now = now_us()
     start = parse_time(raw_from, "from", now)
@@ -31,8 +32,9 @@ async def _load(request: Request, pid: int, event: str, prop: str, interval: str
     assert start is not None and end is not None
     names = await run_in_threadpool(analytics.event_names, store, pid, start, end, 100)
     out: dict[str, Any] = {"names": names["events"]}
-    series = await run_in_threadpool(analytics.event_series, store, pid, event or None, parse_interval(interval),
-                                     start, end, unique)
+    series = await run_in_threadpool(
+        analytics.event_series, store, pid, event or None, parse_interval(interval), start, end, unique
+    )
     out["series"] = series["points"]
     if event:
         props = await run_in_threadpool(analytics.event_properties, store, pid, event, start, end)
@@ -59,8 +61,20 @@ async def analytics_page(request: Request, session: Session) -> Response:
         error = e
     if "values" not in data:
         prop = ""
-    return render(request, "analytics.html", {
-        "event": event, "prop": prop, "interval": interval, "unique": unique, "raw_from": raw_from,
-        "raw_to": raw_to, "error": error, "data": data, "chart": bars(data["series"]),
-        "link": lambda **kw: url_with(request, **kw),
-    }, 400 if error else 200)
+    return render(
+        request,
+        "analytics.html",
+        {
+            "event": event,
+            "prop": prop,
+            "interval": interval,
+            "unique": unique,
+            "raw_from": raw_from,
+            "raw_to": raw_to,
+            "error": error,
+            "data": data,
+            "chart": bars(data["series"]),
+            "link": lambda **kw: url_with(request, **kw),
+        },
+        400 if error else 200,
+    )

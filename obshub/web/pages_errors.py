@@ -40,19 +40,36 @@ async def errors_page(request: Request, session: Session) -> Response:
     store = hub_of(request).store
     try:
         tr = time_range(request, default_from=groups.DEFAULT_FROM)
-        data = await run_in_threadpool(groups.list_groups, store, session.project_id,
-                                       state if state in GROUP_STATES else None, parse_query(q), tr.start, tr.end)
+        data = await run_in_threadpool(
+            groups.list_groups,
+            store,
+            session.project_id,
+            state if state in GROUP_STATES else None,
+            parse_query(q),
+            tr.start,
+            tr.end,
+        )
         spark = await run_in_threadpool(groups.sparks, store, session.project_id, data["groups"], now_us())
         for g in data["groups"]:
             g["spark"] = sparkline(spark[g["id"]])
             g["spark_total"] = sum(spark[g["id"]])
     except QueryError as e:
         error = e
-    return render(request, "errors.html", {
-        "groups": data["groups"], "state": state, "q": q, "error": error, "states": GROUP_STATES,
-        "raw_from": qp.get("from", groups.DEFAULT_FROM), "raw_to": qp.get("to", ""),
-        "state_url": lambda s: url_with(request, state=s),
-    }, 400 if error else 200)
+    return render(
+        request,
+        "errors.html",
+        {
+            "groups": data["groups"],
+            "state": state,
+            "q": q,
+            "error": error,
+            "states": GROUP_STATES,
+            "raw_from": qp.get("from", groups.DEFAULT_FROM),
+            "raw_to": qp.get("to", ""),
+            "state_url": lambda s: url_with(request, state=s),
+        },
+        400 if error else 200,
+    )
 
 
 async def group_page(request: Request, session: Session) -> Response:
@@ -61,12 +78,18 @@ async def group_page(request: Request, session: Session) -> Response:
     try:
         g = await run_in_threadpool(groups.get_group, store, pid, gid)
     except NotFound:
-        return render(request, "message.html", {"title": "No such error group",
-                                                "message": f"There is no error group {gid!r} in this project."}, 404)
+        return render(
+            request,
+            "message.html",
+            {"title": "No such error group", "message": f"There is no error group {gid!r} in this project."},
+            404,
+        )
     now = now_us()
     since = parse_time(groups.DEFAULT_FROM, "from", now)  # merge candidates: groups seen in the list's default range
-    seen, listed = await asyncio.gather(run_in_threadpool(groups.activity, store, pid, g, now),
-                                        run_in_threadpool(groups.list_groups, store, pid, None, None, since, None))
+    seen, listed = await asyncio.gather(
+        run_in_threadpool(groups.activity, store, pid, g, now),
+        run_in_threadpool(groups.list_groups, store, pid, None, None, since, None),
+    )
     g["chart"] = bars(seen["points"], height=160)
     g["chart_hours"] = seen["hours"]
     g["tags"] = seen["tags"]
@@ -74,10 +97,18 @@ async def group_page(request: Request, session: Session) -> Response:
     ev = g.get("latest_event") or {}
     stack = (ev.get("error") or {}).get("stack")
     frames = list(reversed(stack)) if isinstance(stack, list) else []  # innermost (where it broke) first
-    return render(request, "error.html", {"g": g, "ev": ev, "frames": frames,
-                                          "stack_text": stack if isinstance(stack, str) else None,
-                                          "notice": request.query_params.get("done"),
-                                          "parse_ts": parse_ts})
+    return render(
+        request,
+        "error.html",
+        {
+            "g": g,
+            "ev": ev,
+            "frames": frames,
+            "stack_text": stack if isinstance(stack, str) else None,
+            "notice": request.query_params.get("done"),
+            "parse_ts": parse_ts,
+        },
+    )
 
 
 async def group_action(request: Request, session: Session) -> Response:

@@ -81,22 +81,34 @@ async def search_page(request: Request, session: Session) -> Response:
             limit = _limit(request)
             # Results and facets side by side: the page costs the slower of the two, not the sum.
             result, found = await asyncio.gather(
-                run_in_threadpool(search, store, pid, node, tr.start, tr.end, limit,
-                                  request.query_params.get("cursor") or None),
-                run_in_threadpool(facets, store, pid, node, tr.start, tr.end, FACETS, FACET_LIMIT))
+                run_in_threadpool(
+                    search, store, pid, node, tr.start, tr.end, limit, request.query_params.get("cursor") or None
+                ),
+                run_in_threadpool(facets, store, pid, node, tr.start, tr.end, FACETS, FACET_LIMIT),
+            )
         except QueryError as e:
             error = e
     status = 400 if error else 200
-    return render(request, "search.html", {
-        "q": q, "tr": tr or _time_range_fallback(request), "error": error, "events": result["events"],
-        "next_url": url_with(request, cursor=result["next_cursor"]) if result["next_cursor"] else None,
-        "first_url": url_with(request, cursor=None) if request.query_params.get("cursor") else None,
-        "facets": found["facets"], "facets_sampled": found["counted"] if found["approximate"] else None,
-        "limit": limit, "page_sizes": PAGE_SIZES,
-        "csv_url": url_with(request, "/search.csv", cursor=None, limit=None),
-        "tail_url": url_with(request, "/tail", cursor=None, limit=None, **{"from": None, "to": None}),
-        "facet_url": lambda f, v, neg=False: _facet_url(request, q, f, v, neg),
-    }, status)
+    return render(
+        request,
+        "search.html",
+        {
+            "q": q,
+            "tr": tr or _time_range_fallback(request),
+            "error": error,
+            "events": result["events"],
+            "next_url": url_with(request, cursor=result["next_cursor"]) if result["next_cursor"] else None,
+            "first_url": url_with(request, cursor=None) if request.query_params.get("cursor") else None,
+            "facets": found["facets"],
+            "facets_sampled": found["counted"] if found["approximate"] else None,
+            "limit": limit,
+            "page_sizes": PAGE_SIZES,
+            "csv_url": url_with(request, "/search.csv", cursor=None, limit=None),
+            "tail_url": url_with(request, "/tail", cursor=None, limit=None, **{"from": None, "to": None}),
+            "facet_url": lambda f, v, neg=False: _facet_url(request, q, f, v, neg),
+        },
+        status,
+    )
 
 
 def _time_range_fallback(request: Request) -> TimeRange:
@@ -112,6 +124,7 @@ def _facet_url(request: Request, q: str, field: str, value: str, negate: bool) -
 
 # ------------------------------------------------------------------------------------ context
 
+
 async def context_page(request: Request, session: Session) -> Response:
     event_id = request.path_params["event_id"]
     by = request.query_params.get("by", "host")
@@ -122,11 +135,13 @@ async def context_page(request: Request, session: Session) -> Response:
     except ValueError:
         n = CONTEXT_DEFAULT
     ctx = await run_in_threadpool(context, hub_of(request).store, session.project_id, event_id, by, n)
-    return render(request, "context.html", {"event_id": event_id, "by": by, "n": n, **ctx},
-                  404 if ctx["anchor"] is None else 200)
+    return render(
+        request, "context.html", {"event_id": event_id, "by": by, "n": n, **ctx}, 404 if ctx["anchor"] is None else 200
+    )
 
 
 # ---------------------------------------------------------------------------------------- CSV
+
 
 async def csv_export(request: Request, session: Session) -> Response:
     """The API's export (`GET /api/v1/export`, same rows and columns) for a browser session, with
@@ -142,6 +157,7 @@ async def csv_export(request: Request, session: Session) -> Response:
 
 # ---------------------------------------------------------------------------------- live tail
 
+
 async def tail_page(request: Request, session: Session) -> Response:
     q = request.query_params.get("q", "")
     error = None
@@ -149,13 +165,29 @@ async def tail_page(request: Request, session: Session) -> Response:
         parse_query(q)
     except QueryError as e:
         error = e
-    return render(request, "tail.html", {"q": q, "error": error,
-                                         "search_url": url_with(request, "/search")}, 400 if error else 200)
+    return render(
+        request,
+        "tail.html",
+        {"q": q, "error": error, "search_url": url_with(request, "/search")},
+        400 if error else 200,
+    )
 
 
 def _tail_fields(e: dict[str, Any]) -> dict[str, Any]:
-    keep = ("id", "ts", "level", "kind", "host", "service", "message", "name", "request_id", "trace_id",
-            "user_id", "session_id")
+    keep = (
+        "id",
+        "ts",
+        "level",
+        "kind",
+        "host",
+        "service",
+        "message",
+        "name",
+        "request_id",
+        "trace_id",
+        "user_id",
+        "session_id",
+    )
     out = {k: e[k] for k in keep if e.get(k) is not None}
     if e.get("error") and not out.get("message"):
         out["message"] = f"{e['error'].get('type', 'Error')}: {e['error'].get('value', '')}"
@@ -195,5 +227,6 @@ async def tail_stream(request: Request, session: Session) -> Response:
     since_raw = request.headers.get("last-event-id") or request.query_params.get("since")
     since = int(since_raw) if since_raw and since_raw.isdigit() else None
     tail = Tail(hub_of(request).store, session.project_id, node, since)
-    return StreamingResponse(_tail(tail), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _tail(tail), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

@@ -61,14 +61,25 @@ async def trace_page(request: Request, session: Session) -> Response:
     for e in view["events"]:
         p = e["_n"] // PAGE_SIZE + 1
         e["_href"] = ("" if p == page else url_with(request, page=p)) + f"#ev-{e['_n']}"
-    return render(request, "trace.html", {
-        "tid": tid, "data": data, "view": view, "corrected": corrected, "tr": tr,
-        "rows": view["events"][lo:lo + PAGE_SIZE], "page": page, "pages": pages,
-        "page_url": lambda p: url_with(request, page=p),
-        "raw_url": url_with(request, time="raw", page=None),
-        "corrected_url": url_with(request, time=None, page=None),
-        "host_class": {h["host"]: f"host-{i % HOST_COLORS}" for i, h in enumerate(view["hosts"])},
-    }, 200 if data["events"] else 404)
+    return render(
+        request,
+        "trace.html",
+        {
+            "tid": tid,
+            "data": data,
+            "view": view,
+            "corrected": corrected,
+            "tr": tr,
+            "rows": view["events"][lo : lo + PAGE_SIZE],
+            "page": page,
+            "pages": pages,
+            "page_url": lambda p: url_with(request, page=p),
+            "raw_url": url_with(request, time="raw", page=None),
+            "corrected_url": url_with(request, time=None, page=None),
+            "host_class": {h["host"]: f"host-{i % HOST_COLORS}" for i, h in enumerate(view["hosts"])},
+        },
+        200 if data["events"] else 404,
+    )
 
 
 def _shown_before(request: Request) -> int:
@@ -97,8 +108,17 @@ async def user_page(request: Request, session: Session) -> Response:
         offsets.update(hub.skew.offsets(hosts))  # kept: error lines show the times the order used
         return offsets
 
-    data = await run_in_threadpool(user_timeline, hub.store, session.project_id, uid, tr.start, tr.end,
-                                   int(raw_limit), cursor, offsets_of=offsets_of)
+    data = await run_in_threadpool(
+        user_timeline,
+        hub.store,
+        session.project_id,
+        uid,
+        tr.start,
+        tr.end,
+        int(raw_limit),
+        cursor,
+        offsets_of=offsets_of,
+    )
     errors_by_request: dict[str, list[dict[str, Any]]] = {}
     for e in data["events"]:
         if is_error(e) and e.get("request_id"):
@@ -107,15 +127,37 @@ async def user_page(request: Request, session: Session) -> Response:
     other = [e for e in data["events"] if not e.get("request_id")]
     hosts = list(dict.fromkeys(h for r in data["requests"] for h in r["hosts"]))
     shown = _shown_before(request) if cursor else 0
-    return render(request, "user.html", {
-        "uid": uid, "data": data, "tr": tr, "errors_by_request": errors_by_request,
-        "other": other[:OTHER_SHOWN], "other_more": max(0, len(other) - OTHER_SHOWN),
-        "other_url": "/search?" + urlencode({k: v for k, v in (("q", f"user_id:{quote_value(uid)} -request_id:*"),
-                                                               ("from", tr.raw_from), ("to", tr.raw_to)) if v}),
-        "host_class": {h: f"host-{i % HOST_COLORS}" for i, h in enumerate(hosts)}, "hosts": hosts,
-        "skewed": {h: off for h, off in offsets.items() if off},
-        "paged": bool(cursor or data["next_cursor"]), "first_no": shown + 1,
-        "older_url": url_with(request, cursor=data["next_cursor"], n=shown + len(data["requests"]))
-        if data["next_cursor"] else None,
-        "newest_url": url_with(request, cursor=None, n=None) if cursor else None,
-    }, 200 if data["events"] else 404)
+    return render(
+        request,
+        "user.html",
+        {
+            "uid": uid,
+            "data": data,
+            "tr": tr,
+            "errors_by_request": errors_by_request,
+            "other": other[:OTHER_SHOWN],
+            "other_more": max(0, len(other) - OTHER_SHOWN),
+            "other_url": "/search?"
+            + urlencode(
+                {
+                    k: v
+                    for k, v in (
+                        ("q", f"user_id:{quote_value(uid)} -request_id:*"),
+                        ("from", tr.raw_from),
+                        ("to", tr.raw_to),
+                    )
+                    if v
+                }
+            ),
+            "host_class": {h: f"host-{i % HOST_COLORS}" for i, h in enumerate(hosts)},
+            "hosts": hosts,
+            "skewed": {h: off for h, off in offsets.items() if off},
+            "paged": bool(cursor or data["next_cursor"]),
+            "first_no": shown + 1,
+            "older_url": url_with(request, cursor=data["next_cursor"], n=shown + len(data["requests"]))
+            if data["next_cursor"]
+            else None,
+            "newest_url": url_with(request, cursor=None, n=None) if cursor else None,
+        },
+        200 if data["events"] else 404,
+    )

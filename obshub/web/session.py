@@ -73,10 +73,12 @@ async def login(request: Request, token: str, response: Response) -> bool:
         await hub_of(request).check_token(token.strip(), "read")
     except AuthError:
         return False
-    value = _serializer(request).dumps({"h": hash_token(token.strip()), "c": secrets.token_urlsafe(24),
-                                        "t": int(time.time())})
-    response.set_cookie(COOKIE, value, max_age=MAX_AGE_S, path="/", httponly=True, samesite="lax",
-                        secure=_secure(request))
+    value = _serializer(request).dumps(
+        {"h": hash_token(token.strip()), "c": secrets.token_urlsafe(24), "t": int(time.time())}
+    )
+    response.set_cookie(
+        COOKIE, value, max_age=MAX_AGE_S, path="/", httponly=True, samesite="lax", secure=_secure(request)
+    )
     return True
 
 

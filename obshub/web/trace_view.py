@@ -62,8 +62,17 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
         raw = parse_ts(e["ts"])
         fixed = corrected_ts(raw, e.get("host"), offsets)
         # `_event`: the event as the API returns it, for the raw-JSON view (no `_` fields).
-        events.append({**e, "_event": e, "_raw": raw, "_fixed": fixed, "_t": fixed if corrected else raw,
-                       "_err": is_error(e), "_i": i})
+        events.append(
+            {
+                **e,
+                "_event": e,
+                "_raw": raw,
+                "_fixed": fixed,
+                "_t": fixed if corrected else raw,
+                "_err": is_error(e),
+                "_i": i,
+            }
+        )
     events.sort(key=lambda e: (e["_t"], e["_i"]))  # stable: a host's own lines keep their order
     lanes: list[dict[str, Any]] = []
     lane_of: dict[tuple[str, str], int] = {}
@@ -76,8 +85,9 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
     for h in host_order:
         for j, s in enumerate(sorted(by_host[h])):
             lane_of[(h, s)] = len(lanes)
-            lanes.append({"host": h, "service": s, "first": j == 0, "y": AXIS_H + len(lanes) * LANE_H,
-                          "count": 0, "errors": 0})
+            lanes.append(
+                {"host": h, "service": s, "first": j == 0, "y": AXIS_H + len(lanes) * LANE_H, "count": 0, "errors": 0}
+            )
     t0 = events[0]["_t"] if events else 0
     t1 = events[-1]["_t"] if events else 0
     span = max(t1 - t0, 1)
@@ -98,23 +108,42 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
         cells: dict[tuple[int, int], dict[str, Any]] = {}
         for e in events:
             col = int((e["_x"] - GUTTER - 10) // BUCKET_PX)
-            c = cells.setdefault((e["_lane"], col), {"lane": e["_lane"], "x": GUTTER + 10 + col * BUCKET_PX,
-                                                     "count": 0, "errors": 0, "first": e["_n"]})
+            c = cells.setdefault(
+                (e["_lane"], col),
+                {"lane": e["_lane"], "x": GUTTER + 10 + col * BUCKET_PX, "count": 0, "errors": 0, "first": e["_n"]},
+            )
             c["count"] += 1
             c["errors"] += e["_err"]
         peak = max(c["count"] for c in cells.values())
         for c in cells.values():
             c["h"] = max(3, round((LANE_H - 8) * math.sqrt(c["count"] / peak)))
             density.append(c)
-    hosts = [{"host": h, "skew_us": offsets.get(h, 0), "services": sorted(by_host[h]),
-              "events": sum(1 for e in events if (e.get("host") or "(no host)") == h)} for h in host_order]
+    hosts = [
+        {
+            "host": h,
+            "skew_us": offsets.get(h, 0),
+            "services": sorted(by_host[h]),
+            "events": sum(1 for e in events if (e.get("host") or "(no host)") == h),
+        }
+        for h in host_order
+    ]
     reordered = corrected and any(a["_i"] > b["_i"] for a, b in itertools.pairwise(events))
     return {
-        "events": events, "lanes": lanes, "hosts": hosts, "density": density,
+        "events": events,
+        "lanes": lanes,
+        "hosts": hosts,
+        "density": density,
         "ticks": [{"x": x(t0 + t), "label": fmt_offset(t)} for t in ticks],
-        "width": WIDTH, "gutter": GUTTER, "height": AXIS_H + max(len(lanes), 1) * LANE_H + 10,
-        "lane_h": LANE_H, "axis_h": AXIS_H, "markers": len(events) <= MARKER_CAP, "step": step,
-        "skewed": any(h["skew_us"] for h in hosts), "reordered": reordered,
+        "width": WIDTH,
+        "gutter": GUTTER,
+        "height": AXIS_H + max(len(lanes), 1) * LANE_H + 10,
+        "lane_h": LANE_H,
+        "axis_h": AXIS_H,
+        "markers": len(events) <= MARKER_CAP,
+        "step": step,
+        "skewed": any(h["skew_us"] for h in hosts),
+        "reordered": reordered,
         # The header's range, on the time the page is ordered on (corrected or raw).
-        "start": format_ts(t0) if events else None, "end": format_ts(t1) if events else None,
+        "start": format_ts(t0) if events else None,
+        "end": format_ts(t1) if events else None,
     }

@@ -58,8 +58,13 @@ class AgentProcess:
 
     def start(self) -> AgentProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "obshub_agent", "--config", str(self.config)],
-                                         stdout=log, stderr=log, cwd=REPO, env={**os.environ})
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "obshub_agent", "--config", str(self.config)],
+                stdout=log,
+                stderr=log,
+                cwd=REPO,
+                env={**os.environ},
+            )
         if self.metrics_port:
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:

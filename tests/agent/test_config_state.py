@@ -16,23 +16,31 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "agent.md"
 
 
 def _base(**kw: object) -> dict:
-    return {"hub": "http://127.0.0.1:8480", "token": "t", "state_dir": "/tmp/x",
-            "inputs": [{"paths": ["/var/log/*.log"]}], **kw}
+    return {
+        "hub": "http://127.0.0.1:8480",
+        "token": "t",
+        "state_dir": "/tmp/x",
+        "inputs": [{"paths": ["/var/log/*.log"]}],
+        **kw,
+    }
 
 
-@pytest.mark.parametrize(("doc", "message"), [
-    (_base(hub=""), "hub: missing"),
-    (_base(token=""), "token: missing"),
-    (_base(inputs=[]), "inputs: missing"),
-    (_base(inputs=[{"paths": ["/a"], "format": "jsn"}]), "inputs[0].format: unknown format 'jsn'"),
-    (_base(inputs=[{"paths": ["/a"], "format": "regex"}]), "inputs[0].regex: required"),
-    (_base(inputs=[{"paths": ["/a"], "format": "regex", "regex": "(?P<x>.*)"}]), "(?P<message>"),
-    (_base(inputs=[{"paths": ["/a"], "multiline": {"start": "("}}]), "inputs[0].multiline.start: invalid regex"),
-    (_base(inputs=[{"paths": ["/a"], "pathz": 1}]), "unknown key(s) ['pathz']"),
-    (_base(batch_max_bytes="1MB"), "batch_max_bytes: expected int"),
-    (_base(compression="lz4"), "compression: expected"),
-    (_base(spol_max_bytes=1), "unknown key(s) ['spol_max_bytes']"),
-])
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_base(hub=""), "hub: missing"),
+        (_base(token=""), "token: missing"),
+        (_base(inputs=[]), "inputs: missing"),
+        (_base(inputs=[{"paths": ["/a"], "format": "jsn"}]), "inputs[0].format: unknown format 'jsn'"),
+        (_base(inputs=[{"paths": ["/a"], "format": "regex"}]), "inputs[0].regex: required"),
+        (_base(inputs=[{"paths": ["/a"], "format": "regex", "regex": "(?P<x>.*)"}]), "(?P<message>"),
+        (_base(inputs=[{"paths": ["/a"], "multiline": {"start": "("}}]), "inputs[0].multiline.start: invalid regex"),
+        (_base(inputs=[{"paths": ["/a"], "pathz": 1}]), "unknown key(s) ['pathz']"),
+        (_base(batch_max_bytes="1MB"), "batch_max_bytes: expected int"),
+        (_base(compression="lz4"), "compression: expected"),
+        (_base(spol_max_bytes=1), "unknown key(s) ['spol_max_bytes']"),
+    ],
+)
 def test_config_errors_name_the_key(doc: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(doc, env={})
@@ -81,10 +89,12 @@ def test_checkpoint_fingerprints_persist_and_version_1_loads(tmp_path: Path) -> 
     from obshub_agent.checkpoints import Ended
 
     cps = CheckpointStore(tmp_path)
-    cps.entries["1:2"] = Checkpoint(path="/a", dev=1, ino=2, fp="ab", fp_len=10, gen=0, offset=42, seen=9e9,
-                                    sig="cd", sig_len=42, uid="u1")
-    cps.ended.append(Ended(path="/a", fp="ab", fp_len=10, sig="ef", sig_len=30, offset=30, seen=9e9,
-                           uid="u0", head=b"x" * 30))
+    cps.entries["1:2"] = Checkpoint(
+        path="/a", dev=1, ino=2, fp="ab", fp_len=10, gen=0, offset=42, seen=9e9, sig="cd", sig_len=42, uid="u1"
+    )
+    cps.ended.append(
+        Ended(path="/a", fp="ab", fp_len=10, sig="ef", sig_len=30, offset=30, seen=9e9, uid="u0", head=b"x" * 30)
+    )
     cps.save()
     doc = json.loads((tmp_path / "checkpoints.json").read_bytes())
     assert doc["version"] == 2 and "head" not in doc["ended"][0]  # in memory only
@@ -92,8 +102,25 @@ def test_checkpoint_fingerprints_persist_and_version_1_loads(tmp_path: Path) -> 
     again.load()
     assert (again.entries["1:2"].sig, again.entries["1:2"].sig_len, again.entries["1:2"].uid) == ("cd", 42, "u1")
     assert [(e.sig, e.offset, e.uid, e.head) for e in again.ended] == [("ef", 30, "u0", b"")]
-    (tmp_path / "checkpoints.json").write_text(json.dumps({"version": 1, "files": {"1:2": {
-        "path": "/a", "dev": 1, "ino": 2, "fp": "ab", "fp_len": 10, "gen": 0, "offset": 42, "seen": 9e9}}}))
+    (tmp_path / "checkpoints.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "files": {
+                    "1:2": {
+                        "path": "/a",
+                        "dev": 1,
+                        "ino": 2,
+                        "fp": "ab",
+                        "fp_len": 10,
+                        "gen": 0,
+                        "offset": 42,
+                        "seen": 9e9,
+                    }
+                },
+            }
+        )
+    )
     v1 = CheckpointStore(tmp_path)
     v1.load()
     assert v1.corrupt_files == 0 and v1.entries["1:2"].offset == 42 and v1.entries["1:2"].sig is None
@@ -136,8 +163,10 @@ def test_cli_check_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     from obshub_agent.__main__ import main
 
     cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'hub = "http://127.0.0.1:1"\ntoken = "t"\nstate_dir = "{tmp_path / "s"}"\n'
-                   f'[[inputs]]\npaths = ["/nonexistent/*.log"]\nformat = "jsn"\n')
+    cfg.write_text(
+        f'hub = "http://127.0.0.1:1"\ntoken = "t"\nstate_dir = "{tmp_path / "s"}"\n'
+        f'[[inputs]]\npaths = ["/nonexistent/*.log"]\nformat = "jsn"\n'
+    )
     assert main(["--config", str(cfg)]) == 2
     assert "inputs[0].format: unknown format 'jsn'" in capsys.readouterr().err
     text = cfg.read_text().replace('"jsn"', '"json"')

@@ -45,20 +45,27 @@ def hub(tmp_path: Path) -> Iterator[LiveHub]:
 
 def _agent(tmp_path: Path, hub: LiveHub) -> AgentProcess:
     mport = free_port()
-    cfg = write_config(tmp_path / "agent.toml", [{"paths": [str(tmp_path / "logs" / "app.jsonl*")],
-                                                  "format": "json", "service": "ct"}],
-                       hub=hub.url, token=hub.ingest_token, state_dir=str(tmp_path / "state"),
-                       metrics_address=f"127.0.0.1:{mport}", poll_interval_ms=50, discover_interval_ms=100,
-                       batch_max_age_ms=100, backoff_initial_ms=50)
+    cfg = write_config(
+        tmp_path / "agent.toml",
+        [{"paths": [str(tmp_path / "logs" / "app.jsonl*")], "format": "json", "service": "ct"}],
+        hub=hub.url,
+        token=hub.ingest_token,
+        state_dir=str(tmp_path / "state"),
+        metrics_address=f"127.0.0.1:{mport}",
+        poll_interval_ms=50,
+        discover_interval_ms=100,
+        batch_max_age_ms=100,
+        backoff_initial_ms=50,
+    )
     return AgentProcess(cfg, tmp_path / "agent.log", mport)
 
 
 def _settled(agent: AgentProcess, state: Path, copy: Path) -> None:
     """The agent has taken the copy in (its checkpoint is at the copy's end) and shipped all it read."""
+
     def done() -> bool:
         m = agent.metrics()
-        return (checkpoint_offset(state, copy) == copy.stat().st_size
-                and m["obshub_agent_spool_unacked_bytes"] == 0)
+        return checkpoint_offset(state, copy) == copy.stat().st_size and m["obshub_agent_spool_unacked_bytes"] == 0
 
     wait_until(done, 30, "the agent to take in the copy", every=0.1)
 

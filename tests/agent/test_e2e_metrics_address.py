@@ -30,13 +30,20 @@ def hub(tmp_path: Path) -> Iterator[LiveHub]:
 def _config(tmp_path: Path, hub: LiveHub, name: str, metrics_address: str | None) -> Path:
     logs = tmp_path / name
     logs.mkdir(exist_ok=True)
-    top: dict[str, object] = {"hub": hub.url, "token": hub.ingest_token, "host": name,
-                              "state_dir": str(tmp_path / f"state-{name}"), "poll_interval_ms": 50,
-                              "discover_interval_ms": 100, "batch_max_age_ms": 100}
+    top: dict[str, object] = {
+        "hub": hub.url,
+        "token": hub.ingest_token,
+        "host": name,
+        "state_dir": str(tmp_path / f"state-{name}"),
+        "poll_interval_ms": 50,
+        "discover_interval_ms": 100,
+        "batch_max_age_ms": 100,
+    }
     if metrics_address is not None:
         top["metrics_address"] = metrics_address
-    return write_config(tmp_path / f"{name}.toml", [{"paths": [str(logs / "*.jsonl")], "format": "json",
-                                                     "service": name}], **top)
+    return write_config(
+        tmp_path / f"{name}.toml", [{"paths": [str(logs / "*.jsonl")], "format": "json", "service": name}], **top
+    )
 
 
 def _write(path: Path, n: int) -> None:
@@ -48,15 +55,22 @@ def _write(path: Path, n: int) -> None:
 def test_second_agent_on_the_same_metrics_address_fails_clearly(tmp_path: Path, hub: LiveHub) -> None:
     # Every agent left at the default listens on 127.0.0.1:9480; a free port stands in for it here
     # (the real default may be taken by anything on a shared test machine).
-    assert parse_config({"hub": hub.url, "token": "t", "inputs": [{"paths": ["/x"]}]}, env={}).metrics_address \
+    assert (
+        parse_config({"hub": hub.url, "token": "t", "inputs": [{"paths": ["/x"]}]}, env={}).metrics_address
         == "127.0.0.1:9480"
+    )
     address = f"127.0.0.1:{free_port()}"
-    first = AgentProcess(_config(tmp_path, hub, "a", address), tmp_path / "a.log",
-                         int(address.rsplit(":", 1)[1])).start()
+    first = AgentProcess(
+        _config(tmp_path, hub, "a", address), tmp_path / "a.log", int(address.rsplit(":", 1)[1])
+    ).start()
     try:
-        second = subprocess.run([sys.executable, "-m", "obshub_agent", "--config",
-                                 str(_config(tmp_path, hub, "b", address))],
-                                cwd=REPO, capture_output=True, text=True, timeout=30)
+        second = subprocess.run(
+            [sys.executable, "-m", "obshub_agent", "--config", str(_config(tmp_path, hub, "b", address))],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert second.returncode == 1
         assert "Traceback" not in second.stderr
         assert f"metrics_address: cannot listen on {address}: Address already in use" in second.stderr
@@ -69,8 +83,9 @@ def test_second_agent_on_the_same_metrics_address_fails_clearly(tmp_path: Path, 
 @pytest.mark.parametrize("off", ["off", ""])
 def test_metrics_disabled_agent_starts_and_ships(tmp_path: Path, hub: LiveHub, off: str) -> None:
     address = f"127.0.0.1:{free_port()}"
-    busy = AgentProcess(_config(tmp_path, hub, "a", address), tmp_path / "a.log",
-                        int(address.rsplit(":", 1)[1])).start()
+    busy = AgentProcess(
+        _config(tmp_path, hub, "a", address), tmp_path / "a.log", int(address.rsplit(":", 1)[1])
+    ).start()
     quiet = AgentProcess(_config(tmp_path, hub, "b", off), tmp_path / "b.log").start()
     try:
         _write(tmp_path / "b" / "app.jsonl", 20)

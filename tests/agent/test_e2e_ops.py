@@ -34,11 +34,20 @@ def test_backpressure_small_spool_hub_down_nothing_lost(tmp_path: Path) -> None:
     hub = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log")  # not started: down
     mport = free_port()
     cap = 256 << 10
-    cfg = write_config(tmp_path / "agent.toml", [{"paths": [str(logs / "*.log")], "format": "json",
-                                                  "service": "bp"}],
-                       hub=hub.url, token=hub.ingest_token, state_dir=str(tmp_path / "state"),
-                       metrics_address=f"127.0.0.1:{mport}", spool_max_bytes=cap, spool_segment_bytes=32 << 10,
-                       batch_max_bytes=32 << 10, poll_interval_ms=50, backoff_initial_ms=50, backoff_max_ms=500)
+    cfg = write_config(
+        tmp_path / "agent.toml",
+        [{"paths": [str(logs / "*.log")], "format": "json", "service": "bp"}],
+        hub=hub.url,
+        token=hub.ingest_token,
+        state_dir=str(tmp_path / "state"),
+        metrics_address=f"127.0.0.1:{mport}",
+        spool_max_bytes=cap,
+        spool_segment_bytes=32 << 10,
+        batch_max_bytes=32 << 10,
+        poll_interval_ms=50,
+        backoff_initial_ms=50,
+        backoff_max_ms=500,
+    )
     agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
     try:
         _wait(lambda: agent.metrics()["obshub_agent_spool_full"] == 1, 30, "the spool to fill")
@@ -55,8 +64,11 @@ def test_backpressure_small_spool_hub_down_nothing_lost(tmp_path: Path) -> None:
         assert m["obshub_agent_backpressure_total"] >= 1
         assert m[f'obshub_agent_file_lag_bytes{{file="{logs / "app.log"}"}}'] > 4_000_000
         hub.start()
-        _wait(lambda: agent.metrics()['obshub_agent_events_shipped_total{outcome="accepted"}'] >= total, 120,
-              "every line to reach the hub")
+        _wait(
+            lambda: agent.metrics()['obshub_agent_events_shipped_total{outcome="accepted"}'] >= total,
+            120,
+            "every line to reach the hub",
+        )
         seen = _numbers(hub, "service:bp")
         assert sorted(seen) == list(range(total)) and set(seen.values()) == {1}
         m = agent.metrics()
@@ -75,8 +87,14 @@ def test_bad_token_then_sighup_fix_keeps_offsets(tmp_path: Path) -> None:
     hub = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log").start()
     mport = free_port()
     inputs = [{"paths": [str(logs / "a.log")], "format": "json", "service": "ops"}]
-    common = dict(hub=hub.url, state_dir=str(tmp_path / "state"), metrics_address=f"127.0.0.1:{mport}",
-                  poll_interval_ms=50, backoff_initial_ms=50, backoff_max_ms=250)
+    common = dict(
+        hub=hub.url,
+        state_dir=str(tmp_path / "state"),
+        metrics_address=f"127.0.0.1:{mport}",
+        poll_interval_ms=50,
+        backoff_initial_ms=50,
+        backoff_max_ms=250,
+    )
     cfg = write_config(tmp_path / "agent.toml", inputs, token="wrong-token", **common)
     _write_lines(logs / "a.log", 0, 100, "ops")
     agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
@@ -117,11 +135,18 @@ def test_sigterm_with_hub_down_exits_promptly_and_keeps_spool(tmp_path: Path) ->
     _write_lines(logs / "c.log", 0, 500, "term")
     hub = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log")
     mport = free_port()
-    cfg = write_config(tmp_path / "agent.toml", [{"paths": [str(logs / "c.log")], "format": "json",
-                                                  "service": "term"}],
-                       hub=hub.url, token=hub.ingest_token, state_dir=str(tmp_path / "state"),
-                       metrics_address=f"127.0.0.1:{mport}", poll_interval_ms=50, shutdown_timeout_s=1.0,
-                       backoff_initial_ms=50, backoff_max_ms=300)
+    cfg = write_config(
+        tmp_path / "agent.toml",
+        [{"paths": [str(logs / "c.log")], "format": "json", "service": "term"}],
+        hub=hub.url,
+        token=hub.ingest_token,
+        state_dir=str(tmp_path / "state"),
+        metrics_address=f"127.0.0.1:{mport}",
+        poll_interval_ms=50,
+        shutdown_timeout_s=1.0,
+        backoff_initial_ms=50,
+        backoff_max_ms=300,
+    )
     agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
     try:
         _wait(lambda: agent.metrics()["obshub_agent_events_spooled_total"] >= 500, 20, "lines spooled")
@@ -153,18 +178,29 @@ def test_hub_limits_split_reject_and_key_clashes(tmp_path: Path) -> None:
     lines.insert(500, json.dumps({"message": "lim 9001", "level": "loud"}))  # hub: unknown level -> rejected
     lines.insert(900, json.dumps({"message": "lim 9002 " + "z" * 30_000}))  # over the hub's body limit alone
     (logs / "app.log").write_text("\n".join(lines) + "\n")
-    hub = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log",
-                     env={"OBSHUB_MAX_BODY_BYTES": "20000"}).start()
+    hub = HubProcess(
+        f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log", env={"OBSHUB_MAX_BODY_BYTES": "20000"}
+    ).start()
     mport = free_port()
-    cfg = write_config(tmp_path / "agent.toml", [{"paths": [str(logs / "app.log")], "format": "json",
-                                                  "service": "lim", "labels": {"pad": "label-loses"}}],
-                       hub=hub.url, token=hub.ingest_token, state_dir=str(tmp_path / "state"), compression="gzip",
-                       metrics_address=f"127.0.0.1:{mport}", batch_max_bytes=256 << 10, poll_interval_ms=50)
+    cfg = write_config(
+        tmp_path / "agent.toml",
+        [{"paths": [str(logs / "app.log")], "format": "json", "service": "lim", "labels": {"pad": "label-loses"}}],
+        hub=hub.url,
+        token=hub.ingest_token,
+        state_dir=str(tmp_path / "state"),
+        compression="gzip",
+        metrics_address=f"127.0.0.1:{mport}",
+        batch_max_bytes=256 << 10,
+        poll_interval_ms=50,
+    )
     agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
     try:
         key = 'obshub_agent_events_shipped_total{outcome="%s"}'
-        _wait(lambda: agent.metrics()[key % "accepted"] + agent.metrics()[key % "rejected"] >= 2002, 60,
-              "every line answered")
+        _wait(
+            lambda: agent.metrics()[key % "accepted"] + agent.metrics()[key % "rejected"] >= 2002,
+            60,
+            "every line answered",
+        )
         m = agent.metrics()
         assert m[key % "rejected"] == 2 and m[key % "accepted"] == 2000
         events = hub.search_all("service:lim")

@@ -47,8 +47,10 @@ class Writer(threading.Thread):
         while self.next < self.total:
             with self.lock:
                 n = min(burst, self.total - self.next)
-                data = "".join(json.dumps({"message": f"seq {i}", "seq": i, "pad": PAD}) + "\n"
-                               for i in range(self.next, self.next + n))
+                data = "".join(
+                    json.dumps({"message": f"seq {i}", "seq": i, "pad": PAD}) + "\n"
+                    for i in range(self.next, self.next + n)
+                )
                 raw = data.encode()
                 if (self.next // burst) % 5 == 0:  # every 5th burst lands in two writes, mid-line:
                     cut = len(raw) // 2 + 7  # the agent must hold the partial line until its end
@@ -84,12 +86,16 @@ class Writer(threading.Thread):
             os.rename(self.app, self.logs / "app.log.1")
             # the app writes a little more to the renamed file before it reopens
             extra = min(20, self.total - self.next)
-            os.write(self.fd, "".join(json.dumps({"message": f"seq {i}", "seq": i, "pad": PAD}) + "\n"
-                                      for i in range(self.next, self.next + extra)).encode())
+            os.write(
+                self.fd,
+                "".join(
+                    json.dumps({"message": f"seq {i}", "seq": i, "pad": PAD}) + "\n"
+                    for i in range(self.next, self.next + extra)
+                ).encode(),
+            )
             self.next += extra
             os.close(self.fd)
             self.fd = os.open(self.app, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
 
     def copytruncate(self) -> None:
         """logrotate `copytruncate`: shift app.log.N, copy app.log to app.log.1 (a new inode, inside
@@ -116,12 +122,22 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
     logs.mkdir()
     hub = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log").start()
     mport = free_port()
-    cfg = write_config(tmp_path / "agent.toml", [{"paths": [str(logs / "app.log*")], "format": "json",
-                                                  "service": "oracle"}],
-                       hub=hub.url, token=hub.ingest_token, host="oracle-host", state_dir=str(tmp_path / "state"),
-                       metrics_address=f"127.0.0.1:{mport}", poll_interval_ms=50, discover_interval_ms=200,
-                       close_removed_after_ms=1000, batch_max_age_ms=200, backoff_initial_ms=50,
-                       backoff_max_ms=1000, batch_max_bytes=256 << 10)
+    cfg = write_config(
+        tmp_path / "agent.toml",
+        [{"paths": [str(logs / "app.log*")], "format": "json", "service": "oracle"}],
+        hub=hub.url,
+        token=hub.ingest_token,
+        host="oracle-host",
+        state_dir=str(tmp_path / "state"),
+        metrics_address=f"127.0.0.1:{mport}",
+        poll_interval_ms=50,
+        discover_interval_ms=200,
+        close_removed_after_ms=1000,
+        batch_max_age_ms=200,
+        backoff_initial_ms=50,
+        backoff_max_ms=1000,
+        batch_max_bytes=256 << 10,
+    )
     agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
     writer = Writer(logs, total, rate)
     writer.start()
@@ -180,14 +196,21 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
         def drained() -> bool:  # everything read, spooled and acknowledged (cheap: no search)
             m = agent.metrics()
             return m["obshub_agent_spool_unacked_bytes"] == 0 and not any(
-                v for k, v in m.items() if k.startswith("obshub_agent_file_lag_bytes"))
+                v for k, v in m.items() if k.startswith("obshub_agent_file_lag_bytes")
+            )
 
         wait_until(lambda: drained() and (time.sleep(1.0) or drained()), 120 + total / 2000, "the agent to drain")
         seen = _collect(hub)
         metrics = agent.metrics()
         rc = agent.stop()
-        return {"seen": seen, "metrics": metrics, "rc": rc, "ops": ops, "rotations": writer.rotations,
-                "agent_log": agent.log()}
+        return {
+            "seen": seen,
+            "metrics": metrics,
+            "rc": rc,
+            "ops": ops,
+            "rotations": writer.rotations,
+            "agent_log": agent.log(),
+        }
     finally:
         writer.close()
         if agent.proc and agent.proc.poll() is None:

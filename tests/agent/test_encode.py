@@ -45,9 +45,16 @@ def test_agent_keys_never_clash_with_the_lines_keys() -> None:
 def test_json_fast_path_output_equals_full_encoding() -> None:
     js = InputConfig(paths=("x",), format="json", labels={"env": "prod"})
     ev = _one(js, b'{"timestamp": "2026-01-01T00:00:00Z", "message": "m\\n\\u00e9", "n": [1, 2]}  ')
-    assert ev == {"timestamp": "2026-01-01T00:00:00Z", "message": "m\né", "n": [1, 2], "id": "u-0", "host": "h",
-                  "service": "a", "attrs": {"file": "/var/log/a.log", "offset": 0, "env": "prod"}}
+    assert ev == {
+        "timestamp": "2026-01-01T00:00:00Z",
+        "message": "m\né",
+        "n": [1, 2],
+        "id": "u-0",
+        "host": "h",
+        "service": "a",
+        "attrs": {"file": "/var/log/a.log", "offset": 0, "env": "prod"},
+    }
     ev = _one(js, b'{"message": "no time", "host": "other", "id": 7}')
     assert ev["host"] == "other" and ev["id"] == "u-0" and ev["attrs"]["id"] == 7 and isinstance(ev["ts"], float)
-    ev = _one(js, b'[1, 2]')
+    ev = _one(js, b"[1, 2]")
     assert ev["message"] == "[1, 2]" and ev["attrs"]["parse_error"] is True

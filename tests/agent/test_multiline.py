@@ -24,8 +24,9 @@ Caused by: java.io.EOFException
 
 def _encode(inp: InputConfig, data: bytes, clock: list[float] | None = None) -> tuple[FileEncoder, list[dict]]:
     now = clock or [1_700_000_000.0]
-    enc = FileEncoder(inp, host="h", uid="u", path="/x.log", ts=TimestampParser(inp.ts_format, "UTC"),
-                      clock=lambda: now[0])
+    enc = FileEncoder(
+        inp, host="h", uid="u", path="/x.log", ts=TimestampParser(inp.ts_format, "UTC"), clock=lambda: now[0]
+    )
     out: list[bytes] = []
     enc.feed(data, 0, out)
     return enc, [loads(x) for x in out]
@@ -61,9 +62,14 @@ def _python_log(tmp_path: Path, fmt: str) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("fmt", ["%(asctime)s %(levelname)s %(name)s %(message)s",
-                                 "%(asctime)s - %(name)s - %(levelname)s - %(message)s",
-                                 "%(levelname)s:%(name)s:%(message)s"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        "%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+        "%(levelname)s:%(name)s:%(message)s",
+    ],
+)
 def test_python_tracebacks_become_one_event(tmp_path: Path, fmt: str) -> None:
     data = _python_log(tmp_path, fmt)
     inp = InputConfig(paths=("/x.log",), format="python")  # automatic multiline for this preset
@@ -89,8 +95,7 @@ def test_python_tracebacks_become_one_event(tmp_path: Path, fmt: str) -> None:
 def test_java_stack_trace_in_real_zookeeper_log() -> None:
     lines = (LOGHUB / "Zookeeper" / "Zookeeper_2k.log").read_bytes().split(b"\n")[:300]
     data = b"\n".join(lines[:150]) + b"\n" + JAVA_TRACE.encode() + b"\n".join(lines[150:]) + b"\n"
-    inp = InputConfig(paths=("/x.log",), format="log4j",
-                      multiline=MultilineConfig(start=r"^\d{4}-\d{2}-\d{2} "))
+    inp = InputConfig(paths=("/x.log",), format="log4j", multiline=MultilineConfig(start=r"^\d{4}-\d{2}-\d{2} "))
     enc, events = _encode(inp, data)
     out: list[bytes] = []
     enc.flush(out)
@@ -104,8 +109,9 @@ def test_java_stack_trace_in_real_zookeeper_log() -> None:
 
 
 def test_max_lines_and_timeout() -> None:
-    inp = InputConfig(paths=("/x.log",), format="text",
-                      multiline=MultilineConfig(start=r"^START", max_lines=3, timeout_ms=1000))
+    inp = InputConfig(
+        paths=("/x.log",), format="text", multiline=MultilineConfig(start=r"^START", max_lines=3, timeout_ms=1000)
+    )
     clock = [100.0]
     data = b"START a\n  1\n  2\n  3\n  4\nSTART b\n  x\n"
     enc, events = _encode(inp, data, clock)

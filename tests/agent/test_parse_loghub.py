@@ -19,14 +19,16 @@ from tests.data import LOGHUB
 NOW = datetime(2026, 11, 23, 12, 0, 0).timestamp()  # fixed clock: year inference is deterministic
 
 
-
-def _events(name: str, fmt: str, regex: str | None = None, ts_format: str | None = None,
-            multiline: object = False) -> tuple[list[dict], list[dict]]:
+def _events(
+    name: str, fmt: str, regex: str | None = None, ts_format: str | None = None, multiline: object = False
+) -> tuple[list[dict], list[dict]]:
     log = LOGHUB / name / f"{name}_2k.log"
-    inp = InputConfig(paths=(str(log),), format=fmt, regex=regex, ts_format=ts_format, service="svc",
-                      multiline=multiline)  # type: ignore[arg-type]
-    enc = FileEncoder(inp, host="h1", uid="u", path=str(log), ts=TimestampParser(ts_format, "UTC", now=lambda: NOW),
-                      clock=lambda: NOW)
+    inp = InputConfig(
+        paths=(str(log),), format=fmt, regex=regex, ts_format=ts_format, service="svc", multiline=multiline
+    )  # type: ignore[arg-type]
+    enc = FileEncoder(
+        inp, host="h1", uid="u", path=str(log), ts=TimestampParser(ts_format, "UTC", now=lambda: NOW), clock=lambda: NOW
+    )
     out: list[bytes] = []
     data = log.read_bytes()
     if not data.endswith(b"\n"):  # the last line has no newline: the tailer emits it when the file is closed
@@ -95,16 +97,33 @@ def test_log4j_preset_zookeeper() -> None:
 
 REGEXES = {
     # name: (regex, ts_format or None, csv columns making up the time, level column)
-    "HDFS": (r"^(?P<ts>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\w+) (?P<logger>[^:]+): (?P<message>.*)$",
-             None, ("Date", "Time"), "Level"),
-    "Android": (r"^(?P<ts>\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s+(?P<pid>\d+)\s+(?P<tid>\d+) (?P<level>[VDIWEF]) "
-                r"(?P<logger>[^:]*?)\s*: (?P<message>.*)$", None, ("Date", "Time"), "Level"),
-    "HealthApp": (r"^(?P<ts>\d{8}-\d\d?:\d\d?:\d\d?:\d+)\|(?P<logger>[^|]*)\|(?P<pid>\d+)\|\s*(?P<message>.*)$",
-                  None, ("Time",), None),
-    "Proxifier": (r"^\[(?P<ts>\d\d\.\d\d \d\d:\d\d:\d\d)\] (?P<program>.*?) - (?P<message>.*)$",
-                  None, ("Time",), None),
-    "HPC": (r"^(?P<logid>\d+) (?P<node>\S+) (?P<component>\S+) (?P<state>\S+) (?P<ts>\d+) (?P<flag>-?\d+) "
-            r"(?P<message>.*)$", None, ("Time",), None),
+    "HDFS": (
+        r"^(?P<ts>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\w+) (?P<logger>[^:]+): (?P<message>.*)$",
+        None,
+        ("Date", "Time"),
+        "Level",
+    ),
+    "Android": (
+        r"^(?P<ts>\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s+(?P<pid>\d+)\s+(?P<tid>\d+) (?P<level>[VDIWEF]) "
+        r"(?P<logger>[^:]*?)\s*: (?P<message>.*)$",
+        None,
+        ("Date", "Time"),
+        "Level",
+    ),
+    "HealthApp": (
+        r"^(?P<ts>\d{8}-\d\d?:\d\d?:\d\d?:\d+)\|(?P<logger>[^|]*)\|(?P<pid>\d+)\|\s*(?P<message>.*)$",
+        None,
+        ("Time",),
+        None,
+    ),
+    "Proxifier": (r"^\[(?P<ts>\d\d\.\d\d \d\d:\d\d:\d\d)\] (?P<program>.*?) - (?P<message>.*)$", None, ("Time",), None),
+    "HPC": (
+        r"^(?P<logid>\d+) (?P<node>\S+) (?P<component>\S+) (?P<state>\S+) (?P<ts>\d+) (?P<flag>-?\d+) "
+        r"(?P<message>.*)$",
+        None,
+        ("Time",),
+        None,
+    ),
 }
 
 

@@ -13,9 +13,15 @@ from obshub_agent.sources import FileSource
 
 
 def _source(tmp_path: Path, **kw: object) -> tuple[FileSource, CheckpointStore]:
-    doc = {"hub": "http://127.0.0.1:1", "token": "t", "host": "h1", "state_dir": str(tmp_path / "state"),
-           "inputs": [{"paths": [str(tmp_path / "logs" / "app.log*")], "format": "json", "service": "shop"}],
-           "close_removed_after_ms": 1, **kw}
+    doc = {
+        "hub": "http://127.0.0.1:1",
+        "token": "t",
+        "host": "h1",
+        "state_dir": str(tmp_path / "state"),
+        "inputs": [{"paths": [str(tmp_path / "logs" / "app.log*")], "format": "json", "service": "shop"}],
+        "close_removed_after_ms": 1,
+        **kw,
+    }
     cfg = parse_config(doc, env={})
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     cps = CheckpointStore(cfg.state_dir)
@@ -186,8 +192,9 @@ def test_overlong_line_is_truncated_not_buffered(tmp_path: Path) -> None:
     app = logs / "app.log"
     with open(app, "w") as f:
         f.write("x" * 5000 + "\n" + '{"seq": 1}\n')
-    src, cps = _source(tmp_path, max_line_bytes=1000, read_chunk_bytes=512,
-                       inputs=[{"paths": [str(app)], "format": "json"}])
+    src, cps = _source(
+        tmp_path, max_line_bytes=1000, read_chunk_bytes=512, inputs=[{"paths": [str(app)], "format": "json"}]
+    )
     events = _pump(src, cps)
     assert len(events[0]["message"]) == 1000 and events[1]["seq"] == 1
 
@@ -209,8 +216,10 @@ def test_pending_multiline_group_checkpointed_at_its_start(tmp_path: Path) -> No
     logs.mkdir()
     app = logs / "app.log"
     head = "2026-01-02 03:04:05,000 INFO shop.api started\n"
-    group = ("2026-01-02 03:04:06,000 ERROR shop.api boom\nTraceback (most recent call last):\n"
-             '  File "a.py", line 1, in <module>\nValueError: bad\n')
+    group = (
+        "2026-01-02 03:04:06,000 ERROR shop.api boom\nTraceback (most recent call last):\n"
+        '  File "a.py", line 1, in <module>\nValueError: bad\n'
+    )
     app.write_text(head + group)
     inputs = [{"paths": [str(app)], "format": "python", "multiline": {"start": r"^\d{4}-", "timeout_ms": 60000}}]
     src, cps = _source(tmp_path, inputs=inputs)
@@ -224,6 +233,7 @@ def test_pending_multiline_group_checkpointed_at_its_start(tmp_path: Path) -> No
 
 
 # -- copies (logrotate copytruncate inside the globs) ---------------------------------------------
+
 
 def _copytruncate(app: Path, copy: Path) -> None:
     copy.write_bytes(app.read_bytes())  # a new inode with the same content
@@ -442,8 +452,17 @@ def test_partial_line_read_whole_from_a_copy_that_reuses_an_inode(tmp_path: Path
     _copytruncate(app, copy)
     st = copy.stat()
     cps.entries[f"{st.st_dev}:{st.st_ino}"] = Checkpoint(  # the deleted file's, same inode number
-        path=str(logs / "app.log.3"), dev=st.st_dev, ino=st.st_ino, fp="0" * 16, fp_len=20, gen=0,
-        offset=5000, seen=time.time(), sig="0" * 32, sig_len=4096)
+        path=str(logs / "app.log.3"),
+        dev=st.st_dev,
+        ino=st.st_ino,
+        fp="0" * 16,
+        fp_len=20,
+        gen=0,
+        offset=5000,
+        seen=time.time(),
+        sig="0" * 32,
+        sig_len=4096,
+    )
     out: list[bytes] = []
     src.housekeeping(out)
     events = [loads(x) for x in out] + _pump(src, cps)

@@ -39,7 +39,9 @@ def test_ids_with_a_line_break_have_web_pages(hub: LiveHub) -> None:
 def test_a_query_word_holding_a_nul_character_is_searched_not_a_store_outage(hub: LiveHub) -> None:
     """SQLite's FTS5 read `"a<NUL>b"` as an unterminated string: the search answered 503 `store
     unavailable` and the hub logged an outage. NUL separates words like any other punctuation."""
-    assert hub.ingest([event(id="nul1", message="x\x00y hello"), event(id="nul2", message="y x")]).json()["accepted"] == 2
+    assert (
+        hub.ingest([event(id="nul1", message="x\x00y hello"), event(id="nul2", message="y x")]).json()["accepted"] == 2
+    )
     for q, expected in (("x\x00y", ["nul1"]), ('"x\x00y hello"', ["nul1"]), ("\x00hel*", ["nul1"]), ("\x00", [])):
         r = hub.get("/api/v1/search", q=q)
         assert r.status_code == 200, (q, r.text)
@@ -49,10 +51,15 @@ def test_a_query_word_holding_a_nul_character_is_searched_not_a_store_outage(hub
 def test_a_sentry_stacktrace_whose_frames_are_not_a_list_is_stored_without_frames(hub: LiveHub) -> None:
     """`"frames": true` (or a number) was iterated: a TypeError and a 500 for the SDK's event."""
     for i, frames in enumerate((True, 5, 1.5)):
-        ev = {"event_id": f"{i}" * 32, "exception": {"values": [
-            {"type": "ValueError", "value": "bad", "stacktrace": {"frames": frames}}]}}
-        r = httpx.post(f"{hub.url}/api/{hub.project_id}/store/", json=ev,
-                       headers={"X-Sentry-Auth": f"Sentry sentry_key={hub.ingest_token}"})
+        ev = {
+            "event_id": f"{i}" * 32,
+            "exception": {"values": [{"type": "ValueError", "value": "bad", "stacktrace": {"frames": frames}}]},
+        }
+        r = httpx.post(
+            f"{hub.url}/api/{hub.project_id}/store/",
+            json=ev,
+            headers={"X-Sentry-Auth": f"Sentry sentry_key={hub.ingest_token}"},
+        )
         assert r.status_code == 200, (frames, r.status_code, r.text)
     stored = hub.search_all("ValueError")
     assert len(stored) == 3 and all(e["error"]["stack"] == [] for e in stored)

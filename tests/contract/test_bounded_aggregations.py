@@ -17,9 +17,15 @@ HOUR = 3_600_000_000
 
 def test_errors_list_counts_the_last_14_days_unless_from_is_given(hub: LiveHub) -> None:
     t = now_us()
-    hub.ingest([err("old_view", "'a'", ts=t - 20 * DAY), err("old_view", "'b'", ts=t - 20 * DAY + 1),
-                err("both", "'c'", ts=t - 20 * DAY), err("both", "'d'", ts=t - HOUR),
-                err("new_view", "'e'", ts=t - HOUR)])
+    hub.ingest(
+        [
+            err("old_view", "'a'", ts=t - 20 * DAY),
+            err("old_view", "'b'", ts=t - 20 * DAY + 1),
+            err("both", "'c'", ts=t - 20 * DAY),
+            err("both", "'d'", ts=t - HOUR),
+            err("new_view", "'e'", ts=t - HOUR),
+        ]
+    )
     recent = {g["culprit"]: g["count"] for g in groups(hub)}
     assert recent == {"shop.web in both": 1, "shop.web in new_view": 1}
     wider = {g["culprit"]: g["count"] for g in groups(hub, **{"from": "-30d"})}
@@ -32,11 +38,13 @@ def _facet_events(t: int) -> list[dict[str, Any]]:
     """12 events: the newest 5 are 3 x web-1/error and 2 x web-2/info; two share a timestamp
     so the cut between them goes by id, as search orders them."""
     evs = [event(id=f"f-{i:02d}", ts=t - 100 + i, host="web-3", level="warning") for i in range(7)]
-    evs += [event(id="f-07", ts=t - 50, host="web-2", level="info"),
-            event(id="f-08", ts=t - 40, host="web-1", level="error"),
-            event(id="f-09", ts=t - 40, host="web-2", level="info"),  # same ts as f-08: f-09 is newer
-            event(id="f-10", ts=t - 30, host="web-1", level="error"),
-            event(id="f-11", ts=t - 20, host="web-1", level="error")]
+    evs += [
+        event(id="f-07", ts=t - 50, host="web-2", level="info"),
+        event(id="f-08", ts=t - 40, host="web-1", level="error"),
+        event(id="f-09", ts=t - 40, host="web-2", level="info"),  # same ts as f-08: f-09 is newer
+        event(id="f-10", ts=t - 30, host="web-1", level="error"),
+        event(id="f-11", ts=t - 20, host="web-1", level="error"),
+    ]
     return evs
 
 
@@ -60,8 +68,10 @@ def test_facets_count_the_newest_matches_and_say_when_there_were_more(hub: LiveH
 
 def test_properties_and_values_count_the_newest_occurrences(hub: LiveHub) -> None:
     t = now_us() - HOUR
-    hub.ingest([event(kind="event", name="buy", ts=t + i, attrs={"plan": "old", "legacy": 1}) for i in range(4)]
-               + [event(kind="event", name="buy", ts=t + 10 + i, attrs={"plan": "pro"}) for i in range(3)])
+    hub.ingest(
+        [event(kind="event", name="buy", ts=t + i, attrs={"plan": "old", "legacy": 1}) for i in range(4)]
+        + [event(kind="event", name="buy", ts=t + 10 + i, attrs={"plan": "pro"}) for i in range(3)]
+    )
     store, pid = hub.store, hub.project_id
     props = store.event_properties(pid, "buy", None, None, sample=3)
     assert (props.value, props.counted, props.approximate) == (["plan"], 3, True)
@@ -70,15 +80,25 @@ def test_properties_and_values_count_the_newest_occurrences(hub: LiveHub) -> Non
     vals = store.property_values(pid, "buy", "plan", None, None, 10, sample=4)
     assert (vals.value, vals.counted, vals.approximate) == ([("pro", 3), ("old", 1)], 4, True)
     r = hub.get("/api/v1/analytics/values", event="buy", property="plan").json()
-    assert r == {"values": [{"value": "old", "count": 4}, {"value": "pro", "count": 3}], "counted": 7,
-                 "approximate": False}
+    assert r == {
+        "values": [{"value": "old", "count": 4}, {"value": "pro", "count": 3}],
+        "counted": 7,
+        "approximate": False,
+    }
 
 
 def test_group_series_counts_occurrences_per_hour(hub: LiveHub) -> None:
     t = now_us()
     h0 = t - t % HOUR - 2 * HOUR
-    hub.ingest([err("a", "'1'", ts=h0 + 5), err("a", "'2'", ts=h0 + HOUR - 1), err("a", "'3'", ts=h0 + 2 * HOUR),
-                err("b", "'4'", ts=h0 + HOUR), event(ts=h0 + 7, message="not an error")])
+    hub.ingest(
+        [
+            err("a", "'1'", ts=h0 + 5),
+            err("a", "'2'", ts=h0 + HOUR - 1),
+            err("a", "'3'", ts=h0 + 2 * HOUR),
+            err("b", "'4'", ts=h0 + HOUR),
+            event(ts=h0 + 7, message="not an error"),
+        ]
+    )
     ga = next(g["id"] for g in groups(hub) if g["culprit"] == "shop.web in a")
     gb = next(g["id"] for g in groups(hub) if g["culprit"] == "shop.web in b")
     series = hub.store.group_series(hub.project_id, h0, t + 1, HOUR)

@@ -33,10 +33,14 @@ def groups(h: LiveHub, **params: str) -> list[dict[str, Any]]:
 
 
 def test_group_fields_counts_users_hosts(hub: LiveHub) -> None:
-    hub.ingest([err("checkout", "'a'", user_id="u1", host="web-1", request_id="r1"),
-                err("checkout", "'b'", user_id="u2", host="web-2", request_id="r2"),
-                err("checkout", "'c'", user_id="u1", host="web-2", request_id="r3", level="critical"),
-                err("summary", "'a'", user_id="u3", host="web-3")])
+    hub.ingest(
+        [
+            err("checkout", "'a'", user_id="u1", host="web-1", request_id="r1"),
+            err("checkout", "'b'", user_id="u2", host="web-2", request_id="r2"),
+            err("checkout", "'c'", user_id="u1", host="web-2", request_id="r3", level="critical"),
+            err("summary", "'a'", user_id="u3", host="web-3"),
+        ]
+    )
     gs = groups(hub)
     assert len(gs) == 2
     g = next(x for x in gs if x["culprit"] == "shop.web in checkout")
@@ -130,23 +134,27 @@ def test_state_all_lists_every_state(hub: LiveHub) -> None:
     hub.patch(f"/api/v1/errors/{gc['id']}", json={"state": "ignored"})
     every = groups(hub, state="all")
     assert sorted((g["id"], g["state"]) for g in every) == sorted(
-        [(ga["id"], "unresolved"), (gb["id"], "resolved"), (gc["id"], "ignored")])
+        [(ga["id"], "unresolved"), (gb["id"], "resolved"), (gc["id"], "ignored")]
+    )
     assert every == groups(hub)  # the same as no state at all
     assert [g["id"] for g in groups(hub, state="all", q="shop.web")] == [g["id"] for g in groups(hub, q="shop.web")]
     r = hub.get("/api/v1/errors", state="open")
     assert r.status_code == 400 and r.json()["error"] == "state: expected one of unresolved, resolved, ignored or all"
 
 
-@pytest.mark.parametrize(("path", "params"), [
-    ("/api/v1/errors", {"limit": "many"}),
-    ("/api/v1/errors", {"state": "open"}),
-    ("/api/v1/errors", {"from": "yesterday"}),
-    ("/api/v1/search", {"limit": "0"}),
-    ("/api/v1/search", {"order": "sideways"}),
-    ("/api/v1/search", {"cursor": "garbage!"}),
-    ("/api/v1/analytics/series", {"unique": "2"}),
-    ("/api/v1/analytics/series", {"interval": "fortnight"}),
-])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/errors", {"limit": "many"}),
+        ("/api/v1/errors", {"state": "open"}),
+        ("/api/v1/errors", {"from": "yesterday"}),
+        ("/api/v1/search", {"limit": "0"}),
+        ("/api/v1/search", {"order": "sideways"}),
+        ("/api/v1/search", {"cursor": "garbage!"}),
+        ("/api/v1/analytics/series", {"unique": "2"}),
+        ("/api/v1/analytics/series", {"interval": "fortnight"}),
+    ],
+)
 def test_validation_errors_carry_no_column(hub: LiveHub, path: str, params: dict[str, str]) -> None:
     r = hub.get(path, **params)
     assert r.status_code == 400

@@ -30,9 +30,16 @@ def _raw(i: int, t0: int) -> dict[str, Any]:
     """Event i of a big export. Three events share each timestamp, so ties (ordered by id) straddle
     the 1,000-row pages; every 997th message needs CSV quoting (comma, quotes, newline)."""
     msg = f'line {i}, "quoted"\nsecond line' if i % 997 == 0 else f"request {i} served"
-    return {"id": f"x{i:06d}", "ts": t0 + (i // 3) * 1000, "message": msg, "host": f"web-{i % 4}",
-            "service": "api" if i % 2 else "web", "level": "warning" if i % 10 == 0 else "info",
-            "request_id": f"req-{i // 10}", "attrs": {"n": i, "plan": "pro" if i % 2 else "free", "ok": i % 5 != 0}}
+    return {
+        "id": f"x{i:06d}",
+        "ts": t0 + (i // 3) * 1000,
+        "message": msg,
+        "host": f"web-{i % 4}",
+        "service": "api" if i % 2 else "web",
+        "level": "warning" if i % 10 == 0 else "info",
+        "request_id": f"req-{i // 10}",
+        "attrs": {"n": i, "plan": "pro" if i % 2 else "free", "ok": i % 5 != 0},
+    }
 
 
 def _load(store_url: str, project_id: int, n: int, t0: int) -> None:
@@ -155,13 +162,45 @@ def test_csv_columns_first_page_keys_then_attrs_json(hub: LiveHub) -> None:
     assert hub.ingest(lines).json()["accepted"] == 1003
     rows = _csv(hub.get("/api/v1/export", q="", **{"from": "-1h"}))
     assert [r["id"] for r in rows] == [f"c{i:04d}" for i in range(1003)]  # oldest first
-    assert list(rows[0]) == ["ts", "level", "kind", "host", "service", "env", "release", "logger", "name",
-                             "request_id", "trace_id", "span_id", "user_id", "session_id", "message", "error_type",
-                             "error_value", "group_id", "id", "received_at", "attrs.duration_ms", "attrs.n",
-                             "attrs.ok", "attrs.plan", "attrs.ratio", "attrs.tags", "attrs"]
+    assert list(rows[0]) == [
+        "ts",
+        "level",
+        "kind",
+        "host",
+        "service",
+        "env",
+        "release",
+        "logger",
+        "name",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "user_id",
+        "session_id",
+        "message",
+        "error_type",
+        "error_value",
+        "group_id",
+        "id",
+        "received_at",
+        "attrs.duration_ms",
+        "attrs.n",
+        "attrs.ok",
+        "attrs.plan",
+        "attrs.ratio",
+        "attrs.tags",
+        "attrs",
+    ]
     first = rows[0]
-    assert (first["attrs.duration_ms"], first["attrs.ok"], first["attrs.plan"], first["attrs.ratio"],
-            first["attrs.tags"], first["attrs.n"], first["attrs"]) == ("900", "true", "pro", "0.5", '["a","b"]', "", "")
+    assert (
+        first["attrs.duration_ms"],
+        first["attrs.ok"],
+        first["attrs.plan"],
+        first["attrs.ratio"],
+        first["attrs.tags"],
+        first["attrs.n"],
+        first["attrs"],
+    ) == ("900", "true", "pro", "0.5", '["a","b"]', "", "")
     assert rows[5]["attrs.n"] == "5" and rows[5]["host"] == "web-1" and rows[5]["ts"].endswith("Z")
     assert orjson.loads(rows[1002]["attrs"]) == {"late_key": "x"} and rows[1002]["attrs.n"] == "1002"
     err = rows[1001]
@@ -170,8 +209,12 @@ def test_csv_columns_first_page_keys_then_attrs_json(hub: LiveHub) -> None:
 
 
 def test_csv_columns_parameter_picks_exact_columns(hub: LiveHub) -> None:
-    hub.ingest([event(id="k1", message="=1+1", attrs={"duration_ms": 120, "plan": "pro", "path": "/a"}),
-                event(id="k2", message="-", attrs={"duration_ms": -5})])
+    hub.ingest(
+        [
+            event(id="k1", message="=1+1", attrs={"duration_ms": 120, "plan": "pro", "path": "/a"}),
+            event(id="k2", message="-", attrs={"duration_ms": -5}),
+        ]
+    )
     r = hub.get("/api/v1/export", columns="id,duration_ms,attrs.plan,message,attrs")
     assert r.text.splitlines()[0] == "id,duration_ms,attrs.plan,message,attrs"
     rows = _csv(r)
@@ -188,20 +231,24 @@ def test_csv_columns_parameter_picks_exact_columns(hub: LiveHub) -> None:
     assert [(r["duration_ms"], r["message"]) for r in rows] == [("120", "'=1+1"), ("'-5", "-")]
 
 
-@pytest.mark.parametrize(("params", "status", "names"), [
-    ({"q": "level:error (host:a OR"}, 400, "column"),
-    ({"q": "level:loud"}, 400, "loud"),
-    ({"from": "yesterday"}, 400, "from:"),
-    ({"from": "-1h", "to": "-2h"}, 400, "to:"),
-    ({"format": "xml"}, 400, "format:"),
-    ({"format": "ndjson", "columns": "ts"}, 400, "columns:"),
-    ({"format": "ndjson", "spreadsheet": "1"}, 400, "spreadsheet:"),
-    ({"columns": "ts,,id"}, 400, "columns:"),
-    ({"columns": "n,attrs.n"}, 400, "twice"),
-    ({"spreadsheet": "yes"}, 400, "spreadsheet:"),
-])
-def test_bad_parameters_are_400_json_before_streaming(hub: LiveHub, params: dict[str, str], status: int,
-                                                      names: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "status", "names"),
+    [
+        ({"q": "level:error (host:a OR"}, 400, "column"),
+        ({"q": "level:loud"}, 400, "loud"),
+        ({"from": "yesterday"}, 400, "from:"),
+        ({"from": "-1h", "to": "-2h"}, 400, "to:"),
+        ({"format": "xml"}, 400, "format:"),
+        ({"format": "ndjson", "columns": "ts"}, 400, "columns:"),
+        ({"format": "ndjson", "spreadsheet": "1"}, 400, "spreadsheet:"),
+        ({"columns": "ts,,id"}, 400, "columns:"),
+        ({"columns": "n,attrs.n"}, 400, "twice"),
+        ({"spreadsheet": "yes"}, 400, "spreadsheet:"),
+    ],
+)
+def test_bad_parameters_are_400_json_before_streaming(
+    hub: LiveHub, params: dict[str, str], status: int, names: str
+) -> None:
     r = hub.get("/api/v1/export", **params)
     assert r.status_code == status and r.headers["content-type"] == "application/json"
     body = r.json()
@@ -259,8 +306,9 @@ def _broken_midway(hub: LiveHub, fail: Callable[[], None], capfd: pytest.Capture
     assert "export aborted" in log and "rows_sent=" in log
 
 
-def test_store_failure_mid_stream_ends_the_transfer_abnormally(sqlite_hub: LiveHub,
-                                                               capfd: pytest.CaptureFixture[str]) -> None:
+def test_store_failure_mid_stream_ends_the_transfer_abnormally(
+    sqlite_hub: LiveHub, capfd: pytest.CaptureFixture[str]
+) -> None:
     _broken_midway(sqlite_hub, sqlite_hub.store.close, capfd)  # the store is gone: reads raise StoreUnavailable
 
 
@@ -286,8 +334,12 @@ def test_store_down_at_the_start_is_a_503_not_a_stream(sqlite_hub: LiveHub) -> N
 
 def test_a_core_column_and_the_attribute_of_that_name_are_two_columns(hub: LiveHub) -> None:
     t = now_us() - 60_000_000
-    assert hub.ingest([event(id="same-name", ts=t, host="web-1",
-                             attrs={"host": "attr-host", "ts": "attr-ts", "n": 1})]).json()["accepted"] == 1
+    assert (
+        hub.ingest(
+            [event(id="same-name", ts=t, host="web-1", attrs={"host": "attr-host", "ts": "attr-ts", "n": 1})]
+        ).json()["accepted"]
+        == 1
+    )
     r = hub.get("/api/v1/export", columns="id,host,attrs.host,ts,attrs.ts,attrs")
     assert r.text.splitlines()[0] == "id,host,attrs.host,ts,attrs.ts,attrs"
     (row,) = _csv(r)

@@ -41,16 +41,18 @@ def test_big_batches_count_duplicates_within_and_across_requests(hub: LiveHub) -
 
 def test_mixed_batch_keeps_every_valid_line(hub: LiveHub) -> None:
     good = [event(), event(), event()]
-    body = b"\n".join([
-        orjson.dumps(good[0]),
-        b"{not json",
-        orjson.dumps(good[1]),
-        orjson.dumps({"message": "x", "level": "loud"}),
-        b"[1, 2]",
-        orjson.dumps({"message": "x", "ts": "yesterday-ish"}),
-        orjson.dumps(good[2]),
-        orjson.dumps({"message": "x", "kind": "metric"}),
-    ])
+    body = b"\n".join(
+        [
+            orjson.dumps(good[0]),
+            b"{not json",
+            orjson.dumps(good[1]),
+            orjson.dumps({"message": "x", "level": "loud"}),
+            b"[1, 2]",
+            orjson.dumps({"message": "x", "ts": "yesterday-ish"}),
+            orjson.dumps(good[2]),
+            orjson.dumps({"message": "x", "kind": "metric"}),
+        ]
+    )
     r = hub.ingest(body)
     assert r.status_code == 200
     data = r.json()
@@ -65,8 +67,9 @@ def test_mixed_batch_keeps_every_valid_line(hub: LiveHub) -> None:
     assert {e["id"] for e in hub.search_all()} == {e["id"] for e in good}
 
 
-def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str,
-                                                  capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_big_request_reports_true_line_numbers(
+    hub: LiveHub, store_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     # Big batches are written as several sub-bulks (OpenSearch: past 2 x BULK_EVENTS) or
     # statements (SQLite: 1,024 rows each): counts, duplicates across them and line numbers must
     # be those of the whole request.
@@ -96,7 +99,7 @@ def test_a_big_request_reports_true_line_numbers(hub: LiveHub, store_url: str,
 def test_longest_ids_are_stored_once(hub: LiveHub) -> None:
     # 128 characters of 4 bytes each: valid (docs/api.md), and past OpenSearch's 512-byte _id,
     # which once failed the whole bulk with a 500.
-    ev = event(id="\U0001F600" * 128)
+    ev = event(id="\U0001f600" * 128)
     assert hub.ingest([ev, event()]).json() == {"accepted": 2, "duplicates": 0, "rejected": []}
     assert hub.ingest([ev]).json() == {"accepted": 0, "duplicates": 1, "rejected": []}
     assert [e["id"] for e in hub.search_all(f'id:"{ev["id"]}"')] == [ev["id"]]
@@ -172,12 +175,14 @@ def test_decompression_bomb_is_413_on_decoded_size(store_url: str) -> None:
 def test_event_limits_reject_with_reason(store_url: str) -> None:
     h = LiveHub(store_url, max_attr_keys=5, max_attr_depth=2, max_value_bytes=100).start()
     try:
-        r = h.ingest([
-            event(attrs={f"k{i}": i for i in range(6)}),
-            event(attrs={"a": {"b": {"c": 1}}}),
-            event(attrs={"big": "x" * 200}),
-            event(attrs={"ok": 1, "nested": {"fine": True}}),
-        ])
+        r = h.ingest(
+            [
+                event(attrs={f"k{i}": i for i in range(6)}),
+                event(attrs={"a": {"b": {"c": 1}}}),
+                event(attrs={"big": "x" * 200}),
+                event(attrs={"ok": 1, "nested": {"fine": True}}),
+            ]
+        )
         data = r.json()
         assert data["accepted"] == 1
         reasons = [x["error"] for x in data["rejected"]]

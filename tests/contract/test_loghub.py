@@ -23,12 +23,14 @@ def test_ingest_every_line_and_find_known_lines(hub: LiveHub) -> None:
     for path in LOGS:
         name = path.parent.name
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-        events = [{"id": f"{name}-{i}", "message": ln, "service": name.lower(), "host": name.lower()}
-                  for i, ln in enumerate(lines)]
+        events = [
+            {"id": f"{name}-{i}", "message": ln, "service": name.lower(), "host": name.lower()}
+            for i, ln in enumerate(lines)
+        ]
         for i in range(0, len(events), 1000):
-            r = hub.ingest(events[i:i + 1000])
+            r = hub.ingest(events[i : i + 1000])
             assert r.status_code == 200, r.text
-            assert r.json()["accepted"] == len(events[i:i + 1000]) and not r.json()["rejected"]
+            assert r.json()["accepted"] == len(events[i : i + 1000]) and not r.json()["rejected"]
         total += len(events)
         expected[name] = [lines[7], lines[len(lines) // 2], lines[-1]]
     assert total >= 15_000
@@ -55,13 +57,17 @@ def test_structured_fields_are_queryable(hub: LiveHub, name: str) -> None:
         rows = list(csv.DictReader(f))
     events = []
     for r in rows:
-        ev = {"id": f"{name}-s-{r['LineId']}", "message": r["Content"], "service": name.lower(),
-              "attrs": {"event_id": r["EventId"]}}
+        ev = {
+            "id": f"{name}-s-{r['LineId']}",
+            "message": r["Content"],
+            "service": name.lower(),
+            "attrs": {"event_id": r["EventId"]},
+        }
         if r.get("Level"):
             ev["level"] = r["Level"]
         events.append(ev)
     for i in range(0, len(events), 1000):
-        assert hub.ingest(events[i:i + 1000]).json()["accepted"] == len(events[i:i + 1000])
+        assert hub.ingest(events[i : i + 1000]).json()["accepted"] == len(events[i : i + 1000])
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["EventId"]] = counts.get(r["EventId"], 0) + 1

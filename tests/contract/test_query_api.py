@@ -14,14 +14,44 @@ from tests.hubproc import LiveHub
 def loaded(hub: LiveHub) -> LiveHub:
     t = now_us() - 3_600_000_000
     evs = [
-        event(id="q1", message="payment timed out for order 77", level="error", service="api", host="web-1",
-              attrs={"duration_ms": 900, "plan": "pro"}, ts=t),
-        event(id="q2", message="payment ok", level="info", service="api", host="web-2",
-              attrs={"duration_ms": 120, "plan": "free"}, ts=t + 1000),
-        event(id="q3", message="cache miss", level="warning", service="web", host="web-3",
-              attrs={"duration_ms": "600", "plan": "pro"}, ts=t + 2000),
-        event(id="q4", message="user logged in", level="debug", service="web", host="web-1", user_id="42",
-              request_id="rq-4", ts=t + 3000, env="prod"),
+        event(
+            id="q1",
+            message="payment timed out for order 77",
+            level="error",
+            service="api",
+            host="web-1",
+            attrs={"duration_ms": 900, "plan": "pro"},
+            ts=t,
+        ),
+        event(
+            id="q2",
+            message="payment ok",
+            level="info",
+            service="api",
+            host="web-2",
+            attrs={"duration_ms": 120, "plan": "free"},
+            ts=t + 1000,
+        ),
+        event(
+            id="q3",
+            message="cache miss",
+            level="warning",
+            service="web",
+            host="web-3",
+            attrs={"duration_ms": "600", "plan": "pro"},
+            ts=t + 2000,
+        ),
+        event(
+            id="q4",
+            message="user logged in",
+            level="debug",
+            service="web",
+            host="web-1",
+            user_id="42",
+            request_id="rq-4",
+            ts=t + 3000,
+            env="prod",
+        ),
     ]
     assert hub.ingest(evs).json()["accepted"] == 4
     return hub
@@ -33,46 +63,55 @@ def ids(h: LiveHub, q: str, **kw: str) -> set[str]:
     return {e["id"] for e in r.json()["events"]}
 
 
-@pytest.mark.parametrize(("q", "expected"), [
-    ("", {"q1", "q2", "q3", "q4"}),
-    ("payment", {"q1", "q2"}),
-    ('"timed out"', {"q1"}),
-    ('"out timed"', set()),
-    ("level:error", {"q1"}),
-    ("level:warn", {"q3"}),
-    ("level:>=warning", {"q1", "q3"}),
-    ("service:api host:web-2", {"q2"}),
-    ("-host:web-1", {"q2", "q3"}),
-    ("NOT service:web", {"q1", "q2"}),
-    ("host:web-1 OR host:web-3", {"q1", "q3", "q4"}),
-    ("(host:web-1 OR host:web-3) level:error", {"q1"}),
-    ("duration_ms:>500", {"q1"}),  # the string "600" is not a number: not matched
-    ("attrs.duration_ms:<=120", {"q2"}),
-    ("attrs.plan:pro", {"q1", "q3"}),
-    ("plan:pro -payment", {"q3"}),
-    ("user_id:42", {"q4"}),
-    ("rq-4", {"q4"}),  # a bare id finds the event carrying it
-    ("request_id:*", {"q4"}),
-    ("host:web-*", {"q1", "q2", "q3", "q4"}),
-    ("paym*", {"q1", "q2"}),
-    ("env:prod", {"q4"}),
-    ("-env:prod", {"q1", "q2", "q3"}),  # events without the field match a negation
-])
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("", {"q1", "q2", "q3", "q4"}),
+        ("payment", {"q1", "q2"}),
+        ('"timed out"', {"q1"}),
+        ('"out timed"', set()),
+        ("level:error", {"q1"}),
+        ("level:warn", {"q3"}),
+        ("level:>=warning", {"q1", "q3"}),
+        ("service:api host:web-2", {"q2"}),
+        ("-host:web-1", {"q2", "q3"}),
+        ("NOT service:web", {"q1", "q2"}),
+        ("host:web-1 OR host:web-3", {"q1", "q3", "q4"}),
+        ("(host:web-1 OR host:web-3) level:error", {"q1"}),
+        ("duration_ms:>500", {"q1"}),  # the string "600" is not a number: not matched
+        ("attrs.duration_ms:<=120", {"q2"}),
+        ("attrs.plan:pro", {"q1", "q3"}),
+        ("plan:pro -payment", {"q3"}),
+        ("user_id:42", {"q4"}),
+        ("rq-4", {"q4"}),  # a bare id finds the event carrying it
+        ("request_id:*", {"q4"}),
+        ("host:web-*", {"q1", "q2", "q3", "q4"}),
+        ("paym*", {"q1", "q2"}),
+        ("env:prod", {"q4"}),
+        ("-env:prod", {"q1", "q2", "q3"}),  # events without the field match a negation
+    ],
+)
 def test_query_language(loaded: LiveHub, q: str, expected: set[str]) -> None:
     assert ids(loaded, q, **{"from": "-7d"}) == expected
 
 
 def test_syntax_error_is_400_with_column(hub: LiveHub) -> None:
-    r = hub.get("/api/v1/search", q='level:error (host:a OR')
+    r = hub.get("/api/v1/search", q="level:error (host:a OR")
     assert r.status_code == 400
     assert r.json()["column"] >= 13
-    r = hub.get("/api/v1/search", q='level:loud')
+    r = hub.get("/api/v1/search", q="level:loud")
     assert r.status_code == 400 and "loud" in r.json()["error"]
 
 
 def test_bad_parameters_are_400(hub: LiveHub) -> None:
-    for params in ({"from": "yesterday"}, {"limit": "abc"}, {"limit": "0"}, {"limit": "100000"},
-                   {"cursor": "garbage!"}, {"from": "-1h", "to": "-2h"}):
+    for params in (
+        {"from": "yesterday"},
+        {"limit": "abc"},
+        {"limit": "0"},
+        {"limit": "100000"},
+        {"cursor": "garbage!"},
+        {"from": "-1h", "to": "-2h"},
+    ):
         r = hub.get("/api/v1/search", **params)
         assert r.status_code == 400, params
         assert r.json()["error"]
@@ -134,8 +173,16 @@ def test_user_timeline_groups_requests_and_marks_host_switch(hub: LiveHub) -> No
     # r3: the first line (before auth) has no user_id, the rest does; it lands on web-2
     r3 = request_events("r3", ["web-2", "web-2"], t0=t + 2_000_000)
     r3[1]["user_id"] = "u7"
-    r3.append(event(request_id="r3", host="web-2", user_id="u7", kind="error", ts=t + 2_005_000,
-                    error={"type": "KeyError", "value": "'cart'"}))
+    r3.append(
+        event(
+            request_id="r3",
+            host="web-2",
+            user_id="u7",
+            kind="error",
+            ts=t + 2_005_000,
+            error={"type": "KeyError", "value": "'cart'"},
+        )
+    )
     evs += r3 + request_events("r-other", ["web-3"], user_id="u8", t0=t)
     hub.ingest(evs)
     data = hub.get("/api/v1/users/u7/timeline").json()
@@ -159,10 +206,14 @@ def test_user_timeline_on_corrected_time(hub: LiveHub) -> None:
     skew = {"web-a": 3 * s, "web-b": -3 * s}
     t = now_us() - 100 * s
     lines = {
-        "web-a": [event(request_id="r1", host="web-a", user_id="u9", ts=t + skew["web-a"]),
-                  event(request_id="r2", host="web-a", user_id="u9", ts=t + 2 * s + skew["web-a"])],
-        "web-b": [event(request_id="r1", host="web-b", ts=t + 100_000 + skew["web-b"]),
-                  event(request_id="r3", host="web-b", user_id="u9", ts=t + 4 * s + skew["web-b"])],
+        "web-a": [
+            event(request_id="r1", host="web-a", user_id="u9", ts=t + skew["web-a"]),
+            event(request_id="r2", host="web-a", user_id="u9", ts=t + 2 * s + skew["web-a"]),
+        ],
+        "web-b": [
+            event(request_id="r1", host="web-b", ts=t + 100_000 + skew["web-b"]),
+            event(request_id="r3", host="web-b", user_id="u9", ts=t + 4 * s + skew["web-b"]),
+        ],
     }
     for host, evs in lines.items():
         for _ in range(2):  # a second batch (all duplicates): another clock sample
@@ -170,7 +221,10 @@ def test_user_timeline_on_corrected_time(hub: LiveHub) -> None:
             assert r.status_code == 200, r.text
     data = hub.get("/api/v1/users/u9/timeline").json()
     assert [(x["request_id"], x["hosts"], x["host_switch"], x["previous_host"]) for x in data["requests"]] == [
-        ("r1", ["web-a", "web-b"], False, None), ("r2", ["web-a"], False, "web-a"), ("r3", ["web-b"], True, "web-a")]
+        ("r1", ["web-a", "web-b"], False, None),
+        ("r2", ["web-a"], False, "web-a"),
+        ("r3", ["web-b"], True, "web-a"),
+    ]
     assert data["host_switches"] == 1
     assert 2_500 <= data["skew_ms"]["web-a"] <= 3_000 and -3_500 <= data["skew_ms"]["web-b"] <= -3_000
     stored = {e["id"]: e["ts"] for e in hub.search_all("request_id:r1 OR request_id:r2 OR request_id:r3")}
@@ -187,11 +241,19 @@ def test_analytics_endpoints(hub: LiveHub) -> None:
     t -= t % 3_600_000_000  # start of an hour, so buckets are predictable
     evs = []
     for i in range(10):
-        evs.append(event(kind="event", name="login", user_id=f"u{i % 4}", ts=t + i * 60_000_000,
-                         attrs={"plan": "pro" if i % 2 else "free", "method": "sso"}))
+        evs.append(
+            event(
+                kind="event",
+                name="login",
+                user_id=f"u{i % 4}",
+                ts=t + i * 60_000_000,
+                attrs={"plan": "pro" if i % 2 else "free", "method": "sso"},
+            )
+        )
     for i in range(3):
-        evs.append(event(kind="event", name="checkout", user_id="u1", ts=t + 3_600_000_000 + i,
-                         attrs={"amount": 10 + i}))
+        evs.append(
+            event(kind="event", name="checkout", user_id="u1", ts=t + 3_600_000_000 + i, attrs={"amount": 10 + i})
+        )
     evs.append(event(message="a log line, not an analytics event", ts=t))
     hub.ingest(evs)
     rng = {"from": "-1d"}
@@ -200,30 +262,59 @@ def test_analytics_endpoints(hub: LiveHub) -> None:
     props = hub.get("/api/v1/analytics/properties", event="login", **rng).json()
     assert props == {"properties": ["method", "plan"], "counted": 10, "approximate": False}
     vals = hub.get("/api/v1/analytics/values", event="login", property="plan", **rng).json()
-    assert vals == {"values": [{"value": "free", "count": 5}, {"value": "pro", "count": 5}],
-                    "counted": 10, "approximate": False}
-    series = hub.get("/api/v1/analytics/series", event="login", interval="hour",
-                     **{"from": str(t // 1_000_000), "to": str((t + 3 * 3_600_000_000) // 1_000_000)}).json()
+    assert vals == {
+        "values": [{"value": "free", "count": 5}, {"value": "pro", "count": 5}],
+        "counted": 10,
+        "approximate": False,
+    }
+    series = hub.get(
+        "/api/v1/analytics/series",
+        event="login",
+        interval="hour",
+        **{"from": str(t // 1_000_000), "to": str((t + 3 * 3_600_000_000) // 1_000_000)},
+    ).json()
     assert [p["count"] for p in series["points"]] == [10, 0, 0]
-    uniq = hub.get("/api/v1/analytics/series", event="login", interval="hour", unique="1",
-                   **{"from": str(t // 1_000_000), "to": str((t + 3 * 3_600_000_000) // 1_000_000)}).json()
+    uniq = hub.get(
+        "/api/v1/analytics/series",
+        event="login",
+        interval="hour",
+        unique="1",
+        **{"from": str(t // 1_000_000), "to": str((t + 3 * 3_600_000_000) // 1_000_000)},
+    ).json()
     assert [p["count"] for p in uniq["points"]] == [4, 0, 0]
     assert hub.get("/api/v1/analytics/values", event="login").status_code == 400  # property missing
     assert hub.get("/api/v1/analytics/series", interval="fortnight").status_code == 400
 
 
-@pytest.mark.parametrize("path", ["/api/v1/errors", "/api/v1/search", "/api/v1/analytics/events",
-                                  "/api/v1/analytics/values"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/errors", "/api/v1/search", "/api/v1/analytics/events", "/api/v1/analytics/values"]
+)
 def test_limit_is_an_integer_from_1_to_1000_on_every_list(hub: LiveHub, path: str) -> None:
     """One rule for every `limit`: a negative one once cut groups off the end of the error list,
     and on analytics returned every row on SQLite and none on OpenSearch."""
     t = now_us() - 60_000_000
-    hub.ingest([event(kind="event", name=f"e{i}", attrs={"plan": f"p{i}"}, ts=t + i) for i in range(3)]
-               + [event(kind="error", error={"type": "KeyError", "value": "'x'", "stack": [
-                   {"module": "m", "function": f"f{i}", "lineno": 1, "in_app": True}]}, ts=t + i) for i in range(3)])
+    hub.ingest(
+        [event(kind="event", name=f"e{i}", attrs={"plan": f"p{i}"}, ts=t + i) for i in range(3)]
+        + [
+            event(
+                kind="error",
+                error={
+                    "type": "KeyError",
+                    "value": "'x'",
+                    "stack": [{"module": "m", "function": f"f{i}", "lineno": 1, "in_app": True}],
+                },
+                ts=t + i,
+            )
+            for i in range(3)
+        ]
+    )
     extra = {"event": "e1", "property": "plan"} if path.endswith("/values") else {}
-    key = {"/api/v1/errors": "groups", "/api/v1/search": "events", "/api/v1/analytics/events": "events",
-           "/api/v1/analytics/values": "values"}[path]
+    key = {
+        "/api/v1/errors": "groups",
+        "/api/v1/search": "events",
+        "/api/v1/analytics/events": "events",
+        "/api/v1/analytics/values": "values",
+    }[path]
     for bad in ("-3", "-1", "0", "1001"):
         r = hub.get(path, limit=bad, **extra)
         assert r.status_code == 400, (bad, r.text)
@@ -259,8 +350,13 @@ def test_user_timeline_pages_through_every_request_once_in_order(hub: LiveHub) -
     page first, and host switches at page boundaries are those of the one-page timeline."""
     s = 1_000_000
     t = now_us() - 600 * s
-    entries = ["web-1"] * 3 + ["web-2"] * 2 + ["web-1", "web-3", "web-3", "web-1"] + ["web-2"] * 5 + \
-        ["web-3", "web-1", "web-2", "web-2", "web-1", "web-1", "web-3", "web-3", "web-2"]
+    entries = (
+        ["web-1"] * 3
+        + ["web-2"] * 2
+        + ["web-1", "web-3", "web-3", "web-1"]
+        + ["web-2"] * 5
+        + ["web-3", "web-1", "web-2", "web-2", "web-1", "web-1", "web-3", "web-3", "web-2"]
+    )
     evs, order = [], []
     for i, entry in enumerate(entries):
         rid = f"rq-{i:02d}"
@@ -282,8 +378,9 @@ def test_user_timeline_pages_through_every_request_once_in_order(hub: LiveHub) -
     switches = [(r["request_id"], r["previous_host"], r["host_switch"]) for r in whole["requests"]]
     assert whole["host_switches"] == sum(1 for a, b in itertools.pairwise(entries) if a != b) == 11
     whole_ids = sorted(e["id"] for e in whole["events"])
-    assert len(whole_ids) == sum(1 for e in evs if e.get("user_id") != "someone-else"
-                                 and not str(e.get("request_id", "")).startswith("other-"))
+    assert len(whole_ids) == sum(
+        1 for e in evs if e.get("user_id") != "someone-else" and not str(e.get("request_id", "")).startswith("other-")
+    )
 
     default = hub.get("/api/v1/users/pager/timeline").json()  # 50 by default: all of them here
     assert [r["request_id"] for r in default["requests"]] == order
@@ -300,8 +397,7 @@ def test_user_timeline_pages_through_every_request_once_in_order(hub: LiveHub) -
         assert all(p["truncated"] and p["next_cursor"] for p in pages[:-1])
         assert not pages[-1]["truncated"]
     # A range selects the user's own events: requests 5..9 only
-    part = hub.get("/api/v1/users/pager/timeline", limit=2,
-                   **{"from": str(t + 5 * s), "to": str(t + 10 * s)}).json()
+    part = hub.get("/api/v1/users/pager/timeline", limit=2, **{"from": str(t + 5 * s), "to": str(t + 10 * s)}).json()
     assert part["total_requests"] == 5 and [r["request_id"] for r in part["requests"]] == ["rq-08", "rq-09"]
     assert part["requests"][0]["previous_host"] == "web-3"  # rq-07's entry host, from the next page
 
@@ -331,8 +427,13 @@ def test_user_timeline_long_request_and_event_cap(hub: LiveHub) -> None:
 
 def test_user_timeline_bad_page_parameters(hub: LiveHub) -> None:
     hub.ingest(request_events("rb", ["web-1"], user_id="ub"))
-    for params, field in (({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"limit": "x"}, "limit"),
-                          ({"cursor": "not-a-cursor"}, "cursor"), ({"cursor": "WzEsMl0"}, "cursor")):
+    for params, field in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "WzEsMl0"}, "cursor"),
+    ):
         r = hub.get("/api/v1/users/ub/timeline", **params)
         assert r.status_code == 400, (params, r.text)
         assert r.json()["error"].startswith(f"{field}:"), r.text

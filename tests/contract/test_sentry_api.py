@@ -27,11 +27,15 @@ def dsn(h: LiveHub, creds: dict | None = None) -> str:  # type: ignore[type-arg]
 
 def run_sdk(h: LiveHub, body: str, compression: str = "br", creds: dict | None = None) -> None:  # type: ignore[type-arg]
     """Run sentry-sdk in a fresh interpreter, as an app would."""
-    code = textwrap.dedent(f"""
+    code = (
+        textwrap.dedent(f"""
         import sentry_sdk
         sentry_sdk.init(dsn={dsn(h, creds)!r}, release="shop@1.4.2", environment="prod",
                         _experiments={{"transport_compression_algo": {compression!r}}})
-    """) + textwrap.dedent(body) + "\nsentry_sdk.flush(5)\n"
+    """)
+        + textwrap.dedent(body)
+        + "\nsentry_sdk.flush(5)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
@@ -42,7 +46,9 @@ def errors(h: LiveHub) -> list[dict]:  # type: ignore[type-arg]
 
 @pytest.mark.parametrize("compression", ["br", "gzip"])
 def test_sdk_exceptions_messages_chains(hub: LiveHub, compression: str) -> None:
-    run_sdk(hub, """
+    run_sdk(
+        hub,
+        """
         sentry_sdk.set_user({"id": "u-42", "email": "bob@example.com"})
         sentry_sdk.set_tag("request_id", "req-sentry-1")
         sentry_sdk.add_breadcrumb(category="ui", message="clicked checkout")
@@ -62,7 +68,9 @@ def test_sdk_exceptions_messages_chains(hub: LiveHub, compression: str) -> None:
                 raise ValueError("could not compute total") from e
         except ValueError:
             sentry_sdk.capture_exception()
-    """, compression)
+    """,
+        compression,
+    )
     evs = errors(hub)
     assert len(evs) == 5
     for e in evs:
@@ -82,7 +90,9 @@ def test_sdk_exceptions_messages_chains(hub: LiveHub, compression: str) -> None:
 
 
 def test_sdk_custom_fingerprint(hub: LiveHub) -> None:
-    run_sdk(hub, """
+    run_sdk(
+        hub,
+        """
         for tenant in ("a", "b", "a"):
             with sentry_sdk.new_scope() as scope:
                 scope.fingerprint = ["{{ default }}", tenant]
@@ -94,7 +104,8 @@ def test_sdk_custom_fingerprint(hub: LiveHub) -> None:
             scope.fingerprint = ["database-unavailable"]
             sentry_sdk.capture_message("db down on host 1")
             sentry_sdk.capture_message("db down on host 2")
-    """)
+    """,
+    )
     groups = {g["id"]: g for g in hub.get("/api/v1/errors").json()["groups"]}
     counts = sorted(g["count"] for g in groups.values())
     assert counts == [1, 2, 2]  # tenant a (2), tenant b (1), the explicit fingerprint (2)
@@ -106,8 +117,13 @@ def test_sdk_in_process_and_sessions_are_not_errors(hub: LiveHub) -> None:
     # No auto-integrations in-process: they monkeypatch httpx and http.client for the whole
     # test process (and stay patched), which would rewrite other tests' headers. The
     # subprocess tests above run the SDK with its defaults.
-    sentry_sdk.init(dsn=dsn(hub), release="app@2", send_client_reports=True,
-                    default_integrations=False, auto_enabling_integrations=False)
+    sentry_sdk.init(
+        dsn=dsn(hub),
+        release="app@2",
+        send_client_reports=True,
+        default_integrations=False,
+        auto_enabling_integrations=False,
+    )
     try:
         sentry_sdk.get_isolation_scope().start_session()
         try:
@@ -153,14 +169,24 @@ def _key(h: LiveHub) -> str:
 
 
 def _event(event_id: str, msg: str = "boom") -> bytes:
-    return orjson.dumps({"event_id": event_id, "level": "error", "platform": "python",
-                         "exception": {"values": [{"type": "RuntimeError", "value": msg}]}})
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "level": "error",
+            "platform": "python",
+            "exception": {"values": [{"type": "RuntimeError", "value": msg}]},
+        }
+    )
 
 
 def _post(h: LiveHub, body: bytes, key: str | None = None, path: str = "envelope", **headers: str) -> httpx.Response:
     k = key or _key(h)
-    return httpx.post(f"{h.url}/api/{h.project_id}/{path}/", content=body, timeout=30,
-                      headers={"X-Sentry-Auth": f"Sentry sentry_key={k}, sentry_version=7", **headers})
+    return httpx.post(
+        f"{h.url}/api/{h.project_id}/{path}/",
+        content=body,
+        timeout=30,
+        headers={"X-Sentry-Auth": f"Sentry sentry_key={k}, sentry_version=7", **headers},
+    )
 
 
 def test_auth_paths(hub: LiveHub) -> None:
@@ -192,8 +218,17 @@ def test_bad_envelopes_are_4xx_and_valid_items_are_kept(hub: LiveHub) -> None:
     good = _event("1" * 32)
     head = orjson.dumps({"event_id": "1" * 32})
     # item 1 valid (explicit length), item 2 truncated: item 1 is kept, answer is 400
-    body = head + b"\n" + orjson.dumps({"type": "event", "length": len(good)}) + b"\n" + good + b"\n" \
-        + orjson.dumps({"type": "event", "length": 500}) + b"\n" + b"{\"partial"
+    body = (
+        head
+        + b"\n"
+        + orjson.dumps({"type": "event", "length": len(good)})
+        + b"\n"
+        + good
+        + b"\n"
+        + orjson.dumps({"type": "event", "length": 500})
+        + b"\n"
+        + b'{"partial'
+    )
     r = _post(hub, body)
     assert r.status_code == 400 and "truncated" in r.json()["detail"]
     # a length that does not land on a newline
@@ -257,14 +292,21 @@ def test_huge_envelope_is_413(store_url: str) -> None:
 def test_errors_join_logs_of_the_same_request(hub: LiveHub) -> None:
     # logs from two hosts with request_id + trace_id, and a Sentry error tagged with the same
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-    hub.ingest([{"message": "POST /checkout", "host": "web-1", "request_id": "req-j", "trace_id": trace},
-                {"message": "charge card", "host": "web-2", "request_id": "req-j", "trace_id": trace}])
-    run_sdk(hub, f"""
+    hub.ingest(
+        [
+            {"message": "POST /checkout", "host": "web-1", "request_id": "req-j", "trace_id": trace},
+            {"message": "charge card", "host": "web-2", "request_id": "req-j", "trace_id": trace},
+        ]
+    )
+    run_sdk(
+        hub,
+        f"""
         scope = sentry_sdk.get_current_scope()
         sentry_sdk.set_tag("request_id", "req-j")
         scope.set_context("trace", {{"trace_id": "{trace}", "span_id": "00f067aa0ba902b7"}})
         sentry_sdk.capture_message("card declined", level="error")
-    """)
+    """,
+    )
     tr = hub.get("/api/v1/trace/req-j").json()
     assert len(tr["events"]) == 3 and tr["error_count"] == 1
     (g,) = hub.get("/api/v1/errors").json()["groups"]
@@ -281,12 +323,19 @@ def _envelope(*events: bytes, event_id: str | None = None) -> bytes:
 def _unstorable(event_id: str) -> bytes:
     """Valid for the hub, refused by OpenSearch: a 40,000-byte keyword is past Lucene's term
     limit (as in test_ingest_api.py); SQLite stores it."""
-    return orjson.dumps({"event_id": event_id, "level": "error", "tags": {"service": "s" * 40_000},
-                         "exception": {"values": [{"type": "RuntimeError", "value": "too long to index"}]}})
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "level": "error",
+            "tags": {"service": "s" * 40_000},
+            "exception": {"values": [{"type": "RuntimeError", "value": "too long to index"}]},
+        }
+    )
 
 
-def test_an_event_the_store_refuses_is_a_400_never_a_silent_200(hub: LiveHub, store_url: str,
-                                                                capfd: pytest.CaptureFixture[str]) -> None:
+def test_an_event_the_store_refuses_is_a_400_never_a_silent_200(
+    hub: LiveHub, store_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     refuses = store_url.startswith("opensearch")
     r = _post(hub, _envelope(_unstorable("a" * 32), event_id="a" * 32))
     if not refuses:
@@ -296,8 +345,10 @@ def test_an_event_the_store_refuses_is_a_400_never_a_silent_200(hub: LiveHub, st
     assert r.status_code == 400, r.text
     assert r.headers["access-control-allow-origin"] == "*"
     body = r.json()
-    assert body["detail"].startswith("item 1 (event): store refused the event: ") and body["detail"] != \
-        "item 1 (event): store refused the event: "
+    assert (
+        body["detail"].startswith("item 1 (event): store refused the event: ")
+        and body["detail"] != "item 1 (event): store refused the event: "
+    )
     assert (body["id"], body["stored"]) == ("a" * 32, 0)
     r = _post(hub, _unstorable("b" * 32), path="store")  # /store/: its one event
     assert r.status_code == 400 and r.json()["detail"].startswith("item 1 (event): store refused the event: ")

@@ -113,8 +113,13 @@ def test_dashboards_type_check_against_grafanas_schema(tmp_path: Path) -> None:
         cache.mkdir(parents=True, exist_ok=True)
         for name in ("package.json", "package-lock.json"):
             shutil.copy(check / name, cache / name)
-        r = subprocess.run([str(npm), "ci", "--no-audit", "--no-fund", "--silent"], cwd=cache, capture_output=True,
-                           text=True, timeout=600)
+        r = subprocess.run(
+            [str(npm), "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=cache,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
     def tsc(dashboards: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -124,10 +129,12 @@ def test_dashboards_type_check_against_grafanas_schema(tmp_path: Path) -> None:
             shutil.copy(check / name, work / name)
         (work / "node_modules").symlink_to(cache / "node_modules")
         for name, text in dashboards.items():
-            (work / f"{name}.ts").write_text('import type { DashboardJson } from "./dashboard";\n'
-                                              f"export const d: DashboardJson = {text};\n")
-        return subprocess.run([str(cache / "node_modules" / ".bin" / "tsc"), "-p", str(work)], capture_output=True,
-                              text=True, timeout=300)
+            (work / f"{name}.ts").write_text(
+                f'import type {{ DashboardJson }} from "./dashboard";\nexport const d: DashboardJson = {text};\n'
+            )
+        return subprocess.run(
+            [str(cache / "node_modules" / ".bin" / "tsc"), "-p", str(work)], capture_output=True, text=True, timeout=300
+        )
 
     texts = {p.stem.replace("-", "_"): p.read_text() for p in sorted(DASHBOARDS.glob("*.json"))}
     r = tsc(texts)
@@ -160,8 +167,9 @@ def compose() -> dict[str, Any]:
 
 def repo_mounts(service: dict[str, Any]) -> dict[str, Path]:
     """{path in the container: path in this repo} of a service's relative bind mounts."""
-    return {v.split(":")[1]: (COMPOSE / v.split(":")[0]).resolve() for v in service.get("volumes", [])
-            if v.startswith(".")}
+    return {
+        v.split(":")[1]: (COMPOSE / v.split(":")[0]).resolve() for v in service.get("volumes", []) if v.startswith(".")
+    }
 
 
 def test_compose_stack_is_wired() -> None:
@@ -187,11 +195,14 @@ def test_compose_stack_is_wired() -> None:
     targets = {c["job_name"]: c["static_configs"][0]["targets"] for c in prom["scrape_configs"]}
     mounts = repo_mounts(services["prometheus"])
     assert [mounts[f] for f in prom["rule_files"]] == [ALERTS], "the alert rules are loaded"
-    agent_cfg = parse_config(tomllib.loads((COMPOSE / "agent.toml").read_text()),
-                             env={"OBSHUB_AGENT_TOKEN": "ing_from_env"})
+    agent_cfg = parse_config(
+        tomllib.loads((COMPOSE / "agent.toml").read_text()), env={"OBSHUB_AGENT_TOKEN": "ing_from_env"}
+    )
     assert agent_cfg.token == "ing_from_env" and agent_cfg.hub == f"http://hub:{hub['environment']['OBSHUB_PORT']}"
-    assert targets == {"obshub-hub": [f"hub:{hub['environment']['OBSHUB_PORT']}"],
-                       "obshub-agent": [f"agent:{agent_cfg.metrics_address.rpartition(':')[2]}"]}
+    assert targets == {
+        "obshub-hub": [f"hub:{hub['environment']['OBSHUB_PORT']}"],
+        "obshub-agent": [f"agent:{agent_cfg.metrics_address.rpartition(':')[2]}"],
+    }
 
 
 def test_compose_file_loads_like_docker_compose(tmp_path: Path) -> None:
@@ -201,12 +212,24 @@ def test_compose_file_loads_like_docker_compose(tmp_path: Path) -> None:
     go = shutil.which("go")
     require(go or "go", "the Go toolchain, on the machine with Java and Maven")
     exe = tmp_path / "compose-check"
-    r = subprocess.run([str(go), "build", "-o", str(exe), "."], cwd=COMPOSE / "check", capture_output=True,
-                       text=True, timeout=600, env={**os.environ, "GOFLAGS": "-mod=readonly"})
+    r = subprocess.run(
+        [str(go), "build", "-o", str(exe), "."],
+        cwd=COMPOSE / "check",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "GOFLAGS": "-mod=readonly"},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSHUB_", "OPENSEARCH_", "GRAFANA_"))}
-    r = subprocess.run([str(exe), "docker-compose.yml"], cwd=COMPOSE, capture_output=True, text=True, timeout=60,
-                       env={**env, "OBSHUB_INGEST_TOKEN": "obi_test"})
+    r = subprocess.run(
+        [str(exe), "docker-compose.yml"],
+        cwd=COMPOSE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "OBSHUB_INGEST_TOKEN": "obi_test"},
+    )
     assert r.returncode == 0, r.stderr
     project = json.loads(r.stdout)
     services = project["services"]
@@ -228,8 +251,12 @@ def test_compose_file_loads_like_docker_compose(tmp_path: Path) -> None:
 
 def test_compose_prometheus_config_passes_promtool() -> None:
     require(PROMTOOL)
-    r = subprocess.run([PROMTOOL, "check", "config", "--syntax-only", str(COMPOSE / "prometheus.yml")],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [PROMTOOL, "check", "config", "--syntax-only", str(COMPOSE / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -243,14 +270,24 @@ class Prometheus:
         self.config = workdir / "prometheus.yml"
         # Scraping itself too, as most do: its process_* series must not leak into obshub panels.
         targets = {**targets, "prometheus": f"127.0.0.1:{self.port}"}
-        self.config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [t]}]} for job, t in targets.items()],
-        }))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(p) for p in rule_files],
+                    "scrape_configs": [
+                        {"job_name": job, "static_configs": [{"targets": [t]}]} for job, t in targets.items()
+                    ],
+                }
+            )
+        )
         self.log = workdir / "prometheus.log"
-        self.cmd = [PROMETHEUS, f"--config.file={self.config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}"]
+        self.cmd = [
+            PROMETHEUS,
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Prometheus:
@@ -313,20 +350,27 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
             poll_interval_ms=50,
         )
         agent = AgentProcess(cfg, tmp / "agent.log", mport).start()
-        prometheus = Prometheus(tmp, {"obshub-hub": f"127.0.0.1:{hub.port}", "obshub-agent": f"127.0.0.1:{mport}"},
-                                [ALERTS]).start()
+        prometheus = Prometheus(
+            tmp, {"obshub-hub": f"127.0.0.1:{hub.port}", "obshub-agent": f"127.0.0.1:{mport}"}, [ALERTS]
+        ).start()
         # Traffic only once both are scraped: a rate needs the counter to move between samples.
-        _wait(lambda: len(prometheus.query('up == 1')) == 3, 30, "first scrapes of hub, agent and itself")
+        _wait(lambda: len(prometheus.query("up == 1")) == 3, 30, "first scrapes of hub, agent and itself")
         lines = [json.dumps({"message": f"line {i}", "level": "info", "request_id": f"r{i}"}) for i in range(200)]
         lines.insert(100, json.dumps({"message": "bad level", "level": "loud"}))  # refused by the hub
         (logs / "app.jsonl").write_text("\n".join(lines) + "\n")
         with hub.client(hub.read_token) as c:
             r = c.post("/api/v1/checks", json={"name": "self", "target": f"{hub.url}/healthz", "interval_s": 60})
             assert r.status_code == 201, r.text
-        _wait(lambda: agent.metrics().get('obshub_agent_events_shipped_total{outcome="accepted"}', 0) >= 200,
-                   30, "the agent to ship its file")
-        _wait(lambda: 'obshub_check_up{check="self",project="test"} 1.0' in hub.get("/metrics").text,
-                   30, "the uptime probe")
+        _wait(
+            lambda: agent.metrics().get('obshub_agent_events_shipped_total{outcome="accepted"}', 0) >= 200,
+            30,
+            "the agent to ship its file",
+        )
+        _wait(
+            lambda: 'obshub_check_up{check="self",project="test"} 1.0' in hub.get("/metrics").text,
+            30,
+            "the uptime probe",
+        )
         # Three scrapes of each since all that: every counter has moved between two samples.
         _wait(
             lambda: (
@@ -413,6 +457,7 @@ def test_alerts_on_a_live_hub_and_agent(prom: Prometheus) -> None:
     """Loaded into the real Prometheus beside the real hub and agent: every rule evaluates
     without error, and the only one not inactive is the refused line's, pending (its 15 min
     have not passed): the labels the hub exports are the ones the rules match."""
+
     def states() -> dict[str, str]:
         groups = prom.api("rules")["groups"]
         return {r["name"]: (r["health"], r["state"]) for g in groups for r in g["rules"]}  # type: ignore[misc]
@@ -453,8 +498,12 @@ def test_compose_image_builds_from_what_the_dockerfile_copies(tmp_path: Path) ->
             else:  # COPY a b ./: each file into the directory
                 to.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / name, to / name if dest.endswith("/") else to)
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "out"), str(src)],
-                       capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "out"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     (wheel,) = (tmp_path / "out").glob("obshub-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -12,8 +12,13 @@ from obshub.events import normalize
 
 
 def frame(module: str, function: str, lineno: int, ctx: str = "", in_app: bool | None = True) -> dict[str, Any]:
-    f: dict[str, Any] = {"module": module, "function": function, "filename": module.replace(".", "/") + ".py",
-                         "lineno": lineno, "context_line": ctx}
+    f: dict[str, Any] = {
+        "module": module,
+        "function": function,
+        "filename": module.replace(".", "/") + ".py",
+        "lineno": lineno,
+        "context_line": ctx,
+    }
     if in_app is not None:
         f["in_app"] = in_app
     return f
@@ -34,8 +39,12 @@ LIB = frame("starlette.routing", "handle", 74, "await self.app(scope)", in_app=F
 def test_same_bug_different_ids_and_line_numbers_is_one_group() -> None:
     a = err("KeyError", "'cart-1234'", LIB, frame("shop.checkout", "checkout", 57, 'cart = session["cart"]'))
     b = err("KeyError", "'cart-99'", LIB, frame("shop.checkout", "checkout", 61, 'cart = session["cart"]'))
-    c = err("KeyError", "'x'", frame("other.lib", "handle", 1, "x", in_app=False),
-            frame("shop.checkout", "checkout", 80, 'cart = session["cart"]'))  # different library frames
+    c = err(
+        "KeyError",
+        "'x'",
+        frame("other.lib", "handle", 1, "x", in_app=False),
+        frame("shop.checkout", "checkout", 80, 'cart = session["cart"]'),
+    )  # different library frames
     assert fingerprint(a) == fingerprint(b) == fingerprint(c)
 
 
@@ -86,8 +95,10 @@ def test_custom_fingerprint_and_default_expansion() -> None:
 
 
 def test_masking() -> None:
-    assert normalize_message("user 42 from 10.1.2.3:8080 id 550e8400-e29b-41d4-a716-446655440000 at 0x7f3a") == \
-        "user <num> from <ip> id <uuid> at <hex>"
+    assert (
+        normalize_message("user 42 from 10.1.2.3:8080 id 550e8400-e29b-41d4-a716-446655440000 at 0x7f3a")
+        == "user <num> from <ip> id <uuid> at <hex>"
+    )
     assert normalize_message("GET https://api.x.com/v1/orders/77?x=1 failed") == "GET <url> failed"
     assert normalize_message("sha 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08") == "sha <hash>"
 
@@ -99,13 +110,13 @@ def test_in_app_guess() -> None:
     assert not guess_in_app({"module": "java.util.HashMap"})
 
 
-PY_TB = '''{prefix}Traceback (most recent call last):
+PY_TB = """{prefix}Traceback (most recent call last):
   File "/usr/lib/python3/dist-packages/starlette/routing.py", line 74, in handle
     await self.app(scope)
   File "{root}/shop/web/checkout.py", line {line}, in checkout
     cart = session["cart"]
 KeyError: 'cart-{n}'
-'''
+"""
 
 
 def test_logged_tracebacks_group_like_structured_errors_across_hosts() -> None:
@@ -124,9 +135,11 @@ def test_logged_tracebacks_group_like_structured_errors_across_hosts() -> None:
 
 
 def test_java_stack_trace_from_text() -> None:
-    text = ("java.lang.IllegalStateException: order 77 failed\n\tat com.shop.Orders.place(Orders.java:42)\n"
-            "\tat com.shop.Api.handle(Api.java:10)\nCaused by: java.sql.SQLTimeoutException: timeout\n"
-            "\tat com.shop.Db.query(Db.java:99)\n\t... 2 more")
+    text = (
+        "java.lang.IllegalStateException: order 77 failed\n\tat com.shop.Orders.place(Orders.java:42)\n"
+        "\tat com.shop.Api.handle(Api.java:10)\nCaused by: java.sql.SQLTimeoutException: timeout\n"
+        "\tat com.shop.Db.query(Db.java:99)\n\t... 2 more"
+    )
     e = parse_traceback(text)
     assert e is not None and e["type"] == "java.lang.IllegalStateException"
     assert [f["function"] for f in e["stack"]] == ["handle", "place"]
@@ -144,19 +157,56 @@ def test_title_and_culprit() -> None:
 # -- v2 (current): one traceback, one group, whichever way it arrives ------------------------------
 
 SDK_ERROR = {  # what obshub_sdk sends: module = __name__, qualified names, causes nearest first
-    "type": "shop.errors.CheckoutError", "value": "checkout failed",
-    "stack": [{"module": "shop.web.views", "function": "post", "filename": "/srv/app/shop/web/views.py",
-               "lineno": 40, "in_app": True},
-              {"module": "shop.web.checkout", "function": "Cart.items", "filename": "/srv/app/shop/web/checkout.py",
-               "lineno": 12, "in_app": True}],
-    "chain": [{"type": "LookupError", "value": "no cart", "relation": "cause",
-               "stack": [{"module": "shop.web.checkout", "function": "Cart.items", "in_app": True,
-                          "filename": "/srv/app/shop/web/checkout.py", "lineno": 10}]},
-              {"type": "KeyError", "value": "'cart'", "relation": "cause",
-               "stack": [{"module": "shop.web.session", "function": "load", "in_app": True,
-                          "filename": "/srv/app/shop/web/session.py", "lineno": 3}]}],
+    "type": "shop.errors.CheckoutError",
+    "value": "checkout failed",
+    "stack": [
+        {
+            "module": "shop.web.views",
+            "function": "post",
+            "filename": "/srv/app/shop/web/views.py",
+            "lineno": 40,
+            "in_app": True,
+        },
+        {
+            "module": "shop.web.checkout",
+            "function": "Cart.items",
+            "filename": "/srv/app/shop/web/checkout.py",
+            "lineno": 12,
+            "in_app": True,
+        },
+    ],
+    "chain": [
+        {
+            "type": "LookupError",
+            "value": "no cart",
+            "relation": "cause",
+            "stack": [
+                {
+                    "module": "shop.web.checkout",
+                    "function": "Cart.items",
+                    "in_app": True,
+                    "filename": "/srv/app/shop/web/checkout.py",
+                    "lineno": 10,
+                }
+            ],
+        },
+        {
+            "type": "KeyError",
+            "value": "'cart'",
+            "relation": "cause",
+            "stack": [
+                {
+                    "module": "shop.web.session",
+                    "function": "load",
+                    "in_app": True,
+                    "filename": "/srv/app/shop/web/session.py",
+                    "lineno": 3,
+                }
+            ],
+        },
+    ],
 }
-TEXT = '''Traceback (most recent call last):
+TEXT = """Traceback (most recent call last):
   File "/opt/other/shop/web/session.py", line 3, in load
     return session["cart"]
 KeyError: 'cart'
@@ -176,7 +226,7 @@ Traceback (most recent call last):
   File "/opt/other/shop/web/checkout.py", line 12, in items
     raise LookupError("no cart") from e
 shop.errors.CheckoutError: checkout failed
-'''
+"""
 
 
 def test_v2_sdk_frames_traceback_text_and_sentry_frames_are_one_group() -> None:
@@ -228,8 +278,10 @@ def test_v2_still_tells_bugs_apart() -> None:
     assert v2.fingerprint(variant(filename="/srv/app/shop/web/payment.py")) != base
     assert v2.fingerprint({"error": {**SDK_ERROR, "type": "shop.errors.PaymentError"}}) != base
     assert v2.fingerprint({"error": {**SDK_ERROR, "chain": SDK_ERROR["chain"][:1]}}) != base
-    java = {"type": "java.lang.IllegalStateException", "stack": [{"module": "com.shop.Orders", "function": "place",
-                                                                 "filename": "Orders.java", "in_app": True}]}
+    java = {
+        "type": "java.lang.IllegalStateException",
+        "stack": [{"module": "com.shop.Orders", "function": "place", "filename": "Orders.java", "in_app": True}],
+    }
     other = {**java, "stack": [{**java["stack"][0], "module": "com.shop.Billing"}]}  # same file name, other class
     assert v2.fingerprint({"error": java}) != v2.fingerprint({"error": other})
 
@@ -237,9 +289,11 @@ def test_v2_still_tells_bugs_apart() -> None:
 def test_v2_without_frames_keeps_v1_components() -> None:
     from obshub.digest.grouping import v1, v2
 
-    for ev in ({"message": "disk 91% full on /dev/sda1"},
-               {"error": {"type": "PaymentError", "value": "order 1234 declined"}, "message": "x"},
-               {"error": {"type": None, "value": "boom", "stack": "not a traceback"}}):
+    for ev in (
+        {"message": "disk 91% full on /dev/sda1"},
+        {"error": {"type": "PaymentError", "value": "order 1234 declined"}, "message": "x"},
+        {"error": {"type": None, "value": "boom", "stack": "not a traceback"}},
+    ):
         assert v2.default_components(ev) == v1.default_components(ev)
 
 
@@ -264,18 +318,21 @@ def test_digest_parses_every_form_of_traceback_text_and_only_for_errors() -> Non
 
 
 def test_java_frames_with_module_prefixes_are_parsed() -> None:
-    text = ("java.lang.IllegalStateException: order failed\n"
-            "\tat app//com.shop.Orders.place(Orders.java:17)\n"
-            "\tat com.foo.loader/foo@9.0/com.foo.Main.run(Main.java:101)\n"
-            "\tat java.base/java.lang.reflect.Method.invoke(Method.java:569)\n"
-            "\tat jdk.internal.reflect.NativeMethodAccessorImpl.invoke0(Native Method)\n")
+    text = (
+        "java.lang.IllegalStateException: order failed\n"
+        "\tat app//com.shop.Orders.place(Orders.java:17)\n"
+        "\tat com.foo.loader/foo@9.0/com.foo.Main.run(Main.java:101)\n"
+        "\tat java.base/java.lang.reflect.Method.invoke(Method.java:569)\n"
+        "\tat jdk.internal.reflect.NativeMethodAccessorImpl.invoke0(Native Method)\n"
+    )
     e = parse_traceback(text)
     assert e is not None
     assert [(f["module"], f["function"], f["in_app"]) for f in e["stack"]] == [
         ("jdk.internal.reflect.NativeMethodAccessorImpl", "invoke0", False),
         ("java.lang.reflect.Method", "invoke", False),
         ("com.foo.Main", "run", True),
-        ("com.shop.Orders", "place", True)]
+        ("com.shop.Orders", "place", True),
+    ]
 
 
 def test_card_numbers_in_traceback_text_are_masked() -> None:

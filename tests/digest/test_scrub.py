@@ -20,15 +20,31 @@ def test_sensitive_attrs_and_card_numbers() -> None:
     )
     Scrubber().event(ev)
     assert ev["message"] == f"paid with {FILTERED} at 1795461242250001"
-    assert ev["attrs"] == {"api_key": FILTERED, "user.name": "bob", "user.access_token": FILTERED,
-                           "note": f"card {FILTERED}", "password": FILTERED}
+    assert ev["attrs"] == {
+        "api_key": FILTERED,
+        "user.name": "bob",
+        "user.access_token": FILTERED,
+        "note": f"card {FILTERED}",
+        "password": FILTERED,
+    }
 
 
 def test_error_payload_headers_cookies_breadcrumbs() -> None:
-    ev = normalize({"error": {"type": "E", "value": "v", "request": {
-        "headers": [["Authorization", "Bearer abc"], ["Accept", "*/*"]], "cookies": "sid=1",
-        "data": {"card_number": "4111111111111111", "ok": 1}},
-        "breadcrumbs": [{"data": {"Set-Cookie": "x"}}]}}, 1)
+    ev = normalize(
+        {
+            "error": {
+                "type": "E",
+                "value": "v",
+                "request": {
+                    "headers": [["Authorization", "Bearer abc"], ["Accept", "*/*"]],
+                    "cookies": "sid=1",
+                    "data": {"card_number": "4111111111111111", "ok": 1},
+                },
+                "breadcrumbs": [{"data": {"Set-Cookie": "x"}}],
+            }
+        },
+        1,
+    )
     Scrubber().event(ev)
     req = ev["error"]["request"]
     assert req["headers"] == [["Authorization", FILTERED], ["Accept", "*/*"]]
@@ -55,8 +71,18 @@ def test_not_cards() -> None:
 # Text made of what card numbers are made of, so the generator hits the edge cases (runs of
 # 12-20 digits, separators in and out of place, issuer digits) far more often than random text.
 _CARDISH = st.text(st.sampled_from("0123456789012345678934567 --x٣"), max_size=40)
-_LUHN_OK = st.sampled_from(["4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005", "3782 822463 10005",
-                            "2223000048400011", "6011111111111117", "4111111111111", "4111-1111-1111-1111-110"])
+_LUHN_OK = st.sampled_from(
+    [
+        "4111 1111 1111 1111",
+        "5555-5555-5555-4444",
+        "378282246310005",
+        "3782 822463 10005",
+        "2223000048400011",
+        "6011111111111117",
+        "4111111111111",
+        "4111-1111-1111-1111-110",
+    ]
+)
 
 
 @settings(max_examples=3000, deadline=None)

@@ -31,8 +31,24 @@ class DemoHub:
     def start(self) -> None:
         port = self.url.rsplit(":", 1)[1]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "obshub", "serve", "--demo", "--host", "127.0.0.1",
-                                          "--port", port, "--store", self.store_url], stdout=log, stderr=log, cwd=REPO)
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "obshub",
+                    "serve",
+                    "--demo",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    port,
+                    "--store",
+                    self.store_url,
+                ],
+                stdout=log,
+                stderr=log,
+                cwd=REPO,
+            )
         wait_healthy(self.url, self.proc, 60, path="/readyz", name="obshub serve --demo")
 
     def stop(self) -> None:
@@ -86,8 +102,13 @@ def test_serve_demo_lists_the_demo_errors_and_obshub_demo_changes_no_group(demo_
         assert g["last_seen"] is not None and g["culprit"] and g["state"] == "unresolved"
     assert got["KeyError: 'cart'"]["users"] == 1 and got["KeyError: 'cart'"]["hosts"] == ["web-2"]
 
-    r = subprocess.run([sys.executable, "-m", "obshub", "demo", "--url", demo_hub.url, "--token",
-                        demo_hub.creds["ingest_token"]], capture_output=True, text=True, timeout=120, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "obshub", "demo", "--url", demo_hub.url, "--token", demo_hub.creds["ingest_token"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     assert int(time.time() // 60) == minute, "the test ran over a minute boundary: rerun it"
     assert ": 0 stored," in r.stdout, r.stdout  # every event was there already

@@ -36,6 +36,7 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
 # -- the Python bug: three exceptions chained, a method (qualname `Checkout.run`) on top --------
 
+
 def load(session: dict[str, Any]) -> Any:
     return session["cart"]
 
@@ -139,11 +140,13 @@ def python_paths(tmp_path: Path) -> dict[str, dict[str, Any]]:
 
     sentry, _ = event_from_exception(exc_info)
     sentry.update(event_id="a" * 32, timestamp=sdk["ts"], platform="python", server_name="web-5")
-    return {"agent": agent,
-            "ndjson message": {"level": "error", "host": "web-2", "message": text},
-            "error event message": {"kind": "error", "host": "web-3", "message": text},
-            "obshub_sdk": sdk,
-            "sentry": sentry}
+    return {
+        "agent": agent,
+        "ndjson message": {"level": "error", "host": "web-2", "message": text},
+        "error event message": {"kind": "error", "host": "web-3", "message": text},
+        "obshub_sdk": sdk,
+        "sentry": sentry,
+    }
 
 
 def java_paths(java_log: str) -> dict[str, dict[str, Any]]:
@@ -151,18 +154,25 @@ def java_paths(java_log: str) -> dict[str, dict[str, Any]]:
     (agent,) = agent_events(inp, java_log.encode(), "jvm-1")
     assert agent["level"] == "error" and agent["message"].startswith("checkout failed\njava.lang.IllegalStateException")
     trace = java_log.split("\n", 1)[1]
-    return {"agent": agent,
-            "ndjson message": {"level": "ERROR", "host": "jvm-2", "message": "checkout failed\n" + trace},
-            "error.stack text": {"host": "jvm-3", "error": {"type": "java.lang.IllegalStateException",
-                                                            "value": "order for sku-42 failed", "stack": trace}}}
+    return {
+        "agent": agent,
+        "ndjson message": {"level": "ERROR", "host": "jvm-2", "message": "checkout failed\n" + trace},
+        "error.stack text": {
+            "host": "jvm-3",
+            "error": {"type": "java.lang.IllegalStateException", "value": "order for sku-42 failed", "stack": trace},
+        },
+    }
 
 
 def send(hub: LiveHub, paths: dict[str, dict[str, Any]]) -> None:
     for name, ev in paths.items():
         if name == "sentry":
             key = str(hub.creds["dsn"]).split("//", 1)[1].split("@", 1)[0]
-            r = httpx.post(f"{hub.url}/api/{hub.project_id}/store/", content=orjson.dumps(ev),
-                           headers={"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"})
+            r = httpx.post(
+                f"{hub.url}/api/{hub.project_id}/store/",
+                content=orjson.dumps(ev),
+                headers={"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"},
+            )
             assert r.status_code == 200, r.text
         else:
             r = hub.ingest([ev])
@@ -181,7 +191,7 @@ def test_one_python_traceback_is_one_group_whichever_way_it_arrives(hub: LiveHub
     send(hub, paths)
     by_group = occurrences(hub)
     assert len(by_group) == 1, {g: [e["host"] for e in evs] for g, evs in by_group.items()}
-    (gid, evs), = by_group.items()
+    ((gid, evs),) = by_group.items()
     assert len(evs) == len(paths)
     for e in evs:  # stored parsed: frames, innermost `Checkout.run` / `run`, and the chain of causes
         stack = e["error"]["stack"]
@@ -198,12 +208,17 @@ def test_one_java_stack_trace_is_one_group_and_the_page_lists_its_frames(hub: Li
     send(hub, paths)
     by_group = occurrences(hub)
     assert len(by_group) == 1, {g: [e["host"] for e in evs] for g, evs in by_group.items()}
-    (gid, evs), = by_group.items()
+    ((gid, evs),) = by_group.items()
     assert len(evs) == len(paths)
     for e in evs:
         frames = e["error"]["stack"]
-        assert isinstance(frames, list) and frames[-1] == {"module": "com.shop.Orders", "function": "place",
-                                                            "filename": "Orders.java", "lineno": 17, "in_app": True}
+        assert isinstance(frames, list) and frames[-1] == {
+            "module": "com.shop.Orders",
+            "function": "place",
+            "filename": "Orders.java",
+            "lineno": 17,
+            "in_app": True,
+        }
         assert e["error"]["chain"][0]["type"] == "java.lang.NullPointerException"
     (g,) = hub.get("/api/v1/errors").json()["groups"]
     assert g["id"] == gid and g["culprit"] == "com.shop.Orders in place" and g["count"] == len(paths)

@@ -86,8 +86,12 @@ class HeldSlot:
 
 def post(h: LiveHub, body: Any, **headers: str) -> int:
     """POST an NDJSON body: bytes go with a Content-Length, an iterator goes chunked."""
-    r = httpx.post(f"{h.url}/api/v1/ingest", content=body, timeout=30,
-                   headers={"Authorization": f"Bearer {h.ingest_token}", **headers})
+    r = httpx.post(
+        f"{h.url}/api/v1/ingest",
+        content=body,
+        timeout=30,
+        headers={"Authorization": f"Bearer {h.ingest_token}", **headers},
+    )
     return r.status_code
 
 
@@ -100,8 +104,12 @@ def test_overload_is_429_with_retry_after(tmp_path: Path) -> None:
     try:
         held = HeldSlot(h)
         t0 = time.monotonic()
-        r = httpx.post(f"{h.url}/api/v1/ingest", content=chunked(orjson.dumps(event())), timeout=30,
-                       headers={"Authorization": f"Bearer {h.ingest_token}"})
+        r = httpx.post(
+            f"{h.url}/api/v1/ingest",
+            content=chunked(orjson.dumps(event())),
+            timeout=30,
+            headers={"Authorization": f"Bearer {h.ingest_token}"},
+        )
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
         assert time.monotonic() - t0 >= 0.3  # it queued for admission_wait_s first
@@ -135,8 +143,9 @@ def test_a_burst_beyond_max_inflight_queues_instead_of_429(tmp_path: Path) -> No
     try:
         held = HeldSlot(h)
         statuses: list[int] = []
-        queued = [threading.Thread(target=lambda: statuses.append(post(h, chunked(orjson.dumps(event())))))
-                  for _ in range(5)]
+        queued = [
+            threading.Thread(target=lambda: statuses.append(post(h, chunked(orjson.dumps(event()))))) for _ in range(5)
+        ]
         for t in queued:
             t.start()
         time.sleep(0.5)
@@ -160,8 +169,15 @@ def test_a_content_length_that_is_not_digits_never_reaches_the_app(sqlite_hub: L
     for path in (b"/api/v1/ingest", b"/api/%d/envelope/" % h.project_id):
         for value in (b"abc", b"+2", b"2_0", b"0x2", b"-1", b"2.0", b"\xd9\xa2", b"9" * 25):
             with socket.create_connection(("127.0.0.1", h.port), timeout=5) as s:
-                s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                          + h.ingest_token.encode() + b"\r\nContent-Length: " + value + b"\r\n\r\n{}")
+                s.sendall(
+                    b"POST "
+                    + path
+                    + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                    + h.ingest_token.encode()
+                    + b"\r\nContent-Length: "
+                    + value
+                    + b"\r\n\r\n{}"
+                )
                 answer = s.recv(65536)
             assert answer.startswith(b"HTTP/1.1 400 "), (path, value, answer)
             assert b"Invalid HTTP request" in answer, (path, value, answer)  # uvicorn's, not the hub's
@@ -171,8 +187,12 @@ def test_a_content_length_that_is_not_digits_never_reaches_the_app(sqlite_hub: L
 
 def _sentry(h: LiveHub, body: Any, key: str | None = None) -> httpx.Response:
     key = key or str(h.creds["dsn"]).split("//")[1].split("@")[0]
-    return httpx.post(f"{h.url}/api/{h.project_id}/envelope/", content=body, timeout=30,
-                      headers={"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"})
+    return httpx.post(
+        f"{h.url}/api/{h.project_id}/envelope/",
+        content=body,
+        timeout=30,
+        headers={"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"},
+    )
 
 
 def test_a_sentry_key_is_checked_before_admission(tmp_path: Path) -> None:
@@ -199,8 +219,16 @@ def test_both_protocols_count_a_bad_line_or_item_alike(sqlite_hub: LiveHub) -> N
     event (and a validation rejection) for native NDJSON and Sentry envelopes alike."""
     h = sqlite_hub
     assert h.ingest([event(), {"level": "nope"}]).json()["accepted"] == 1
-    env = (b"{}\n" + orjson.dumps({"type": "event"}) + b"\n" + orjson.dumps({"message": "boom"})
-           + b"\n" + orjson.dumps({"type": "event"}) + b"\n" + orjson.dumps({"level": "nope"}))
+    env = (
+        b"{}\n"
+        + orjson.dumps({"type": "event"})
+        + b"\n"
+        + orjson.dumps({"message": "boom"})
+        + b"\n"
+        + orjson.dumps({"type": "event"})
+        + b"\n"
+        + orjson.dumps({"level": "nope"})
+    )
     r = _sentry(h, env)
     assert r.status_code == 400 and r.json()["stored"] == 1 and r.json()["detail"].startswith("item 2 (event): level:")
     for protocol in ("native", "sentry"):

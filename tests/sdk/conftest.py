@@ -80,8 +80,7 @@ def _restoring_logging() -> Iterator[None]:
         root.setLevel(level)
         structlog.configure(**structlog_config)
         set_baggage_default(False)
-        obshub_sdk.bind(request_id=None, trace_id=None, span_id=None, user_id=None,
-                        session_id=None)
+        obshub_sdk.bind(request_id=None, trace_id=None, span_id=None, user_id=None, session_id=None)
 
 
 @pytest.fixture
@@ -114,9 +113,7 @@ def serve_asgi() -> Iterator[Callable[[Any], str]]:
 
     def start(app: Any) -> str:
         sock = _listening_socket()
-        config = uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
-        )
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
@@ -142,8 +139,7 @@ def serve_wsgi() -> Iterator[Callable[[Any], str]]:
 
     def start(app: Any) -> str:
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         running.append((server, thread))
         return f"http://127.0.0.1:{server.server_port}"

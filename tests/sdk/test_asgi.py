@@ -77,8 +77,7 @@ def test_generates_ids_echoes_header_and_logs_access(sdk_log, serve_asgi) -> Non
     handler = sdk_log.wait_for(lambda x: x["message"] == "hello handler")
     access = sdk_log.wait_for(_access)
     for line in (handler, access):
-        assert (line["request_id"], line["trace_id"], line["span_id"]) == (
-            rid, bound["trace_id"], bound["span_id"])
+        assert (line["request_id"], line["trace_id"], line["span_id"]) == (rid, bound["trace_id"], bound["span_id"])
     assert access["message"] == "GET /hello 200"
     assert access["level"] == "info"
     attrs = access["attrs"]
@@ -89,8 +88,7 @@ def test_generates_ids_echoes_header_and_logs_access(sdk_log, serve_asgi) -> Non
 
 def test_continues_incoming_trace_with_child_span(sdk_log, serve_asgi) -> None:
     base = serve_asgi(make_app())
-    resp = httpx.get(f"{base}/hello", headers={
-        "traceparent": f"00-{TRACE}-{PARENT}-01", "x-request-id": "edge-42"})
+    resp = httpx.get(f"{base}/hello", headers={"traceparent": f"00-{TRACE}-{PARENT}-01", "x-request-id": "edge-42"})
     bound = resp.json()
     assert resp.headers["x-request-id"] == "edge-42"
     assert bound["trace_id"] == TRACE and bound["request_id"] == "edge-42"
@@ -151,9 +149,9 @@ def test_concurrent_requests_keep_their_own_ids(sdk_log, serve_asgi) -> None:
 
     async def main() -> None:
         async with httpx.AsyncClient() as client:
-            resps = await asyncio.gather(*(
-                client.get(f"{base}/slow/{n}", headers={"x-request-id": f"req-{n}"})
-                for n in range(24)))
+            resps = await asyncio.gather(
+                *(client.get(f"{base}/slow/{n}", headers={"x-request-id": f"req-{n}"}) for n in range(24))
+            )
         assert [r.headers["x-request-id"] for r in resps] == [f"req-{n}" for n in range(24)]
 
     asyncio.run(main())
@@ -212,8 +210,7 @@ def test_baggage_carries_user_when_enabled(sdk_log, serve_asgi) -> None:
     async def inner(request: Request) -> JSONResponse:
         return JSONResponse(obshub_sdk.current())
 
-    inner_url = serve_asgi(CorrelationMiddleware(Starlette(routes=[Route("/", inner)]),
-                                                 baggage=True))
+    inner_url = serve_asgi(CorrelationMiddleware(Starlette(routes=[Route("/", inner)]), baggage=True))
 
     async def outer(request: Request) -> JSONResponse:
         obshub_sdk.bind_user("dave", "sess-d")

@@ -22,8 +22,6 @@ from tests.hubproc import HubProcess, free_port, wait_healthy
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_services"
 
 
-
-
 class Deployment:
     """Three app processes, three agents, one hub; everything on 127.0.0.1, stopped by stop()."""
 
@@ -43,8 +41,9 @@ class Deployment:
         port = free_port()
         self.logs[host] = self.root / "logs" / host / f"{script.removesuffix('.py')}.jsonl"
         self.urls[host] = f"http://127.0.0.1:{port}"
-        proc = self._spawn(str(EXAMPLE / script), "--port", str(port), "--log",
-                           str(self.logs[host]), "--host-name", host, *extra)
+        proc = self._spawn(
+            str(EXAMPLE / script), "--port", str(port), "--log", str(self.logs[host]), "--host-name", host, *extra
+        )
         wait_healthy(self.urls[host], proc)
 
     def _agent(self, host: str) -> None:
@@ -89,8 +88,7 @@ class Deployment:
         lines = []
         for path in self.logs.values():
             if path.exists():
-                lines += [x for x in map(json.loads, path.read_text().splitlines())
-                          if x.get("trace_id") == trace_id]
+                lines += [x for x in map(json.loads, path.read_text().splitlines()) if x.get("trace_id") == trace_id]
         return lines
 
 
@@ -120,8 +118,9 @@ def _wait_trace(dep: Deployment, trace_id: str, timeout: float = 45) -> dict[str
         if resp.status_code == 200 and len(accesses) == 2 and len(resp.json()["events"]) == len(local):
             return dict(resp.json())
         if time.monotonic() > deadline:
-            raise AssertionError(f"trace incomplete: hub {resp.status_code} {resp.text[:2000]}; "
-                                 f"local {len(local)} lines")
+            raise AssertionError(
+                f"trace incomplete: hub {resp.status_code} {resp.text[:2000]}; local {len(local)} lines"
+            )
         time.sleep(0.2)
 
 
@@ -160,8 +159,7 @@ def test_trace_and_user_timeline_across_hosts(deployment: Deployment) -> None:
     assert r2["host_switch"] is True
 
     # A declined card: the error logged on api-1 arrives as a grouped-kind error with its cause.
-    failed = httpx.get(f"{deployment.urls['web-1']}/checkout", params={"user": "bob", "fail": "1"},
-                       timeout=10)
+    failed = httpx.get(f"{deployment.urls['web-1']}/checkout", params={"user": "bob", "fail": "1"}, timeout=10)
     assert failed.status_code == 402
     bad = _wait_trace(deployment, failed.json()["trace_id"])
     assert bad["error_count"] >= 1
@@ -176,8 +174,20 @@ def test_trace_and_user_timeline_across_hosts(deployment: Deployment) -> None:
 
     # And the command the README tells a user to run.
     out = subprocess.run(
-        [sys.executable, "-m", "obshub", "trace", first, "--url", deployment.hub.url,
-         "--token", deployment.hub.read_token],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            sys.executable,
+            "-m",
+            "obshub",
+            "trace",
+            first,
+            "--url",
+            deployment.hub.url,
+            "--token",
+            deployment.hub.read_token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     assert "web-1" in out and "api-1" in out and "charging card" in out

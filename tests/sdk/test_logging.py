@@ -127,8 +127,7 @@ def test_implicit_context_chain_and_stdlib_exc_info(sdk_log) -> None:
         logging.getLogger("lib").exception("handled")
     [line] = sdk_log.lines()
     assert line["error"]["type"] == "ValueError"
-    assert line["error"]["chain"][0] == {**line["error"]["chain"][0], "type": "KeyError",
-                                         "relation": "context"}
+    assert line["error"]["chain"][0] == {**line["error"]["chain"][0], "type": "KeyError", "relation": "context"}
 
 
 def test_level_filters_structlog_and_stdlib(tmp_path: Path, unconfigure) -> None:

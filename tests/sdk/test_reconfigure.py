@@ -53,18 +53,24 @@ GUNICORN_CONFIG_DEFAULTS: dict[str, Any] = {
     "disable_existing_loggers": False,
     "root": {"level": "INFO", "handlers": ["console"]},
     "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": True,
-                           "qualname": "gunicorn.error"},
-        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": True,
-                            "qualname": "gunicorn.access"},
+        "gunicorn.error": {
+            "level": "INFO",
+            "handlers": ["error_console"],
+            "propagate": True,
+            "qualname": "gunicorn.error",
+        },
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": True, "qualname": "gunicorn.access"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "generic", "stream": "ext://sys.stdout"},
         "error_console": {"class": "logging.StreamHandler", "formatter": "generic", "stream": "ext://sys.stderr"},
     },
     "formatters": {
-        "generic": {"format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
-                    "datefmt": "[%Y-%m-%d %H:%M:%S %z]", "class": "logging.Formatter"},
+        "generic": {
+            "format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+            "datefmt": "[%Y-%m-%d %H:%M:%S %z]",
+            "class": "logging.Formatter",
+        },
     },
 }
 
@@ -99,10 +105,12 @@ def _configured(tmp_path: Path) -> Path:
 
 def _ini(tmp_path: Path) -> None:
     ini = tmp_path / "logging.ini"
-    ini.write_text("[loggers]\nkeys=root\n[handlers]\nkeys=console\n[formatters]\nkeys=plain\n"
-                   "[logger_root]\nlevel=INFO\nhandlers=console\n"
-                   "[handler_console]\nclass=StreamHandler\nformatter=plain\nargs=(sys.stderr,)\n"
-                   "[formatter_plain]\nformat=%(levelname)s %(message)s\n")
+    ini.write_text(
+        "[loggers]\nkeys=root\n[handlers]\nkeys=console\n[formatters]\nkeys=plain\n"
+        "[logger_root]\nlevel=INFO\nhandlers=console\n"
+        "[handler_console]\nclass=StreamHandler\nformatter=plain\nargs=(sys.stderr,)\n"
+        "[formatter_plain]\nformat=%(levelname)s %(message)s\n"
+    )
     logging.config.fileConfig(ini, disable_existing_loggers=False)
 
 
@@ -111,7 +119,8 @@ RECONFIGURATIONS: dict[str, Callable[[Path], None]] = {
     "gunicorn logconfig_dict": lambda _: _gunicorn_setup({"root": {"level": "INFO", "handlers": ["console"]}}),
     "uvicorn LOGGING_CONFIG": lambda _: logging.config.dictConfig(copy.deepcopy(uvicorn.config.LOGGING_CONFIG)),
     "the repro (no root section)": lambda _: logging.config.dictConfig(
-        {"version": 1, "disable_existing_loggers": False}),
+        {"version": 1, "disable_existing_loggers": False}
+    ),
     "bare dictConfig (disables existing loggers)": lambda _: logging.config.dictConfig({"version": 1}),
     "fileConfig": _ini,
     "basicConfig(force=True)": lambda _: logging.basicConfig(force=True, level=logging.INFO),
@@ -125,8 +134,15 @@ def test_lines_after_a_logging_reconfiguration_reach_the_file(tmp_path: Path, un
     _log_after("after")
     RECONFIGURATIONS[reconfigure](tmp_path)  # twice, as a reload does: still one line each
     _log_after("again")
-    assert _messages(path) == ["before", "structlog after", "stdlib after", "track after",
-                               "structlog again", "stdlib again", "track again"]
+    assert _messages(path) == [
+        "before",
+        "structlog after",
+        "stdlib after",
+        "track after",
+        "structlog again",
+        "stdlib again",
+        "track again",
+    ]
     lines = read_lines(path)
     assert all(x["service"] == "svc" and x["host"] == "h1" for x in lines)
     assert lines[-1]["kind"] == "event" and lines[1]["attrs"] == {"n": 1}
@@ -134,8 +150,9 @@ def test_lines_after_a_logging_reconfiguration_reach_the_file(tmp_path: Path, un
 
 def test_gunicorn_defaults_keep_its_own_loggers_and_the_apps_lines(tmp_path: Path, unconfigure, capsys) -> None:
     path = _configured(tmp_path)
-    _gunicorn_setup({"loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["error_console"],
-                                                    "propagate": False}}})
+    _gunicorn_setup(
+        {"loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False}}}
+    )
     logging.getLogger("gunicorn.error").info("Booting worker with pid: 1")  # gunicorn's: its console
     _log_after("in worker")
     assert _messages(path) == ["before", "structlog in worker", "stdlib in worker", "track in worker"]
@@ -189,8 +206,12 @@ def test_uvicorn_started_with_its_default_log_config(tmp_path: Path, unconfigure
         thread.join(10)
         sock.close()
     mine = [x for x in read_lines(path) if x.get("request_id") == request_id]
-    assert [x["message"] for x in mine] == ["checkout started", "stdlib in the request", "checkout_started",
-                                            "GET /checkout 200"]
+    assert [x["message"] for x in mine] == [
+        "checkout started",
+        "stdlib in the request",
+        "checkout_started",
+        "GET /checkout 200",
+    ]
     assert all(x["user_id"] == "alice" for x in mine)
 
 
@@ -198,10 +219,13 @@ def test_the_reported_repro_in_a_fresh_interpreter(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ('import obshub_sdk,structlog,logging.config; obshub_sdk.configure(service="s",path="x.jsonl"); '
-            'logging.config.dictConfig({"version":1,"disable_existing_loggers":False}); '
-            'structlog.get_logger().info("lost")')
-    done = subprocess.run([sys.executable, "-X", "dev", "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    code = (
+        'import obshub_sdk,structlog,logging.config; obshub_sdk.configure(service="s",path="x.jsonl"); '
+        'logging.config.dictConfig({"version":1,"disable_existing_loggers":False}); '
+        'structlog.get_logger().info("lost")'
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stderr == ""  # -X dev: no ResourceWarning at exit either
     assert _messages(tmp_path / "x.jsonl") == ["lost"]

@@ -27,12 +27,22 @@ class TwoServices:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> TwoServices:
-        api = subprocess.Popen([sys.executable, str(EXAMPLE / "payments_api.py"),
-                                "--port", str(self.api_port), "--log", str(self.api_log)])
+        api = subprocess.Popen(
+            [sys.executable, str(EXAMPLE / "payments_api.py"), "--port", str(self.api_port), "--log", str(self.api_log)]
+        )
         self.procs.append(api)
-        web = subprocess.Popen([sys.executable, str(EXAMPLE / "shop_web.py"),
-                                "--port", str(self.web_port), "--log", str(self.web_log),
-                                "--backend", self.api_url])
+        web = subprocess.Popen(
+            [
+                sys.executable,
+                str(EXAMPLE / "shop_web.py"),
+                "--port",
+                str(self.web_port),
+                "--log",
+                str(self.web_log),
+                "--backend",
+                self.api_url,
+            ]
+        )
         self.procs.append(web)
         wait_healthy(self.api_url, api)
         wait_healthy(self.web_url, web)
@@ -78,14 +88,16 @@ def test_one_trace_spans_both_services(two_services: TwoServices, read_jsonl) ->
         return x.get("trace_id") == trace
 
     # access lines are written after the response: wait for both
-    _wait_lines(read_jsonl, two_services.web_log,
-                lambda x: mine(x) and x["logger"] == "obshub_sdk.access")
-    _wait_lines(read_jsonl, two_services.api_log,
-                lambda x: mine(x) and x["logger"] == "obshub_sdk.access")
+    _wait_lines(read_jsonl, two_services.web_log, lambda x: mine(x) and x["logger"] == "obshub_sdk.access")
+    _wait_lines(read_jsonl, two_services.api_log, lambda x: mine(x) and x["logger"] == "obshub_sdk.access")
     web = [x for x in read_jsonl(two_services.web_log) if mine(x)]
     api = [x for x in read_jsonl(two_services.api_log) if mine(x)]
-    assert {x["message"] for x in web} >= {"checkout started", "checkout_started",
-                                           "order confirmed", "GET /checkout 200"}
+    assert {x["message"] for x in web} >= {
+        "checkout started",
+        "checkout_started",
+        "order confirmed",
+        "GET /checkout 200",
+    }
     assert {x["message"] for x in api} >= {"charging card", "card charged", "POST /charge 200"}
     for lines, service, host in ((web, "shop-web", "web-1"), (api, "payments", "api-1")):
         assert {(x["service"], x["host"]) for x in lines} == {(service, host)}
@@ -98,22 +110,20 @@ def test_one_trace_spans_both_services(two_services: TwoServices, read_jsonl) ->
     api_access = next(x for x in api if x["logger"] == "obshub_sdk.access")
     assert api_access["attrs"]["parent_span_id"] == web_span.pop()
     events = [x for x in web + api if x.get("kind") == "event"]
-    assert {x["name"] for x in events} == {"checkout_started", "order_completed",
-                                           "payment_captured"}
+    assert {x["name"] for x in events} == {"checkout_started", "order_completed", "payment_captured"}
 
 
 def test_failure_in_b_is_correlated_with_a(two_services: TwoServices, read_jsonl) -> None:
-    resp = httpx.get(f"{two_services.web_url}/checkout", params={"user": "bob", "fail": "1"},
-                     timeout=10)
+    resp = httpx.get(f"{two_services.web_url}/checkout", params={"user": "bob", "fail": "1"}, timeout=10)
     assert resp.status_code == 402
     trace = resp.json()["trace_id"]
-    [error] = _wait_lines(read_jsonl, two_services.api_log,
-                          lambda x: x.get("trace_id") == trace and "error" in x)
+    [error] = _wait_lines(read_jsonl, two_services.api_log, lambda x: x.get("trace_id") == trace and "error" in x)
     assert error["user_id"] == "bob" and error["level"] == "error"
     assert error["error"]["type"].endswith("CardDeclined")
     assert any(f["function"] == "_charge" and f["in_app"] for f in error["error"]["stack"])
     [cause] = error["error"]["chain"]
     assert cause["relation"] == "cause" and cause["type"].endswith("GatewayError")
-    [warning] = _wait_lines(read_jsonl, two_services.web_log,
-                            lambda x: x.get("trace_id") == trace and x["level"] == "warning")
+    [warning] = _wait_lines(
+        read_jsonl, two_services.web_log, lambda x: x.get("trace_id") == trace and x["level"] == "warning"
+    )
     assert warning["message"] == "payment failed"

@@ -45,8 +45,7 @@ def make_flask(downstream: str | None = None) -> flask.Flask:
     def pool():  # type: ignore[no-untyped-def]
         obshub_sdk.bind_user("pool-user")
         with ThreadPoolExecutor(2) as ex:
-            list(ex.map(obshub_sdk.carry_context(lambda i: structlog.get_logger().info("job", i=i)),
-                        range(4)))
+            list(ex.map(obshub_sdk.carry_context(lambda i: structlog.get_logger().info("job", i=i)), range(4)))
         return "ok"
 
     @app.get("/fail")
@@ -59,8 +58,9 @@ def make_flask(downstream: str | None = None) -> flask.Flask:
 
 def test_flask_ids_header_and_access_line(sdk_log, serve_wsgi) -> None:
     base = serve_wsgi(make_flask())
-    resp = requests.get(f"{base}/order/7", headers={
-        "traceparent": f"00-{TRACE}-{PARENT}-01", "X-Request-ID": "front-7"}, timeout=10)
+    resp = requests.get(
+        f"{base}/order/7", headers={"traceparent": f"00-{TRACE}-{PARENT}-01", "X-Request-ID": "front-7"}, timeout=10
+    )
     assert resp.status_code == 200 and resp.headers["X-Request-ID"] == "front-7"
     me = resp.json()["me"]
     assert me["trace_id"] == TRACE and me["span_id"] != PARENT and me["user_id"] == "user-7"
@@ -89,8 +89,7 @@ def test_flask_to_flask_with_requests_adapter(sdk_log, serve_wsgi) -> None:
 
 def test_malformed_headers_on_wsgi(sdk_log, serve_wsgi) -> None:
     base = serve_wsgi(make_flask())
-    resp = requests.get(f"{base}/order/1", headers={
-        "traceparent": "00-nope", "X-Request-ID": "a" * 500}, timeout=10)
+    resp = requests.get(f"{base}/order/1", headers={"traceparent": "00-nope", "X-Request-ID": "a" * 500}, timeout=10)
     assert resp.status_code == 200
     me = resp.json()["me"]
     assert HEX32.fullmatch(me["trace_id"]) and HEX32.fullmatch(resp.headers["X-Request-ID"])
@@ -138,8 +137,7 @@ def test_streaming_body_logs_inside_request_context(sdk_log) -> None:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        resp = httpx.get(f"http://127.0.0.1:{server.server_port}/stream",
-                         headers={"X-Request-ID": "stream-1"})
+        resp = httpx.get(f"http://127.0.0.1:{server.server_port}/stream", headers={"X-Request-ID": "stream-1"})
         # Our id replaced the app's header rather than being sent twice.
         assert resp.headers.get_list("x-request-id") == ["stream-1"]
         assert resp.text == "xxx"
@@ -161,8 +159,7 @@ def test_requests_adapter_respects_explicit_headers(sdk_log, serve_asgi) -> None
     from starlette.routing import Route
 
     async def echo(request: Request) -> JSONResponse:
-        return JSONResponse({"rid": request.headers.get("x-request-id"),
-                             "tp": request.headers.get("traceparent")})
+        return JSONResponse({"rid": request.headers.get("x-request-id"), "tp": request.headers.get("traceparent")})
 
     base = serve_asgi(ASGICorrelation(Starlette(routes=[Route("/", echo)])))
     session = requests.Session()

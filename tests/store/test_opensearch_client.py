@@ -10,7 +10,9 @@ from obshub.store.opensearch.client import _Serializer, reason
 def test_responses_parse_like_the_stdlib() -> None:
     s = _Serializer()
     assert s.loads('{"errors":false,"items":[{"create":{"status":201}}]}') == {
-        "errors": False, "items": [{"create": {"status": 201}}]}
+        "errors": False,
+        "items": [{"create": {"status": 201}}],
+    }
     # Jackson may write non-finite aggregation values; orjson refuses them, json accepts them.
     assert math.isnan(s.loads('{"value": NaN}')["value"])
 
@@ -18,13 +20,27 @@ def test_responses_parse_like_the_stdlib() -> None:
 def test_an_error_reason_carries_its_cause() -> None:
     """A refused index template says only "template after composition is invalid" at the top;
     what to fix is in `caused_by` (here: a cluster without the analysis-common module)."""
-    body = {"error": {"type": "illegal_argument_exception",
-                      "reason": "composable template [p-events] template after composition is invalid",
-                      "caused_by": {"type": "illegal_argument_exception",
-                                    "reason": "Unknown tokenizer type [pattern] for [obshub_words]"}}, "status": 400}
-    assert reason(body) == ("illegal_argument_exception: composable template [p-events] template after composition "
-                            "is invalid (caused by illegal_argument_exception: Unknown tokenizer type [pattern] for "
-                            "[obshub_words])")
-    search = {"error": {"type": "search_phase_execution_exception", "reason": "all shards failed",
-                        "caused_by": {"type": "query_shard_exception", "reason": "failed to create query"}}}
+    body = {
+        "error": {
+            "type": "illegal_argument_exception",
+            "reason": "composable template [p-events] template after composition is invalid",
+            "caused_by": {
+                "type": "illegal_argument_exception",
+                "reason": "Unknown tokenizer type [pattern] for [obshub_words]",
+            },
+        },
+        "status": 400,
+    }
+    assert reason(body) == (
+        "illegal_argument_exception: composable template [p-events] template after composition "
+        "is invalid (caused by illegal_argument_exception: Unknown tokenizer type [pattern] for "
+        "[obshub_words])"
+    )
+    search = {
+        "error": {
+            "type": "search_phase_execution_exception",
+            "reason": "all shards failed",
+            "caused_by": {"type": "query_shard_exception", "reason": "failed to create query"},
+        }
+    }
     assert reason(search) == "query_shard_exception: failed to create query"  # the cause is the reason

@@ -74,9 +74,18 @@ def test_dotted_numeric_keys_cannot_collide_with_their_parent() -> None:
 
 
 def test_document_shape() -> None:
-    ev = {"id": "x", "ts": 1_700_000_000_123_456, "received_at": 1, "kind": "log", "level": "info",
-          "message": "hi", "host": None, "error": None, "group_id": None,
-          "attrs": {"n": 1, "a.b": 2.5, "s": "v", "none": None, "flag": True}}
+    ev = {
+        "id": "x",
+        "ts": 1_700_000_000_123_456,
+        "received_at": 1,
+        "kind": "log",
+        "level": "info",
+        "message": "hi",
+        "host": None,
+        "error": None,
+        "group_id": None,
+        "attrs": {"n": 1, "a.b": 2.5, "s": "v", "none": None, "flag": True},
+    }
     doc = to_doc(7, ev)
     assert doc["@timestamp"] == 1_700_000_000_123 and doc["project_id"] == 7 and "host" not in doc
     assert doc["attrs_keys"] == ["n", "a.b", "s", "none", "flag"]

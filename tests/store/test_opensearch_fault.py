@@ -45,8 +45,11 @@ def _events(start: int, n: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
-def test_store_raises_unavailable_while_down_and_resumes(own_opensearch_node: OpenSearchNode,  # noqa: F811
-                                                         node_url: str, how: str) -> None:
+def test_store_raises_unavailable_while_down_and_resumes(
+    own_opensearch_node: OpenSearchNode,  # noqa: F811
+    node_url: str,
+    how: str,
+) -> None:
     store = OpenSearchStore.from_url(node_url)
     store.open()
     pid = store.create_project("p", os.urandom(8).hex(), []).id
@@ -70,8 +73,11 @@ def test_store_raises_unavailable_while_down_and_resumes(own_opensearch_node: Op
     store.close()
 
 
-def test_hub_answers_503_while_node_down_and_nothing_acked_is_lost(own_opensearch_node: OpenSearchNode,  # noqa: F811
-                                                                  node_url: str, tmp_path: Any) -> None:
+def test_hub_answers_503_while_node_down_and_nothing_acked_is_lost(
+    own_opensearch_node: OpenSearchNode,  # noqa: F811
+    node_url: str,
+    tmp_path: Any,
+) -> None:
     from tests.hubproc import HubProcess
 
     hub = HubProcess(node_url, log_path=tmp_path / "hub.log").start()
@@ -85,8 +91,7 @@ def test_hub_answers_503_while_node_down_and_nothing_acked_is_lost(own_opensearc
         # Like obshub-agent: send a batch until it is acknowledged, honouring Retry-After.
         nonlocal batches
         i = 0
-        with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {hub.ingest_token}"},
-                          timeout=30) as c:
+        with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {hub.ingest_token}"}, timeout=30) as c:
             while not stop.is_set() or i % 50:
                 batch = [{"id": f"a{j:06d}", "message": f"agent line {j}", "host": "web-2"} for j in range(i, i + 50)]
                 body = b"\n".join(orjson.dumps(x) for x in batch)
@@ -151,8 +156,11 @@ def test_hub_answers_503_while_node_down_and_nothing_acked_is_lost(own_opensearc
         hub.stop()
 
 
-def test_hub_started_while_its_node_is_down_waits_and_then_serves(own_opensearch_node: OpenSearchNode,  # noqa: F811
-                                                                  node_url: str, tmp_path: Any) -> None:
+def test_hub_started_while_its_node_is_down_waits_and_then_serves(
+    own_opensearch_node: OpenSearchNode,  # noqa: F811
+    node_url: str,
+    tmp_path: Any,
+) -> None:
     """Boot order is not guaranteed (a host's services, compose, a rolling restart): a hub whose
     cluster is down when it starts retries (`store_wait_s`), saying why, and serves once it is up."""
     from tests.hubproc import HubProcess
@@ -188,8 +196,11 @@ def test_hub_started_while_its_node_is_down_waits_and_then_serves(own_opensearch
         hub.stop()
 
 
-def test_a_hung_node_is_a_503_with_its_reason_and_the_hub_resumes(own_opensearch_node: OpenSearchNode,  # noqa: F811
-                                                                   node_url: str, tmp_path: Any) -> None:
+def test_a_hung_node_is_a_503_with_its_reason_and_the_hub_resumes(
+    own_opensearch_node: OpenSearchNode,  # noqa: F811
+    node_url: str,
+    tmp_path: Any,
+) -> None:
     """A node that stops answering without closing its sockets (a GC death spiral, a frozen VM;
     here SIGSTOP) is not a refused connection: readiness answers within its own 5 s with the
     reason, ingest with 503 after the URL's `timeout` (5 s here), and after SIGCONT the event
@@ -225,8 +236,11 @@ def test_a_hung_node_is_a_503_with_its_reason_and_the_hub_resumes(own_opensearch
         hub.stop()
 
 
-def test_a_disk_full_write_block_is_a_429_with_its_reason_logged_once(own_opensearch_node: OpenSearchNode,  # noqa: F811
-                                                                      node_url: str, tmp_path: Any) -> None:
+def test_a_disk_full_write_block_is_a_429_with_its_reason_logged_once(
+    own_opensearch_node: OpenSearchNode,  # noqa: F811
+    node_url: str,
+    tmp_path: Any,
+) -> None:
     """A cluster past its flood-stage disk watermark puts a read-only-allow-delete block on the
     indices (set by hand here): writes answer 429 per item. The hub tells the sender to back off
     for 30 s with the cluster's reason (without retrying the bulk itself), counts the answers,

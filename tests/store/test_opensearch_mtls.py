@@ -30,25 +30,33 @@ from obshub.store.opensearch import OpenSearchStore, parse_url
 from tests.opensearch_node import drop_prefix, opensearch_url  # noqa: F401  (session fixture)
 
 
-def _cert(path: Path, name: str, issuer: tuple[Any, x509.Name] | None, ca: bool = False,
-          server: bool = False) -> tuple[Any, x509.Name]:
+def _cert(
+    path: Path, name: str, issuer: tuple[Any, x509.Name] | None, ca: bool = False, server: bool = False
+) -> tuple[Any, x509.Name]:
     """Write <name>.pem and <name>.key; returns (key, subject) to sign others with."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     signer_key, issuer_name = issuer if issuer else (key, subject)
     now = dt.datetime.now(dt.UTC)
-    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-         .not_valid_after(now + dt.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if server:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                            critical=False)
+        b = b.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
     cert = b.sign(signer_key, hashes.SHA256())
     (path / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (path / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                         serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    (path / f"{name}.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return key, subject
 
 
@@ -163,8 +171,9 @@ def test_store_works_through_mutual_tls(front: TlsFront, certs: Path) -> None:
 
 
 @pytest.mark.parametrize("client", [None, "rogue"])
-def test_without_a_trusted_client_certificate_the_store_is_unavailable(front: TlsFront, certs: Path,
-                                                                       client: str | None) -> None:
+def test_without_a_trusted_client_certificate_the_store_is_unavailable(
+    front: TlsFront, certs: Path, client: str | None
+) -> None:
     store = OpenSearchStore.from_url(_url(front, certs, client))
     with pytest.raises(StoreUnavailable, match="unreachable"):
         store.open()

@@ -175,8 +175,11 @@ def test_retention_deletes_old_indices_whole_and_old_docs_by_id(store: OpenSearc
     day = 86_400_000_000
     store.write_events(pid, [ev(i, ts=NOW - 10 * day + i) for i in range(10)])  # all old
     assert store.lifecycle.rollover(force=True)
-    store.write_events(pid, [ev(100 + i, ts=NOW - 5 * day + i) for i in range(5)]  # old ...
-                       + [ev(200 + i, ts=NOW + i) for i in range(5)])  # ... and new, one index
+    store.write_events(
+        pid,
+        [ev(100 + i, ts=NOW - 5 * day + i) for i in range(5)]  # old ...
+        + [ev(200 + i, ts=NOW + i) for i in range(5)],
+    )  # ... and new, one index
     before = store.lifecycle.backing_indices()
     assert len(before) == 2
     assert store.delete_before(NOW - day) == 15
@@ -208,12 +211,28 @@ def test_unreachable_cluster_is_store_unavailable() -> None:
 
 def test_error_groups_create_regress_update_and_stats(store: OpenSearchStore, pid: int) -> None:
     def seen(gid: str) -> GroupSeen:
-        return GroupSeen(id=gid, title=f"ValueError: {gid}", type="ValueError", culprit="app.views",
-                         level="error", version="v1", first_seen=NOW - 1)
+        return GroupSeen(
+            id=gid,
+            title=f"ValueError: {gid}",
+            type="ValueError",
+            culprit="app.views",
+            level="error",
+            version="v1",
+            first_seen=NOW - 1,
+        )
 
     def occurrence(i: int, gid: str, received_at: int) -> dict[str, Any]:
-        e = normalize({"id": f"x{i}", "ts": NOW + i, "kind": "error", "message": "boom", "host": f"web-{i % 2}",
-                       "user_id": f"u{i % 3}"}, received_at)
+        e = normalize(
+            {
+                "id": f"x{i}",
+                "ts": NOW + i,
+                "kind": "error",
+                "message": "boom",
+                "host": f"web-{i % 2}",
+                "user_id": f"u{i % 3}",
+            },
+            received_at,
+        )
         e["group_id"] = gid
         return e
 

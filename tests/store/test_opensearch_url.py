@@ -21,8 +21,11 @@ def test_minimal_url() -> None:
 
 
 def test_full_url() -> None:
-    cfg = parse_url("opensearch://ops:s%40cret@os1:9200,os2:9201,[::1]:9202?prefix=prod_1&tls=1&verify=0"
-                    "&timeout=5&refresh=wait_for&shards=3&replicas=1&compress=1", env={})
+    cfg = parse_url(
+        "opensearch://ops:s%40cret@os1:9200,os2:9201,[::1]:9202?prefix=prod_1&tls=1&verify=0"
+        "&timeout=5&refresh=wait_for&shards=3&replicas=1&compress=1",
+        env={},
+    )
     assert cfg.hosts == (("os1", 9200), ("os2", 9201), ("::1", 9202))
     assert (cfg.user, cfg.password) == ("ops", "s@cret")
     assert cfg.prefix == "prod_1"
@@ -38,8 +41,10 @@ def test_opensearchs_scheme_means_tls() -> None:
 def test_credentials_and_ca_from_env(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    cfg = parse_url("opensearch://h:9200", env={"OBSHUB_OPENSEARCH_USER": "u", "OBSHUB_OPENSEARCH_PASSWORD": "p",
-                                                "OBSHUB_OPENSEARCH_CA_CERTS": str(ca)})
+    cfg = parse_url(
+        "opensearch://h:9200",
+        env={"OBSHUB_OPENSEARCH_USER": "u", "OBSHUB_OPENSEARCH_PASSWORD": "p", "OBSHUB_OPENSEARCH_CA_CERTS": str(ca)},
+    )
     assert (cfg.user, cfg.password, cfg.ca_certs, cfg.tls) == ("u", "p", str(ca), True)
     # the URL's own credentials win over the environment
     assert parse_url("opensearch://a:b@h:9200", env={"OBSHUB_OPENSEARCH_USER": "u"}).user == "a"
@@ -62,21 +67,24 @@ def test_client_certificate_for_mutual_tls(tmp_path: Path) -> None:
         parse_url("opensearch://h:9200?cert=/nope.pem", env={})
 
 
-@pytest.mark.parametrize("url, fragment", [
-    ("opensearch://", "no host"),
-    ("opensearch://localhost", "needs a port"),
-    ("opensearch://localhost:99999", "1..65535"),
-    ("opensearch://localhost:abc", "not a number"),
-    ("opensearch://h:9200/index", "no path"),
-    ("opensearch://h:9200?prefix=Bad!", "prefix"),
-    ("opensearch://h:9200?tls=maybe", "not a boolean"),
-    ("opensearch://h:9200?refresh=always", "refresh"),
-    ("opensearch://h:9200?shards=0", "outside"),
-    ("opensearch://h:9200?colour=blue", "unknown option 'colour'"),
-    ("opensearch://h:9200?ca=/nonexistent/ca.pem", "does not exist"),
-    ("opensearch://:pw@h:9200", "empty user"),
-    ("http://h:9200", "scheme"),
-])
+@pytest.mark.parametrize(
+    "url, fragment",
+    [
+        ("opensearch://", "no host"),
+        ("opensearch://localhost", "needs a port"),
+        ("opensearch://localhost:99999", "1..65535"),
+        ("opensearch://localhost:abc", "not a number"),
+        ("opensearch://h:9200/index", "no path"),
+        ("opensearch://h:9200?prefix=Bad!", "prefix"),
+        ("opensearch://h:9200?tls=maybe", "not a boolean"),
+        ("opensearch://h:9200?refresh=always", "refresh"),
+        ("opensearch://h:9200?shards=0", "outside"),
+        ("opensearch://h:9200?colour=blue", "unknown option 'colour'"),
+        ("opensearch://h:9200?ca=/nonexistent/ca.pem", "does not exist"),
+        ("opensearch://:pw@h:9200", "empty user"),
+        ("http://h:9200", "scheme"),
+    ],
+)
 def test_bad_urls_name_the_setting(url: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_url(url, env={})

@@ -12,11 +12,17 @@ from obshub.store.querylang import And, Field, Not, Or, QuerySyntaxError, Text, 
 
 def test_example_from_the_design() -> None:
     q = 'level:error service:api "timed out" user_id:42 -host:web-3 duration_ms:>500 attrs.plan:pro'
-    assert parse(q) == And((
-        Field("level", "=", "error"), Field("service", "=", "api"), Text("timed out", phrase=True),
-        Field("user_id", "=", "42"), Not(Field("host", "=", "web-3")), Field("attrs.duration_ms", ">", "500"),
-        Field("attrs.plan", "=", "pro"),
-    ))
+    assert parse(q) == And(
+        (
+            Field("level", "=", "error"),
+            Field("service", "=", "api"),
+            Text("timed out", phrase=True),
+            Field("user_id", "=", "42"),
+            Not(Field("host", "=", "web-3")),
+            Field("attrs.duration_ms", ">", "500"),
+            Field("attrs.plan", "=", "pro"),
+        )
+    )
 
 
 def test_precedence_and_grouping() -> None:
@@ -38,10 +44,24 @@ def test_values() -> None:
     assert parse("") is None and parse("   ") is None
 
 
-@pytest.mark.parametrize(("q", "column"), [
-    ("(", 1), ("a (b", 3), ("()", 1), ("a)", 2), ("a OR", 5), ("OR a", 1), ("a AND", 6),
-    ('"abc', 1), ("host:", 6), ("x:>abc", 1), ("*", 1), ('a "', 3), ("attrs.:x", 1),
-])
+@pytest.mark.parametrize(
+    ("q", "column"),
+    [
+        ("(", 1),
+        ("a (b", 3),
+        ("()", 1),
+        ("a)", 2),
+        ("a OR", 5),
+        ("OR a", 1),
+        ("a AND", 6),
+        ('"abc', 1),
+        ("host:", 6),
+        ("x:>abc", 1),
+        ("*", 1),
+        ('a "', 3),
+        ("attrs.:x", 1),
+    ],
+)
 def test_syntax_errors_point_at_a_column(q: str, column: int) -> None:
     with pytest.raises(QuerySyntaxError) as e:
         parse(q)

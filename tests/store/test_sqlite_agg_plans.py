@@ -62,8 +62,13 @@ def db(
     store = SqliteStore(path)
     store.open()
     t = now_us()
-    store.write_events(1, [normalize(event(ts=t - i, kind=k, name="signup" if k == "event" else None), t)
-                           for i, k in enumerate(["log", "error", "event"] * 5)])
+    store.write_events(
+        1,
+        [
+            normalize(event(ts=t - i, kind=k, name="signup" if k == "event" else None), t)
+            for i, k in enumerate(["log", "error", "event"] * 5)
+        ],
+    )
     conn = sqlite3.connect(path, isolation_level=None)
     stats = {"5M full": STATS_5M_FULL, "5M limited": STATS_5M_LIMITED}.get(request.param)
     if stats is not None:
@@ -114,8 +119,10 @@ def test_errors_list_reads_only_error_occurrences(db: tuple[SqliteStore, sqlite3
     # sparklines
     p = plan(conn, sqlite_aggs.group_series(*store._where(1, None, t - DAY, t), 3_600_000_000))
     assert "SEARCH e USING COVERING INDEX ix_events_errors (project_id=? AND ts>? AND ts<?)" in p, p
-    for sql in (sqlite_aggs.group_stats(*store._where(1, None, t - DAY, None), None),
-                sqlite_aggs.group_series(*store._where(1, None, t - DAY, t), 3_600_000_000)):
+    for sql in (
+        sqlite_aggs.group_stats(*store._where(1, None, t - DAY, None), None),
+        sqlite_aggs.group_series(*store._where(1, None, t - DAY, t), 3_600_000_000),
+    ):
         _no_walk(plan(conn, sql))
 
 

@@ -187,8 +187,10 @@ def test_big_store_without_statistics_gets_them_at_open(tmp_path: Path) -> None:
     s.close()
     conn = sqlite3.connect(path, isolation_level=None)
     # A store that grew to 200k rowids without ever being analyzed (rowids give the estimate).
-    conn.execute("INSERT INTO events (rowid, project_id, id, ts, received_at, kind, level) "
-                 "VALUES (1, 1, 'a', 1, 1, 'log', 'info'), (200000, 1, 'b', 2, 2, 'log', 'info')")
+    conn.execute(
+        "INSERT INTO events (rowid, project_id, id, ts, received_at, kind, level) "
+        "VALUES (1, 1, 'a', 1, 1, 'log', 'info'), (200000, 1, 'b', 2, 2, 'log', 'info')"
+    )
     assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()
     s.open()
     s.close()

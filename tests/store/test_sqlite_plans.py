@@ -37,8 +37,13 @@ def _events(rng: random.Random) -> Iterator[dict[str, Any]]:
     for i in range(REQUESTS):
         t = NOW - 7 * DAY + i * (7 * DAY // REQUESTS)
         rid = f"r-{i:05d}"
-        common = {"request_id": rid, "trace_id": rid if i % 2 else f"t-{i:05d}", "user_id": f"u-{i % 300}",
-                  "session_id": f"s-{i % 900}", "service": "api"}
+        common = {
+            "request_id": rid,
+            "trace_id": rid if i % 2 else f"t-{i:05d}",
+            "user_id": f"u-{i % 300}",
+            "session_id": f"s-{i % 900}",
+            "service": "api",
+        }
         for j in range(random.Random(i).randint(3, 7)):
             if j == 0:
                 msg = f"GET /api/v2/items/{rng.randint(1, 999)} 200"
@@ -48,8 +53,14 @@ def _events(rng: random.Random) -> Iterator[dict[str, Any]]:
                 msg = f"retrying upstream attempt={j}"
             else:
                 msg = f"cache miss for key product:{rng.randint(1, 99_999)}"
-            yield {"id": f"{rid}-{j}", "ts": t + j * 1000, "message": msg, "host": f"web-{rng.randint(1, 10)}",
-                   "level": "error" if rng.random() < 0.01 else "info", **common}
+            yield {
+                "id": f"{rid}-{j}",
+                "ts": t + j * 1000,
+                "message": msg,
+                "host": f"web-{rng.randint(1, 10)}",
+                "level": "error" if rng.random() < 0.01 else "info",
+                **common,
+            }
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +73,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
             store.create_project(name, f"pk-{name}", [])
         evs = [normalize(e, NOW) for e in _events(random.Random(7))]
         for k in range(0, len(evs), 5000):
-            store.write_events(1, evs[k:k + 5000])
-        store.write_events(2, [normalize({"id": f"o-{i}", "message": "GET other", "ts": NOW - i}, NOW)
-                               for i in range(2000)])
+            store.write_events(1, evs[k : k + 5000])
+        store.write_events(
+            2, [normalize({"id": f"o-{i}", "message": "GET other", "ts": NOW - i}, NOW) for i in range(2000)]
+        )
     finally:
         store.close()
     return path
 
 
 @pytest.fixture(scope="module", params=["no-stats", "analyzed"])
-def store(request: pytest.FixtureRequest, built: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
+def store(
+    request: pytest.FixtureRequest, built: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SqliteStore]:
     path = tmp_path_factory.mktemp(request.param) / "obshub.db"
     shutil.copy(built, path)
     if request.param == "analyzed":
@@ -118,8 +131,14 @@ def _first_plan(store: SqliteStore, req: SearchRequest) -> list[str]:
     return _plan(store, *next(iter(store.search_sql(1, req))))
 
 
-def _req(query: Node | None, start: int | None = None, end: int | None = None, limit: int = 101,
-         after: tuple[int, str] | None = None, ascending: bool = False) -> SearchRequest:
+def _req(
+    query: Node | None,
+    start: int | None = None,
+    end: int | None = None,
+    limit: int = 101,
+    after: tuple[int, str] | None = None,
+    ascending: bool = False,
+) -> SearchRequest:
     return SearchRequest(query, start, end, limit, after, ascending)
 
 
@@ -132,18 +151,21 @@ ID_LOOKUPS = {
     "bare id word": _req(parse("r-00042"), NOW - 8 * DAY),
     "bare trace id word": _req(parse("t-00042")),
     # a user timeline's chunk of request ids, and ids across fields
-    "OR of request ids": _req(Or(tuple(Field("request_id", "=", f"r-{i:05d}", True) for i in range(0, 500, 10))),
-                              limit=1001, ascending=True),
+    "OR of request ids": _req(
+        Or(tuple(Field("request_id", "=", f"r-{i:05d}", True) for i in range(0, 500, 10))), limit=1001, ascending=True
+    ),
     "OR across id fields": _req(parse("request_id:r-00001 OR trace_id:t-00002 OR session_id:s-3 OR id:r-00004-0")),
     "OR of id and rare word": _req(parse("request_id:r-00001 OR vshard")),
     "id lookup with a common word": _req(parse("GET trace_id:t-00042")),
     "user": _req(parse("user_id:u-7"), NOW - DAY),
     # obshub/web/pages_search.py, the context page: the anchor by id, then the lines around it
     "context: the anchor": _req(Field("id", "=", "r-00042-1", True), limit=1),
-    "context: same session, before": _req(Field("session_id", "=", "s-42", True), limit=20,
-                                          after=(NOW - 5 * DAY, "r-01000-1")),
-    "context: same session, after": _req(Field("session_id", "=", "s-42", True), limit=20,
-                                         after=(NOW - 5 * DAY, "r-01000-1"), ascending=True),
+    "context: same session, before": _req(
+        Field("session_id", "=", "s-42", True), limit=20, after=(NOW - 5 * DAY, "r-01000-1")
+    ),
+    "context: same session, after": _req(
+        Field("session_id", "=", "s-42", True), limit=20, after=(NOW - 5 * DAY, "r-01000-1"), ascending=True
+    ),
 }
 
 
@@ -214,11 +236,19 @@ def test_the_naive_sql_goes_wrong_here(store: SqliteStore) -> None:
     """The fixture is one where the planner goes wrong on the SQL search ran before, so the
     checks above can fail: without statistics a trace walks every event; with them, a common
     word collects all its hits (at 1M events: 34 ms -> 905 ms once ANALYZE ran)."""
-    trace = _plan(store, "SELECT e.id FROM events e WHERE e.project_id = ? AND (e.request_id = ? OR e.trace_id = ?) "
-                         "ORDER BY e.ts ASC, e.id ASC LIMIT 1001", [1, "r-00042", "r-00042"])
+    trace = _plan(
+        store,
+        "SELECT e.id FROM events e WHERE e.project_id = ? AND (e.request_id = ? OR e.trace_id = ?) "
+        "ORDER BY e.ts ASC, e.id ASC LIMIT 1001",
+        [1, "r-00042", "r-00042"],
+    )
     ids = ("id", "request_id", "trace_id", "span_id", "user_id", "session_id")
-    word = _plan(store, "SELECT e.id FROM events e WHERE e.project_id = ? AND e.ts >= ? AND (e.rowid IN "
-                        "(SELECT rowid FROM events_fts WHERE events_fts MATCH ?) OR "
-                        + " OR ".join(f"e.{f} = ?" for f in ids) + ") ORDER BY e.ts DESC, e.id DESC LIMIT 101",
-                 [1, NOW - 7 * DAY, '"GET"', *["GET"] * len(ids)])
+    word = _plan(
+        store,
+        "SELECT e.id FROM events e WHERE e.project_id = ? AND e.ts >= ? AND (e.rowid IN "
+        "(SELECT rowid FROM events_fts WHERE events_fts MATCH ?) OR "
+        + " OR ".join(f"e.{f} = ?" for f in ids)
+        + ") ORDER BY e.ts DESC, e.id DESC LIMIT 101",
+        [1, NOW - 7 * DAY, '"GET"', *["GET"] * len(ids)],
+    )
     assert _walks(trace) or _collects(word), (trace, word)

@@ -40,10 +40,14 @@ def _events() -> list[dict[str, Any]]:
         rng.shuffle(words)
         rid = f"r{i // 4}"
         ev: dict[str, Any] = {
-            "id": f"e{i}", "ts": NOW - rng.randint(0, 400) * 1_000_000,  # ~7 events per second: ties
-            "message": " ".join(words) + f" n={i % 13}", "host": f"h{i % 5}",
-            "level": "error" if i % 17 == 0 else "info", "request_id": rid,
-            "trace_id": rid if i % 3 else f"t{i // 4}", "user_id": f"u{i % 40}",
+            "id": f"e{i}",
+            "ts": NOW - rng.randint(0, 400) * 1_000_000,  # ~7 events per second: ties
+            "message": " ".join(words) + f" n={i % 13}",
+            "host": f"h{i % 5}",
+            "level": "error" if i % 17 == 0 else "info",
+            "request_id": rid,
+            "trace_id": rid if i % 3 else f"t{i // 4}",
+            "user_id": f"u{i % 40}",
         }
         if i % 500 == 0:
             ev["message"] = "alpha"  # the word is also an id somewhere else
@@ -63,9 +67,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store.create_project("b", "pk-b", [])
         evs = [normalize(e, NOW) for e in _events()]
         for k in range(0, len(evs), 700):
-            store.write_events(1, evs[k:k + 700])
-        store.write_events(2, [normalize({"id": f"o{i}", "message": "alpha beta delta", "ts": NOW - i}, NOW)
-                               for i in range(300)])
+            store.write_events(1, evs[k : k + 700])
+        store.write_events(
+            2, [normalize({"id": f"o{i}", "message": "alpha beta delta", "ts": NOW - i}, NOW) for i in range(300)]
+        )
     finally:
         store.close()
     return path
@@ -94,14 +99,48 @@ def stores(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
 
 
 QUERIES: list[Node] = [
-    *(parse(q) for q in (
-        "alpha", "beta", "gamma", "delta", "vshard", "vshard.leader", "leader", '"vshard.leader"', "mod_jk", "mod",
-        "alp*", "vsh*", '"beta gamma"', "alpha beta", "alpha -beta", "-alpha", "alpha OR delta", "delta OR level:error",
-        "gamma level:error", "NOT (alpha OR beta)", "r7", "r7 OR t8", "t8", "u3 alpha", "alpha u3", "e42",
-        "request_id:r9 OR trace_id:t10", "request_id:r9 alpha", "host:h2 delta", "...", '"..."', "filler n",
-        "user_id:u7 OR vshard", "(alpha beta) OR (gamma delta)", "alpha AND NOT user_id:u1",
-    )),
-    trace_query("r12"), trace_query("t12"),
+    *(
+        parse(q)
+        for q in (
+            "alpha",
+            "beta",
+            "gamma",
+            "delta",
+            "vshard",
+            "vshard.leader",
+            "leader",
+            '"vshard.leader"',
+            "mod_jk",
+            "mod",
+            "alp*",
+            "vsh*",
+            '"beta gamma"',
+            "alpha beta",
+            "alpha -beta",
+            "-alpha",
+            "alpha OR delta",
+            "delta OR level:error",
+            "gamma level:error",
+            "NOT (alpha OR beta)",
+            "r7",
+            "r7 OR t8",
+            "t8",
+            "u3 alpha",
+            "alpha u3",
+            "e42",
+            "request_id:r9 OR trace_id:t10",
+            "request_id:r9 alpha",
+            "host:h2 delta",
+            "...",
+            '"..."',
+            "filler n",
+            "user_id:u7 OR vshard",
+            "(alpha beta) OR (gamma delta)",
+            "alpha AND NOT user_id:u1",
+        )
+    ),
+    trace_query("r12"),
+    trace_query("t12"),
     Or(tuple(Field("request_id", "=", f"r{i}", True) for i in range(0, 700, 13))),
 ]
 
@@ -133,9 +172,12 @@ def test_the_reference_is_right_about_words(stores: dict[str, SqliteStore]) -> N
     case-insensitive), or the value of an id field."""
     events = {e["id"]: e for e in _events()}
     for word in ("alpha", "gamma", "vshard", "leader", "mod_jk", "mod", "r7", "t8"):
-        want = {i for i, e in events.items()
-                if word in re.split(r"[^a-z0-9_]+", e["message"].lower())
-                or word in (e["id"], e["request_id"], e["trace_id"], e["user_id"], e.get("session_id"))}
+        want = {
+            i
+            for i, e in events.items()
+            if word in re.split(r"[^a-z0-9_]+", e["message"].lower())
+            or word in (e["id"], e["request_id"], e["trace_id"], e["user_id"], e.get("session_id"))
+        }
         got = _page_all(stores["reference"], parse(word), False, None, None)
         assert set(got) == want, word
         assert bool(want) == (word != "mod"), word  # `mod` is not a token of `mod_jk`
@@ -161,8 +203,9 @@ def test_events_arriving_during_a_search_do_not_slip_through(tmp_path: Path) -> 
     def write() -> None:
         i = 0
         while not stop.is_set():
-            store.write_events(1, [normalize({"id": f"w{i}-{k}", "message": "GET /x", "ts": NOW + i}, NOW)
-                                   for k in range(20)])
+            store.write_events(
+                1, [normalize({"id": f"w{i}-{k}", "message": "GET /x", "ts": NOW + i}, NOW) for k in range(20)]
+            )
             i += 1
 
     store.write_events(1, [normalize({"id": f"p{i}", "message": "POST /y", "ts": NOW - i}, NOW) for i in range(300)])

@@ -68,5 +68,7 @@ def test_timeline_reads_use_the_id_indexes(store: SqliteStore) -> None:
     assert any("count(" in sql for sql, _ in plans) and any("r-long" in sql and "u1" in sql for sql, _ in plans)
     for sql, plan in plans:
         assert any("ix_events_user_id" in p or "ix_events_request_id" in p for p in plan), (sql, plan)
-        assert not any(p.split()[:2] in (["SCAN", "e"], ["SCAN", "events"]) or "ix_events_ts" in p for p in plan), \
-            (sql, plan)
+        assert not any(p.split()[:2] in (["SCAN", "e"], ["SCAN", "events"]) or "ix_events_ts" in p for p in plan), (
+            sql,
+            plan,
+        )

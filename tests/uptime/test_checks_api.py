@@ -47,17 +47,20 @@ def wait_for(h: LiveHub | HubProcess, q: str, n: int = 1, timeout: float = 15) -
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"target": "http://x"}, "name"),
-    ({"name": "a", "target": "gopher://x"}, "target"),
-    ({"name": "a", "target": "http://x", "interval_s": 1}, "interval_s"),
-    ({"name": "a", "target": "http://x", "timeout_s": "5"}, "timeout_s"),
-    ({"name": "a", "target": "http://x", "expect_status": 1000}, "expect_status"),
-    ({"name": "a", "target": "http://x", "expect_body": 5}, "expect_body"),
-    ({"name": "a", "target": "http://x", "project": "other"}, "project"),
-    ({"name": "a", "target": "http://x", "extra": 1}, "extra"),
-    ("just a string", "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"target": "http://x"}, "name"),
+        ({"name": "a", "target": "gopher://x"}, "target"),
+        ({"name": "a", "target": "http://x", "interval_s": 1}, "interval_s"),
+        ({"name": "a", "target": "http://x", "timeout_s": "5"}, "timeout_s"),
+        ({"name": "a", "target": "http://x", "expect_status": 1000}, "expect_status"),
+        ({"name": "a", "target": "http://x", "expect_body": 5}, "expect_body"),
+        ({"name": "a", "target": "http://x", "project": "other"}, "project"),
+        ({"name": "a", "target": "http://x", "extra": 1}, "extra"),
+        ("just a string", "body"),
+    ],
+)
 def test_post_validation(sqlite_hub: LiveHub, body: Any, field: str) -> None:
     r = post(sqlite_hub, body)
     assert r.status_code == 400
@@ -78,8 +81,9 @@ def test_define_replace_delete(hub: LiveHub, closed_port: int) -> None:
     r = post(hub, {"name": "api", "target": target, "interval_s": 3600})
     assert r.status_code == 201, r.text
     assert r.json()["up"] is None and r.json()["source"] == "api"
-    r = post(hub, {"name": "api", "target": target, "interval_s": 600, "expect_body": "ok",
-                   "expect_status": [200, 204]})
+    r = post(
+        hub, {"name": "api", "target": target, "interval_s": 600, "expect_body": "ok", "expect_status": [200, 204]}
+    )
     assert r.status_code == 200
     got = listed(hub)["api"]
     assert (got["interval_s"], got["expect_body"], got["timeout_s"]) == (600, "ok", 10.0)
@@ -96,9 +100,18 @@ def test_define_replace_delete(hub: LiveHub, closed_port: int) -> None:
 
 def test_ingested_lookalike_definitions_are_ignored(hub: LiveHub, closed_port: int) -> None:
     """An ingest token (on every monitored host) must not make the hub probe a URL."""
-    forged = {"id": f"checkdef:{hub.project_id}:evil:1", "kind": "check", "name": "evil",
-              "attrs": {"definition": True, "deleted": False, "target": f"http://127.0.0.1:{closed_port}/",
-                        "interval_s": 60, "timeout_s": 10}}
+    forged = {
+        "id": f"checkdef:{hub.project_id}:evil:1",
+        "kind": "check",
+        "name": "evil",
+        "attrs": {
+            "definition": True,
+            "deleted": False,
+            "target": f"http://127.0.0.1:{closed_port}/",
+            "interval_s": 60,
+            "timeout_s": 10,
+        },
+    }
     assert hub.ingest([forged]).json()["accepted"] == 1
     assert "evil" not in listed(hub)
 
@@ -110,8 +123,15 @@ def test_uptime_percentages_with_the_real_scheduler(hub: LiveHub, closed_port: i
     check = parse_check({"name": "shop", "target": target, "interval_s": 86_400}, "api", "test")
     now = now_us()
     current = check.slot(now / 1e6)
-    mix = [(-1, True), (-2, True), (-3, False), (-3 * 24, False), (-10 * 24, True), (-20 * 24, True),
-           (-40 * 24, False)]  # (hours ago, up); the last is outside every window
+    mix = [
+        (-1, True),
+        (-2, True),
+        (-3, False),
+        (-3 * 24, False),
+        (-10 * 24, True),
+        (-20 * 24, True),
+        (-40 * 24, False),
+    ]  # (hours ago, up); the last is outside every window
     for i, (hours, up) in enumerate(mix):
         result = ProbeResult(up, "synthetic", 12.5 if up else None, 200 if up else None)
         assert record(hub.store, hub.project_id, check, current - 1 - i, result, now + hours * HOUR_US)
@@ -171,10 +191,12 @@ def test_a_slot_is_stored_once_across_replicas(hub: LiveHub, web: str) -> None:
 
 def test_config_file_checks(tmp_path: Path, web: str, listener: int) -> None:
     cfg = tmp_path / "hub.toml"
-    cfg.write_text(f'[[checks]]\nname = "home"\ntarget = "{web}/ok"\nexpect_body = "nominal"\nproject = "test"\n\n'
-                   f'[[checks]]\nname = "db"\ntarget = "tcp://127.0.0.1:{listener}"\ninterval_s = 5\n'
-                   f'project = "test"\n\n'
-                   f'[[checks]]\nname = "elsewhere"\ntarget = "{web}/ok"\nproject = "other"\n')
+    cfg.write_text(
+        f'[[checks]]\nname = "home"\ntarget = "{web}/ok"\nexpect_body = "nominal"\nproject = "test"\n\n'
+        f'[[checks]]\nname = "db"\ntarget = "tcp://127.0.0.1:{listener}"\ninterval_s = 5\n'
+        f'project = "test"\n\n'
+        f'[[checks]]\nname = "elsewhere"\ntarget = "{web}/ok"\nproject = "other"\n'
+    )
     h = HubProcess(f"sqlite:///{tmp_path}/obshub.db", env={"OBSHUB_CONFIG": str(cfg)}).start()
     try:
         assert len(wait_for(h, "kind:check attrs.up:true", 2)) == 2
@@ -241,8 +263,15 @@ def test_a_down_check_is_one_error_per_outage_and_no_error_group(hub: LiveHub) -
         runner.close()
     results = sorted(hub.search_all("kind:check name:db attrs.up:*"), key=lambda e: e["attrs"]["slot"])
     assert [(e["attrs"]["up"], e["level"]) for e in results] == [
-        (False, "error"), (False, "warning"), (False, "warning"), (False, "warning"),
-        (True, "info"), (True, "info"), (False, "error"), (False, "warning")]
+        (False, "error"),
+        (False, "warning"),
+        (False, "warning"),
+        (False, "warning"),
+        (True, "info"),
+        (True, "info"),
+        (False, "error"),
+        (False, "warning"),
+    ]
     assert [e["attrs"]["changed"] for e in results] == [True, False, False, False, True, False, True, False]
     assert len(hub.search_all("kind:check name:db level:error")) == 2  # one per outage
     assert hub.search_all("kind:error") == []
@@ -273,10 +302,22 @@ def test_a_definition_refreshed_for_retention_keeps_the_hubs_scrubbing(tmp_path:
     try:
         hub = h.app.state.hub
         old = now_us() - 2 * DAY_US  # a third of retention_days old: re-stored at the next read
-        definition = {"id": f"checkdef:{h.project_id}:pay:{old}", "ts": old, "kind": "check", "name": "pay",
-                      "service": "obshub-uptime", "attrs": {"definition": True, "deleted": False,
-                      "name": "pay", "target": f"http://127.0.0.1:{closed_port}/", "interval_s": 60,
-                      "timeout_s": 10.0, "expect_body": CARD_TEXT}}
+        definition = {
+            "id": f"checkdef:{h.project_id}:pay:{old}",
+            "ts": old,
+            "kind": "check",
+            "name": "pay",
+            "service": "obshub-uptime",
+            "attrs": {
+                "definition": True,
+                "deleted": False,
+                "name": "pay",
+                "target": f"http://127.0.0.1:{closed_port}/",
+                "interval_s": 60,
+                "timeout_s": 10.0,
+                "expect_body": CARD_TEXT,
+            },
+        }
         assert pipeline.store_events(h.store, h.project_id, [definition], 0, hub.scrubber).accepted == 1
         runner = Uptime(hub)
         try:

@@ -95,31 +95,34 @@ def test_slots_are_the_same_on_every_replica() -> None:
     assert c.slot(c.slot_start(c.slot(t)) + 60) == c.slot(t) + 1
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ([], "body"),
-    ({"target": "http://x"}, "name"),
-    ({"name": "has space", "target": "http://x"}, "name"),
-    ({"name": "x" * 65, "target": "http://x"}, "name"),
-    ({"name": "a"}, "target"),
-    ({"name": "a", "target": "ftp://x"}, "target"),
-    ({"name": "a", "target": "http://"}, "target"),
-    ({"name": "a", "target": "http://x:99999/"}, "target"),
-    ({"name": "a", "target": "tcp://db"}, "target"),
-    ({"name": "a", "target": "http://x", "interval_s": 4}, "interval_s"),
-    ({"name": "a", "target": "http://x", "interval_s": "60"}, "interval_s"),
-    ({"name": "a", "target": "http://x", "interval_s": 7.5}, "interval_s"),
-    ({"name": "a", "target": "http://x", "interval_s": True}, "interval_s"),
-    ({"name": "a", "target": "http://x", "timeout_s": 0}, "timeout_s"),
-    ({"name": "a", "target": "http://x", "interval_s": 10, "timeout_s": 11}, "timeout_s"),
-    ({"name": "a", "target": "http://x", "expect_status": 700}, "expect_status"),
-    ({"name": "a", "target": "http://x", "expect_status": "200"}, "expect_status"),
-    ({"name": "a", "target": "http://x", "expect_status": []}, "expect_status"),
-    ({"name": "a", "target": "tcp://db:5432", "expect_status": 200}, "expect_status"),
-    ({"name": "a", "target": "http://x", "expect_body": ""}, "expect_body"),
-    ({"name": "a", "target": "tcp://db:5432", "expect_body": "ok"}, "expect_body"),
-    ({"name": "a", "target": "http://x", "project": 3}, "project"),
-    ({"name": "a", "target": "http://x", "method": "POST"}, "method"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], "body"),
+        ({"target": "http://x"}, "name"),
+        ({"name": "has space", "target": "http://x"}, "name"),
+        ({"name": "x" * 65, "target": "http://x"}, "name"),
+        ({"name": "a"}, "target"),
+        ({"name": "a", "target": "ftp://x"}, "target"),
+        ({"name": "a", "target": "http://"}, "target"),
+        ({"name": "a", "target": "http://x:99999/"}, "target"),
+        ({"name": "a", "target": "tcp://db"}, "target"),
+        ({"name": "a", "target": "http://x", "interval_s": 4}, "interval_s"),
+        ({"name": "a", "target": "http://x", "interval_s": "60"}, "interval_s"),
+        ({"name": "a", "target": "http://x", "interval_s": 7.5}, "interval_s"),
+        ({"name": "a", "target": "http://x", "interval_s": True}, "interval_s"),
+        ({"name": "a", "target": "http://x", "timeout_s": 0}, "timeout_s"),
+        ({"name": "a", "target": "http://x", "interval_s": 10, "timeout_s": 11}, "timeout_s"),
+        ({"name": "a", "target": "http://x", "expect_status": 700}, "expect_status"),
+        ({"name": "a", "target": "http://x", "expect_status": "200"}, "expect_status"),
+        ({"name": "a", "target": "http://x", "expect_status": []}, "expect_status"),
+        ({"name": "a", "target": "tcp://db:5432", "expect_status": 200}, "expect_status"),
+        ({"name": "a", "target": "http://x", "expect_body": ""}, "expect_body"),
+        ({"name": "a", "target": "tcp://db:5432", "expect_body": "ok"}, "expect_body"),
+        ({"name": "a", "target": "http://x", "project": 3}, "project"),
+        ({"name": "a", "target": "http://x", "method": "POST"}, "method"),
+    ],
+)
 def test_invalid_definitions_name_the_field(body: Any, field: str) -> None:
     with pytest.raises(FieldError) as e:
         parse_check(body)
@@ -129,17 +132,22 @@ def test_invalid_definitions_name_the_field(body: Any, field: str) -> None:
 
 def test_config_file_checks(tmp_path: Any) -> None:
     cfg = tmp_path / "hub.toml"
-    cfg.write_text('retention_days = 7\n\n[[checks]]\nname = "api"\ntarget = "https://api.example.com/health"\n'
-                   'expect_status = 200\n\n[[checks]]\nname = "db"\ntarget = "tcp://db:5432"\ninterval_s = 30\n'
-                   'project = "shop"\n')
+    cfg.write_text(
+        'retention_days = 7\n\n[[checks]]\nname = "api"\ntarget = "https://api.example.com/health"\n'
+        'expect_status = 200\n\n[[checks]]\nname = "db"\ntarget = "tcp://db:5432"\ninterval_s = 30\n'
+        'project = "shop"\n'
+    )
     checks = config_checks(load_settings({"OBSHUB_CONFIG": str(cfg)}).checks)
     assert [(c.name, c.project, c.interval_s, c.expect_status) for c in checks] == [
-        ("api", "default", 60, (200,)), ("db", "shop", 30, ())]
+        ("api", "default", 60, (200,)),
+        ("db", "shop", 30, ()),
+    ]
 
     cfg.write_text('[[checks]]\nname = "api"\ntarget = "https://x/"\n\n[[checks]]\nname = "db"\ntarget = "tcp://db"\n')
     with pytest.raises(ConfigError, match=r"\[\[checks\]\] #2 \('db'\): target: a TCP check is tcp://host:port"):
         config_checks(load_settings({"OBSHUB_CONFIG": str(cfg)}).checks)
-    cfg.write_text('[[checks]]\nname = "api"\ntarget = "https://x/"\n\n'
-                   '[[checks]]\nname = "api"\ntarget = "https://y/"\n')
+    cfg.write_text(
+        '[[checks]]\nname = "api"\ntarget = "https://x/"\n\n[[checks]]\nname = "api"\ntarget = "https://y/"\n'
+    )
     with pytest.raises(ConfigError, match="declared twice"):
         config_checks(load_settings({"OBSHUB_CONFIG": str(cfg)}).checks)

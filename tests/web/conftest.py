@@ -85,8 +85,9 @@ def skewed_batches(now_us: int) -> dict[str, list[dict[str, Any]]]:
 def ingest_with_clock(hub: LiveHub, lines: list[dict[str, Any]], skew_s: float) -> None:
     """As an agent on a host whose clock is off by `skew_s` would send them."""
     body = b"\n".join(orjson.dumps(x) for x in lines)
-    r = hub.ingest(body, headers={"X-Obshub-Sent-At": f"{time.time() + skew_s:.6f}",
-                                  "Content-Type": "application/x-ndjson"})
+    r = hub.ingest(
+        body, headers={"X-Obshub-Sent-At": f"{time.time() + skew_s:.6f}", "Content-Type": "application/x-ndjson"}
+    )
     assert r.status_code == 200 and r.json()["accepted"] + r.json()["duplicates"] == len(lines), r.text
 
 
@@ -112,14 +113,28 @@ class DemoServe(HubProcess):
     agents would report. Project `default` is created first so the test holds its read token."""
 
     def start(self, timeout: float = 60) -> DemoServe:
-        cmd = [sys.executable, "-m", "obshub", "serve", "--demo", "--host", "127.0.0.1", "--port", str(self.port),
-               "--store", self.store_url]
+        cmd = [
+            sys.executable,
+            "-m",
+            "obshub",
+            "serve",
+            "--demo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--store",
+            self.store_url,
+        ]
         assert self.log_path is not None
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=REPO)
         wait_healthy(self.url, self.proc, timeout, path="/readyz", name="obshub serve --demo")
-        wait_until(lambda: self.get("/api/v1/search", q="request_id:req-demo-cart-lost").json()["events"],
-                   timeout, "the demo's story in the store")
+        wait_until(
+            lambda: self.get("/api/v1/search", q="request_id:req-demo-cart-lost").json()["events"],
+            timeout,
+            "the demo's story in the store",
+        )
         return self
 
 
@@ -173,9 +188,17 @@ def browser() -> Iterator[Any]:
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 

@@ -179,8 +179,17 @@ def test_live_tail_shows_a_fresh_line_and_pauses(page: Any, demo_hub: LiveHub) -
     accessible(page)
 
     def send(msg: str) -> None:
-        r = demo_hub.ingest([{"ts": time.time(), "service": f"tail-{tag}", "host": "web-9", "message": msg,
-                              "request_id": f"req-tail-{tag}"}])
+        r = demo_hub.ingest(
+            [
+                {
+                    "ts": time.time(),
+                    "service": f"tail-{tag}",
+                    "host": "web-9",
+                    "message": msg,
+                    "request_id": f"req-tail-{tag}",
+                }
+            ]
+        )
         assert r.status_code == 200
 
     send(f"first fresh line {tag}")

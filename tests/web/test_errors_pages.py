@@ -68,14 +68,27 @@ def test_merge_folds_one_group_into_another(tmp_path: Path) -> None:
     hub = LiveHub(f"sqlite:///{tmp_path}/obshub.db").start()
     try:
         now = time.time()
-        errs = [{"ts": now - i, "kind": "error", "level": "error", "host": "h-1", "request_id": f"r-{t}-{i}",
-                 "message": f"{t}: boom", "error": {"type": t, "value": "boom"}}
-                for t in ("ValueError", "TypeError") for i in range(2)]
+        errs = [
+            {
+                "ts": now - i,
+                "kind": "error",
+                "level": "error",
+                "host": "h-1",
+                "request_id": f"r-{t}-{i}",
+                "message": f"{t}: boom",
+                "error": {"type": t, "value": "boom"},
+            }
+            for t in ("ValueError", "TypeError")
+            for i in range(2)
+        ]
         assert hub.ingest(errs).json()["accepted"] == 4
         with login_client(hub) as web:
             target, other = _group_id(web, "ValueError"), _group_id(web, "TypeError")
-            r = web.post(f"/errors/{target}/action", data={"action": "merge", "other": other,
-                                                           "csrf": _csrf(web, target)}, headers={"Origin": hub.url})
+            r = web.post(
+                f"/errors/{target}/action",
+                data={"action": "merge", "other": other, "csrf": _csrf(web, target)},
+                headers={"Origin": hub.url},
+            )
             assert r.status_code == 303
             html = web.get("/errors").text
             assert html.count('<a href="/errors/') == 1 and "1 merged" in html
@@ -83,6 +96,10 @@ def test_merge_folds_one_group_into_another(tmp_path: Path) -> None:
             assert re.search(r"<strong>4</strong> events", page)
             # The requests of both groups, each a link to its trace.
             assert set(re.findall(r'href="/trace/(r-\w+-\d)"', page)) == {
-                "r-ValueError-0", "r-ValueError-1", "r-TypeError-0", "r-TypeError-1"}
+                "r-ValueError-0",
+                "r-ValueError-1",
+                "r-TypeError-0",
+                "r-TypeError-1",
+            }
     finally:
         hub.stop()

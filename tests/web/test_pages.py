@@ -108,16 +108,17 @@ def test_empty_states_explain_why(web: httpx.Client) -> None:
 
 
 def test_csv_export(web: httpx.Client, demo_hub: LiveHub) -> None:
-    demo_hub.ingest([{"ts": time.time(), "message": "=HYPERLINK(\"http://x\")", "service": "csv-test",
-                      "attrs": {"plan": "pro"}}])
+    demo_hub.ingest(
+        [{"ts": time.time(), "message": '=HYPERLINK("http://x")', "service": "csv-test", "attrs": {"plan": "pro"}}]
+    )
     r = web.get("/search.csv", params={"q": "service:csv-test OR request_id:" + DEMO_STORY["failing_request"]})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert "attachment" in r.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert len(rows) == 5
     by_msg = {row["message"]: row for row in rows}
-    assert "'=HYPERLINK(\"http://x\")" in by_msg  # spreadsheet formula neutralised
-    assert by_msg["'=HYPERLINK(\"http://x\")"]["attrs.plan"] == "pro"  # attrs of the first page: columns
+    assert '\'=HYPERLINK("http://x")' in by_msg  # spreadsheet formula neutralised
+    assert by_msg['\'=HYPERLINK("http://x")']["attrs.plan"] == "pro"  # attrs of the first page: columns
     err = next(row for row in rows if row["error_type"])
     assert err["error_type"] == "KeyError" and err["host"] == "web-2"
     assert web.get("/search.csv", params={"q": "level:error ("}).status_code == 400
@@ -145,8 +146,10 @@ def test_csv_has_no_row_cap(tmp_path: Path) -> None:
     try:
         now = time.time_ns() // 1000
         for b in range(0, 100_001, 10_000):  # straight into the store: one past the old 100,000 cap
-            batch = [{"id": f"cap-{i:06d}", "ts": now - 3_600_000_000 + i, "message": f"row {i}"}
-                     for i in range(b, min(b + 10_000, 100_001))]
+            batch = [
+                {"id": f"cap-{i:06d}", "ts": now - 3_600_000_000 + i, "message": f"row {i}"}
+                for i in range(b, min(b + 10_000, 100_001))
+            ]
             hub.store.write_events(hub.project_id, [normalize(e, now) for e in batch])
         with login_client(hub) as c, c.stream("GET", "/search.csv", params={"from": "-2h"}) as r:
             assert r.status_code == 200
@@ -186,8 +189,12 @@ def test_tail_stream_backfills_then_sends_new_lines(web: httpx.Client, demo_hub:
                 batch = orjson.loads(line[6:])
                 got.extend(batch)
             if got and not sent:
-                demo_hub.ingest([{"ts": time.time(), "service": tag, "message": "after", "level": "warn"},
-                                 {"ts": time.time(), "service": "elsewhere", "message": "filtered out"}])
+                demo_hub.ingest(
+                    [
+                        {"ts": time.time(), "service": tag, "message": "after", "level": "warn"},
+                        {"ts": time.time(), "service": "elsewhere", "message": "filtered out"},
+                    ]
+                )
                 sent = True
             if len(got) >= 2:
                 break
@@ -203,9 +210,18 @@ def test_tail_rejects_a_bad_filter(web: httpx.Client) -> None:
 
 def test_5000_event_trace_renders_paginated(web: httpx.Client, demo_hub: LiveHub) -> None:
     now = time.time()
-    lines = [{"id": f"big-{i}", "ts": now - 60 + i * 0.01, "request_id": "req-big", "host": f"h-{i % 4}",
-              "service": ("api", "db", "web")[i % 3], "message": f"step {i}",
-              "level": "error" if i % 997 == 0 else "info"} for i in range(5000)]
+    lines = [
+        {
+            "id": f"big-{i}",
+            "ts": now - 60 + i * 0.01,
+            "request_id": "req-big",
+            "host": f"h-{i % 4}",
+            "service": ("api", "db", "web")[i % 3],
+            "message": f"step {i}",
+            "level": "error" if i % 997 == 0 else "info",
+        }
+        for i in range(5000)
+    ]
     assert demo_hub.ingest(lines).json()["accepted"] == 5000
     started = time.monotonic()
     r = web.get("/trace/req-big")
@@ -267,7 +283,7 @@ def test_store_down_is_a_page_not_json(tmp_path: Path) -> None:
 def test_analytics_page_state_in_the_url(web: httpx.Client) -> None:
     r = web.get("/analytics", params={"event": "add_to_cart", "property": "plan", "interval": "hour", "unique": "1"})
     assert r.status_code == 200
-    assert r.text.count("<rect class=\"bar\"") in (24, 25)  # an hourly bar over -24h (+1 when not on the hour)
+    assert r.text.count('<rect class="bar"') in (24, 25)  # an hourly bar over -24h (+1 when not on the hour)
     assert set(re.findall(r"<tr><td>(free|pro|team)</td>", r.text)) == {"free", "pro", "team"}
     # A property left over from another event is dropped, not shown empty.
     stale = web.get("/analytics", params={"event": "login", "property": "product_id"})
@@ -345,8 +361,15 @@ def test_facets_say_they_count_the_newest_matches(tmp_path: Path) -> None:
     hub = LiveHub(f"sqlite:///{tmp_path}/obshub.db").start()
     try:
         now = time.time_ns() // 1000
-        batch = [{"id": f"fc-{i:05d}", "ts": now - 3_600_000_000 + i, "message": f"row {i}",
-                  "host": "web-2" if i % 1000 == 0 else "web-1"} for i in range(10_001)]
+        batch = [
+            {
+                "id": f"fc-{i:05d}",
+                "ts": now - 3_600_000_000 + i,
+                "message": f"row {i}",
+                "host": "web-2" if i % 1000 == 0 else "web-1",
+            }
+            for i in range(10_001)
+        ]
         hub.store.write_events(hub.project_id, [normalize(e, now) for e in batch])
         with login_client(hub) as c:
             page = c.get("/search").text

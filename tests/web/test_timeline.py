@@ -82,7 +82,13 @@ def test_user_timeline_orders_and_switches_on_corrected_time(sqlite_store: tuple
     assert [r["request_id"] for r in reqs] == ["r1", "r2", "r3", "r4", "r5", "r6"]
     assert [r["hosts"][0] for r in reqs] == ["fast", "fast", "slow", "ok", "ok", "fast"]
     assert [(r["host_switch"], r["previous_host"]) for r in reqs] == [
-        (False, None), (False, "fast"), (True, "fast"), (True, "slow"), (False, "ok"), (True, "ok")]
+        (False, None),
+        (False, "fast"),
+        (True, "fast"),
+        (True, "slow"),
+        (False, "ok"),
+        (True, "ok"),
+    ]
     assert data["host_switches"] == 3
     assert data["skew_ms"] == {h: est.offset_us(h) // 1000 for h in SKEW_US}
     assert data["skew_ms"]["fast"] in range(2990, 3001) and data["skew_ms"]["slow"] in range(-3010, -2999)
@@ -101,10 +107,24 @@ def test_user_timeline_orders_and_switches_on_corrected_time(sqlite_store: tuple
     assert raw["skew_ms"] == {"fast": 0, "ok": 0, "slow": 0}
     # On raw time r1 "enters" on slow, and r3 and r5 come before r2.
     assert [(r["request_id"], r["hosts"][0]) for r in raw["requests"]] == [
-        ("r1", "slow"), ("r3", "slow"), ("r5", "slow"), ("r2", "fast"), ("r4", "ok"), ("r6", "fast")]
+        ("r1", "slow"),
+        ("r3", "slow"),
+        ("r5", "slow"),
+        ("r2", "fast"),
+        ("r4", "ok"),
+        ("r6", "fast"),
+    ]
     assert user_timeline(store, pid, "nobody", offsets_of=est.offsets) == {
-        "user_id": "nobody", "requests": [], "events": [], "host_switches": 0, "truncated": False, "skew_ms": {},
-        "total_requests": 0, "total_requests_capped": False, "next_cursor": None}
+        "user_id": "nobody",
+        "requests": [],
+        "events": [],
+        "host_switches": 0,
+        "truncated": False,
+        "skew_ms": {},
+        "total_requests": 0,
+        "total_requests_capped": False,
+        "next_cursor": None,
+    }
 
 
 def _paged(store: Store, pid: int, user: str, limit: int, **kw: Any) -> list[dict[str, Any]]:
@@ -122,10 +142,16 @@ def test_host_switch_at_a_page_boundary_is_judged_on_corrected_time(sqlite_store
     page reads r2: r2 is no switch (fast after fast) and r3 switches from `fast`, as on one page."""
     store, pid = sqlite_store
     t = now_us() - 600 * S
-    steps = {"r1": [(0, "fast")], "r2": [(10 * S, "fast"), (10 * S + 200_000, "slow"), (10 * S + 400_000, "fast")],
-             "r3": [(20 * S, "ok")]}
-    raw_events = [event(request_id=rid, host=h, user_id="b1", ts=t + dt + SKEW_US[h], message=f"{rid} #{i}")
-                  for rid, lines in steps.items() for i, (dt, h) in enumerate(lines)]
+    steps = {
+        "r1": [(0, "fast")],
+        "r2": [(10 * S, "fast"), (10 * S + 200_000, "slow"), (10 * S + 400_000, "fast")],
+        "r3": [(20 * S, "ok")],
+    }
+    raw_events = [
+        event(request_id=rid, host=h, user_id="b1", ts=t + dt + SKEW_US[h], message=f"{rid} #{i}")
+        for rid, lines in steps.items()
+        for i, (dt, h) in enumerate(lines)
+    ]
     store.write_events(pid, [normalize(e, now_us()) for e in raw_events])
     est = _clocks()
     whole = user_timeline(store, pid, "b1", offsets_of=est.offsets)
@@ -225,10 +251,15 @@ def test_user_page_shows_one_page_of_requests_and_pages_to_older_ones(sqlite_hub
     older 10; the oldest request on the first page is marked as a switch from the request
     before it, which is on the second page."""
     t = now_us() - 3600 * S
-    evs = [e for i in range(60) for e in
-           request_events(f"rp-{i:02d}", ["web-1" if i < 10 else "web-2"], user_id="many", t0=t + i * S)]
-    evs += [event(id=f"click-{i}", kind="event", name="click", user_id="many", host="web-1", ts=t + i * S + 500_000)
-            for i in (5, 30)]
+    evs = [
+        e
+        for i in range(60)
+        for e in request_events(f"rp-{i:02d}", ["web-1" if i < 10 else "web-2"], user_id="many", t0=t + i * S)
+    ]
+    evs += [
+        event(id=f"click-{i}", kind="event", name="click", user_id="many", host="web-1", ts=t + i * S + 500_000)
+        for i in (5, 30)
+    ]
     assert sqlite_hub.ingest(evs).status_code == 200
     with login_client(sqlite_hub) as web:
         first = web.get("/users/many")

@@ -13,16 +13,29 @@ T0 = 1_700_000_000_000_000
 
 
 def _trace(n: int, hosts: tuple[str, ...] = ("web-1", "web-2"), step_us: int = 1000) -> dict[str, Any]:
-    events = [{"id": f"e{i}", "ts": format_ts(T0 + i * step_us), "host": hosts[i % len(hosts)],
-               "service": "api" if i % 3 else "web", "kind": "error" if i == n // 2 else "log",
-               "level": "error" if i == n // 2 else "info", "message": f"line {i}"} for i in range(n)]
+    events = [
+        {
+            "id": f"e{i}",
+            "ts": format_ts(T0 + i * step_us),
+            "host": hosts[i % len(hosts)],
+            "service": "api" if i % 3 else "web",
+            "kind": "error" if i == n // 2 else "log",
+            "level": "error" if i == n // 2 else "info",
+            "message": f"line {i}",
+        }
+        for i in range(n)
+    ]
     return {"events": events}
 
 
 def test_lanes_per_host_grouped_by_service_and_markers_inside() -> None:
     v = layout(_trace(12), {}, corrected=True)
     assert [(lane["host"], lane["service"]) for lane in v["lanes"]] == [
-        ("web-1", "api"), ("web-1", "web"), ("web-2", "api"), ("web-2", "web")]
+        ("web-1", "api"),
+        ("web-1", "web"),
+        ("web-2", "api"),
+        ("web-2", "web"),
+    ]
     assert [lane["first"] for lane in v["lanes"]] == [True, False, True, False]
     xs = [e["_x"] for e in v["events"]]
     assert min(xs) > GUTTER and max(xs) < WIDTH
@@ -32,8 +45,12 @@ def test_lanes_per_host_grouped_by_service_and_markers_inside() -> None:
 
 
 def test_corrected_layout_reorders_and_says_so() -> None:
-    tr = {"events": [{"id": "b", "ts": format_ts(T0), "host": "fast"},
-                     {"id": "a", "ts": format_ts(T0 + 2_000_000), "host": "slow"}]}
+    tr = {
+        "events": [
+            {"id": "b", "ts": format_ts(T0), "host": "fast"},
+            {"id": "a", "ts": format_ts(T0 + 2_000_000), "host": "slow"},
+        ]
+    }
     offsets = {"slow": 3_000_000}  # slow's clock is 3 s ahead: its line really came first
     v = layout(tr, offsets, corrected=True)
     assert [e["id"] for e in v["events"]] == ["a", "b"] and v["reordered"] and v["skewed"]

@@ -68,6 +68,8 @@ def provenance(attrs: dict[str, Any], top: dict[str, Any], path: str, offset: in
     for k, v in labels.items():
         if k not in attrs and k not in top:
             attrs[k] = v
+
+
 _TRACEBACK = "Traceback (most recent call last):"
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 
@@ -80,8 +82,16 @@ def service_from_path(path: str) -> str:
 class FileEncoder:
     """Turns complete lines (bytes ending in b"\\n") of one file into encoded events."""
 
-    def __init__(self, cfg: InputConfig, *, host: str, uid: str, path: str, ts: TimestampParser,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cfg: InputConfig,
+        *,
+        host: str,
+        uid: str,
+        path: str,
+        ts: TimestampParser,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.host = host
         self.uid = uid
         self.path = path
@@ -159,8 +169,15 @@ class FileEncoder:
                 obj = loads_(raw)
             except JSONError:
                 obj = None
-            if (type(obj) is dict and obj and "attrs" not in obj and "id" not in obj and "file" not in obj
-                    and "offset" not in obj and not (label_keys and any(k in obj for k in label_keys))):
+            if (
+                type(obj) is dict
+                and obj
+                and "attrs" not in obj
+                and "id" not in obj
+                and "file" not in obj
+                and "offset" not in obj
+                and not (label_keys and any(k in obj for k in label_keys))
+            ):
                 # the common case (SDK lines): the line is valid JSON, so splice the agent's fields in
                 # before its closing brace instead of re-serializing it (~2x cheaper per line)
                 body = raw.rstrip()
@@ -219,9 +236,20 @@ class FileEncoder:
             if ml is None or start is None:
                 if line and not line.isspace():
                     if raw_text and len(line) < 65536:  # longer: the slow path enforces the hub's limits
-                        out.append(b'{%s%x",%s,%s,"ts":%s,"message":%s,%s%d%s}}' % (
-                            self._b_id, lo, self._b_host, self._b_service, b_now, _dumps(line), self._b_attrs, lo,
-                            self._b_labels))
+                        out.append(
+                            b'{%s%x",%s,%s,"ts":%s,"message":%s,%s%d%s}}'
+                            % (
+                                self._b_id,
+                                lo,
+                                self._b_host,
+                                self._b_service,
+                                b_now,
+                                _dumps(line),
+                                self._b_attrs,
+                                lo,
+                                self._b_labels,
+                            )
+                        )
                         self.events += 1
                     else:
                         self._emit(lo, line, None, now, out)
@@ -255,8 +283,9 @@ class FileEncoder:
         fields, self._group_fields = self._group_fields, None
         self._emit(self._group_off, first, rest, self._clock(), out, fields)
 
-    def _emit(self, lo: int, line: str, rest: str | None, now: float, out: list[bytes],
-              parsed: dict[str, Any] | None = None) -> None:
+    def _emit(
+        self, lo: int, line: str, rest: str | None, now: float, out: list[bytes], parsed: dict[str, Any] | None = None
+    ) -> None:
         fields = parsed if parsed is not None else (self._parser(line) if self._parser is not None else None)
         if fields is None:
             ev: dict[str, Any] = {"message": line}

@@ -21,18 +21,81 @@ __all__ = ["KNOWN_LEVELS", "PRESETS", "LineParser", "build_line_parser", "header
 LineParser = Callable[[str], "dict[str, Any] | None"]
 
 # Fields that stay at the top level of the event (docs/api.md, "Ingest"); other groups -> attrs.
-_TOP = frozenset({"message", "level", "service", "host", "env", "release", "logger", "request_id", "trace_id",
-                  "span_id", "user_id", "session_id", "name", "kind"})
+_TOP = frozenset(
+    {
+        "message",
+        "level",
+        "service",
+        "host",
+        "env",
+        "release",
+        "logger",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "user_id",
+        "session_id",
+        "name",
+        "kind",
+    }
+)
 
 _SYSLOG_SEVERITY = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 # Level words the hub accepts (docs/api.md, "Ingest": names, aliases, syslog 0-7, python 10-50). The hub
 # rejects a line with any other level, so an unknown word read from a file is kept in
 # attrs.level_raw instead of losing the line. Apache 2.4's trace1..trace8 map to "trace".
-KNOWN_LEVELS = frozenset((
-    "debug", "trace", "verbose", "fine", "finer", "finest", "notset", "d", "v", "dbg", "info", "information",
-    "informational", "notice", "config", "i", "inf", "warning", "warn", "w", "wrn", "error", "err", "severe", "e",
-    "exception", "critical", "crit", "fatal", "emerg", "emergency", "alert", "panic", "f", "a",
-    "0", "1", "2", "3", "4", "5", "6", "7", "10", "20", "30", "40", "50"))
+KNOWN_LEVELS = frozenset(
+    (
+        "debug",
+        "trace",
+        "verbose",
+        "fine",
+        "finer",
+        "finest",
+        "notset",
+        "d",
+        "v",
+        "dbg",
+        "info",
+        "information",
+        "informational",
+        "notice",
+        "config",
+        "i",
+        "inf",
+        "warning",
+        "warn",
+        "w",
+        "wrn",
+        "error",
+        "err",
+        "severe",
+        "e",
+        "exception",
+        "critical",
+        "crit",
+        "fatal",
+        "emerg",
+        "emergency",
+        "alert",
+        "panic",
+        "f",
+        "a",
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "7",
+        "10",
+        "20",
+        "30",
+        "40",
+        "50",
+    )
+)
 
 PRESETS: dict[str, tuple[str, ...]] = {
     # [Sun Dec 04 04:47:44 2005] [notice] msg            (Apache 2.2)

@@ -108,7 +108,6 @@ class TimestampParser:
         return dt.isoformat()
 
 
-
 class _Miss(enum.Enum):  # a cache-miss sentinel that mypy can narrow away (`is not _MISS`)
     MISS = 0
 

@@ -137,8 +137,12 @@ class Shipper:
             self.batches_retried += 1
             if status in (401, 403):
                 self.auth_failures += 1
-                _log.error("hub answered %d to the ingest token: check `token` in the agent config; "
-                           "lines keep being spooled, retrying in %.0fs", status, self.cfg.backoff_max_ms * 4 / 1000)
+                _log.error(
+                    "hub answered %d to the ingest token: check `token` in the agent config; "
+                    "lines keep being spooled, retrying in %.0fs",
+                    status,
+                    self.cfg.backoff_max_ms * 4 / 1000,
+                )
                 delay = self.cfg.backoff_max_ms * 4 / 1000
             elif status in (429, 503) and headers.get("retry-after"):
                 delay = _retry_after(headers["retry-after"]) or self._backoff(attempt)
@@ -216,8 +220,9 @@ class Shipper:
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 self._conn = None
-                if attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
-                                                     ConnectionResetError)):
+                if attempt == 0 and isinstance(
+                    exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                ):
                     continue
                 _log.debug("POST failed: %s", exc)
                 return 0, {}, b""

@@ -120,8 +120,9 @@ class TailedFile:
 
 
 class FileSource:
-    def __init__(self, cfg: AgentConfig, checkpoints: CheckpointStore, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, cfg: AgentConfig, checkpoints: CheckpointStore, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.cfg = cfg
         self.cps = checkpoints
         self.files: dict[str, TailedFile] = {}
@@ -230,18 +231,31 @@ class FileSource:
                 inp = self._input_for(old.path)
                 if inp is None:
                     continue
-                _log.info("finishing %s (was %s, rotated while the agent was down) from offset %d",
-                          de.path, old.path, old.offset)
+                _log.info(
+                    "finishing %s (was %s, rotated while the agent was down) from offset %d",
+                    de.path,
+                    old.path,
+                    old.offset,
+                )
                 tf = self._open(de.path, st, inp, keep_path=old.path, out=out, found=found)
                 if tf is not None:
                     tf.gone_since = time.monotonic()
 
     def _encoder(self, inp: InputConfig, cp: Checkpoint) -> FileEncoder:
-        return FileEncoder(inp, host=self.cfg.host, uid=self._uid(cp), path=cp.path, ts=self._ts[id(inp)],
-                           clock=self._clock)
+        return FileEncoder(
+            inp, host=self.cfg.host, uid=self._uid(cp), path=cp.path, ts=self._ts[id(inp)], clock=self._clock
+        )
 
-    def _open(self, path: str, st: os.stat_result, inp: InputConfig, keep_path: str | None = None, *,
-              out: list[bytes], found: dict[str, Found]) -> TailedFile | None:
+    def _open(
+        self,
+        path: str,
+        st: os.stat_result,
+        inp: InputConfig,
+        keep_path: str | None = None,
+        *,
+        out: list[bytes],
+        found: dict[str, Found],
+    ) -> TailedFile | None:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
@@ -271,28 +285,53 @@ class FileSource:
                 if start is not None:
                     offset, uid = start
             if cp is None:
-                cp = Checkpoint(path=path, dev=fst.st_dev, ino=fst.st_ino, fp=fp, fp_len=fp_len, gen=0,
-                                offset=offset, seen=time.time(), uid=uid)
+                cp = Checkpoint(
+                    path=path,
+                    dev=fst.st_dev,
+                    ino=fst.st_ino,
+                    fp=fp,
+                    fp_len=fp_len,
+                    gen=0,
+                    offset=offset,
+                    seen=time.time(),
+                    uid=uid,
+                )
                 self.cps.entries[key] = cp
             else:
-                _log.info("%s: inode %s now holds different content (reused inode or rewritten file): "
-                          "reading it as a new file from offset %d", path, key, offset)
+                _log.info(
+                    "%s: inode %s now holds different content (reused inode or rewritten file): "
+                    "reading it as a new file from offset %d",
+                    path,
+                    key,
+                    offset,
+                )
                 self._ended(cp, cp.offset)
                 cp.fp, cp.fp_len, cp.gen, cp.offset, cp.path = fp, fp_len, cp.gen + 1, offset, path
                 cp.sig, cp.sig_len, cp.uid = None, 0, uid
         elif cp.fp is None:  # truncated earlier: adopt the new head with the already bumped generation
             cp.fp, cp.fp_len = fp, fp_len
         elif fst.st_size < cp.offset:
-            _log.info("%s: truncated while the agent was down (size %d < offset %d): reading from the start",
-                      path, fst.st_size, cp.offset)
+            _log.info(
+                "%s: truncated while the agent was down (size %d < offset %d): reading from the start",
+                path,
+                fst.st_size,
+                cp.offset,
+            )
             self.truncations += 1
             self._ended(cp, cp.offset)
             cp.gen, cp.offset, cp.sig, cp.sig_len, cp.uid = cp.gen + 1, 0, None, 0, None
         if keep_path:
             cp.path = keep_path  # attrs.file keeps the name the file was discovered under
         cp.seen = time.time()
-        tf = TailedFile(fd=fd, cp=cp, input=inp, encoder=self._encoder(inp, cp), read_pos=cp.offset,
-                        size=fst.st_size, head=bytearray(os.pread(fd, min(cp.offset, _SIG), 0)))
+        tf = TailedFile(
+            fd=fd,
+            cp=cp,
+            input=inp,
+            encoder=self._encoder(inp, cp),
+            read_pos=cp.offset,
+            size=fst.st_size,
+            head=bytearray(os.pread(fd, min(cp.offset, _SIG), 0)),
+        )
         self.files[key] = tf
         self.opened += 1
         self.changed = True
@@ -339,7 +378,7 @@ class FileSource:
             if nl < 0:
                 return
             tf.skipping = False
-            data = data[nl + 1:]
+            data = data[nl + 1 :]
             tf.partial = b""
             if not data:
                 return
@@ -349,14 +388,18 @@ class FileSource:
         if nl < 0:
             tf.partial = buf
         else:
-            tf.partial = buf[nl + 1:]
+            tf.partial = buf[nl + 1 :]
             tf.encoder.feed(buf[: nl + 1] if nl + 1 < len(buf) else buf, base, out)
         if len(tf.partial) > maxlen:
             # an over-long line: ship its first max_line_bytes, drop the rest up to its newline
             cut = tf.partial[:maxlen]
             tf.encoder.feed(cut + b"\n", tf.read_pos - len(tf.partial), out)
-            _log.warning("%s: line at offset %d longer than max_line_bytes=%d: truncated",
-                         tf.cp.path, tf.read_pos - len(tf.partial), maxlen)
+            _log.warning(
+                "%s: line at offset %d longer than max_line_bytes=%d: truncated",
+                tf.cp.path,
+                tf.read_pos - len(tf.partial),
+                maxlen,
+            )
             tf.partial = b""
             tf.skipping = True
 
@@ -389,8 +432,12 @@ class FileSource:
 
     def _truncated(self, tf: TailedFile, size: int, out: list[bytes], found: dict[str, Found] | None = None) -> int:
         """End the file's generation; returns the offset a copy of it is to be read from."""
-        _log.info("%s: truncated (size %d < read position %d; copytruncate?): reading from the start",
-                  tf.cp.path, size, tf.read_pos)
+        _log.info(
+            "%s: truncated (size %d < read position %d; copytruncate?): reading from the start",
+            tf.cp.path,
+            size,
+            tf.read_pos,
+        )
         self.truncations += 1
         tf.encoder.flush(out)
         end = tf.read_pos
@@ -418,9 +465,19 @@ class FileSource:
     def _ended(self, cp: Checkpoint, offset: int, head: bytes = b"") -> None:
         """Remember a generation that is gone, so a copy of it is not read again (up to `offset`)."""
         if cp.fp is not None and cp.sig is not None and cp.sig_len <= offset:
-            self.cps.ended.append(Ended(path=cp.path, fp=cp.fp, fp_len=cp.fp_len, sig=cp.sig,
-                                        sig_len=cp.sig_len, offset=offset, seen=time.time(),
-                                        uid=self._uid(cp), head=head[: min(offset, _SIG)]))
+            self.cps.ended.append(
+                Ended(
+                    path=cp.path,
+                    fp=cp.fp,
+                    fp_len=cp.fp_len,
+                    sig=cp.sig,
+                    sig_len=cp.sig_len,
+                    offset=offset,
+                    seen=time.time(),
+                    uid=self._uid(cp),
+                    head=head[: min(offset, _SIG)],
+                )
+            )
 
     def _copy_holds(self, tf: TailedFile, found: dict[str, Found]) -> bool:
         """Does a file discovery will take for a copy (not read yet: no checkpoint, or one of a
@@ -437,15 +494,15 @@ class FileSource:
                 cp = self.cps.entries.get(key)
                 if cp is not None and (cp.fp is None or _fp_of(fd, cp.fp_len) == cp.fp):
                     continue  # a file known as itself
-                if (os.pread(fd, len(tf.head), 0) == tf.head
-                        and os.pread(fd, len(tf.partial), at) == tf.partial):
+                if os.pread(fd, len(tf.head), 0) == tf.head and os.pread(fd, len(tf.partial), at) == tf.partial:
                     return True
             finally:
                 os.close(fd)
         return False
 
-    def _copy_start(self, fd: int, size: int, fp: str, key: str, path: str, out: list[bytes],
-                    found: dict[str, Found]) -> tuple[int, str] | None:
+    def _copy_start(
+        self, fd: int, size: int, fp: str, key: str, path: str, out: list[bytes], found: dict[str, Found]
+    ) -> tuple[int, str] | None:
         """Where to start a file never read before: None if it is new content; if it is a copy,
         the offset up to which its bytes were already read as another file and that file's uid
         (the copy's lines get the ids the original's would have had); _DEFER while that other
@@ -485,11 +542,17 @@ class FileSource:
                 live = False
                 if ofd >= 0:
                     ost = os.fstat(ofd)
-                    live = (f"{ost.st_dev}:{ost.st_ino}" == other and ost.st_size >= cp.offset
-                            and _fp_of(ofd, cp.fp_len) == cp.fp)
+                    live = (
+                        f"{ost.st_dev}:{ost.st_ino}" == other
+                        and ost.st_size >= cp.offset
+                        and _fp_of(ofd, cp.fp_len) == cp.fp
+                    )
                 if live:  # closed while idle, unchanged: compare with its bytes
-                    if ost.st_size >= size and head[: min(size, _SIG)] == os.pread(ofd, min(size, _SIG), 0) \
-                            and _same_bytes(fd, ofd, size):
+                    if (
+                        ost.st_size >= size
+                        and head[: min(size, _SIG)] == os.pread(ofd, min(size, _SIG), 0)
+                        and _same_bytes(fd, ofd, size)
+                    ):
                         return self._defer(key, path, cp.path)
                 elif starts_with(b"", cp.sig, cp.sig_len, cp.fp_len):
                     # gone from the globs, or truncated while closed: what was read of it is final
@@ -503,8 +566,11 @@ class FileSource:
         if start is not None:
             self.copies += 1
             self._deferred.discard(key)
-            _log.info("%s: a copy of a file already read up to offset %d (copytruncate?): reading it from there",
-                      path, start[0])
+            _log.info(
+                "%s: a copy of a file already read up to offset %d (copytruncate?): reading it from there",
+                path,
+                start[0],
+            )
         return start
 
     def _defer(self, key: str, path: str, original: str) -> tuple[int, str]:

@@ -102,8 +102,12 @@ class Spool:
         except (ValueError, KeyError, TypeError) as exc:
             aside = self._ack_path.with_name(f"ack.json.corrupt-{int(time.time())}")
             os.replace(self._ack_path, aside)
-            _log.error("spool ack file corrupt (%s): moved to %s; the whole spool will be re-sent "
-                       "(the hub drops duplicates by id)", exc, aside)
+            _log.error(
+                "spool ack file corrupt (%s): moved to %s; the whole spool will be re-sent "
+                "(the hub drops duplicates by id)",
+                exc,
+                aside,
+            )
             return (0, 0)
 
     def _open_segment(self, seq: int) -> int:
@@ -154,7 +158,7 @@ class Spool:
         if written < size:  # short write (rare: signals, full disk): finish it
             rest = memoryview(hdr + payload)[written:]
             while rest:
-                rest = rest[os.write(self._wfd, rest):]
+                rest = rest[os.write(self._wfd, rest) :]
         if self.fsync:
             os.fsync(self._wfd)
         with self._cond:
@@ -244,9 +248,14 @@ class Spool:
                     return payload, off + _HDR.size + length
                 bad = "checksum mismatch"
         self.corrupt_records += 1
-        _log.error("spool segment %s: %s at offset %d; skipping %d bytes to the end of the segment "
-                   "(a record torn by a crash: its lines are re-read from the files)", _name(seq), bad, off,
-                   limit - off)
+        _log.error(
+            "spool segment %s: %s at offset %d; skipping %d bytes to the end of the segment "
+            "(a record torn by a crash: its lines are re-read from the files)",
+            _name(seq),
+            bad,
+            off,
+            limit - off,
+        )
         return None, limit
 
     def rewind(self) -> None:

@@ -37,9 +37,28 @@ _MASKS = [
     (re.compile(r"-?\b\d+(?:\.\d+)?\b"), "<num>"),
 ]
 _STDLIB_HINTS = ("site-packages", "dist-packages", "/lib/python", "<frozen ", "\\lib\\")
-_THIRD_PARTY_MODULES = ("starlette", "uvicorn", "django", "flask", "werkzeug", "fastapi", "httpx", "requests",
-                        "urllib3", "asyncio", "concurrent", "threading", "sqlalchemy", "anyio", "java.", "javax.",
-                        "sun.", "jdk.", "org.springframework", "org.apache")
+_THIRD_PARTY_MODULES = (
+    "starlette",
+    "uvicorn",
+    "django",
+    "flask",
+    "werkzeug",
+    "fastapi",
+    "httpx",
+    "requests",
+    "urllib3",
+    "asyncio",
+    "concurrent",
+    "threading",
+    "sqlalchemy",
+    "anyio",
+    "java.",
+    "javax.",
+    "sun.",
+    "jdk.",
+    "org.springframework",
+    "org.apache",
+)
 
 
 def normalize_message(msg: str) -> str:
@@ -81,8 +100,11 @@ def _normalized_context(ctx: str) -> str:
 
 def _frame_key(frame: dict[str, Any]) -> list[str]:
     ctx = str(frame.get("context_line") or "").strip()
-    return [str(frame.get("module") or frame.get("filename") or "?"), str(frame.get("function") or "?"),
-            _normalized_context(ctx) if ctx else ""]
+    return [
+        str(frame.get("module") or frame.get("filename") or "?"),
+        str(frame.get("function") or "?"),
+        _normalized_context(ctx) if ctx else "",
+    ]
 
 
 def _exceptions(error: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,8 +127,13 @@ def default_components(ev: Mapping[str, Any]) -> list[Any]:
     all_frames = [f for e in excs for f in _frames(e)]
     if all_frames:
         use_all = not any(_in_app(f) for f in all_frames)
-        return ["stack", [[str(e.get("type") or "Error"), [_frame_key(f) for f in _frames(e) if use_all or _in_app(f)]]
-                          for e in excs]]
+        return [
+            "stack",
+            [
+                [str(e.get("type") or "Error"), [_frame_key(f) for f in _frames(e) if use_all or _in_app(f)]]
+                for e in excs
+            ],
+        ]
     last = excs[-1]
     return [
         "type",

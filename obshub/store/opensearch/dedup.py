@@ -77,18 +77,26 @@ class RolloverDedup:
         # The previous index held the writes until the rollover: an original stored there may
         # not be refreshed yet, so look it up with a realtime mget (translog, no refresh).
         with guard("rollover dedup"):
-            resp = self.client.mget(body={"docs": [{"_index": older[-1], "_id": i} for i in candidates]},
-                                    params={"_source": "false", "filter_path": "docs._id,docs.found"})
+            resp = self.client.mget(
+                body={"docs": [{"_index": older[-1], "_id": i} for i in candidates]},
+                params={"_source": "false", "filter_path": "docs._id,docs.found"},
+            )
         for d in resp.get("docs", []):
             if d.get("found"):
                 found.update(candidates.pop(d["_id"], ()))
         if candidates and len(older) > 1:
             # Older ones stopped taking writes at least one rollover ago: refreshed, searchable.
             with guard("rollover dedup"):
-                resp = self.client.search(index=",".join(older[:-1]), body={
-                    "query": {"ids": {"values": list(candidates)}}, "_source": False, "size": len(candidates),
-                    "track_total_hits": False,
-                }, params={"filter_path": "hits.hits._id", "ignore_unavailable": "true"})
+                resp = self.client.search(
+                    index=",".join(older[:-1]),
+                    body={
+                        "query": {"ids": {"values": list(candidates)}},
+                        "_source": False,
+                        "size": len(candidates),
+                        "track_total_hits": False,
+                    },
+                    params={"filter_path": "hits.hits._id", "ignore_unavailable": "true"},
+                )
             for h in (resp.get("hits") or {}).get("hits", []):
                 found.update(candidates.get(h["_id"], ()))
         return found

@@ -107,7 +107,6 @@ def _field(node: Field) -> dict[str, Any]:
     return _NONE
 
 
-
 def _attr(key: str, node: Field) -> dict[str, Any]:
     if node.op == "exists":
         return {"term": {"attrs_keys": key}}

@@ -34,9 +34,16 @@ __all__ = ["GROUP_FIELDS", "Groups"]
 
 _NOT_INDEXED = {"type": "keyword", "index": False, "doc_values": False}
 GROUP_FIELDS: dict[str, Any] = {
-    "gid": {"type": "keyword"}, "title": _NOT_INDEXED, "type": {"type": "keyword"}, "culprit": _NOT_INDEXED,
-    "level": {"type": "keyword"}, "version": {"type": "keyword"}, "state": {"type": "keyword"},
-    "first_seen": {"type": "long"}, "resolved_at": {"type": "long"}, "regressed_at": {"type": "long"},
+    "gid": {"type": "keyword"},
+    "title": _NOT_INDEXED,
+    "type": {"type": "keyword"},
+    "culprit": _NOT_INDEXED,
+    "level": {"type": "keyword"},
+    "version": {"type": "keyword"},
+    "state": {"type": "keyword"},
+    "first_seen": {"type": "long"},
+    "resolved_at": {"type": "long"},
+    "regressed_at": {"type": "long"},
     "merged_into": {"type": "keyword"},
 }
 _RETRIES = 20  # optimistic-concurrency retries per group update (each ~2 ms)
@@ -48,9 +55,19 @@ _KNOWN_MAX = 100_000  # bounds that memory (cleared when full)
 def _record(src: dict[str, Any]) -> Any:
     from obshub.store.base import GroupRecord
 
-    return GroupRecord(src["gid"], src["title"], src.get("type"), src.get("culprit"), src["level"], src["version"],
-                       src["state"], int(src["first_seen"]), src.get("resolved_at"), src.get("regressed_at"),
-                       src.get("merged_into"))
+    return GroupRecord(
+        src["gid"],
+        src["title"],
+        src.get("type"),
+        src.get("culprit"),
+        src["level"],
+        src["version"],
+        src["state"],
+        int(src["first_seen"]),
+        src.get("resolved_at"),
+        src.get("regressed_at"),
+        src.get("merged_into"),
+    )
 
 
 class Groups:
@@ -77,8 +94,9 @@ class Groups:
     def _unknown(self, project_id: int, groups: Sequence[Any], stamp: float) -> list[Any]:
         return [g for g in groups if stamp - self._known.get((project_id, g.id), -_KNOWN_TTL_S) >= _KNOWN_TTL_S]
 
-    def _remember(self, project_id: int, existing: dict[str, dict[str, Any]], gids: Sequence[str],
-                  stamp: float) -> None:
+    def _remember(
+        self, project_id: int, existing: dict[str, dict[str, Any]], gids: Sequence[str], stamp: float
+    ) -> None:
         """Note the groups now known to exist and not be resolved (so the next writes skip the mget)."""
         for gid in gids:
             key = (project_id, gid)
@@ -92,10 +110,22 @@ class Groups:
         """Create a group record; False when it exists (another flush or hub made it: same content)."""
         try:
             with guard("create error group"):
-                self.client.create(index=self.index, id=self._id(project_id, g.id), body={
-                    "kind": "group", "project_id": project_id, "gid": g.id, "title": g.title, "type": g.type,
-                    "culprit": g.culprit, "level": g.level, "version": g.version, "state": "unresolved",
-                    "first_seen": g.first_seen if first_seen is None else first_seen})
+                self.client.create(
+                    index=self.index,
+                    id=self._id(project_id, g.id),
+                    body={
+                        "kind": "group",
+                        "project_id": project_id,
+                        "gid": g.id,
+                        "title": g.title,
+                        "type": g.type,
+                        "culprit": g.culprit,
+                        "level": g.level,
+                        "version": g.version,
+                        "state": "unresolved",
+                        "first_seen": g.first_seen if first_seen is None else first_seen,
+                    },
+                )
             return True
         except Conflict:
             return False
@@ -146,15 +176,29 @@ class Groups:
         if not missing:
             return
         self._before_read()  # the duplicates' originals may have landed moments ago
-        body = {"size": 0, "track_total_hits": False,
-                "query": {"bool": {"filter": [{"term": {"project_id": project_id}}, {"ids": {"values": list(doc_ids)}},
-                                              {"terms": {"group_id": list(missing)}}]}},
-                "aggs": {"g": {"terms": {"field": "group_id", "size": len(missing)},
-                               "aggs": {"first": {"min": {"field": "ts"}}}}}}
+        body = {
+            "size": 0,
+            "track_total_hits": False,
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"project_id": project_id}},
+                        {"ids": {"values": list(doc_ids)}},
+                        {"terms": {"group_id": list(missing)}},
+                    ]
+                }
+            },
+            "aggs": {
+                "g": {"terms": {"field": "group_id", "size": len(missing)}, "aggs": {"first": {"min": {"field": "ts"}}}}
+            },
+        }
         with guard("stored occurrences of error groups"):
             resp = self.client.search(index=self.events, body=body)
-        created = [self._create(project_id, missing[b["key"]], int(b["first"]["value"]))
-                   for b in resp["aggregations"]["g"]["buckets"] if b["key"] in missing]
+        created = [
+            self._create(project_id, missing[b["key"]], int(b["first"]["value"]))
+            for b in resp["aggregations"]["g"]["buckets"]
+            if b["key"] in missing
+        ]
         if any(created):
             self._refresh()
 
@@ -175,9 +219,12 @@ class Groups:
                     break
                 try:
                     with guard("reopen error group"):
-                        self.client.index(index=self.index, id=doc["_id"],
-                                          body={**src, "state": "unresolved", "regressed_at": newest},
-                                          params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]})
+                        self.client.index(
+                            index=self.index,
+                            id=doc["_id"],
+                            body={**src, "state": "unresolved", "regressed_at": newest},
+                            params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]},
+                        )
                     changed = True
                     break
                 except Conflict:  # resolved again, or reopened by another hub: re-judge
@@ -191,10 +238,20 @@ class Groups:
             self._refresh()
 
     def _newest_received(self, project_id: int, gid: str, after: int) -> int | None:
-        body = {"size": 0, "track_total_hits": False,
-                "query": {"bool": {"filter": [{"term": {"project_id": project_id}}, {"term": {"group_id": gid}},
-                                              {"range": {"received_at": {"gt": after}}}]}},
-                "aggs": {"newest": {"max": {"field": "received_at"}}}}
+        body = {
+            "size": 0,
+            "track_total_hits": False,
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"project_id": project_id}},
+                        {"term": {"group_id": gid}},
+                        {"range": {"received_at": {"gt": after}}},
+                    ]
+                }
+            },
+            "aggs": {"newest": {"max": {"field": "received_at"}}},
+        }
         with guard("error group regression"):
             resp = self.client.search(index=self.events, body=body)
         value = resp["aggregations"]["newest"]["value"]
@@ -205,13 +262,19 @@ class Groups:
             found = self._mget(project_id, list(ids))
             return [_record(found[g]["_source"]) for g in ids if g in found]
         with guard("list error groups"):
-            resp = self.client.search(index=self.index, body={
-                "query": {"bool": {"filter": [{"term": {"kind": "group"}}, {"term": {"project_id": project_id}}]}},
-                "size": _MAX_GROUPS, "sort": [{"first_seen": "asc"}, {"gid": "asc"}]})
+            resp = self.client.search(
+                index=self.index,
+                body={
+                    "query": {"bool": {"filter": [{"term": {"kind": "group"}}, {"term": {"project_id": project_id}}]}},
+                    "size": _MAX_GROUPS,
+                    "sort": [{"first_seen": "asc"}, {"gid": "asc"}],
+                },
+            )
         return [_record(h["_source"]) for h in resp["hits"]["hits"]]
 
-    def stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-              ids: Sequence[str] | None = None) -> dict[str, Any]:
+    def stats(
+        self, project_id: int, query: Node | None, start: int | None, end: int | None, ids: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         from obshub.store.base import GroupStats
 
         if ids is not None and not ids:
@@ -220,33 +283,58 @@ class Groups:
         q["bool"]["filter"] += [{"term": {"kind": "error"}}, {"exists": {"field": "group_id"}}]
         if ids is not None:
             q["bool"]["filter"].append({"terms": {"group_id": list(ids)}})
-        body = {"query": q, "size": 0, "track_total_hits": False, "aggs": {"g": {
-            "terms": {"field": "group_id", "size": _MAX_GROUPS},
+        body = {
+            "query": q,
+            "size": 0,
+            "track_total_hits": False,
             "aggs": {
-                # exact below 40,000 distinct users per group (HyperLogLog above; SQLite is exact)
-                "users": {"cardinality": {"field": "user_id", "precision_threshold": 40_000}},
-                "hosts": {"terms": {"field": "host", "size": 1_000, "order": {"_key": "asc"}}},
-                "first": {"min": {"field": "ts"}}, "last": {"max": {"field": "ts"}},
-            }}}}
+                "g": {
+                    "terms": {"field": "group_id", "size": _MAX_GROUPS},
+                    "aggs": {
+                        # exact below 40,000 distinct users per group (HyperLogLog above; SQLite is exact)
+                        "users": {"cardinality": {"field": "user_id", "precision_threshold": 40_000}},
+                        "hosts": {"terms": {"field": "host", "size": 1_000, "order": {"_key": "asc"}}},
+                        "first": {"min": {"field": "ts"}},
+                        "last": {"max": {"field": "ts"}},
+                    },
+                }
+            },
+        }
         self._before_read()
         with guard("error group stats"):
             resp = self.client.search(index=self.events, body=body)
-        return {b["key"]: GroupStats(int(b["doc_count"]), int(b["users"]["value"]),
-                                     [h["key"] for h in b["hosts"]["buckets"]],
-                                     int(b["first"]["value"]), int(b["last"]["value"]))
-                for b in resp["aggregations"]["g"]["buckets"]}
+        return {
+            b["key"]: GroupStats(
+                int(b["doc_count"]),
+                int(b["users"]["value"]),
+                [h["key"] for h in b["hosts"]["buckets"]],
+                int(b["first"]["value"]),
+                int(b["last"]["value"]),
+            )
+            for b in resp["aggregations"]["g"]["buckets"]
+        }
 
     def series(self, project_id: int, start: int, end: int, interval_us: int) -> dict[str, list[tuple[int, int]]]:
         q = filters(project_id, None, start, end)
         q["bool"]["filter"] += [{"term": {"kind": "error"}}, {"exists": {"field": "group_id"}}]
-        body = {"query": q, "size": 0, "track_total_hits": False, "aggs": {"g": {
-            "terms": {"field": "group_id", "size": _MAX_GROUPS},
-            "aggs": {"h": {"histogram": {"field": "ts", "interval": interval_us, "min_doc_count": 1}}}}}}
+        body = {
+            "query": q,
+            "size": 0,
+            "track_total_hits": False,
+            "aggs": {
+                "g": {
+                    "terms": {"field": "group_id", "size": _MAX_GROUPS},
+                    "aggs": {"h": {"histogram": {"field": "ts", "interval": interval_us, "min_doc_count": 1}}},
+                }
+            },
+        }
         self._before_read()
         with guard("error group series"):
             resp = self.client.search(index=self.events, body=body)
-        return {b["key"]: [(int(h["key"]), int(h["doc_count"])) for h in b["h"]["buckets"]]
-                for b in resp["aggregations"]["g"]["buckets"]}
+        return {
+            b["key"]: [(int(h["key"]), int(h["doc_count"])) for h in b["h"]["buckets"]]
+            for b in resp["aggregations"]["g"]["buckets"]
+        }
 
     def _forget(self, project_id: int, gid: str) -> None:
         """The group's state changes: the next write must look it up again."""
@@ -256,8 +344,14 @@ class Groups:
         self._changed[(project_id, gid)] = time.monotonic()
         self._known.pop((project_id, gid), None)
 
-    def update(self, project_id: int, gid: str, state: str | None = None, resolved_at: int | None = None,
-               merged_into: str | None = None) -> Any:
+    def update(
+        self,
+        project_id: int,
+        gid: str,
+        state: str | None = None,
+        resolved_at: int | None = None,
+        merged_into: str | None = None,
+    ) -> Any:
         self._forget(project_id, gid)
         for _ in range(_RETRIES):
             doc = self._mget(project_id, [gid]).get(gid)
@@ -272,9 +366,16 @@ class Groups:
                 return _record(src)
             try:
                 with guard("update error group"):
-                    self.client.index(index=self.index, id=doc["_id"], body=src,
-                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
-                                              "refresh": "true"})
+                    self.client.index(
+                        index=self.index,
+                        id=doc["_id"],
+                        body=src,
+                        params={
+                            "if_seq_no": doc["_seq_no"],
+                            "if_primary_term": doc["_primary_term"],
+                            "refresh": "true",
+                        },
+                    )
                 self._forget(project_id, gid)  # again: a write may have looked it up meanwhile
                 return _record(src)
             except Conflict:

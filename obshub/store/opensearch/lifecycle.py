@@ -48,8 +48,13 @@ class Lifecycle:
         streams = resp.get("data_streams") or []
         return [i["index_name"] for i in streams[0]["indices"]] if streams else []
 
-    def rollover(self, max_age: str | None = _ROLLOVER_AGE, max_size: str | None = _ROLLOVER_SIZE,
-                 max_docs: int | None = None, force: bool = False) -> bool:
+    def rollover(
+        self,
+        max_age: str | None = _ROLLOVER_AGE,
+        max_size: str | None = _ROLLOVER_SIZE,
+        max_docs: int | None = None,
+        force: bool = False,
+    ) -> bool:
         conditions: dict[str, Any] = {}
         if max_age:
             conditions["max_age"] = max_age
@@ -71,11 +76,19 @@ class Lifecycle:
         write_index = indices[-1]
         with guard("retention stats"):
             self.client.indices.refresh(index=self.stream)
-            resp = self.client.search(index=self.stream, body={
-                "size": 0, "track_total_hits": False,
-                "aggs": {"idx": {"terms": {"field": "_index", "size": 10_000},
-                                 "aggs": {"newest": {"max": {"field": "ts"}}}}},
-            })
+            resp = self.client.search(
+                index=self.stream,
+                body={
+                    "size": 0,
+                    "track_total_hits": False,
+                    "aggs": {
+                        "idx": {
+                            "terms": {"field": "_index", "size": 10_000},
+                            "aggs": {"newest": {"max": {"field": "ts"}}},
+                        }
+                    },
+                },
+            )
         total = 0
         whole: list[str] = []
         for b in resp["aggregations"]["idx"]["buckets"]:
@@ -93,20 +106,26 @@ class Lifecycle:
     def _delete_docs(self, cutoff: int) -> int:
         deleted = 0
         body: dict[str, Any] = {
-            "query": {"range": {"ts": {"lt": cutoff}}}, "size": _DELETE_PAGE, "_source": False,
-            "sort": [{"ts": "asc"}, {"id": "asc"}], "track_total_hits": False,
+            "query": {"range": {"ts": {"lt": cutoff}}},
+            "size": _DELETE_PAGE,
+            "_source": False,
+            "sort": [{"ts": "asc"}, {"id": "asc"}],
+            "track_total_hits": False,
         }
         while deleted < _DELETE_MAX_PER_CALL:
             with guard("retention scan"):
                 hits = self.client.search(index=self.stream, body=body)["hits"]["hits"]
             if not hits:
                 break
-            actions = b"".join(orjson.dumps({"delete": {"_index": h["_index"], "_id": h["_id"]}}) + b"\n"
-                               for h in hits)
+            actions = b"".join(orjson.dumps({"delete": {"_index": h["_index"], "_id": h["_id"]}}) + b"\n" for h in hits)
             with guard("retention delete"):
                 resp = self.client.transport.perform_request(
-                    "POST", "/_bulk", body=actions, params={"filter_path": "items.*.status,items.*.error"},
-                    headers={"content-type": "application/x-ndjson"})
+                    "POST",
+                    "/_bulk",
+                    body=actions,
+                    params={"filter_path": "items.*.status,items.*.error"},
+                    headers={"content-type": "application/x-ndjson"},
+                )
             for item in resp.get("items", []):
                 (res,) = item.values()
                 if res.get("status") == 200:

@@ -47,13 +47,56 @@ __all__ = [
 ]
 
 # The order of the normalized event dict (obshub.events / the SQLite backend's columns).
-EVENT_FIELDS = ("id", "ts", "received_at", "kind", "level", "message", "service", "host", "env",
-                "release", "logger", "request_id", "trace_id", "span_id", "user_id", "session_id",
-                "name", "error", "group_id", "attrs")
-KEYWORD_FIELDS = ("id", "kind", "level", "service", "host", "env", "release", "logger", "name",
-                  "group_id", *CORRELATION_KEYS)
-_STRINGS = ("message", "service", "host", "env", "release", "logger", "request_id", "trace_id",
-            "span_id", "user_id", "session_id", "name", "group_id")
+EVENT_FIELDS = (
+    "id",
+    "ts",
+    "received_at",
+    "kind",
+    "level",
+    "message",
+    "service",
+    "host",
+    "env",
+    "release",
+    "logger",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "session_id",
+    "name",
+    "error",
+    "group_id",
+    "attrs",
+)
+KEYWORD_FIELDS = (
+    "id",
+    "kind",
+    "level",
+    "service",
+    "host",
+    "env",
+    "release",
+    "logger",
+    "name",
+    "group_id",
+    *CORRELATION_KEYS,
+)
+_STRINGS = (
+    "message",
+    "service",
+    "host",
+    "env",
+    "release",
+    "logger",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "session_id",
+    "name",
+    "group_id",
+)
 # 30 fixed fields + this many numeric attribute keys per backing index. A rollover starts a new
 # index, so the budget renews daily; past it, events still store (writer.py).
 TOTAL_FIELDS_LIMIT = 2000
@@ -74,12 +117,19 @@ _FTS5_DIACRITICS = "\u0300-\u0304\u0306-\u030c\u030f\u0311\u031b\u0323-\u0328\u0
 # a message may hold a 40 KB run of letters. 1,000 UTF-16 units are at most 3,000 bytes.
 _MAX_WORD = 1_000
 WORDS_ANALYSIS: dict[str, Any] = {
-    "char_filter": {"obshub_accents": {"type": "pattern_replace", "pattern": f"[{_FTS5_DIACRITICS}]",
-                                       "replacement": ""}},
+    "char_filter": {
+        "obshub_accents": {"type": "pattern_replace", "pattern": f"[{_FTS5_DIACRITICS}]", "replacement": ""}
+    },
     "tokenizer": {"obshub_words": {"type": "pattern", "pattern": "[^\\p{L}\\p{N}\\p{Co}_]+"}},
     "filter": {"obshub_long": {"type": "truncate", "length": _MAX_WORD}},
-    "analyzer": {"obshub_words": {"type": "custom", "char_filter": ["obshub_accents"], "tokenizer": "obshub_words",
-                                  "filter": ["lowercase", "asciifolding", "obshub_long"]}},
+    "analyzer": {
+        "obshub_words": {
+            "type": "custom",
+            "char_filter": ["obshub_accents"],
+            "tokenizer": "obshub_words",
+            "filter": ["lowercase", "asciifolding", "obshub_long"],
+        }
+    },
 }
 
 
@@ -109,8 +159,11 @@ def event_template(names: Names, shards: int, replicas: int | None) -> dict[str,
         "project_id": {"type": "integer"},
         "ts": {"type": "long"},  # µs since epoch: exact, the sort key
         "received_at": {"type": "long"},
-        "message": {"type": "text", "analyzer": "obshub_words",
-                    "fields": {"raw": {"type": "keyword", "ignore_above": _MESSAGE_RAW_IGNORE_ABOVE}}},
+        "message": {
+            "type": "text",
+            "analyzer": "obshub_words",
+            "fields": {"raw": {"type": "keyword", "ignore_above": _MESSAGE_RAW_IGNORE_ABOVE}},
+        },
         "error": {"type": "object", "enabled": False},
         "attrs": {"type": "object", "enabled": False},
         "attrs_keys": kw,
@@ -169,8 +222,13 @@ def attr_kv(key: str, value: Any) -> str:
 def to_doc(project_id: int, ev: dict[str, Any], with_num: bool = True) -> dict[str, Any]:
     ts = ev["ts"]
     doc: dict[str, Any] = {
-        "@timestamp": ts // 1000, "project_id": project_id, "id": ev["id"], "ts": ts,
-        "received_at": ev["received_at"], "kind": ev["kind"], "level": ev["level"],
+        "@timestamp": ts // 1000,
+        "project_id": project_id,
+        "id": ev["id"],
+        "ts": ts,
+        "received_at": ev["received_at"],
+        "kind": ev["kind"],
+        "level": ev["level"],
     }
     g = ev.get
     for f in _STRINGS:

@@ -68,10 +68,18 @@ class Reader:
         return [from_doc(h["_source"]) for h in resp["hits"]["hits"]]
 
     # -- user timeline ---------------------------------------------------------------------------
-    def user_events(self, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
-                    before: tuple[int, str] | None) -> list[dict[str, Any]]:
-        return self.search(project_id, SearchRequest(Field("user_id", "=", user_id, True), start, end, limit,
-                                                     before, ascending=False))
+    def user_events(
+        self,
+        project_id: int,
+        user_id: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        before: tuple[int, str] | None,
+    ) -> list[dict[str, Any]]:
+        return self.search(
+            project_id, SearchRequest(Field("user_id", "=", user_id, True), start, end, limit, before, ascending=False)
+        )
 
     def request_events(
         self, project_id: int, request_ids: Sequence[str], limit: int
@@ -82,9 +90,16 @@ class Reader:
             return {}
         body: list[dict[str, Any]] = []
         for rid in ids:
-            body += [{}, {"query": filters(project_id, Field("request_id", "=", rid, True), None, None),
-                          "sort": [{"ts": "asc"}, {"id": "asc"}], "size": min(limit, _MAX_WINDOW),
-                          "track_total_hits": False, "_source": _SOURCE}]
+            body += [
+                {},
+                {
+                    "query": filters(project_id, Field("request_id", "=", rid, True), None, None),
+                    "sort": [{"ts": "asc"}, {"id": "asc"}],
+                    "size": min(limit, _MAX_WINDOW),
+                    "track_total_hits": False,
+                    "_source": _SOURCE,
+                },
+            ]
         self._before_read()
         with guard("request events"):
             resp = self.client.msearch(index=self.index, body=body)
@@ -97,15 +112,20 @@ class Reader:
                 out[rid] = [from_doc(h["_source"]) for h in hits]
         return out
 
-    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
-                            cap: int) -> int:
+    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None, cap: int) -> int:
         # Exact up to cap + 1, unlike `cardinality` (HyperLogLog): a terms aggregation returns
         # every key when there are at most `size` (each shard sends at least `size`), and
         # `stats_bucket` counts them on the coordinating node, so no bucket list is sent back.
         q = filters(project_id, Field("user_id", "=", user_id, True), start, end)
-        body = {"query": q, "size": 0, "track_total_hits": False,
-                "aggs": {"r": {"terms": {"field": "request_id", "size": cap + 1}},
-                         "n": {"stats_bucket": {"buckets_path": "r>_count"}}}}
+        body = {
+            "query": q,
+            "size": 0,
+            "track_total_hits": False,
+            "aggs": {
+                "r": {"terms": {"field": "request_id", "size": cap + 1}},
+                "n": {"stats_bucket": {"buckets_path": "r>_count"}},
+            },
+        }
         resp = self._search(body, "count user requests", filter_path="aggregations.n.count")
         return int(resp.get("aggregations", {}).get("n", {}).get("count") or 0)
 
@@ -115,10 +135,10 @@ class Reader:
             resp = self.client.count(index=self.index, body={"query": filters(project_id, query, start, end)})
         return int(resp["count"])
 
-    def _terms(self, query: dict[str, Any], field: str, limit: int, what: str,
-               include: str | None = None) -> list[tuple[str, int]]:
-        terms: dict[str, Any] = {"field": field, "size": max(1, limit),
-                                 "order": [{"_count": "desc"}, {"_key": "asc"}]}
+    def _terms(
+        self, query: dict[str, Any], field: str, limit: int, what: str, include: str | None = None
+    ) -> list[tuple[str, int]]:
+        terms: dict[str, Any] = {"field": field, "size": max(1, limit), "order": [{"_count": "desc"}, {"_key": "asc"}]}
         if include is not None:
             terms["include"] = include
         body = {"query": query, "size": 0, "track_total_hits": False, "aggs": {"t": {"terms": terms}}}
@@ -133,16 +153,28 @@ class Reader:
         the last."""
         if not 1 <= sample <= min(FACET_SAMPLE, _MAX_WINDOW):
             raise ValueError(f"sample: must be between 1 and {FACET_SAMPLE}")
-        body = {"query": query, "sort": [{"ts": "desc"}, {"id": "desc"}], "from": sample - 1, "size": 1,
-                "track_total_hits": sample + 1, "_source": False}
+        body = {
+            "query": query,
+            "sort": [{"ts": "desc"}, {"id": "desc"}],
+            "from": sample - 1,
+            "size": 1,
+            "track_total_hits": sample + 1,
+            "_source": False,
+        }
         resp = self._search(body, what)
         total = int(resp["hits"]["total"]["value"])
         if total <= sample:
             return query, total, False
         ts, id_ = resp["hits"]["hits"][0]["sort"]
-        newer = {"bool": {"should": [{"range": {"ts": {"gt": ts}}},
-                                     {"bool": {"filter": [{"term": {"ts": ts}}, {"range": {"id": {"gte": id_}}}]}}],
-                          "minimum_should_match": 1}}
+        newer = {
+            "bool": {
+                "should": [
+                    {"range": {"ts": {"gt": ts}}},
+                    {"bool": {"filter": [{"term": {"ts": ts}}, {"range": {"id": {"gte": id_}}}]}},
+                ],
+                "minimum_should_match": 1,
+            }
+        }
         return {"bool": {"filter": [query, newer]}}, sample, True
 
     def facets(
@@ -163,12 +195,20 @@ class Reader:
             return Sampled({}, counted, approximate)
         order = [{"_count": "desc"}, {"_key": "asc"}]
         body = {
-            "query": q, "size": 0, "track_total_hits": False,
+            "query": q,
+            "size": 0,
+            "track_total_hits": False,
             "aggs": {f: {"terms": {"field": f, "size": max(1, limit), "order": order}} for f in fields},
         }
         resp = self._search(body, "facets")
-        return Sampled({f: [(b["key"], int(b["doc_count"])) for b in resp["aggregations"][f]["buckets"]][:max(0, limit)]
-                        for f in fields}, counted, approximate)
+        return Sampled(
+            {
+                f: [(b["key"], int(b["doc_count"])) for b in resp["aggregations"][f]["buckets"]][: max(0, limit)]
+                for f in fields
+            },
+            counted,
+            approximate,
+        )
 
     # -- analytics ---------------------------------------------------------------------------
     @staticmethod
@@ -184,18 +224,29 @@ class Reader:
             return []
         return self._terms(self._events(project_id, None, start, end), "name", limit, "event names")
 
-    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None,
-                         sample: int = FACET_SAMPLE) -> Sampled[list[str]]:
+    def event_properties(
+        self, project_id: int, name: str, start: int | None, end: int | None, sample: int = FACET_SAMPLE
+    ) -> Sampled[list[str]]:
         q, counted, approximate = self._newest(self._events(project_id, name, start, end), sample, "event properties")
         body = {
-            "query": q, "size": 0, "track_total_hits": False,
+            "query": q,
+            "size": 0,
+            "track_total_hits": False,
             "aggs": {"keys": {"terms": {"field": "attrs_keys", "size": _MAX_PROPS, "order": {"_key": "asc"}}}},
         }
         resp = self._search(body, "event properties")
         return Sampled(sorted(b["key"] for b in resp["aggregations"]["keys"]["buckets"]), counted, approximate)
 
-    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
-                        limit: int, sample: int = FACET_SAMPLE) -> Sampled[list[tuple[Any, int]]]:
+    def property_values(
+        self,
+        project_id: int,
+        name: str,
+        prop: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[list[tuple[Any, int]]]:
         q, counted, approximate = self._newest(self._events(project_id, name, start, end), sample, "property values")
         if limit <= 0:
             return Sampled([], counted, approximate)
@@ -210,7 +261,7 @@ class Reader:
         # SQLite breaks ties by typed value; re-sorting a wider set keeps the cut the same.
         wide = min(2 * limit + 20, 10_000)
         for kv, n in self._terms(q, "attrs_kv", wide, "property values", include=include):
-            raw = kv[len(prefix):]
+            raw = kv[len(prefix) :]
             value = orjson.loads(raw)
             if isinstance(value, (list, dict)):
                 value = raw  # SQLite's json_extract returns arrays as JSON text
@@ -221,15 +272,20 @@ class Reader:
         out.sort(key=lambda vn: (-vn[1], isinstance(vn[0], str), vn[0]))
         return Sampled(out[:limit], counted, approximate)
 
-    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
-                     unique: bool) -> list[tuple[int, int]]:
+    def event_series(
+        self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
+    ) -> list[tuple[int, int]]:
         hist: dict[str, Any] = {"histogram": {"field": "ts", "interval": interval_us, "min_doc_count": 1}}
         if unique:
             # HyperLogLog: exact below 40,000 distinct users per bucket (precision_threshold max),
             # ~1% error above. SQLite counts exactly.
             hist["aggs"] = {"u": {"cardinality": {"field": "user_id", "precision_threshold": 40_000}}}
-        body = {"query": self._events(project_id, name, start, end), "size": 0, "track_total_hits": False,
-                "aggs": {"h": hist}}
+        body = {
+            "query": self._events(project_id, name, start, end),
+            "size": 0,
+            "track_total_hits": False,
+            "aggs": {"h": hist},
+        }
         resp = self._search(body, "event series")
         out = []
         for b in resp["aggregations"]["h"]["buckets"]:

@@ -32,9 +32,20 @@ from obshub.store.opensearch.mappings import Names
 __all__ = ["STATE_FIELDS", "State"]
 
 STATE_FIELDS: dict[str, Any] = {
-    k: {"type": t} for k, t in (("kind", "keyword"), ("id", "integer"), ("name", "keyword"), ("public_key", "keyword"),
-                                ("created_at", "long"), ("project_id", "integer"), ("scope", "keyword"),
-                                ("value", "long"), ("label", "keyword"), ("revoked_at", "long"))}
+    k: {"type": t}
+    for k, t in (
+        ("kind", "keyword"),
+        ("id", "integer"),
+        ("name", "keyword"),
+        ("public_key", "keyword"),
+        ("created_at", "long"),
+        ("project_id", "integer"),
+        ("scope", "keyword"),
+        ("value", "long"),
+        ("label", "keyword"),
+        ("revoked_at", "long"),
+    )
+}
 _SEQ_DOC = "seq:project"
 _PROJECTS = {"term": {"kind": "project"}}
 _SEQ_RETRIES = 50  # concurrent creates from many hubs: each retry is one GET + one PUT (~2 ms)
@@ -47,8 +58,14 @@ def _project(src: dict[str, Any]) -> Project:
 
 def _token(doc_id: str, src: dict[str, Any]) -> TokenRecord:
     revoked = src.get("revoked_at")
-    return TokenRecord(doc_id.removeprefix(_TOKEN_PREFIX), int(src["project_id"]), src["scope"], src.get("label", ""),
-                       int(src.get("created_at", 0)), int(revoked) if revoked is not None else None)
+    return TokenRecord(
+        doc_id.removeprefix(_TOKEN_PREFIX),
+        int(src["project_id"]),
+        src["scope"],
+        src.get("label", ""),
+        int(src.get("created_at", 0)),
+        int(revoked) if revoked is not None else None,
+    )
 
 
 class State:
@@ -72,8 +89,12 @@ class State:
                         self.client.create(index=self.names.state, id=_SEQ_DOC, body={"kind": "seq", "value": 1})
                         return 1
                     n = int(doc["_source"]["value"]) + 1
-                    self.client.index(index=self.names.state, id=_SEQ_DOC, body={"kind": "seq", "value": n},
-                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]})
+                    self.client.index(
+                        index=self.names.state,
+                        id=_SEQ_DOC,
+                        body={"kind": "seq", "value": n},
+                        params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]},
+                    )
                     return n
             except Conflict:
                 continue  # another hub took this number; re-read
@@ -100,8 +121,9 @@ class State:
             raise Conflict(f"project {name!r} already exists") from None
         try:
             with guard("claim public key"):
-                self.client.create(index=self.names.state, id=f"pk:{public_key}",
-                                   body={"kind": "pk", "project_id": pid})
+                self.client.create(
+                    index=self.names.state, id=f"pk:{public_key}", body={"kind": "pk", "project_id": pid}
+                )
         except Conflict:
             with guard("undo project"):
                 self.client.delete(index=self.names.state, id=f"project:{name}", params={"refresh": "true"})
@@ -119,9 +141,18 @@ class State:
     def _add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str) -> None:
         # refresh: `obshub token list` right after `token create` (another process) shows it
         with guard("add token"):
-            self.client.create(index=self.names.state, id=f"{_TOKEN_PREFIX}{token_hash}",
-                               body={"kind": "token", "project_id": project_id, "scope": scope, "label": label,
-                                     "created_at": now_us()}, params={"refresh": "true"})
+            self.client.create(
+                index=self.names.state,
+                id=f"{_TOKEN_PREFIX}{token_hash}",
+                body={
+                    "kind": "token",
+                    "project_id": project_id,
+                    "scope": scope,
+                    "label": label,
+                    "created_at": now_us(),
+                },
+                params={"refresh": "true"},
+            )
 
     def add_token(self, project_id: int, scope: TokenScope, token_hash: str, label: str = "") -> None:
         with contextlib.suppress(Conflict):  # same hash twice: already there (SQLite: INSERT OR IGNORE)
@@ -137,9 +168,10 @@ class State:
         if hit is not None:
             return hit
         with guard("get project"):
-            resp = self.client.search(index=self.names.state,
-                                      body={"query": {"bool": {"filter": [_PROJECTS, {"term": {"id": project_id}}]}},
-                                            "size": 1})
+            resp = self.client.search(
+                index=self.names.state,
+                body={"query": {"bool": {"filter": [_PROJECTS, {"term": {"id": project_id}}]}}, "size": 1},
+            )
         hits = resp["hits"]["hits"]
         if not hits:
             return None
@@ -150,8 +182,9 @@ class State:
 
     def list_projects(self) -> list[Project]:
         with guard("list projects"):
-            resp = self.client.search(index=self.names.state,
-                                      body={"query": _PROJECTS, "sort": [{"id": "asc"}], "size": 10_000})
+            resp = self.client.search(
+                index=self.names.state, body={"query": _PROJECTS, "sort": [{"id": "asc"}], "size": 10_000}
+            )
         return [_project(h["_source"]) for h in resp["hits"]["hits"]]
 
     def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
@@ -188,9 +221,16 @@ class State:
             try:
                 # Conditional on what was read: two revokers at once keep the first revoked_at.
                 with guard("revoke token"):
-                    self.client.index(index=self.names.state, id=doc_id, body=src,
-                                      params={"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
-                                              "refresh": "true"})
+                    self.client.index(
+                        index=self.names.state,
+                        id=doc_id,
+                        body=src,
+                        params={
+                            "if_seq_no": doc["_seq_no"],
+                            "if_primary_term": doc["_primary_term"],
+                            "refresh": "true",
+                        },
+                    )
             except Conflict:
                 continue
             return _token(doc_id, src)

@@ -55,8 +55,10 @@ class OpenSearchConfig:
 
 def _bad(url: str, why: str) -> ConfigError:
     safe = re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
-    return ConfigError(f"OBSHUB_STORE: invalid OpenSearch URL {safe!r}: {why}. Expected "
-                       "opensearch://[user:pass@]host:port[,host2:port...][?prefix=obshub&tls=1]")
+    return ConfigError(
+        f"OBSHUB_STORE: invalid OpenSearch URL {safe!r}: {why}. Expected "
+        "opensearch://[user:pass@]host:port[,host2:port...][?prefix=obshub&tls=1]"
+    )
 
 
 def _flag(url: str, key: str, value: str) -> bool:
@@ -83,7 +85,7 @@ def _host(url: str, part: str) -> tuple[str, int]:
         end = part.find("]")
         if end < 0:
             raise _bad(url, f"unclosed '[' in host {part!r}")
-        host, rest = part[1:end], part[end + 1:]
+        host, rest = part[1:end], part[end + 1 :]
         if not rest.startswith(":"):
             raise _bad(url, f"host {part!r} needs a port")
         port_s = rest[1:]
@@ -164,8 +166,10 @@ def parse_url(url: str, env: dict[str, str] | None = None) -> OpenSearchConfig:
             raise _bad(url, f"CA bundle {ca!r} does not exist (ca= or OBSHUB_OPENSEARCH_CA_CERTS)")
         opts["ca_certs"] = ca
         opts["tls"] = True  # a CA only makes sense with TLS
-    for opt, env_key, what in (("client_cert", "OBSHUB_OPENSEARCH_CLIENT_CERT", "client certificate"),
-                               ("client_key", "OBSHUB_OPENSEARCH_CLIENT_KEY", "client key")):
+    for opt, env_key, what in (
+        ("client_cert", "OBSHUB_OPENSEARCH_CLIENT_CERT", "client certificate"),
+        ("client_key", "OBSHUB_OPENSEARCH_CLIENT_KEY", "client key"),
+    ):
         path = opts.get(opt) or env.get(env_key) or None
         if path is not None:
             if not os.path.isfile(str(path)):

@@ -72,8 +72,9 @@ class BulkWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _dispatch(self, chunks: Iterator[list[int]], lines: list[bytes],
-                  parallel: bool) -> list[tuple[list[int], list[tuple[int, str]]]]:
+    def _dispatch(
+        self, chunks: Iterator[list[int]], lines: list[bytes], parallel: bool
+    ) -> list[tuple[list[int], list[tuple[int, str]]]]:
         """Send each chunk as it is produced (so serializing the next overlaps sending this
         one); answers in chunk order. A failure raises for the whole batch; sibling sub-bulks
         may still land, which the client's retry then counts as duplicates."""
@@ -86,8 +87,9 @@ class BulkWriter:
         sent = [(c, pool.submit(self._send, b"".join(lines[i] for i in c))) for c in chunks]
         return [(c, f.result()) for c, f in sent]
 
-    def write_many(self, batches: Sequence[tuple[int, Sequence[dict[str, Any]]]],
-                   fresh: set[int] | None = None) -> list[WriteResult]:
+    def write_many(
+        self, batches: Sequence[tuple[int, Sequence[dict[str, Any]]]], fresh: set[int] | None = None
+    ) -> list[WriteResult]:
         """Several callers' batches (project id, events) in shared bulk requests; one result
         per batch, with `rejected` positions local to that batch. `fresh` (when given) gets the
         positions, over all batches in order, of the events this call stored (not duplicates):
@@ -112,12 +114,13 @@ class BulkWriter:
             n = len(indices)
             per = n if n < 2 * BULK_EVENTS else max(BULK_EVENTS, -(-n // _PARALLEL))
             for k in range(0, len(indices), per):
-                part = indices[k:k + per]
+                part = indices[k : k + per]
                 for i in part:
                     if not lines[i]:
                         ev = events[i]
-                        lines[i] = b"".join((head, dumps(doc_id(pids[i], ev["id"])), b"}}\n",
-                                             dumps(to_doc(pids[i], ev)), b"\n"))
+                        lines[i] = b"".join(
+                            (head, dumps(doc_id(pids[i], ev["id"])), b"}}\n", dumps(to_doc(pids[i], ev)), b"\n")
+                        )
                 yield from _by_bytes(part, lines)
 
         for i in stored_before:
@@ -147,19 +150,27 @@ class BulkWriter:
                     elif i not in stripped and ("attrs_num" in err or "total fields" in err):
                         stripped.add(i)
                         # Store it without the numeric attrs index rather than lose it.
-                        lines[i] = lines[i].split(b"\n", 1)[0] + b"\n" + \
-                            dumps(to_doc(pids[i], events[i], with_num=False)) + b"\n"
+                        lines[i] = (
+                            lines[i].split(b"\n", 1)[0]
+                            + b"\n"
+                            + dumps(to_doc(pids[i], events[i], with_num=False))
+                            + b"\n"
+                        )
                         retry.append(i)
                     else:
                         result.rejected.append((i - starts[owner[i]], f"rejected by OpenSearch ({status}): {err}"))
             pending = retry
             if pending and blocked:
-                raise StoreOverloaded(f"OpenSearch refuses writes ({len(pending)} of {len(events)} events not "
-                                      f"stored): {last_error}", retry_after=_BLOCKED_RETRY_AFTER_S)
+                raise StoreOverloaded(
+                    f"OpenSearch refuses writes ({len(pending)} of {len(events)} events not stored): {last_error}",
+                    retry_after=_BLOCKED_RETRY_AFTER_S,
+                )
             if pending and attempt >= _ATTEMPTS:
                 cls = StoreOverloaded if overloaded else StoreUnavailable
-                raise cls(f"OpenSearch did not store {len(pending)} of {len(events)} events after "
-                          f"{attempt} attempts; last: {last_error}")
+                raise cls(
+                    f"OpenSearch did not store {len(pending)} of {len(events)} events after "
+                    f"{attempt} attempts; last: {last_error}"
+                )
             if pending:
                 time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_S * 2 ** (attempt - 1)))
         for result in results:
@@ -172,8 +183,8 @@ class BulkWriter:
             params["refresh"] = "wait_for"
         with guard("bulk write"):
             resp = self.client.transport.perform_request(
-                "POST", "/_bulk", params=params, body=body,
-                headers={"content-type": "application/x-ndjson"})
+                "POST", "/_bulk", params=params, body=body, headers={"content-type": "application/x-ndjson"}
+            )
         items = resp.get("items") or []
         n_lines = body.count(b"\n") // 2
         if len(items) != n_lines:

@@ -168,12 +168,14 @@ class SqliteStore:
         return self._state.revoke_token(token_hash)
 
     # -- events --------------------------------------------------------------------------------
-    def write_events(self, project_id: int, events: Sequence[dict[str, Any]],
-                     groups: Sequence[Any] = ()) -> WriteResult:
+    def write_events(
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()
+    ) -> WriteResult:
         return self.submit_events(project_id, events, groups).result()
 
-    def submit_events(self, project_id: int, events: Sequence[dict[str, Any]],
-                      groups: Sequence[Any] = ()) -> Future[WriteResult]:
+    def submit_events(
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()
+    ) -> Future[WriteResult]:
         return self._writer.submit(project_id, events, groups)
 
     def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
@@ -182,8 +184,15 @@ class SqliteStore:
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
         return self._reader.count(project_id, query, start, end)
 
-    def user_events(self, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
-                    before: tuple[int, str] | None = None) -> list[dict[str, Any]]:
+    def user_events(
+        self,
+        project_id: int,
+        user_id: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        before: tuple[int, str] | None = None,
+    ) -> list[dict[str, Any]]:
         return self._reader.user_events(project_id, user_id, start, end, limit, before)
 
     def request_events(
@@ -191,8 +200,7 @@ class SqliteStore:
     ) -> dict[str, list[dict[str, Any]]]:
         return self._reader.request_events(project_id, request_ids, limit)
 
-    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
-                            cap: int) -> int:
+    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None, cap: int) -> int:
         return self._reader.count_user_requests(project_id, user_id, start, end, cap)
 
     def facets(
@@ -210,31 +218,48 @@ class SqliteStore:
     def event_names(self, project_id: int, start: int | None, end: int | None, limit: int) -> list[tuple[str, int]]:
         return self._reader.event_names(project_id, start, end, limit)
 
-    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None,
-                         sample: int = FACET_SAMPLE) -> Sampled[list[str]]:
+    def event_properties(
+        self, project_id: int, name: str, start: int | None, end: int | None, sample: int = FACET_SAMPLE
+    ) -> Sampled[list[str]]:
         return self._reader.event_properties(project_id, name, start, end, sample)
 
-    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
-                        limit: int, sample: int = FACET_SAMPLE) -> Sampled[list[tuple[Any, int]]]:
+    def property_values(
+        self,
+        project_id: int,
+        name: str,
+        prop: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[list[tuple[Any, int]]]:
         return self._reader.property_values(project_id, name, prop, start, end, limit, sample)
 
-    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
-                     unique: bool) -> list[tuple[int, int]]:
+    def event_series(
+        self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
+    ) -> list[tuple[int, int]]:
         return self._reader.event_series(project_id, name, interval_us, start, end, unique)
 
     # -- error groups ----------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:
         return self._groups.get(project_id, ids)
 
-    def group_stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-                    ids: Sequence[str] | None = None) -> dict[str, GroupStats]:
+    def group_stats(
+        self, project_id: int, query: Node | None, start: int | None, end: int | None, ids: Sequence[str] | None = None
+    ) -> dict[str, GroupStats]:
         return self._groups.stats(project_id, query, start, end, ids)
 
     def group_series(self, project_id: int, start: int, end: int, interval_us: int) -> dict[str, list[tuple[int, int]]]:
         return self._groups.series(project_id, start, end, interval_us)
 
-    def update_group(self, project_id: int, group_id: str, state: str | None = None,
-                     resolved_at: int | None = None, merged_into: str | None = None) -> GroupRecord:
+    def update_group(
+        self,
+        project_id: int,
+        group_id: str,
+        state: str | None = None,
+        resolved_at: int | None = None,
+        merged_into: str | None = None,
+    ) -> GroupRecord:
         return self._groups.update(project_id, group_id, state, resolved_at, merged_into)
 
     # -- lifecycle -------------------------------------------------------------------------------

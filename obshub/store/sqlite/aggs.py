@@ -26,23 +26,30 @@ def facets(where: str, params: Sequence[Any], fields: Sequence[str], sample: int
     newest `sample` matches. One walk: the newest sample + 1 matches (the extra one only tells
     whether there were more), then each field's counts over the newest `sample` of them."""
     cols = "".join(f", e.{f}" for f in fields)
-    arms = "".join(f" UNION ALL SELECT {i}, {f}, count(*) FROM t WHERE {f} IS NOT NULL GROUP BY {f}"
-                   for i, f in enumerate(fields))
-    return (f"WITH s AS MATERIALIZED (SELECT e.ts, e.id{cols} FROM events e WHERE {where} "
-            "ORDER BY e.ts DESC, e.id DESC LIMIT ?), "
-            "t AS MATERIALIZED (SELECT * FROM s ORDER BY ts DESC, id DESC LIMIT ?) "
-            f"SELECT -1, NULL, (SELECT count(*) FROM s){arms}", [*params, sample + 1, sample])
+    arms = "".join(
+        f" UNION ALL SELECT {i}, {f}, count(*) FROM t WHERE {f} IS NOT NULL GROUP BY {f}" for i, f in enumerate(fields)
+    )
+    return (
+        f"WITH s AS MATERIALIZED (SELECT e.ts, e.id{cols} FROM events e WHERE {where} "
+        "ORDER BY e.ts DESC, e.id DESC LIMIT ?), "
+        "t AS MATERIALIZED (SELECT * FROM s ORDER BY ts DESC, id DESC LIMIT ?) "
+        f"SELECT -1, NULL, (SELECT count(*) FROM s){arms}",
+        [*params, sample + 1, sample],
+    )
 
 
-def newest_events(where: str, params: Sequence[Any], col: str, sample: int, select: str,
-                  tail: Sequence[Any] = ()) -> Sql:
+def newest_events(
+    where: str, params: Sequence[Any], col: str, sample: int, select: str, tail: Sequence[Any] = ()
+) -> Sql:
     """Rows: (None, None, matches up to sample + 1), then `select`'s (3 columns) over `t`: the
     newest `sample` analytics events matching (`where` names one), with `col` as `t.p`."""
-    return (f"WITH s AS MATERIALIZED (SELECT e.ts, e.id, {col} AS p FROM events e INDEXED BY ix_events_ev_name "
-            f"WHERE {where} ORDER BY e.ts DESC, e.id DESC LIMIT ?), "
-            "t AS MATERIALIZED (SELECT * FROM s ORDER BY ts DESC, id DESC LIMIT ?) "
-            f"SELECT NULL, NULL, (SELECT count(*) FROM s) UNION ALL SELECT * FROM ({select})",
-            [*params, sample + 1, sample, *tail])
+    return (
+        f"WITH s AS MATERIALIZED (SELECT e.ts, e.id, {col} AS p FROM events e INDEXED BY ix_events_ev_name "
+        f"WHERE {where} ORDER BY e.ts DESC, e.id DESC LIMIT ?), "
+        "t AS MATERIALIZED (SELECT * FROM s ORDER BY ts DESC, id DESC LIMIT ?) "
+        f"SELECT NULL, NULL, (SELECT count(*) FROM s) UNION ALL SELECT * FROM ({select})",
+        [*params, sample + 1, sample, *tail],
+    )
 
 
 def _ev_index(by_name: bool) -> str:
@@ -52,14 +59,19 @@ def _ev_index(by_name: bool) -> str:
 def event_names(where: str, params: Sequence[Any], ranged: bool, limit: int) -> Sql:
     """Over all time the name index is read whole, already grouped; with a range the time
     index reads only the range (a 24 h view of 30 days of events reads 1/30 of them)."""
-    return (f"SELECT e.name, count(*) AS n FROM events e {_ev_index(not ranged)} WHERE {where} "
-            "GROUP BY e.name ORDER BY n DESC, e.name LIMIT ?", [*params, limit])
+    return (
+        f"SELECT e.name, count(*) AS n FROM events e {_ev_index(not ranged)} WHERE {where} "
+        "GROUP BY e.name ORDER BY n DESC, e.name LIMIT ?",
+        [*params, limit],
+    )
 
 
 def event_series(where: str, params: Sequence[Any], named: bool, interval_us: int, unique: bool) -> Sql:
     agg = "count(DISTINCT e.user_id)" if unique else "count(*)"
-    return (f"SELECT (e.ts / ?) * ? AS t, {agg} FROM events e {_ev_index(named)} WHERE {where} "
-            "GROUP BY t ORDER BY t", [interval_us, interval_us, *params])
+    return (
+        f"SELECT (e.ts / ?) * ? AS t, {agg} FROM events e {_ev_index(named)} WHERE {where} GROUP BY t ORDER BY t",
+        [interval_us, interval_us, *params],
+    )
 
 
 _ERRORS = "e.kind = 'error' AND e.group_id IS NOT NULL"  # the partial index's WHERE, literally
@@ -74,11 +86,16 @@ def group_stats(where: str, params: Sequence[Any], ids: Sequence[str] | None) ->
     else:  # no `group_id IS NOT NULL` here: with it the planner scanned every group's range
         index, extra = "INDEXED BY ix_events_group_id", list(ids)
         where = f"{where} AND e.kind = 'error' AND e.group_id IN ({','.join('?' * len(ids))})"
-    return ("SELECT e.group_id, count(*), count(DISTINCT e.user_id), group_concat(DISTINCT e.host), "
-            f"min(e.ts), max(e.ts) FROM events e {index} WHERE {where} GROUP BY e.group_id", [*params, *extra])
+    return (
+        "SELECT e.group_id, count(*), count(DISTINCT e.user_id), group_concat(DISTINCT e.host), "
+        f"min(e.ts), max(e.ts) FROM events e {index} WHERE {where} GROUP BY e.group_id",
+        [*params, *extra],
+    )
 
 
 def group_series(where: str, params: Sequence[Any], interval_us: int) -> Sql:
-    return (f"SELECT e.group_id, (e.ts / ?) * ? AS t, count(*) FROM events e INDEXED BY ix_events_errors "
-            f"WHERE {where} AND {_ERRORS} GROUP BY e.group_id, t ORDER BY e.group_id, t",
-            [interval_us, interval_us, *params])
+    return (
+        f"SELECT e.group_id, (e.ts / ?) * ? AS t, count(*) FROM events e INDEXED BY ix_events_errors "
+        f"WHERE {where} AND {_ERRORS} GROUP BY e.group_id, t ORDER BY e.group_id, t",
+        [interval_us, interval_us, *params],
+    )

@@ -179,8 +179,7 @@ def _candidates(node: Node, ctx: _Ctx) -> _Set | None:
 def _best(children: tuple[Node, ...], ctx: _Ctx) -> tuple[int, _Set] | None:
     """The AND child to collect rowids from: id lookups first (exact, no count needed), then
     ORs, then a rare word."""
-    order = sorted(range(len(children)), key=lambda i: (not _is_lookup(children[i]),
-                                                         not isinstance(children[i], Or)))
+    order = sorted(range(len(children)), key=lambda i: (not _is_lookup(children[i]), not isinstance(children[i], Or)))
     for i in order:
         found = _candidates(children[i], ctx)
         if found is not None:
@@ -188,8 +187,9 @@ def _best(children: tuple[Node, ...], ctx: _Ctx) -> tuple[int, _Set] | None:
     return None
 
 
-def compile_where(project_id: int, node: Node | None, start: int | None, end: int | None,
-                  rare: Rare, span: Span | None = None) -> Where:
+def compile_where(
+    project_id: int, node: Node | None, start: int | None, end: int | None, rare: Rare, span: Span | None = None
+) -> Where:
     """The WHERE of a read over `events e`: project, time range [start, end), query. `rare`
     decides which words start from the full-text index; `span` bounds the full-text sets tested
     row by row (rows outside it must not be able to match: see `Where.driver_span`)."""
@@ -222,7 +222,7 @@ def compile_where(project_id: int, node: Node | None, start: int | None, end: in
         params.extend(p)
         driver_span = (f"SELECT min(rowid), max(rowid) FROM ({sql})", p)
         if picked[1].exact:  # membership is the whole test of that child
-            children = children[:picked[0]] + children[picked[0] + 1:]
+            children = children[: picked[0]] + children[picked[0] + 1 :]
     for c in children:
         clauses.append(_compile(c, "e", params, ctx))
     return Where(" AND ".join(clauses), params, drive, ctx.fts, driver_span)
@@ -273,7 +273,6 @@ def _field(node: Field, a: str, p: list[Any]) -> str:
         return f"{col} = ?"
     p.append(float(node.value))  # parser guaranteed a number
     return f"CAST({col} AS REAL) {_SQL_OPS[node.op]} ?"
-
 
 
 def _attr(key: str, node: Field, a: str, p: list[Any]) -> str:

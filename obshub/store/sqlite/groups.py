@@ -27,8 +27,10 @@ class Groups:
         self._reader = reader  # the WHERE of a range and query, as every read compiles it
 
     def get(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:
-        sql = ("SELECT id, title, type, culprit, level, version, state, first_seen, resolved_at, regressed_at, "
-               "merged_into FROM error_groups WHERE project_id = ?")
+        sql = (
+            "SELECT id, title, type, culprit, level, version, state, first_seen, resolved_at, regressed_at, "
+            "merged_into FROM error_groups WHERE project_id = ?"
+        )
         params: list[Any] = [project_id]
         if ids is not None:
             if not ids:
@@ -37,13 +39,13 @@ class Groups:
             params.extend(ids)
         return [GroupRecord(*r) for r in self._db.read(sql, params)]
 
-    def stats(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-              ids: Sequence[str] | None = None) -> dict[str, GroupStats]:
+    def stats(
+        self, project_id: int, query: Node | None, start: int | None, end: int | None, ids: Sequence[str] | None = None
+    ) -> dict[str, GroupStats]:
         if ids is not None and not ids:
             return {}
         rows = self._db.read(*aggs.group_stats(*self._reader.where(project_id, query, start, end), ids))
-        return {r[0]: GroupStats(r[1], r[2], sorted((r[3] or "").split(",")) if r[3] else [], r[4], r[5])
-                for r in rows}
+        return {r[0]: GroupStats(r[1], r[2], sorted((r[3] or "").split(",")) if r[3] else [], r[4], r[5]) for r in rows}
 
     def series(self, project_id: int, start: int, end: int, interval_us: int) -> dict[str, list[tuple[int, int]]]:
         out: dict[str, list[tuple[int, int]]] = {}
@@ -52,8 +54,14 @@ class Groups:
             out.setdefault(gid, []).append((t, n))
         return out
 
-    def update(self, project_id: int, group_id: str, state: str | None = None,
-               resolved_at: int | None = None, merged_into: str | None = None) -> GroupRecord:
+    def update(
+        self,
+        project_id: int,
+        group_id: str,
+        state: str | None = None,
+        resolved_at: int | None = None,
+        merged_into: str | None = None,
+    ) -> GroupRecord:
         sets, params = [], []
         if state is not None:
             sets += ["state = ?", "resolved_at = ?"]
@@ -63,8 +71,10 @@ class Groups:
             params.append(merged_into)
         with self._db.write() as w:
             if sets:
-                w.execute(f"UPDATE error_groups SET {', '.join(sets)} WHERE project_id = ? AND id = ?",
-                          [*params, project_id, group_id])
+                w.execute(
+                    f"UPDATE error_groups SET {', '.join(sets)} WHERE project_id = ? AND id = ?",
+                    [*params, project_id, group_id],
+                )
         found = self.get(project_id, [group_id])
         if not found:
             raise NotFound(f"no error group {group_id!r}")

@@ -24,12 +24,20 @@ from obshub.errors import StoreUnavailable
 from obshub.store.base import Project
 from obshub.store.sqlite.db import Db, translate
 
-__all__ = ["DELETE_CHUNK", "ChunkSizer", "Maintenance", "Retention", "Upkeep", "analyze_if_due", "optimize",
-           "reclaimable", "vacuum_step"]
+__all__ = [
+    "DELETE_CHUNK",
+    "ChunkSizer",
+    "Maintenance",
+    "Retention",
+    "Upkeep",
+    "analyze_if_due",
+    "optimize",
+    "reclaimable",
+    "vacuum_step",
+]
 
 # One retention transaction: the oldest events of a project, `LIMIT` rows at a time.
-DELETE_CHUNK = ("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events "
-                "WHERE project_id = ? AND ts < ? LIMIT ?)")
+DELETE_CHUNK = "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE project_id = ? AND ts < ? LIMIT ?)"
 
 LOCK_BOUND_S = 0.050  # what one upkeep transaction may hold the write lock, at most
 # Aimed at: the next chunk is sized on the last one's rate, and the rate varies a lot (FTS5
@@ -85,8 +93,13 @@ class Retention:
         """What the maintenance job logs: rows, transactions, lock held (median, p99, longest; ms)."""
         held = sorted(self.held_s) or [0.0]
         ms = [round(held[min(len(held) - 1, int(q * len(held)))] * 1000, 1) for q in (0.5, 0.99)]
-        return {"deleted": self.deleted, "transactions": len(self.held_s), "lock_ms_median": ms[0],
-                "lock_ms_p99": ms[1], "lock_ms_max": round(held[-1] * 1000, 1)}
+        return {
+            "deleted": self.deleted,
+            "transactions": len(self.held_s),
+            "lock_ms_median": ms[0],
+            "lock_ms_p99": ms[1],
+            "lock_ms_max": round(held[-1] * 1000, 1),
+        }
 
 
 def _events_rows(conn: sqlite3.Connection) -> int:

@@ -24,8 +24,7 @@ __all__ = ["ReaderPool"]
 
 
 class ReaderPool:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, idle_s: float,
-                 wait_s: float) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, idle_s: float, wait_s: float) -> None:
         self._connect = connect
         self.size = size
         self.idle_s = idle_s

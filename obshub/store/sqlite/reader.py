@@ -66,14 +66,16 @@ class Reader:
 
         def rare(match: str) -> bool:
             if match not in seen:
-                n = self._db.read("SELECT count(*) FROM (SELECT rowid FROM events_fts "
-                                  "WHERE events_fts MATCH ? LIMIT ?)", (match, self.fts_first_max + 1))[0][0]
+                n = self._db.read(
+                    "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
+                    (match, self.fts_first_max + 1),
+                )[0][0]
                 seen[match] = n <= self.fts_first_max
             return seen[match]
+
         return rare
 
-    def compile(self, project_id: int, query: Node | None, start: int | None, end: int | None,
-                rare: Rare) -> Where:
+    def compile(self, project_id: int, query: Node | None, start: int | None, end: int | None, rare: Rare) -> Where:
         """The WHERE of a read, with a common word's full-text set bounded to the rowids the
         driver (an id lookup, a rare word) can yield. Run it in `Db.snapshot` with the read that
         uses it: a row stored in between would be outside the bound."""
@@ -117,18 +119,21 @@ class Reader:
         order = "ASC" if req.ascending else "DESC"
         k = self.window_rows
         while True:
-            edge = self._db.read(f"SELECT ts FROM events WHERE {rng} ORDER BY ts {order} LIMIT 1 OFFSET ?",
-                                 [*rp, k - 1])
+            edge = self._db.read(
+                f"SELECT ts FROM events WHERE {rng} ORDER BY ts {order} LIMIT 1 OFFSET ?", [*rp, k - 1]
+            )
             wlo, whi = lo, hi
             if edge:  # the window: every row from the range's newest (oldest) to the k-th one
                 if req.ascending:
                     whi = edge[0][0] + 1
                 else:
                     wlo = edge[0][0]
-            span = self._db.read(f"SELECT min(rowid), max(rowid) FROM events WHERE project_id = ?"
-                                 f"{' AND ts >= ?' if wlo is not None else ''}"
-                                 f"{' AND ts < ?' if whi is not None else ''}",
-                                 [project_id, *(v for v in (wlo, whi) if v is not None)])[0]
+            span = self._db.read(
+                f"SELECT min(rowid), max(rowid) FROM events WHERE project_id = ?"
+                f"{' AND ts >= ?' if wlo is not None else ''}"
+                f"{' AND ts < ?' if whi is not None else ''}",
+                [project_id, *(v for v in (wlo, whi) if v is not None)],
+            )[0]
             if span[0] is None:
                 return  # no rows in the range
             w = compile_where(project_id, req.query, wlo, whi, rare, span)
@@ -144,8 +149,10 @@ class Reader:
             where += " AND (e.ts, e.id) > (?, ?)" if req.ascending else " AND (e.ts, e.id) < (?, ?)"
             params.extend(req.after)
         order = "ASC" if req.ascending else "DESC"
-        return (f"SELECT {SELECT} FROM events e WHERE {where} ORDER BY e.ts {order}, e.id {order} LIMIT ?",
-                [*params, req.limit])
+        return (
+            f"SELECT {SELECT} FROM events e WHERE {where} ORDER BY e.ts {order}, e.id {order} LIMIT ?",
+            [*params, req.limit],
+        )
 
     def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
         rows: list[tuple[Any, ...]] = []
@@ -164,14 +171,24 @@ class Reader:
     # -- user timeline: `INDEXED BY` pins the plan. With a time range SQLite otherwise picks the
     # time index (project_id, ts) and walks every event of the range until it finds the user's
     # (5M store, 7-day range: seconds); from the user index a page is well under a millisecond.
-    def user_events(self, project_id: int, user_id: str, start: int | None, end: int | None, limit: int,
-                    before: tuple[int, str] | None = None) -> list[dict[str, Any]]:
+    def user_events(
+        self,
+        project_id: int,
+        user_id: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        before: tuple[int, str] | None = None,
+    ) -> list[dict[str, Any]]:
         where, params = _user_where(project_id, user_id, start, end)
         if before is not None:
             where += " AND (e.ts, e.id) < (?, ?)"
             params.extend(before)
-        rows = self._db.read(f"SELECT {SELECT} FROM events e INDEXED BY ix_events_user_id WHERE {where} "
-                             "ORDER BY e.ts DESC, e.id DESC LIMIT ?", [*params, limit])
+        rows = self._db.read(
+            f"SELECT {SELECT} FROM events e INDEXED BY ix_events_user_id WHERE {where} "
+            "ORDER BY e.ts DESC, e.id DESC LIMIT ?",
+            [*params, limit],
+        )
         return [from_row(r) for r in rows]
 
     def request_events(
@@ -180,8 +197,10 @@ class Reader:
         # One statement per id, compiled once (the sqlite3 statement cache): 51 requests of the
         # heaviest bench user (5M events) in ~2 ms; `request_id IN (...)` would need a sort of
         # every match to cap each request.
-        sql = (f"SELECT {SELECT} FROM events e INDEXED BY ix_events_request_id "
-               "WHERE e.project_id = ? AND e.request_id = ? ORDER BY e.ts, e.id LIMIT ?")
+        sql = (
+            f"SELECT {SELECT} FROM events e INDEXED BY ix_events_request_id "
+            "WHERE e.project_id = ? AND e.request_id = ? ORDER BY e.ts, e.id LIMIT ?"
+        )
         out: dict[str, list[dict[str, Any]]] = {}
         for rid in dict.fromkeys(request_ids):
             rows = self._db.read(sql, (project_id, rid, limit))
@@ -189,12 +208,16 @@ class Reader:
                 out[rid] = [from_row(r) for r in rows]
         return out
 
-    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None,
-                            cap: int) -> int:
+    def count_user_requests(self, project_id: int, user_id: str, start: int | None, end: int | None, cap: int) -> int:
         where, params = _user_where(project_id, user_id, start, end)
-        return int(self._db.read(f"SELECT count(*) FROM (SELECT DISTINCT e.request_id FROM events e "
-                                 f"INDEXED BY ix_events_user_id WHERE {where} AND e.request_id IS NOT NULL "
-                                 "LIMIT ?)", [*params, cap + 1])[0][0])
+        return int(
+            self._db.read(
+                f"SELECT count(*) FROM (SELECT DISTINCT e.request_id FROM events e "
+                f"INDEXED BY ix_events_user_id WHERE {where} AND e.request_id IS NOT NULL "
+                "LIMIT ?)",
+                [*params, cap + 1],
+            )[0][0]
+        )
 
     def facets(
         self,
@@ -218,7 +241,7 @@ class Reader:
             values[fields[i]].append((v, n))
         for vs in values.values():
             vs.sort(key=lambda vn: (-vn[1], vn[0]))
-            del vs[max(0, limit):]
+            del vs[max(0, limit) :]
         return Sampled(values, min(matched, sample), matched > sample)
 
     # -- analytics -------------------------------------------------------------------------------
@@ -236,17 +259,32 @@ class Reader:
         rows = self._db.read(*aggs.event_names(where, params, start is not None or end is not None, limit))
         return [(r[0], r[1]) for r in rows]
 
-    def event_properties(self, project_id: int, name: str, start: int | None, end: int | None,
-                         sample: int = FACET_SAMPLE) -> Sampled[list[str]]:
+    def event_properties(
+        self, project_id: int, name: str, start: int | None, end: int | None, sample: int = FACET_SAMPLE
+    ) -> Sampled[list[str]]:
         where, params = self.ev_where(project_id, name, start, end)
-        rows = self._db.read(*aggs.newest_events(where, params, "e.attrs", sample,
-                                                 "SELECT DISTINCT j.key, NULL, NULL FROM t, json_each(t.p) j "
-                                                 "WHERE t.p IS NOT NULL"))
+        rows = self._db.read(
+            *aggs.newest_events(
+                where,
+                params,
+                "e.attrs",
+                sample,
+                "SELECT DISTINCT j.key, NULL, NULL FROM t, json_each(t.p) j WHERE t.p IS NOT NULL",
+            )
+        )
         matched = rows[0][2]
         return Sampled(sorted(r[0] for r in rows[1:]), min(matched, sample), matched > sample)
 
-    def property_values(self, project_id: int, name: str, prop: str, start: int | None, end: int | None,
-                        limit: int, sample: int = FACET_SAMPLE) -> Sampled[list[tuple[Any, int]]]:
+    def property_values(
+        self,
+        project_id: int,
+        name: str,
+        prop: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        sample: int = FACET_SAMPLE,
+    ) -> Sampled[list[tuple[Any, int]]]:
         where, params = self.ev_where(project_id, name, start, end)
         key = attr_key(prop) if prop.startswith("attrs.") else (None if prop in CORE_FIELDS else prop)
         if key is None:
@@ -257,15 +295,23 @@ class Reader:
             col, expr = "e.attrs", f"json_extract(t.p, '$.\"{key}\"')"
         # The newest `sample` occurrences, like facets: a frequent event's values read 10,000
         # rows, not every occurrence ever (130k page views a week at 5M events: 356 ms before).
-        rows = self._db.read(*aggs.newest_events(where, params, col, sample,
-                                                 f"SELECT {expr} AS v, count(*) AS n, NULL FROM t "
-                                                 "WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT ?",
-                                                 [limit]))
+        rows = self._db.read(
+            *aggs.newest_events(
+                where,
+                params,
+                col,
+                sample,
+                f"SELECT {expr} AS v, count(*) AS n, NULL FROM t "
+                "WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT ?",
+                [limit],
+            )
+        )
         matched = rows[0][2]
         return Sampled([(r[0], r[1]) for r in rows[1:]], min(matched, sample), matched > sample)
 
-    def event_series(self, project_id: int, name: str | None, interval_us: int, start: int, end: int,
-                     unique: bool) -> list[tuple[int, int]]:
+    def event_series(
+        self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
+    ) -> list[tuple[int, int]]:
         where, params = self.ev_where(project_id, name, start, end)
         rows = self._db.read(*aggs.event_series(where, params, name is not None, interval_us, unique))
         return [(r[0], r[1]) for r in rows if r[1]]

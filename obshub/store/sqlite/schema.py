@@ -20,9 +20,28 @@ from obshub.store.sqlite.db import tx
 __all__ = ["COLS", "SCHEMA", "SELECT", "prepare"]
 
 # The columns of an event as the store reads and writes them (after project_id).
-COLS = ("id", "ts", "received_at", "kind", "level", "message", "service", "host", "env",
-        "release", "logger", "request_id", "trace_id", "span_id", "user_id", "session_id",
-        "name", "error", "group_id", "attrs")
+COLS = (
+    "id",
+    "ts",
+    "received_at",
+    "kind",
+    "level",
+    "message",
+    "service",
+    "host",
+    "env",
+    "release",
+    "logger",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "session_id",
+    "name",
+    "error",
+    "group_id",
+    "attrs",
+)
 SELECT = ", ".join(f"e.{c}" for c in COLS)
 
 SCHEMA = [
@@ -59,8 +78,10 @@ SCHEMA = [
     # stream), in time order so a range reads only its own occurrences (2.8 MB at 5M).
     "CREATE INDEX IF NOT EXISTS ix_events_errors ON events (project_id, ts, group_id, user_id, host, kind) "
     "WHERE kind = 'error' AND group_id IS NOT NULL",
-    *[f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
-      for k in INDEXED_KEYS],
+    *[
+        f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
+        for k in INDEXED_KEYS
+    ],
     # The word rule of both stores (docs/api.md, "Words"; OpenSearch: mappings.py): a word is a
     # run of letters, digits and '_' (tokenchars '_' keeps mod_jk or user_id whole), anything
     # else separates; unicode61 folds case and strips accents. Changing it means rebuilding the

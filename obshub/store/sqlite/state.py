@@ -32,11 +32,14 @@ class State:
         now = now_us()
         try:
             with self._db.write() as w:
-                cur = w.execute("INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)",
-                                (name, public_key, now))
+                cur = w.execute(
+                    "INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)", (name, public_key, now)
+                )
                 pid = int(cur.lastrowid or 0)
-                w.executemany("INSERT INTO tokens (hash, project_id, scope, label, created_at) VALUES (?, ?, ?, ?, ?)",
-                              [(t[1], pid, t[0], t[2] if len(t) > 2 else "", now) for t in token_hashes])
+                w.executemany(
+                    "INSERT INTO tokens (hash, project_id, scope, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [(t[1], pid, t[0], t[2] if len(t) > 2 else "", now) for t in token_hashes],
+                )
         except sqlite3.IntegrityError:
             raise Conflict(f"project {name!r} already exists") from None
         return Project(pid, name, public_key, now)
@@ -66,7 +69,9 @@ class State:
     def find_token(self, token_hash: str) -> tuple[Project, TokenScope] | None:
         rows = self._db.read(
             "SELECT p.id, p.name, p.public_key, p.created_at, t.scope FROM tokens t "
-            "JOIN projects p ON p.id = t.project_id WHERE t.hash = ? AND t.revoked_at IS NULL", (token_hash,))
+            "JOIN projects p ON p.id = t.project_id WHERE t.hash = ? AND t.revoked_at IS NULL",
+            (token_hash,),
+        )
         if not rows:
             return None
         r = rows[0]

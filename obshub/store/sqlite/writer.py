@@ -59,7 +59,7 @@ def insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
     """INSERT OR IGNORE every row; returns how many were new."""
     accepted, cap = 0, chunk_cap(conn)
     for k in range(0, len(rows), cap):
-        chunk = list(rows[k:k + cap])
+        chunk = list(rows[k : k + cap])
         shape = 1 << (len(chunk) - 1).bit_length()  # the smallest power of two >= len(chunk)
         chunk += [chunk[-1]] * (shape - len(chunk))
         # rowcount = rows inserted: an ignored duplicate (or padding) adds 0
@@ -70,36 +70,72 @@ def insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
 def to_rows(project_id: int, events: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """Events as the rows `insert` takes: project_id, then `COLS`."""
     dumps = orjson.dumps
-    return [(project_id, ev["id"], ev["ts"], ev["received_at"], ev["kind"], ev["level"],
-             ev["message"], ev["service"], ev["host"], ev["env"], ev["release"], ev["logger"],
-             ev["request_id"], ev["trace_id"], ev["span_id"], ev["user_id"], ev["session_id"],
-             ev["name"], dumps(ev["error"]).decode() if ev.get("error") else None, ev["group_id"],
-             dumps(ev["attrs"]).decode() if ev.get("attrs") else None) for ev in events]
+    return [
+        (
+            project_id,
+            ev["id"],
+            ev["ts"],
+            ev["received_at"],
+            ev["kind"],
+            ev["level"],
+            ev["message"],
+            ev["service"],
+            ev["host"],
+            ev["env"],
+            ev["release"],
+            ev["logger"],
+            ev["request_id"],
+            ev["trace_id"],
+            ev["span_id"],
+            ev["user_id"],
+            ev["session_id"],
+            ev["name"],
+            dumps(ev["error"]).decode() if ev.get("error") else None,
+            ev["group_id"],
+            dumps(ev["attrs"]).decode() if ev.get("attrs") else None,
+        )
+        for ev in events
+    ]
 
 
-_INSERT_GROUP = ("INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, "
-                 "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_GROUP = (
+    "INSERT OR IGNORE INTO error_groups (project_id, id, title, type, culprit, level, version, "
+    "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 # The groups a batch's error occurrences carry *as stored*: per group, the earliest ts and the
 # newest rowid (rowids past the batch's start are occurrences this batch stored). A duplicate's
 # stored copy may carry another group, or none (stored undigested, or by another grouping).
-_STORED_GROUPS = ("SELECT group_id, min(ts), max(rowid) FROM events WHERE project_id = ? AND id IN ({ids}) "
-                  "AND group_id IS NOT NULL GROUP BY group_id")
+_STORED_GROUPS = (
+    "SELECT group_id, min(ts), max(rowid) FROM events WHERE project_id = ? AND id IN ({ids}) "
+    "AND group_id IS NOT NULL GROUP BY group_id"
+)
 # A resolved group regresses when a *stored* occurrence was received after its resolution;
 # judging on stored rows, not on the batch, keeps an agent's replay of an old batch from
 # reopening anything.
-_NEWEST_AFTER_RESOLVE = ("(SELECT max(e.received_at) FROM events e WHERE e.project_id = error_groups.project_id "
-                         "AND e.group_id = error_groups.id AND e.received_at > coalesce(error_groups.resolved_at, 0))")
-_REGRESS = (f"UPDATE error_groups SET state = 'unresolved', regressed_at = {_NEWEST_AFTER_RESOLVE} "
-            f"WHERE project_id = ? AND id IN ({{ids}}) AND state = 'resolved' "
-            f"AND {_NEWEST_AFTER_RESOLVE} IS NOT NULL")
-INDEX_TEXT = ("INSERT INTO events_fts (rowid, message) SELECT rowid, message FROM events "
-              "WHERE rowid > ? AND message IS NOT NULL")
+_NEWEST_AFTER_RESOLVE = (
+    "(SELECT max(e.received_at) FROM events e WHERE e.project_id = error_groups.project_id "
+    "AND e.group_id = error_groups.id AND e.received_at > coalesce(error_groups.resolved_at, 0))"
+)
+_REGRESS = (
+    f"UPDATE error_groups SET state = 'unresolved', regressed_at = {_NEWEST_AFTER_RESOLVE} "
+    f"WHERE project_id = ? AND id IN ({{ids}}) AND state = 'resolved' "
+    f"AND {_NEWEST_AFTER_RESOLVE} IS NOT NULL"
+)
+INDEX_TEXT = (
+    "INSERT INTO events_fts (rowid, message) SELECT rowid, message FROM events WHERE rowid > ? AND message IS NOT NULL"
+)
 _MAX_ROWS_PER_COMMIT = 20_000  # bounds one transaction's duration (~0.5 s) and memory
 _Batch = tuple[int, Sequence[dict[str, Any]], Sequence[Any]]  # (project_id, events, error groups seen)
 
 
-def write_batch(conn: sqlite3.Connection, project_id: int, events: Sequence[dict[str, Any]],
-                rows: list[tuple[Any, ...]], groups: Sequence[Any], before: int) -> int:
+def write_batch(
+    conn: sqlite3.Connection,
+    project_id: int,
+    events: Sequence[dict[str, Any]],
+    rows: list[tuple[Any, ...]],
+    groups: Sequence[Any],
+    before: int,
+) -> int:
     """Insert one batch's rows; then, in the same transaction (so no stored occurrence is
     ever without its group), record the groups of the occurrences actually stored: a
     replayed batch whose events are stored already, under no group or another one, creates
@@ -120,16 +156,31 @@ def write_batch(conn: sqlite3.Connection, project_id: int, events: Sequence[dict
         ids = [ev["id"] for ev in events if ev.get("group_id") in seen]
         step = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 1)
         for k in range(0, len(ids), step):
-            chunk = ids[k:k + step]
-            for gid, ts, newest in conn.execute(_STORED_GROUPS.format(ids=",".join("?" * len(chunk))),
-                                                (project_id, *chunk)):
+            chunk = ids[k : k + step]
+            for gid, ts, newest in conn.execute(
+                _STORED_GROUPS.format(ids=",".join("?" * len(chunk))), (project_id, *chunk)
+            ):
                 if gid in seen:
                     first[gid] = min(first.get(gid, ts), ts)
                     if newest > before:
                         fresh.add(gid)
     if first:
-        conn.executemany(_INSERT_GROUP, [(project_id, gid, seen[gid].title, seen[gid].type, seen[gid].culprit,
-                                          seen[gid].level, seen[gid].version, ts) for gid, ts in first.items()])
+        conn.executemany(
+            _INSERT_GROUP,
+            [
+                (
+                    project_id,
+                    gid,
+                    seen[gid].title,
+                    seen[gid].type,
+                    seen[gid].culprit,
+                    seen[gid].level,
+                    seen[gid].version,
+                    ts,
+                )
+                for gid, ts in first.items()
+            ],
+        )
     if fresh:  # regression only by occurrences this batch stored; touches only resolved groups
         conn.execute(_REGRESS.format(ids=",".join("?" * len(fresh))), (project_id, *fresh))
     return accepted
