@@ -4,29 +4,15 @@ Every stored event passes here, whichever way it came in (obshub/ingest/pipeline
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from obshub.digest.grouping import CURRENT as GROUPING
 from obshub.digest.scrub import Scrubber
 from obshub.digest.traceback import parse_traceback
 from obshub.events import NormalizedEvent
+from obshub.store.base import GroupSeen  # what digest hands the store: defined where the store reads it
 
 __all__ = ["GroupSeen", "Scrubber", "digest"]
 
 _TRACEBACK_LEVELS = ("error", "critical")
-
-
-@dataclass
-class GroupSeen:
-    """A group touched by a batch: enough to create it if new, or flip it on regression."""
-
-    id: str
-    title: str
-    type: str | None
-    culprit: str | None
-    level: str
-    version: str
-    first_seen: int  # earliest ts in this batch
 
 
 def _occurrence(ev: NormalizedEvent) -> bool:

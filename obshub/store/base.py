@@ -77,6 +77,20 @@ class WriteResult:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
+@dataclass
+class GroupSeen:
+    """A group touched by a batch (made by obshub.digest): enough for the store to create it if
+    new, or flip it on regression."""
+
+    id: str
+    title: str
+    type: str | None
+    culprit: str | None
+    level: str
+    version: str
+    first_seen: int  # earliest ts in this batch
+
+
 @dataclass(frozen=True)
 class GroupRecord:
     """The mutable state of an error group (counts are not here: they are aggregations)."""
@@ -182,10 +196,10 @@ class Store(Protocol):
         Revoking twice keeps the first `revoked_at`."""
 
     # -- events ------------------------------------------------------------------------------
-    def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[Any] = ()) -> WriteResult:
+    def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[GroupSeen] = ()) -> WriteResult:
         """Store normalized events with "create if absent" on `id`; return only once durable.
 
-        `groups` (`obshub.digest.GroupSeen`, the groups the batch's events carry in `group_id`)
+        `groups` (`GroupSeen`, the groups the batch's events carry in `group_id`)
         are recorded for the occurrences actually stored, before this returns, so an
         acknowledged occurrence never points at a missing group:
         - a group is created (if absent) when this batch stored one of its occurrences, or when
@@ -199,7 +213,7 @@ class Store(Protocol):
           anything."""
 
     def submit_events(
-        self, project_id: int, events: Sequence[Event], groups: Sequence[Any] = ()
+        self, project_id: int, events: Sequence[Event], groups: Sequence[GroupSeen] = ()
     ) -> Future[WriteResult]:
         """`write_events` without blocking: the future resolves once the batch is durable. The
         hub's event loop awaits it directly (no worker thread per request); the store does the

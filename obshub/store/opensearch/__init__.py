@@ -30,6 +30,8 @@ from opensearchpy import OpenSearch
 from obshub.errors import StoreError, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
+    GroupRecord,
+    GroupSeen,
     NewToken,
     Project,
     Sampled,
@@ -55,7 +57,7 @@ __all__ = ["OpenSearchConfig", "OpenSearchStore", "parse_url"]
 # split single Sentry events over more, smaller bulks (4 measured no better for agent batches
 # and worse for Sentry traffic at 32 connections).
 _WRITERS = 2
-_Batch = tuple[int, Sequence[dict[str, Any]], Sequence[Any]]  # (project_id, events, error groups seen)
+_Batch = tuple[int, Sequence[dict[str, Any]], Sequence[GroupSeen]]  # (project_id, events, error groups seen)
 
 
 class OpenSearchStore:
@@ -211,12 +213,12 @@ class OpenSearchStore:
 
     # -- events ---------------------------------------------------------------------------------
     def write_events(
-        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[GroupSeen] = ()
     ) -> WriteResult:
         return self.submit_events(project_id, events, groups).result()
 
     def submit_events(
-        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[GroupSeen] = ()
     ) -> Future[WriteResult]:
         if self._committer is None:
             raise StoreUnavailable("OpenSearch store is not open")
@@ -337,7 +339,7 @@ class OpenSearchStore:
         state: str | None = None,
         resolved_at: int | None = None,
         merged_into: str | None = None,
-    ) -> Any:
+    ) -> GroupRecord:
         return self._groups.update(project_id, group_id, state, resolved_at, merged_into)
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -20,12 +20,13 @@ agent replaying an old batch reopens nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opensearchpy import OpenSearch
 
 from obshub.errors import Conflict, NotFound, StoreUnavailable
+from obshub.store.base import GroupRecord, GroupSeen
 from obshub.store.opensearch.client import guard
 from obshub.store.opensearch.dsl import filters
 from obshub.store.querylang import Node
@@ -52,9 +53,7 @@ _KNOWN_TTL_S = 5.0  # how long a group seen existing and unresolved skips the lo
 _KNOWN_MAX = 100_000  # bounds that memory (cleared when full)
 
 
-def _record(src: dict[str, Any]) -> Any:
-    from obshub.store.base import GroupRecord
-
+def _record(src: dict[str, Any]) -> GroupRecord:
     return GroupRecord(
         src["gid"],
         src["title"],
@@ -71,7 +70,7 @@ def _record(src: dict[str, Any]) -> Any:
 
 
 class Groups:
-    def __init__(self, client: OpenSearch, state_index: str, events: str, before_read: Any) -> None:
+    def __init__(self, client: OpenSearch, state_index: str, events: str, before_read: Callable[[], None]) -> None:
         self.client = client
         self.index = state_index
         self.events = events
@@ -91,7 +90,7 @@ class Groups:
             resp = self.client.mget(index=self.index, body={"ids": [self._id(project_id, g) for g in gids]})
         return {d["_source"]["gid"]: d for d in resp["docs"] if d.get("found")}
 
-    def _unknown(self, project_id: int, groups: Sequence[Any], stamp: float) -> list[Any]:
+    def _unknown(self, project_id: int, groups: Sequence[GroupSeen], stamp: float) -> list[GroupSeen]:
         return [g for g in groups if stamp - self._known.get((project_id, g.id), -_KNOWN_TTL_S) >= _KNOWN_TTL_S]
 
     def _remember(
@@ -106,7 +105,7 @@ class Groups:
                     self._known.clear()
                 self._known[key] = stamp
 
-    def _create(self, project_id: int, g: Any, first_seen: int | None = None) -> bool:
+    def _create(self, project_id: int, g: GroupSeen, first_seen: int | None = None) -> bool:
         """Create a group record; False when it exists (another flush or hub made it: same content)."""
         try:
             with guard("create error group"):
@@ -134,7 +133,7 @@ class Groups:
         with guard("refresh error groups"):
             self.client.indices.refresh(index=self.index)
 
-    def touch(self, project_id: int, groups: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    def touch(self, project_id: int, groups: Sequence[GroupSeen]) -> dict[str, dict[str, Any]]:
         """Create the groups of occurrences just stored that do not exist yet. Returns the
         resolved ones, for `reopen`: one mget serves both. A resolution landing after this read
         has `resolved_at` later than these occurrences' `received_at`, so missing it cannot miss
@@ -158,7 +157,7 @@ class Groups:
             self._refresh()
         return {g: d for g, d in existing.items() if d["_source"].get("state") == "resolved"}
 
-    def adopt(self, project_id: int, groups: Sequence[Any], doc_ids: Sequence[str]) -> None:
+    def adopt(self, project_id: int, groups: Sequence[GroupSeen], doc_ids: Sequence[str]) -> None:
         """Groups whose occurrences in a flush (events `doc_ids`) were all stored before: create
         the missing ones that a stored occurrence carries. That is a retry after a flush that
         stored the events and failed before their groups; a replay of events stored under no
@@ -351,7 +350,7 @@ class Groups:
         state: str | None = None,
         resolved_at: int | None = None,
         merged_into: str | None = None,
-    ) -> Any:
+    ) -> GroupRecord:
         self._forget(project_id, gid)
         for _ in range(_RETRIES):
             doc = self._mget(project_id, [gid]).get(gid)

@@ -37,6 +37,7 @@ from obshub.errors import ConfigError, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
     GroupRecord,
+    GroupSeen,
     GroupStats,
     NewToken,
     Project,
@@ -169,12 +170,12 @@ class SqliteStore:
 
     # -- events --------------------------------------------------------------------------------
     def write_events(
-        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[GroupSeen] = ()
     ) -> WriteResult:
         return self.submit_events(project_id, events, groups).result()
 
     def submit_events(
-        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any] = ()
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[GroupSeen] = ()
     ) -> Future[WriteResult]:
         return self._writer.submit(project_id, events, groups)
 

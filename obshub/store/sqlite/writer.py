@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from obshub.errors import StoreUnavailable
-from obshub.store.base import WriteResult
+from obshub.store.base import GroupSeen, WriteResult
 from obshub.store.coalesce import Coalescer
 from obshub.store.sqlite.db import Db
 from obshub.store.sqlite.schema import COLS
@@ -125,7 +125,7 @@ INDEX_TEXT = (
     "INSERT INTO events_fts (rowid, message) SELECT rowid, message FROM events WHERE rowid > ? AND message IS NOT NULL"
 )
 _MAX_ROWS_PER_COMMIT = 20_000  # bounds one transaction's duration (~0.5 s) and memory
-_Batch = tuple[int, Sequence[dict[str, Any]], Sequence[Any]]  # (project_id, events, error groups seen)
+_Batch = tuple[int, Sequence[dict[str, Any]], Sequence[GroupSeen]]  # (project_id, events, error groups seen)
 
 
 def write_batch(
@@ -133,7 +133,7 @@ def write_batch(
     project_id: int,
     events: Sequence[dict[str, Any]],
     rows: list[tuple[Any, ...]],
-    groups: Sequence[Any],
+    groups: Sequence[GroupSeen],
     before: int,
 ) -> int:
     """Insert one batch's rows; then, in the same transaction (so no stored occurrence is
@@ -202,7 +202,9 @@ class Writer:
             self._committer.close()
             self._committer = None
 
-    def submit(self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[Any]) -> Future[WriteResult]:
+    def submit(
+        self, project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[GroupSeen]
+    ) -> Future[WriteResult]:
         if self._committer is None or self._db.closed:
             raise StoreUnavailable("store is not open")
         return self._committer.submit((project_id, events, groups))
