@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TextIO
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -77,7 +77,7 @@ ops_routes: list[BaseRoute] = [
 ]
 
 
-def bootstrap(store: Store, settings: Settings, out: Any = None) -> dict[str, Any] | None:
+def bootstrap(store: Store, settings: Settings, out: TextIO | None = None) -> dict[str, Any] | None:
     """First start on an empty store: create project `default` and print its credentials."""
     if not store.is_empty():
         return None

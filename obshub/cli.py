@@ -20,6 +20,8 @@ from urllib.parse import quote
 from obshub.errors import ConfigError, Conflict, NotFound, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:  # imported where used: `obshub --help` stays fast
+    import httpx
+
     from obshub.hub import Hub
     from obshub.settings import Settings
     from obshub.store.base import Store, TokenRecord
@@ -565,7 +567,7 @@ def _revoke(store: Store, settings: Settings, ref: str, names: dict[int, str]) -
     return 0
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace) -> httpx.Client:
     import httpx
 
     if not args.token:
@@ -587,7 +589,7 @@ def _get(args: argparse.Namespace, path: str, params: dict[str, Any]) -> dict[st
     return data
 
 
-def _refusal(r: Any, query: str | None = None) -> str:
+def _refusal(r: httpx.Response, query: str | None = None) -> str:
     """'hub answered <status>: <its error>', with a caret under a query's bad column."""
     try:
         err = r.json()

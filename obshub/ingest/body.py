@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import io
 import zlib
-from typing import Any
 
 import brotli
 import zstandard
+from starlette.requests import Request
 
 from obshub.errors import BodyError
 
 __all__ = ["decode", "read_body"]
 
 
-async def read_body(request: Any, max_wire: int) -> bytes:
+async def read_body(request: Request, max_wire: int) -> bytes:
     """The raw body, refusing (413) anything over `max_wire` before reading it all."""
     length = request.headers.get("content-length")
     if length is not None:
