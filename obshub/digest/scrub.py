@@ -85,6 +85,13 @@ class Scrubber:
                 self._seen[key] = hit
         return hit
 
+    def changes_attr(self, key: str, value: Any) -> bool:
+        """True when `event` would filter or mask this top-level attribute: for writers (check
+        definitions) that must read back exactly what they stored, so they refuse it up front."""
+        if not self.enabled:
+            return False
+        return self.sensitive(key) or (isinstance(value, str) and _mask_cards(value) != value)
+
     def _deep(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):  # the common case first: this runs ~70 times per error event
             return _mask_cards(value)

@@ -125,6 +125,12 @@ def define_check(
         raise QueryError(str(e)) from None
     if _in_config(config, project, check.name):
         raise Conflict(f"name: check {check.name!r} is declared in the hub config file; change it there")
+    for key, value in check.definition().items():
+        if scrubber.changes_attr(key, value):  # stored filtered, the check could not be read back
+            raise QueryError(
+                f"{key}: the hub's scrubbing (`scrub`, `scrub_keys`) would filter this field when the "
+                "definition is stored, so the check could not be read back; change the value or the scrub_keys setting"
+            )
     created = check.name not in stored_checks(store, project.id, project.name)
     if not write_definition(store, project.id, check.name, check, now_us, scrubber):
         raise Conflict(f"name: check {check.name!r} was changed at the same microsecond; retry")

@@ -297,6 +297,32 @@ def test_definitions_are_scrubbed_by_the_hubs_settings(tmp_path: Path, closed_po
         h.stop()
 
 
+@pytest.mark.parametrize(
+    ("settings", "body", "field"),
+    [
+        ({}, {"expect_body": CARD_TEXT}, "expect_body"),  # masked: the check looked for `[Filtered]`
+        ({"scrub_keys": "target"}, {}, "target"),  # filtered: a definition the hub could not read back
+        ({"scrub_keys": "interval"}, {"interval_s": 30}, "interval_s"),
+    ],
+)
+def test_a_definition_the_scrubber_would_change_is_refused(
+    tmp_path: Path, closed_port: int, settings: dict[str, Any], body: dict[str, Any], field: str
+) -> None:
+    """Stored through the hub's scrubber, such a definition was silently not listed or probed
+    (or probed for `[Filtered]`): now a 400 naming the field, and nothing is stored."""
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", **settings).start()
+    try:
+        r = post(h, {"name": "pay", "target": f"http://127.0.0.1:{closed_port}/", **body})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"].startswith(f"{field}: the hub's scrubbing"), r.text
+        assert "pay" not in listed(h)
+        assert h.search_all("kind:check attrs.definition:true") == []
+        if not settings:  # default scrubbing refuses only what it would change
+            assert post(h, {"name": "ok", "target": f"http://127.0.0.1:{closed_port}/"}).status_code == 201
+    finally:
+        h.stop()
+
+
 def test_a_definition_refreshed_for_retention_keeps_the_hubs_scrubbing(tmp_path: Path, closed_port: int) -> None:
     h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False, retention_days=3).start()
     try:
