@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import structlog
 from prometheus_client import Histogram
@@ -29,13 +29,18 @@ from obshub.settings import Settings
 from obshub.store.base import Project, Store, WriteResult
 from obshub.telemetry import Telemetry
 
-if TYPE_CHECKING:  # the runner's module imports the ingest pipeline, which imports this one
-    from obshub.uptime.scheduling import Uptime
-
-__all__ = ["Hub", "hub_of", "stored"]
+__all__ = ["ChecksRunner", "Hub", "hub_of", "stored"]
 
 log = structlog.get_logger("obshub")
 T = TypeVar("T")
+
+
+class ChecksRunner(Protocol):
+    """What the routes need of the uptime runner (obshub.uptime.scheduling.Uptime): named here
+    as a protocol, since uptime sits above the hub (it writes through the ingest pipeline)."""
+
+    def invalidate(self) -> None:
+        """Re-read check definitions at the next tick (a check was posted or deleted)."""
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Hub:
     skew: SkewEstimator = field(default_factory=SkewEstimator)
     admission: Admission | None = None  # made on the serving event loop (`admission_slots`)
     ingest_threads: ThreadPoolExecutor | None = None
-    uptime: Uptime | None = None  # while the scheduler runs: told of API check changes
+    uptime: ChecksRunner | None = None  # while the scheduler runs: told of API check changes
     # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
     # start (like telemetry._KNOWN), and no label lookup per write.
     store_write: Histogram = field(init=False)
