@@ -84,8 +84,22 @@ def _cross_origin(request: Request, what: str) -> str:
     return f"cross-origin {what} refused: open this hub at {web_state(request).public}"
 
 
+def _store_down(request: Request, nxt: str, e: StoreUnavailable | StoreOverloaded) -> Response:
+    message = f"The store is not answering ({e}): try again in a few seconds."
+    response = render(request, "login.html", {"next": nxt, "error": message}, 503)
+    response.headers["Retry-After"] = str(e.retry_after)
+    return response
+
+
 async def login_page(request: Request) -> Response:
     nxt = _safe_next(request.query_params.get("next"))
+    try:
+        return await _login_page(request, nxt)
+    except (StoreUnavailable, StoreOverloaded) as e:  # the form again, saying why (not the API's JSON)
+        return _store_down(request, nxt, e)
+
+
+async def _login_page(request: Request, nxt: str) -> Response:
     if request.method == "GET":
         try:
             await current(request)

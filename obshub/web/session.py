@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from obshub.auth import AuthError, hash_token
+from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.hub import hub_of
 from obshub.settings import Settings
 from obshub.web.origin import public_origin
@@ -143,13 +144,18 @@ def login_attempt(request: Request) -> Verdict:
 
 async def login(request: Request, token: str, response: Response) -> bool:
     """Check a read token; on success set the cookie on `response` and return True. Call after
-    `login_attempt` allowed the attempt: a success clears the client's failures."""
+    `login_attempt` allowed the attempt: a success clears the client's failures, a store that
+    does not answer (StoreUnavailable/StoreOverloaded, raised) uncounts the attempt."""
+    web = web_state(request)
+    client = client_key(request.client.host if request.client else None)
     try:
         await hub_of(request).check_token(token.strip(), "read")
     except AuthError:
         return False
-    web = web_state(request)
-    web.logins.succeeded(client_key(request.client.host if request.client else None))
+    except (StoreUnavailable, StoreOverloaded):
+        web.logins.forgive(client)
+        raise
+    web.logins.succeeded(client)
     value = web.serializer().dumps(
         {
             "h": hash_token(token.strip()),

@@ -95,6 +95,18 @@ class LoginThrottle:
     def succeeded(self, client: str) -> None:
         self._clients.pop(client, None)
 
+    def forgive(self, client: str) -> None:
+        """Uncount an attempt that could not be judged (the store did not answer): an outage
+        must not block the people trying to log in during it."""
+        f = self._clients.get(client)
+        if f is None:
+            return
+        f.count -= 1
+        if f.count <= 0:
+            del self._clients[client]
+        elif f.count < self.max_failures:
+            f.until = 0.0
+
 
 def client_key(host: str | None) -> str:
     """The throttled unit for a client address: itself, or its /64 for IPv6."""

@@ -183,6 +183,19 @@ def test_concurrent_guesses_do_not_slip_past_the_limit(throttled_hub: LiveHub) -
     assert sorted(statuses) == [401] * 5 + [429] * 15
 
 
+def test_logins_during_a_store_outage_say_so_and_do_not_count_as_failures(throttled_hub: LiveHub) -> None:
+    h = throttled_hub
+    h.store.close()
+    try:
+        for _ in range(7):
+            r = _login(h, h.read_token, "203.0.113.20")
+            assert r.status_code == 503 and r.headers["retry-after"], r.text[:200]
+            assert r.headers["content-type"].startswith("text/html") and "The store is not answering" in r.text
+    finally:
+        h.store.open()
+    assert _login(h, h.read_token, "203.0.113.20").status_code == 303  # not blocked by the outage
+
+
 def test_throttling_can_be_turned_off_and_bad_settings_stop_the_start(tmp_path: Path) -> None:
     h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", login_max_failures=0).start()
     try:
