@@ -18,7 +18,9 @@ from itsdangerous import URLSafeTimedSerializer
 
 from obshub.auth import hash_token, revoke_token
 from obshub.errors import ConfigError
+from obshub.events import now_us
 from obshub.settings import load_settings
+from obshub.store import open_store
 from tests.factories import event
 from tests.hubproc import HubProcess, LiveHub, wait_until
 from tests.web.conftest import login_client
@@ -126,6 +128,31 @@ def test_a_cookie_without_a_session_id_is_refused(sqlite_hub: LiveHub) -> None:
         {"h": hash_token(h.read_token), "s": "x", "c": "csrf", "t": int(time.time())}
     )
     assert not _logged_in(_page(h.url, forged))
+
+
+def test_the_store_keeps_one_shared_key_and_forgets_expired_ended_sessions(store_url: str) -> None:
+    first, second = open_store(store_url), open_store(store_url)  # two hubs' stores
+    first.open()
+    second.open()
+    try:
+        assert first.shared_secret("web_session", "key-1") == "key-1"
+        assert second.shared_secret("web_session", "key-2") == "key-1"  # the first one stays
+        assert first.shared_secret("other", "key-3") == "key-3"
+        now = now_us()
+        first.end_session("expired", now - 1)
+        assert second.session_ended("expired") and not second.session_ended("never-ended")
+        # Each logout forgets what expired (OpenSearch: once its search sees the doc, ~1 s).
+        n = iter(range(1_000))
+
+        def another_logout_purged() -> bool:
+            second.end_session(f"s{next(n)}", now + 3_600_000_000)
+            return not first.session_ended("expired")
+
+        wait_until(another_logout_purged, 10, "the expired ended session to be purged", every=0.3)
+        assert first.session_ended("s0")
+    finally:
+        first.close()
+        second.close()
 
 
 # -- login throttling ---------------------------------------------------------------------------
