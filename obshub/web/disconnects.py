@@ -9,9 +9,10 @@ something the client did and nobody can fix. This middleware, inside ServerError
 around everything else (every route: ingest, API, pages), catches it and writes one structlog
 line instead; uvicorn, seeing no answer to a connection that is gone, adds nothing.
 
-A disconnect during a streamed answer (an export, the live tail) raises nothing: uvicorn speaks
-ASGI spec 2.3, so Starlette's StreamingResponse listens for the disconnect and cancels the
-stream. Any other exception is a bug and keeps its traceback.
+A disconnect during a streamed answer (an export, the live tail) raises nothing today: uvicorn
+speaks ASGI spec 2.3, so Starlette's StreamingResponse listens for the disconnect and cancels the
+stream. Under spec 2.4 Starlette raises `ClientDisconnect` from the failed send instead, and it
+lands here too ("during the answer"). Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
