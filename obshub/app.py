@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
@@ -16,13 +17,14 @@ from typing import Any, TextIO
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from obshub import auth
 from obshub.digest import Scrubber
-from obshub.errors import Conflict, ObshubError, StoreOverloaded, StoreUnavailable
+from obshub.errors import AuthError, Conflict, ObshubError, StoreOverloaded, StoreUnavailable
 from obshub.http_errors import ANSWERED, error_response
 from obshub.hub import Hub, hub_of
 from obshub.ingest import native, sentry
@@ -32,6 +34,9 @@ from obshub.store import open_store
 from obshub.store.base import Store
 from obshub.telemetry import Telemetry
 from obshub.web import api, openapi, pages
+from obshub.web.disconnects import Disconnects
+from obshub.web.origin import TrustedHost
+from obshub.web.session import SECRET_NAME, WebState
 
 __all__ = ["create_app"]
 
@@ -53,17 +58,42 @@ async def healthz(request: Request) -> Response:
 _READY_TIMEOUT_S = 5  # a probe of a hung store answers 503 after this, not when the client gives up
 
 
+async def _shows_details(request: Request, store_ok: bool) -> bool:
+    """Whether /readyz may say which store and why: only to a read token of any project. Probes
+    and load balancers need only the status; the store's address and its error are the
+    operator's (they are in the hub's log: `Hub.store_trouble`)."""
+    token = auth.bearer(request.headers)
+    if not token:
+        return False
+    hub = hub_of(request)
+    try:
+        if store_ok:
+            await hub.check_token(token, "read")
+        else:  # the store is down or hung: only a token this hub checked within token_cache_s
+            hit, found = hub.tokens.peek_hash(auth.hash_token(token))
+            auth.authorize(found if hit else None, "read")
+    except (AuthError, StoreUnavailable, StoreOverloaded):
+        return False
+    return True
+
+
 async def readyz(request: Request) -> Response:
     hub = hub_of(request)
     try:
         await asyncio.wait_for(run_in_threadpool(hub.store.ping), timeout=_READY_TIMEOUT_S)
     except (StoreUnavailable, StoreOverloaded, TimeoutError) as e:
-        hub.telemetry.store_up.set(0)
         why = str(e) or f"no answer from the store within {_READY_TIMEOUT_S} s"  # a hung node: TimeoutError()
-        return error_response(StoreUnavailable(why), message=f"store not ready: {why}")
+        hub.store_trouble(StoreUnavailable(why), request.url.path)  # store_up 0, and the reason in the log
+        detailed = await _shows_details(request, store_ok=False)
+        return error_response(
+            StoreUnavailable(why), message=f"store not ready: {why}" if detailed else "store not ready"
+        )
     hub.telemetry.store_up.set(1)
     hub.store_outage.ok()
-    return JSONResponse({"status": "ready", "store": hub.store.url.split("@")[-1]})
+    body = {"status": "ready"}
+    if await _shows_details(request, store_ok=True):
+        body["store"] = hub.store.url.split("@")[-1]
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:
@@ -103,11 +133,17 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
         scrubber=Scrubber(tuple(settings.scrub_keys.split(",")), enabled=settings.scrub),
     )
 
+    web = WebState(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.admission = None  # asyncio primitives belong to one loop: made afresh on this one
         await run_in_threadpool(hub.store.open)
         await run_in_threadpool(bootstrap, hub.store, settings)
+        # One cookie key for every replica on this store, and across restarts (web/session.py).
+        web.key = settings.secret_key or await run_in_threadpool(
+            hub.store.shared_secret, SECRET_NAME, secrets.token_urlsafe(32)
+        )
         hub.telemetry.store_up.set(1)
         scheduler = start_jobs(hub)
         try:
@@ -121,6 +157,14 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
 
     # Every module that serves routes ends with its `routes` list; the pages come last (`/`).
     routes = [*native.routes, *sentry.routes, *api.routes, *openapi.routes, *ops_routes, *pages.routes]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict.fromkeys(ANSWERED, _on_error))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=dict.fromkeys(ANSWERED, _on_error),
+        # One log line for a client gone mid-request (web/disconnects.py); no URL built from an
+        # untrusted Host (web/origin.py).
+        middleware=[Middleware(Disconnects), Middleware(TrustedHost, settings=settings)],
+    )
     app.state.hub = hub
+    app.state.web = web
     return app

@@ -55,7 +55,13 @@ class Settings:
     token_cache_s: float = 10.0  # token -> project cache; bounds how long a revoked token works
     scrub: bool = True  # mask passwords, tokens, auth/cookie headers, card numbers before storing
     scrub_keys: str = ""  # extra sensitive key patterns, comma-separated (e.g. "iban,dob")
-    secret_key: str = ""  # signs web session cookies; random per start when empty
+    # Signs web session cookies. Empty: a random key made once and kept in the store, which
+    # every replica on that store shares (obshub/web/session.py).
+    secret_key: str = ""
+    # Failed web logins per client before it must wait (0: no limit), and its first wait, which
+    # doubles with each further failure up to 15 min (obshub/web/throttle.py).
+    login_max_failures: int = 5
+    login_backoff_s: float = 30.0
     log_level: str = "info"
     checks: tuple[Mapping[str, Any], ...] = field(default=())  # [[checks]] from the config file
 
@@ -159,4 +165,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError("OBSHUB_MAX_BODY_BYTES: must be at least 1024")
     if settings.public_url:
         _check_public_url(settings.public_url)
+    if not 0 <= settings.login_backoff_s <= 3600:  # also refuses nan
+        raise ConfigError(f"OBSHUB_LOGIN_BACKOFF_S: {settings.login_backoff_s} is not between 0 and 3600 seconds")
     return settings

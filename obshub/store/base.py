@@ -195,6 +195,19 @@ class Store(Protocol):
         """Mark a token revoked (find_token stops finding it) and return it; None if unknown.
         Revoking twice keeps the first `revoked_at`."""
 
+    # -- web sessions (obshub/web/session.py) -------------------------------------------------
+    def shared_secret(self, name: str, candidate: str) -> str:
+        """The secret `name` every hub on this store shares: the stored one, or `candidate`,
+        stored if absent (create-if-absent: replicas starting at once all get the first one)."""
+
+    def end_session(self, session_id: str, expires_at: int) -> None:
+        """Record a web session as ended (logout) until `expires_at` (µs), when its cookie expires
+        anyway; entries past their `expires_at` may be forgotten."""
+
+    def session_ended(self, session_id: str) -> bool:
+        """Whether `end_session` recorded this session (read from the store on every call:
+        obshub/web/session.py caches the answer for `token_cache_s`)."""
+
     # -- events ------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[GroupSeen] = ()) -> WriteResult:
         """Store normalized events with "create if absent" on `id`; return only once durable.

@@ -492,19 +492,22 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
     },
     ("GET", "/readyz"): {
         "summary": "Readiness: the store answers a ping within 5 s",
+        "description": "Without a token only the status; with a read token of any project also which store"
+        " (200) and why it is not ready (503).",
         "tags": ["operations"],
         "security": _NONE,
         "responses": {
             "200": _ok(
                 {
                     "type": "object",
-                    "required": ["status", "store"],
+                    "required": ["status"],
                     "additionalProperties": False,
                     "properties": {
                         "status": {"const": "ready"},
                         "store": {
                             "type": "string",
-                            "description": "the store URL (of one with credentials, the part after @)",
+                            "description": "the store URL (of one with credentials, the part after @); "
+                            "only with a read token",
                         },
                     },
                 }

@@ -14,13 +14,16 @@
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlsplit
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.web import (
     convertors,  # noqa: F401  (registers `anypath`)
     pages_analytics,
@@ -29,9 +32,22 @@ from obshub.web import (
     pages_trace,
 )
 from obshub.web.common import HERE, page, render
-from obshub.web.session import CsrfError, LoginRequired, current, form, login, logout, same_origin
+from obshub.web.session import (
+    CsrfError,
+    LoginRequired,
+    current,
+    form,
+    login,
+    login_attempt,
+    logout,
+    same_origin,
+    web_state,
+)
+from obshub.web.throttle import Verdict
 
 __all__ = ["routes"]
+
+log = structlog.get_logger("obshub")
 
 
 def _safe_next(value: str | None) -> str:
@@ -46,8 +62,44 @@ async def index(request: Request) -> Response:
     return RedirectResponse("/search", status_code=307)
 
 
+def _login_throttled(request: Request, nxt: str, verdict: Verdict) -> Response:
+    wait = math.ceil(verdict.wait_s)
+    if verdict.first_refusal:  # one line per block, not one per refused attempt
+        log.warning(
+            "login throttled",
+            client=request.client.host if request.client else "",
+            failures=verdict.failures,
+            wait_s=wait,
+        )
+    message = (
+        f"Too many failed logins from your address ({verdict.failures} in a row). "
+        f"Try again in {wait} second{'s' if wait != 1 else ''}."
+    )
+    response = render(request, "login.html", {"next": nxt, "error": message}, 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def _cross_origin(request: Request, what: str) -> str:
+    return f"cross-origin {what} refused: open this hub at {web_state(request).public}"
+
+
+def _store_down(request: Request, nxt: str, e: StoreUnavailable | StoreOverloaded) -> Response:
+    message = f"The store is not answering ({e}): try again in a few seconds."
+    response = render(request, "login.html", {"next": nxt, "error": message}, 503)
+    response.headers["Retry-After"] = str(e.retry_after)
+    return response
+
+
 async def login_page(request: Request) -> Response:
     nxt = _safe_next(request.query_params.get("next"))
+    try:
+        return await _login_page(request, nxt)
+    except (StoreUnavailable, StoreOverloaded) as e:  # the form again, saying why (not the API's JSON)
+        return _store_down(request, nxt, e)
+
+
+async def _login_page(request: Request, nxt: str) -> Response:
     if request.method == "GET":
         try:
             await current(request)
@@ -55,12 +107,15 @@ async def login_page(request: Request) -> Response:
         except LoginRequired:
             return render(request, "login.html", {"next": nxt, "error": None})
     if not same_origin(request):
-        return render(request, "login.html", {"next": nxt, "error": "cross-origin login refused"}, 403)
+        return render(request, "login.html", {"next": nxt, "error": _cross_origin(request, "login")}, 403)
     try:
         fields = await form(request)
     except CsrfError as e:
         return render(request, "login.html", {"next": nxt, "error": str(e)}, 400)
     nxt = _safe_next(fields.get("next") or nxt)
+    verdict = login_attempt(request)  # counted before the token is checked (web/throttle.py)
+    if verdict.wait_s > 0:
+        return _login_throttled(request, nxt, verdict)
     response = RedirectResponse(nxt, status_code=303)
     if not await login(request, fields.get("token", ""), response):
         return render(request, "login.html", {"next": nxt, "error": "That is not a read token of any project."}, 401)
@@ -70,10 +125,22 @@ async def login_page(request: Request) -> Response:
 async def logout_page(request: Request) -> Response:
     if not same_origin(request):
         return render(
-            request, "message.html", {"title": "Request refused", "message": "cross-origin logout refused"}, 403
+            request, "message.html", {"title": "Request refused", "message": _cross_origin(request, "logout")}, 403
         )
     response = RedirectResponse("/login", status_code=303)
-    logout(response)
+    try:
+        await logout(request, response)
+    except (StoreUnavailable, StoreOverloaded) as e:
+        # The session cannot be recorded as ended: keep the cookie and say so, rather than
+        # pretend (a copy of the cookie would still work).
+        out = render(
+            request,
+            "message.html",
+            {"title": "Not logged out", "message": f"{e}. The store is not answering; try again in a few seconds."},
+            503,
+        )
+        out.headers["Retry-After"] = str(e.retry_after)
+        return out
     return response
 
 

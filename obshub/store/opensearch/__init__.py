@@ -8,6 +8,7 @@
     dedup.py      exactly-once across rollovers (ids stored in older backing indices)
     reader.py     search_after paging, counts, facets, analytics aggregations
     state.py      projects and tokens (small index, optimistic concurrency)
+    sessions.py   the web sessions' shared signing key and the sessions ended by logout
     groups.py     error group records (same index) and their aggregations
     lifecycle.py  rollover and retention with core APIs (no ISM, no _delete_by_query)
 
@@ -46,6 +47,7 @@ from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
 from obshub.store.opensearch.lifecycle import Lifecycle
 from obshub.store.opensearch.mappings import Names, doc_id, event_template, small_index_body
 from obshub.store.opensearch.reader import Reader
+from obshub.store.opensearch.sessions import SESSION_FIELDS, Sessions
 from obshub.store.opensearch.state import STATE_FIELDS, State
 from obshub.store.opensearch.url import OpenSearchConfig, parse_url
 from obshub.store.opensearch.writer import BULK_EVENTS, BulkWriter
@@ -93,7 +95,7 @@ class OpenSearchStore:
         c = self._client
         n = self.names
         template = event_template(n, self.cfg.shards, self.cfg.replicas)
-        state_props = {**STATE_FIELDS, **GROUP_FIELDS}
+        state_props = {**STATE_FIELDS, **GROUP_FIELDS, **SESSION_FIELDS}
         try:
             with guard("create templates"):
                 c.indices.put_index_template(name=n.events_template, body=template)
@@ -131,6 +133,7 @@ class OpenSearchStore:
         self._writer = BulkWriter(c, n.events, self.cfg.refresh)
         self._reader = Reader(c, n.events, self._before_read)
         self._state = State(c, n)
+        self._sessions = Sessions(c, n)
         self._groups = Groups(c, n.state, n.events, self._before_read)
         self.lifecycle = Lifecycle(c, n.events, on_rollover=self._writer.dedup.invalidate)
         if self._committer is None:
@@ -210,6 +213,16 @@ class OpenSearchStore:
 
     def revoke_token(self, token_hash: str) -> TokenRecord | None:
         return self._state.revoke_token(token_hash)
+
+    # -- web sessions ---------------------------------------------------------------------------
+    def shared_secret(self, name: str, candidate: str) -> str:
+        return self._sessions.shared_secret(name, candidate)
+
+    def end_session(self, session_id: str, expires_at: int) -> None:
+        self._sessions.end_session(session_id, expires_at)
+
+    def session_ended(self, session_id: str) -> bool:
+        return self._sessions.session_ended(session_id)
 
     # -- events ---------------------------------------------------------------------------------
     def write_events(

@@ -9,6 +9,7 @@
     aggs.py     the SQL of facets, the errors list and analytics (bounded sets)
     groups.py   error group records, stats and triage updates
     state.py    projects and tokens
+    sessions.py the web sessions' shared signing key and the sessions ended by logout
     ops.py      upkeep: retention in short transactions, space reclaim, planner statistics
 
 Why it is shaped this way:
@@ -52,6 +53,7 @@ from obshub.store.sqlite import ops, schema
 from obshub.store.sqlite.db import Db, tx
 from obshub.store.sqlite.groups import Groups
 from obshub.store.sqlite.reader import Reader
+from obshub.store.sqlite.sessions import Sessions
 from obshub.store.sqlite.state import State
 from obshub.store.sqlite.writer import Writer
 
@@ -72,6 +74,7 @@ class SqliteStore:
         self.url = f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:///./{self.path}"
         self._db = Db(self.path, synchronous)
         self._state = State(self._db)
+        self._sessions = Sessions(self._db)
         self._reader = Reader(self._db)
         self._groups = Groups(self._db, self._reader)
         self._writer = Writer(self._db)
@@ -167,6 +170,16 @@ class SqliteStore:
 
     def revoke_token(self, token_hash: str) -> TokenRecord | None:
         return self._state.revoke_token(token_hash)
+
+    # -- web sessions --------------------------------------------------------------------------
+    def shared_secret(self, name: str, candidate: str) -> str:
+        return self._sessions.shared_secret(name, candidate)
+
+    def end_session(self, session_id: str, expires_at: int) -> None:
+        self._sessions.end_session(session_id, expires_at)
+
+    def session_ended(self, session_id: str) -> bool:
+        return self._sessions.session_ended(session_id)
 
     # -- events --------------------------------------------------------------------------------
     def write_events(

@@ -65,6 +65,8 @@ SCHEMA = [
         level TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'unresolved',
         first_seen INTEGER NOT NULL, resolved_at INTEGER, regressed_at INTEGER, merged_into TEXT,
         PRIMARY KEY (project_id, id)) WITHOUT ROWID""",
+    # Web sessions ended by /logout (sessions.py), until their cookie would have expired.
+    """CREATE TABLE IF NOT EXISTS ended_sessions (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ix_events_ts ON events (project_id, ts)",
     # `level:error` walked the time index until it had a page (1% of events are errors: ~450 ms
     # at 5M); this one starts at the level: 0.1 ms. 117 MB at 5M events (+5%).
