@@ -6,7 +6,10 @@ servers on 127.0.0.1 (and 127.0.0.2), real hubs on both stores."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +20,10 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from obshub.errors import ConfigError
 from obshub.settings import load_settings
@@ -32,6 +39,7 @@ DEFAULT = NetworkPolicy()  # what a hub without checks_* settings applies to API
 class _Secret(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # the stdlib's name
         self.server.hits += 1  # type: ignore[attr-defined]
+        self.server.hosts.append(self.headers["Host"])  # type: ignore[attr-defined]
         body = f"internal page: {SECRET}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -42,12 +50,18 @@ class _Secret(BaseHTTPRequestHandler):
         pass
 
 
+class _V6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class Server:
     """An internal page on `host`, counting the requests it gets."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.httpd = ThreadingHTTPServer((host, port), _Secret)
+        server = _V6Server if ":" in host else ThreadingHTTPServer
+        self.httpd = server((host, port), _Secret)
         self.httpd.hits = 0  # type: ignore[attr-defined]
+        self.httpd.hosts = []  # type: ignore[attr-defined]  (the Host header of each request)
         self.port = int(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -55,6 +69,10 @@ class Server:
     @property
     def hits(self) -> int:
         return int(self.httpd.hits)  # type: ignore[attr-defined]
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.httpd.hosts)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -159,6 +177,73 @@ def test_dns_rebinding_the_probe_connects_to_the_address_it_judged(monkeypatch: 
     finally:
         allowed.close()
         refused.close()
+
+
+def test_the_probe_connects_to_the_address_and_speaks_to_the_name(tmp_path: Path) -> None:
+    """Connecting to a resolved address must not change what the target sees: `Host` (and, over
+    TLS, the server name and the certificate check) carry the target's name and port."""
+    loopback = NetworkPolicy(allow=(ip_network("127.0.0.0/8"), ip_network("::1/128")))
+    v4, v6 = Server(), Server("::1")
+    try:
+        r = probe(parse_check({"name": "t", "target": f"http://localhost:{v4.port}/", "expect_body": SECRET}), loopback)
+        assert r.up and v4.hosts == [f"localhost:{v4.port}"], (r.message, v4.hosts)
+        r = probe(parse_check({"name": "t", "target": f"http://user:pw@[::1]:{v6.port}/"}), loopback)
+        assert r.up and v6.hosts == [f"[::1]:{v6.port}"], (r.message, v6.hosts)
+    finally:
+        v4.close()
+        v6.close()
+    names: list[str | None] = []
+    with _tls_listener(tmp_path, names) as port:
+        r = probe(parse_check({"name": "t", "target": f"https://localhost:{port}/"}), loopback)
+    assert not r.up and "CERTIFICATE_VERIFY_FAILED" in r.message, r.message  # self-signed: checked, refused
+    assert names == ["localhost"]  # the name, not 127.0.0.1, as TLS server name
+
+
+@contextlib.contextmanager
+def _tls_listener(tmp_path: Path, names: list[str | None]) -> Iterator[int]:
+    """A TLS port with a self-signed certificate, recording the server name each client asks for."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem, pkey = tmp_path / "tls.pem", tmp_path / "tls.key"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pkey.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pem, pkey)
+
+    def seen(sock: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        names.append(server_name)
+
+    ctx.sni_callback = seen
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(5)
+            ctx.wrap_socket(conn, server_side=True).close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        t.join(5)
+        srv.close()
 
 
 def test_private_networks_only_when_the_operator_lists_them() -> None:
