@@ -469,7 +469,11 @@ RESPONSES: dict[str, Schema] = {
     ),
     "Forbidden": _answer("A valid token of the wrong scope", ref("Error")),
     "NotFound": _answer("The named object does not exist in the token's project", ref("Error")),
-    "Conflict": _answer("A conflicting change: retry, or change it in the hub's config file", ref("Error")),
+    "Conflict": _answer(
+        "A conflicting change: retry, or change it in the hub's config file; or a new check beyond the hub's "
+        "checks_max_per_project",
+        ref("Error"),
+    ),
     "TooManyRequests": _answer(
         "The store pushes back (or, on ingest, no ingest slot came free)", ref("Error"), _RETRY_AFTER
     ),
