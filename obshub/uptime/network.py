@@ -18,11 +18,12 @@ The rule, for each address a target resolves to, first match wins:
                                                 not the hub's host and what listens on it
     4. in checks_allow_networks                 allowed (loopback and private too, if listed)
     5. not a public unicast address             refused: loopback, link-local, private
-       (ipaddress' `is_global`)                 (RFC 1918, ULA fc00::/7), shared 100.64/10,
-                                                documentation, reserved
+       (ipaddress' `is_global`)                 (RFC 1918, ULA fc00::/7, site-local fec0::/10),
+                                                shared 100.64/10, documentation, reserved
     6. otherwise                                allowed
 
-An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is judged as the IPv4 address it carries.
+An IPv4-mapped (`::ffff:127.0.0.1`) or 6to4 (`2002:7f00:1::`) IPv6 address is judged as the IPv4
+address it carries.
 
 Checked at probe time on the resolved address, and the probe connects to that very address
 (`resolve`): a name that resolves to a public address when defined and to 127.0.0.1 when probed
@@ -64,8 +65,8 @@ class NetworkPolicy:
     def refusal(self, addr: IPAddress) -> str | None:
         """What `addr` is when it may not be reached ("a loopback address"; the module
         docstring's rule), None when it may."""
-        if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
+        if isinstance(addr, IPv6Address):  # an IPv4 address carried in IPv6 is judged as itself
+            addr = addr.ipv4_mapped or addr.sixtofour or addr
         if any(addr in n for n in self.deny):
             return _DENIED
         if addr.is_unspecified or addr.is_multicast:
@@ -80,7 +81,8 @@ class NetworkPolicy:
             return "a loopback address"
         if addr.is_link_local:
             return "a link-local address"
-        if addr.is_private or not addr.is_global:
+        site_local = isinstance(addr, IPv6Address) and addr.is_site_local  # fec0::/10, deprecated
+        if addr.is_private or addr.is_reserved or site_local or not addr.is_global:
             return "a private or reserved address"
         return None
 

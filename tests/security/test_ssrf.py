@@ -251,6 +251,9 @@ def test_private_networks_only_when_the_operator_lists_them() -> None:
     assert DEFAULT.refusal(ip_address("10.1.2.3")) == "a private or reserved address"
     assert DEFAULT.refusal(ip_address("100.64.0.1")) == "a private or reserved address"  # carrier-grade NAT
     assert DEFAULT.refusal(ip_address("fd00::1")) == "a private or reserved address"
+    assert DEFAULT.refusal(ip_address("fec0::1")) == "a private or reserved address"  # site-local
+    assert DEFAULT.refusal(ip_address("240.0.0.1")) == "a private or reserved address"
+    assert DEFAULT.refusal(ip_address("2002:7f00:1::")) == "a loopback address"  # 6to4 of 127.0.0.1
     assert DEFAULT.refusal(ip_address("224.0.0.1")) is not None
     assert DEFAULT.refusal(ip_address("8.8.8.8")) is None and DEFAULT.refusal(ip_address("2001:4860::8888")) is None
     s = load_settings(
