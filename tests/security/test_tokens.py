@@ -152,10 +152,16 @@ def test_defining_checks_takes_an_admin_token(hub: LiveHub, method: str) -> None
     """A read token logs in to the web UI and is handed to dashboards and CI jobs: it reads
     checks, but only an admin token makes the hub connect somewhere."""
     definition = {"name": "home", "target": NOWHERE}
-    with hub.client(hub.admin_token) as c:
-        assert c.post("/api/v1/checks", json=definition).status_code == 201
     url = "/api/v1/checks" if method == "POST" else "/api/v1/checks/home"
     kw: dict[str, Any] = {"json": {**definition, "interval_s": 300}} if method == "POST" else {}
+    with hub.client(hub.read_token) as c:  # before the check exists: nothing to create with it
+        assert c.request(method, url, **kw).status_code == 403
+    assert hub.get("/api/v1/checks").json()["checks"] == []
+    # (the store takes the token as `token create --scope admin` stores it)
+    admin = "oba_" + secrets.token_urlsafe(24)
+    hub.store.add_token(hub.project_id, "admin", hash_token(admin), "tests")
+    with hub.client(admin) as c:
+        assert c.post("/api/v1/checks", json=definition).status_code == 201
     for token, scope in ((hub.read_token, "read"), (hub.ingest_token, "ingest"), (hub.sentry_key, "sentry")):
         with hub.client(token) as c:
             r = c.request(method, url, **kw)
@@ -167,7 +173,7 @@ def test_defining_checks_takes_an_admin_token(hub: LiveHub, method: str) -> None
     got = hub.get("/api/v1/checks").json()["checks"]  # a read token reads
     assert [(c["name"], c["interval_s"]) for c in got] == [("home", 60)]  # nothing changed
     hub.new_project("other")
-    other_admin = new_token("admin")
+    other_admin = "oba_" + secrets.token_urlsafe(24)
     project = hub.store.get_project("other")
     assert project is not None
     hub.store.add_token(project.id, "admin", hash_token(other_admin), "tests")
