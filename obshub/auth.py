@@ -7,28 +7,37 @@ SHA-256 of the guess, which an attacker cannot steer toward a stored hash withou
 this is as good as a constant-time compare (`hmac.compare_digest` guards the one place a secret
 is compared directly: the web session's CSRF token).
 
-Two scopes per project: `ingest` (write events) and `read` (query). A token is looked up at most
-once per `token_cache_s` seconds per hub, so a revoked token keeps working for that long on a hub
-that saw it just before (`obshub token revoke` writes the revocation to the store, which every
-hub reads; no message between hubs is needed).
+Four scopes, each a project's (docs/security.md, "Threat model", says who holds which):
+
+    ingest  `obi_…`  write events on every ingest route (agents, in-app SDKs on servers)
+    sentry  32 hex   write events on the Sentry routes only: the key of a DSN, which ships
+                     inside browser and mobile apps, so anyone may hold it
+    read    `obr_…`  query, the web UI, error triage
+    admin   `oba_…`  define and delete uptime checks, which make the hub connect somewhere
+
+A route names the scopes it takes (`authorize`); no scope includes another. A token is looked up
+at most once per `token_cache_s` seconds per hub, so a revoked token keeps working for that long
+on a hub that saw it just before (`obshub token revoke` writes the revocation to the store, which
+every hub reads; no message between hubs is needed).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from obshub.errors import AuthError, Conflict, NotFound
-from obshub.store.base import Project, Store, TokenRecord, TokenScope
+from obshub.store.base import Project, Store, TokenRecord, TokenScope, hash_token
 
 __all__ = [
+    "INGEST_ROUTES",
     "SCOPES",
+    "SENTRY_ROUTES",
     "AuthError",
     "Revoked",
     "TokenCache",
@@ -40,8 +49,10 @@ __all__ = [
     "revoke_token",
 ]
 
-_PREFIX = {"ingest": "obi_", "read": "obr_"}
+_PREFIX = {"ingest": "obi_", "read": "obr_", "sentry": "", "admin": "oba_"}
 SCOPES = tuple(_PREFIX)
+INGEST_ROUTES = ("ingest",)  # POST /api/v1/ingest
+SENTRY_ROUTES = ("sentry", "ingest")  # the Sentry envelope and store routes
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 # Labels of the tokens `create_project` makes, so `obshub token list` tells them apart.
 PROJECT_LABEL = "created with the project"
@@ -49,24 +60,24 @@ SENTRY_LABEL = "Sentry key of the DSN"
 
 
 def new_token(scope: str) -> str:
+    """192 random bits; a Sentry key is 128 in hex, Sentry's own form: the JavaScript SDK's DSN
+    parser takes only word characters there (`-` of urlsafe base64 broke it)."""
+    if scope == "sentry":
+        return secrets.token_hex(16)
     return _PREFIX[scope] + secrets.token_urlsafe(24)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create_project(store: Store, name: str, base_url: str) -> dict[str, Any]:
     """Create a project with fresh tokens; returns the JSON of `obshub project create`."""
     ingest, read = new_token("ingest"), new_token("read")
-    public_key = secrets.token_hex(16)  # Sentry DSN key; sentry-sdk accepts any string
+    public_key = new_token("sentry")  # the DSN's key: public, so it may only send to Sentry routes
     project = store.create_project(
         name,
         public_key,
         [
             ("ingest", hash_token(ingest), PROJECT_LABEL),
             ("read", hash_token(read), PROJECT_LABEL),
-            ("ingest", hash_token(public_key), SENTRY_LABEL),
+            ("sentry", hash_token(public_key), SENTRY_LABEL),
         ],
     )
     return {
@@ -79,8 +90,8 @@ def create_project(store: Store, name: str, base_url: str) -> dict[str, Any]:
 
 
 def dsn(project: Project, base_url: str, key: str | None = None) -> str:
-    """The Sentry DSN of a project. Any ingest token of the project works as its key (the hub
-    checks the key like a bearer token), so a new ingest token also makes a new DSN."""
+    """The Sentry DSN of a project, with the key `project create` made or `key` (a sentry token
+    of `obshub token create --scope sentry`: the hub checks the key like a bearer token)."""
     scheme, _, rest = base_url.partition("://")
     return f"{scheme}://{key or project.public_key}@{rest.rstrip('/')}/{project.id}"
 
@@ -164,13 +175,18 @@ def _a(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def authorize(found: tuple[Project, str] | None, scope: str, project_id: int | None = None) -> Project:
-    """Judge a looked-up token: 401 if unknown, 403 for the wrong scope or project."""
+def authorize(
+    found: tuple[Project, str] | None, scope: TokenScope | Sequence[TokenScope], project_id: int | None = None
+) -> Project:
+    """Judge a looked-up token against the scope (or one of the scopes) a route takes: 401 if
+    unknown, 403 naming both scopes for the wrong scope, 403 for another project."""
     if found is None:
         raise AuthError(401, "unknown or revoked token")
     project, have = found
-    if have != scope:
-        raise AuthError(403, f"this is {_a(have)} {have} token; this endpoint needs {_a(scope)} {scope} token")
+    wanted = (scope,) if isinstance(scope, str) else tuple(scope)
+    if have not in wanted:
+        need = " or ".join(wanted)
+        raise AuthError(403, f"this is {_a(have)} {have} token; this endpoint needs {_a(need)} {need} token")
     if project_id is not None and project.id != project_id:
         raise AuthError(403, f"token belongs to project {project.name!r}, not project {project_id}")
     return project

@@ -130,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
         help="create a project and print its tokens as JSON",
         description=(
             "Create a project; prints {project, project_id, ingest_token, read_token, dsn} (the tokens are shown "
-            "only this once). With no store at the store URL, makes a new one and says so on stderr."
+            "only this once; the dsn's key is a sentry token, for the Sentry endpoints only). No admin token: make "
+            "one with `obshub token create --scope admin` where uptime checks are defined. With no store at the "
+            "store URL, makes a new one and says so on stderr."
         ),
     )
     pc.add_argument("name")
@@ -169,12 +171,20 @@ def _parser() -> argparse.ArgumentParser:
         "create",
         help="create a token and print it once",
         description=(
-            "Create a token; prints {id, project, project_id, scope, label, token} as JSON, plus a dsn for an "
-            "ingest token (any ingest token works as a Sentry key)."
+            "Create a token; prints {id, project, project_id, scope, label, token} as JSON, plus the dsn "
+            "carrying a sentry key."
         ),
     )
     tc.add_argument("--project", metavar="NAME", required=True)
-    tc.add_argument("--scope", choices=SCOPES, required=True, help="read: query and web UI; ingest: send events")
+    tc.add_argument(
+        "--scope",
+        choices=SCOPES,
+        required=True,
+        help=(
+            "ingest: send events (agents, server SDKs); sentry: a DSN key, for the Sentry endpoints only (it "
+            "ships inside browser and mobile apps); read: query and web UI; admin: define uptime checks"
+        ),
+    )
     tc.add_argument("--label", type=_label, default="", help="what the token is for, e.g. 'agents on web-*'")
     _add_store_arg(tc)
     tv = tsub.add_parser(
@@ -518,7 +528,7 @@ def _token(args: argparse.Namespace) -> int:
                 "label": t.label,
                 "token": secret,
             }
-            if t.scope == "ingest":
+            if t.scope == "sentry":
                 out["dsn"] = auth.dsn(project, settings.base_url, key=secret)
             print(json.dumps(out))
             print("obshub: the token is shown only this once; store it now", file=sys.stderr)
@@ -527,6 +537,15 @@ def _token(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+# What a project can no longer do once its last token of a scope is revoked.
+_LEFT_NONE = {
+    "ingest": " (its agents and SDKs can no longer send, except Sentry SDKs with a sentry key)",
+    "sentry": " (Sentry SDKs can no longer send to it with a DSN key)",
+    "read": " (nothing can query it or log in to it)",
+    "admin": " (nothing can define or delete its uptime checks)",
+}
 
 
 def _revoke(store: Store, settings: Settings, ref: str, names: dict[int, str]) -> int:
@@ -550,17 +569,13 @@ def _revoke(store: Store, settings: Settings, ref: str, names: dict[int, str]) -
     if r.dsn_key:
         print(
             f"obshub: warning: this was the key of project {name!r}'s DSN: Sentry SDKs using that DSN can no "
-            f"longer send; a new DSN comes with: obshub token create --project {name} --scope ingest",
+            f"longer send; a new DSN comes with: obshub token create --project {name} --scope sentry",
             file=sys.stderr,
         )
     if r.left == 0:
         print(
             f"obshub: warning: project {name!r} has no {t.scope} token left"
-            + (
-                " (agents, SDKs and Sentry DSNs of it can no longer send)"
-                if t.scope == "ingest"
-                else " (nothing can query it or log in to it)"
-            )
+            + _LEFT_NONE[t.scope]
             + f"; make one with: obshub token create --project {name} --scope {t.scope}",
             file=sys.stderr,
         )

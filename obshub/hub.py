@@ -26,13 +26,14 @@ from obshub.events import NormalizedEvent
 from obshub.ingest.admission import Admission
 from obshub.outage import OutageLog
 from obshub.settings import Settings
-from obshub.store.base import Project, Store, WriteResult
+from obshub.store.base import Project, Store, TokenScope, WriteResult
 from obshub.telemetry import Telemetry
 
 __all__ = ["ChecksRunner", "Hub", "hub_of", "stored"]
 
 log = structlog.get_logger("obshub")
 T = TypeVar("T")
+Scopes = TokenScope | Sequence[TokenScope]  # what a route takes (obshub/auth.py, `authorize`)
 
 
 class ChecksRunner(Protocol):
@@ -83,16 +84,17 @@ class Hub:
             self.ingest_threads = ThreadPoolExecutor(self.settings.max_inflight, thread_name_prefix="obshub-ingest")
         return await asyncio.get_running_loop().run_in_executor(self.ingest_threads, fn, *args)
 
-    async def authenticate(self, request: Request, scope: str, project_id: int | None = None) -> Project:
+    async def authenticate(self, request: Request, scope: Scopes, project_id: int | None = None) -> Project:
         return await self.check_token(auth.bearer(request.headers), scope, project_id)
 
-    async def check_token(self, token: str | None, scope: str, project_id: int | None = None) -> Project:
-        """The project this token may act on with `scope`, or AuthError(401/403)."""
+    async def check_token(self, token: str | None, scope: Scopes, project_id: int | None = None) -> Project:
+        """The project this token may act on with `scope` (or one of the scopes), or
+        AuthError(401/403)."""
         if not token:
             raise AuthError(401, "missing credentials: send 'Authorization: Bearer <token>'")
         return await self.check_token_hash(auth.hash_token(token), scope, project_id)
 
-    async def check_token_hash(self, token_hash: str, scope: str, project_id: int | None = None) -> Project:
+    async def check_token_hash(self, token_hash: str, scope: Scopes, project_id: int | None = None) -> Project:
         """`check_token` for a token known by its SHA-256: a web session's cookie carries the
         hash, never the token, and goes through the same cache and rules as the API. A cache hit
         costs no worker-thread hop (one per request adds up: at 1,000 Sentry events/s the hops

@@ -11,6 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,9 +19,10 @@ from urllib.parse import urlsplit
 from obshub.errors import ConfigError
 from obshub.events import Limits
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["IPNetwork", "Settings", "load_settings", "parse_networks"]
 
 MiB = 1024 * 1024
+IPNetwork = IPv4Network | IPv6Network
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ class Settings:
     login_backoff_s: float = 30.0
     log_level: str = "info"
     checks: tuple[Mapping[str, Any], ...] = field(default=())  # [[checks]] from the config file
+    # Where checks defined over the API may connect (obshub/uptime/network.py, docs/uptime.md):
+    # public addresses only, unless a network is listed here (CIDRs, comma-separated, e.g.
+    # "10.0.0.0/8,fd00::/8" to monitor internal services). Deny wins over allow. [[checks]] of
+    # this file are the operator's own and not restricted.
+    checks_allow_networks: str = ""
+    checks_deny_networks: str = ""
+    # API checks per project: each one is a connection every interval_s (5 s at least), from
+    # every replica. Config-file checks do not count.
+    checks_max_per_project: int = 100
 
     @property
     def limits(self) -> Limits:
@@ -75,6 +86,14 @@ class Settings:
         )
 
     @property
+    def checks_allow(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.checks_allow_networks)
+
+    @property
+    def checks_deny(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.checks_deny_networks)
+
+    @property
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
@@ -83,6 +102,21 @@ class Settings:
 
 
 _SIMPLE = {f.name: f for f in fields(Settings) if f.name != "checks"}
+
+
+def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    """ "10.0.0.0/8, fd00::/8, 192.0.2.7" -> networks (a bare address is a /32 or /128).
+    ValueError naming the bad item."""
+    out: list[IPNetwork] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            out.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network: expected CIDRs like 10.0.0.0/8 or fd00::/8") from None
+    return tuple(out)
 
 
 def _coerce(key: str, raw: Any, default: Any) -> Any:
@@ -167,4 +201,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         _check_public_url(settings.public_url)
     if not 0 <= settings.login_backoff_s <= 3600:  # also refuses nan
         raise ConfigError(f"OBSHUB_LOGIN_BACKOFF_S: {settings.login_backoff_s} is not between 0 and 3600 seconds")
+    for key in ("checks_allow_networks", "checks_deny_networks"):
+        try:
+            parse_networks(getattr(settings, key))
+        except ValueError as e:
+            raise ConfigError(f"OBSHUB_{key.upper()} ({key}): {e}") from None
     return settings

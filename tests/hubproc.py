@@ -22,7 +22,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from obshub.app import create_app
-from obshub.auth import create_project
+from obshub.auth import create_project, create_token
 from obshub.settings import load_settings
 from obshub.store import open_store
 
@@ -71,6 +71,18 @@ def metric(h: _Client, name: str, **labels: str) -> float:
     return 0.0
 
 
+def make_token(store_url: str, project: str, scope: str, label: str = "tests") -> str:
+    """A new token of `scope` for `project`, made directly in the store (as `obshub token create`)."""
+    store = open_store(store_url)
+    store.open()
+    try:
+        found = store.get_project(project)
+        assert found is not None, project
+        return create_token(store, found, scope, label)[0]
+    finally:
+        store.close()
+
+
 def make_project(store_url: str, name: str = "test") -> dict[str, Any]:
     """Create a project directly in the store; returns the `obshub project create` JSON."""
     store = open_store(store_url)
@@ -83,6 +95,7 @@ def make_project(store_url: str, name: str = "test") -> dict[str, Any]:
 
 class _Client:
     url: str
+    store_url: str
     creds: dict[str, Any]
 
     @property
@@ -96,6 +109,19 @@ class _Client:
     @property
     def project_id(self) -> int:
         return int(self.creds["project_id"])
+
+    @property
+    def admin_token(self) -> str:
+        """An admin token of the project (POST/DELETE /api/v1/checks), made on first use:
+        `project create` makes none."""
+        if "admin_token" not in self.creds:
+            self.creds["admin_token"] = make_token(self.store_url, str(self.creds["project"]), "admin")
+        return str(self.creds["admin_token"])
+
+    @property
+    def sentry_key(self) -> str:
+        """The key of the DSN `project create` printed (scope `sentry`)."""
+        return str(self.creds["dsn"]).split("//", 1)[1].split("@", 1)[0]
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -141,6 +167,7 @@ class LiveHub(_Client):
 
     def __init__(self, store_url: str, project: str = "test", store: Any = None, **settings: Any) -> None:
         self.creds = make_project(store_url, project)
+        self.store_url = store_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = load_settings({}, store=store_url, port=self.port, **settings)

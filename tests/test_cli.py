@@ -298,7 +298,7 @@ def test_public_url_goes_into_every_dsn_and_is_checked(tmp_path: Path) -> None:
     made = json.loads(obshub("project", "create", "shop", *store, env=env).stdout)
     assert re.fullmatch(r"https://[0-9a-f]{32}@obshub\.example\.com/hub/1", made["dsn"]), made
     assert json.loads(obshub("project", "list", *store, env=env).stdout)["dsn"] == made["dsn"]
-    tok = json.loads(obshub("token", "create", "--project", "shop", "--scope", "ingest", *store, env=env).stdout)
+    tok = json.loads(obshub("token", "create", "--project", "shop", "--scope", "sentry", *store, env=env).stdout)
     assert tok["dsn"] == f"https://{tok['token']}@obshub.example.com/hub/1"
     cfg = tmp_path / "hub.toml"
     for bad in (

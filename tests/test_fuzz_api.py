@@ -51,7 +51,7 @@ REQUEST_TIMEOUT_S = 10
 DEADLINE = timedelta(seconds=15)  # one example: its request plus schemathesis' checks and probes
 # Real tokens of each fuzz hub's project, made here because schemathesis builds the coverage
 # phase's requests (credentials included) when it collects the tests, before any hub runs.
-READ, INGEST = new_token("read"), new_token("ingest")
+READ, INGEST, ADMIN = new_token("read"), new_token("ingest"), new_token("admin")
 GROUPS: list[str] = []  # error groups of the current fuzz hub
 CASES: Counter[tuple[str, str, str]] = Counter()  # (store, operation, status) -> requests
 
@@ -102,10 +102,13 @@ def fuzz_hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     else:
         base = request.getfixturevalue("opensearch_url")
         url = f"{base}{'&' if '?' in base else '?'}prefix=t{uuid.uuid4().hex[:10]}"
-    hub = LiveHub(url).start()
+    # Every check the fuzz defines targets a closed port of 127.0.0.1 (`_loopback`): allowed here,
+    # so POST reaches past the network policy's 400 (tests/security/test_ssrf.py tests the policy).
+    hub = LiveHub(url, checks_allow_networks="127.0.0.1/32").start()
     try:
         hub.store.add_token(hub.project_id, "read", hash_token(READ), "fuzz")
         hub.store.add_token(hub.project_id, "ingest", hash_token(INGEST), "fuzz")
+        hub.store.add_token(hub.project_id, "admin", hash_token(ADMIN), "fuzz")
         _seed(hub)
         yield hub
         targets = {urlsplit(c["target"]).hostname for c in hub.get("/api/v1/checks").json()["checks"]}
@@ -128,6 +131,7 @@ schema = schemathesis.openapi.from_dict(
             "auth": {
                 "openapi": {
                     "readToken": {"bearer": READ},
+                    "adminToken": {"bearer": ADMIN},
                     "ingestToken": {"bearer": INGEST},
                     "sentryAuth": {"api_key": f"Sentry sentry_key={INGEST}"},
                     "sentryKey": {"api_key": INGEST},

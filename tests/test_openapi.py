@@ -179,6 +179,7 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
     check = Conformance(doc)
     read = _client(live, live.read_token)
     ingest = _client(live, live.ingest_token)
+    admin = _client(live, live.admin_token)
     anon = _client(live)
     try:
         _ingest(check, live, ingest, read, anon)
@@ -186,10 +187,10 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
         _queries(check, read, ingest, anon)
         _errors(check, read, ingest, anon)
         _analytics(check, read, ingest, anon)
-        _checks(check, read, ingest, anon)
+        _checks(check, read, admin, anon)
         _operations_routes(check, anon)
     finally:
-        for c in (read, ingest, anon):
+        for c in (read, ingest, admin, anon):
             c.close()
     missing = check.unchecked()
     assert not missing, "documented answers this test never checked (add a live case):\n" + "\n".join(missing)
@@ -373,20 +374,22 @@ def _analytics(check: Conformance, read: httpx.Client, ingest: httpx.Client, ano
         _auth_errors(check, "GET", path, path, anon, _token(ingest), params=good)
 
 
-def _checks(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:
+def _checks(check: Conformance, read: httpx.Client, admin: httpx.Client, anon: httpx.Client) -> None:
     path = "/api/v1/checks"
-    definition = {"name": "db", "target": "tcp://127.0.0.1:9", "interval_s": 3600, "timeout_s": 0.5}
-    created = check("POST", path, read.post(path, json=definition), 201)
+    # A name resolving to loopback: taken, and refused when probed (the default network policy).
+    definition = {"name": "db", "target": "tcp://localhost:9", "interval_s": 3600, "timeout_s": 0.5}
+    created = check("POST", path, admin.post(path, json=definition), 201)
     assert created["source"] == "api" and created["expect_status"] is None
-    check("POST", path, read.post(path, json={**definition, "interval_s": 7200}), 200)
-    check("POST", path, read.post(path, json={**definition, "interval_s": 2}), 400)
-    _auth_errors(check, "POST", path, path, anon, _token(ingest), json=definition)
+    check("POST", path, admin.post(path, json={**definition, "interval_s": 7200}), 200)
+    check("POST", path, admin.post(path, json={**definition, "interval_s": 2}), 400)
+    check("POST", path, admin.post(path, json={**definition, "target": "tcp://127.0.0.1:9"}), 400)
+    _auth_errors(check, "POST", path, path, anon, _token(read), json=definition)
     assert [c["name"] for c in check("GET", path, read.get(path), 200)["checks"]] == ["db"]
-    _auth_errors(check, "GET", path, path, anon, _token(ingest))
+    _auth_errors(check, "GET", path, path, anon, _token(admin))
     path = "/api/v1/checks/{name}"
-    _auth_errors(check, "DELETE", path, "/api/v1/checks/db", anon, _token(ingest))
-    assert check("DELETE", path, read.delete("/api/v1/checks/db"), 200) == {"deleted": "db"}
-    check("DELETE", path, read.delete("/api/v1/checks/db"), 404)
+    _auth_errors(check, "DELETE", path, "/api/v1/checks/db", anon, _token(read))
+    assert check("DELETE", path, admin.delete("/api/v1/checks/db"), 200) == {"deleted": "db"}
+    check("DELETE", path, admin.delete("/api/v1/checks/db"), 404)
 
 
 def _operations_routes(check: Conformance, anon: httpx.Client) -> None:
@@ -403,10 +406,10 @@ def test_config_file_conflicts_match_the_document(tmp_path: Path) -> None:
     hub = HubProcess(f"sqlite:///{tmp_path}/obshub.db", env={"OBSHUB_CONFIG": str(cfg)}).start()
     try:
         check = Conformance(httpx.get(f"{hub.url}/api/v1/openapi.json").json())
-        with _client(hub, hub.read_token) as read:
-            body = {"name": "home", "target": "tcp://127.0.0.1:9"}
-            check("POST", "/api/v1/checks", read.post("/api/v1/checks", json=body), 409)
-            check("DELETE", "/api/v1/checks/{name}", read.delete("/api/v1/checks/home"), 409)
+        with _client(hub, hub.admin_token) as admin:
+            body = {"name": "home", "target": "tcp://localhost:9"}
+            check("POST", "/api/v1/checks", admin.post("/api/v1/checks", json=body), 409)
+            check("DELETE", "/api/v1/checks/{name}", admin.delete("/api/v1/checks/home"), 409)
     finally:
         hub.stop()
     assert check.seen >= CONFIG_CONFLICTS

@@ -46,6 +46,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from obshub.auth import INGEST_ROUTES
 from obshub.digest import GroupSeen, Scrubber, digest
 from obshub.errors import AuthError, BodyError, ObshubError, ParseError, Refused, StoreOverloaded, StoreUnavailable
 from obshub.events import DEFAULT_LIMITS, Limits, NormalizedEvent, normalize, now_us
@@ -54,7 +55,7 @@ from obshub.hub import Hub, hub_of, stored
 from obshub.ingest.admission import INLINE_BODY_BYTES, INLINE_WIRE_BYTES, Ticket
 from obshub.ingest.body import decode, read_body
 from obshub.settings import Settings
-from obshub.store.base import Project, Store, WriteResult
+from obshub.store.base import Project, Store, TokenScope, WriteResult
 
 __all__ = [
     "Batch",
@@ -118,6 +119,8 @@ class Edge:
     # (token or None, the project id the URL names or None): read before admission.
     credentials: Callable[[Request], tuple[str | None, int | None]]
     encodings: tuple[str, ...] = ("identity", "gzip", "zstd")
+    # The token scopes this edge takes (obshub/auth.py): a DSN's key (`sentry`) only the Sentry edge.
+    scopes: tuple[TokenScope, ...] = INGEST_ROUTES
     # A token the body carries (Sentry: the envelope header's DSN), tried when `credentials`
     # found none; None: a request without credentials is a 401 before admission.
     body_token: Callable[[Request, Mapping[str, Any]], str | None] | None = None
@@ -140,7 +143,7 @@ async def run(request: Request, edge: Edge) -> Response:
     project: Project | None = None
     if token is not None or edge.body_token is None:
         try:
-            project = await hub.check_token(token, "ingest", project_id)
+            project = await hub.check_token(token, edge.scopes, project_id)
         except AuthError as e:
             return _counted(hub, edge, edge.error(e))
     started = time.perf_counter()
@@ -178,7 +181,7 @@ async def _admitted(
         )
         if project is None:  # the key came in the body (checked only now: it had to be parsed)
             assert edge.body_token is not None
-            project = await hub.check_token(edge.body_token(request, parsed.header), "ingest", project_id)
+            project = await hub.check_token(edge.body_token(request, parsed.header), edge.scopes, project_id)
         hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, batch.events)
         result = await write(hub, project.id, batch)
     except Refused as e:  # a small request whose body turned out big found no full slot

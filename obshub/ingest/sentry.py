@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from obshub.auth import bearer
+from obshub.auth import SENTRY_ROUTES, bearer
 from obshub.errors import ParseError
 from obshub.events import NormalizedEvent, normalize
 from obshub.ingest import pipeline
@@ -315,6 +315,7 @@ ENVELOPE = pipeline.Edge(
     answer=_answer,
     credentials=_credentials,
     encodings=_ENCODINGS,
+    scopes=SENTRY_ROUTES,
     body_token=_sentry_key,
     error_key="detail",
     headers=_CORS,

@@ -12,6 +12,7 @@ Times are integers, microseconds since the epoch (UTC), like `ts` in `obshub.eve
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,12 +32,22 @@ __all__ = [
     "TokenRecord",
     "TokenScope",
     "WriteResult",
+    "hash_token",
 ]
 
-TokenScope = str  # "ingest" | "read"
+# "ingest" (agents, SDKs: every ingest route), "sentry" (a DSN key: the Sentry routes only),
+# "read" (queries, the web UI), "admin" (defining uptime checks): obshub/auth.py.
+TokenScope = str
 # A token to store: (scope, SHA-256 hex of the secret) or (scope, hash, label).
 NewToken = tuple[TokenScope, str] | tuple[TokenScope, str, str]
 Event = dict[str, Any]
+
+
+def hash_token(token: str) -> str:
+    """What a store keeps of a token: its SHA-256, hex (obshub/auth.py says why not a slow hash).
+    Here, below auth, because a store brought up to date at open matches a project's DSN key to
+    its token row by this hash (sqlite/schema.py, opensearch/state.py)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

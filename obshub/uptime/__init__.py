@@ -3,11 +3,18 @@
 
     model       `Check` (a definition), `ProbeResult` (one probe), limits
     config      `[[checks]]` tables and POST bodies -> `Check` (`parse_check`, `config_checks`)
-    probes      one HTTP(S) GET or TCP connect, timed, never raising (`probe`)
+    network     where API checks may connect (`NetworkPolicy`, settings checks_*_networks),
+                judged on the address the probe connects to (`resolve`)
+    probes      one HTTP(S) GET or TCP connect, timed, never raising (`probe`), never quoting
+                what the target answered
     scheduling  the APScheduler job: which checks exist (cached `DEFS_TTL_S`, dropped by the hub
                 that takes an API change), which slot is due, probe, record, metrics (`Uptime`)
     queries     read side: stored definitions, last state, the status `GET /api/v1/checks` shows
     writes      write side: definitions and results, through obshub/ingest/pipeline.py
+
+Who defines checks: the operator in the config file (`[[checks]]`, not restricted), and holders
+of a project's admin token over the API (at most `checks_max_per_project` per project, reaching
+only what the network policy allows). Read tokens list them, ingest tokens cannot touch them.
 
 Data path: settings (`[[checks]]`) and `POST /api/v1/checks` -> config -> writes (a definition
 event) -> store; scheduling -> probes -> writes (a result event) -> store; store -> queries ->

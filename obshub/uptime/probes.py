@@ -1,14 +1,17 @@
-"""Probing a target once: an HTTP(S) GET or a TCP connect, timed, never raising."""
+"""Probing a target once: an HTTP(S) GET or a TCP connect, timed, never raising, to an address
+the hub's network policy allows (network.py), and saying what happened without quoting what the
+target sent."""
 
 from __future__ import annotations
 
 import socket
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from obshub.uptime.model import Check, ProbeResult, public_target
+from obshub.uptime.network import NetworkPolicy, Refused, literal_address, resolve
 
 __all__ = ["MAX_BODY_BYTES", "USER_AGENT", "probe"]
 
@@ -16,62 +19,119 @@ MAX_BODY_BYTES = 1024 * 1024  # read at most this much when looking for `expect_
 USER_AGENT = "obshub-uptime/1"
 
 
-def probe(check: Check) -> ProbeResult:
-    """Probe once, now. Never raises: every failure is a down result with its reason."""
+def probe(check: Check, policy: NetworkPolicy | None) -> ProbeResult:
+    """Probe once, now. Never raises: every failure is a down result with its reason. `policy`:
+    where the check may connect (an API check's, network.py); None for the operator's own
+    `[[checks]]`. Either way the target is resolved once and the probe connects to an address
+    of that answer, never to the name again."""
     try:
-        return _probe_tcp(check) if check.is_tcp else _probe_http(check)
+        return _probe_tcp(check, policy) if check.is_tcp else _probe_http(check, policy)
     except Exception as e:  # a probe bug must be a down result, not a dead job
-        return ProbeResult(False, f"probe failed: {type(e).__name__}: {e}")
+        return ProbeResult(False, f"probe failed: {type(e).__name__}")
 
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def _probe_tcp(check: Check) -> ProbeResult:
+def _probe_tcp(check: Check, policy: NetworkPolicy | None) -> ProbeResult:
     parts = urlsplit(check.target)
     host, port = parts.hostname or "", parts.port or 0
     what = f"connect {host}:{port}"
     started = time.perf_counter()
     try:
-        with socket.create_connection((host, port), timeout=check.timeout_s):
-            ms = _ms(started)
-    except TimeoutError:
-        return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
+        addrs = resolve(host, port, policy)
+    except Refused as e:
+        return ProbeResult(False, f"{what}: {e}")
     except OSError as e:
         return ProbeResult(False, f"{what}: {e.strerror or e}")
-    return ProbeResult(True, f"{what} in {ms:.0f} ms", ms)
+    failed = ""
+    for addr in addrs:
+        try:
+            with socket.create_connection((addr, port), timeout=check.timeout_s):
+                ms = _ms(started)
+        except TimeoutError:
+            return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
+        except OSError as e:
+            failed = f"{what}: {e.strerror or e}"
+            if time.perf_counter() - started < check.timeout_s:
+                continue  # the next address of the answer, as create_connection would
+            break
+        return ProbeResult(True, f"{what} in {ms:.0f} ms", ms)
+    return ProbeResult(False, failed)
 
 
-def _probe_http(check: Check) -> ProbeResult:
+def _failure(e: httpx.HTTPError) -> str:
+    """What a result says of a failed request. Only the type for anything but a failed
+    connection: h11 quotes the bytes it could not parse ("illegal status line: b'…'"), and a
+    result must never carry what a target answered (a check on a Redis or SSH port would put
+    its banner, or more, into an event every reader of the project sees)."""
+    if isinstance(e, httpx.ConnectError):
+        return f"ConnectError: {e}"
+    if isinstance(e, httpx.RemoteProtocolError):
+        return "RemoteProtocolError: the answer is not HTTP"
+    return type(e).__name__
+
+
+def _probe_http(check: Check, policy: NetworkPolicy | None) -> ProbeResult:
     what = f"GET {public_target(check.target)}"
+    parts = urlsplit(check.target)
+    host = parts.hostname or ""
     started = time.perf_counter()
-    # No redirects (a 3xx is < 400: up), no proxies from the environment: the hub's own view.
     try:
-        with (
-            httpx.Client(
-                timeout=check.timeout_s, follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT}
-            ) as client,
-            client.stream("GET", check.target) as resp,
-        ):
-            ms = _ms(started)
-            body = b""
-            if check.expect_body is not None:
-                for chunk in resp.iter_bytes():
-                    body += chunk
-                    if len(body) >= MAX_BODY_BYTES or check.expect_body.encode() in body:
-                        break
-                    if time.perf_counter() - started > check.timeout_s:
-                        return ProbeResult(
-                            False,
-                            f"{what}: timed out reading the body after {check.timeout_s:g} s",
-                            ms,
-                            resp.status_code,
-                        )
-    except httpx.TimeoutException:
-        return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
-    except httpx.HTTPError as e:
-        return ProbeResult(False, f"{what}: {type(e).__name__}: {e}")
+        addrs = resolve(host, parts.port or (443 if parts.scheme == "https" else 80), policy)
+    except Refused as e:
+        return ProbeResult(False, f"{what}: {e}")
+    except OSError as e:
+        return ProbeResult(False, f"{what}: ConnectError: {e}")
+    failed = ""
+    for addr in addrs:
+        try:
+            return _get(check, what, addr, started)
+        except httpx.ConnectError as e:
+            failed = f"{what}: {_failure(e)}"
+            if time.perf_counter() - started >= check.timeout_s:
+                break  # else the next address of the answer, as a client would
+        except httpx.TimeoutException:
+            return ProbeResult(False, f"{what}: timed out after {check.timeout_s:g} s")
+        except httpx.HTTPError as e:
+            return ProbeResult(False, f"{what}: {_failure(e)}")
+    return ProbeResult(False, failed)
+
+
+def _get(check: Check, what: str, addr: str, started: float) -> ProbeResult:
+    """One GET of the target at `addr`: the URL names the address, `Host` and the TLS server
+    name (SNI, certificate check) the target's host, as a GET of the name would."""
+    parts = urlsplit(check.target)
+    host = parts.hostname or ""
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    ip = f"[{addr.replace('%', '%25')}]" if ":" in addr else addr
+    netloc = (f"{userinfo}@" if "@" in parts.netloc else "") + ip
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    url = urlunsplit(parts._replace(netloc=netloc))
+    tls = {"sni_hostname": host} if parts.scheme == "https" and literal_address(host) is None else {}
+    # No redirects (a 3xx is < 400: up), no proxies from the environment: the hub's own view.
+    with (
+        httpx.Client(
+            timeout=check.timeout_s, follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT}
+        ) as client,
+        client.stream("GET", url, headers={"Host": hostport}, extensions=tls) as resp,
+    ):
+        ms = _ms(started)
+        body = b""
+        if check.expect_body is not None:
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) >= MAX_BODY_BYTES or check.expect_body.encode() in body:
+                    break
+                if time.perf_counter() - started > check.timeout_s:
+                    return ProbeResult(
+                        False,
+                        f"{what}: timed out reading the body after {check.timeout_s:g} s",
+                        ms,
+                        resp.status_code,
+                    )
     status = resp.status_code
     head = f"{what} {status} in {ms:.0f} ms"
     if check.expect_status and status not in check.expect_status:

@@ -40,6 +40,7 @@ from obshub.store.base import Project, Store
 from obshub.telemetry import Telemetry
 from obshub.uptime.config import config_checks
 from obshub.uptime.model import Check
+from obshub.uptime.network import NetworkPolicy
 from obshub.uptime.probes import probe
 from obshub.uptime.queries import last_state, stored_checks
 from obshub.uptime.writes import record, write_definition
@@ -82,6 +83,7 @@ class Uptime:
     def __init__(self, hub: HubParts, max_parallel: int = MAX_PARALLEL) -> None:
         self.hub = hub
         self.config = config_checks(hub.settings.checks)  # ConfigError at start, naming the table
+        self.policy = NetworkPolicy.of(hub.settings)  # for API checks; [[checks]] are the operator's
         self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="obshub-uptime")
         self._lock = threading.Lock()
         self._last_slot: dict[tuple[int, str, int], int] = {}
@@ -180,7 +182,7 @@ class Uptime:
         """Probe, record, export metrics. True if this hub stored the slot's result."""
         at_us = now_us()
         was_up = self._was_up(project, check, at_us)
-        result = probe(check)
+        result = probe(check, None if check.source == "config" else self.policy)
         with self._lock:
             self._up[(project.id, check.name)] = result.up
         tel = self.hub.telemetry

@@ -6,19 +6,32 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from obshub.digest import Scrubber
 from obshub.errors import Conflict, FieldError, NotFound, QueryError
 from obshub.events import now_us
 from obshub.ingest import pipeline
+from obshub.settings import Settings
 from obshub.store.base import Project, Store
-from obshub.uptime.config import parse_check
+from obshub.uptime.config import config_checks, parse_check
 from obshub.uptime.model import SERVICE, Check, ProbeResult, public_target
+from obshub.uptime.network import NetworkPolicy, literal_address
 from obshub.uptime.queries import check_status, stored_checks
 
-__all__ = ["blank_event", "define_check", "delete_check", "record", "result_event", "result_level", "write_definition"]
+__all__ = [
+    "Rules",
+    "blank_event",
+    "define_check",
+    "delete_check",
+    "record",
+    "result_event",
+    "result_level",
+    "write_definition",
+]
 
 
 @cache
@@ -115,15 +128,37 @@ def _in_config(config: Sequence[Check], project: Project, name: str) -> bool:
     return any(c.project == project.name and c.name == name for c in config)
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What a hub's settings say about API checks (`of(settings)`): where they may connect, how
+    many a project may have, the config file's checks (whose names the API may not take)."""
+
+    config: Sequence[Check]
+    policy: NetworkPolicy
+    max_per_project: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Rules:
+        return cls(config_checks(settings.checks), NetworkPolicy.of(settings), settings.checks_max_per_project)
+
+
 def define_check(
-    store: Store, project: Project, body: Any, config: Sequence[Check], now_us: int, scrubber: Scrubber
+    store: Store, project: Project, body: Any, rules: Rules, now_us: int, scrubber: Scrubber
 ) -> tuple[dict[str, Any], bool]:
     """POST: create or replace an API check. Returns (its status, created?)."""
     try:
         check = parse_check(body, "api", project.name)
     except FieldError as e:
         raise QueryError(str(e)) from None
-    if _in_config(config, project, check.name):
+    host = urlsplit(check.target).hostname or ""
+    addr = literal_address(host)
+    why = rules.policy.refusal(addr) if addr is not None else None
+    if why is not None:  # a name is judged when probed, on what it resolves to then (network.py)
+        raise QueryError(
+            f"target: {host} is {why}: the hub's network policy for checks refuses it (settings "
+            "checks_allow_networks, checks_deny_networks)"
+        )
+    if _in_config(rules.config, project, check.name):
         raise Conflict(f"name: check {check.name!r} is declared in the hub config file; change it there")
     for key, value in check.definition().items():
         if scrubber.changes_attr(key, value):  # stored filtered, the check could not be read back
@@ -131,16 +166,22 @@ def define_check(
                 f"{key}: the hub's scrubbing (`scrub`, `scrub_keys`) would filter this field when the "
                 "definition is stored, so the check could not be read back; change the value or the scrub_keys setting"
             )
-    created = check.name not in stored_checks(store, project.id, project.name)
+    stored = stored_checks(store, project.id, project.name)
+    created = check.name not in stored
+    if created and len(stored) >= rules.max_per_project:
+        raise Conflict(
+            f"project {project.name!r} has {len(stored)} checks, the most the hub's checks_max_per_project "
+            f"setting ({rules.max_per_project}) allows: delete one first"
+        )
     if not write_definition(store, project.id, check.name, check, now_us, scrubber):
         raise Conflict(f"name: check {check.name!r} was changed at the same microsecond; retry")
     return check_status(store, project.id, check, now_us), created
 
 
 def delete_check(
-    store: Store, project: Project, name: str, config: Sequence[Check], now_us: int, scrubber: Scrubber
+    store: Store, project: Project, name: str, rules: Rules, now_us: int, scrubber: Scrubber
 ) -> dict[str, Any]:
-    if _in_config(config, project, name):
+    if _in_config(rules.config, project, name):
         raise Conflict(f"check {name!r} is declared in the hub config file; remove it there")
     if name not in stored_checks(store, project.id, project.name):
         raise NotFound(f"no check named {name!r}")

@@ -16,9 +16,8 @@ from obshub.hub import Hub, hub_of
 from obshub.query import analytics, errors, export
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
-from obshub.uptime.config import config_checks
 from obshub.uptime.queries import list_checks
-from obshub.uptime.writes import define_check, delete_check
+from obshub.uptime.writes import Rules, define_check, delete_check
 from obshub.web import convertors  # noqa: F401  (registers `anypath`)
 from obshub.web.export import start_export
 
@@ -191,29 +190,29 @@ async def api_error_merge(request: Request) -> JSONResponse:
     )
 
 
-# -- uptime checks (docs/uptime.md). POST/DELETE take a read token, like PATCH on errors: the
-# read token is the project's API credential; ingest tokens live on every monitored host.
+# -- uptime checks (docs/uptime.md). GET takes a read token; POST/DELETE an admin token: a check
+# makes the hub connect somewhere, which no credential that many people hold may decide (read
+# tokens log in to the web UI, ingest tokens live on every monitored host).
 
 
 async def api_checks(request: Request) -> JSONResponse:
     hub = hub_of(request)
-    project = await hub.authenticate(request, "read")
-    config = config_checks(hub.settings.checks)
+    project = await hub.authenticate(request, "admin" if request.method == "POST" else "read")
+    rules = Rules.of(hub.settings)
     now = now_us()
     if request.method == "POST":
         body = await _json_body(request)
-        out, created = await run_in_threadpool(define_check, hub.store, project, body, config, now, hub.scrubber)
+        out, created = await run_in_threadpool(define_check, hub.store, project, body, rules, now, hub.scrubber)
         _checks_changed(hub)
         return JSONResponse(out, status_code=201 if created else 200)
-    return JSONResponse(await run_in_threadpool(list_checks, hub.store, project, config, now))
+    return JSONResponse(await run_in_threadpool(list_checks, hub.store, project, rules.config, now))
 
 
 async def api_check_delete(request: Request) -> JSONResponse:
     hub = hub_of(request)
-    project = await hub.authenticate(request, "read")
-    config = config_checks(hub.settings.checks)
+    project = await hub.authenticate(request, "admin")
     out = await run_in_threadpool(
-        delete_check, hub.store, project, request.path_params["name"], config, now_us(), hub.scrubber
+        delete_check, hub.store, project, request.path_params["name"], Rules.of(hub.settings), now_us(), hub.scrubber
     )
     _checks_changed(hub)
     return JSONResponse(out)

@@ -88,6 +88,7 @@ def _encoding(description: str) -> Spec:
 
 
 _READ: list[Spec] = [{"readToken": []}]
+_ADMIN: list[Spec] = [{"adminToken": []}]
 _NONE: list[Spec] = []
 # A read route: 401/403 before anything else; the store's 429/503 on any read.
 _READ_ERRORS = {
@@ -101,7 +102,7 @@ _READ_ERRORS = {
 def _read(
     summary: str, tag: str, ok: Spec, params: Sequence[Spec] = (), errors: Iterable[str] = ("400",), **extra: Any
 ) -> Spec:
-    """An operation that takes a read token."""
+    """An operation that takes a read token (or, with `security=_ADMIN` in `extra`, an admin token)."""
     named = {"400": "BadRequest", "404": "NotFound", "409": "Conflict"}
     responses = {**ok, **{code: _r(named[code]) for code in errors}, **_READ_ERRORS}
     out: Spec = {"summary": summary, "tags": [tag], "security": _READ, "responses": responses, **extra}
@@ -447,14 +448,15 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
         errors=(),
     ),
     ("POST", "/api/v1/checks"): _read(
-        "Define (or replace) an uptime check",
+        "Define (or replace) an uptime check (admin token)",
         "checks",
         {"201": _ok(ref("Check"), "Created"), "200": _ok(ref("Check"), "Replaced the check of that name")},
         errors=("400", "409"),
         requestBody=_body(ref("CheckDefinition")),
+        security=_ADMIN,
     ),
     ("DELETE", "/api/v1/checks/{name}"): _read(
-        "Delete an uptime check (its past results stay searchable)",
+        "Delete an uptime check (admin token; its past results stay searchable)",
         "checks",
         {
             "200": _ok(
@@ -468,6 +470,7 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
         },
         [_path_param("name", "the check's name", _SEGMENT)],
         ("404", "409"),
+        security=_ADMIN,
     ),
     ("GET", "/api/v1/openapi.json"): {
         "summary": "This document",

@@ -469,7 +469,11 @@ RESPONSES: dict[str, Schema] = {
     ),
     "Forbidden": _answer("A valid token of the wrong scope", ref("Error")),
     "NotFound": _answer("The named object does not exist in the token's project", ref("Error")),
-    "Conflict": _answer("A conflicting change: retry, or change it in the hub's config file", ref("Error")),
+    "Conflict": _answer(
+        "A conflicting change: retry, or change it in the hub's config file; or a new check beyond the hub's "
+        "checks_max_per_project",
+        ref("Error"),
+    ),
     "TooManyRequests": _answer(
         "The store pushes back (or, on ingest, no ingest slot came free)", ref("Error"), _RETRY_AFTER
     ),
@@ -512,25 +516,30 @@ SECURITY_SCHEMES: dict[str, Schema] = {
     "readToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "A read token of the project (`obr_…`): queries, error groups, uptime checks.",
+        "description": "A read token of the project (`obr_…`): queries, error groups, reading uptime checks.",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An admin token of the project (`oba_…`): defining and deleting uptime checks only.",
     },
     "ingestToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "An ingest token of the project (`obi_…`, or the Sentry key of its DSN): writes events only.",
+        "description": "An ingest token of the project (`obi_…`): writes events only, on every ingest route.",
     },
     "sentryAuth": {
         "type": "apiKey",
         "in": "header",
         "name": "X-Sentry-Auth",
         "description": "`Sentry sentry_key=<key>, …` (also accepted as `Authorization: Sentry "
-        "sentry_key=<key>`): the DSN's public key or any ingest token of the project.",
+        "sentry_key=<key>`): a sentry key of the project (a DSN's key) or any of its ingest tokens.",
     },
     "sentryKey": {
         "type": "apiKey",
         "in": "query",
         "name": "sentry_key",
-        "description": "The DSN's public key or any ingest token of the project, in the URL.",
+        "description": "A sentry key of the project (a DSN's key) or any of its ingest tokens, in the URL.",
     },
 }
 

@@ -334,7 +334,9 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     the hub itself, and Prometheus scraping hub and agent every second."""
     require(PROMETHEUS)
     tmp = tmp_path_factory.mktemp("dash")
-    hub = HubProcess(f"sqlite:///{tmp}/hub.db", log_path=tmp / "hub.log").start()
+    # The uptime check below probes the hub itself on 127.0.0.1: API checks may reach loopback here.
+    env = {"OBSHUB_CHECKS_ALLOW_NETWORKS": "127.0.0.0/8"}
+    hub = HubProcess(f"sqlite:///{tmp}/hub.db", env=env, log_path=tmp / "hub.log").start()
     agent = prometheus = None
     try:
         logs = tmp / "logs"
@@ -358,7 +360,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         lines = [json.dumps({"message": f"line {i}", "level": "info", "request_id": f"r{i}"}) for i in range(200)]
         lines.insert(100, json.dumps({"message": "bad level", "level": "loud"}))  # refused by the hub
         (logs / "app.jsonl").write_text("\n".join(lines) + "\n")
-        with hub.client(hub.read_token) as c:
+        with hub.client(hub.admin_token) as c:
             r = c.post("/api/v1/checks", json={"name": "self", "target": f"{hub.url}/healthz", "interval_s": 60})
             assert r.status_code == 201, r.text
         _wait(

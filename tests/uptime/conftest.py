@@ -1,5 +1,6 @@
 """Real targets for uptime probes: a stdlib HTTP server and a listening TCP socket on free
-127.0.0.1 ports, each stopped by its fixture."""
+127.0.0.1 ports, each stopped by its fixture; and the hubs that probe them, which must allow API
+checks to reach loopback (`checks_allow_networks`: refused by default, docs/uptime.md)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from tests.hubproc import free_port
+from tests.hubproc import LiveHub, free_port
+
+# Every target here is a local server: the hubs of these tests allow loopback, explicitly.
+LOOPBACK = "127.0.0.0/8"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,3 +72,18 @@ def listener() -> Iterator[int]:
 def closed_port() -> int:
     """A port nothing listens on: connections are refused."""
     return free_port()
+
+
+@pytest.fixture
+def hub(store_url: str) -> Iterator[LiveHub]:
+    """The root conftest's `hub` (each store backend), with API checks allowed to reach loopback."""
+    h = LiveHub(store_url, checks_allow_networks=LOOPBACK).start()
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def sqlite_hub(tmp_path: Path) -> Iterator[LiveHub]:
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", checks_allow_networks=LOOPBACK).start()
+    yield h
+    h.stop()

@@ -17,18 +17,19 @@ from obshub.uptime.scheduling import Uptime, run_all
 from obshub.uptime.writes import record, write_definition
 from tests.factories import now_us
 from tests.hubproc import HubProcess, LiveHub, free_port
+from tests.uptime.conftest import LOOPBACK
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 
 
 def post(h: LiveHub | HubProcess, body: Any, token: str | None = None) -> Any:
-    with h.client(token or h.read_token) as c:
+    with h.client(token or h.admin_token) as c:
         return c.post("/api/v1/checks", json=body)
 
 
 def delete(h: LiveHub | HubProcess, name: str) -> Any:
-    with h.client(h.read_token) as c:
+    with h.client(h.admin_token) as c:
         return c.delete(f"/api/v1/checks/{name}")
 
 
@@ -69,8 +70,9 @@ def test_post_validation(sqlite_hub: LiveHub, body: Any, field: str) -> None:
 
 def test_post_auth_and_bad_json(sqlite_hub: LiveHub) -> None:
     assert post(sqlite_hub, {"name": "a", "target": "http://x"}, token=sqlite_hub.ingest_token).status_code == 403
+    assert post(sqlite_hub, {"name": "a", "target": "http://x"}, token=sqlite_hub.read_token).status_code == 403
     assert post(sqlite_hub, {"name": "a", "target": "http://x"}, token="nope").status_code == 401
-    with sqlite_hub.client(sqlite_hub.read_token) as c:
+    with sqlite_hub.client(sqlite_hub.admin_token) as c:
         r = c.post("/api/v1/checks", content=b"{not json")
     assert r.status_code == 400 and r.json()["error"].startswith("body: ")
     assert sqlite_hub.get("/api/v1/checks", token=sqlite_hub.ingest_token).status_code == 403
@@ -197,7 +199,8 @@ def test_config_file_checks(tmp_path: Path, web: str, listener: int) -> None:
         f'project = "test"\n\n'
         f'[[checks]]\nname = "elsewhere"\ntarget = "{web}/ok"\nproject = "other"\n'
     )
-    h = HubProcess(f"sqlite:///{tmp_path}/obshub.db", env={"OBSHUB_CONFIG": str(cfg)}).start()
+    env = {"OBSHUB_CONFIG": str(cfg), "OBSHUB_CHECKS_ALLOW_NETWORKS": LOOPBACK}  # (for the POST below)
+    h = HubProcess(f"sqlite:///{tmp_path}/obshub.db", env=env).start()
     try:
         assert len(wait_for(h, "kind:check attrs.up:true", 2)) == 2
         got = listed(h)
@@ -223,7 +226,7 @@ def test_bad_config_check_stops_the_hub(tmp_path: Path) -> None:
 
 def test_definitions_outlive_retention(tmp_path: Path, closed_port: int) -> None:
     """Retention deletes by age: a definition a third of retention_days old is stored again."""
-    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", retention_days=3).start()
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", retention_days=3, checks_allow_networks=LOOPBACK).start()
     try:
         check = parse_check({"name": "old", "target": f"http://127.0.0.1:{closed_port}/"}, "api", "test")
         write_definition(h.store, h.project_id, "old", check, now_us() - 2 * DAY_US)
@@ -285,7 +288,7 @@ CARD_TEXT = "test card 4111 1111 1111 1111"  # a payment sandbox page; a card nu
 def test_definitions_are_scrubbed_by_the_hubs_settings(tmp_path: Path, closed_port: int) -> None:
     """A definition is stored with the hub's scrubber like every event: `scrub = false` keeps
     what the user wrote (a default scrubber masked it: the check then looked for `[Filtered]`)."""
-    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False).start()
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False, checks_allow_networks=LOOPBACK).start()
     try:
         body = {"name": "pay", "target": f"http://127.0.0.1:{closed_port}/", "expect_body": CARD_TEXT}
         assert post(h, body).json()["expect_body"] == CARD_TEXT
@@ -310,7 +313,7 @@ def test_a_definition_the_scrubber_would_change_is_refused(
 ) -> None:
     """Stored through the hub's scrubber, such a definition was silently not listed or probed
     (or probed for `[Filtered]`): now a 400 naming the field, and nothing is stored."""
-    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", **settings).start()
+    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", checks_allow_networks=LOOPBACK, **settings).start()
     try:
         r = post(h, {"name": "pay", "target": f"http://127.0.0.1:{closed_port}/", **body})
         assert r.status_code == 400, r.text
@@ -324,7 +327,9 @@ def test_a_definition_the_scrubber_would_change_is_refused(
 
 
 def test_a_definition_refreshed_for_retention_keeps_the_hubs_scrubbing(tmp_path: Path, closed_port: int) -> None:
-    h = LiveHub(f"sqlite:///{tmp_path}/obshub.db", scrub=False, retention_days=3).start()
+    h = LiveHub(
+        f"sqlite:///{tmp_path}/obshub.db", scrub=False, retention_days=3, checks_allow_networks=LOOPBACK
+    ).start()
     try:
         hub = h.app.state.hub
         old = now_us() - 2 * DAY_US  # a third of retention_days old: re-stored at the next read

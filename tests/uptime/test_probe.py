@@ -1,4 +1,6 @@
-"""Probes against real local targets, and check definitions (no store needed)."""
+"""Probes against real local targets, and check definitions (no store needed). The probes get no
+network policy (`None`: as the operator's own `[[checks]]`); tests/security/test_ssrf.py probes
+with one."""
 
 from __future__ import annotations
 
@@ -19,57 +21,57 @@ def check(target: str, **kw: Any) -> Check:
 
 
 def test_http_up(web: str) -> None:
-    r = probe(check(f"{web}/ok"))
+    r = probe(check(f"{web}/ok"), None)
     assert r.up and r.status == 200
     assert r.latency_ms is not None and 0 < r.latency_ms < 2000
     assert r.message.startswith(f"GET {web}/ok 200 in ")
 
 
 def test_http_error_status_is_down(web: str) -> None:
-    r = probe(check(f"{web}/fail"))
+    r = probe(check(f"{web}/fail"), None)
     assert not r.up and r.status == 503 and r.latency_ms is not None
     assert r.message.startswith(f"GET {web}/fail 503 in ")
 
 
 def test_redirect_is_up_and_not_followed(web: str) -> None:
-    r = probe(check(f"{web}/redirect"))
+    r = probe(check(f"{web}/redirect"), None)
     assert r.up and r.status == 302
 
 
 def test_expect_status(web: str) -> None:
-    assert probe(check(f"{web}/created", expect_status=201)).up
-    assert probe(check(f"{web}/fail", expect_status=[500, 503])).up  # a maintenance page expected
-    r = probe(check(f"{web}/ok", expect_status=201))
+    assert probe(check(f"{web}/created", expect_status=201), None).up
+    assert probe(check(f"{web}/fail", expect_status=[500, 503]), None).up  # a maintenance page expected
+    r = probe(check(f"{web}/ok", expect_status=201), None)
     assert not r.up and r.status == 200
     assert r.message.endswith(": expected status 201")
 
 
 def test_expect_body(web: str) -> None:
-    assert probe(check(f"{web}/ok", expect_body="nominal")).up
-    r = probe(check(f"{web}/ok", expect_body="degraded"))
+    assert probe(check(f"{web}/ok", expect_body="nominal"), None).up
+    r = probe(check(f"{web}/ok", expect_body="degraded"), None)
     assert not r.up and r.status == 200
     assert r.message.endswith("body does not contain 'degraded'")
 
 
 def test_timeout(web: str) -> None:
     started = time.monotonic()
-    r = probe(check(f"{web}/slow", timeout_s=0.3))
+    r = probe(check(f"{web}/slow", timeout_s=0.3), None)
     assert time.monotonic() - started < 1.2
     assert not r.up and r.latency_ms is None and r.status is None
     assert "timed out after 0.3 s" in r.message
 
 
 def test_connection_refused(closed_port: int) -> None:
-    r = probe(check(f"http://127.0.0.1:{closed_port}/"))
+    r = probe(check(f"http://127.0.0.1:{closed_port}/"), None)
     assert not r.up and r.latency_ms is None and r.status is None
     assert r.message.startswith(f"GET http://127.0.0.1:{closed_port}/: ConnectError")
 
 
 def test_tcp(listener: int, closed_port: int) -> None:
-    r = probe(check(f"tcp://127.0.0.1:{listener}"))
+    r = probe(check(f"tcp://127.0.0.1:{listener}"), None)
     assert r.up and r.latency_ms is not None and r.status is None
     assert r.message.startswith(f"connect 127.0.0.1:{listener} in ")
-    down = probe(check(f"tcp://127.0.0.1:{closed_port}"))
+    down = probe(check(f"tcp://127.0.0.1:{closed_port}"), None)
     assert not down.up and down.latency_ms is None
     assert down.message.startswith(f"connect 127.0.0.1:{closed_port}: ")
 
@@ -77,7 +79,7 @@ def test_tcp(listener: int, closed_port: int) -> None:
 def test_password_is_masked(web: str) -> None:
     target = web.replace("http://", "http://probe:s3cret@") + "/ok"
     assert public_target(target) == web.replace("http://", "http://probe:***@") + "/ok"
-    r = probe(check(target))
+    r = probe(check(target), None)
     assert r.up and "s3cret" not in r.message and "probe:***@" in r.message
 
 

@@ -134,6 +134,7 @@ class OpenSearchStore:
         self._reader = Reader(c, n.events, self._before_read)
         self._state = State(c, n)
         self._sessions = Sessions(c, n)
+        self._state.narrow_dsn_keys()  # a store made before the `sentry` scope (state.py)
         self._groups = Groups(c, n.state, n.events, self._before_read)
         self.lifecycle = Lifecycle(c, n.events, on_rollover=self._writer.dedup.invalidate)
         if self._committer is None:

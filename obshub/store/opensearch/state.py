@@ -25,7 +25,7 @@ from opensearchpy import OpenSearch
 
 from obshub.errors import Conflict, StoreUnavailable
 from obshub.events import now_us
-from obshub.store.base import NewToken, Project, TokenRecord, TokenScope
+from obshub.store.base import NewToken, Project, TokenRecord, TokenScope, hash_token
 from obshub.store.opensearch.client import guard
 from obshub.store.opensearch.mappings import Names
 
@@ -99,6 +99,28 @@ class State:
             except Conflict:
                 continue  # another hub took this number; re-read
         raise StoreUnavailable("could not allocate a project id: too much contention on the counter")
+
+    def narrow_dsn_keys(self) -> int:
+        """At open (the SQLite twin: `sqlite/schema.narrow_dsn_keys`): the DSN key `project
+        create` made before the `sentry` scope existed is an ingest token; narrow it to `sentry`
+        (the Sentry routes only). Found by its hash, whatever its label; a no-op once done, and
+        harmless when several hubs open at once (they all write the same scope)."""
+        ids = [f"{_TOKEN_PREFIX}{hash_token(p.public_key)}" for p in self.list_projects()]
+        narrowed = 0
+        for i in range(0, len(ids), 1000):
+            query = {"bool": {"filter": [{"ids": {"values": ids[i : i + 1000]}}, {"term": {"scope": "ingest"}}]}}
+            with guard("find DSN keys"):
+                hits = self.client.search(index=self.names.state, body={"query": query, "size": 1000})["hits"]["hits"]
+            for h in hits:
+                with guard("narrow a DSN key"):
+                    self.client.update(
+                        index=self.names.state,
+                        id=h["_id"],
+                        body={"doc": {"scope": "sentry"}},
+                        params={"refresh": "true"},
+                    )
+                narrowed += 1
+        return narrowed
 
     def is_empty(self) -> bool:
         with guard("count projects"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from obshub.store.base import hash_token
 from obshub.store.sqlite.compile import INDEXED_KEYS
 from obshub.store.sqlite.db import tx
 
@@ -119,4 +120,18 @@ def prepare(w: sqlite3.Connection) -> None:
             for col in columns:
                 if col.split()[0] not in have:
                     w.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
+        narrow_dsn_keys(w)
         w.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')")
+
+
+def narrow_dsn_keys(w: sqlite3.Connection) -> int:
+    """The DSN key `project create` made was an ingest token before the `sentry` scope existed:
+    it worked on /api/v1/ingest too, though it ships inside browser apps. Narrow it to `sentry`
+    (the Sentry routes only). Found by its hash (the project's public key), whatever its label;
+    other ingest tokens, even ones used in a DSN, are left alone. A no-op once done."""
+    w.create_function("obshub_token_hash", 1, hash_token, deterministic=True)
+    cur = w.execute(
+        "UPDATE tokens SET scope = 'sentry' WHERE scope = 'ingest' "
+        "AND hash IN (SELECT obshub_token_hash(public_key) FROM projects)"
+    )
+    return cur.rowcount
