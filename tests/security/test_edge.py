@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import pytest
 import zstandard
 
+from obshub.errors import ConfigError
+from obshub.settings import load_settings
 from tests.factories import event
 from tests.hubproc import LiveHub, metric, wait_until
 
@@ -289,3 +292,11 @@ def test_idle_keep_alive_connections_are_closed(tmp_path: Path) -> None:
             assert 0.5 < time.monotonic() - t0 < 3
     finally:
         h.stop()
+
+
+def test_the_new_settings_are_checked_at_start() -> None:
+    s = load_settings({})
+    assert (s.body_timeout_s, s.min_body_rate, s.keepalive_timeout_s) == (10.0, 1024, 5)
+    for key, value in (("BODY_TIMEOUT_S", "-1"), ("MIN_BODY_RATE", "-5"), ("KEEPALIVE_TIMEOUT_S", "soon")):
+        with pytest.raises(ConfigError, match=f"OBSHUB_{key}"):
+            load_settings({f"OBSHUB_{key}": value})
