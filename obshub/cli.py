@@ -307,6 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=settings.keepalive_timeout_s,
         )
     except SystemExit:  # uvicorn's exit when the app's startup failed
         if not failed:

@@ -47,6 +47,14 @@ class Settings:
     # fleet of SDKs queues for a moment instead of being dropped (a Sentry SDK drops on 429).
     # It waits before reading its body: a queued request holds only its connection.
     admission_wait_s: float = 2.0
+    # A request body must arrive within body_timeout_s, plus 1 s per min_body_rate bytes
+    # received (else 408, and the connection is closed): a trickle of 1 byte/s holds what it
+    # was given for 10 s, not forever, while a body arriving at 1 KiB/s or faster is never cut.
+    # 0: no limit.
+    body_timeout_s: float = 10.0
+    min_body_rate: int = 1024  # bytes/s; 0: the body gets body_timeout_s in all
+    # An idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive).
+    keepalive_timeout_s: int = 5
     # Per-event bounds (obshub.events.Limits); violations reject the line with the reason.
     max_attr_keys: int = 256
     max_attr_depth: int = 8
@@ -197,6 +205,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError(f"OBSHUB_PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes < 1024:
         raise ConfigError("OBSHUB_MAX_BODY_BYTES: must be at least 1024")
+    if settings.body_timeout_s < 0:
+        raise ConfigError("OBSHUB_BODY_TIMEOUT_S: must not be negative (0: no limit)")
     if settings.public_url:
         _check_public_url(settings.public_url)
     if not 0 <= settings.login_backoff_s <= 3600:  # also refuses nan

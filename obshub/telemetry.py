@@ -24,7 +24,7 @@ class Telemetry:
     registry: CollectorRegistry
     ingest_events: Counter  # outcome: accepted | duplicate | rejected
     ingest_bytes: Counter  # outcome: stored | refused (decoded bytes of the request body)
-    ingest_rejected: Counter  # reason: validation | parse | store | limit
+    ingest_rejected: Counter  # reason: validation | parse | store | limit | body | slow | overload
     ingest_requests: Counter  # status: the HTTP status class we answered with
     ingest_batch_seconds: Histogram  # whole ingest request, body read to response
     store_write_seconds: Histogram  # backend write of one batch
@@ -105,10 +105,14 @@ class Telemetry:
 
 # (protocol, ingest_events outcomes, ingest_rejected reasons): what obshub/ingest/ counts.
 _KNOWN = (
-    ("native", ("accepted", "duplicate", "rejected"), ("limit", "body", "parse", "validation", "store", "overload")),
+    (
+        "native",
+        ("accepted", "duplicate", "rejected"),
+        ("limit", "body", "slow", "parse", "validation", "store", "overload"),
+    ),
     (
         "sentry",
         ("accepted", "duplicate", "rejected", "skipped"),
-        ("limit", "body", "parse", "validation", "store", "overload"),
+        ("limit", "body", "slow", "parse", "validation", "store", "overload"),
     ),
 )

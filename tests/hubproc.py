@@ -181,6 +181,7 @@ class LiveHub(_Client):
                 access_log=False,
                 lifespan="on",
                 timeout_graceful_shutdown=5,
+                timeout_keep_alive=self.settings.keepalive_timeout_s,
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

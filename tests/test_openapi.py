@@ -4,7 +4,7 @@
   web UI's pages) and the routes table of docs/api.md, and a route without a spec fails;
 - it is valid OpenAPI 3.1 and served without a token;
 - real answers of a live hub on both stores, successes and the errors each operation documents
-  (400, 401, 403, 404, 413, 415), match their documented status, content type, headers and
+  (400, 401, 403, 404, 408, 413, 415), match their documented status, content type, headers and
   JSON Schema. Each operation must have been checked with every status it documents but the
   store's 429/503 and the conflicts a test cannot provoke; a new operation or status without a
   live check here fails too.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,10 +163,18 @@ class Conformance:
 
 @pytest.fixture
 def live(store_url: str) -> Iterator[LiveHub]:
-    """A live hub with small ingest limits, so the 413s are cheap to provoke."""
-    h = LiveHub(store_url, max_lines=20, max_wire_bytes=64 * 1024, max_body_bytes=128 * 1024).start()
+    """A live hub with small ingest limits and a short body deadline, so the 413s and 408s are
+    cheap to provoke."""
+    h = LiveHub(store_url, max_lines=20, max_wire_bytes=64 * 1024, max_body_bytes=128 * 1024, body_timeout_s=1).start()
     yield h
     h.stop()
+
+
+def _stalling() -> Iterator[bytes]:
+    """A chunked body that stops for longer than the `live` hub's body deadline (1 s): 408."""
+    yield b"{}"
+    time.sleep(1.5)
+    yield b"\n"
 
 
 def _client(hub: LiveHub | HubProcess, token: str | None = None, **headers: str) -> httpx.Client:
@@ -237,6 +246,7 @@ def _ingest(check: Conformance, hub: LiveHub, ingest: httpx.Client, read: httpx.
     check("POST", path, ingest.post(path, content=b"{}\n" * 21), 413)
     check("POST", path, ingest.post(path, content=b"{}" * 40_000), 413)
     check("POST", path, ingest.post(path, content=body, headers={"Content-Encoding": "br"}), 415)
+    check("POST", path, ingest.post(path, content=_stalling()), 408)
     _auth_errors(check, "POST", path, path, anon, hub.read_token, content=body)
 
 
@@ -294,6 +304,7 @@ def _sentry(check: Conformance, hub: LiveHub, anon: httpx.Client) -> None:
         check("POST", path, anon.post(f"/api/x{pid}/{kind}/", content=good, headers=key), 404)
         check("POST", path, anon.post(url, content=b"x" * 70_000, headers=key), 413)
         check("POST", path, anon.post(url, content=good, headers={**key, "Content-Encoding": "compress"}), 415)
+        check("POST", path, anon.post(url, content=_stalling(), headers=key), 408)
         check("OPTIONS", path, anon.options(url), 200)
         check("OPTIONS", path, anon.options(f"/api/x{pid}/{kind}/"), 404)
 

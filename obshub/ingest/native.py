@@ -2,8 +2,8 @@
 
 This module knows the wire format and the answer; the path itself (auth, admission, body caps,
 decoding, digest, the store write, telemetry) is obshub/ingest/pipeline.py. Order of checks,
-cheapest first: auth (401/403) -> concurrency slot (429) -> wire size (413) -> Content-Encoding
-(415) -> decode with decoded-size cap (413/400) -> per-line parse and validation (reported per
+cheapest first: auth (401/403) -> concurrency slot (429) -> wire size (413) and pace (408) ->
+Content-Encoding (415) -> decode with decoded-size cap (413/400) -> per-line parse and validation (reported per
 line, valid lines kept) -> one store write (503/429 on store trouble) -> 200 only after the
 store said the batch is durable.
 """

@@ -4,11 +4,16 @@ write for the hub's own producers.
 HTTP ingest (`run`), the same steps for native NDJSON and the Sentry endpoints, cheapest first
 so a flood of bad requests costs little:
 
-    auth      the token, before anything else is spent (401/403). A Sentry key sent only inside
-              the envelope (its DSN header) is checked once the body is parsed.
-    admit     an admission slot (admission.py), taken before the body is read (429 when none
-              frees up within `admission_wait_s`).
-    read      the body, with the wire-size cap (413, before reading when Content-Length says so).
+    auth      the token, before anything else is spent (401/403), from a header or the URL
+              before a byte of the body is read. A Sentry key sent only inside the envelope (its
+              header line's `dsn`) is found by reading and decoding the first line alone, at
+              most HEAD_BYTES (64 KiB), with no slot held (body.py `BodyReader.first_line`).
+    admit     an admission slot (admission.py), taken only now: an unauthenticated request never
+              holds one (429 when none frees up within `admission_wait_s`).
+    read      the body, with the wire-size cap (413, before reading when Content-Length says so)
+              and the deadline (408 past `body_timeout_s` + 1 s per `min_body_rate` bytes),
+              which frees the slot. An answer given before the whole body arrived closes the
+              connection.
     prepare   decode (415/413/400), the protocol's parse (per-line/item validation through
               `events.normalize`; 400 when nothing in the body is in the protocol's format),
               digest (scrub, parse traceback text, fingerprint). All CPU work, in one function
@@ -53,7 +58,7 @@ from obshub.events import DEFAULT_LIMITS, Limits, NormalizedEvent, normalize, no
 from obshub.http_errors import error_response
 from obshub.hub import Hub, hub_of, stored
 from obshub.ingest.admission import INLINE_BODY_BYTES, INLINE_WIRE_BYTES, Ticket
-from obshub.ingest.body import decode, read_body
+from obshub.ingest.body import BodyReader, decode
 from obshub.settings import Settings
 from obshub.store.base import Project, Store, TokenScope, WriteResult
 
@@ -116,14 +121,14 @@ class Edge:
     # Decoded body, receive time (µs), settings (limits) -> events. Raises ParseError or BodyError.
     parse: Callable[[bytes, int, Settings], Parsed]
     answer: Callable[[Ingested], Response]
-    # (token or None, the project id the URL names or None): read before admission.
+    # (token or None, the project id the URL names or None): read before the body.
     credentials: Callable[[Request], tuple[str | None, int | None]]
     encodings: tuple[str, ...] = ("identity", "gzip", "zstd")
     # The token scopes this edge takes (obshub/auth.py): a DSN's key (`sentry`) only the Sentry edge.
     scopes: tuple[TokenScope, ...] = INGEST_ROUTES
-    # A token the body carries (Sentry: the envelope header's DSN), tried when `credentials`
-    # found none; None: a request without credentials is a 401 before admission.
-    body_token: Callable[[Request, Mapping[str, Any]], str | None] | None = None
+    # The token in the body's first line, decoded (Sentry: the envelope header's DSN), tried
+    # when `credentials` found none; None: a request without credentials is a 401 at once.
+    body_token: Callable[[bytes], str | None] | None = None
     error_key: str = "error"  # {"error": ...}; Sentry's answers are Relay's {"detail": ...}
     headers: Mapping[str, str] = field(default_factory=dict)  # on every answer (Sentry: CORS)
     pause_headers: Callable[[int], dict[str, str]] = _no_headers  # beside Retry-After on a 429/503
@@ -139,61 +144,85 @@ async def run(request: Request, edge: Edge) -> Response:
     in the edge's form. Every answer is counted by status; admitted ones by latency too."""
     hub = hub_of(request)
     tel = hub.telemetry
+    s = hub.settings
+    reader = BodyReader(request, s.max_wire_bytes, s.body_timeout_s, s.min_body_rate)
     token, project_id = edge.credentials(request)
-    project: Project | None = None
-    if token is not None or edge.body_token is None:
-        try:
-            project = await hub.check_token(token, edge.scopes, project_id)
-        except AuthError as e:
-            return _counted(hub, edge, edge.error(e))
-    started = time.perf_counter()
-    admission = hub.admission_slots()
-    slots = admission.slots_for(request.headers.get("content-length"))
-    if not await admission.take(slots):
+    try:
+        if token is None and edge.body_token is not None:
+            token = await _body_token(hub, reader, edge)
+        project = await hub.check_token(token, edge.scopes, project_id)
+    except AuthError as e:
+        return _counted(hub, edge, reader, edge.error(e))
+    except BodyError as e:  # 408: the first line came too slowly; 413: Content-Length too big
+        tel.ingest_rejected.labels(edge.protocol, _reason(e)).inc()
+        return _counted(hub, edge, reader, edge.error(e))
+    except Refused as e:
         tel.ingest_rejected.labels(edge.protocol, "overload").inc()
-        return _counted(hub, edge, edge.error(Refused()))
-    ticket = Ticket(admission, slots)
+        return _counted(hub, edge, reader, edge.error(e))
+    started = time.perf_counter()
+    ticket = await hub.admission_slots().admit(request.headers.get("content-length"), project.id)
+    if ticket is None:
+        tel.ingest_rejected.labels(edge.protocol, "overload").inc()
+        return _counted(hub, edge, reader, edge.error(Refused()))
     tel.inflight.inc()
     try:
-        response = await _admitted(request, hub, edge, project, project_id, ticket)
+        response = await _admitted(request, hub, edge, project, reader, ticket)
     finally:
         ticket.release()
         tel.inflight.dec()
     tel.ingest_batch_seconds.labels(edge.protocol).observe(time.perf_counter() - started)
-    return _counted(hub, edge, response)
+    return _counted(hub, edge, reader, response)
 
 
-def _counted(hub: Hub, edge: Edge, response: Response) -> Response:
+async def _body_token(hub: Hub, reader: BodyReader, edge: Edge) -> str | None:
+    """The token in the body's first line (a Sentry envelope header's `dsn`), read before any
+    slot is taken and before the rest of the body: at most HEAD_BYTES as sent and decoded, by at
+    most as many requests at once as there are small slots (429 beyond: a client can always
+    send its key in a header or the URL instead)."""
+    assert edge.body_token is not None
+    heads = hub.admission_slots().heads
+    if heads.locked():
+        raise Refused
+    async with heads:
+        line = await reader.first_line(reader.request.headers.get("content-encoding"), edge.encodings)
+    return None if line is None else edge.body_token(line)
+
+
+def _reason(e: BodyError) -> str:
+    return {413: "limit", 408: "slow"}.get(e.status, "body")
+
+
+def _counted(hub: Hub, edge: Edge, reader: BodyReader, response: Response) -> Response:
+    """Count the answer. One given before the whole body arrived closes the connection: the
+    client may still be sending it, and a trickle would keep an idle connection alive."""
+    if not reader.complete:
+        response.headers["connection"] = "close"
     hub.telemetry.ingest_requests.labels(edge.protocol, str(response.status_code)).inc()
     return response
 
 
 async def _admitted(
-    request: Request, hub: Hub, edge: Edge, project: Project | None, project_id: int | None, ticket: Ticket
+    request: Request, hub: Hub, edge: Edge, project: Project, reader: BodyReader, ticket: Ticket
 ) -> Response:
     tel = hub.telemetry
     p = edge.protocol
     received_at = now_us()
     try:
-        raw = await read_body(request, hub.settings.max_wire_bytes)
+        raw = await reader.read()
+        ticket.read_done()
         size, batch, parsed = await _prepared(
             hub, ticket, edge, raw, request.headers.get("content-encoding"), received_at
         )
-        if project is None:  # the key came in the body (checked only now: it had to be parsed)
-            assert edge.body_token is not None
-            project = await hub.check_token(edge.body_token(request, parsed.header), edge.scopes, project_id)
         hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, batch.events)
         result = await write(hub, project.id, batch)
     except Refused as e:  # a small request whose body turned out big found no full slot
         tel.ingest_rejected.labels(p, "overload").inc()
         return edge.error(e)
     except BodyError as e:
-        tel.ingest_rejected.labels(p, "limit" if e.status == 413 else "body").inc()
+        tel.ingest_rejected.labels(p, _reason(e)).inc()
         return edge.error(e)
     except ParseError as e:
         tel.ingest_rejected.labels(p, "parse").inc()
-        return edge.error(e)
-    except AuthError as e:
         return edge.error(e)
     except (StoreUnavailable, StoreOverloaded) as e:
         # Counted and logged in one place for every route (`Hub.store_trouble`). Sentry's pause

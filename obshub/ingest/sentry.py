@@ -21,7 +21,6 @@ decoding, digest, the store write, telemetry) is obshub/ingest/pipeline.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,7 +212,8 @@ def from_sentry(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _sentry_key(request: Request, envelope_header: Mapping[str, Any] | None = None) -> str | None:
+def _sentry_key(request: Request) -> str | None:
+    """The key from X-Sentry-Auth, `Authorization: Sentry …`, `?sentry_key=` or a bearer token."""
     auth = request.headers.get("x-sentry-auth") or ""
     if not auth and (request.headers.get("authorization") or "").lower().startswith("sentry "):
         auth = request.headers["authorization"]
@@ -223,13 +223,18 @@ def _sentry_key(request: Request, envelope_header: Mapping[str, Any] | None = No
             return v
     if request.query_params.get("sentry_key"):
         return request.query_params["sentry_key"]
-    token = bearer(request.headers)
-    if token:
-        return token
-    dsn = (envelope_header or {}).get("dsn")
-    if isinstance(dsn, str):
-        return urlsplit(dsn).username or None
-    return None
+    return bearer(request.headers)
+
+
+def _dsn_key(header_line: bytes) -> str | None:
+    """The key in the envelope header's `dsn` (SDKs posting through a tunnel send only that):
+    the pipeline reads the first line alone for it, before the rest of the body."""
+    try:
+        header = orjson.loads(header_line)
+        dsn = header.get("dsn") if isinstance(header, dict) else None
+        return (urlsplit(dsn).username or None) if isinstance(dsn, str) else None
+    except ValueError:  # not JSON, or a DSN urlsplit cannot read (`http://[`)
+        return None
 
 
 async def preflight(request: Request) -> Response:
@@ -316,12 +321,12 @@ ENVELOPE = pipeline.Edge(
     credentials=_credentials,
     encodings=_ENCODINGS,
     scopes=SENTRY_ROUTES,
-    body_token=_sentry_key,
+    body_token=_dsn_key,
     error_key="detail",
     headers=_CORS,
     pause_headers=_rate_limits,
 )
-STORE = replace(ENVELOPE, parse=parse_store_body)
+STORE = replace(ENVELOPE, parse=parse_store_body, body_token=None)  # one event: no header line
 
 
 async def envelope(request: Request) -> Response:

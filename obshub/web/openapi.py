@@ -160,6 +160,7 @@ _INGEST = {
         "400": _r("BadRequest"),
         "401": _r("Unauthorized"),
         "403": _r("Forbidden"),
+        "408": _r("TooSlow"),
         "413": {
             "description": "Over a limit: body as sent, decoded, or lines per request",
             "content": {"application/json": {"schema": ref("Error")}},
@@ -184,6 +185,7 @@ _SENTRY_ANSWERS = {
     "401": _r("SentryUnauthorized"),
     "403": _r("SentryForbidden"),
     "404": _r("NoProject"),
+    "408": _r("SentryTooSlow"),
     "413": _r("SentryTooLarge"),
     "415": _r("SentryUnsupportedEncoding"),
     "429": _r("SentryTooManyRequests"),

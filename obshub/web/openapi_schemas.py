@@ -443,6 +443,7 @@ _RETRY_AFTER = {
         "schema": {"type": "string", "pattern": r"^\d+$"},
     }
 }
+_CLOSE = {"Connection": {"required": True, "schema": {"const": "close"}}}
 _SENTRY_HEADERS = {"Access-Control-Allow-Origin": {"required": True, "schema": {"const": "*"}}}
 _SENTRY_LIMITS = {
     "X-Sentry-Rate-Limits": {
@@ -477,6 +478,12 @@ RESPONSES: dict[str, Schema] = {
     "TooManyRequests": _answer(
         "The store pushes back (or, on ingest, no ingest slot came free)", ref("Error"), _RETRY_AFTER
     ),
+    "TooSlow": _answer(
+        "The body did not arrive within `body_timeout_s` plus 1 s per `min_body_rate` bytes received; "
+        "the hub closes the connection",
+        ref("Error"),
+        _CLOSE,
+    ),
     "Unavailable": _answer(
         "The store is unavailable; nothing of the request was acknowledged", ref("Error"), _RETRY_AFTER
     ),
@@ -491,6 +498,12 @@ RESPONSES: dict[str, Schema] = {
     ),
     "SentryTooLarge": _answer(
         "The body is over a limit (as sent, decoded, or in lines)", ref("SentryError"), _SENTRY_HEADERS
+    ),
+    "SentryTooSlow": _answer(
+        "The body did not arrive within `body_timeout_s` plus 1 s per `min_body_rate` bytes received; "
+        "the hub closes the connection",
+        ref("SentryError"),
+        {**_SENTRY_HEADERS, **_CLOSE},
     ),
     # Starlette's own answer: the path matches no route (`{project_id}` takes digits only).
     "NoProject": {
