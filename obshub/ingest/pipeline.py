@@ -179,7 +179,7 @@ async def _admitted(
         if project is None:  # the key came in the body (checked only now: it had to be parsed)
             assert edge.body_token is not None
             project = await hub.check_token(edge.body_token(request, parsed.header), "ingest", project_id)
-        hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, batch.events)
+        hub.observe_clock(project.id, request.headers.get("x-obshub-sent-at"), received_at, batch.events)
         result = await write(hub, project.id, batch)
     except Refused as e:  # a small request whose body turned out big found no full slot
         tel.ingest_rejected.labels(p, "overload").inc()

@@ -52,7 +52,7 @@ async def trace_page(request: Request, session: Session) -> Response:
     except QueryError as err:
         return render(request, "message.html", {"title": "Bad time range", "message": str(err)}, 400)
     data = await run_in_threadpool(trace, hub.store, session.project_id, tid, tr.start, tr.end)
-    offsets = hub.skew.offsets(data["hosts"])
+    offsets = hub.skew.offsets(session.project_id, data["hosts"])
     view = layout(data, offsets, corrected)
     total = len(view["events"])
     page = _page_no(request, total)
@@ -105,7 +105,7 @@ async def user_page(request: Request, session: Session) -> Response:
     offsets: dict[str, int] = {}
 
     def offsets_of(hosts: list[str]) -> dict[str, int]:
-        offsets.update(hub.skew.offsets(hosts))  # kept: error lines show the times the order used
+        offsets.update(hub.skew.offsets(session.project_id, hosts))  # kept: error lines show the times the order used
         return offsets
 
     data = await run_in_threadpool(
