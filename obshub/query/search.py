@@ -82,7 +82,8 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
         return None
     try:
         ts, id_ = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(ts, int) or not isinstance(id_, str):
+        # A store's integers have 64 bits: a larger `ts` was a 500 (SQLite OverflowError).
+        if not isinstance(ts, int) or not isinstance(id_, str) or not -(2**63) <= ts < 2**63:
             raise ValueError
         return ts, id_
     except (ValueError, TypeError, orjson.JSONDecodeError):

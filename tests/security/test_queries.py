@@ -3,10 +3,13 @@
 - Clock skew is per (project, host): project A's `web-b1` with a clock 1 h ahead does not reorder
   project B's trace of its own `web-b1`; the estimator's memory is bounded however many hosts
   clients invent. The hub's other structures keyed by client input are bounded too.
+- Bad queries are 400s, never 500/503: deep nesting, long ORs, NUL, huge numbers, bad cursors,
+  on both stores, and none of them marks the store down (`obshub_store_up`) or logs an outage.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 import tracemalloc
 from typing import Any
@@ -17,11 +20,15 @@ import pytest
 
 from obshub.clock import SkewEstimator
 from obshub.digest import Scrubber
+from obshub.errors import QueryError
+from obshub.store.base import SearchRequest
+from obshub.store.querylang import MAX_DEPTH, MAX_TERMS, Or, Text
 from obshub.uptime.config import parse_check
 from obshub.uptime.scheduling import Uptime, run_all
 from obshub.uptime.writes import write_definition
 from tests.factories import event, now_us
 from tests.hubproc import LiveHub, metric
+from tests.web.conftest import login_client
 
 S = 1_000_000
 HOUR_S = 3600
@@ -59,7 +66,9 @@ def test_skew_of_one_project_never_reorders_another(hub: LiveHub) -> None:
 
     got = hub.get("/api/v1/trace/rq-b", token=b["read_token"]).json()
     assert [e["id"] for e in got["events"]] == ["b-1", "b-2"]
-    assert got["skew_ms"] == {"web-a1": 0, "web-b1": 0}
+    # Both hosts' one sample is the same batch's (0, or the delay when the hub is slow): B's
+    # web-b1 is estimated from B's batches only, not an hour ahead.
+    assert got["skew_ms"]["web-b1"] == got["skew_ms"]["web-a1"] and abs(got["skew_ms"]["web-b1"]) < 60_000
     with httpx.Client(base_url=hub.url, timeout=30) as web:
         r = web.post("/login", data={"token": b["read_token"], "next": "/"}, headers={"Origin": hub.url})
         assert r.status_code == 303
@@ -141,6 +150,130 @@ def test_uptime_runner_forgets_deleted_checks(sqlite_hub: LiveHub) -> None:
         assert runner._up == {} and runner._last_slot == {}
     finally:
         runner.close()
+
+
+# ------------------------------------------------------------------------------------ bad queries
+
+NOT_1500 = "NOT " * 1500 + "x"
+OR_1000 = " OR ".join(f"w{i}" for i in range(1000))
+BIG = "9" * 5000  # past Python's 4,300-digit int() limit
+HUGE_TS_CURSOR = base64.urlsafe_b64encode(orjson.dumps([2**64 - 1, "x"])).decode().rstrip("=")
+
+BAD: list[tuple[str, dict[str, str], str]] = [
+    ("/api/v1/search", {"q": NOT_1500}, "nests deeper than"),
+    ("/api/v1/search", {"q": "(" * 1500 + "x" + ")" * 1500}, "nests deeper than"),
+    ("/api/v1/search", {"q": OR_1000}, "more than 64 terms"),
+    ("/api/v1/errors", {"q": OR_1000}, "more than 64 terms"),
+    ("/api/v1/export", {"q": NOT_1500}, "nests deeper than"),
+    ("/api/v1/search", {"from": "-99999999999999999999d"}, "from:"),
+    ("/api/v1/search", {"from": "-9999999999w"}, "before 1970"),
+    ("/api/v1/search", {"to": BIG}, "to:"),
+    ("/api/v1/search", {"q": f"ts:>{BIG}"}, "ts:"),
+    ("/api/v1/search", {"q": "level:²"}, "level"),
+    ("/api/v1/search", {"limit": "99999999999999999999999"}, "limit:"),
+    ("/api/v1/search", {"limit": BIG}, "limit:"),
+    ("/api/v1/search", {"cursor": HUGE_TS_CURSOR}, "cursor:"),
+    ("/api/v1/users/u-1/timeline", {"limit": "99999999999999999999"}, "limit:"),
+    ("/api/v1/users/u-1/timeline", {"cursor": HUGE_TS_CURSOR}, "cursor:"),
+    ("/api/v1/analytics/series", {"interval": "99999999999999999999w"}, "interval:"),
+    ("/api/v1/analytics/series", {"interval": "9999w"}, "interval:"),
+    ("/api/v1/analytics/events", {"limit": "99999999999999999999"}, "limit:"),
+]
+
+
+def test_bad_queries_are_400_and_the_store_stays_up(hub: LiveHub) -> None:
+    hub.ingest([event(message="payment ok", user_id="u-1", request_id="r-1")])
+    with hub.client(hub.read_token) as c:
+        for path, params, says in BAD:
+            r = c.get(path, params=params)
+            assert r.status_code == 400, (path, params, r.status_code, r.text[:300])
+            assert says in r.json()["error"], (path, r.text[:300])
+    _store_healthy(hub)
+
+
+NUL_QUERIES = [
+    "a\x00b",
+    "\x00",
+    '"x\x00y"',
+    "message:\x00",
+    'message:"\x00"',
+    "attrs.k:\x00",
+    "host:a\x00*",
+    "\x00* OR x",
+    "user_id:\x00 -level:error",
+]
+
+
+def test_nul_in_queries_is_searched_not_an_outage(hub: LiveHub) -> None:
+    hub.ingest([event(message="a b x y", host="a")])
+    with hub.client(hub.read_token) as c:
+        for q in NUL_QUERIES:
+            for path in ("/api/v1/search", "/api/v1/errors"):
+                r = c.get(path, params={"q": q})
+                assert r.status_code in (200, 400), (path, q, r.status_code, r.text[:300])
+            r = c.get("/api/v1/search", params={"from": "\x00"})
+            assert r.status_code == 400 and r.json()["error"].startswith("from:")
+    _store_healthy(hub)
+
+
+def test_queries_at_the_limits_run_on_both_stores(hub: LiveHub) -> None:
+    """What the parser lets through, every store runs: 64 words (rare and common), 16 levels."""
+    t = now_us() - 60 * S
+    hub.ingest([event(message=f"w{i} common", ts=t + i) for i in range(64)])
+    words = " OR ".join(f"w{i}" for i in range(MAX_TERMS))
+    fewer = " OR ".join(f"w{i}" for i in range(MAX_TERMS - 1))
+    d = MAX_DEPTH
+    deep = [  # what nests deepest in SQL (obshub/store/querylang.py)
+        "NOT " * d + "w1",
+        "".join(f"w{i} (w{i + 1} OR " for i in range(d)) + "x" + ")" * d,
+        "".join(f"NOT (w{i} OR w{i + 1} c{i} " for i in range(d // 2)) + "x" + ")" * (d // 2),
+    ]
+    mixed = " OR ".join(f'"w{i}" OR w{i}* OR attrs.k{i}:{i}' for i in range(MAX_TERMS // 3))
+    with hub.client(hub.read_token) as c:
+        r = c.get("/api/v1/search", params={"q": words, "limit": 1000})
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.json()["events"]) == 64
+        for q in (*deep, mixed, f"common ({fewer})", f"-common OR ({fewer})", f"NOT ({fewer})"):
+            for path in ("/api/v1/search", "/api/v1/errors", "/api/v1/export"):
+                r = c.get(path, params={"q": q})
+                assert r.status_code == 200, (q[:80], path, r.text[:300])
+        r = c.get("/api/v1/search", params={"q": words + " OR one_more"})
+        assert r.status_code == 400 and r.json()["column"] == len(words) + 5
+        r = c.get("/api/v1/search", params={"q": "NOT " * (d + 1) + "x"})
+        assert r.status_code == 400 and r.json()["column"] == 4 * d + 1
+    with login_client(hub) as web:  # the search page adds facets (aggregations) to the search
+        for q in deep:
+            assert web.get("/search", params={"q": q}).status_code == 200, q
+    _store_healthy(hub)
+
+
+def test_a_query_the_store_refuses_is_a_query_error(hub: LiveHub) -> None:
+    """The net under the parser's bounds: an AST past every store limit (made without the
+    parser) is refused by the store as a QueryError (400), not StoreUnavailable (503)."""
+    hub.ingest([event(message="w1 w2")])
+    huge = Or(tuple(Text(f"w{i}") for i in range(2_000)))
+    with pytest.raises(QueryError, match="the store cannot run this query"):
+        hub.store.search(hub.project_id, SearchRequest(huge, None, None, 10, None, False))
+    with pytest.raises(QueryError, match="the store cannot run this query"):
+        hub.store.count(hub.project_id, huge, None, None)
+    _store_healthy(hub)
+
+
+def test_pages_refuse_bad_numbers_with_400(sqlite_hub: LiveHub) -> None:
+    """`²` is a digit to str.isdigit() but not to int(): the live tail's `since` (and its
+    Last-Event-ID) and the user page's `limit` were 500s."""
+    with login_client(sqlite_hub) as web:
+        as_sent = "²".encode("latin-1")  # a header is bytes: the hub reads them as latin-1
+        for params, headers in (({"since": "²"}, {}), ({}, {"Last-Event-ID": as_sent}), ({"since": BIG}, {})):
+            r = web.get("/tail/stream", params=params, headers=headers)
+            assert r.status_code == 400 and "since:" in r.text, r.text[:200]
+        r = web.get("/users/u-1", params={"limit": "²"})
+        assert r.status_code == 400 and "limit:" in r.text
+        r = web.get("/search", params={"q": NOT_1500})
+        assert r.status_code == 400 and "nests deeper than" in r.text
+        r = web.get("/search", params={"from": "-99999999999999999999d"})
+        assert r.status_code == 400
+    _store_healthy(sqlite_hub)
 
 
 @pytest.fixture
