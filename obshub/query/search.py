@@ -26,10 +26,12 @@ from obshub.clock import corrected_ts
 from obshub.errors import QueryError
 from obshub.events import format_ts, to_public
 from obshub.store.base import SearchRequest, Store
-from obshub.store.querylang import And, Field, Node, Or, QuerySyntaxError, parse
+from obshub.store.querylang import MAX_DEPTH, MAX_TERMS, And, Field, Node, Or, QuerySyntaxError, parse
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_LIMIT",
+    "MAX_TERMS",
     "check_limit",
     "decode_cursor",
     "encode_cursor",
