@@ -268,6 +268,17 @@ def test_a_query_the_store_refuses_is_a_query_error(hub: LiveHub) -> None:
     _store_healthy(hub)
 
 
+def test_a_level_of_other_digits_is_one_rejected_line(hub: LiveHub) -> None:
+    """`level: "²"` passed str.isdigit() and failed int(): the whole batch was a 500 (the
+    query `level:²` too, above). Now the line is rejected, naming the field; the rest stored."""
+    r = hub.ingest([{"message": "x", "level": "²"}, {"message": "y", "level": BIG}, {"message": "z", "level": "40"}])
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    assert body["accepted"] == 1 and [x["line"] for x in body["rejected"]] == [1, 2]
+    assert all(x["error"].startswith("level: unknown level") for x in body["rejected"])
+    assert [e["level"] for e in hub.search_all("z")] == ["error"]
+
+
 def test_pages_refuse_bad_numbers_with_400(sqlite_hub: LiveHub) -> None:
     """`²` is a digit to str.isdigit() but not to int(): the live tail's `since` (and its
     Last-Event-ID) and the user page's `limit` were 500s."""
