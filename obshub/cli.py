@@ -424,7 +424,7 @@ def _load_demo_direct(hub: Hub, settings: Settings) -> None:
         hosts = sorted({e.get("host", "") for e in raw})
         for host in hosts:
             if host:
-                hub.skew.observe(host, now + CLOCK_SKEW_US.get(host, 0), now)  # as its agent would report
+                hub.skew.observe(project.id, host, now + CLOCK_SKEW_US.get(host, 0), now)  # as its agent would report
 
         async def load() -> int:
             stored = 0

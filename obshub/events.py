@@ -258,8 +258,9 @@ def normalize_level(value: Any) -> str:
         lv = _LEVEL_MAP.get(value.strip().lower())
         if lv is not None:
             return lv
-        if value.strip().isdigit():
-            value = int(value.strip())
+        v = value.strip()
+        if v.isascii() and v.isdigit() and len(v) <= 3:  # int() refuses `²` and 4,300+ digits
+            value = int(v)
         else:
             raise FieldError("level", f"unknown level {value[:32]!r} (expected one of {', '.join(LEVELS)})")
     if isinstance(value, int) and not isinstance(value, bool) and value in _NUMERIC_LEVELS:

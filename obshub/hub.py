@@ -53,7 +53,7 @@ class Hub:
     telemetry: Telemetry
     tokens: auth.TokenCache
     scrubber: Scrubber = field(default_factory=Scrubber)
-    skew: SkewEstimator = field(default_factory=SkewEstimator)
+    skew: SkewEstimator = field(init=False)  # per (project, host), `skew_hosts` keys at most
     admission: Admission | None = None  # made on the serving event loop (`admission_slots`)
     ingest_threads: ThreadPoolExecutor | None = None
     uptime: ChecksRunner | None = None  # while the scheduler runs: told of API check changes
@@ -65,6 +65,7 @@ class Hub:
     store_pushback: OutageLog = field(default_factory=lambda: OutageLog(log, "store overloaded"))
 
     def __post_init__(self) -> None:
+        self.skew = SkewEstimator(self.settings.skew_hosts)
         self.store_write = self.telemetry.store_write_seconds.labels(self.store.url.split(":", 1)[0])
 
     def admission_slots(self) -> Admission:
@@ -132,12 +133,16 @@ class Hub:
         self.store_pushback.failed(str(exc), path=path)
         return f"store overloaded: {exc}"
 
-    def observe_clock(self, sent_at: str | None, received_at: int, events: Sequence[NormalizedEvent]) -> None:
+    def observe_clock(
+        self, project_id: int, sent_at: str | None, received_at: int, events: Sequence[NormalizedEvent]
+    ) -> None:
+        """One skew sample per host of a batch that carried `X-Obshub-Sent-At`, in the sending
+        project only (host names are the client's: another project's `web-1` is another host)."""
         sent = parse_sent_at(sent_at)
         if sent is None:
             return
         for host in {e["host"] for e in events if e["host"]}:
-            self.skew.observe(host, sent, received_at)
+            self.skew.observe(project_id, host, sent, received_at)
 
 
 def stored(events: Sequence[NormalizedEvent]) -> Sequence[dict[str, Any]]:

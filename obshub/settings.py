@@ -63,6 +63,9 @@ class Settings:
     retention_days: int = 30  # events older than this are deleted by the retention job
     retention_interval_s: int = 3600  # how often the retention job runs
     token_cache_s: float = 10.0  # token -> project cache; bounds how long a revoked token works
+    # (project, host) clock-skew estimates kept in memory (obshub/clock.py), <= 1.6 KiB each; the
+    # host least recently heard from is forgotten first. Host names are client input: bounded.
+    skew_hosts: int = 10_000
     scrub: bool = True  # mask passwords, tokens, auth/cookie headers, card numbers before storing
     scrub_keys: str = ""  # extra sensitive key patterns, comma-separated (e.g. "iban,dob")
     # Signs web session cookies. Empty: a random key made once and kept in the store, which

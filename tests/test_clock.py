@@ -13,14 +13,14 @@ def _observe(est: SkewEstimator, host: str, offset_us: int, delays_us: list[int]
     """Batches from a host whose clock is `offset_us` ahead, each arriving `delay` after it was sent."""
     for i, delay in enumerate(delays_us):
         sent_true = t0 + i * S
-        est.observe(host, sent_true + offset_us, sent_true + delay)
+        est.observe(1, host, sent_true + offset_us, sent_true + delay)
 
 
 def test_min_delay_sample_wins() -> None:
     est = SkewEstimator()
     _observe(est, "fast", 3 * S, [80_000, 5_000, 400_000, 20_000])
     _observe(est, "slow", -2 * S, [150_000, 2_000, 90_000])
-    off = est.offsets(["fast", "slow", "unknown"])
+    off = est.offsets(1, ["fast", "slow", "unknown"])
     # The least-delayed batch bounds the error: 5 ms and 2 ms.
     assert off["fast"] == 3 * S - 5_000
     assert off["slow"] == -2 * S - 2_000
@@ -34,7 +34,7 @@ def test_plus3_minus2_hosts_order_corrected() -> None:
     est = SkewEstimator()
     _observe(est, "web-a", 3 * S, [3_000, 1_000, 7_000])
     _observe(est, "web-b", -2 * S, [4_000, 1_500])
-    offsets = est.offsets(["web-a", "web-b"])
+    offsets = est.offsets(1, ["web-a", "web-b"])
     t = 1_700_000_100 * S  # true time (hub clock) the request arrives
     true_times = {"a-recv": t, "b-handle": t + 10_000, "b-reply": t + 25_000, "a-reply": t + 40_000}
     host_of = {"a-recv": "web-a", "b-handle": "web-b", "b-reply": "web-b", "a-reply": "web-a"}
@@ -53,15 +53,15 @@ def test_plus3_minus2_hosts_order_corrected() -> None:
 def test_small_offsets_are_noise() -> None:
     est = SkewEstimator()
     _observe(est, "h", MIN_SKEW_US - 50_000, [1_000])
-    assert est.offset_us("h") == 0
+    assert est.offset_us(1, "h") == 0
 
 
 def test_old_samples_are_forgotten() -> None:
     """A host fixed by NTP: after the window only the new, in-sync samples count."""
     est = SkewEstimator()
-    est.observe("h", 10 * S, 0, now=0.0)
-    est.observe("h", 1_000, 0, now=WINDOW_S + 5)
-    assert est.offset_us("h", now=WINDOW_S + 6) == 0
+    est.observe(1, "h", 10 * S, 0, now=0.0)
+    est.observe(1, "h", 1_000, 0, now=WINDOW_S + 5)
+    assert est.offset_us(1, "h", now=WINDOW_S + 6) == 0
 
 
 def test_ties_keep_input_order() -> None:

@@ -69,19 +69,25 @@ def _mask_cards(text: str) -> str:
     return _CARD.sub(_mask_match, text)
 
 
+_MEMO_KEYS = 4096  # distinct keys whose verdict `Scrubber.sensitive` remembers
+_MEMO_KEY_CHARS = 256  # longer keys are judged every time, never remembered
+
+
 class Scrubber:
     def __init__(self, extra_keys: tuple[str, ...] = (), enabled: bool = True) -> None:
         self.enabled = enabled
         keys = [re.escape(k.strip().lower()) for k in (*DEFAULT_KEYS, *extra_keys) if k.strip()]
         self._key = re.compile("|".join(keys))
 
-        self._seen: dict[str, bool] = {}  # keys repeat across events: memoize the regex
+        # Keys repeat across events: memoize the regex. Keys are client input, so the memo is
+        # bounded in entries and in key length (at most 4,096 x 256 chars, ~1 MiB).
+        self._seen: dict[str, bool] = {}
 
     def sensitive(self, key: str) -> bool:
         hit = self._seen.get(key)
         if hit is None:
             hit = bool(self._key.search(key.lower()))
-            if len(self._seen) < 4096:
+            if len(self._seen) < _MEMO_KEYS and len(key) <= _MEMO_KEY_CHARS:
                 self._seen[key] = hit
         return hit
 

@@ -213,7 +213,7 @@ async def _admitted(
         size, batch, parsed = await _prepared(
             hub, ticket, edge, raw, request.headers.get("content-encoding"), received_at
         )
-        hub.observe_clock(request.headers.get("x-obshub-sent-at"), received_at, batch.events)
+        hub.observe_clock(project.id, request.headers.get("x-obshub-sent-at"), received_at, batch.events)
         result = await write(hub, project.id, batch)
     except Refused as e:  # a small request whose body turned out big found no full slot
         tel.ingest_rejected.labels(p, "overload").inc()

@@ -26,10 +26,12 @@ from obshub.clock import corrected_ts
 from obshub.errors import QueryError
 from obshub.events import format_ts, to_public
 from obshub.store.base import SearchRequest, Store
-from obshub.store.querylang import And, Field, Node, Or, QuerySyntaxError, parse
+from obshub.store.querylang import MAX_DEPTH, MAX_TERMS, And, Field, Node, Or, QuerySyntaxError, parse
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_LIMIT",
+    "MAX_TERMS",
     "check_limit",
     "decode_cursor",
     "encode_cursor",
@@ -82,7 +84,8 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
         return None
     try:
         ts, id_ = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(ts, int) or not isinstance(id_, str):
+        # A store's integers have 64 bits: a larger `ts` was a 500 (SQLite OverflowError).
+        if not isinstance(ts, int) or not isinstance(id_, str) or not -(2**63) <= ts < 2**63:
             raise ValueError
         return ts, id_
     except (ValueError, TypeError, orjson.JSONDecodeError):

@@ -16,6 +16,15 @@ Grammar (AND binds tighter than OR; juxtaposition means AND):
 Field names are the top-level event fields; any other name is an attribute (`duration_ms` and
 `attrs.duration_ms` are the same field). Backends compile the AST (`sqlite/`, `opensearch/`);
 the parser never sees a database. Errors carry a 1-based column so the UI can point at it.
+
+A query is bounded here, once for both stores, so no query text reaches a limit of theirs (a
+store refusing a query would look like an outage): at most MAX_TERMS terms and MAX_DEPTH levels
+of parentheses and NOT. Unbounded, 1,500 NOTs overflowed Python's stack (a 500) and a 1,000-term
+OR went past SQLite's expression depth (a 503 "store unavailable" that also marked the store
+down). Measured on SQLite 3.40: 72 words in an OR pass its compound-SELECT limit (500; 64 words
+are 448 index searches), and its parser's stack (100 entries) overflows at 14 parentheses
+alternating AND and OR (`a (b OR c (d OR ...`) or 20 NOTs; aggregations wrap the query in a
+subquery or two, hence 10. OpenSearch takes 64 words as 448 clauses (its default limit: 1,024).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from obshub.errors import FieldError, QueryError
 from obshub.events import CORRELATION_KEYS, LEVELS, STRING_FIELDS, normalize_level, parse_ts
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_TERMS",
     "And",
     "Field",
     "Node",
@@ -47,6 +58,8 @@ CORE_FIELDS = frozenset((*STRING_FIELDS, "id", "kind", "level", "ts", "group_id"
 # A bare word also matches these exactly, so pasting an id into the search bar finds it.
 ID_FIELDS = ("id", *CORRELATION_KEYS)
 OPS = ("=", ">", ">=", "<", "<=", "prefix", "exists")
+MAX_TERMS = 64  # words, phrases and field terms in one query (module docstring)
+MAX_DEPTH = 10  # nested parentheses and NOT/- in one query (module docstring)
 
 
 class QuerySyntaxError(ValueError):
@@ -113,6 +126,8 @@ def ts_value(node: Field) -> int:
         return parse_ts(node.value)
     except FieldError as e:  # its message names the field already: "ts: cannot parse ..."
         raise QueryError(str(e)) from None
+    except ValueError:  # int() of 4,300+ digits
+        raise QueryError(f"ts: cannot parse {node.value[:40]!r} as RFC 3339 or an epoch number") from None
 
 
 def level_values(node: Field) -> list[str]:
@@ -230,6 +245,18 @@ class _Parser:
         self.q = q
         self.toks = _lex(q)
         self.pos = 0
+        self.depth = 0  # parentheses and NOTs open at this point
+        self.terms = 0
+
+    def _enter(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QuerySyntaxError(f"query nests deeper than {MAX_DEPTH} levels of parentheses and NOT", tok.col)
+
+    def _term(self, tok: _Tok) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise QuerySyntaxError(f"query has more than {MAX_TERMS} terms", tok.col)
 
     def peek(self) -> _Tok | None:
         return self.toks[self.pos] if self.pos < len(self.toks) else None
@@ -281,7 +308,10 @@ class _Parser:
             self.pos += 1
             if self.peek() is None:
                 raise QuerySyntaxError(f"expected a term after '{tok.text}'", self.end_col())
-            return Not(self.parse_unary())
+            self._enter(tok)
+            node = Not(self.parse_unary())
+            self.depth -= 1
+            return node
         return self.parse_primary()
 
     def parse_primary(self) -> Node:
@@ -294,14 +324,17 @@ class _Parser:
                 raise QuerySyntaxError("unclosed '('", tok.col)
             if inner.kind == ")":
                 raise QuerySyntaxError("empty parentheses", tok.col)
+            self._enter(tok)
             node = self.parse_or()
             close = self.peek()
             if close is None or close.kind != ")":
                 raise QuerySyntaxError("unclosed '('", tok.col)
             self.pos += 1
+            self.depth -= 1
             return node
         if tok.kind in (")", "and", "or"):
             raise QuerySyntaxError(f"unexpected '{tok.text}'", tok.col)
+        self._term(tok)
         self.pos += 1
         if tok.kind == "phrase":
             if not tok.text.strip():

@@ -119,6 +119,7 @@ class Uptime:
                     self._refresh(p, c)
                     out.append((p, c))
         self._forget_gone({(p.name, c.name) for p, c in out})
+        self._forget_state({(p.id, c.name) for p, c in out})
         self._cache = (time.monotonic() + DEFS_TTL_S, out)
         return out
 
@@ -147,6 +148,13 @@ class Uptime:
             for metric in (tel.check_up, tel.check_latency):
                 with contextlib.suppress(KeyError):
                     metric.remove(*labels)
+
+    def _forget_state(self, live: set[tuple[int, str]]) -> None:
+        """Drop the slots and states of checks gone: checks are defined and deleted by API, so
+        without this they would grow with every name ever used."""
+        with self._lock:
+            self._last_slot = {k: v for k, v in self._last_slot.items() if k[:2] in live}
+            self._up = {k: v for k, v in self._up.items() if k in live}
 
     def tick(self, now: float | None = None) -> list[Future[bool]]:
         """Start the probes due at `now` (epoch s); returns their futures (tests wait on them)."""

@@ -3,6 +3,7 @@ call `obshub.query` in a worker thread (stores are blocking), return the contrac
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -77,7 +78,7 @@ async def api_trace(request: Request) -> JSONResponse:
     start, end = _range(request)
     hub = hub_of(request)
     out = await run_in_threadpool(trace, hub.store, pid, request.path_params["id"], start, end)
-    out["skew_ms"] = {h: off // 1000 for h, off in hub.skew.offsets(out["hosts"]).items()}
+    out["skew_ms"] = {h: off // 1000 for h, off in hub.skew.offsets(pid, out["hosts"]).items()}
     return JSONResponse(out)
 
 
@@ -96,7 +97,7 @@ async def api_timeline(request: Request) -> JSONResponse:
             end,
             limit,
             request.query_params.get("cursor"),
-            offsets_of=hub.skew.offsets,
+            offsets_of=functools.partial(hub.skew.offsets, pid),
         )
     )
 

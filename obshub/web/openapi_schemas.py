@@ -14,7 +14,8 @@ from typing import Any
 from obshub.events import KINDS, LEVELS, STRING_FIELDS
 from obshub.query.errors import GROUP_STATES
 from obshub.query.export import FORMATS, MAX_COLUMNS
-from obshub.query.search import MAX_LIMIT, TIMELINE_LIMIT, TIMELINE_MAX_LIMIT
+from obshub.query.search import MAX_DEPTH, MAX_LIMIT, MAX_TERMS, TIMELINE_LIMIT, TIMELINE_MAX_LIMIT
+from obshub.query.times import MAX_INTERVAL_US
 from obshub.uptime.model import DEFAULT_INTERVAL_S, DEFAULT_TIMEOUT_S, MAX_INTERVAL_S, MAX_TIMEOUT_S, MIN_INTERVAL_S
 
 __all__ = ["COMPONENTS", "ref"]
@@ -390,7 +391,12 @@ def limit(default: int, maximum: int = MAX_LIMIT, what: str = "items per answer"
 
 
 PARAMETERS: dict[str, Schema] = {
-    "q": _query("q", {"type": "string", "default": ""}, "a query (docs/api.md, Query language); empty: everything"),
+    "q": _query(
+        "q",
+        {"type": "string", "default": ""},
+        f"a query (docs/api.md, Query language) of at most {MAX_TERMS} terms and {MAX_DEPTH} levels of "
+        "parentheses and NOT; empty: everything",
+    ),
     "from": _query("from", {"type": "string"}, f"inclusive lower bound on `ts`: {_TIME_PARAM}"),
     "to": _query("to", {"type": "string"}, f"exclusive upper bound on `ts`, after `from`: {_TIME_PARAM}"),
     "cursor": _query("cursor", {"type": "string"}, "the `next_cursor` of the previous page"),
@@ -423,7 +429,8 @@ ROUTE_PARAMETERS: dict[str, Schema] = {
     "interval": _query(
         "interval",
         {"type": "string", "default": "hour"},
-        "`hour`, `day` or a duration `<N><s|m|h|d|w>` (N > 0); at most 5,000 buckets",
+        f"`hour`, `day` or a duration `<N><s|m|h|d|w>` (N > 0, at most {MAX_INTERVAL_US // 86_400_000_000} days); "
+        "at most 5,000 buckets",
     ),
     "unique": _query("unique", {"enum": ["0", "1"], "default": "0"}, "`1`: count distinct `user_id`s", empty=False),
 }

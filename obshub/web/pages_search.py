@@ -219,13 +219,25 @@ async def _tail(tail: Tail) -> AsyncIterator[str]:
     yield _sse("reconnect", {"reason": "stream rotated"})
 
 
+def _since(raw: str | None) -> int | None:
+    """Where a resumed tail starts: the `ts` (µs) of the newest line it had, sent back as the
+    SSE Last-Event-ID (or `since`). ASCII digits only: `²` passed `isdigit()` and failed `int()`."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise QueryError(f"since: expected an event time in microseconds since the epoch, got {raw[:40]!r}")
+    return int(raw)
+
+
 async def tail_stream(request: Request, session: Session) -> Response:
     try:
         node = parse_query(request.query_params.get("q", ""))
     except QueryError as e:
         return PlainTextResponse(str(e), status_code=400)
-    since_raw = request.headers.get("last-event-id") or request.query_params.get("since")
-    since = int(since_raw) if since_raw and since_raw.isdigit() else None
+    try:
+        since = _since(request.headers.get("last-event-id") or request.query_params.get("since"))
+    except QueryError as e:
+        return PlainTextResponse(str(e), status_code=400)
     tail = Tail(hub_of(request).store, session.project_id, node, since)
     return StreamingResponse(
         _tail(tail), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

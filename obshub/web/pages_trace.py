@@ -23,7 +23,7 @@ from obshub.clock import corrected_ts
 from obshub.errors import QueryError
 from obshub.events import format_ts, parse_ts
 from obshub.hub import hub_of
-from obshub.query.search import TIMELINE_LIMIT, trace, user_timeline
+from obshub.query.search import TIMELINE_LIMIT, TIMELINE_MAX_LIMIT, trace, user_timeline
 from obshub.web.common import quote_value, render, time_range, url_with
 from obshub.web.session import Session
 from obshub.web.trace_view import PAGE_SIZE, is_error, layout
@@ -52,7 +52,7 @@ async def trace_page(request: Request, session: Session) -> Response:
     except QueryError as err:
         return render(request, "message.html", {"title": "Bad time range", "message": str(err)}, 400)
     data = await run_in_threadpool(trace, hub.store, session.project_id, tid, tr.start, tr.end)
-    offsets = hub.skew.offsets(data["hosts"])
+    offsets = hub.skew.offsets(session.project_id, data["hosts"])
     view = layout(data, offsets, corrected)
     total = len(view["events"])
     page = _page_no(request, total)
@@ -99,13 +99,13 @@ async def user_page(request: Request, session: Session) -> Response:
     except QueryError as err:
         return render(request, "message.html", {"title": "Bad time range", "message": str(err)}, 400)
     raw_limit = request.query_params.get("limit") or str(TIMELINE_LIMIT)
-    if not raw_limit.isdigit():
-        raise QueryError(f"limit: expected an integer, got {raw_limit!r}")
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6):  # `²` is a digit to isdigit()
+        raise QueryError(f"limit: expected an integer from 1 to {TIMELINE_MAX_LIMIT}, got {raw_limit[:40]!r}")
     cursor = request.query_params.get("cursor") or None
     offsets: dict[str, int] = {}
 
     def offsets_of(hosts: list[str]) -> dict[str, int]:
-        offsets.update(hub.skew.offsets(hosts))  # kept: error lines show the times the order used
+        offsets.update(hub.skew.offsets(session.project_id, hosts))  # kept: error lines show the times the order used
         return offsets
 
     data = await run_in_threadpool(

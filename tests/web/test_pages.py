@@ -238,7 +238,7 @@ def test_5000_event_trace_renders_paginated(web: httpx.Client, demo_hub: LiveHub
 
 def test_trace_page_range_is_on_corrected_time_and_says_so(web: httpx.Client, demo_hub: LiveHub) -> None:
     api = demo_hub.get(f"/api/v1/trace/{SKEWED_TRACE}").json()
-    offsets = demo_hub.app.state.hub.skew.offsets(api["hosts"])
+    offsets = demo_hub.app.state.hub.skew.offsets(demo_hub.project_id, api["hosts"])
     assert offsets["edge-1"] and offsets["api-9"]
     fixed = sorted(parse_ts(e["ts"]) - offsets[e["host"]] for e in api["events"])
     r = web.get(f"/trace/{SKEWED_TRACE}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.web.conftest import DemoServe, demo_journey, login_client, true_switc
 
 S = 1_000_000
 SKEW_US = {"fast": 3 * S, "slow": -3 * S, "ok": 0}  # host clock - true time
+PID = 1  # the project the estimator heard these hosts from
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def _clocks() -> SkewEstimator:
     t = now_us()
     for host, off in SKEW_US.items():
         for i, delay in enumerate((2_000, 1_000, 5_000)):
-            est.observe(host, t + i * S + off, t + i * S + delay)
+            est.observe(PID, host, t + i * S + off, t + i * S + delay)
     return est
 
 
@@ -76,7 +78,7 @@ def test_user_timeline_orders_and_switches_on_corrected_time(sqlite_store: tuple
     raw_events = _journey(t)
     store.write_events(pid, [normalize(e, now_us()) for e in raw_events])
     est = _clocks()
-    data = user_timeline(store, pid, "u1", offsets_of=est.offsets)
+    data = user_timeline(store, pid, "u1", offsets_of=partial(est.offsets, PID))
 
     reqs = data["requests"]
     assert [r["request_id"] for r in reqs] == ["r1", "r2", "r3", "r4", "r5", "r6"]
@@ -90,7 +92,7 @@ def test_user_timeline_orders_and_switches_on_corrected_time(sqlite_store: tuple
         (True, "ok"),
     ]
     assert data["host_switches"] == 3
-    assert data["skew_ms"] == {h: est.offset_us(h) // 1000 for h in SKEW_US}
+    assert data["skew_ms"] == {h: est.offset_us(PID, h) // 1000 for h in SKEW_US}
     assert data["skew_ms"]["fast"] in range(2990, 3001) and data["skew_ms"]["slow"] in range(-3010, -2999)
     # Requests' start/end are on the true (hub) clock, within the estimate's error (a few ms)...
     assert abs(parse_ts(reqs[2]["start"]) - (t + 4 * S)) <= 5_000
@@ -114,7 +116,7 @@ def test_user_timeline_orders_and_switches_on_corrected_time(sqlite_store: tuple
         ("r4", "ok"),
         ("r6", "fast"),
     ]
-    assert user_timeline(store, pid, "nobody", offsets_of=est.offsets) == {
+    assert user_timeline(store, pid, "nobody", offsets_of=partial(est.offsets, PID)) == {
         "user_id": "nobody",
         "requests": [],
         "events": [],
@@ -154,15 +156,15 @@ def test_host_switch_at_a_page_boundary_is_judged_on_corrected_time(sqlite_store
     ]
     store.write_events(pid, [normalize(e, now_us()) for e in raw_events])
     est = _clocks()
-    whole = user_timeline(store, pid, "b1", offsets_of=est.offsets)
+    whole = user_timeline(store, pid, "b1", offsets_of=partial(est.offsets, PID))
     expected = [("r1", None, False), ("r2", "fast", False), ("r3", "fast", True)]
     assert [(r["request_id"], r["previous_host"], r["host_switch"]) for r in whole["requests"]] == expected
     for limit in (1, 2):
-        pages = _paged(store, pid, "b1", limit, offsets_of=est.offsets)
+        pages = _paged(store, pid, "b1", limit, offsets_of=partial(est.offsets, PID))
         listed = [r for p in reversed(pages) for r in p["requests"]]
         assert [(r["request_id"], r["previous_host"], r["host_switch"]) for r in listed] == expected, limit
         assert pages[0]["host_switches"] == 1
-    newest = user_timeline(store, pid, "b1", limit=1, offsets_of=est.offsets)
+    newest = user_timeline(store, pid, "b1", limit=1, offsets_of=partial(est.offsets, PID))
     assert (
         newest["truncated"] and newest["total_requests"] == 3 and [e["message"] for e in newest["events"]] == ["r3 #0"]
     )

@@ -85,6 +85,7 @@ def _in_app(frame: dict[str, Any]) -> bool:
 
 
 _CONTEXT_CACHE: dict[str, str] = {}  # source lines repeat across events: ~70% of fingerprint time
+_CONTEXT_CACHE_LINES = 8192  # cleared when full; lines over 512 chars are not kept (<= ~8 MiB)
 
 
 def _normalized_context(ctx: str) -> str:
@@ -92,9 +93,10 @@ def _normalized_context(ctx: str) -> str:
     hit = _CONTEXT_CACHE.get(ctx)
     if hit is None:
         hit = normalize_message(ctx)
-        if len(_CONTEXT_CACHE) >= 8192:
-            _CONTEXT_CACHE.clear()
-        _CONTEXT_CACHE[ctx] = hit
+        if len(ctx) <= 512:
+            if len(_CONTEXT_CACHE) >= _CONTEXT_CACHE_LINES:
+                _CONTEXT_CACHE.clear()
+            _CONTEXT_CACHE[ctx] = hit
     return hit
 
 

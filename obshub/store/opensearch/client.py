@@ -16,10 +16,10 @@ import orjson
 from opensearchpy import JSONSerializer, OpenSearch
 from opensearchpy import exceptions as ose
 
-from obshub.errors import Conflict, NotFound, StoreError, StoreOverloaded, StoreUnavailable
+from obshub.errors import Conflict, NotFound, QueryError, StoreError, StoreOverloaded, StoreUnavailable
 from obshub.store.opensearch.url import OpenSearchConfig
 
-__all__ = ["build_client", "guard", "reason"]
+__all__ = ["build_client", "guard", "reason", "refused_query"]
 
 
 class _Serializer(JSONSerializer):
@@ -82,15 +82,47 @@ def reason(info: Any) -> str:
     return str(info)[:500]
 
 
+# Error types of a search the cluster refuses to run, whatever status it answers them with: the
+# clause limit (indices.query.bool.max_clause_count) comes back as a 500.
+_REFUSED = frozenset(("too_many_clauses", "too_many_nested_clauses", "query_shard_exception", "parse_exception"))
+
+
+def _error_types(info: Any) -> set[str]:
+    """Every `type` in an error body: its root causes, its `caused_by` chain, its failed shards."""
+    out: set[str] = set()
+    todo = [info]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, dict):
+            if isinstance(x.get("type"), str):
+                out.add(x["type"])
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+    return out
+
+
+def refused_query(status: int, info: Any) -> bool:
+    """Did the cluster refuse a read because of the query it was given (not because it is
+    unwell)? Any 400 of a read is; so is a 500 caused by the query's size or syntax."""
+    return status == 400 or (status >= 500 and not _REFUSED.isdisjoint(_error_types(info)))
+
+
 @contextmanager
-def guard(what: str) -> Iterator[None]:
+def guard(what: str, query: bool = False) -> Iterator[None]:
+    """Translate the client's exceptions. `query`: the call runs a client's query (search,
+    count, aggregations), so a query the cluster refuses is a QueryError (400), never an
+    outage (503, `obshub_store_up` 0, a line in the log)."""
     try:
         yield
     except ose.ConnectionError as e:  # also ConnectionTimeout, SSLError
         raise StoreUnavailable(f"OpenSearch unreachable during {what}: {e.__class__.__name__}: {e.error}") from None
     except ose.TransportError as e:
         status = e.status_code if isinstance(e.status_code, int) else 0
-        msg = f"OpenSearch {status} during {what}: {reason(e.info)}"
+        why = reason(e.info)
+        msg = f"OpenSearch {status} during {what}: {why}"
+        if query and refused_query(status, e.info):
+            raise QueryError(f"the store cannot run this query: {why}") from None
         if status == 429:
             raise StoreOverloaded(msg) from None
         if status == 409:

@@ -300,7 +300,7 @@ class Groups:
             },
         }
         self._before_read()
-        with guard("error group stats"):
+        with guard("error group stats", query=True):
             resp = self.client.search(index=self.events, body=body)
         return {
             b["key"]: GroupStats(
@@ -328,7 +328,7 @@ class Groups:
             },
         }
         self._before_read()
-        with guard("error group series"):
+        with guard("error group series", query=True):
             resp = self.client.search(index=self.events, body=body)
         return {
             b["key"]: [(int(h["key"]), int(h["doc_count"])) for h in b["h"]["buckets"]]

@@ -48,7 +48,7 @@ class Reader:
 
     def _search(self, body: dict[str, Any], what: str, **params: Any) -> dict[str, Any]:
         self._before_read()
-        with guard(what):
+        with guard(what, query=True):
             return self.client.search(index=self.index, body=body, params=params)  # type: ignore[no-any-return]
 
     def search(self, project_id: int, req: SearchRequest) -> list[dict[str, Any]]:
@@ -131,7 +131,7 @@ class Reader:
 
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
         self._before_read()
-        with guard("count"):
+        with guard("count", query=True):
             resp = self.client.count(index=self.index, body={"query": filters(project_id, query, start, end)})
         return int(resp["count"])
 

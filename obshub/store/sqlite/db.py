@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from obshub.errors import ConfigError, StoreOverloaded, StoreUnavailable
+from obshub.errors import ConfigError, QueryError, StoreOverloaded, StoreUnavailable
 from obshub.store.sqlite.pool import ReaderPool
 
-__all__ = ["Db", "translate", "tx"]
+__all__ = ["Db", "translate", "translate_read", "tx"]
 
 _READERS = 4  # reader connections at most: 2 cores run 2 queries; 4 keep one slow query from blocking
 _READER_CACHE_KIB = 16 * 1024  # page cache per reader connection: 4 x 16 MiB at most
@@ -40,6 +40,28 @@ def translate(exc: sqlite3.Error) -> Exception:
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
         return StoreOverloaded(f"sqlite busy: {msg}")
     return StoreUnavailable(f"sqlite: {msg}")
+
+
+# Primary result codes of a statement SQLite refuses to run (the rest: I/O, corruption, full
+# disk, locks, a closed database... are outages). SQLITE_ERROR is also "no such table", which
+# only a broken or foreign file gives: that stays an outage.
+_REFUSED_CODES = frozenset((1, 18, 20, 25))  # SQLITE_ERROR, SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE
+
+
+def translate_read(exc: sqlite3.Error | OverflowError) -> Exception:
+    """A failed read as the hub's error. A query SQLite refuses (an expression too deep, too
+    many terms, a full-text syntax it rejects, an integer past 64 bits) is the query's fault: a
+    QueryError (400), never a 503 that marks the store down and logs an outage. Queries are
+    bounded before they get here (obshub/store/querylang.py); this is the net under that."""
+    if isinstance(exc, OverflowError):  # raised by sqlite3 binding a Python int past 64 bits
+        return QueryError(f"the store cannot run this query: {exc}")
+    code = getattr(exc, "sqlite_errorcode", None)
+    msg = str(exc)
+    if code is None:  # raised by the sqlite3 module itself, before SQLite saw the statement
+        refused = isinstance(exc, (sqlite3.ProgrammingError, sqlite3.DataError)) and "closed" not in msg
+    else:
+        refused = code & 0xFF in _REFUSED_CODES and not msg.startswith("no such")
+    return QueryError(f"the store cannot run this query: {msg}") if refused else translate(exc)
 
 
 @contextmanager
@@ -133,8 +155,8 @@ class Db:
                 return held.execute(sql, params).fetchall()
             with self.readers.connection() as conn:
                 return conn.execute(sql, params).fetchall()
-        except sqlite3.Error as e:
-            raise translate(e) from None
+        except (sqlite3.Error, OverflowError) as e:
+            raise translate_read(e) from None
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
