@@ -127,6 +127,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS_MIN_US = 0
 _TS_MAX_US = 7_258_118_400_000_000
 _US_EPOCH_MIN = 100_000_000_000_000  # an epoch number from here to 1e17 is µs (parse_ts)
+_TS_TEXT_MAX = 64  # the longest RFC 3339 text (nanoseconds, an offset) is 35 characters
 
 
 class NormalizedEvent(TypedDict):
@@ -208,6 +209,8 @@ def parse_ts(value: Any, field: str = "ts") -> int:
     text = value.strip()
     if not text:
         raise FieldError(field, "empty timestamp")
+    if len(text) > _TS_TEXT_MAX:  # (int() of a 5,000-digit text raised a ValueError: a 500)
+        raise FieldError(field, f"{value[:40]!r}... is too long for a timestamp ({len(text)} characters)")
     if text[0].isdigit() and _NUMERIC_RE.fullmatch(text):
         return _epoch_to_us(float(text) if "." in text else int(text), field)
     try:
