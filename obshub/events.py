@@ -165,6 +165,11 @@ class Limits:
     max_value_bytes: int = 16 * 1024  # one attr value (strings; lists by total length)
     max_message_bytes: int = 256 * 1024  # a long stack trace fits; a log-a-file mistake does not
     max_key_bytes: int = 128  # one flattened attr key
+    # The error object is free-form JSON (Sentry's request, contexts, extra, breadcrumbs, frame
+    # variables): bounded so one event can neither break a shared store write (a serializer's
+    # recursion limit: orjson stops at 254 levels) nor fill a row. Sentry's own events nest ~8 deep.
+    max_error_depth: int = 32  # nesting levels, the error object itself being level 1
+    max_error_bytes: int = 1024 * 1024  # strings and keys inside the error, ~bytes (Relay: 1 MiB per event)
 
 
 DEFAULT_LIMITS = Limits()
@@ -341,7 +346,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> No
         raise FieldError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
     v = out["error"]
     if v is not None:
-        out["error"] = _check_error(v)
+        out["error"] = _check_error(v, limits)
     if fp is not None:
         if not isinstance(fp, list) or not fp or not all(isinstance(x, (str, int)) for x in fp) or len(fp) > 16:
             raise FieldError("fingerprint", 'must be a list of 1-16 strings ("{{ default }}" expands to the default)')
@@ -433,12 +438,16 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
         out[key] = v
 
 
-def _check_error(err: Any) -> dict[str, Any]:
-    """Shape-check the structured error; its content is fingerprinted later in digest/."""
+def _check_error(err: Any, limits: Limits) -> dict[str, Any]:
+    """Shape-check the structured error and bound its depth and size; its content is
+    fingerprinted later in digest/."""
     if isinstance(err, str):
+        if len(err) > limits.max_error_bytes // 4 and len(err.encode()) > limits.max_error_bytes:
+            raise FieldError("error", f"{len(err.encode())} bytes exceeds the limit of {limits.max_error_bytes}")
         return {"type": None, "value": err, "stack": None}
     if not isinstance(err, dict):
         raise FieldError("error", f"must be an object, got {type(err).__name__}")
+    _bound_error(err, limits)
     for k in ("type", "value"):
         if k in err and err[k] is not None and not isinstance(err[k], str):
             err[k] = str(err[k])
@@ -450,6 +459,49 @@ def _check_error(err: Any) -> dict[str, Any]:
             if not isinstance(fr, dict):
                 raise FieldError(f"error.stack[{i}]", "each frame must be an object")
     return err
+
+
+def _bound_error(err: dict[str, Any], limits: Limits) -> None:
+    """FieldError naming the top-level key of `error` under which the object nests deeper than
+    `max_error_depth` or whose strings and keys add up past `max_error_bytes` (characters are
+    counted, a cheap lower bound of UTF-8 bytes: ~2 µs for a 5 KB Sentry error)."""
+    max_depth, budget = limits.max_error_depth, limits.max_error_bytes
+    size = 0
+    for key, value in err.items():
+        size += len(key) if type(key) is str else 8
+        if type(value) is str:
+            size += len(value)
+        elif type(value) is dict or type(value) is list:
+            n = _size_within(value, 2, max_depth)
+            if n < 0:
+                raise FieldError(f"error.{key}", f"nested deeper than {max_depth} levels")
+            size += n
+        else:
+            size += 8
+        if size > budget:
+            raise FieldError(f"error.{key}", f"the error object exceeds the limit of {budget} bytes")
+
+
+def _size_within(obj: dict[str, Any] | list[Any], depth: int, max_depth: int) -> int:
+    """Characters of the strings and keys in `obj` (8 per other scalar), or -1 if it nests
+    deeper than `max_depth` (`obj` being at level `depth`)."""
+    if depth > max_depth:
+        return -1
+    size = 0
+    values = obj.values() if type(obj) is dict else obj
+    if type(obj) is dict:
+        size += sum(len(k) if type(k) is str else 8 for k in obj)
+    for v in values:
+        if type(v) is str:
+            size += len(v)
+        elif type(v) is dict or type(v) is list:
+            n = _size_within(v, depth + 1, max_depth)
+            if n < 0:
+                return -1
+            size += n
+        else:
+            size += 8
+    return size
 
 
 def to_public(ev: dict[str, Any]) -> dict[str, Any]:
