@@ -32,6 +32,8 @@ __all__ = [
     "CORRELATION_KEYS",
     "KINDS",
     "LEVELS",
+    "RESERVED_ID_PREFIXES",
+    "RESERVED_KINDS",
     "STRING_FIELDS",
     "TOP_LEVEL_FIELDS",
     "Limits",
@@ -47,6 +49,12 @@ __all__ = [
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 KINDS = ("log", "error", "event", "check")
+# What only the hub writes (obshub/uptime/: probe results `check:<project>:<name>:<slot>`,
+# definitions `checkdef:<project>:<name>:<µs>`, both kind=check). A client that could write them
+# could show a check down, or take the id of a result the hub has yet to write (the store keeps
+# the first writer of an id), so `normalize` refuses them unless the hub itself calls it (`own`).
+RESERVED_KINDS = ("check",)
+RESERVED_ID_PREFIXES = ("check:", "checkdef:")
 CORRELATION_KEYS = ("request_id", "trace_id", "span_id", "user_id", "session_id")
 # Plain string fields besides the correlation keys.
 _META_FIELDS = ("service", "host", "env", "release", "logger", "name")
@@ -308,8 +316,10 @@ _BASE: dict[str, Any] = {
 }
 
 
-def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> NormalizedEvent:
-    """Validate one client object and return the normalized event (see module docstring)."""
+def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS, own: bool = False) -> NormalizedEvent:
+    """Validate one client object and return the normalized event (see module docstring).
+    `own`: the hub's own event (uptime results and definitions), which may use the reserved
+    kinds and id prefixes (RESERVED_KINDS, RESERVED_ID_PREFIXES); a client's may not."""
     if not isinstance(raw, dict):
         raise FieldError("event", f"each line must be a JSON object, got {type(raw).__name__}")
     # One C-level merge onto the defaults builds the event, not a get per field: this function is
@@ -333,6 +343,9 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> No
         out["id"] = new_id()
     elif not isinstance(v, str) or not v or len(v) > _ID_MAX:
         raise FieldError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
+    elif not own and v.startswith(RESERVED_ID_PREFIXES):
+        prefix = next(p for p in RESERVED_ID_PREFIXES if v.startswith(p))
+        raise FieldError("id", f"ids starting with {prefix!r} are reserved for the hub's uptime checks")
     v = out["ts"]
     out["ts"] = received_at if v is None else parse_ts(v)
     out["received_at"] = received_at
@@ -355,6 +368,8 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> No
     if kind is not None:
         if kind not in KINDS:
             raise FieldError("kind", f"unknown kind {str(kind)[:32]!r} (expected one of {', '.join(KINDS)})")
+        if not own and kind in RESERVED_KINDS:
+            raise FieldError("kind", f"kind={kind} is reserved for the hub's uptime checks")
     elif out["error"] is not None:
         out["kind"] = kind = "error"  # a log call with exception info is an error occurrence
     else:

@@ -20,6 +20,8 @@ from obshub.errors import FieldError, StoreUnavailable
 from obshub.events import normalize
 from obshub.store import open_store
 from obshub.store.coalesce import Coalescer
+from obshub.uptime.model import Check, ProbeResult
+from obshub.uptime.writes import record
 from tests.hubproc import LiveHub
 
 # -- poison event in a shared commit ---------------------------------------------------------------
@@ -211,3 +213,33 @@ def test_an_outage_fails_a_shared_write_once_without_retries() -> None:
         assert flushes == [["gate"], ["a", "b"]]
     finally:
         c.close()
+
+
+# -- forged check results ---------------------------------------------------------------------------
+
+
+def test_clients_cannot_write_the_hubs_check_events(hub: LiveHub) -> None:
+    pid = hub.project_id
+    slot = int(time.time() // 60) + 5  # a slot the hub has yet to probe
+    forged = [
+        {"id": f"check:{pid}:web:{slot}", "message": "down", "attrs": {"up": False}},
+        {"id": f"checkdef:{pid}:web:1", "message": "defined"},
+        {"kind": "check", "name": "web", "message": "down", "attrs": {"up": False}},
+        {"message": "an ordinary line"},
+    ]
+    r = _native(hub, hub.ingest_token, forged)
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1
+    assert r.json()["rejected"] == [
+        {"line": 1, "error": "id: ids starting with 'check:' are reserved for the hub's uptime checks"},
+        {"line": 2, "error": "id: ids starting with 'checkdef:' are reserved for the hub's uptime checks"},
+        {"line": 3, "error": "kind: kind=check is reserved for the hub's uptime checks"},
+    ]
+    r = _sentry(hub, hub.creds, {"event_id": f"check:{pid}:web:{slot}", "message": "down"})
+    assert r.status_code == 400 and "id: ids starting with 'check:' are reserved" in r.json()["detail"], r.text
+    assert hub.search_all("kind:check", **{"from": "-1d"}) == []
+    # The hub's own writes (pipeline.store_events) still store them, the slot included.
+    check = Check(name="web", target="http://127.0.0.1:1/", project="test")
+    assert record(hub.store, pid, check, slot, ProbeResult(up=True, message="GET ok"), int(time.time() * 1e6))
+    (stored,) = hub.search_all("kind:check", **{"from": "-1d"})
+    assert stored["id"] == f"check:{pid}:web:{slot}" and stored["attrs"]["up"] is True
