@@ -5,6 +5,8 @@ CSV cells a spreadsheet would run are neutralised. Both stores where a store is 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 import time
@@ -330,3 +332,15 @@ def test_nothing_deep_is_stored_unscrubbed() -> None:
     err = Scrubber()._error({"extra": _nested(40, {"password": "p"})})
     flat = orjson.dumps(err).decode()
     assert '"p"' not in flat and FILTERED in flat
+
+
+# -- CSV export ---------------------------------------------------------------------------------------
+
+
+def test_csv_cells_starting_with_tab_or_cr_are_neutralised(hub: LiveHub) -> None:
+    cells = ["\t=1+1", "\r=cmd|' /C calc'!A0", "=2+2", "plain"]
+    r = hub.ingest([{"message": c, "attrs": {"note": c}} for c in cells])
+    assert r.status_code == 200 and r.json()["accepted"] == 4, r.text
+    body = hub.get("/api/v1/export", spreadsheet="1", columns="message,note", **{"from": "-1h"}).text
+    rows = list(csv.reader(io.StringIO(body)))[1:]
+    assert sorted(rows) == sorted([[f"'{c}", f"'{c}"] if c != "plain" else [c, c] for c in cells])
