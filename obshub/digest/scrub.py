@@ -7,7 +7,8 @@ scrubbing"; anchored on Sentry's default denylist, sentry_sdk.scrubber.DEFAULT_D
   (`db_password`), is one of EXACT_KEYS (`session`, `PHPSESSID`), has one of WORD_KEYS as a word
   (`db_pass`, `smtpPw`), or matches a pattern of OBSHUB_SCRUB_KEYS.
 - text, in every string (messages, error values, traceback text, attr values, nested strings):
-  `<sensitive key>=<value>` and `<sensitive key>: <value>` (`password=…`, `"token": "…"`,
+  `<sensitive key>=<value>` and `<sensitive key>: <value>` (EXACT_KEYS aside: `sessionid: …`
+  in a log line is an id; `password=…`, `"token": "…"`,
   `Authorization: Bearer …`) lose the value; `Bearer <token>` loses the token; a URL's password
   (`scheme://user:pass@host`) is filtered; card numbers (13-19 digits passing the Luhn check)
   are masked.
@@ -121,22 +122,31 @@ class Scrubber:
         # A necessary condition for `<sensitive key>=` in a text, on its lowercase form (~10 ns a
         # character): a sensitive word at most 64 characters before a separator. Most text with
         # `=` or `:` has none (`order=12 … session …`), and then no separator is looked at.
-        words = "|".join([*keys, *map(re.escape, sorted(EXACT_KEYS | WORD_KEYS))])
+        words = "|".join([*keys, *sorted(WORD_KEYS)])
         self._hint = re.compile(f"(?:{words})" + r"[^\s=:\"'<>]{0,64}+[\"']?[ \t]*+[=:]")
 
         self._seen: dict[str, bool] = {}  # keys repeat across events: memoize the rules
+        self._seen_in_text: dict[str, bool] = {}
 
     def sensitive(self, key: str) -> bool:
+        """The key rules, for a key of a structure (attrs, an error's objects, frames)."""
         hit = self._seen.get(key)
         if hit is None:
-            low = key.lower()
-            hit = (
-                bool(self._key.search(low))
-                or low in EXACT_KEYS
-                or any(w.lower() in WORD_KEYS for w in _WORDS.split(key) if 1 < len(w) < 5)
-            )
+            hit = key.lower() in EXACT_KEYS or self._sensitive_word(key)
             if len(self._seen) < 4096:
                 self._seen[key] = hit
+        return hit
+
+    def _sensitive_word(self, key: str) -> bool:
+        """The key rules without EXACT_KEYS, for a key written in text: `sessionid: 0x24f…` in a
+        log line is an id (ZooKeeper's), not a session cookie."""
+        hit = self._seen_in_text.get(key)
+        if hit is None:
+            hit = bool(self._key.search(key.lower())) or any(
+                w.lower() in WORD_KEYS for w in _WORDS.split(key) if 1 < len(w) < 5
+            )
+            if len(self._seen_in_text) < 4096:
+                self._seen_in_text[key] = hit
         return hit
 
     def changes_attr(self, key: str, value: Any) -> bool:
@@ -176,7 +186,7 @@ class Scrubber:
                 end -= 1
             key = _KEY_BEFORE.match(rev, n - end)
             start = n - key.end() if key is not None else end
-            if start == end or start < done or not self.sensitive(text[start:end]):
+            if start == end or start < done or not self._sensitive_word(text[start:end]):
                 continue
             value = _VALUE.match(text, at + 1)
             if value is None:
