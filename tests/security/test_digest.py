@@ -91,6 +91,18 @@ def test_a_deep_error_is_refused_naming_the_field(hub: LiveHub) -> None:
     assert r.status_code == 400 and "error.extra: nested deeper than 32 levels" in r.json()["detail"], r.text
 
 
+def test_a_sentry_tag_nested_a_thousand_deep_is_a_400(hub: LiveHub) -> None:
+    deep = b'{"a":' * 1000 + b'"x"' + b"}" * 1000  # (as text: json.dumps would recurse too)
+    event = b'{"exception": {"values": [{"type": "E", "value": "v"}]}, "tags": {"deep": ' + deep + b"}}"
+    r = httpx.post(
+        f"{hub.url}/api/{hub.project_id}/envelope/",
+        content=b'{}\n{"type": "event"}\n' + event,
+        timeout=60,
+        headers={"X-Sentry-Auth": f"Sentry sentry_key={_sentry_key(hub.creds)}, sentry_version=7"},
+    )
+    assert r.status_code == 400 and "item 1 (event): a value is nested too deeply" in r.json()["detail"], r.text
+
+
 def test_one_projects_poison_never_fails_another_projects_batches(hub: LiveHub) -> None:
     """120 concurrent requests, half of them from a project sending events nested 300 deep: every
     request of the other project is stored (on the old code ~1 in 3 failed with a 500)."""
