@@ -32,6 +32,8 @@ __all__ = [
     "CORRELATION_KEYS",
     "KINDS",
     "LEVELS",
+    "RESERVED_ID_PREFIXES",
+    "RESERVED_KINDS",
     "STRING_FIELDS",
     "TOP_LEVEL_FIELDS",
     "Limits",
@@ -47,6 +49,12 @@ __all__ = [
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 KINDS = ("log", "error", "event", "check")
+# What only the hub writes (obshub/uptime/: probe results `check:<project>:<name>:<slot>`,
+# definitions `checkdef:<project>:<name>:<µs>`, both kind=check). A client that could write them
+# could show a check down, or take the id of a result the hub has yet to write (the store keeps
+# the first writer of an id), so `normalize` refuses them unless the hub itself calls it (`own`).
+RESERVED_KINDS = ("check",)
+RESERVED_ID_PREFIXES = ("check:", "checkdef:")
 CORRELATION_KEYS = ("request_id", "trace_id", "span_id", "user_id", "session_id")
 # Plain string fields besides the correlation keys.
 _META_FIELDS = ("service", "host", "env", "release", "logger", "name")
@@ -127,6 +135,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS_MIN_US = 0
 _TS_MAX_US = 7_258_118_400_000_000
 _US_EPOCH_MIN = 100_000_000_000_000  # an epoch number from here to 1e17 is µs (parse_ts)
+_TS_TEXT_MAX = 64  # the longest RFC 3339 text (nanoseconds, an offset) is 35 characters
 
 
 class NormalizedEvent(TypedDict):
@@ -164,6 +173,11 @@ class Limits:
     max_value_bytes: int = 16 * 1024  # one attr value (strings; lists by total length)
     max_message_bytes: int = 256 * 1024  # a long stack trace fits; a log-a-file mistake does not
     max_key_bytes: int = 128  # one flattened attr key
+    # The error object is free-form JSON (Sentry's request, contexts, extra, breadcrumbs, frame
+    # variables): bounded so one event can neither break a shared store write (a serializer's
+    # recursion limit: orjson stops at 254 levels) nor fill a row. Sentry's own events nest ~8 deep.
+    max_error_depth: int = 32  # nesting levels, the error object itself being level 1
+    max_error_bytes: int = 1024 * 1024  # strings and keys inside the error, ~bytes (Relay: 1 MiB per event)
 
 
 DEFAULT_LIMITS = Limits()
@@ -208,6 +222,8 @@ def parse_ts(value: Any, field: str = "ts") -> int:
     text = value.strip()
     if not text:
         raise FieldError(field, "empty timestamp")
+    if len(text) > _TS_TEXT_MAX:  # (int() of a 5,000-digit text raised a ValueError: a 500)
+        raise FieldError(field, f"{value[:40]!r}... is too long for a timestamp ({len(text)} characters)")
     if text[0].isdigit() and _NUMERIC_RE.fullmatch(text):
         return _epoch_to_us(float(text) if "." in text else int(text), field)
     try:
@@ -301,8 +317,10 @@ _BASE: dict[str, Any] = {
 }
 
 
-def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> NormalizedEvent:
-    """Validate one client object and return the normalized event (see module docstring)."""
+def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS, own: bool = False) -> NormalizedEvent:
+    """Validate one client object and return the normalized event (see module docstring).
+    `own`: the hub's own event (uptime results and definitions), which may use the reserved
+    kinds and id prefixes (RESERVED_KINDS, RESERVED_ID_PREFIXES); a client's may not."""
     if not isinstance(raw, dict):
         raise FieldError("event", f"each line must be a JSON object, got {type(raw).__name__}")
     # One C-level merge onto the defaults builds the event, not a get per field: this function is
@@ -326,6 +344,9 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> No
         out["id"] = new_id()
     elif not isinstance(v, str) or not v or len(v) > _ID_MAX:
         raise FieldError("id", f"must be a non-empty string of at most {_ID_MAX} characters")
+    elif not own and v.startswith(RESERVED_ID_PREFIXES):
+        prefix = next(p for p in RESERVED_ID_PREFIXES if v.startswith(p))
+        raise FieldError("id", f"ids starting with {prefix!r} are reserved for the hub's uptime checks")
     v = out["ts"]
     out["ts"] = received_at if v is None else parse_ts(v)
     out["received_at"] = received_at
@@ -339,7 +360,7 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> No
         raise FieldError("message", f"{len(msg.encode())} bytes exceeds the limit of {limits.max_message_bytes}")
     v = out["error"]
     if v is not None:
-        out["error"] = _check_error(v)
+        out["error"] = _check_error(v, limits)
     if fp is not None:
         if not isinstance(fp, list) or not fp or not all(isinstance(x, (str, int)) for x in fp) or len(fp) > 16:
             raise FieldError("fingerprint", 'must be a list of 1-16 strings ("{{ default }}" expands to the default)')
@@ -348,6 +369,8 @@ def normalize(raw: Any, received_at: int, limits: Limits = DEFAULT_LIMITS) -> No
     if kind is not None:
         if kind not in KINDS:
             raise FieldError("kind", f"unknown kind {str(kind)[:32]!r} (expected one of {', '.join(KINDS)})")
+        if not own and kind in RESERVED_KINDS:
+            raise FieldError("kind", f"kind={kind} is reserved for the hub's uptime checks")
     elif out["error"] is not None:
         out["kind"] = kind = "error"  # a log call with exception info is an error occurrence
     else:
@@ -431,12 +454,16 @@ def _flatten(obj: dict[str, Any], prefix: str, depth: int, out: dict[str, Any], 
         out[key] = v
 
 
-def _check_error(err: Any) -> dict[str, Any]:
-    """Shape-check the structured error; its content is fingerprinted later in digest/."""
+def _check_error(err: Any, limits: Limits) -> dict[str, Any]:
+    """Shape-check the structured error and bound its depth and size; its content is
+    fingerprinted later in digest/."""
     if isinstance(err, str):
+        if len(err) > limits.max_error_bytes // 4 and len(err.encode()) > limits.max_error_bytes:
+            raise FieldError("error", f"{len(err.encode())} bytes exceeds the limit of {limits.max_error_bytes}")
         return {"type": None, "value": err, "stack": None}
     if not isinstance(err, dict):
         raise FieldError("error", f"must be an object, got {type(err).__name__}")
+    _bound_error(err, limits)
     for k in ("type", "value"):
         if k in err and err[k] is not None and not isinstance(err[k], str):
             err[k] = str(err[k])
@@ -448,6 +475,49 @@ def _check_error(err: Any) -> dict[str, Any]:
             if not isinstance(fr, dict):
                 raise FieldError(f"error.stack[{i}]", "each frame must be an object")
     return err
+
+
+def _bound_error(err: dict[str, Any], limits: Limits) -> None:
+    """FieldError naming the top-level key of `error` under which the object nests deeper than
+    `max_error_depth` or whose strings and keys add up past `max_error_bytes` (characters are
+    counted, a cheap lower bound of UTF-8 bytes: ~2 µs for a 5 KB Sentry error)."""
+    max_depth, budget = limits.max_error_depth, limits.max_error_bytes
+    size = 0
+    for key, value in err.items():
+        size += len(key) if type(key) is str else 8
+        if type(value) is str:
+            size += len(value)
+        elif type(value) is dict or type(value) is list:
+            n = _size_within(value, 2, max_depth)
+            if n < 0:
+                raise FieldError(f"error.{key}", f"nested deeper than {max_depth} levels")
+            size += n
+        else:
+            size += 8
+        if size > budget:
+            raise FieldError(f"error.{key}", f"the error object exceeds the limit of {budget} bytes")
+
+
+def _size_within(obj: dict[str, Any] | list[Any], depth: int, max_depth: int) -> int:
+    """Characters of the strings and keys in `obj` (8 per other scalar), or -1 if it nests
+    deeper than `max_depth` (`obj` being at level `depth`)."""
+    if depth > max_depth:
+        return -1
+    size = 0
+    values = obj.values() if type(obj) is dict else obj
+    if type(obj) is dict:
+        size += sum(len(k) if type(k) is str else 8 for k in obj)
+    for v in values:
+        if type(v) is str:
+            size += len(v)
+        elif type(v) is dict or type(v) is list:
+            n = _size_within(v, depth + 1, max_depth)
+            if n < 0:
+                return -1
+            size += n
+        else:
+            size += 8
+    return size
 
 
 def to_public(ev: dict[str, Any]) -> dict[str, Any]:

@@ -11,20 +11,29 @@ from typing import Any
 
 from obshub.digest.grouping.v1 import guess_in_app
 
-__all__ = ["parse_traceback"]
+__all__ = ["MAX_TRACEBACK_CHARS", "parse_traceback"]
 
+# Every pattern here runs on attacker-supplied text (any ingest credential can send a message), so
+# each is linear in the line: no quantifier can re-scan what another one already gave up (the old
+# exception pattern, `[\w.]*` before `[A-Z]\w*`, backtracked quadratically: 4.6 s for one 14 KB
+# line, 85 s at 60 KB). tests/security/test_parsers.py times each on adversarial lines.
 _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)\s*$')
-_PY_EXC = re.compile(
-    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|[A-Z]\w*))(?::\s?(?P<value>.*))?$"
-)
+# The dotted name is taken whole (possessive: only ':' or the end may follow it, so giving a
+# character back could never match); `_exception_type` then checks its last part.
+_PY_EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*+)(?::\s?(?P<value>.*))?$")
+_PY_HEADER = "Traceback (most recent call last)"
 _PY_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
-_JAVA_EXC = re.compile(r"^(?:Caused by: )?(?P<type>[a-zA-Z_$][\w$]*(?:\.[\w$]+)+)(?::\s?(?P<value>.*))?$")
+_JAVA_EXC = re.compile(r"^(?:Caused by: )?(?P<type>[a-zA-Z_$][\w$]*+(?:\.[\w$]++)+)(?::\s?(?P<value>.*))?$")
 # Java 9+ prefixes a frame with its class loader and module: `at java.base/java.util.HashMap.get(...)`,
 # `at app//com.shop.Orders.place(...)`. Frames in the JDK's own modules are never the app's code.
 _JAVA_FRAME = re.compile(
-    r"^\s+at (?:(?P<loader>[\w$.@-]*)/)?(?:(?P<mod>[\w$.@-]*)/)?(?P<cls>[\w$.]+)\."
-    r"(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)"
+    r"^\s+at (?:(?P<loader>[\w$.@-]*+)/)?(?:(?P<mod>[\w$.@-]*+)/)?(?P<cls>[\w$.]+)\."
+    r"(?P<func>[\w$<>]++)\((?P<file>[^:)]*+)(?::(?P<line>\d++))?\)"
 )
+# What is parsed of one text: a traceback longer than this is not one a person reads, and the
+# parse is linear, so this bounds its cost (~20 ms). Python prints the raised exception last, so
+# the end of a longer text is kept; Java prints it first, so the beginning is.
+MAX_TRACEBACK_CHARS = 256 * 1024
 _JDK_MODULES = ("java.", "jdk.")
 
 
@@ -40,6 +49,15 @@ def _module_of(path: str) -> str:
     return ".".join(parts[-2:])
 
 
+def _exception_type(name: str) -> bool:
+    """What the exception pattern once said with a backtracking tail: a name whose last dotted
+    part holds an ASCII capital (at index 1 or later when the name has no dot: `ValueError`,
+    `shop.errors.CartError`, not `error` or `E`)."""
+    dot = name.rfind(".")
+    last = name[dot + 1 :] if dot >= 0 else name[1:]
+    return any("A" <= c <= "Z" for c in last)
+
+
 def _python(lines: list[str]) -> dict[str, Any] | None:
     excs: list[dict[str, Any]] = []
     frames: list[dict[str, Any]] = []
@@ -47,7 +65,7 @@ def _python(lines: list[str]) -> dict[str, Any] | None:
     i = 0
     while i < len(lines):
         line = lines[i]
-        if line.startswith("Traceback (most recent call last)"):
+        if line.startswith(_PY_HEADER):
             in_tb, frames = True, []
         elif in_tb and (m := _PY_FRAME.match(line)):
             ctx = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("    ") else None
@@ -61,7 +79,13 @@ def _python(lines: list[str]) -> dict[str, Any] | None:
             }
             frame["in_app"] = guess_in_app(frame)
             frames.append(frame)
-        elif in_tb and line and not line.startswith(" ") and (m := _PY_EXC.match(line.strip())):
+        elif (
+            in_tb
+            and line
+            and not line.startswith(" ")
+            and (m := _PY_EXC.match(line.strip()))
+            and _exception_type(m.group("type"))
+        ):
             excs.append({"type": m.group("type"), "value": (m.group("value") or "").strip(), "stack": frames})
             in_tb = False
         i += 1
@@ -103,8 +127,14 @@ def _java(lines: list[str]) -> dict[str, Any] | None:
 
 def parse_traceback(text: str) -> dict[str, Any] | None:
     """The error object for a message holding a traceback, or None."""
-    if "Traceback (most recent call last)" in text:
+    if _PY_HEADER in text:
+        if len(text) > MAX_TRACEBACK_CHARS:
+            text = text[-MAX_TRACEBACK_CHARS:].split("\n", 1)[-1]  # from a whole line on
+            if _PY_HEADER not in text:  # inside the last traceback: its innermost frames
+                text = f"{_PY_HEADER}\n{text}"
         return _python(text.splitlines())
     if "\tat " in text or "\n    at " in text or "\n  at " in text:
+        if len(text) > MAX_TRACEBACK_CHARS:
+            text = text[:MAX_TRACEBACK_CHARS].rsplit("\n", 1)[0]
         return _java(text.splitlines())
     return None

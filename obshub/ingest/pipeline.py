@@ -287,8 +287,9 @@ def prepare(
     raw: Iterable[Mapping[str, Any]], received_at: int, scrubber: Scrubber, limits: Limits = DEFAULT_LIMITS
 ) -> Batch:
     """Normalize and digest events the hub makes itself (demo data, uptime results, check
-    definitions). They are valid by construction: a FieldError here is a bug, and raises."""
-    return digested([normalize(dict(r), received_at, limits) for r in raw], scrubber)
+    definitions). They are valid by construction: a FieldError here is a bug, and raises. Only
+    here may events use the kinds and ids reserved for the hub (`events.RESERVED_KINDS`)."""
+    return digested([normalize(dict(r), received_at, limits, own=True) for r in raw], scrubber)
 
 
 async def write(hub: Hub, project_id: int, batch: Batch) -> WriteResult:

@@ -272,6 +272,8 @@ def _events(
             item_nos.append(i)
         except ValueError as e:  # not JSON, not an object, or a FieldError from normalize
             problems.append((i, f"item {i} (event): {e}"))
+        except RecursionError:  # str() of a tag or header nested ~1,000 deep (JSON allows 1,024): was a 500
+            problems.append((i, f"item {i} (event): a value is nested too deeply (tags and headers are strings)"))
     return pipeline.Parsed(events, item_nos, problems, skipped, header)
 
 

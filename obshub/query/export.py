@@ -65,6 +65,7 @@ CORE_COLUMNS = (
 REST = "attrs"  # the column holding the attributes without a column of their own
 MAX_COLUMNS = 500  # a `columns=` list longer than any event could fill is a mistake
 
+_FORMULA_START = frozenset("=+-@\t\r")
 Chunk = tuple[bytes, int]  # encoded rows and how many rows they are
 
 
@@ -176,8 +177,9 @@ class _Csv:
         for e in page:
             row = self._row(e)
             if self.spreadsheet:
-                # A leading = + - @ makes spreadsheets evaluate a cell: prefix a quote (OWASP CSV injection).
-                row = [("'" + c) if c[:1] in ("=", "+", "-", "@") and c != "-" else c for c in row]
+                # A leading = + - @ (or a TAB or CR before one, which spreadsheets skip) makes them
+                # evaluate a cell: prefix a quote (OWASP CSV injection).
+                row = [("'" + c) if c[:1] in _FORMULA_START and c != "-" else c for c in row]
             self.writer.writerow(row)
         return self._take()
 

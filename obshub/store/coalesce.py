@@ -8,6 +8,12 @@ hands them to `flush` together, and releases each caller with its own result, on
 `flush` has returned, i.e. after the shared write is durable (principle 1: 2xx means durable).
 Under no concurrency it degrades to one write per batch. With `workers=2` one flush can be on
 the wire while the next batches gather (worth it when a flush is a network round trip).
+
+Sharing a write must not share a failure: when a flush of several batches raises, and the store
+says the error may be one batch's fault (`isolate`; not an outage or push-back, which every
+batch would meet alone too), each batch is written again on its own, so only the batch that
+breaks a write fails (one project's poison event once failed 42 of 120 concurrent requests of
+every project in the same commit).
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+import structlog
+
 __all__ = ["Coalescer"]
+
+log = structlog.get_logger("obshub")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,7 +43,8 @@ class Coalescer(Generic[T, R]):
     an exception fails only its own item. `weight(item)` (e.g. rows) bounds one flush to
     `max_weight`, so one transaction or bulk stays short and its memory bounded. A future
     cancelled before its flush starts is dropped unwritten (its caller is gone); once taken
-    it can no longer be cancelled, so a write is never abandoned half way."""
+    it can no longer be cancelled, so a write is never abandoned half way. `isolate(exc)`: True
+    when a failed flush of several items is retried item by item (see the module docstring)."""
 
     def __init__(
         self,
@@ -42,8 +53,10 @@ class Coalescer(Generic[T, R]):
         weight: Callable[[T], int],
         max_weight: int,
         workers: int = 1,
+        isolate: Callable[[Exception], bool] | None = None,
     ) -> None:
         self._flush = flush
+        self._isolate = isolate
         self._weight = weight
         self._max = max_weight
         self._q: queue.Queue[tuple[T, Future[R]] | None] = queue.Queue()
@@ -83,16 +96,24 @@ class Coalescer(Generic[T, R]):
 
     def _run(self) -> None:
         while (jobs := self._take()) is not None:
-            try:
-                results = self._flush([item for item, _ in jobs])
-                if len(results) != len(jobs):
-                    raise RuntimeError(f"flush returned {len(results)} results for {len(jobs)} items")
-            except BaseException as e:  # every waiter must be released
-                for _, fut in jobs:
-                    fut.set_exception(e)
-                continue
-            for (_, fut), res in zip(jobs, results, strict=True):
-                if isinstance(res, BaseException):
-                    fut.set_exception(res)
-                else:
-                    fut.set_result(res)
+            self._write(jobs)
+
+    def _write(self, jobs: list[tuple[T, Future[R]]]) -> None:
+        try:
+            results = self._flush([item for item, _ in jobs])
+            if len(results) != len(jobs):
+                raise RuntimeError(f"flush returned {len(results)} results for {len(jobs)} items")
+        except BaseException as e:
+            if isinstance(e, Exception) and len(jobs) > 1 and self._isolate is not None and self._isolate(e):
+                log.warning("shared write failed; writing its batches one by one", batches=len(jobs), error=str(e))
+                for job in jobs:
+                    self._write([job])
+                return
+            for _, fut in jobs:  # every waiter must be released
+                fut.set_exception(e)
+            return
+        for (_, fut), res in zip(jobs, results, strict=True):
+            if isinstance(res, BaseException):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)

@@ -114,7 +114,9 @@ def test_ingested_lookalike_definitions_are_ignored(hub: LiveHub, closed_port: i
             "timeout_s": 10,
         },
     }
-    assert hub.ingest([forged]).json()["accepted"] == 1
+    # Refused at ingest (the id prefix and kind are the hub's), and ignored were it stored.
+    answer = hub.ingest([forged]).json()
+    assert answer["accepted"] == 0 and answer["rejected"][0]["error"].startswith("id: ids starting with 'checkdef:'")
     assert "evil" not in listed(hub)
 
 

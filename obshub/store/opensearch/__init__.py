@@ -28,7 +28,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from obshub.errors import StoreError, StoreUnavailable
+from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
     GroupRecord,
@@ -60,6 +60,12 @@ __all__ = ["OpenSearchConfig", "OpenSearchStore", "parse_url"]
 # and worse for Sentry traffic at 32 connections).
 _WRITERS = 2
 _Batch = tuple[int, Sequence[dict[str, Any]], Sequence[GroupSeen]]  # (project_id, events, error groups seen)
+
+
+def _may_be_one_batch(exc: Exception) -> bool:
+    """A failed shared flush is retried batch by batch unless the cluster is unreachable or
+    pushing back: every batch alone would wait out the same retries (writer.py)."""
+    return not isinstance(exc, (StoreUnavailable, StoreOverloaded))
 
 
 class OpenSearchStore:
@@ -141,7 +147,12 @@ class OpenSearchStore:
             # A flush takes waiting batches up to about one bulk's worth: single Sentry events
             # still share a bulk, and two agents' batches go out as two bulks indexed in parallel.
             self._committer = Coalescer(
-                "obshub-opensearch-writer", self._flush, lambda b: len(b[1]), BULK_EVENTS, workers=_WRITERS
+                "obshub-opensearch-writer",
+                self._flush,
+                lambda b: len(b[1]),
+                BULK_EVENTS,
+                workers=_WRITERS,
+                isolate=_may_be_one_batch,
             )
 
     def close(self) -> None:

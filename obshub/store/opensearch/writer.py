@@ -110,18 +110,25 @@ class BulkWriter:
         lines: list[bytes] = [b""] * len(events)  # action + doc per event, aligned with `events`
 
         def serialized(indices: list[int]) -> Iterator[list[int]]:
-            # Serialize a sub-bulk's worth of events, hand it out, then do the next one.
+            # Serialize a sub-bulk's worth of events, hand it out, then do the next one. Each
+            # event is serialized before it joins a bulk shared with other requests: one that
+            # cannot be is refused alone (normalize bounds events; this is the last defence).
             n = len(indices)
             per = n if n < 2 * BULK_EVENTS else max(BULK_EVENTS, -(-n // _PARALLEL))
             for k in range(0, len(indices), per):
-                part = indices[k : k + per]
-                for i in part:
+                part = []
+                for i in indices[k : k + per]:
                     if not lines[i]:
                         ev = events[i]
-                        lines[i] = b"".join(
-                            (head, dumps(doc_id(pids[i], ev["id"])), b"}}\n", dumps(to_doc(pids[i], ev)), b"\n")
-                        )
-                yield from _by_bytes(part, lines)
+                        try:
+                            doc = dumps(to_doc(pids[i], ev))
+                        except (TypeError, ValueError, OverflowError) as e:  # orjson's error is a TypeError
+                            results[owner[i]].rejected.append((i - starts[owner[i]], f"cannot be stored: {e}"))
+                            continue
+                        lines[i] = b"".join((head, dumps(doc_id(pids[i], ev["id"])), b"}}\n", doc, b"\n"))
+                    part.append(i)
+                if part:
+                    yield from _by_bytes(part, lines)
 
         for i in stored_before:
             results[owner[i]].duplicates += 1

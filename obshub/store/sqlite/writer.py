@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from obshub.errors import StoreUnavailable
+from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.store.base import GroupSeen, WriteResult
 from obshub.store.coalesce import Coalescer
 from obshub.store.sqlite.db import Db
@@ -194,7 +194,9 @@ class Writer:
         self._committer: Coalescer[_Batch, WriteResult] | None = None
 
     def start(self) -> None:
-        self._committer = Coalescer("obshub-sqlite-writer", self._commit, lambda b: len(b[1]), _MAX_ROWS_PER_COMMIT)
+        self._committer = Coalescer(
+            "obshub-sqlite-writer", self._commit, lambda b: len(b[1]), _MAX_ROWS_PER_COMMIT, isolate=_may_be_one_batch
+        )
 
     def stop(self) -> None:
         """Commit what is waiting, then stop the writer thread."""
@@ -210,14 +212,46 @@ class Writer:
         return self._committer.submit((project_id, events, groups))
 
     def _commit(self, batches: list[_Batch]) -> list[WriteResult]:
-        """One transaction for every batch waiting (see coalesce.py)."""
-        rows = [to_rows(pid, events) for pid, events, _ in batches]
+        """One transaction for every batch waiting (see coalesce.py). Each batch is serialized
+        on its own first: an event that cannot be is refused alone, before any shared work."""
+        prepared = [_serialized(pid, events, groups) for pid, events, groups in batches]
         with self._db.write() as conn:
             last = before = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
             accepted = []
-            for (pid, events, groups), r in zip(batches, rows, strict=True):
-                n = write_batch(conn, pid, events, r, groups, before)
+            for pid, events, rows, groups, _ in prepared:
+                n = write_batch(conn, pid, events, rows, groups, before)
                 accepted.append(n)
                 before += n  # new rows take max(rowid) + 1, one after the other: this batch's are (before, before + n]
             conn.execute(INDEX_TEXT, (last,))
-        return [WriteResult(accepted=n, duplicates=len(r) - n) for n, r in zip(accepted, rows, strict=True)]
+        return [
+            WriteResult(accepted=n, duplicates=len(rows) - n, rejected=refused)
+            for n, (_, _, rows, _, refused) in zip(accepted, prepared, strict=True)
+        ]
+
+
+def _may_be_one_batch(exc: Exception) -> bool:
+    """A failed shared commit is retried batch by batch unless SQLite was busy (then every batch
+    would wait alone too)."""
+    return not isinstance(exc, StoreOverloaded)
+
+
+def _serialized(
+    project_id: int, events: Sequence[dict[str, Any]], groups: Sequence[GroupSeen]
+) -> tuple[int, Sequence[dict[str, Any]], list[tuple[Any, ...]], Sequence[GroupSeen], list[tuple[int, str]]]:
+    """(project, the events kept, their rows, groups, [(index, why)] of events that cannot be
+    stored). Normalize bounds events (events.Limits), so a refusal here is a last line of defence."""
+    try:
+        return project_id, events, to_rows(project_id, events), groups, []
+    except (TypeError, ValueError, OverflowError):  # orjson.JSONEncodeError is a TypeError
+        pass
+    kept: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
+    refused: list[tuple[int, str]] = []
+    for i, ev in enumerate(events):
+        try:
+            rows += to_rows(project_id, [ev])
+        except (TypeError, ValueError, OverflowError) as e:
+            refused.append((i, f"cannot be stored: {e}"))
+            continue
+        kept.append(ev)
+    return project_id, kept, rows, groups, refused
