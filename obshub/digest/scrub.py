@@ -194,6 +194,8 @@ class Scrubber:
             start = n - key.end() if key is not None else end
             if start == end or start < done or not self._sensitive_word(text[start:end]):
                 continue
+            if start > 0 and text[start - 1] == "/":  # a URL path segment (`GET /secret: refused`)
+                continue
             value = _VALUE.match(text, at + 1)
             if value is None:
                 continue

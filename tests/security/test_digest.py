@@ -282,6 +282,9 @@ def test_secrets_inside_messages_are_filtered() -> None:
         "DB_PASS = 'x' and db_pass: y": f"DB_PASS = '{FILTERED}' and db_pass: {FILTERED}",
         "order=12 took 3ms at 10:00:01 status: ok": "order=12 took 3ms at 10:00:01 status: ok",
         "passenger=3 compass: north": "passenger=3 compass: north",
+        # a URL path segment is not a key (an uptime result: `GET http://h/secret: refused by …`)
+        "GET http://h:80/secret: refused by policy": "GET http://h:80/secret: refused by policy",
+        "GET /api/token: 404": "GET /api/token: 404",
     }
     for text, want in cases.items():
         assert _scrubbed({"message": text})["message"] == want, text
