@@ -180,7 +180,7 @@ def web(demo_hub: LiveHub) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # not session: its running event loop would break asyncio.run in later packages
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         unavailable(f"{CHROMIUM} missing: run scripts/browser.sh (apt-get install chromium)")
