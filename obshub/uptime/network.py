@@ -35,13 +35,14 @@ config file (`[[checks]]`) are the operator's own and not restricted (`probe` ge
 from __future__ import annotations
 
 import socket
+import threading
 from dataclasses import dataclass
 from functools import cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from obshub.settings import IPNetwork, Settings
 
-__all__ = ["IPAddress", "NetworkPolicy", "Refused", "literal_address", "resolve"]
+__all__ = ["MAX_LOOKUPS", "IPAddress", "NetworkPolicy", "Refused", "literal_address", "resolve"]
 
 IPAddress = IPv4Address | IPv6Address
 _DENIED = "an address in the hub's checks_deny_networks setting"
@@ -125,13 +126,51 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
-def resolve(host: str, port: int, policy: NetworkPolicy | None) -> list[str]:
+# Name lookups in flight at once. getaddrinfo cannot be cancelled: a lookup past its probe's
+# timeout is left to finish on its own (daemon) thread, and a resolver that hangs for good
+# leaks at most this many threads; beyond it probes fail at once instead of piling up.
+MAX_LOOKUPS = 32
+_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+
+
+def _lookup(host: str, port: int) -> list[str]:
+    return list(dict.fromkeys(str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+
+
+def _addresses(host: str, port: int, timeout_s: float | None) -> list[str]:
+    """The addresses socket.getaddrinfo gives, bounded by `timeout_s` (a probe's timeout covers its name lookup too:
+    the resolver's own timeouts are 5 s x attempts x nameservers). TimeoutError past it."""
+    if timeout_s is None or literal_address(host) is not None:
+        return _lookup(host, port)
+    if not _lookups.acquire(blocking=False):
+        raise TimeoutError(f"name lookup of {host}: {MAX_LOOKUPS} lookups already pending (resolver hung?)")
+    done = threading.Event()
+    out: list[list[str] | BaseException] = []
+
+    def lookup() -> None:
+        try:
+            out.append(_lookup(host, port))
+        except BaseException as e:  # handed to the waiting probe
+            out.append(e)
+        finally:
+            _lookups.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="obshub-resolve", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise TimeoutError(f"name lookup of {host} timed out after {timeout_s:g} s")
+    found = out[0]
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
+def resolve(host: str, port: int, policy: NetworkPolicy | None, timeout_s: float | None = None) -> list[str]:
     """The addresses to connect to for `host` (once: the probe connects to these, never to the
     name), those `policy` allows, in the resolver's order. Refused when there is none; OSError
-    (socket.gaierror) when the name does not resolve. `policy` None: every address (the
-    operator's own checks)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    (socket.gaierror) when the name does not resolve, TimeoutError when it takes over
+    `timeout_s`. `policy` None: every address (the operator's own checks)."""
+    addrs = _addresses(host, port, timeout_s)
     if policy is None:
         return addrs
     allowed: list[str] = []

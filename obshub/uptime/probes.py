@@ -40,10 +40,10 @@ def _probe_tcp(check: Check, policy: NetworkPolicy | None) -> ProbeResult:
     what = f"connect {host}:{port}"
     started = time.perf_counter()
     try:
-        addrs = resolve(host, port, policy)
+        addrs = resolve(host, port, policy, check.timeout_s)
     except Refused as e:
         return ProbeResult(False, f"{what}: {e}")
-    except OSError as e:
+    except OSError as e:  # TimeoutError included: a lookup past the probe's timeout
         return ProbeResult(False, f"{what}: {e.strerror or e}")
     failed = ""
     for addr in addrs:
@@ -79,8 +79,10 @@ def _probe_http(check: Check, policy: NetworkPolicy | None) -> ProbeResult:
     host = parts.hostname or ""
     started = time.perf_counter()
     try:
-        addrs = resolve(host, parts.port or (443 if parts.scheme == "https" else 80), policy)
+        addrs = resolve(host, parts.port or (443 if parts.scheme == "https" else 80), policy, check.timeout_s)
     except Refused as e:
+        return ProbeResult(False, f"{what}: {e}")
+    except TimeoutError as e:
         return ProbeResult(False, f"{what}: {e}")
     except OSError as e:
         return ProbeResult(False, f"{what}: ConnectError: {e}")

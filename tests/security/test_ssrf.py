@@ -179,6 +179,32 @@ def test_dns_rebinding_the_probe_connects_to_the_address_it_judged(monkeypatch: 
         refused.close()
 
 
+@pytest.mark.parametrize("target", ["http://hang.test:80/", "tcp://hang.test:80"])
+def test_a_hung_resolver_is_a_down_result_within_the_probes_timeout(
+    monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """A resolver that does not answer (played by a patched getaddrinfo that blocks) held a probe,
+    and one of the runner's 16 probe slots, for as long as the resolver liked: the lookup now
+    counts against the check's timeout and the result says so."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def hung(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        if host == "hang.test":
+            release.wait(30)
+        return real(host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hung)
+    try:
+        started = time.monotonic()
+        result = probe(parse_check({"name": "t", "target": target, "timeout_s": 0.5}), None)
+        took = time.monotonic() - started
+        assert not result.up and "name lookup of hang.test timed out after 0.5 s" in result.message, result.message
+        assert took < 5, took
+    finally:
+        release.set()  # the abandoned lookup thread ends
+
+
 def test_the_probe_connects_to_the_address_and_speaks_to_the_name(tmp_path: Path) -> None:
     """Connecting to a resolved address must not change what the target sees: `Host` (and, over
     TLS, the server name and the certificate check) carry the target's name and port."""
