@@ -78,33 +78,7 @@ def make_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
 def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> float:
     """Same schema, pragmas, durability and insert statements as the store; rows pre-built."""
     now = time.time_ns() // 1000
-    rows = []
-    for ev in (normalize(e, now) for e in events):
-        rows.append(
-            (
-                1,
-                ev["id"],
-                ev["ts"],
-                ev["received_at"],
-                ev["kind"],
-                ev["level"],
-                ev["message"],
-                ev["service"],
-                ev["host"],
-                ev["env"],
-                ev["release"],
-                ev["logger"],
-                ev["request_id"],
-                ev["trace_id"],
-                ev["span_id"],
-                ev["user_id"],
-                ev["session_id"],
-                ev["name"],
-                None,
-                None,
-                orjson.dumps(ev["attrs"]).decode() if ev["attrs"] else None,
-            )
-        )
+    rows = writer.to_rows(1, [normalize(e, now) for e in events])  # the store's own row shape
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
