@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,8 +218,10 @@ class HubProcess(_Client):
         project: str = "test",
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.store_url = store_url
+        self.args = tuple(args)  # more `obshub serve` arguments (`--demo`)
         self.creds = make_project(store_url, project)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -239,6 +241,7 @@ class HubProcess(_Client):
             str(self.port),
             "--store",
             self.store_url,
+            *self.args,
         ]
         if self.log_path:
             with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd

@@ -14,59 +14,20 @@ from typing import Any
 import pytest
 
 from obshub.demo import generate
-from tests.hubproc import REPO, free_port, make_project, wait_healthy
+from tests.hubproc import REPO, HubProcess
 
 
-class DemoHub:
-    """`obshub serve --demo` as a child process, on a store whose project `default` we made (so
-    the test holds its tokens)."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.store_url = f"sqlite:///{tmp_path}/hub.db"
-        self.creds = make_project(self.store_url, "default")
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = tmp_path / "hub.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        port = self.url.rsplit(":", 1)[1]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "obshub",
-                    "serve",
-                    "--demo",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    port,
-                    "--store",
-                    self.store_url,
-                ],
-                stdout=log,
-                stderr=log,
-                cwd=REPO,
-            )
-        wait_healthy(self.url, self.proc, 60, path="/readyz", name="obshub serve --demo")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
-
-    def groups(self) -> dict[str, dict[str, Any]]:
-        import httpx
-
-        r = httpx.get(f"{self.url}/api/v1/errors", headers={"Authorization": f"Bearer {self.creds['read_token']}"})
-        assert r.status_code == 200, r.text
-        return {g["title"]: g for g in r.json()["groups"]}
+def groups(hub: HubProcess) -> dict[str, dict[str, Any]]:
+    r = hub.get("/api/v1/errors")
+    assert r.status_code == 200, r.text
+    return {g["title"]: g for g in r.json()["groups"]}
 
 
 @pytest.fixture
-def demo_hub(tmp_path: Path) -> Iterator[DemoHub]:
-    h = DemoHub(tmp_path)
+def demo_hub(tmp_path: Path) -> Iterator[HubProcess]:
+    """`obshub serve --demo` as a child process, on a store whose project `default` we made (so
+    the test holds its tokens); started by the test."""
+    h = HubProcess(f"sqlite:///{tmp_path}/hub.db", project="default", log_path=tmp_path / "hub.log", args=("--demo",))
     yield h
     h.stop()
 
@@ -86,17 +47,17 @@ def expected_groups() -> dict[str, dict[str, Any]]:
     return {t: {"count": g["count"], "users": len(g["users"]), "hosts": sorted(g["hosts"])} for t, g in out.items()}
 
 
-def test_serve_demo_lists_the_demo_errors_and_obshub_demo_changes_no_group(demo_hub: DemoHub) -> None:
+def test_serve_demo_lists_the_demo_errors_and_obshub_demo_changes_no_group(demo_hub: HubProcess) -> None:
     # The demo's event ids name the minute they were made in (a re-run later is new data):
     # start early in a minute, so `serve --demo` and `obshub demo` below make the same ids.
     if time.time() % 60 > 25:
         time.sleep(60.5 - time.time() % 60)
     minute = int(time.time() // 60)
-    demo_hub.start()
+    demo_hub.start(timeout=60)
     want = expected_groups()
     assert set(want) == {"KeyError: 'cart'", "TimeoutError: payment provider timed out"}
-    got = demo_hub.groups()
-    assert set(got) == set(want), (demo_hub.log.read_text(), got)
+    got = groups(demo_hub)
+    assert set(got) == set(want), (demo_hub.log_path.read_text(), got)
     for title, g in got.items():
         assert {k: g[k] for k in ("count", "users", "hosts")} == want[title], title
         assert g["last_seen"] is not None and g["culprit"] and g["state"] == "unresolved"
@@ -112,4 +73,4 @@ def test_serve_demo_lists_the_demo_errors_and_obshub_demo_changes_no_group(demo_
     assert r.returncode == 0, r.stderr
     assert int(time.time() // 60) == minute, "the test ran over a minute boundary: rerun it"
     assert ": 0 stored," in r.stdout, r.stdout  # every event was there already
-    assert demo_hub.groups() == got  # nothing about any group changed
+    assert groups(demo_hub) == got  # nothing about any group changed

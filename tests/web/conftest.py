@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from obshub.demo import CLOCK_SKEW_US, generate
 from obshub.events import parse_ts
 from tests.ci import unavailable
-from tests.hubproc import REPO, HubProcess, LiveHub, wait_healthy, wait_until
+from tests.hubproc import HubProcess, LiveHub, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -112,24 +110,11 @@ class DemoServe(HubProcess):
     """`obshub serve --demo` (`make run`): the demo written at start, with the skew its hosts'
     agents would report. Project `default` is created first so the test holds its read token."""
 
+    def __init__(self, store_url: str, **kw: Any) -> None:
+        super().__init__(store_url, args=("--demo",), **kw)
+
     def start(self, timeout: float = 60) -> DemoServe:
-        cmd = [
-            sys.executable,
-            "-m",
-            "obshub",
-            "serve",
-            "--demo",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--store",
-            self.store_url,
-        ]
-        assert self.log_path is not None
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=REPO)
-        wait_healthy(self.url, self.proc, timeout, path="/readyz", name="obshub serve --demo")
+        super().start(timeout)
         wait_until(
             lambda: self.get("/api/v1/search", q="request_id:req-demo-cart-lost").json()["events"],
             timeout,
