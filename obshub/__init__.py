@@ -6,7 +6,7 @@ package that talks to a database) -> `query/` (what the JSON API and the pages r
 (JSON API and pages). Beside it: `jobs/` (the scheduler: retention, uptime probes), `uptime/`
 (the uptime checks domain). `app.py` builds the Starlette app, `hub.py` is the state its
 routes, ingest and jobs share, `errors.py` the exception tree, `events.py` the event schema,
-`cli.py` the `obshub` command. The agent and the in-app SDK are their own packages (`agents/`).
+`cli/` the `obshub` command. The agent and the in-app SDK are their own packages (`agents/`).
 """
 
 from __future__ import annotations

@@ -510,7 +510,7 @@ def test_compose_image_builds_from_what_the_dockerfile_copies(tmp_path: Path) ->
     (wheel,) = (tmp_path / "out").glob("obshub-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
-        "obshub/cli.py",
+        "obshub/cli/__init__.py",
         "obshub/web/templates/base.html",
         "obshub_agent/__main__.py",
         "obshub_sdk/__init__.py",
