@@ -28,6 +28,7 @@ from obshub_agent.config import InputConfig, MultilineConfig
 from obshub_agent.parse import FileEncoder, TimestampParser
 from obshub_agent.parse.encode import loads
 from obshub_sdk.formatter import JSONFormatter
+from tests.ci import unavailable
 from tests.hubproc import LiveHub
 from tests.web.conftest import login_client
 
@@ -104,7 +105,7 @@ public class Orders {
 def java_log(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A log4j-style error line and the stack trace the JVM printed (`java File.java`)."""
     if shutil.which("java") is None:
-        pytest.skip("no JDK on this machine")
+        unavailable("java (a JDK) to print a real Java stack trace")
     src = tmp_path_factory.mktemp("java") / "Orders.java"
     src.write_text(JAVA)
     out = subprocess.run(["java", str(src)], capture_output=True, text=True, timeout=120, check=True).stdout
