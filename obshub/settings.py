@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from obshub.errors import ConfigError
 from obshub.events import Limits
 
-__all__ = ["IPNetwork", "Settings", "load_settings", "parse_networks"]
+__all__ = ["TABLES", "IPNetwork", "Settings", "load_settings", "parse_networks"]
 
 MiB = 1024 * 1024
 IPNetwork = IPv4Network | IPv6Network
@@ -77,6 +77,12 @@ class Settings:
     login_backoff_s: float = 30.0
     log_level: str = "info"
     checks: tuple[Mapping[str, Any], ...] = field(default=())  # [[checks]] from the config file
+    # Alerting (obshub/alerts/, docs/alerting.md): [[alerts]] rules and [[notifiers]] (where
+    # they are sent: alertmanager, webhook, slack, email) from the config file only, so
+    # notifier secrets never pass through the API; rules are evaluated every alert_interval_s.
+    alerts: tuple[Mapping[str, Any], ...] = field(default=())
+    notifiers: tuple[Mapping[str, Any], ...] = field(default=())
+    alert_interval_s: int = 30
     # Where checks defined over the API may connect (obshub/uptime/network.py, docs/uptime.md):
     # public addresses only, unless a network is listed here (CIDRs, comma-separated, e.g.
     # "10.0.0.0/8,fd00::/8" to monitor internal services). Deny wins over allow. [[checks]] of
@@ -112,7 +118,8 @@ class Settings:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
 
-_SIMPLE = {f.name: f for f in fields(Settings) if f.name != "checks"}
+TABLES = ("checks", "alerts", "notifiers")  # arrays of tables, from the config file only
+_SIMPLE = {f.name: f for f in fields(Settings) if f.name not in TABLES}
 
 
 def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
@@ -178,7 +185,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     """Settings from the config file, then the environment, then explicit overrides (CLI flags)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    checks: tuple[Mapping[str, Any], ...] = ()
+    tables: dict[str, tuple[Mapping[str, Any], ...]] = {}
     path = env.get("OBSHUB_CONFIG")
     if path:
         try:
@@ -188,10 +195,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"OBSHUB_CONFIG: {path} is not valid TOML: {e}") from None
         for key, raw in data.items():
-            if key == "checks":
-                if not isinstance(raw, list):
-                    raise ConfigError(f"{path}: [[checks]] must be an array of tables")
-                checks = tuple(raw)
+            if key in TABLES:
+                if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+                    raise ConfigError(f"{path}: [[{key}]] must be an array of tables")
+                tables[key] = tuple(raw)
             elif key in _SIMPLE:
                 values[key] = _coerce(f"{path}: {key}", raw, _SIMPLE[key].default)
             else:
@@ -203,7 +210,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     for name, raw in overrides.items():
         if raw is not None:
             values[name] = _coerce(f"--{name.replace('_', '-')}", raw, _SIMPLE[name].default)
-    settings = Settings(**values, checks=checks)
+    values.update(tables)
+    settings = Settings(**values)
+    if not 5 <= settings.alert_interval_s <= 3600:
+        raise ConfigError(f"OBSHUB_ALERT_INTERVAL_S: {settings.alert_interval_s} is not between 5 and 3600 seconds")
     if not 0 < settings.port < 65536:
         raise ConfigError(f"OBSHUB_PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes < 1024:

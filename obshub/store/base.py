@@ -26,6 +26,7 @@ __all__ = [
     "GroupStats",
     "NewToken",
     "Project",
+    "Record",
     "Sampled",
     "SearchRequest",
     "Store",
@@ -117,6 +118,24 @@ class GroupRecord:
     resolved_at: int | None = None
     regressed_at: int | None = None  # last time a new occurrence reopened it after resolve
     merged_into: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """A small mutable document of the hub's own state, shared by every hub on the store: alert
+    rules and their state, the jobs' lease (obshub/jobs/lease.py), later dashboards. `version`
+    grows by one on each write, for optimistic concurrency: a writer that read version n
+    replaces the record only if it is still n (`Store.put_record`), so two replicas never both
+    win a lease or overwrite each other's alert state unseen."""
+
+    kind: str  # what it is: "lease", "alert-rule", "alert-state", ...
+    key: str  # unique within the kind (callers put the project id in it when it belongs to one)
+    value: dict[str, Any]  # JSON: str keys, JSON values
+    version: int  # 1 after the first write
+    updated_at: int  # µs
+
+
+MAX_RECORDS = 10_000  # `list_records` answers at most this many (OpenSearch's max_result_window)
 
 
 @dataclass(frozen=True)
@@ -218,6 +237,24 @@ class Store(Protocol):
     def session_ended(self, session_id: str) -> bool:
         """Whether `end_session` recorded this session (read from the store on every call:
         obshub/web/session.py caches the answer for `token_cache_s`)."""
+
+    # -- records: small shared documents with optimistic concurrency (`Record`) ----------------
+    def get_record(self, kind: str, key: str) -> Record | None:
+        """The record as stored now (read-your-writes on every backend: OpenSearch's realtime GET)."""
+
+    def list_records(self, kind: str, prefix: str = "") -> list[Record]:
+        """The records of `kind` whose key starts with `prefix`, by key, at most MAX_RECORDS;
+        every write acknowledged before the call is seen (OpenSearch: writes refresh)."""
+
+    def put_record(self, kind: str, key: str, value: dict[str, Any], version: int | None = None) -> Record:
+        """Write `value` and return the stored record (its new version). `version`: None writes
+        whatever is there (last write wins); 0 creates only, raising Conflict if the record
+        exists; n > 0 replaces only the record still at version n, raising Conflict otherwise
+        (somebody wrote it since it was read, or it is gone)."""
+
+    def delete_record(self, kind: str, key: str, version: int | None = None) -> bool:
+        """Remove the record (only if still at `version`, when given: else Conflict); False if
+        there was none."""
 
     # -- events ------------------------------------------------------------------------------
     def write_events(self, project_id: int, events: Sequence[Event], groups: Sequence[GroupSeen] = ()) -> WriteResult:

@@ -35,6 +35,7 @@ from obshub.store.base import (
     GroupSeen,
     NewToken,
     Project,
+    Record,
     Sampled,
     SearchRequest,
     TokenRecord,
@@ -47,6 +48,7 @@ from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
 from obshub.store.opensearch.lifecycle import Lifecycle
 from obshub.store.opensearch.mappings import Names, doc_id, event_template, small_index_body
 from obshub.store.opensearch.reader import Reader
+from obshub.store.opensearch.records import RECORD_FIELDS, Records
 from obshub.store.opensearch.sessions import SESSION_FIELDS, Sessions
 from obshub.store.opensearch.state import STATE_FIELDS, State
 from obshub.store.opensearch.url import OpenSearchConfig, parse_url
@@ -101,7 +103,7 @@ class OpenSearchStore:
         c = self._client
         n = self.names
         template = event_template(n, self.cfg.shards, self.cfg.replicas)
-        state_props = {**STATE_FIELDS, **GROUP_FIELDS, **SESSION_FIELDS}
+        state_props = {**STATE_FIELDS, **GROUP_FIELDS, **SESSION_FIELDS, **RECORD_FIELDS}
         try:
             with guard("create templates"):
                 c.indices.put_index_template(name=n.events_template, body=template)
@@ -140,6 +142,7 @@ class OpenSearchStore:
         self._reader = Reader(c, n.events, self._before_read)
         self._state = State(c, n)
         self._sessions = Sessions(c, n)
+        self._records = Records(c, n)
         self._state.narrow_dsn_keys()  # a store made before the `sentry` scope (state.py)
         self._groups = Groups(c, n.state, n.events, self._before_read)
         self.lifecycle = Lifecycle(c, n.events, on_rollover=self._writer.dedup.invalidate)
@@ -235,6 +238,19 @@ class OpenSearchStore:
 
     def session_ended(self, session_id: str) -> bool:
         return self._sessions.session_ended(session_id)
+
+    # -- records ----------------------------------------------------------------------------------
+    def get_record(self, kind: str, key: str) -> Record | None:
+        return self._records.get(kind, key)
+
+    def list_records(self, kind: str, prefix: str = "") -> list[Record]:
+        return self._records.list(kind, prefix)
+
+    def put_record(self, kind: str, key: str, value: dict[str, Any], version: int | None = None) -> Record:
+        return self._records.put(kind, key, value, version)
+
+    def delete_record(self, kind: str, key: str, version: int | None = None) -> bool:
+        return self._records.delete(kind, key, version)
 
     # -- events ---------------------------------------------------------------------------------
     def write_events(

@@ -42,6 +42,7 @@ from obshub.store.base import (
     GroupStats,
     NewToken,
     Project,
+    Record,
     Sampled,
     SearchRequest,
     TokenRecord,
@@ -53,6 +54,7 @@ from obshub.store.sqlite import ops, schema
 from obshub.store.sqlite.db import Db, tx
 from obshub.store.sqlite.groups import Groups
 from obshub.store.sqlite.reader import Reader
+from obshub.store.sqlite.records import Records
 from obshub.store.sqlite.sessions import Sessions
 from obshub.store.sqlite.state import State
 from obshub.store.sqlite.writer import Writer
@@ -75,6 +77,7 @@ class SqliteStore:
         self._db = Db(self.path, synchronous)
         self._state = State(self._db)
         self._sessions = Sessions(self._db)
+        self._records = Records(self._db)
         self._reader = Reader(self._db)
         self._groups = Groups(self._db, self._reader)
         self._writer = Writer(self._db)
@@ -180,6 +183,19 @@ class SqliteStore:
 
     def session_ended(self, session_id: str) -> bool:
         return self._sessions.session_ended(session_id)
+
+    # -- records ----------------------------------------------------------------------------------
+    def get_record(self, kind: str, key: str) -> Record | None:
+        return self._records.get(kind, key)
+
+    def list_records(self, kind: str, prefix: str = "") -> list[Record]:
+        return self._records.list(kind, prefix)
+
+    def put_record(self, kind: str, key: str, value: dict[str, Any], version: int | None = None) -> Record:
+        return self._records.put(kind, key, value, version)
+
+    def delete_record(self, kind: str, key: str, version: int | None = None) -> bool:
+        return self._records.delete(kind, key, version)
 
     # -- events --------------------------------------------------------------------------------
     def write_events(

@@ -68,6 +68,10 @@ SCHEMA = [
         PRIMARY KEY (project_id, id)) WITHOUT ROWID""",
     # Web sessions ended by /logout (sessions.py), until their cookie would have expired.
     """CREATE TABLE IF NOT EXISTS ended_sessions (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID""",
+    # Small shared documents with a version (records.py): alert rules and state, the jobs' lease.
+    """CREATE TABLE IF NOT EXISTS records (
+        kind TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        value TEXT NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ix_events_ts ON events (project_id, ts)",
     # `level:error` walked the time index until it had a page (1% of events are errors: ~450 ms
     # at 5M); this one starts at the level: 0.1 ms. 117 MB at 5M events (+5%).
