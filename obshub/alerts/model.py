@@ -5,10 +5,11 @@ the same thing and Alertmanager's routing, grouping and silences work on our lab
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
-__all__ = ["Alert", "AlertStatus"]
+__all__ = ["Alert", "AlertStatus", "Notify", "Route"]
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -39,3 +40,26 @@ class Alert:
         16 hex digits of SHA-256."""
         text = "\x00".join(f"{k}\x01{v}" for k, v in sorted(self.labels.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where and how often a rule's alerts are notified (the rule's `notify` and timing keys):
+    the notification policy the dispatcher (notify/) applies per rule and notifier. Alertmanager
+    notifiers get every firing alert at every evaluation regardless (Alertmanager expects them
+    re-sent and does its own grouping and repeats); the built-in ones follow these."""
+
+    notifiers: tuple[str, ...] = ()  # [[notifiers]] names; empty: every configured notifier
+    group_wait_s: float = 30.0  # a rule's new alerts within this are sent as one notification
+    repeat_interval_s: float = 4 * 3600.0  # re-notify a still-firing alert after this
+    send_resolved: bool = True  # notify when an alert resolves
+    muted_until: int | None = None  # µs; nothing is sent for the rule before then (state still changes)
+
+
+class Notify(Protocol):
+    """What the rule engine needs of delivery (notify/'s Dispatcher implements it)."""
+
+    def update(self, rule_key: str, route: Route, alerts: Sequence[Alert], now_us: int) -> None:
+        """Called once per evaluation pass for every rule with the rule's current alerts: the
+        firing ones, and the ones resolved since the previous pass (`ends_at` set). Must not
+        block on the network: deliveries happen on the dispatcher's own threads."""
