@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import logging
 import os
 import stat as stat_mod
@@ -43,46 +42,14 @@ from typing import NamedTuple
 from ..checkpoints import Checkpoint, CheckpointStore, Ended
 from ..config import AgentConfig, InputConfig
 from ..parse import FileEncoder, TimestampParser
+from .identity import SIG as _SIG
+from .identity import file_uid, fp_of, head_fp, same_bytes
+from .identity import sig as signature
 
 __all__ = ["FileSource", "TailedFile", "file_uid"]
 
 _log = logging.getLogger("obshub_agent.sources.file")
-_HEAD = 256  # bytes hashed at most to identify a file
-_SIG = 4096  # bytes of a file's start a copy must match: ~15 SDK lines, timestamps make them unique
 _DEFER = (-1, "")  # _copy_start: the original still covers this copy, decide at the next discovery
-
-
-def file_uid(host: str, dev: int, ino: int, fp: str, gen: int) -> str:
-    """Stable per (host, file, truncation generation); event id = f"{uid}-{offset:x}". Version 1."""
-    return hashlib.blake2b(f"v1|{host}|{dev}|{ino}|{fp}|{gen}".encode(), digest_size=10).hexdigest()
-
-
-def _head_fp(fd: int) -> tuple[str, int] | None:
-    head = os.pread(fd, _HEAD, 0)
-    nl = head.find(b"\n")
-    if nl >= 0:
-        n = nl + 1
-    elif len(head) >= _HEAD:
-        n = _HEAD
-    else:
-        return None
-    return hashlib.blake2b(head[:n], digest_size=8).hexdigest(), n
-
-
-def _fp_of(fd: int, n: int) -> str | None:
-    head = os.pread(fd, n, 0)
-    return hashlib.blake2b(head, digest_size=8).hexdigest() if len(head) == n else None
-
-
-def _sig(data: bytes | bytearray) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _same_bytes(fd_a: int, fd_b: int, end: int) -> bool:
-    """The _SIG bytes before `end` are equal in both files (the start is compared by `sig`)."""
-    start = max(0, end - _SIG)
-    a = os.pread(fd_a, end - start, start)
-    return len(a) == end - start and a == os.pread(fd_b, end - start, start)
 
 
 class Found(NamedTuple):
@@ -116,7 +83,7 @@ class TailedFile:
         """Record in the checkpoint the hash of what a copy read up to `offset` starts with."""
         n = min(offset, len(self.head))
         if n != self.cp.sig_len and n >= self.cp.fp_len:
-            self.cp.sig, self.cp.sig_len = _sig(self.head[:n]), n
+            self.cp.sig, self.cp.sig_len = signature(self.head[:n]), n
 
 
 class FileSource:
@@ -266,13 +233,13 @@ class FileSource:
         if key in self.files:
             os.close(fd)
             return None
-        head = _head_fp(fd)
+        head = head_fp(fd)
         if head is None:  # no complete first line yet: identify it later
             os.close(fd)
             return None
         fp, fp_len = head
         cp = self.cps.entries.get(key)
-        reused = cp is not None and cp.fp is not None and _fp_of(fd, cp.fp_len) != cp.fp
+        reused = cp is not None and cp.fp is not None and fp_of(fd, cp.fp_len) != cp.fp
         if cp is None or reused:
             offset, uid = 0, None
             if cp is None and inp.start_at == "end" and self._first_discovery:
@@ -369,7 +336,7 @@ class FileSource:
         n = tf.cp.fp_len
         if len(tf.head) >= n:
             return os.pread(tf.fd, n, 0) == tf.head[:n]
-        return _fp_of(tf.fd, n) == tf.cp.fp
+        return fp_of(tf.fd, n) == tf.cp.fp
 
     def _consume(self, tf: TailedFile, data: bytes, out: list[bytes]) -> None:
         maxlen = self.cfg.max_line_bytes
@@ -416,7 +383,7 @@ class FileSource:
                 st = None
             if st is not None:
                 tf.size = st.st_size
-                if st.st_size < tf.read_pos or (tf.cp.fp is not None and _fp_of(tf.fd, tf.cp.fp_len) != tf.cp.fp):
+                if st.st_size < tf.read_pos or (tf.cp.fp is not None and fp_of(tf.fd, tf.cp.fp_len) != tf.cp.fp):
                     # smaller than what was read, or (truncated and already regrown) a different head
                     self._truncated(tf, st.st_size, out)
                     continue
@@ -492,7 +459,7 @@ class FileSource:
                 continue
             try:
                 cp = self.cps.entries.get(key)
-                if cp is not None and (cp.fp is None or _fp_of(fd, cp.fp_len) == cp.fp):
+                if cp is not None and (cp.fp is None or fp_of(fd, cp.fp_len) == cp.fp):
                     continue  # a file known as itself
                 if os.pread(fd, len(tf.head), 0) == tf.head and os.pread(fd, len(tf.partial), at) == tf.partial:
                     return True
@@ -516,7 +483,7 @@ class FileSource:
             if known:
                 n = min(len(known), size)
                 return n >= fp_len and head[:n] == known[:n]
-            return sig is not None and len(head) >= sig_len and _sig(head[:sig_len]) == sig
+            return sig is not None and len(head) >= sig_len and signature(head[:sig_len]) == sig
 
         start: tuple[int, str] | None = None
         for other, cp in list(self.cps.entries.items()):
@@ -527,10 +494,10 @@ class FileSource:
                 if not starts_with(tf.head, None, 0, cp.fp_len):
                     continue
                 st = os.fstat(tf.fd)
-                if st.st_size < tf.read_pos or _fp_of(tf.fd, cp.fp_len) != cp.fp:
+                if st.st_size < tf.read_pos or fp_of(tf.fd, cp.fp_len) != cp.fp:
                     # truncated, not noticed yet: end it now (-> an `ended` record, matched below)
                     self._truncated(tf, st.st_size, out, found)
-                elif st.st_size >= size and _same_bytes(fd, tf.fd, size):
+                elif st.st_size >= size and same_bytes(fd, tf.fd, size):
                     return self._defer(key, path, cp.path)
                 continue  # else: same start, other content: a new file
             f = found.get(other)
@@ -545,13 +512,13 @@ class FileSource:
                     live = (
                         f"{ost.st_dev}:{ost.st_ino}" == other
                         and ost.st_size >= cp.offset
-                        and _fp_of(ofd, cp.fp_len) == cp.fp
+                        and fp_of(ofd, cp.fp_len) == cp.fp
                     )
                 if live:  # closed while idle, unchanged: compare with its bytes
                     if (
                         ost.st_size >= size
                         and head[: min(size, _SIG)] == os.pread(ofd, min(size, _SIG), 0)
-                        and _same_bytes(fd, ofd, size)
+                        and same_bytes(fd, ofd, size)
                     ):
                         return self._defer(key, path, cp.path)
                 elif starts_with(b"", cp.sig, cp.sig_len, cp.fp_len):
