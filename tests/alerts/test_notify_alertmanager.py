@@ -29,16 +29,6 @@ def am(tmp_path: Path, receiver: Receiver) -> Iterator[Alertmanager]:
     a.stop()
 
 
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    from obshub.store import open_store
-
-    s = open_store(f"sqlite:///{tmp_path}/obshub.db")
-    s.open()
-    yield s
-    s.close()
-
-
 def settings(*urls: str) -> Settings:
     return Settings(
         notifiers=({"name": "am", "type": "alertmanager", "urls": list(urls), "timeout_s": 2},),

@@ -5,6 +5,7 @@ and the notification log in the store (both backends) across a restart."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -45,42 +46,18 @@ def alert(group: str, starts: int, ends: int | None = None, rule: str = "checkou
 
 
 @pytest.fixture
-def make() -> Iterator[Any]:
+def make(sqlite_store: Store) -> Iterator[Any]:
+    """Dispatchers with fast retries, on the given store or the test's SQLite one; closed after."""
     made: list[Dispatcher] = []
 
     def make(s: Settings, store: Store | None = None, **kw: Any) -> Dispatcher:
-        d = Dispatcher(s, store if store is not None else _NoStore(), retry=FAST, **kw)
+        d = Dispatcher(s, store if store is not None else sqlite_store, retry=FAST, **kw)
         made.append(d)
         return d
 
     yield make
     for d in made:
         d.close()
-
-
-class _NoStore:
-    """Tests that are not about the log run on the SQLite store of a temporary file."""
-
-    def __new__(cls) -> Any:
-        import tempfile
-
-        from obshub.store import open_store
-
-        tmp = tempfile.mkdtemp()
-        s = open_store(f"sqlite:///{tmp}/obshub.db")
-        s.open()
-        _OPEN.append(s)
-        return s
-
-
-_OPEN: list[Store] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
 
 
 def test_webhook_body_is_alertmanagers_v4(receiver: Receiver, make: Any) -> None:
@@ -333,9 +310,11 @@ def test_a_restarted_hub_does_not_notify_again(receiver: Receiver, make: Any, st
     assert store.get_record(LOG_KIND, "3:checkout-errors@hook") is None, "nothing firing: the record is gone"
 
 
-def test_undelivered_at_shutdown_is_notified_by_the_next_hub(receiver: Receiver, make: Any) -> None:
+def test_undelivered_at_shutdown_is_notified_by_the_next_hub(
+    receiver: Receiver, make: Any, sqlite_store: Store
+) -> None:
     receiver.stop()
-    store = _NoStore()
+    store = sqlite_store
     s = settings(hook(receiver))
     t = now_us()
     first = make(s, store)
@@ -348,3 +327,22 @@ def test_undelivered_at_shutdown_is_notified_by_the_next_hub(receiver: Receiver,
     second = make(s, store)
     second.update("1:r", ROUTE, [alert("g1", t)], now_us())
     wait_until(lambda: receiver.posted, 5, "the delivery by the next hub")
+
+
+def test_a_hub_taking_a_rule_back_reads_what_the_other_hub_notified(
+    receiver: Receiver, make: Any, sqlite_store: Store
+) -> None:
+    """Hub A notified g1 firing; then hub B (the lease moved) notified it resolved. When A
+    evaluates again after a gap of passes and g1 fires again, that is new: A reads the log from
+    the store instead of trusting its memory, where g1 is still notified as firing."""
+    s = dataclasses.replace(settings(hook(receiver)), alert_interval_s=1)
+    t = now_us()
+    a, b = make(s), make(s)
+    a.update("1:r", ROUTE, [alert("g1", t)], t)
+    wait_until(lambda: len(receiver.posted) == 1 and a.status()[0].pending == 0, 5, "A's notification")
+    b.update("1:r", ROUTE, [alert("g1", t, ends=now_us())], now_us())
+    wait_until(lambda: len(receiver.posted) == 2 and b.status()[0].pending == 0, 5, "B's resolved notification")
+    time.sleep(3.2)  # FORGET_PASSES passes of 1 s without an update on A
+    a.update("1:r", ROUTE, [alert("g1", now_us())], now_us())
+    wait_until(lambda: len(receiver.posted) == 3, 5, "A notifying g1 firing again")
+    assert receiver.posted[2].body["status"] == "firing"

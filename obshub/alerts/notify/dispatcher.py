@@ -66,6 +66,7 @@ VALID_EVALUATIONS = 4  # a firing alert's endsAt for Alertmanager: 4 passes (>= 
 # A log entry not refreshed for this long past its repeat interval belongs to an alert that no
 # longer exists (its rule was deleted): dropped when the record is next written.
 STALE_US = 7 * 24 * 3600 * 1_000_000
+FORGET_PASSES = 3  # a rule not updated for this many passes: its log is read from the store again
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,8 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._closed = False
         self._log: dict[tuple[str, str], dict[str, _Entry]] = {}  # (rule key, notifier) -> fingerprint -> entry
+        self._seen: dict[tuple[str, str], float] = {}  # (rule key, notifier) -> monotonic time of the last update
+        self._forget_s = FORGET_PASSES * settings.alert_interval_s
         self._unknown: set[str] = set()  # notifier names a route gave that are not configured (warned once)
         self._channels = {name: _Channel(n) for name, n in self._notifiers.items()}
         for ch in self._channels.values():
@@ -262,15 +265,25 @@ class Dispatcher:
 
     # -- the notification log ------------------------------------------------------------------
     def _notified(self, rule_key: str, notifier: str) -> dict[str, _Entry]:
+        """The rule's log, from memory while this hub keeps evaluating the rule; read from the
+        store again after a gap of FORGET_PASSES passes (another hub held the lease meanwhile
+        and notified in its stead), unless a delivery of ours is still unwritten."""
         key = (rule_key, notifier)
+        now = time.monotonic()
         with self._cond:
-            if key in self._log:
-                return self._log[key]
+            last, self._seen[key] = self._seen.get(key), now
+            cached = self._log.get(key)
+            fresh = last is not None and now - last < self._forget_s
+            if cached is not None and (fresh or not all(e.saved for e in cached.values())):
+                return cached
         record = self._store.get_record(LOG_KIND, f"{rule_key}@{notifier}")  # outside the lock: I/O
         alerts = record.value.get("alerts", {}) if record is not None else {}
         entries = {fp: _Entry(at=int(e["at"]), saved=True) for fp, e in alerts.items() if isinstance(e, dict)}
         with self._cond:
-            return self._log.setdefault(key, entries)
+            if key in self._log and not all(e.saved for e in self._log[key].values()):
+                return self._log[key]  # a flush came in between: ours is newer
+            self._log[key] = entries
+            return entries
 
     def _save(self, rule_key: str, notifier: str) -> None:
         """Write the rule's log for this notifier (caller holds the lock: a store write of one
