@@ -135,10 +135,13 @@ def test_every_alertmanager_gets_every_alert_one_down_is_retried(
 
 
 def test_test_notification_goes_through_alertmanager(am: Alertmanager, receiver: Receiver) -> None:
-    [outcome] = test_notification(settings(am.url), ["am"], rule="checkout-errors", project="shop")
+    [outcome] = test_notification(
+        settings(am.url), ["am"], rule="checkout-errors", project="shop", labels={"severity": "page"}
+    )
     assert outcome.ok and str(outcome) == f"am (alertmanager -> {am.url}): ok: delivered"
     wait_until(lambda: notifications(receiver, "checkout-errors"), 10, "the test alert")
     [got] = notifications(receiver, "checkout-errors")[0]["alerts"]
-    assert got["labels"] == {"alertname": "checkout-errors", "project": "shop", "severity": "test"}
+    assert got["labels"] == {"alertname": "checkout-errors", "project": "shop", "severity": "page", "test": "true"}
+    assert got["annotations"]["summary"] == "Test notification for rule checkout-errors (obshub alerts test)"
     [missing] = test_notification(settings(am.url), ["nope"])
     assert not missing.ok and "no such notifier" in str(missing)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -524,17 +524,22 @@ class TestOutcome:
 
 
 def test_notification(
-    settings: Settings, notifier_names: Sequence[str], rule: str = "obshub-test", project: str = "default"
+    settings: Settings,
+    notifier_names: Sequence[str],
+    rule: str = "obshub-test",
+    project: str = "default",
+    labels: Mapping[str, str] | None = None,
 ) -> list[TestOutcome]:
-    """Send one test alert (labels alertname=<rule>, project, severity=test) to each named
-    notifier (none: every one), one attempt each, and say what happened. Alertmanager gets it
+    """Send one test alert to each named notifier (none named: every one), one attempt each,
+    and say what happened. Its labels are the rule's (alertname, project, `labels`, so
+    Alertmanager routes it as it would the rule's alerts) plus test="true"; Alertmanager gets it
     firing with an endsAt 5 minutes ahead, so it resolves by itself there."""
     notifiers = parse_notifiers(settings.notifiers)
     unknown = [n for n in notifier_names if n not in notifiers]
     names = list(notifier_names) or list(notifiers)
     now = now_us()
     alert = Alert(
-        labels={"alertname": rule, "project": project, "severity": "test"},
+        labels={**(labels or {}), "alertname": rule, "project": project, "test": "true"},
         annotations={"summary": f"Test notification for rule {rule} (obshub alerts test)"},
         starts_at=now,
         url=settings.base_url,
