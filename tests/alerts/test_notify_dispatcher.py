@@ -346,3 +346,34 @@ def test_a_hub_taking_a_rule_back_reads_what_the_other_hub_notified(
     a.update("1:r", ROUTE, [alert("g1", now_us())], now_us())
     wait_until(lambda: len(receiver.posted) == 3, 5, "A notifying g1 firing again")
     assert receiver.posted[2].body["status"] == "firing"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "opensearch"], indirect=True)
+def test_a_resolved_notification_left_by_a_stopped_hub_is_sent_by_the_next(
+    receiver: Receiver, make: Any, store: Store
+) -> None:
+    """The engine reports a resolve once; the hub stops before delivering it (receiver down):
+    the next hub on the store sends it, though the engine does not report it again."""
+    s = settings(hook(receiver))
+    t = now_us()
+    first = make(s, store)
+    first.update("1:r", ROUTE, [alert("g1", t)], t)
+    wait_until(lambda: len(receiver.posted) == 1 and first.status()[0].pending == 0, 10, "the firing notification")
+    receiver.stop()
+    first.update("1:r", ROUTE, [alert("g1", t, ends=now_us())], now_us())
+    wait_until(lambda: first.status()[0].failed >= 1, 10, "a failed attempt")
+    first.close()
+    record = store.get_record(LOG_KIND, "1:r@hook")
+    assert record is not None and record.value["alerts"][alert("g1", 0).fingerprint]["resolved"]["ends_at"] > t
+
+    receiver.start()
+    second = make(s, store)
+    second.update("1:r", ROUTE, [], now_us())  # the pass after the restart: nothing firing any more
+    wait_until(lambda: len(receiver.posted) == 2, 10, "the resolved notification from the next hub")
+    body = receiver.posted[1].body
+    assert body["status"] == "resolved" and body["alerts"][0]["labels"]["group_id"] == "g1"
+    assert body["alerts"][0]["annotations"]["summary"] == "error group g1 is new"
+    wait_until(lambda: store.get_record(LOG_KIND, "1:r@hook") is None, 5, "the log emptied")
+    second.update("1:r", ROUTE, [], now_us())
+    time.sleep(0.6)
+    assert len(receiver.posted) == 2, "sent once"

@@ -17,10 +17,11 @@ Queues are bounded (MAX_QUEUE notifications per built-in notifier, MAX_PENDING a
 Alertmanager URL): beyond that the oldest waiting is dropped, counted and logged, and its alerts
 forgotten by the log so the next pass notifies them again.
 
-The notification log (per rule and built-in notifier: each alert notified as firing, and when)
-is a store record, kind "alert-notified", key "<rule key>@<notifier>", written once a delivery
-is done: a restarted hub (or the next lease holder) does not re-notify what was notified, and
-re-notifies what was not. Alertmanager needs no log: it deduplicates by labels itself.
+The notification log (per rule and built-in notifier: each alert notified as firing, and when;
+a resolved notification decided but not delivered) is a store record, kind "alert-notified",
+key "<rule key>@<notifier>", written once a delivery is done (and when a resolve is decided): a
+restarted hub (or the next lease holder) does not re-notify what was notified, and notifies what
+was not, resolves included. Alertmanager needs no log: it deduplicates by labels itself.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class NotifierStatus:
 class _Entry:
     at: int  # µs the alert was last notified as firing
     saved: bool  # written to the store
+    # Its resolved notification, decided but not delivered yet: stored too, so that a hub that
+    # stops before delivering it leaves it to the next one (`requeue`: read from the store).
+    resolved: Alert | None = None
+    requeue: bool = False
 
 
 @dataclass
@@ -237,17 +242,32 @@ class Dispatcher:
         batch = ch.batches.get(rule_key)
         muted = route.muted_until is not None and route.muted_until > now
         changed = False
+        for fp, left in list(notified.items()):  # resolved notifications a stopped hub left undelivered
+            if left.requeue and left.resolved is not None:
+                left.requeue = False
+                if route.send_resolved and not muted:
+                    batch = self._add(ch, rule_key, route, left.resolved, now)
+                else:
+                    del notified[fp]
+                    changed = True
         for a in alerts:
             fp = a.fingerprint
             entry = notified.get(fp)
             if a.status == "resolved":
                 if batch is not None and batch.alerts.get(fp, a).status == "firing" and entry is None:
                     del batch.alerts[fp]  # fired and resolved within group_wait: never told, nothing to undo
+                elif entry is not None and entry.resolved is not None:
+                    pass  # already on its way
                 elif entry is not None and route.send_resolved and not muted:
                     batch = self._add(ch, rule_key, route, a, now)
+                    entry.resolved, entry.saved = a, False
+                    changed = True
                 elif entry is not None:  # resolved silently (muted, or no resolved notifications)
                     del notified[fp]
                     changed = True
+            elif entry is not None and entry.resolved is not None:  # fires again before its resolve went out
+                entry.resolved = None
+                batch = self._add(ch, rule_key, route, a, now)
             elif not muted and (entry is None or now - entry.at >= route.repeat_interval_s * 1_000_000):
                 batch = self._add(ch, rule_key, route, a, now)
         if batch is not None and not batch.alerts:
@@ -278,7 +298,7 @@ class Dispatcher:
                 return cached
         record = self._store.get_record(LOG_KIND, f"{rule_key}@{notifier}")  # outside the lock: I/O
         alerts = record.value.get("alerts", {}) if record is not None else {}
-        entries = {fp: _Entry(at=int(e["at"]), saved=True) for fp, e in alerts.items() if isinstance(e, dict)}
+        entries = {fp: _entry(e) for fp, e in alerts.items() if isinstance(e, dict)}
         with self._cond:
             if key in self._log and not all(e.saved for e in self._log[key].values()):
                 return self._log[key]  # a flush came in between: ours is newer
@@ -295,7 +315,7 @@ class Dispatcher:
         key = f"{rule_key}@{notifier}"
         try:
             if entries:
-                self._store.put_record(LOG_KIND, key, {"alerts": {fp: {"at": e.at} for fp, e in entries.items()}})
+                self._store.put_record(LOG_KIND, key, {"alerts": {fp: _entry_json(e) for fp, e in entries.items()}})
             else:
                 self._store.delete_record(LOG_KIND, key)
         except StoreError as err:  # a restart may notify these again: at least once, never lost
@@ -468,6 +488,30 @@ class Dispatcher:
                 ch.client.close()
         if waiting:
             log.warning("alert notifications not sent at shutdown: the next evaluating hub sends them", waiting=waiting)
+
+
+def _entry_json(e: _Entry) -> dict[str, Any]:
+    if e.resolved is None:
+        return {"at": e.at}
+    a = e.resolved
+    alert = {"labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at, "ends_at": a.ends_at}
+    return {"at": e.at, "resolved": {**alert, "url": a.url}}
+
+
+def _entry(raw: dict[str, Any]) -> _Entry:
+    r = raw.get("resolved")
+    resolved = (
+        Alert(
+            labels=dict(r["labels"]),
+            annotations=dict(r.get("annotations", {})),
+            starts_at=int(r.get("starts_at", 0)),
+            ends_at=int(r["ends_at"]),
+            url=str(r.get("url", "")),
+        )
+        if isinstance(r, dict)
+        else None
+    )
+    return _Entry(at=int(raw["at"]), saved=True, resolved=resolved, requeue=resolved is not None)
 
 
 def _send(ch: _Channel, n: Notification) -> None:
