@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +28,7 @@ class Receiver:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.status = 200  # what it answers
+        self.delay_s = 0.0  # how long it takes to answer (a hung receiver)
         self.posted: list[Posted] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -42,6 +44,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(receiver.delay_s)
                 status = receiver.status
                 if status < 300:  # a failing receiver did not take it
                     with receiver._lock:

@@ -377,3 +377,21 @@ def test_a_resolved_notification_left_by_a_stopped_hub_is_sent_by_the_next(
     second.update("1:r", ROUTE, [], now_us())
     time.sleep(0.6)
     assert len(receiver.posted) == 2, "sent once"
+
+
+def test_a_hung_receiver_blocks_neither_update_nor_other_notifiers(receiver: Receiver, make: Any) -> None:
+    slow = Receiver().start()
+    slow.delay_s = 2.0
+    try:
+        d = make(settings(hook(slow, name="slow", timeout_s=5), hook(receiver, name="fast")))
+        t = now_us()
+        start = time.monotonic()
+        for i in range(20):
+            d.update(f"1:r{i}", Route(group_wait_s=0), [alert("g", t, rule=f"r{i}")], t)
+        assert time.monotonic() - start < 0.5, "update() only decides and queues"
+        wait_until(lambda: len(receiver.posted) == 20, 5, "the fast notifier, all 20")
+        by_name = {st.name: st for st in d.status()}
+        assert by_name["slow"].sent <= 1 and by_name["slow"].pending >= 19
+    finally:
+        slow.delay_s = 0
+        slow.stop()

@@ -197,6 +197,8 @@ class Dispatcher:
         """Queue what the policy says is due (`Notify.update`). Reads the rule's notification
         log from the store the first time it sees the rule after a start; never waits on a
         receiver."""
+        if self._closed:
+            return
         for ch in self._route(route):
             if isinstance(ch.notifier, AlertmanagerNotifier):
                 self._update_am(ch, alerts)
@@ -536,7 +538,8 @@ def _attempt(send: Callable[[], None]) -> DeliveryError | None:
     except DeliveryError as e:
         return e
     except Exception as e:  # a bug in a renderer must not kill the notifier's thread
-        log.exception("alert notification crashed", error=type(e).__name__)
+        # No traceback: the dev renderer prints the frames' locals, and one of them is the URL.
+        log.error("alert notification crashed", error=type(e).__name__)
         return DeliveryError(f"internal error: {type(e).__name__}")
     return None
 
