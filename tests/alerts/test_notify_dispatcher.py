@@ -395,3 +395,31 @@ def test_a_hung_receiver_blocks_neither_update_nor_other_notifiers(receiver: Rec
     finally:
         slow.delay_s = 0
         slow.stop()
+
+
+def test_nothing_is_lost_when_the_queue_overflows(receiver: Receiver, make: Any) -> None:
+    """A queue of 1 while the receiver is down: a resolved notification (reported once by the
+    engine) and two new ones compete; whichever are dropped, every one arrives once after the
+    receiver is back and the engine goes on with its passes."""
+    d = make(settings(hook(receiver)), max_queue=1)
+    fast = Route(group_wait_s=0)
+    t = now_us()
+    d.update("1:a", fast, [alert("g", t, rule="a")], t)
+    wait_until(lambda: len(receiver.posted) == 1 and d.status()[0].pending == 0, 5, "a firing")
+    receiver.stop()
+    d.update("1:a", fast, [alert("g", t, ends=now_us(), rule="a")], now_us())
+    time.sleep(0.2)
+    for rule in ("b", "c"):
+        d.update(f"1:{rule}", fast, [alert("g", t, rule=rule)], now_us())
+        time.sleep(0.2)
+    wait_until(lambda: d.status()[0].dropped >= 1, 5, "a drop")
+    receiver.start()
+    deadline = time.monotonic() + 10
+    while len(receiver.posted) < 4 and time.monotonic() < deadline:  # the engine's passes go on
+        d.update("1:a", fast, [], now_us())
+        for rule in ("b", "c"):
+            d.update(f"1:{rule}", fast, [alert("g", t, rule=rule)], now_us())
+        time.sleep(0.2)
+    time.sleep(0.5)
+    got = sorted((p.body["groupLabels"]["alertname"], p.body["status"]) for p in receiver.posted[1:])
+    assert got == [("a", "resolved"), ("b", "firing"), ("c", "firing")]

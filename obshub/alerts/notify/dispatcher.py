@@ -168,6 +168,8 @@ class Dispatcher:
         retry: Retry = Retry(),
         max_queue: int = MAX_QUEUE,
     ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
         self._notifiers = parse_notifiers(settings.notifiers)  # ConfigError on a bad table
         self._store = store
         self._telemetry = telemetry
@@ -374,8 +376,9 @@ class Dispatcher:
                 notified[a.fingerprint] = _Entry(at=batch.at, saved=False)
             else:
                 notified.pop(a.fingerprint, None)
-        if len(ch.queue) >= self._max_queue:
-            victim = ch.queue[1] if ch.sending and len(ch.queue) > 1 else ch.queue[0]
+        ch.queue.append(_Delivery(n))
+        if len(ch.queue) > self._max_queue:  # the oldest that is not being sent right now
+            victim = ch.queue[1] if ch.sending else ch.queue[0]
             ch.queue.remove(victim)
             self._forget(victim.notification)
             ch.dropped += 1
@@ -387,14 +390,17 @@ class Dispatcher:
                 alerts=len(victim.notification.alerts),
                 cap=self._max_queue,
             )
-        ch.queue.append(_Delivery(n))
         self._gauge(ch)
 
     def _forget(self, n: Notification) -> None:
-        """A dropped notification's firing alerts are not notified: the next pass queues them."""
-        notified = self._log.get((n.rule_key, n.receiver), {})
+        """A dropped notification was not sent: the next pass queues its firing alerts again, and
+        its resolved ones (which the engine reports only once) from the log."""
+        notified = self._log.setdefault((n.rule_key, n.receiver), {})
         for a in n.alerts:
-            if a.status == "firing" and (entry := notified.get(a.fingerprint)) is not None and not entry.saved:
+            entry = notified.get(a.fingerprint)
+            if a.status == "resolved" and entry is None:
+                notified[a.fingerprint] = _Entry(at=n.at, saved=False, resolved=a, requeue=True)
+            elif a.status == "firing" and entry is not None and not entry.saved:
                 del notified[a.fingerprint]
 
     def _deliver_am(self, ch: _Channel, url: str, alerts: dict[str, Alert]) -> None:
