@@ -6,6 +6,7 @@ and the notification log in the store (both backends) across a restart."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -264,7 +265,10 @@ def test_full_queue_drops_the_oldest_counted_and_logged(receiver: Receiver, make
     assert sorted(p.body["groupLabels"]["alertname"] for p in receiver.posted) == ["r0", "r1", "r2", "r3"]
 
 
-def test_secrets_stay_out_of_logs_and_status(receiver: Receiver, make: Any) -> None:
+def test_secrets_stay_out_of_logs_and_status(receiver: Receiver, make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """structlog's events, the standard library's records at DEBUG (httpx logs each request's
+    URL at INFO), the status and the notifiers' repr: no secret anywhere."""
+    caplog.set_level(logging.DEBUG)
     receiver.status = 500
     s = settings(
         hook(receiver, path="/hook/s3cretpath?token=t0psecret", headers={"X-Key": "hdrsecret"}),
@@ -278,6 +282,8 @@ def test_secrets_stay_out_of_logs_and_status(receiver: Receiver, make: Any) -> N
         receiver.stop()
         wait_until(lambda: all("ConnectError" in (st.last_error or "") for st in d.status()), 5, "connect errors")
     shown = repr(logs) + repr(d.status()) + repr([st.to_json() for st in d.status()]) + repr(d._notifiers)
+    shown += caplog.text
+    assert "HTTP Request" not in caplog.text
     for secret in ("s3cretpath", "t0psecret", "hdrsecret", "xoxsecret"):
         assert secret not in shown, secret
     assert "alert notification failed" in shown

@@ -4,7 +4,9 @@ POST (with errors that never contain the secret URL)."""
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,6 +122,20 @@ def alert_json(alert: Alert, ends_at: int | None = None) -> dict[str, Any]:
     return out
 
 
+class _QuietRequests(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: POST https://hooks…"): for a
+    webhook or Slack notifier that URL is the secret. Drops those records from the thread that is
+    posting a notification; the hub's other httpx users keep theirs."""
+
+    posting = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.posting, "on", False)
+
+
+logging.getLogger("httpx").addFilter(_QuietRequests())
+
+
 def http_client(timeout_s: float, ca_file: str | None) -> httpx.Client:
     """One client per notifier (its connections are reused between deliveries)."""
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
@@ -130,10 +146,13 @@ def post_json(
     client: httpx.Client, url: str, shown: str, body: Any, headers: Mapping[str, str] | None = None
 ) -> httpx.Response:
     """POST `body`; DeliveryError naming `shown` (the masked URL) unless the answer is 2xx."""
+    _QuietRequests.posting.on = True
     try:
         r = client.post(url, json=body, headers=dict(headers or {}))
     except httpx.HTTPError as e:  # connect, timeout, protocol: the receiver may come back
         raise DeliveryError(f"{shown}: {type(e).__name__}: {_safe(str(e), url)}") from None
+    finally:
+        _QuietRequests.posting.on = False
     if r.is_success:
         return r
     detail = " ".join(r.text[:200].split())
