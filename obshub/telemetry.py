@@ -32,6 +32,8 @@ class Telemetry:
     inflight: Gauge  # ingest requests being processed now
     check_up: Gauge  # project, check: 1 if this hub's last probe passed (names bounded by config/API)
     check_latency: Histogram  # project, check: probe time to response headers / TCP connect
+    alert_notifications: Counter  # notifier ([[notifiers]] name), outcome: sent | failed | rejected | dropped
+    alert_notifications_pending: Gauge  # notifier: notifications (Alertmanager: alerts) waiting to be sent
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -83,6 +85,18 @@ class Telemetry:
                 "Uptime probe latency.",
                 ["project", "check"],
                 buckets=_CHECK_BUCKETS,
+                registry=r,
+            ),
+            alert_notifications=Counter(
+                "obshub_alert_notifications_total",
+                "Alert notification attempts, by notifier and outcome.",
+                ["notifier", "outcome"],
+                registry=r,
+            ),
+            alert_notifications_pending=Gauge(
+                "obshub_alert_notifications_pending",
+                "Alert notifications (alerts, for Alertmanager) waiting to be sent.",
+                ["notifier"],
                 registry=r,
             ),
         )._with_known_series()

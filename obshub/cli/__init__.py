@@ -1,4 +1,4 @@
-"""`obshub` command line: serve | project | token | demo | search | export | trace.
+"""`obshub` command line: serve | project | token | demo | search | export | trace | alerts.
 
 Client commands (`demo`, `search`, `export`, `trace`) talk HTTP to a running hub (`--url`, `--token`, or
 OBSHUB_URL / OBSHUB_TOKEN); `serve`, `project` and `token` open the store directly, read from the
@@ -49,6 +49,10 @@ def _run(args: argparse.Namespace) -> int:
         from obshub.cli.admin import _project, _token
 
         return _project(args) if args.command == "project" else _token(args)
+    if args.command == "alerts":
+        from obshub.cli.alerts import _alerts_test
+
+        return _alerts_test(args)
     from obshub.cli import client
 
     run = {"demo": client._demo, "search": client._search, "export": client._export}

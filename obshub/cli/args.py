@@ -207,12 +207,31 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--json", action="store_true", help="print the API response as JSON")
     _add_client_args(tr, "read token")
     _add_export_parser(sub)
+    _add_alerts_parser(sub)
     return ap
 
 
 def _die(msg: str, code: int = 2) -> int:
     print(f"obshub: {msg}", file=sys.stderr)
     return code
+
+
+def _add_alerts_parser(sub: Any) -> None:
+    al = sub.add_parser("alerts", help="alerting: send a test notification", description="Alerting (docs/alerting.md).")
+    asub = al.add_subparsers(dest="action", metavar="ACTION", required=True)
+    at = asub.add_parser(
+        "test",
+        help="send a test notification through a rule's notifiers",
+        description=(
+            "Send one test alert (labels alertname=RULE, project, the rule's labels, test=true) to each notifier "
+            "the [[alerts]] rule RULE of the config file (OBSHUB_CONFIG) names in `notify` (none named: every "
+            "[[notifiers]] table), one attempt each, and print what happened per notifier. Alertmanager gets "
+            "it firing for 5 minutes. Exit status 0 if every delivery succeeded, 1 if one failed, 2 for an "
+            "unknown rule or a bad config."
+        ),
+    )
+    at.add_argument("rule", help="the rule's name ([[alerts]] name)")
+    at.add_argument("--project", default=None, help="the rule's project, when rules of several have this name")
 
 
 def _add_export_parser(sub: Any) -> None:

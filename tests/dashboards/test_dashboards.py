@@ -175,7 +175,7 @@ def repo_mounts(service: dict[str, Any]) -> dict[str, Path]:
 def test_compose_stack_is_wired() -> None:
     doc = compose()
     services = doc["services"]
-    assert set(services) == {"opensearch", "hub", "agent", "prometheus", "grafana"}
+    assert set(services) == {"opensearch", "hub", "agent", "prometheus", "alertmanager", "grafana"}
     for name, svc in services.items():
         for port in svc.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
