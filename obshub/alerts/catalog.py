@@ -25,6 +25,7 @@ __all__ = [
     "mutes",
     "project_rules",
     "set_mute",
+    "status",
 ]
 
 RULE_KIND = "alert-rule"
@@ -79,7 +80,8 @@ def define_rule(store: Store, project: Project, config: Sequence[Rule], body: An
 def delete_rule(store: Store, project: Project, config: Sequence[Rule], name: str) -> None:
     if any(r.project == project.name and r.name == name for r in config):
         raise Conflict(f"alert rule {name!r} is declared in the hub config file; remove it there")
-    if not store.delete_record(RULE_KIND, f"{project.id}:{name}"):
+    found = _stored(store, project).get(name)  # (a name that cannot exist never reaches a key)
+    if found is None or not store.delete_record(RULE_KIND, found[1].key):
         raise NotFound(f"no alert rule named {name!r}")
     store.delete_record(MUTE_KIND, f"{project.id}:{name}")
     for st in instance_states(store, project.id, name):
@@ -183,3 +185,20 @@ def history(states: Sequence[InstanceState], limit: int = 200) -> list[dict[str,
         }
         for h, inst in changes[:limit]
     ]
+
+
+def status(
+    store: Store, project: Project, config: Sequence[Rule], now: int, name: str | None = None
+) -> list[dict[str, Any]]:
+    """GET /api/v1/alerts (every rule) or /api/v1/alerts/{name} (one: NotFound if unknown)."""
+    rules = project_rules(store, project, config)
+    if name is not None:
+        rules = [r for r in rules if r.name == name]
+        if not rules:
+            raise NotFound(f"no alert rule named {name!r}")
+    states: dict[str, list[InstanceState]] = {}
+    for st in instance_states(store, project.id):
+        states.setdefault(st.rule, []).append(st)
+    muted = mutes(store, project.id)
+    passed = last_pass(store, project.id)
+    return [describe(r, states.get(r.name, []), muted.get(r.name), passed, now) for r in rules]
