@@ -3,6 +3,7 @@ their state, history and mutes show up, bad bodies are 400s naming the field."""
 
 from __future__ import annotations
 
+from obshub.alerts.catalog import RULE_KIND
 from obshub.alerts.engine import AlertEngine
 from obshub.telemetry import Telemetry
 from tests.alerts.test_engine import Sink
@@ -79,3 +80,14 @@ def test_bad_bodies_are_400s_naming_the_field(hub: LiveHub) -> None:
             r = c.post("/api/v1/alerts/a/mute", json=bad)
             assert r.status_code == 400, (bad, r.text)
     assert hub.get("/api/v1/alerts").json()["alerts"][0]["name"] == "a"
+
+
+def test_a_project_has_at_most_1000_api_rules(sqlite_hub: LiveHub) -> None:
+    hub = sqlite_hub
+    for i in range(1000):  # stored as the API stores them, without 1,000 requests
+        definition = {"name": f"r{i}", "kind": "absence", "query": f"host:h{i}"}
+        hub.store.put_record(RULE_KIND, f"{hub.project_id}:r{i}", {"definition": definition}, version=0)
+    status, answer = _post(hub, {"name": "one-more", "kind": "absence", "query": "x"})
+    assert status == 409 and "1000 alert rules" in str(answer["error"])
+    assert _post(hub, {"name": "r7", "kind": "absence", "query": "host:other"})[0] == 200  # replacing is allowed
+    assert len(hub.get("/api/v1/alerts").json()["alerts"]) == 1000
