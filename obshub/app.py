@@ -33,7 +33,7 @@ from obshub.settings import Settings
 from obshub.store import open_store
 from obshub.store.base import Store
 from obshub.telemetry import Telemetry
-from obshub.web import api, openapi, pages
+from obshub.web import api, api_alerts, openapi, pages
 from obshub.web.disconnects import Disconnects
 from obshub.web.origin import TrustedHost
 from obshub.web.session import SECRET_NAME, WebState
@@ -156,7 +156,15 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
             await run_in_threadpool(hub.store.close)
 
     # Every module that serves routes ends with its `routes` list; the pages come last (`/`).
-    routes = [*native.routes, *sentry.routes, *api.routes, *openapi.routes, *ops_routes, *pages.routes]
+    routes = [
+        *native.routes,
+        *sentry.routes,
+        *api.routes,
+        *api_alerts.routes,
+        *openapi.routes,
+        *ops_routes,
+        *pages.routes,
+    ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -15,6 +15,8 @@ __all__ = ["Telemetry"]
 
 # Batch latency buckets: a 1k-line batch takes ~10-50 ms end to end on the embedded store.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# An alert evaluation pass: ~10 ms for a few rules, seconds for 1,000 over big windows.
+_ALERT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Uptime probes cross a network (TLS handshake ~50-300 ms far away); timeouts reach 60 s.
 _CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -34,6 +36,9 @@ class Telemetry:
     check_latency: Histogram  # project, check: probe time to response headers / TCP connect
     alert_notifications: Counter  # notifier ([[notifiers]] name), outcome: sent | failed | rejected | dropped
     alert_notifications_pending: Gauge  # notifier: notifications (Alertmanager: alerts) waiting to be sent
+    alert_evaluation_seconds: Histogram  # one evaluation pass of every rule (obshub/alerts/engine.py)
+    alerts_firing: Gauge  # project: alert instances firing after the last pass
+    alert_evaluation_failures: Counter  # rules a pass could not evaluate (store trouble)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -97,6 +102,20 @@ class Telemetry:
                 "obshub_alert_notifications_pending",
                 "Alert notifications (alerts, for Alertmanager) waiting to be sent.",
                 ["notifier"],
+                registry=r,
+            ),
+            alert_evaluation_seconds=Histogram(
+                "obshub_alert_evaluation_seconds",
+                "Time of one alert evaluation pass over every rule.",
+                buckets=_ALERT_BUCKETS,
+                registry=r,
+            ),
+            alerts_firing=Gauge(
+                "obshub_alerts_firing", "Alert instances firing after the last pass.", ["project"], registry=r
+            ),
+            alert_evaluation_failures=Counter(
+                "obshub_alert_evaluation_failures_total",
+                "Alert rules an evaluation pass could not evaluate.",
                 registry=r,
             ),
         )._with_known_series()

@@ -43,7 +43,12 @@ _CONVERTER = re.compile(r"\{(\w+):\w+\}")
 NOT_PROVOKED = {"429", "503"}
 RACES = {("PATCH", "/api/v1/errors/{id}", "409"), ("POST", "/api/v1/errors/{id}/merge", "409")}
 # Checked by test_config_file_conflicts_match_the_document (a hub with a config file).
-CONFIG_CONFLICTS = {("POST", "/api/v1/checks", "409"), ("DELETE", "/api/v1/checks/{name}", "409")}
+CONFIG_CONFLICTS = {
+    ("POST", "/api/v1/checks", "409"),
+    ("DELETE", "/api/v1/checks/{name}", "409"),
+    ("POST", "/api/v1/alerts", "409"),
+    ("DELETE", "/api/v1/alerts/{name}", "409"),
+}
 
 
 def _app(tmp_path: Path) -> Any:
@@ -197,6 +202,7 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
         _errors(check, read, ingest, anon)
         _analytics(check, read, ingest, anon)
         _checks(check, read, admin, anon)
+        _alerts(check, read, ingest, anon)
         _operations_routes(check, anon)
     finally:
         for c in (read, ingest, admin, anon):
@@ -403,6 +409,39 @@ def _checks(check: Conformance, read: httpx.Client, admin: httpx.Client, anon: h
     check("DELETE", path, admin.delete("/api/v1/checks/db"), 404)
 
 
+def _alerts(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:
+    path = "/api/v1/alerts"
+    rule = {"name": "quiet", "kind": "absence", "query": "service:billing", "window": "5m", "labels": {"team": "pay"}}
+    created = check("POST", path, read.post(path, json=rule), 201)
+    assert created["source"] == "api" and created["state"] == "ok" and created["instances"] == []
+    check("POST", path, read.post(path, json={**rule, "window": "10m"}), 200)
+    assert "window" in check("POST", path, read.post(path, json={**rule, "window": "soon"}), 400)["error"]
+    _auth_errors(check, "POST", path, path, anon, _token(ingest), json=rule)
+    assert [r["name"] for r in check("GET", path, read.get(path), 200)["alerts"]] == ["quiet"]
+    _auth_errors(check, "GET", path, path, anon, _token(ingest))
+    one = "/api/v1/alerts/{name}"
+    assert check("GET", one, read.get("/api/v1/alerts/quiet"), 200)["definition"]["window"] == "10m"
+    check("GET", one, read.get("/api/v1/alerts/nope"), 404)
+    _auth_errors(check, "GET", one, "/api/v1/alerts/quiet", anon, _token(ingest))
+    mute = "/api/v1/alerts/{name}/mute"
+    muted = check("POST", mute, read.post("/api/v1/alerts/quiet/mute", json={"for": "2h"}), 200)
+    assert muted["state"] == "muted" and muted["muted_until"]
+    check("POST", mute, read.post("/api/v1/alerts/quiet/mute", json={"until": "2000-01-01T00:00:00Z"}), 400)
+    check("POST", mute, read.post("/api/v1/alerts/nope/mute", json={"for": "1h"}), 404)
+    _auth_errors(check, "POST", mute, "/api/v1/alerts/quiet/mute", anon, _token(ingest), json={"for": "1h"})
+    unmute = "/api/v1/alerts/{name}/unmute"
+    assert check("POST", unmute, read.post("/api/v1/alerts/quiet/unmute"), 200)["state"] == "ok"
+    check("POST", unmute, read.post("/api/v1/alerts/nope/unmute"), 404)
+    _auth_errors(check, "POST", unmute, "/api/v1/alerts/quiet/unmute", anon, _token(ingest))
+    history = "/api/v1/alerts/{name}/history"
+    assert check("GET", history, read.get("/api/v1/alerts/quiet/history"), 200) == {"name": "quiet", "history": []}
+    check("GET", history, read.get("/api/v1/alerts/nope/history"), 404)
+    _auth_errors(check, "GET", history, "/api/v1/alerts/quiet/history", anon, _token(ingest))
+    _auth_errors(check, "DELETE", one, "/api/v1/alerts/quiet", anon, _token(ingest))
+    assert check("DELETE", one, read.delete("/api/v1/alerts/quiet"), 200) == {"deleted": "quiet"}
+    check("DELETE", one, read.delete("/api/v1/alerts/quiet"), 404)
+
+
 def _operations_routes(check: Conformance, anon: httpx.Client) -> None:
     check("GET", "/api/v1/openapi.json", anon.get("/api/v1/openapi.json"), 200)
     check("GET", "/healthz", anon.get("/healthz"), 200)
@@ -413,7 +452,10 @@ def _operations_routes(check: Conformance, anon: httpx.Client) -> None:
 def test_config_file_conflicts_match_the_document(tmp_path: Path) -> None:
     """The 409s of a check declared in the hub's config file (a file only `obshub serve` reads)."""
     cfg = tmp_path / "hub.toml"
-    cfg.write_text('[[checks]]\nname = "home"\ntarget = "tcp://127.0.0.1:9"\nproject = "test"\n')
+    cfg.write_text(
+        '[[checks]]\nname = "home"\ntarget = "tcp://127.0.0.1:9"\nproject = "test"\n'
+        '[[alerts]]\nname = "home-down"\nkind = "check"\ncheck = "home"\nproject = "test"\n'
+    )
     hub = HubProcess(f"sqlite:///{tmp_path}/obshub.db", env={"OBSHUB_CONFIG": str(cfg)}).start()
     try:
         check = Conformance(httpx.get(f"{hub.url}/api/v1/openapi.json").json())
@@ -421,6 +463,12 @@ def test_config_file_conflicts_match_the_document(tmp_path: Path) -> None:
             body = {"name": "home", "target": "tcp://localhost:9"}
             check("POST", "/api/v1/checks", admin.post("/api/v1/checks", json=body), 409)
             check("DELETE", "/api/v1/checks/{name}", admin.delete("/api/v1/checks/home"), 409)
+        with _client(hub, hub.read_token) as read:
+            rule = {"name": "home-down", "kind": "absence", "query": "x"}
+            check("POST", "/api/v1/alerts", read.post("/api/v1/alerts", json=rule), 409)
+            check("DELETE", "/api/v1/alerts/{name}", read.delete("/api/v1/alerts/home-down"), 409)
+            listed = read.get("/api/v1/alerts").json()["alerts"]
+            assert [(r["name"], r["source"]) for r in listed] == [("home-down", "config")]
     finally:
         hub.stop()
     assert check.seen >= CONFIG_CONFLICTS

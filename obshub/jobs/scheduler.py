@@ -1,5 +1,5 @@
 """Scheduled work of the hub (APScheduler, in a background thread): retention and store upkeep,
-uptime probes (obshub/uptime/scheduling.py); rollups and alerts will join here. Jobs never raise
+uptime probes (obshub/uptime/scheduling.py), alert evaluation (obshub/alerts/engine.py). Jobs never raise
 into the scheduler: a failing run is logged and retried at the next interval. Every hub process
 runs every job (no lease across replicas yet)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from obshub.alerts.engine import AlertEngine
 from obshub.errors import StoreError
 from obshub.events import now_us
 from obshub.hub import Hub
@@ -42,5 +43,8 @@ def start_jobs(hub: Hub) -> BackgroundScheduler:
         retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s), id="retention"
     )
     hub.uptime = register_uptime(scheduler, hub)  # probes of [[checks]] and POSTed checks (obshub/uptime/)
+    # Alert rules (obshub/alerts/): a bad [[alerts]] table stops the start here (ConfigError).
+    engine = AlertEngine(hub.settings, hub.store, hub.telemetry)
+    scheduler.add_job(engine.tick, "interval", seconds=hub.settings.alert_interval_s, id="alerts")
     scheduler.start()
     return scheduler

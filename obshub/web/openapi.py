@@ -115,6 +115,7 @@ _RANGE = (_p("from"), _p("to"))
 # Ids in paths: percent-encode `/ ? # %` (docs/api.md, Pages and caps). A group id or a check
 # name holding `/` has no URL: the route matches one path segment.
 _SEGMENT = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
+NAME = [_path_param("name", "the rule's name", _SEGMENT)]  # /api/v1/alerts/{name}
 
 # -- ingest -----------------------------------------------------------------------------------
 
@@ -474,6 +475,77 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
         ("404", "409"),
         security=_ADMIN,
     ),
+    ("GET", "/api/v1/alerts"): _read(
+        "The project's alert rules with their state",
+        "alerts",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["alerts"],
+                    "additionalProperties": False,
+                    "properties": {"alerts": {"type": "array", "items": ref("AlertRule")}},
+                }
+            )
+        },
+        errors=(),
+    ),
+    ("POST", "/api/v1/alerts"): _read(
+        "Define (or replace) an alert rule",
+        "alerts",
+        {"201": _ok(ref("AlertRule"), "Created"), "200": _ok(ref("AlertRule"), "Replaced the rule of that name")},
+        errors=("400", "409"),
+        requestBody=_body(ref("AlertDefinition")),
+    ),
+    ("GET", "/api/v1/alerts/{name}"): _read(
+        "One alert rule with its state", "alerts", {"200": _ok(ref("AlertRule"))}, NAME, ("404",)
+    ),
+    ("DELETE", "/api/v1/alerts/{name}"): _read(
+        "Delete an API alert rule and its state (config-file rules: 409)",
+        "alerts",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["deleted"],
+                    "additionalProperties": False,
+                    "properties": {"deleted": {"type": "string"}},
+                }
+            )
+        },
+        NAME,
+        ("404", "409"),
+    ),
+    ("POST", "/api/v1/alerts/{name}/mute"): _read(
+        "Mute a rule's notifications for a while (its state still changes)",
+        "alerts",
+        {"200": _ok(ref("AlertRule"))},
+        NAME,
+        ("400", "404"),
+        requestBody=_body(ref("AlertMute")),
+    ),
+    ("POST", "/api/v1/alerts/{name}/unmute"): _read(
+        "End a rule's mute", "alerts", {"200": _ok(ref("AlertRule"))}, NAME, ("404",)
+    ),
+    ("GET", "/api/v1/alerts/{name}/history"): _read(
+        "A rule's state changes, newest first (the last 50 of each instance)",
+        "alerts",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["name", "history"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "history": {"type": "array", "items": ref("AlertChange")},
+                    },
+                }
+            )
+        },
+        NAME,
+        ("404",),
+    ),
     ("GET", "/api/v1/openapi.json"): {
         "summary": "This document",
         "tags": ["meta"],
@@ -539,7 +611,7 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
 
 _INFO = {
     "title": "obshub HTTP API",
-    "summary": "Ingest (native and Sentry), queries, error groups, analytics, uptime checks, operations.",
+    "summary": "Ingest (native and Sentry), queries, error groups, analytics, uptime checks, alerts, operations.",
     "description": (
         "The complete human reference is docs/api.md. Every error of the JSON routes is "
         '`{"error": "<text>"}` whose text names the parameter or field at fault (a syntax error in `q` adds '

@@ -258,6 +258,90 @@ _CHECK = _obj(
     }
 )
 
+# -- alert rules (docs/alerting.md) ------------------------------------------------------------
+
+_DURATION: Schema = {
+    "oneOf": [{"type": "string", "examples": ["30s", "5m", "2h", "1d"]}, {"type": "number", "minimum": 0}],
+    "description": "a duration: 30s, 5m, 2h, 1d (or seconds)",
+}
+_ALERT_DEFINITION = _obj(
+    {
+        "name": _CHECK_NAME,
+        "kind": {"enum": ["error", "check", "threshold", "absence"]},
+        "project": {"type": "string", "minLength": 1, "description": "may only repeat the token's project name"},
+        "when": {"enum": ["new", "regression", "frequency", "down", "tls_expiry"], "description": "error, check rules"},
+        "query": {"type": "string", "maxLength": 4096, "description": "the query language of search"},
+        "measure": {
+            "type": "string",
+            "description": "threshold: count, unique(user_id), avg(attrs.X), p95(attrs.X), max(attrs.X); "
+            "error frequency: count, users",
+        },
+        "window": _DURATION,
+        "op": {"enum": [">", "<"]},
+        "threshold": {"type": "number"},
+        "for": _DURATION,
+        "group": {"type": "string", "maxLength": 128, "description": "error frequency: one group id"},
+        "check": {"type": "string", "maxLength": 64, "description": "check rules: one check (absent: every check)"},
+        "failures": {"type": "integer", "minimum": 1, "maximum": 100, "default": 2},
+        "successes": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+        "days": {"type": "number", "exclusiveMinimum": 0, "maximum": 365, "default": 14},
+        "labels": {"type": "object", "maxProperties": 20, "additionalProperties": {"type": "string", "maxLength": 256}},
+        "annotation": {"type": "string", "maxLength": 4096},
+        "notify": {"type": "array", "maxItems": 20, "items": _CHECK_NAME},
+        "group_wait": _DURATION,
+        "repeat_interval": _DURATION,
+        "send_resolved": {"type": "boolean", "default": True},
+    },
+    required=("name", "kind"),
+)
+_ALERT_STATE: Schema = {"enum": ["ok", "pending", "firing", "resolved"]}
+_ALERT_INSTANCE = _obj(
+    {
+        "instance": {"type": ["string", "null"], "description": "the group id or check name; null for a rule with one"},
+        "state": _ALERT_STATE,
+        "active_since": _nullable(ref("Time")),
+        "fired_at": _nullable(ref("Time")),
+        "resolved_at": _nullable(ref("Time")),
+        "value": {"type": ["number", "null"]},
+        "summary": _NULLABLE_STR,
+        "fired": _COUNT,
+    }
+)
+_ALERT_RULE = _obj(
+    {
+        "name": _STR,
+        "kind": {"enum": ["error", "check", "threshold", "absence"]},
+        "source": {"enum": ["config", "api"]},
+        "state": {"enum": ["ok", "pending", "firing", "muted"]},
+        "alert_state": {"enum": ["ok", "pending", "firing"]},
+        "muted_until": _nullable(ref("Time")),
+        "labels": {"type": "object", "additionalProperties": _STR},
+        "annotation": _STR,
+        "query": _NULLABLE_STR,
+        "definition": {"type": "object", "description": "the rule's keys as defined"},
+        "last_evaluation": _nullable(ref("Time")),
+        "last_value": {"type": ["number", "null"]},
+        "last_error": _NULLABLE_STR,
+        "fired": _COUNT,
+        "instances": {"type": "array", "items": _ALERT_INSTANCE},
+    }
+)
+_ALERT_CHANGE = _obj(
+    {
+        "at": ref("Time"),
+        "instance": _NULLABLE_STR,
+        "from": _ALERT_STATE,
+        "to": _ALERT_STATE,
+        "value": {"type": ["number", "null"]},
+    }
+)
+_ALERT_MUTE = {
+    "oneOf": [
+        _obj({"for": _DURATION}),
+        _obj({"until": {"type": ["string", "integer"], "description": "RFC 3339 or epoch, within a year"}}),
+    ]
+}
+
 # -- Sentry -----------------------------------------------------------------------------------
 
 _SENTRY_FRAME = _obj(
@@ -361,6 +445,10 @@ SCHEMAS: dict[str, Schema] = {
     "Occurrence": _OCCURRENCE,
     "CheckDefinition": _CHECK_DEFINITION,
     "Check": _CHECK,
+    "AlertDefinition": _ALERT_DEFINITION,
+    "AlertRule": _ALERT_RULE,
+    "AlertChange": _ALERT_CHANGE,
+    "AlertMute": _ALERT_MUTE,
     "SentryEvent": _SENTRY_EVENT,
     "SentryAnswer": _obj({"id": {"type": ["string", "null"]}}),
     "Error": _ERROR,

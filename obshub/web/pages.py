@@ -9,6 +9,7 @@
 /users/<id>            the user's requests in order, host switches marked
 /errors  /errors/<id>  error groups, resolve/ignore                         (pages_errors.py)
 /analytics             event names, properties, values, series            (pages_analytics.py)
+/alerts  /alerts/<name> alert rules, state, history, mute/unmute             (pages_alerts.py)
 /static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
 """
 
@@ -26,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.web import (
     convertors,  # noqa: F401  (registers `anypath`)
+    pages_alerts,
     pages_analytics,
     pages_errors,
     pages_search,
@@ -157,5 +159,6 @@ routes: list[BaseRoute] = [
     Route("/users/{user_id:anypath}", page(pages_trace.user_page)),
     Route("/analytics", page(pages_analytics.analytics_page)),
     *pages_errors.routes,
+    *pages_alerts.routes,
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
 ]

@@ -31,6 +31,7 @@ from opensearchpy import OpenSearch
 from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
+    Aggregate,
     GroupRecord,
     GroupSeen,
     NewToken,
@@ -304,6 +305,9 @@ class OpenSearchStore:
 
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
         return self._reader.count(project_id, query, start, end)
+
+    def aggregates(self, project_id: int, start: int, end: int, specs: Sequence[Aggregate]) -> list[float | None]:
+        return self._reader.aggregates(project_id, start, end, specs)
 
     def user_events(
         self,

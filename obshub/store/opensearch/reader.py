@@ -15,10 +15,10 @@ import orjson
 from opensearchpy import OpenSearch
 
 from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
-from obshub.store.base import FACET_SAMPLE, Sampled, SearchRequest
+from obshub.store.base import AGGREGATE_MEASURES, FACET_SAMPLE, Aggregate, Sampled, SearchRequest
 from obshub.store.opensearch.client import guard, reason
-from obshub.store.opensearch.dsl import filters
-from obshub.store.opensearch.mappings import from_doc
+from obshub.store.opensearch.dsl import compile_query, filters
+from obshub.store.opensearch.mappings import from_doc, num_field
 from obshub.store.querylang import CORE_FIELDS, Field, Node, attr_key
 
 __all__ = ["Reader"]
@@ -134,6 +134,38 @@ class Reader:
         with guard("count", query=True):
             resp = self.client.count(index=self.index, body={"query": filters(project_id, query, start, end)})
         return int(resp["count"])
+
+    def aggregates(self, project_id: int, start: int, end: int, specs: Sequence[Aggregate]) -> list[float | None]:
+        """`Store.aggregates`: one search over the window, one `filter` aggregation per spec
+        (its query) with the measure beneath; 1,000 specs are 1,000 of the 65,536 buckets a
+        search may make (search.max_buckets)."""
+        aggs: dict[str, Any] = {}
+        for i, spec in enumerate(specs):
+            if spec.measure not in AGGREGATE_MEASURES:
+                raise ValueError(f"measure: {spec.measure!r} is not one of {', '.join(AGGREGATE_MEASURES)}")
+            agg: dict[str, Any] = {"filter": compile_query(spec.query) if spec.query is not None else {"match_all": {}}}
+            if spec.measure == "users":
+                agg["aggs"] = {"v": {"cardinality": {"field": "user_id", "precision_threshold": 40_000}}}
+            elif spec.measure == "p95":
+                agg["aggs"] = {"v": {"percentiles": {"field": num_field(spec.attr), "percents": [95]}}}
+            elif spec.measure != "count":
+                agg["aggs"] = {"v": {spec.measure: {"field": num_field(spec.attr)}}}
+            aggs[f"a{i}"] = agg
+        if not specs:
+            return []
+        body = {"query": filters(project_id, None, start, end), "size": 0, "track_total_hits": False, "aggs": aggs}
+        got = self._search(body, "aggregates")["aggregations"]
+        out: list[float | None] = []
+        for i, spec in enumerate(specs):
+            bucket = got[f"a{i}"]
+            if spec.measure == "count":
+                out.append(int(bucket["doc_count"]))
+            elif spec.measure == "users":
+                out.append(int(bucket["v"]["value"] or 0))
+            else:
+                v = bucket["v"]["values"]["95.0"] if spec.measure == "p95" else bucket["v"]["value"]
+                out.append(None if v is None or bucket["doc_count"] == 0 else float(v))
+        return out
 
     def _terms(
         self, query: dict[str, Any], field: str, limit: int, what: str, include: str | None = None

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 from obshub.errors import ConfigError, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
+    Aggregate,
     GroupRecord,
     GroupSeen,
     GroupStats,
@@ -213,6 +214,9 @@ class SqliteStore:
 
     def count(self, project_id: int, query: Node | None, start: int | None, end: int | None) -> int:
         return self._reader.count(project_id, query, start, end)
+
+    def aggregates(self, project_id: int, start: int, end: int, specs: Sequence[Aggregate]) -> list[float | None]:
+        return self._reader.aggregates(project_id, start, end, specs)
 
     def user_events(
         self,

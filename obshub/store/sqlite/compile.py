@@ -46,7 +46,7 @@ from obshub.store.querylang import (
     ts_value,
 )
 
-__all__ = ["INDEXED_KEYS", "LOOKUP_KEYS", "Rare", "Where", "compile_where", "match_string"]
+__all__ = ["INDEXED_KEYS", "LOOKUP_KEYS", "Rare", "Where", "compile_predicate", "compile_where", "match_string"]
 
 _SQL_OPS = {"=": "=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 _MAX_CHAR = "\U0010ffff"
@@ -226,6 +226,18 @@ def compile_where(
     for c in children:
         clauses.append(_compile(c, "e", params, ctx))
     return Where(" AND ".join(clauses), params, drive, ctx.fts, driver_span)
+
+
+def compile_predicate(project_id: int, node: Node | None, span: Span | None) -> tuple[str, list[Any]]:
+    """A query as one boolean expression over `events e`, for a per-row test inside an
+    aggregate (`count(*) FILTER (WHERE ...)`, `Store.aggregates`): words test membership of
+    their full-text set, materialized once per statement and bounded to `span` (the window's
+    rowids), never a driver."""
+    if node is None:
+        return "1", []
+    params: list[Any] = []
+    ctx = _Ctx(project_id, None, None, lambda _m: False, span)
+    return _compile(node, "e", params, ctx), params
 
 
 def _compile(node: Node, a: str, p: list[Any], ctx: _Ctx) -> str:

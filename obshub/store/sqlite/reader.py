@@ -17,14 +17,30 @@ from typing import Any
 
 import orjson
 
-from obshub.store.base import FACET_SAMPLE, Sampled, SearchRequest
+from obshub.store.base import AGGREGATE_MEASURES, FACET_SAMPLE, Aggregate, Sampled, SearchRequest
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.sqlite import aggs
-from obshub.store.sqlite.compile import Rare, Where, compile_where
+from obshub.store.sqlite.compile import Rare, Where, compile_predicate, compile_where
 from obshub.store.sqlite.db import Db
 from obshub.store.sqlite.schema import COLS, SELECT
 
-__all__ = ["Reader", "from_row"]
+__all__ = ["Reader", "from_row", "percentile"]
+
+# Aggregates per SELECT of `Reader.aggregates`: SQLite returns at most 2,000 columns, and each
+# aggregate tests its query on every row of the window (1,000 rules, 3,500 events in a 5-minute
+# window of a 1M-event day: ~0.1 s in all; bench/alerts.py).
+_AGG_CHUNK = 500
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100), linear between the closest ranks (numpy's default)."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def from_row(r: tuple[Any, ...]) -> dict[str, Any]:
@@ -167,6 +183,50 @@ class Reader:
         with self._db.snapshot():
             w = self.compile(project_id, query, start, end, self.rare())
             return int(self._db.read(f"SELECT count(*) FROM events e WHERE {w.sql}", w.params)[0][0])
+
+    def aggregates(self, project_id: int, start: int, end: int, specs: Sequence[Aggregate]) -> list[float | None]:
+        """`Store.aggregates`: one SELECT walks the window once and computes up to `_AGG_CHUNK`
+        aggregates, each with its query as a FILTER; words' full-text sets are bounded to the
+        rowids the window spans."""
+        for spec in specs:
+            if spec.measure not in AGGREGATE_MEASURES:
+                raise ValueError(f"measure: {spec.measure!r} is not one of {', '.join(AGGREGATE_MEASURES)}")
+        out: list[float | None] = []
+        if not specs:
+            return out
+        scope = "e.project_id = ? AND e.ts >= ? AND e.ts < ?"
+        with self._db.snapshot():
+            span = f"SELECT min(e.rowid), max(e.rowid) FROM events e WHERE {scope}"
+            lo, hi = self._db.read(span, (project_id, start, end))[0]
+            if lo is None:  # an empty window
+                return [0 if s.measure in ("count", "users") else None for s in specs]
+            for i in range(0, len(specs), _AGG_CHUNK):
+                cols: list[str] = []
+                params: list[Any] = []
+                for spec in specs[i : i + _AGG_CHUNK]:
+                    pred, p = compile_predicate(project_id, spec.query, (lo, hi))
+                    if spec.measure == "count":
+                        cols.append(f"count(*) FILTER (WHERE {pred})")
+                        params.extend(p)
+                    elif spec.measure == "users":
+                        cols.append(f"count(DISTINCT e.user_id) FILTER (WHERE {pred})")
+                        params.extend(p)
+                    else:
+                        path = '$."' + spec.attr.replace('"', "") + '"'
+                        fn = "json_group_array" if spec.measure == "p95" else spec.measure
+                        typ = "json_type(e.attrs, ?) IN ('integer','real')"
+                        cols.append(f"{fn}(json_extract(e.attrs, ?)) FILTER (WHERE {typ} AND {pred})")
+                        params.extend((path, path, *p))
+                sql = f"SELECT {', '.join(cols)} FROM events e WHERE {scope}"
+                row = self._db.read(sql, (*params, project_id, start, end))[0]
+                for spec, value in zip(specs[i : i + _AGG_CHUNK], row, strict=True):
+                    if spec.measure == "p95":
+                        out.append(percentile(orjson.loads(value), 95.0) if value else None)
+                    elif spec.measure in ("count", "users"):
+                        out.append(int(value or 0))
+                    else:
+                        out.append(None if value is None else float(value))
+        return out
 
     # -- user timeline: `INDEXED BY` pins the plan. With a time range SQLite otherwise picks the
     # time index (project_id, ts) and walks every event of the range until it finds the user's
