@@ -32,6 +32,7 @@ class Telemetry:
     inflight: Gauge  # ingest requests being processed now
     check_up: Gauge  # project, check: 1 if this hub's last probe passed (names bounded by config/API)
     check_latency: Histogram  # project, check: probe time to response headers / TCP connect
+    jobs_leader: Gauge  # 1 while this hub holds the jobs' lease (obshub/jobs/lease.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -83,6 +84,11 @@ class Telemetry:
                 "Uptime probe latency.",
                 ["project", "check"],
                 buckets=_CHECK_BUCKETS,
+                registry=r,
+            ),
+            jobs_leader=Gauge(
+                "obshub_jobs_leader",
+                "1 while this hub holds the jobs lease: it runs the uptime probes, retention and alerts.",
                 registry=r,
             ),
         )._with_known_series()

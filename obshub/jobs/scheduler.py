@@ -1,7 +1,10 @@
 """Scheduled work of the hub (APScheduler, in a background thread): retention and store upkeep,
 uptime probes (obshub/uptime/scheduling.py); rollups and alerts will join here. Jobs never raise
-into the scheduler: a failing run is logged and retried at the next interval. Every hub process
-runs every job (no lease across replicas yet)."""
+into the scheduler: a failing run is logged and retried at the next interval.
+
+Once per cluster: every hub schedules every job, but a job runs only on the hub holding the jobs'
+lease (obshub/jobs/lease.py): wrap it in `leader_only(lease, fn)`. The uptime runner asks the
+lease itself (it also needs to know when it took over)."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from obshub.errors import StoreError
 from obshub.events import now_us
 from obshub.hub import Hub
+from obshub.jobs.lease import Lease, leader_only
 from obshub.uptime.scheduling import register as register_uptime
 
-__all__ = ["retention", "start_jobs"]
+__all__ = ["retention", "start_jobs", "stop_jobs"]
 
 log = structlog.get_logger("obshub.jobs")
 
@@ -37,10 +41,27 @@ def retention(hub: Hub) -> int:
 
 
 def start_jobs(hub: Hub) -> BackgroundScheduler:
+    lease = Lease(hub.store, "jobs", period_s=hub.settings.lease_s)
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(
-        retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s), id="retention"
+        leader_only(lease, retention),
+        "interval",
+        args=[hub],
+        seconds=max(60, hub.settings.retention_interval_s),
+        id="retention",
     )
-    hub.uptime = register_uptime(scheduler, hub)  # probes of [[checks]] and POSTed checks (obshub/uptime/)
+    # probes of [[checks]] and POSTed checks (obshub/uptime/), by the lease's holder only
+    hub.uptime = register_uptime(scheduler, hub, turn=lease)
+    hub.telemetry.jobs_leader.set_function(lambda: 1.0 if lease.held() else 0.0)
+    hub.jobs_lease = lease.start()
     scheduler.start()
     return scheduler
+
+
+def stop_jobs(hub: Hub, scheduler: BackgroundScheduler) -> None:
+    """Stop the jobs, then release the lease so another hub takes them over at once (a rolling
+    restart loses no lease period). Blocking (one store write): run it off the event loop."""
+    scheduler.shutdown(wait=False)
+    if hub.jobs_lease is not None:
+        hub.jobs_lease.release()
+        hub.jobs_lease = None
