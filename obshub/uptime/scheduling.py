@@ -61,6 +61,10 @@ TICK_S = 1  # slot resolution; probes start at most ~1 s after their slot opens
 # steady 3,000 events/s that nobody searched, 3 alternating pairs: 96-99 refreshes and 10-11
 # merges per 90 s against 2 and 0, and the node's CPU per event +7%, +27%, +46%.
 DEFS_TTL_S = 120.0
+# A record every POST/DELETE of a check bumps (through any hub): the hub that probes reads it
+# each tick (one GET of a small document, no search) and re-reads the definitions when it moved,
+# so a check posted to any hub is probed within about a second.
+CHANGED = ("uptime", "definitions")
 MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not the CPU
 
 
@@ -110,6 +114,7 @@ class Uptime:
         self._last_slot: dict[tuple[int, str, int], int] = {}
         self._up: dict[tuple[int, str], bool] = {}  # (project, check) -> up at this hub's last probe
         self._cache: tuple[float, list[tuple[Project, Check]]] = (0.0, [])
+        self._changes_seen = -1  # version of the CHANGED record when the cache was read
         self._labels: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
         # Ticks run every second: a store outage is a few lines, not one per tick and probe.
@@ -121,9 +126,10 @@ class Uptime:
         return self.hub.store
 
     def checks(self, force: bool = False) -> list[tuple[Project, Check]]:
-        """Every check of every project (cached DEFS_TTL_S)."""
+        """Every check of every project (cached DEFS_TTL_S, or until a hub says one changed)."""
+        changes = self._changes()
         expires, cached = self._cache
-        if not force and time.monotonic() < expires:
+        if not force and time.monotonic() < expires and changes == self._changes_seen:
             return cached
         projects = {p.name: p for p in self.store.list_projects()}
         out: list[tuple[Project, Check]] = []
@@ -142,11 +148,30 @@ class Uptime:
         self._forget_gone({(p.name, c.name) for p, c in out})
         self._forget_state({(p.id, c.name) for p, c in out})
         self._cache = (time.monotonic() + DEFS_TTL_S, out)
+        self._changes_seen = changes
         return out
 
+    def _changes(self) -> int:
+        """The CHANGED record's version (-1 without a turn: a lone runner learns of changes
+        through `invalidate` only)."""
+        if self.turn is None:
+            return -1
+        rec = self.store.get_record(*CHANGED)
+        return rec.version if rec is not None else 0
+
     def invalidate(self) -> None:
-        """A definition changed through this hub: read them again at the next tick."""
+        """A definition changed through this hub: read them again at the next tick, and tell
+        the hub that probes (maybe another one) through the store, off the caller's thread."""
         self._cache = (0.0, self._cache[1])
+        if self.turn is not None:
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: the hub is stopping
+                self.pool.submit(self._announce)
+
+    def _announce(self) -> None:
+        try:
+            self.store.put_record(*CHANGED, {"at": now_us()})
+        except StoreError as e:
+            log.warning("uptime: cannot tell the other hubs of a changed check; they see it within 2 min", error=str(e))
 
     def _refresh(self, project: Project, check: Check) -> None:
         """Retention deletes events by age, definitions included: re-store a definition once it
@@ -182,6 +207,7 @@ class Uptime:
         now = time.time() if now is None else now
         if self.turn is not None:
             if not self.turn.held():
+                self._forget_gone(set())  # this hub's last results would go stale in /metrics
                 return []  # another hub probes
             self._follow(self.turn)
         try:
@@ -215,7 +241,7 @@ class Uptime:
             self._since_us = turn.previous_until_us
             self._last_slot.clear()
             self._up.clear()
-        self.invalidate()
+        self._cache = (0.0, self._cache[1])
 
     def _was_up(self, project: Project, check: Check, before_us: int) -> bool | None:
         key = (project.id, check.name)

@@ -92,6 +92,8 @@ def run_cluster(store_url: str, n: int, tmp_path: Path, target: Target) -> None:
             h.start()
         time.sleep(4 * INTERVAL_S)
         steady = [(min(target.hits), time.time())]  # spans in which one hub held the lease throughout
+        so_far = Counter(check.slot(t) for t in target.hits)
+        assert max(so_far.values()) == 1, f"probes per slot: {sorted(so_far.items())}"
         leader = one_leader(alive, LEASE_S)
         with httpx.Client() as c:  # /readyz names the holder to a read token
             r = c.get(f"{leader.url}/readyz", headers={"Authorization": f"Bearer {leader.read_token}"})
