@@ -147,7 +147,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
             hub.store.shared_secret, SECRET_NAME, secrets.token_urlsafe(32)
         )
         hub.telemetry.store_up.set(1)
-        scheduler = start_jobs(hub)
+        scheduler = await run_in_threadpool(start_jobs, hub)  # takes the jobs' lease if free: a store write
         try:
             yield
         finally:

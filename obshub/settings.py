@@ -93,8 +93,8 @@ class Settings:
     # this file are the operator's own and not restricted.
     checks_allow_networks: str = ""
     checks_deny_networks: str = ""
-    # API checks per project: each one is a connection every interval_s (5 s at least), from
-    # every replica. Config-file checks do not count.
+    # API checks per project: each one is a connection every interval_s (5 s at least), from the
+    # hub holding the jobs' lease. Config-file checks do not count.
     checks_max_per_project: int = 100
 
     @property

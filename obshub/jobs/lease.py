@@ -223,7 +223,12 @@ class Lease:
 
     def _run(self, delay: float) -> None:
         while not self._stop.wait(delay):
-            delay = self.step()
+            try:
+                delay = self.step()
+            except Exception as e:  # a bug or a record no hub wrote: never end the thread silently
+                log.exception("jobs lease: renewal failed", lease=self.name)
+                self._lost(f"error: {e!r}", None)
+                delay = self.period_s / 3
 
     def release(self, timeout_s: float = 5.0) -> None:
         """Stop renewing and hand the lease over at once: its expiry is set to now, so a
