@@ -104,7 +104,7 @@ def run_cluster(store_url: str, n: int, tmp_path: Path, target: Target) -> None:
         leader.kill()
         killed_at = time.time()
         alive.remove(leader)
-        time.sleep(LEASE_S + 2 * INTERVAL_S + TICK_SLACK_S)
+        time.sleep(LEASE_S + MARGIN_S + 3 * INTERVAL_S + TICK_SLACK_S)  # the takeover, then two slots or more
         leader = one_leader(alive, 1)
         after_kill = [t for t in target.hits if t > killed_at]
         assert after_kill, "nobody probed after the holder was killed"
@@ -115,7 +115,7 @@ def run_cluster(store_url: str, n: int, tmp_path: Path, target: Target) -> None:
             leader.stop()
             stopped_at = time.time()  # the old holder is gone: every later probe is another hub's
             alive.remove(leader)
-            time.sleep(2 * INTERVAL_S + TICK_SLACK_S)
+            time.sleep(LEASE_S / 3 + MARGIN_S + 3 * INTERVAL_S + TICK_SLACK_S)
             one_leader(alive, 1)
             after_stop = [t for t in target.hits if t > stopped_at]
             assert after_stop, "nobody probed after the holder stopped"
