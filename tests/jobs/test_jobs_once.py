@@ -26,7 +26,7 @@ from tests.opensearch_node import drop_prefix
 INTERVAL_S = 5
 LEASE_S = 3
 MARGIN_S = LEASE_S / 5  # a new holder skips slots opened before the old lease ended + this (lease.py)
-TICK_SLACK_S = 1.5  # a probe starts within a tick (1 s) of its slot's start, plus start-up of a probe
+TICK_SLACK_S = 2.0  # a probe starts within a tick (1 s) of its slot's start, plus scheduling on busy cores
 
 
 class Target:
