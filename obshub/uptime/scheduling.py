@@ -65,6 +65,9 @@ DEFS_TTL_S = 120.0
 # each tick (one GET of a small document, no search) and re-reads the definitions when it moved,
 # so a check posted to any hub is probed within about a second.
 CHANGED = ("uptime", "definitions")
+# Another hub's definition may not be searchable here yet when its announcement is (OpenSearch
+# makes writes searchable at the next refresh, every second): after a change, read once more then.
+SETTLE_S = 2.0
 MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not the CPU
 
 
@@ -147,7 +150,7 @@ class Uptime:
                     out.append((p, c))
         self._forget_gone({(p.name, c.name) for p, c in out})
         self._forget_state({(p.id, c.name) for p, c in out})
-        self._cache = (time.monotonic() + DEFS_TTL_S, out)
+        self._cache = (time.monotonic() + (SETTLE_S if changes != self._changes_seen else DEFS_TTL_S), out)
         self._changes_seen = changes
         return out
 
