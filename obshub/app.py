@@ -28,7 +28,7 @@ from obshub.errors import AuthError, Conflict, ObshubError, StoreOverloaded, Sto
 from obshub.http_errors import ANSWERED, error_response
 from obshub.hub import Hub, hub_of
 from obshub.ingest import native, sentry
-from obshub.jobs.scheduler import start_jobs
+from obshub.jobs.scheduler import start_jobs, stop_jobs
 from obshub.settings import Settings
 from obshub.store import open_store
 from obshub.store.base import Store
@@ -90,9 +90,11 @@ async def readyz(request: Request) -> Response:
         )
     hub.telemetry.store_up.set(1)
     hub.store_outage.ok()
-    body = {"status": "ready"}
+    body: dict[str, Any] = {"status": "ready"}
     if await _shows_details(request, store_ok=True):
         body["store"] = hub.store.url.split("@")[-1]
+        if hub.jobs_lease is not None:  # which hub runs the jobs (obshub/jobs/lease.py)
+            body["jobs_lease"] = hub.jobs_lease.status()
     return JSONResponse(body)
 
 
@@ -145,11 +147,11 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
             hub.store.shared_secret, SECRET_NAME, secrets.token_urlsafe(32)
         )
         hub.telemetry.store_up.set(1)
-        scheduler = start_jobs(hub)
+        scheduler = await run_in_threadpool(start_jobs, hub)  # takes the jobs' lease if free: a store write
         try:
             yield
         finally:
-            scheduler.shutdown(wait=False)
+            await run_in_threadpool(stop_jobs, hub, scheduler)  # hands the jobs' lease over
             if hub.ingest_threads is not None:
                 hub.ingest_threads.shutdown(wait=False)
                 hub.ingest_threads = None

@@ -29,7 +29,7 @@ from obshub.settings import Settings
 from obshub.store.base import Project, Store, TokenScope, WriteResult
 from obshub.telemetry import Telemetry
 
-__all__ = ["ChecksRunner", "Hub", "hub_of", "stored"]
+__all__ = ["AlertDelivery", "ChecksRunner", "Hub", "JobsLease", "hub_of", "stored"]
 
 log = structlog.get_logger("obshub")
 T = TypeVar("T")
@@ -42,6 +42,31 @@ class ChecksRunner(Protocol):
 
     def invalidate(self) -> None:
         """Re-read check definitions at the next tick (a check was posted or deleted)."""
+
+
+class JobsLease(Protocol):
+    """What the app needs of the jobs' lease (obshub.jobs.lease.Lease): its status for /readyz,
+    and releasing it at shutdown so another hub takes the jobs over at once."""
+
+    def held(self) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def release(self, timeout_s: float = 5.0) -> None: ...
+
+
+class DeliveryStatus(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class AlertDelivery(Protocol):
+    """What the app needs of alert delivery (obshub.alerts.notify.Dispatcher): each notifier's
+    status for the API and the Alerts page, and closing it (queued notifications get their
+    chance) before the store closes."""
+
+    def status(self) -> Sequence[DeliveryStatus]: ...
+
+    def close(self, timeout_s: float = 15.0) -> None: ...
 
 
 @dataclass
@@ -57,6 +82,8 @@ class Hub:
     admission: Admission | None = None  # made on the serving event loop (`admission_slots`)
     ingest_threads: ThreadPoolExecutor | None = None
     uptime: ChecksRunner | None = None  # while the scheduler runs: told of API check changes
+    jobs_lease: JobsLease | None = None  # while the scheduler runs: which hub runs the jobs
+    alert_delivery: AlertDelivery | None = None  # while the scheduler runs: the notifiers
     # This store's series of obshub_store_write_seconds, labelled once: exported at 0 from the
     # start (like telemetry._KNOWN), and no label lookup per write.
     store_write: Histogram = field(init=False)

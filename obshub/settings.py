@@ -62,6 +62,10 @@ class Settings:
     max_message_bytes: int = 256 * 1024
     retention_days: int = 30  # events older than this are deleted by the retention job
     retention_interval_s: int = 3600  # how often the retention job runs
+    # The jobs' lease (obshub/jobs/lease.py): one hub of those on a store runs the scheduled jobs
+    # (uptime probes, retention, alerts); if it dies another takes over within this. Renewed
+    # every third of it; replicas' clocks must agree within a fifth of it.
+    lease_s: float = 15.0
     token_cache_s: float = 10.0  # token -> project cache; bounds how long a revoked token works
     # (project, host) clock-skew estimates kept in memory (obshub/clock.py), <= 1.6 KiB each; the
     # host least recently heard from is forgotten first. Host names are client input: bounded.
@@ -89,8 +93,8 @@ class Settings:
     # this file are the operator's own and not restricted.
     checks_allow_networks: str = ""
     checks_deny_networks: str = ""
-    # API checks per project: each one is a connection every interval_s (5 s at least), from
-    # every replica. Config-file checks do not count.
+    # API checks per project: each one is a connection every interval_s (5 s at least), from the
+    # hub holding the jobs' lease. Config-file checks do not count.
     checks_max_per_project: int = 100
 
     @property
@@ -214,6 +218,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     settings = Settings(**values)
     if not 5 <= settings.alert_interval_s <= 3600:
         raise ConfigError(f"OBSHUB_ALERT_INTERVAL_S: {settings.alert_interval_s} is not between 5 and 3600 seconds")
+    if not 2 <= settings.lease_s <= 600:  # also refuses nan
+        raise ConfigError(f"OBSHUB_LEASE_S: {settings.lease_s} is not between 2 and 600 seconds")
     if not 0 < settings.port < 65536:
         raise ConfigError(f"OBSHUB_PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes < 1024:

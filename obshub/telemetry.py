@@ -39,6 +39,7 @@ class Telemetry:
     alert_evaluation_seconds: Histogram  # one evaluation pass of every rule (obshub/alerts/engine.py)
     alerts_firing: Gauge  # project: alert instances firing after the last pass
     alert_evaluation_failures: Counter  # rules a pass could not evaluate (store trouble)
+    jobs_leader: Gauge  # 1 while this hub holds the jobs' lease (obshub/jobs/lease.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -116,6 +117,11 @@ class Telemetry:
             alert_evaluation_failures=Counter(
                 "obshub_alert_evaluation_failures_total",
                 "Alert rules an evaluation pass could not evaluate.",
+                registry=r,
+            ),
+            jobs_leader=Gauge(
+                "obshub_jobs_leader",
+                "1 while this hub holds the jobs lease: it runs the uptime probes, retention and alerts.",
                 registry=r,
             ),
         )._with_known_series()

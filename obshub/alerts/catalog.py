@@ -4,7 +4,7 @@ read them: config-file rules (`[[alerts]]`, read-only over the API, like checks)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from obshub.alerts.rules import MAX_API_RULES, Rule, parse_rule
@@ -57,10 +57,13 @@ def find_rule(store: Store, project: Project, config: Sequence[Rule], name: str)
     raise NotFound(f"no alert rule named {name!r}")
 
 
-def define_rule(store: Store, project: Project, config: Sequence[Rule], body: Any) -> tuple[Rule, bool]:
-    """POST: create or replace an API rule. Returns (the rule, created?)."""
+def define_rule(
+    store: Store, project: Project, config: Sequence[Rule], body: Any, notifiers: Collection[str] | None = None
+) -> tuple[Rule, bool]:
+    """POST: create or replace an API rule (`notify` may name only `notifiers`). Returns (the
+    rule, created?)."""
     try:
-        rule = parse_rule(body, "api", project.name)
+        rule = parse_rule(body, "api", project.name, notifiers)
     except FieldError as e:
         raise QueryError(str(e)) from None
     if any(r.project == project.name and r.name == rule.name for r in config):

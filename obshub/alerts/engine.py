@@ -14,7 +14,7 @@ import structlog
 from obshub.alerts.catalog import instance_states, last_pass, mutes, project_rules
 from obshub.alerts.evaluate import Observation, Outcome, evaluate_project
 from obshub.alerts.model import Alert, Notify, Route
-from obshub.alerts.rules import Rule, config_rules
+from obshub.alerts.rules import Rule, config_rules, notifier_names
 from obshub.alerts.state import PASS_KIND, STATE_KIND, InstanceState, state_key, step
 from obshub.errors import Conflict, ObshubError
 from obshub.settings import Settings
@@ -57,7 +57,7 @@ class AlertEngine:
         self.store = store
         self.telemetry = telemetry
         self.notify: Notify = notify if notify is not None else LogNotify()
-        self.config = config_rules(settings.alerts)
+        self.config = config_rules(settings.alerts, notifier_names(settings.notifiers))
         self.checks = config_checks(settings.checks)
 
     def tick(self) -> PassSummary | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "MAX_API_RULES",
     "Rule",
     "config_rules",
+    "notifier_names",
     "parse_duration",
     "parse_rule",
 ]
@@ -229,9 +230,18 @@ def _when(raw: Any, kind: str) -> str:
     return str(raw)
 
 
-def parse_rule(raw: Any, source: str = "config", project: str | None = None) -> Rule:
+def notifier_names(tables: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """The names of the `[[notifiers]]` tables (validated by obshub/alerts/notify/config.py)."""
+    return frozenset(str(t.get("name")) for t in tables if isinstance(t, Mapping))
+
+
+def parse_rule(
+    raw: Any, source: str = "config", project: str | None = None, notifiers: Collection[str] | None = None
+) -> Rule:
     """Validate one definition (an `[[alerts]]` table or a POST body). Raises FieldError.
-    `project`: the API token's project (the body may omit `project`, or repeat it)."""
+    `project`: the API token's project (the body may omit `project`, or repeat it).
+    `notifiers`: the configured notifier names `notify` may use (None: not checked, for rules
+    stored before a notifier was removed from the config: they still evaluate)."""
     if not isinstance(raw, Mapping):
         raise FieldError("body", f"expected an object, got {type(raw).__name__}")
     kind = raw.get("kind")
@@ -256,6 +266,11 @@ def parse_rule(raw: Any, source: str = "config", project: str | None = None) -> 
         "group_wait_s": parse_duration(raw.get("group_wait", 30), "group_wait", 0, 3600),
         "repeat_interval_s": parse_duration(raw.get("repeat_interval", "4h"), "repeat_interval", 60, MAX_WINDOW_S),
     }
+    if notifiers is not None:
+        unknown = [n for n in values["notify"] if n not in notifiers]
+        if unknown:
+            have = ", ".join(sorted(notifiers)) or "none: add [[notifiers]] tables to the config file"
+            raise FieldError("notify", f"no notifier named {unknown[0]!r} (configured: {have})")
     send_resolved = raw.get("send_resolved", True)
     if not isinstance(send_resolved, bool):
         raise FieldError("send_resolved", f"expected true or false, got {send_resolved!r}")
@@ -312,8 +327,9 @@ def parse_rule(raw: Any, source: str = "config", project: str | None = None) -> 
     return Rule(name=name, project=proj, kind=kind, source=source, definition=definition, **values)
 
 
-def config_rules(raw: Sequence[Mapping[str, Any]]) -> list[Rule]:
-    """`Settings.alerts` -> Rules; a bad table stops the hub at start, naming it and the key."""
+def config_rules(raw: Sequence[Mapping[str, Any]], notifiers: Collection[str] | None = None) -> list[Rule]:
+    """`Settings.alerts` -> Rules; a bad table stops the hub at start, naming it and the key
+    (a `notify` naming no `[[notifiers]]` table included, when `notifiers` is given)."""
     out: list[Rule] = []
     seen: set[tuple[str, str]] = set()
     for i, table in enumerate(raw):
@@ -321,7 +337,7 @@ def config_rules(raw: Sequence[Mapping[str, Any]]) -> list[Rule]:
             f" ({table['name']!r})" if isinstance(table, Mapping) and isinstance(table.get("name"), str) else ""
         )
         try:
-            rule = parse_rule(table)
+            rule = parse_rule(table, notifiers=notifiers)
         except FieldError as e:
             raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
         if (rule.project, rule.name) in seen:

@@ -1,7 +1,10 @@
 """Scheduled work of the hub (APScheduler, in a background thread): retention and store upkeep,
-uptime probes (obshub/uptime/scheduling.py), alert evaluation (obshub/alerts/engine.py). Jobs never raise
-into the scheduler: a failing run is logged and retried at the next interval. Every hub process
-runs every job (no lease across replicas yet)."""
+uptime probes (obshub/uptime/scheduling.py), alert evaluation and delivery (obshub/alerts/).
+Jobs never raise into the scheduler: a failing run is logged and retried at the next interval.
+
+Once per cluster: every hub schedules every job, but a job runs only on the hub holding the jobs'
+lease (obshub/jobs/lease.py): wrap it in `leader_only(lease, fn)`. The uptime runner asks the
+lease itself (it also needs to know when it took over)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from obshub.alerts.engine import AlertEngine
+from obshub.alerts.notify.dispatcher import Dispatcher
 from obshub.errors import StoreError
 from obshub.events import now_us
 from obshub.hub import Hub
+from obshub.jobs.lease import Lease, leader_only
 from obshub.uptime.scheduling import register as register_uptime
 
-__all__ = ["retention", "start_jobs"]
+__all__ = ["retention", "start_jobs", "stop_jobs"]
 
 log = structlog.get_logger("obshub.jobs")
 
@@ -38,13 +43,42 @@ def retention(hub: Hub) -> int:
 
 
 def start_jobs(hub: Hub) -> BackgroundScheduler:
+    lease = Lease(hub.store, "jobs", period_s=hub.settings.lease_s)
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(
-        retention, "interval", args=[hub], seconds=max(60, hub.settings.retention_interval_s), id="retention"
+        leader_only(lease, retention),
+        "interval",
+        args=[hub],
+        seconds=max(60, hub.settings.retention_interval_s),
+        id="retention",
     )
-    hub.uptime = register_uptime(scheduler, hub)  # probes of [[checks]] and POSTed checks (obshub/uptime/)
-    # Alert rules (obshub/alerts/): a bad [[alerts]] table stops the start here (ConfigError).
-    engine = AlertEngine(hub.settings, hub.store, hub.telemetry)
-    scheduler.add_job(engine.tick, "interval", seconds=hub.settings.alert_interval_s, id="alerts")
+    # probes of [[checks]] and POSTed checks (obshub/uptime/), by the lease's holder only
+    hub.uptime = register_uptime(scheduler, hub, turn=lease)
+    # Alert rules (obshub/alerts/) and their delivery (obshub/alerts/notify/): a bad [[alerts]]
+    # or [[notifiers]] table stops the start here (ConfigError). Every hub keeps a dispatcher (a
+    # hub that takes the lease over sends what its predecessor left in the store's log); only
+    # the holder evaluates, so only it hands alerts to its dispatcher.
+    dispatcher = Dispatcher(hub.settings, hub.store, hub.telemetry)
+    try:
+        engine = AlertEngine(hub.settings, hub.store, hub.telemetry, notify=dispatcher)
+    except Exception:
+        dispatcher.close(timeout_s=0)
+        raise
+    hub.alert_delivery = dispatcher
+    scheduler.add_job(leader_only(lease, engine.tick), "interval", seconds=hub.settings.alert_interval_s, id="alerts")
+    hub.telemetry.jobs_leader.set_function(lambda: 1.0 if lease.held() else 0.0)
+    hub.jobs_lease = lease.start()
     scheduler.start()
     return scheduler
+
+
+def stop_jobs(hub: Hub, scheduler: BackgroundScheduler) -> None:
+    """Stop the jobs, then release the lease so another hub takes them over at once (a rolling
+    restart loses no lease period). Blocking (one store write): run it off the event loop."""
+    scheduler.shutdown(wait=False)
+    if hub.alert_delivery is not None:  # what is queued gets its chance before the store closes
+        hub.alert_delivery.close()
+        hub.alert_delivery = None
+    if hub.jobs_lease is not None:
+        hub.jobs_lease.release()
+        hub.jobs_lease = None

@@ -5,9 +5,13 @@ probed by this process yet and runs their probes in a small thread pool, so a sl
 delays another check. A slot is `floor((t - offset) / interval)`, with a fixed per-check offset
 (`Check.offset_s`), and the result's id is `check:<project_id>:<name>:<slot>`.
 
-Several replicas: every hub probes every check (probes are duplicated), but they compute the same
-slot and the store writes "create if absent", so each slot is *stored* once. That is the v1
-answer to "only one replica runs each job"; a lease in the store is future work (docs/uptime.md).
+Several replicas: only the hub holding the jobs' lease probes (obshub/jobs/lease.py, `Turn`
+here), so a target sees one probe per interval from the whole cluster. A hub that takes the lease
+over skips the current slot of each check when it opened before the previous holder's lease
+ended (that holder may have probed it: a takeover may miss a slot, never probe one twice), and
+forgets its own memory of the checks' states (the previous holder probed since). Results keep
+their slot-derived ids and the store writes "create if absent", so a slot is stored once even
+if a probe started before a handover finished after it.
 
 A result is an ordinary event (`kind=check`, `service=obshub-uptime`), stored through the ingest
 pipeline like every event. Its level says what changed, so a check failing every 5 s does not
@@ -45,7 +49,7 @@ from obshub.uptime.probes import probe
 from obshub.uptime.queries import last_state, stored_checks
 from obshub.uptime.writes import record, write_definition
 
-__all__ = ["DEFS_TTL_S", "TICK_S", "HubParts", "Uptime", "register", "run_all"]
+__all__ = ["DEFS_TTL_S", "TICK_S", "HubParts", "Turn", "Uptime", "register", "run_all"]
 
 log = structlog.get_logger("obshub.uptime")
 
@@ -57,6 +61,13 @@ TICK_S = 1  # slot resolution; probes start at most ~1 s after their slot opens
 # steady 3,000 events/s that nobody searched, 3 alternating pairs: 96-99 refreshes and 10-11
 # merges per 90 s against 2 and 0, and the node's CPU per event +7%, +27%, +46%.
 DEFS_TTL_S = 120.0
+# A record every POST/DELETE of a check bumps (through any hub): the hub that probes reads it
+# each tick (one GET of a small document, no search) and re-reads the definitions when it moved,
+# so a check posted to any hub is probed within about a second.
+CHANGED = ("uptime", "definitions")
+# Another hub's definition may not be searchable here yet when its announcement is (OpenSearch
+# makes writes searchable at the next refresh, every second): after a change, read once more then.
+SETTLE_S = 2.0
 MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not the CPU
 
 
@@ -77,11 +88,28 @@ class HubParts(Protocol):
     def scrubber(self) -> Scrubber: ...
 
 
-class Uptime:
-    """The probe runner of one hub: which checks exist, which slots this process has probed."""
+class Turn(Protocol):
+    """Whether this hub probes now: the jobs' lease (`obshub.jobs.lease.Lease`), seen from below
+    it (the jobs layer sits above uptime)."""
 
-    def __init__(self, hub: HubParts, max_parallel: int = MAX_PARALLEL) -> None:
+    def held(self) -> bool: ...
+
+    @property
+    def term(self) -> int: ...  # grows each time this hub takes the lease over
+
+    @property
+    def previous_until_us(self) -> int: ...  # the previous holder's jobs may have run until then
+
+
+class Uptime:
+    """The probe runner of one hub: which checks exist, which slots this process has probed.
+    `turn`: probe only while it is held (None: always, as a lone hub or a test)."""
+
+    def __init__(self, hub: HubParts, max_parallel: int = MAX_PARALLEL, turn: Turn | None = None) -> None:
         self.hub = hub
+        self.turn = turn
+        self._term = 0
+        self._since_us = 0  # slots opened before this may have been probed by the previous holder
         self.config = config_checks(hub.settings.checks)  # ConfigError at start, naming the table
         self.policy = NetworkPolicy.of(hub.settings)  # for API checks; [[checks]] are the operator's
         self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="obshub-uptime")
@@ -89,6 +117,7 @@ class Uptime:
         self._last_slot: dict[tuple[int, str, int], int] = {}
         self._up: dict[tuple[int, str], bool] = {}  # (project, check) -> up at this hub's last probe
         self._cache: tuple[float, list[tuple[Project, Check]]] = (0.0, [])
+        self._changes_seen = -1  # version of the CHANGED record when the cache was read
         self._labels: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
         # Ticks run every second: a store outage is a few lines, not one per tick and probe.
@@ -100,9 +129,10 @@ class Uptime:
         return self.hub.store
 
     def checks(self, force: bool = False) -> list[tuple[Project, Check]]:
-        """Every check of every project (cached DEFS_TTL_S)."""
+        """Every check of every project (cached DEFS_TTL_S, or until a hub says one changed)."""
+        changes = self._changes()
         expires, cached = self._cache
-        if not force and time.monotonic() < expires:
+        if not force and time.monotonic() < expires and changes == self._changes_seen:
             return cached
         projects = {p.name: p for p in self.store.list_projects()}
         out: list[tuple[Project, Check]] = []
@@ -120,12 +150,31 @@ class Uptime:
                     out.append((p, c))
         self._forget_gone({(p.name, c.name) for p, c in out})
         self._forget_state({(p.id, c.name) for p, c in out})
-        self._cache = (time.monotonic() + DEFS_TTL_S, out)
+        self._cache = (time.monotonic() + (SETTLE_S if changes != self._changes_seen else DEFS_TTL_S), out)
+        self._changes_seen = changes
         return out
 
+    def _changes(self) -> int:
+        """The CHANGED record's version (-1 without a turn: a lone runner learns of changes
+        through `invalidate` only)."""
+        if self.turn is None:
+            return -1
+        rec = self.store.get_record(*CHANGED)
+        return rec.version if rec is not None else 0
+
     def invalidate(self) -> None:
-        """A definition changed through this hub: read them again at the next tick."""
+        """A definition changed through this hub: read them again at the next tick, and tell
+        the hub that probes (maybe another one) through the store, off the caller's thread."""
         self._cache = (0.0, self._cache[1])
+        if self.turn is not None:
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: the hub is stopping
+                self.pool.submit(self._announce)
+
+    def _announce(self) -> None:
+        try:
+            self.store.put_record(*CHANGED, {"at": now_us()})
+        except StoreError as e:
+            log.warning("uptime: cannot tell the other hubs of a changed check; they see it within 2 min", error=str(e))
 
     def _refresh(self, project: Project, check: Check) -> None:
         """Retention deletes events by age, definitions included: re-store a definition once it
@@ -159,6 +208,11 @@ class Uptime:
     def tick(self, now: float | None = None) -> list[Future[bool]]:
         """Start the probes due at `now` (epoch s); returns their futures (tests wait on them)."""
         now = time.time() if now is None else now
+        if self.turn is not None:
+            if not self.turn.held():
+                self._forget_gone(set())  # this hub's last results would go stale in /metrics
+                return []  # another hub probes
+            self._follow(self.turn)
         try:
             checks = self.checks()
         except StoreError as e:
@@ -170,11 +224,27 @@ class Uptime:
             slot = check.slot(now)
             key = (project.id, check.name, check.interval_s)
             with self._lock:
-                if self._last_slot.get(key, slot - 1) >= slot:
+                last = self._last_slot.get(key)
+                if last is not None and last >= slot:
                     continue
                 self._last_slot[key] = slot
+                if last is None and check.slot_start(slot) * 1e6 < self._since_us:
+                    continue  # opened while the previous holder ran the probes: it may have done it
             futures.append(self.pool.submit(self.run, project, check, slot))
         return futures
+
+    def _follow(self, turn: Turn) -> None:
+        """A new term (this hub took the lease over): what it remembered of slots and states is
+        older than the previous holder's probes; read the definitions again too."""
+        term = turn.term
+        if term == self._term:
+            return
+        with self._lock:
+            self._term = term
+            self._since_us = turn.previous_until_us
+            self._last_slot.clear()
+            self._up.clear()
+        self._cache = (0.0, self._cache[1])
 
     def _was_up(self, project: Project, check: Check, before_us: int) -> bool | None:
         key = (project.id, check.name)
@@ -211,9 +281,10 @@ class Uptime:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def register(scheduler: BaseScheduler, hub: HubParts) -> Uptime:
-    """Add the uptime job; a bad `[[checks]]` table raises ConfigError here, at start."""
-    uptime = Uptime(hub)
+def register(scheduler: BaseScheduler, hub: HubParts, turn: Turn | None = None) -> Uptime:
+    """Add the uptime job, probing while `turn` is held; a bad `[[checks]]` table raises
+    ConfigError here, at start."""
+    uptime = Uptime(hub, turn=turn)
     scheduler.add_job(uptime.tick, "interval", seconds=TICK_S, id="uptime")
     scheduler.add_listener(uptime.close, EVENT_SCHEDULER_SHUTDOWN)
     return uptime

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from obshub.alerts import catalog
-from obshub.alerts.rules import Rule, config_rules, parse_duration
+from obshub.alerts.rules import Rule, config_rules, notifier_names, parse_duration
 from obshub.errors import FieldError, QueryError
 from obshub.events import now_us
 from obshub.hub import hub_of
@@ -59,7 +59,8 @@ async def api_alerts(request: Request) -> JSONResponse:
     config = _config(request)
     if request.method == "POST":
         body = await _body(request)
-        rule, created = await run_in_threadpool(catalog.define_rule, hub.store, project, config, body)
+        names = notifier_names(hub.settings.notifiers)
+        rule, created = await run_in_threadpool(catalog.define_rule, hub.store, project, config, body, names)
         out = await run_in_threadpool(catalog.status, hub.store, project, config, now_us(), rule.name)
         return JSONResponse(out[0], status_code=201 if created else 200)
     rules = await run_in_threadpool(catalog.status, hub.store, project, config, now_us())
