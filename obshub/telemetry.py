@@ -32,6 +32,7 @@ class Telemetry:
     inflight: Gauge  # ingest requests being processed now
     check_up: Gauge  # project, check: 1 if this hub's last probe passed (names bounded by config/API)
     check_latency: Histogram  # project, check: probe time to response headers / TCP connect
+    check_tls_expiry: Gauge  # project, check: notAfter of an https target's certificate (epoch s)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -83,6 +84,12 @@ class Telemetry:
                 "Uptime probe latency.",
                 ["project", "check"],
                 buckets=_CHECK_BUCKETS,
+                registry=r,
+            ),
+            check_tls_expiry=Gauge(
+                "obshub_check_tls_expiry_timestamp_seconds",
+                "When the certificate of the https check's target expires (its notAfter), at the last probe.",
+                ["project", "check"],
                 registry=r,
             ),
         )._with_known_series()

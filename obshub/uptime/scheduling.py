@@ -145,7 +145,7 @@ class Uptime:
             gone = self._labels - live
             self._labels &= live
         for labels in gone:
-            for metric in (tel.check_up, tel.check_latency):
+            for metric in (tel.check_up, tel.check_latency, tel.check_tls_expiry):
                 with contextlib.suppress(KeyError):
                     metric.remove(*labels)
 
@@ -197,6 +197,11 @@ class Uptime:
         tel.check_up.labels(project.name, check.name).set(1 if result.up else 0)
         if result.latency_ms is not None:
             tel.check_latency.labels(project.name, check.name).observe(result.latency_ms / 1000)
+        if result.tls_expires_at is not None:
+            tel.check_tls_expiry.labels(project.name, check.name).set(result.tls_expires_at / 1_000_000)
+        elif not check.target.startswith("https://"):  # changed to http: no certificate any more
+            with contextlib.suppress(KeyError):
+                tel.check_tls_expiry.remove(project.name, check.name)
         with self._lock:
             self._labels.add((project.name, check.name))
         try:
