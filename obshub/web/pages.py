@@ -9,6 +9,8 @@
 /users/<id>            the user's requests in order, host switches marked
 /errors  /errors/<id>  error groups, resolve/ignore                         (pages_errors.py)
 /analytics             event names, properties, values, series            (pages_analytics.py)
+/checks                uptime checks: state, response time, uptime, 90 days (pages_checks.py)
+/status/<project>      a project's public status page, no login           (pages_checks.py)
 /static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
 """
 
@@ -27,6 +29,7 @@ from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.web import (
     convertors,  # noqa: F401  (registers `anypath`)
     pages_analytics,
+    pages_checks,
     pages_errors,
     pages_search,
     pages_trace,
@@ -157,5 +160,6 @@ routes: list[BaseRoute] = [
     Route("/users/{user_id:anypath}", page(pages_trace.user_page)),
     Route("/analytics", page(pages_analytics.analytics_page)),
     *pages_errors.routes,
+    *pages_checks.routes,
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
 ]
