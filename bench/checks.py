@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _hub import hub_process, window
-from obshub.store import open_store
-from obshub.store.base import SearchRequest
+from obshub.store import Store, open_store
+from obshub.store.base import Event, SearchRequest
 from obshub.store.querylang import And, Field
 from obshub.uptime.model import Check
 from tests.hubproc import make_project
@@ -142,7 +142,9 @@ def run(n: int, interval: int, duration: float, warmup: float, tmp: Path) -> Row
     store = open_store(store_url)
     store.open()
     try:
-        pid = store.get_project("default").id  # type: ignore[union-attr]
+        project = store.get_project("default")
+        assert project is not None
+        pid = project.id
         stored = 0
         q = And((Field("kind", "=", "check"), Field("attrs.up", "exists")))
         for ev in _all(store, pid, q, int(t0 * 1e6) - 10_000_000):
@@ -166,10 +168,11 @@ def run(n: int, interval: int, duration: float, warmup: float, tmp: Path) -> Row
     )
 
 
-def _all(store: object, pid: int, q: And, start: int) -> Iterator[dict[str, object]]:
+def _all(store: Store, pid: int, q: And, start: int) -> Iterator[Event]:
+    """Every match from `start` on, oldest first."""
     after = None
     while True:
-        page = store.search(pid, SearchRequest(q, start, None, 1000, after, True))  # type: ignore[attr-defined]
+        page = store.search(pid, SearchRequest(q, start, None, 1000, after, True))
         yield from page
         if len(page) < 1000:
             return
@@ -178,10 +181,19 @@ def _all(store: object, pid: int, q: And, start: int) -> Iterator[dict[str, obje
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checks", default="1000,10000", help="comma-separated check counts, one hub each")
+    ap.add_argument(
+        "--checks", default="1000,10000", help="comma-separated check counts, one hub each (default 1000,10000)"
+    )
     ap.add_argument("--interval", type=int, default=60, help="interval_s of every check (default 60)")
-    ap.add_argument("--duration", type=float, default=150, help="measured seconds per run (>= 2 intervals)")
-    ap.add_argument("--warmup", type=float, default=15, help="seconds after the hub is ready before measuring")
+    ap.add_argument(
+        "--duration", type=float, default=150, help="measured seconds per run, >= 2 intervals (default 150)"
+    )
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=20,
+        help="seconds after the hub is ready before measuring (default 20: the start's catch-up probes run)",
+    )
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="obshub-bench-checks-") as d:
