@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +26,10 @@ from cryptography.x509.oid import NameOID
 from obshub.errors import ConfigError, FieldError
 from obshub.uptime.config import config_checks, parse_check
 from obshub.uptime.probes import probe
+from tests.ci import unavailable
 from tests.hubproc import LiveHub
+
+PROMTOOL = "/usr/bin/promtool"
 
 NOT_AFTER = dt.datetime(2031, 3, 14, 15, 9, 26, tzinfo=dt.UTC)  # whole seconds: notAfter has no fraction
 NOT_AFTER_US = int(NOT_AFTER.timestamp()) * 1_000_000
@@ -152,6 +157,11 @@ def test_hub_stores_and_exports_the_expiry(tmp_path: Path, https: Tls) -> None:
         assert found[0]["attrs"]["tls_expires_at"] == NOT_AFTER_US
         assert hub.search_all(f"kind:check attrs.tls_expires_at:{NOT_AFTER_US}")  # searchable like any attribute
         metric = f'obshub_check_tls_expiry_timestamp_seconds{{check="tls",project="test"}} {NOT_AFTER.timestamp():.9e}'
-        assert metric in hub.get("/metrics").text
+        text = hub.get("/metrics").text
+        assert metric in text
+        if not os.path.exists(PROMTOOL):
+            unavailable(f"{PROMTOOL} missing (apt-get install prometheus)")
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr
     finally:
         hub.stop()
