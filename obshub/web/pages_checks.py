@@ -11,8 +11,9 @@ and 30 s, not one per visitor.
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -32,17 +33,23 @@ from obshub.web.session import Session
 __all__ = ["routes"]
 
 STATUS_TTL_S = 30.0
-_DAY_US = 86_400_000_000
-_status_lock = threading.Lock()
 
 
-def _status_cache(request: Request) -> dict[str, tuple[float, dict[str, Any]]]:
-    """This app's project name -> (expires, page data); one per app (tests run several)."""
+@dataclass
+class _StatusCache:
+    """One app's status pages: project name -> (expires, page data), and one lock per name so
+    that visitors arriving while it is computed wait for that one computation."""
+
+    pages: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+
+def _status_cache(request: Request) -> _StatusCache:
+    """Kept in the app's state (one per app: tests run several); only touched on the event loop."""
     state = request.app.state
-    with _status_lock:
-        if not hasattr(state, "status_cache"):
-            state.status_cache = {}
-        cache: dict[str, tuple[float, dict[str, Any]]] = state.status_cache
+    if not hasattr(state, "status_cache"):
+        state.status_cache = _StatusCache()
+    cache: _StatusCache = state.status_cache
     return cache
 
 
@@ -82,25 +89,23 @@ async def status(request: Request) -> Response:
     name = request.path_params["project"]
     if name not in hub.settings.status_page_projects:  # decided before any store read
         return render(request, "message.html", {"title": "Not found", "message": "There is no such status page."}, 404)
-    now = time.monotonic()
     cache = _status_cache(request)
-    with _status_lock:
-        cached = cache.get(name)
-    if cached is None or cached[0] < now:
-        try:
-            data = await run_in_threadpool(_status_data, hub, name)
-        except (StoreUnavailable, StoreOverloaded) as e:
-            response = render(
-                request,
-                "message.html",
-                {"title": "Status unavailable", "message": "The status cannot be read now; try again shortly."},
-                503,
-            )
-            response.headers["Retry-After"] = str(e.retry_after)
-            return response
-        with _status_lock:
-            cache[name] = (now + STATUS_TTL_S, data)
-        cached = (now + STATUS_TTL_S, data)
+    lock = cache.locks.setdefault(name, asyncio.Lock())  # names: only those of the setting
+    async with lock:
+        cached = cache.pages.get(name)
+        if cached is None or cached[0] < time.monotonic():
+            try:
+                data = await run_in_threadpool(_status_data, hub, name)
+            except (StoreUnavailable, StoreOverloaded) as e:
+                response = render(
+                    request,
+                    "message.html",
+                    {"title": "Status unavailable", "message": "The status cannot be read now; try again shortly."},
+                    503,
+                )
+                response.headers["Retry-After"] = str(e.retry_after)
+                return response
+            cached = cache.pages[name] = (time.monotonic() + STATUS_TTL_S, data)
     data = cached[1]
     if not data:
         return render(request, "message.html", {"title": "Not found", "message": "There is no such status page."}, 404)
