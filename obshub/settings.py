@@ -96,6 +96,9 @@ class Settings:
     # API checks per project: each one is a connection every interval_s (5 s at least), from the
     # hub holding the jobs' lease. Config-file checks do not count.
     checks_max_per_project: int = 100
+    # Projects with a public status page at /status/<name> (comma-separated names; none by
+    # default): no token, only the checks marked `public`, never their targets or messages.
+    status_pages: str = ""
 
     @property
     def limits(self) -> Limits:
@@ -105,6 +108,10 @@ class Settings:
             max_value_bytes=self.max_value_bytes,
             max_message_bytes=self.max_message_bytes,
         )
+
+    @property
+    def status_page_projects(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.status_pages.split(",") if n.strip())
 
     @property
     def checks_allow(self) -> tuple[IPNetwork, ...]:

@@ -40,6 +40,7 @@ class Telemetry:
     alerts_firing: Gauge  # project: alert instances firing after the last pass
     alert_evaluation_failures: Counter  # rules a pass could not evaluate (store trouble)
     jobs_leader: Gauge  # 1 while this hub holds the jobs' lease (obshub/jobs/lease.py)
+    check_tls_expiry: Gauge  # project, check: notAfter of an https target's certificate (epoch s)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -122,6 +123,12 @@ class Telemetry:
             jobs_leader=Gauge(
                 "obshub_jobs_leader",
                 "1 while this hub holds the jobs lease: it runs the uptime probes, retention and alerts.",
+                registry=r,
+            ),
+            check_tls_expiry=Gauge(
+                "obshub_check_tls_expiry_timestamp_seconds",
+                "When the certificate of the https check's target expires (its notAfter), at the last probe.",
+                ["project", "check"],
                 registry=r,
             ),
         )._with_known_series()

@@ -163,14 +163,17 @@ class _Client:
 class LiveHub(_Client):
     """`create_app` under a real uvicorn server in a background thread. `store`: the store
     object to serve (one opened on `store_url`, e.g. wrapped to count its calls); by default the
-    hub opens its own."""
+    hub opens its own. `config`: a hub config file (OBSHUB_CONFIG: its `[[checks]]` tables)."""
 
-    def __init__(self, store_url: str, project: str = "test", store: Any = None, **settings: Any) -> None:
+    def __init__(
+        self, store_url: str, project: str = "test", store: Any = None, config: Path | None = None, **settings: Any
+    ) -> None:
         self.creds = make_project(store_url, project)
         self.store_url = store_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = load_settings({}, store=store_url, port=self.port, **settings)
+        env = {"OBSHUB_CONFIG": str(config)} if config is not None else {}
+        self.settings = load_settings(env, store=store_url, port=self.port, **settings)
         self.app = create_app(self.settings, store=store)
         self.server = uvicorn.Server(
             uvicorn.Config(

@@ -22,8 +22,10 @@ from obshub.store.querylang import Node
 
 __all__ = [
     "AGGREGATE_MEASURES",
+    "CHECK_SERIES_MAX",
     "FACET_SAMPLE",
     "Aggregate",
+    "CheckBucket",
     "GroupRecord",
     "GroupStats",
     "NewToken",
@@ -148,6 +150,20 @@ class GroupStats:
     first_seen: int
     last_seen: int
 
+
+@dataclass(frozen=True)
+class CheckBucket:
+    """Uptime probe results of one check in one time bucket (`Store.check_series`)."""
+
+    t: int  # bucket start, µs: a multiple of the interval since the epoch
+    results: int  # probe results (kind=check events with attrs.up)
+    up: int  # of which attrs.up is true
+    latency_ms: float | None  # mean attrs.latency_ms of the results that have one
+
+
+# Checks per `check_series` call: 200 checks x 90 daily buckets = 18,000 buckets, under
+# OpenSearch's search.max_buckets (65,535) with room for the names level.
+CHECK_SERIES_MAX = 200
 
 GROUP_STATES = ("unresolved", "resolved", "ignored")
 
@@ -373,6 +389,15 @@ class Store(Protocol):
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
     ) -> list[tuple[int, int]]:
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
+
+    def check_series(
+        self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int
+    ) -> dict[str, list[CheckBucket]]:
+        """Uptime results per check name of `names` (at most CHECK_SERIES_MAX): kind=check
+        events with `attrs.up` in [start, end), in buckets at multiples of `interval_us` since
+        the epoch; non-empty buckets only, oldest first; names without results are absent. The
+        Checks page's 90-day bars and response time chart, aggregated in the store (one read
+        for every check shown, not one per check and day)."""
 
     # -- error groups --------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:

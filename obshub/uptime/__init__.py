@@ -9,7 +9,9 @@
                 what the target answered
     scheduling  the APScheduler job: which checks exist (cached `DEFS_TTL_S`, dropped by the hub
                 that takes an API change), which slot is due, probe, record, metrics (`Uptime`)
+    pool        the probe threads: probes due now before catch-up probes, sized to the load
     queries     read side: stored definitions, last state, the status `GET /api/v1/checks` shows
+    overview    what the Checks page and the public status pages show (90-day bars, 24 h chart)
     writes      write side: definitions and results, through obshub/ingest/pipeline.py
 
 Who defines checks: the operator in the config file (`[[checks]]`, not restricted), and holders
@@ -18,7 +20,8 @@ only what the network policy allows). Read tokens list them, ingest tokens canno
 
 Data path: settings (`[[checks]]`) and `POST /api/v1/checks` -> config -> writes (a definition
 event) -> store; scheduling -> probes -> writes (a result event) -> store; store -> queries ->
-web/api.py. Writes go through the ingest pipeline with the hub's scrubber, like every event.
+web/api.py; store -> overview -> web/pages_checks.py. Writes go through the ingest pipeline
+with the hub's scrubber, like every event.
 
 Everything is an event, so no Store protocol change was needed:
 

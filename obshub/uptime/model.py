@@ -39,6 +39,8 @@ class Check:
     project: str = "default"  # project name (config-file checks); API checks: the token's
     source: str = "config"  # config | api
     defined_at: int = 0  # µs of the definition event (api checks), for the retention refresh
+    public: bool = False  # shown on the project's public status page (docs/uptime.md), if it has one
+    ca: str | None = None  # PEM file of CAs an https target's certificate must chain to (config only)
 
     @property
     def is_tcp(self) -> bool:
@@ -69,6 +71,8 @@ class Check:
             out["expect_status"] = list(self.expect_status)
         if self.expect_body is not None:
             out["expect_body"] = self.expect_body
+        if self.public:
+            out["public"] = True
         return out
 
 
@@ -78,6 +82,7 @@ class ProbeResult:
     message: str  # "GET https://x 200 in 35 ms" or why it failed
     latency_ms: float | None = None  # to the response headers / the TCP connect; None: never got there
     status: int | None = None  # HTTP status, when a response came
+    tls_expires_at: int | None = None  # https: the peer certificate's notAfter, µs since the epoch
 
 
 def public_target(target: str) -> str:

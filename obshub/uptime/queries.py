@@ -92,6 +92,8 @@ def check_status(store: Store, project_id: int, check: Check, now_us: int) -> di
         expect_status=list(check.expect_status) or None,
         expect_body=check.expect_body,
         source=check.source,
+        public=check.public,
+        tls_expires_at=format_ts(attrs["tls_expires_at"]) if isinstance(attrs.get("tls_expires_at"), int) else None,
     )
     return out
 

@@ -25,10 +25,13 @@ after a start (one search per check, not one per probe: see DEFS_TTL_S for why).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import functools
+import math
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Protocol
 
 import structlog
@@ -45,6 +48,7 @@ from obshub.telemetry import Telemetry
 from obshub.uptime.config import config_checks
 from obshub.uptime.model import Check
 from obshub.uptime.network import NetworkPolicy
+from obshub.uptime.pool import CATCH_UP, NOW, ProbePool
 from obshub.uptime.probes import probe
 from obshub.uptime.queries import last_state, stored_checks
 from obshub.uptime.writes import record, write_definition
@@ -68,7 +72,10 @@ CHANGED = ("uptime", "definitions")
 # Another hub's definition may not be searchable here yet when its announcement is (OpenSearch
 # makes writes searchable at the next refresh, every second): after a change, read once more then.
 SETTLE_S = 2.0
-MAX_PARALLEL = 16  # probes in flight per hub; each waits on the network, not the CPU
+MAX_PARALLEL = 16  # probes in flight per hub at least; each waits on the network, not the CPU
+# The pool grows to 2 s worth of probes (checks/s x 2: a slow or timing-out target holds a thread
+# while others are due), up to this: 10,000 checks at 60 s is 167 probes/s.
+MAX_THREADS = 128
 
 
 class HubParts(Protocol):
@@ -112,7 +119,8 @@ class Uptime:
         self._since_us = 0  # slots opened before this may have been probed by the previous holder
         self.config = config_checks(hub.settings.checks)  # ConfigError at start, naming the table
         self.policy = NetworkPolicy.of(hub.settings)  # for API checks; [[checks]] are the operator's
-        self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="obshub-uptime")
+        self.pool = ProbePool(max_parallel)
+        self.max_parallel = max_parallel
         self._lock = threading.Lock()
         self._last_slot: dict[tuple[int, str, int], int] = {}
         self._up: dict[tuple[int, str], bool] = {}  # (project, check) -> up at this hub's last probe
@@ -148,6 +156,8 @@ class Uptime:
                 if name not in shadowed:
                     self._refresh(p, c)
                     out.append((p, c))
+        rate = sum(1 / c.interval_s for _, c in out)
+        self.pool.grow(max(self.max_parallel, min(MAX_THREADS, math.ceil(rate * 2))))
         self._forget_gone({(p.name, c.name) for p, c in out})
         self._forget_state({(p.id, c.name) for p, c in out})
         self._cache = (time.monotonic() + (SETTLE_S if changes != self._changes_seen else DEFS_TTL_S), out)
@@ -194,7 +204,7 @@ class Uptime:
             gone = self._labels - live
             self._labels &= live
         for labels in gone:
-            for metric in (tel.check_up, tel.check_latency):
+            for metric in (tel.check_up, tel.check_latency, tel.check_tls_expiry):
                 with contextlib.suppress(KeyError):
                     metric.remove(*labels)
 
@@ -230,7 +240,11 @@ class Uptime:
                 self._last_slot[key] = slot
                 if last is None and check.slot_start(slot) * 1e6 < self._since_us:
                     continue  # opened while the previous holder ran the probes: it may have done it
-            futures.append(self.pool.submit(self.run, project, check, slot))
+            # A slot opened since the last tick is due now; an older one (the hub just started,
+            # or read a new definition) is caught up when the on-time probes leave room (pool.py).
+            opened = check.slot_start(slot)
+            priority = NOW if now - opened < 2 * TICK_S else CATCH_UP
+            futures.append(self.pool.submit(functools.partial(self.run, project, check, slot), priority, opened))
         return futures
 
     def _follow(self, turn: Turn) -> None:
@@ -267,6 +281,11 @@ class Uptime:
         tel.check_up.labels(project.name, check.name).set(1 if result.up else 0)
         if result.latency_ms is not None:
             tel.check_latency.labels(project.name, check.name).observe(result.latency_ms / 1000)
+        if result.tls_expires_at is not None:
+            tel.check_tls_expiry.labels(project.name, check.name).set(result.tls_expires_at / 1_000_000)
+        elif not check.target.startswith("https://"):  # changed to http: no certificate any more
+            with contextlib.suppress(KeyError):
+                tel.check_tls_expiry.remove(project.name, check.name)
         with self._lock:
             self._labels.add((project.name, check.name))
         try:
@@ -278,14 +297,17 @@ class Uptime:
         return stored
 
     def close(self, event: SchedulerEvent | None = None) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
 
 def register(scheduler: BaseScheduler, hub: HubParts, turn: Turn | None = None) -> Uptime:
     """Add the uptime job, probing while `turn` is held; a bad `[[checks]]` table raises
     ConfigError here, at start."""
     uptime = Uptime(hub, turn=turn)
-    scheduler.add_job(uptime.tick, "interval", seconds=TICK_S, id="uptime")
+    # Ticks on whole seconds, where slots open (offsets and intervals are whole seconds): a
+    # tick at a random phase started every probe up to a second late (p50 0.5 s).
+    first = dt.datetime.fromtimestamp(math.ceil(time.time()), dt.UTC)
+    scheduler.add_job(uptime.tick, "interval", seconds=TICK_S, id="uptime", start_date=first)
     scheduler.add_listener(uptime.close, EVENT_SCHEDULER_SHUTDOWN)
     return uptime
 

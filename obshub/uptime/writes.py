@@ -97,6 +97,8 @@ def result_event(
         attrs["latency_ms"] = result.latency_ms
     if result.status is not None:
         attrs["status"] = result.status
+    if result.tls_expires_at is not None:
+        attrs["tls_expires_at"] = result.tls_expires_at
     ev.update(
         id=f"check:{project_id}:{check.name}:{slot}",
         ts=at_us,

@@ -8,7 +8,7 @@ from typing import Any
 
 from obshub.web.trace_view import nice_ticks
 
-__all__ = ["bars", "sparkline"]
+__all__ = ["bars", "latency_line", "sparkline"]
 
 
 def bars(
@@ -65,3 +65,34 @@ def sparkline(counts: Sequence[int], width: int = 120, height: int = 24) -> str:
     return " ".join(
         f"{round(i * step, 1)},{round(height - 2 - c / peak * (height - 4), 1)}" for i, c in enumerate(counts)
     )
+
+
+def latency_line(
+    points: Sequence[tuple[float, float | None, bool]], step: float, width: int = 360, height: int = 64
+) -> dict[str, Any]:
+    """Response time over a window: `(x in 0..1, mean latency ms or None, a probe failed)` ->
+    polylines (a gap without results breaks the line, rather than drawing across it), the
+    x of buckets with a failure, and the peak (the y scale). `step`: one bucket's width in x."""
+    peak = max((ms for _, ms, _ in points if ms is not None), default=0.0)
+    top = max(peak, 1.0)
+    lines: list[list[str]] = []
+    dots: list[dict[str, float]] = []  # every bucket's point: a lone one draws no line
+    last_x = -1.0
+    for x, ms, _ in points:
+        if ms is None:
+            last_x = -1.0
+            continue
+        if last_x < 0 or x - last_x > step * 1.5:
+            lines.append([])
+        px, py = round(x * width, 1), round(height - 2 - ms / top * (height - 4), 1)
+        lines[-1].append(f"{px},{py}")
+        dots.append({"x": px, "y": py})
+        last_x = x
+    return {
+        "width": width,
+        "height": height,
+        "lines": [" ".join(pts) for pts in lines if len(pts) > 1],
+        "dots": dots,
+        "fails": [round(x * width, 1) for x, _, failed in points if failed],
+        "peak": round(peak, 1),
+    }

@@ -234,6 +234,11 @@ _CHECK_DEFINITION = _obj(
         },
         "expect_body": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "HTTP targets only"},
         "project": {"type": "string", "minLength": 1, "description": "may only repeat the token's project name"},
+        "public": {
+            "type": "boolean",
+            "default": False,
+            "description": "shown on the project's public status page (setting status_pages)",
+        },
     },
     required=("name", "target"),
 )
@@ -255,6 +260,11 @@ _CHECK = _obj(
         "expect_status": {"type": ["array", "null"], "items": {"type": "integer"}},
         "expect_body": _NULLABLE_STR,
         "source": {"enum": ["config", "api"]},
+        "public": {"type": "boolean", "description": "on the project's public status page"},
+        "tls_expires_at": {
+            **_nullable(ref("Time")),
+            "description": "https: when the target's certificate expires, from the newest result",
+        },
     }
 )
 

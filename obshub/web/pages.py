@@ -10,6 +10,8 @@
 /errors  /errors/<id>  error groups, resolve/ignore                         (pages_errors.py)
 /analytics             event names, properties, values, series            (pages_analytics.py)
 /alerts  /alerts/<name> alert rules, state, history, mute/unmute             (pages_alerts.py)
+/checks                uptime checks: state, response time, uptime, 90 days (pages_checks.py)
+/status/<project>      a project's public status page, no login           (pages_checks.py)
 /static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
 """
 
@@ -29,6 +31,7 @@ from obshub.web import (
     convertors,  # noqa: F401  (registers `anypath`)
     pages_alerts,
     pages_analytics,
+    pages_checks,
     pages_errors,
     pages_search,
     pages_trace,
@@ -160,5 +163,6 @@ routes: list[BaseRoute] = [
     Route("/analytics", page(pages_analytics.analytics_page)),
     *pages_errors.routes,
     *pages_alerts.routes,
+    *pages_checks.routes,
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
 ]

@@ -15,10 +15,18 @@ import orjson
 from opensearchpy import OpenSearch
 
 from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
-from obshub.store.base import AGGREGATE_MEASURES, FACET_SAMPLE, Aggregate, Sampled, SearchRequest
+from obshub.store.base import (
+    AGGREGATE_MEASURES,
+    CHECK_SERIES_MAX,
+    FACET_SAMPLE,
+    Aggregate,
+    CheckBucket,
+    Sampled,
+    SearchRequest,
+)
 from obshub.store.opensearch.client import guard, reason
 from obshub.store.opensearch.dsl import compile_query, filters
-from obshub.store.opensearch.mappings import from_doc, num_field
+from obshub.store.opensearch.mappings import attr_kv, from_doc, num_field
 from obshub.store.querylang import CORE_FIELDS, Field, Node, attr_key
 
 __all__ = ["Reader"]
@@ -303,6 +311,44 @@ class Reader:
         # Mixed types order like SQLite: numbers before text.
         out.sort(key=lambda vn: (-vn[1], isinstance(vn[0], str), vn[0]))
         return Sampled(out[:limit], counted, approximate)
+
+    def check_series(
+        self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int
+    ) -> dict[str, list[CheckBucket]]:
+        if len(names) > CHECK_SERIES_MAX:
+            raise ValueError(f"check_series: at most {CHECK_SERIES_MAX} checks per call, got {len(names)}")
+        if not names:
+            return {}
+        q = filters(project_id, None, start, end)
+        q["bool"]["filter"] += [
+            {"term": {"kind": "check"}},
+            {"terms": {"name": list(names)}},
+            {"term": {"attrs_keys": "up"}},
+        ]
+        per_bucket = {
+            "up": {"filter": {"term": {"attrs_kv": attr_kv("up", True)}}},
+            "lat": {"avg": {"field": num_field("latency_ms")}},
+        }
+        hist = {"histogram": {"field": "ts", "interval": interval_us, "min_doc_count": 1}, "aggs": per_bucket}
+        body = {
+            "query": q,
+            "size": 0,
+            "track_total_hits": False,
+            "aggs": {"n": {"terms": {"field": "name", "size": len(names)}, "aggs": {"h": hist}}},
+        }
+        resp = self._search(body, "check series")
+        out: dict[str, list[CheckBucket]] = {}
+        for b in resp["aggregations"]["n"]["buckets"]:
+            out[b["key"]] = [
+                CheckBucket(
+                    int(h["key"]),
+                    int(h["doc_count"]),
+                    int(h["up"]["doc_count"]),
+                    None if h["lat"]["value"] is None else round(float(h["lat"]["value"]), 1),
+                )
+                for h in b["h"]["buckets"]
+            ]
+        return out
 
     def event_series(
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool

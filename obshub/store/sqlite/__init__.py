@@ -38,6 +38,7 @@ from obshub.errors import ConfigError, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
     Aggregate,
+    CheckBucket,
     GroupRecord,
     GroupSeen,
     GroupStats,
@@ -273,6 +274,11 @@ class SqliteStore:
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
     ) -> list[tuple[int, int]]:
         return self._reader.event_series(project_id, name, interval_us, start, end, unique)
+
+    def check_series(
+        self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int
+    ) -> dict[str, list[CheckBucket]]:
+        return self._reader.check_series(project_id, names, start, end, interval_us)
 
     # -- error groups ----------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:

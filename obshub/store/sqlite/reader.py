@@ -17,7 +17,15 @@ from typing import Any
 
 import orjson
 
-from obshub.store.base import AGGREGATE_MEASURES, FACET_SAMPLE, Aggregate, Sampled, SearchRequest
+from obshub.store.base import (
+    AGGREGATE_MEASURES,
+    CHECK_SERIES_MAX,
+    FACET_SAMPLE,
+    Aggregate,
+    CheckBucket,
+    Sampled,
+    SearchRequest,
+)
 from obshub.store.querylang import CORE_FIELDS, Node, attr_key
 from obshub.store.sqlite import aggs
 from obshub.store.sqlite.compile import Rare, Where, compile_predicate, compile_where
@@ -375,3 +383,15 @@ class Reader:
         where, params = self.ev_where(project_id, name, start, end)
         rows = self._db.read(*aggs.event_series(where, params, name is not None, interval_us, unique))
         return [(r[0], r[1]) for r in rows if r[1]]
+
+    def check_series(
+        self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int
+    ) -> dict[str, list[CheckBucket]]:
+        if len(names) > CHECK_SERIES_MAX:
+            raise ValueError(f"check_series: at most {CHECK_SERIES_MAX} checks per call, got {len(names)}")
+        out: dict[str, list[CheckBucket]] = {}
+        if not names:
+            return out
+        for name, t, n, up, lat in self._db.read(*aggs.check_series(project_id, names, start, end, interval_us)):
+            out.setdefault(name, []).append(CheckBucket(t, n, up or 0, None if lat is None else round(lat, 1)))
+        return out

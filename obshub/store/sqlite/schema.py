@@ -85,6 +85,9 @@ SCHEMA = [
     # stream), in time order so a range reads only its own occurrences (2.8 MB at 5M).
     "CREATE INDEX IF NOT EXISTS ix_events_errors ON events (project_id, ts, group_id, user_id, host, kind) "
     "WHERE kind = 'error' AND group_id IS NOT NULL",
+    # Uptime results per check over time (the Checks page's bars, aggs.check_series): check
+    # events only, a few per check and minute.
+    "CREATE INDEX IF NOT EXISTS ix_events_checks ON events (project_id, name, ts) WHERE kind = 'check'",
     *[
         f"CREATE INDEX IF NOT EXISTS ix_events_{k} ON events (project_id, {k}, ts) WHERE {k} IS NOT NULL"
         for k in INDEXED_KEYS
