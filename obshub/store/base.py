@@ -21,7 +21,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from obshub.store.querylang import Node
 
 __all__ = [
+    "AGG_OPS",
     "FACET_SAMPLE",
+    "AggBucket",
+    "AggregateRequest",
     "GroupRecord",
     "GroupStats",
     "NewToken",
@@ -178,6 +181,43 @@ class SearchRequest:
     limit: int = 100
     after: tuple[int, str] | None = None  # (ts, id) of the last event of the previous page
     ascending: bool = False  # newest first by default; traces and timelines read oldest first
+
+
+# -- aggregation (GET/POST /api/v1/aggregate; obshub/query/aggregate.py validates, docs/aggregate.md)
+AGG_OPS = ("count", "unique", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
+AggKey = str | int | float  # a group's value: core fields are text, attributes keep their JSON type
+AggValue = int | float | None  # count/unique: int; the others: float, None when no numeric value
+
+
+@dataclass(frozen=True)
+class AggregateRequest:
+    """One aggregation, already validated (obshub/query/aggregate.py): the measure `op` over the
+    events matching `query` in [start, end), split by up to two `group_by` fields (the `top`
+    values per level by event count, ties by value) and into `interval` buckets (µs, at
+    multiples of it since the epoch) when given."""
+
+    query: Node | None
+    start: int  # inclusive, µs
+    end: int  # exclusive, µs
+    op: str = "count"  # one of AGG_OPS
+    field: str | None = None  # unique: a core field; sum..p99: "attrs.KEY" (numbers only)
+    group_by: tuple[str, ...] = ()  # core fields or "attrs.KEY", at most two
+    top: int = 10
+    interval: int | None = None
+
+
+@dataclass
+class AggBucket:
+    """The measure over a set of events: all of them (the result's root), one group, or the
+    `other` events of a level (not in its top groups, or without the field). `series`: (bucket
+    start µs, count, value) of the non-empty time buckets, oldest first."""
+
+    count: int
+    value: AggValue
+    series: list[tuple[int, int, AggValue]] = field(default_factory=list)
+    key: AggKey | None = None
+    groups: list[AggBucket] = field(default_factory=list)  # the next level's top groups
+    other: AggBucket | None = None  # set when there is a next level
 
 
 class Store(Protocol):
@@ -348,6 +388,11 @@ class Store(Protocol):
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
     ) -> list[tuple[int, int]]:
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
+
+    def aggregate(self, project_id: int, req: AggregateRequest) -> AggBucket:
+        """The aggregation as a tree rooted at every matching event (docs/aggregate.md): counts,
+        sums, minima and maxima exact on both stores; `unique` and percentiles exact on SQLite,
+        within the documented tolerances on OpenSearch (HyperLogLog++, TDigest)."""
 
     # -- error groups --------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:

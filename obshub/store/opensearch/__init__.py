@@ -7,6 +7,7 @@
     writer.py     bulk `create` with per-item outcomes and bounded retries
     dedup.py      exactly-once across rollovers (ids stored in older backing indices)
     reader.py     search_after paging, counts, facets, analytics aggregations
+    aggregate.py  `aggregate`: terms, histogram, cardinality, stats, percentiles (docs/aggregate.md)
     state.py      projects and tokens (small index, optimistic concurrency)
     sessions.py   the web sessions' shared signing key and the sessions ended by logout
     groups.py     error group records (same index) and their aggregations
@@ -31,6 +32,8 @@ from opensearchpy import OpenSearch
 from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
+    AggBucket,
+    AggregateRequest,
     GroupRecord,
     GroupSeen,
     NewToken,
@@ -43,6 +46,7 @@ from obshub.store.base import (
     WriteResult,
 )
 from obshub.store.coalesce import Coalescer
+from obshub.store.opensearch.aggregate import Aggregator
 from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
 from obshub.store.opensearch.lifecycle import Lifecycle
@@ -140,6 +144,7 @@ class OpenSearchStore:
             c.transport.perform_request("GET", f"/_cluster/health/{n.events}?wait_for_status=yellow&timeout=30s")
         self._writer = BulkWriter(c, n.events, self.cfg.refresh)
         self._reader = Reader(c, n.events, self._before_read)
+        self._aggregator = Aggregator(c, n.events, self._before_read)
         self._state = State(c, n)
         self._sessions = Sessions(c, n)
         self._records = Records(c, n)
@@ -360,6 +365,9 @@ class OpenSearchStore:
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
     ) -> list[tuple[int, int]]:
         return self._reader.event_series(project_id, name, interval_us, start, end, unique)
+
+    def aggregate(self, project_id: int, req: AggregateRequest) -> AggBucket:
+        return self._aggregator.aggregate(project_id, req)
 
     # -- error groups ---------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[Any]:
