@@ -348,3 +348,22 @@ def test_bad_json_bodies_are_400(hub: LiveHub) -> None:
         r = c.post("/api/v1/aggregate", content=b"{", headers={"content-type": "application/json"})
         assert r.status_code == 400
     assert hub.get("/api/v1/aggregate", token=hub.ingest_token).status_code == 403  # a read token is needed
+
+
+def test_the_largest_requests_the_bounds_allow_are_answered(loaded: tuple[LiveHub, list[Ev], int]) -> None:
+    """At the caps (top 100 x 100 of attributes; a day per minute by 10 groups; two levels per
+    minute), neither store refuses: OpenSearch's search.max_buckets (65,535) is never reached."""
+    hub, evs, t0 = loaded
+    day = {"from": str(t0 + 3 * HOUR - 24 * HOUR), "to": str(t0 + 3 * HOUR)}
+    for params in (
+        {**day, "group_by": "route,status", "top": "100", "measure": "p99(duration_ms)"},
+        {**day, "group_by": "route", "top": "10", "interval": "1m", "measure": "unique"},
+        {**day, "group_by": "status,route", "top": "3", "interval": "1m", "measure": "max(duration_ms)"},
+    ):
+        r = hub.get("/api/v1/aggregate", **params)
+        assert r.status_code == 200, (params, r.text)
+        body = r.json()
+        assert body["total"]["count"] == sum(g["count"] for g in body["groups"]) + body["other"]["count"]
+        assert body["total"]["count"] == sum(1 for e in evs if t0 - 21 * HOUR <= e["ts"] < t0 + 3 * HOUR)
+    too_many = {**day, "group_by": "route,status", "top": "4", "interval": "1m"}  # 1,441 x 25 cells
+    assert "25000 cells" in hub.get("/api/v1/aggregate", **too_many).json()["error"]
