@@ -201,6 +201,7 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
         _queries(check, read, ingest, anon)
         _errors(check, read, ingest, anon)
         _analytics(check, read, ingest, anon)
+        _aggregate(check, read, ingest, anon)
         _checks(check, read, admin, anon)
         _alerts(check, read, ingest, anon)
         _operations_routes(check, anon)
@@ -389,6 +390,21 @@ def _analytics(check: Conformance, read: httpx.Client, ingest: httpx.Client, ano
         assert any(body.values()), (path, body)
         check("GET", path, read.get(path, params=bad), 400)
         _auth_errors(check, "GET", path, path, anon, _token(ingest), params=good)
+
+
+def _aggregate(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:
+    path = "/api/v1/aggregate"
+    good = {"from": "-1d", "measure": "count", "group_by": "host,service", "top": "2", "interval": "auto"}
+    body = check("GET", path, read.get(path, params=good), 200)
+    assert body["total"]["count"] > 0 and body["groups"] and body["groups"][0]["other"]
+    check("GET", path, read.get(path, params={**good, "format": "csv"}), 200)
+    check("GET", path, read.get(path, params={"measure": "p95(price)", "from": "-1d"}), 200)
+    check("GET", path, read.get(path, params={"measure": "median"}), 400)
+    _auth_errors(check, "GET", path, path, anon, _token(ingest), params=good)
+    posted = check("POST", path, read.post(path, json={**good, "group_by": ["host", "service"], "top": 2}), 200)
+    assert posted["groups"] == body["groups"]
+    check("POST", path, read.post(path, json={"top": 0}), 400)
+    _auth_errors(check, "POST", path, path, anon, _token(ingest), json=good)
 
 
 def _checks(check: Conformance, read: httpx.Client, admin: httpx.Client, anon: httpx.Client) -> None:

@@ -22,9 +22,12 @@ from obshub.store.querylang import Node
 
 __all__ = [
     "AGGREGATE_MEASURES",
+    "AGG_OPS",
     "CHECK_SERIES_MAX",
     "FACET_SAMPLE",
+    "AggBucket",
     "Aggregate",
+    "AggregateRequest",
     "CheckBucket",
     "GroupRecord",
     "GroupStats",
@@ -213,6 +216,43 @@ class SearchRequest:
     ascending: bool = False  # newest first by default; traces and timelines read oldest first
 
 
+# -- aggregation (GET/POST /api/v1/aggregate; obshub/query/aggregate.py validates, docs/aggregate.md)
+AGG_OPS = ("count", "unique", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
+AggKey = str | int | float  # a group's value: core fields are text, attributes keep their JSON type
+AggValue = int | float | None  # count/unique: int; the others: float, None when no numeric value
+
+
+@dataclass(frozen=True)
+class AggregateRequest:
+    """One aggregation, already validated (obshub/query/aggregate.py): the measure `op` over the
+    events matching `query` in [start, end), split by up to two `group_by` fields (the `top`
+    values per level by event count, ties by value) and into `interval` buckets (µs, at
+    multiples of it since the epoch) when given."""
+
+    query: Node | None
+    start: int  # inclusive, µs
+    end: int  # exclusive, µs
+    op: str = "count"  # one of AGG_OPS
+    field: str | None = None  # unique: a core field; sum..p99: "attrs.KEY" (numbers only)
+    group_by: tuple[str, ...] = ()  # core fields or "attrs.KEY", at most two
+    top: int = 10
+    interval: int | None = None
+
+
+@dataclass
+class AggBucket:
+    """The measure over a set of events: all of them (the result's root), one group, or the
+    `other` events of a level (not in its top groups, or without the field). `series`: (bucket
+    start µs, count, value) of the non-empty time buckets, oldest first."""
+
+    count: int
+    value: AggValue
+    series: list[tuple[int, int, AggValue]] = field(default_factory=list)
+    key: AggKey | None = None
+    groups: list[AggBucket] = field(default_factory=list)  # the next level's top groups
+    other: AggBucket | None = None  # set when there is a next level
+
+
 class Store(Protocol):
     """Persistence of projects, tokens and events. Raise `StoreUnavailable` when the backend is
     unreachable (the hub answers 503 and agents spool), never return partial success silently."""
@@ -398,6 +438,11 @@ class Store(Protocol):
         the epoch; non-empty buckets only, oldest first; names without results are absent. The
         Checks page's 90-day bars and response time chart, aggregated in the store (one read
         for every check shown, not one per check and day)."""
+
+    def aggregate(self, project_id: int, req: AggregateRequest) -> AggBucket:
+        """The aggregation as a tree rooted at every matching event (docs/aggregate.md): counts,
+        sums, minima and maxima exact on both stores; `unique` and percentiles exact on SQLite,
+        within the documented tolerances on OpenSearch (HyperLogLog++, TDigest)."""
 
     # -- error groups --------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[GroupRecord]:

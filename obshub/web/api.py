@@ -8,13 +8,13 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from obshub.errors import QueryError
 from obshub.events import now_us
 from obshub.hub import Hub, hub_of
-from obshub.query import analytics, errors, export
+from obshub.query import aggregate, analytics, errors, export
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.times import parse_interval, parse_time
 from obshub.uptime.queries import list_checks
@@ -191,6 +191,28 @@ async def api_error_merge(request: Request) -> JSONResponse:
     )
 
 
+async def api_aggregate(request: Request) -> Response:
+    """A measure by group and time bucket (docs/aggregate.md): query string or JSON body."""
+    pid = await _project(request)
+    params: dict[str, Any]
+    if request.method == "POST":
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise QueryError("body: expected a JSON object")
+        params = body
+    else:
+        qp = request.query_params
+        params = dict(qp)
+        if len(qp.getlist("group_by")) > 1:
+            params["group_by"] = qp.getlist("group_by")
+    fmt = aggregate.check_format(params.get("format"))
+    req = aggregate.parse_request(params)
+    root = await run_in_threadpool(aggregate.aggregate, hub_of(request).store, pid, req)
+    if fmt == "csv":
+        return PlainTextResponse(aggregate.to_csv(req, root), media_type="text/csv; charset=utf-8")
+    return JSONResponse(aggregate.to_json(req, root))
+
+
 # -- uptime checks (docs/uptime.md). GET takes a read token; POST/DELETE an admin token: a check
 # makes the hub connect somewhere, which no credential that many people hold may decide (read
 # tokens log in to the web UI, ingest tokens live on every monitored host).
@@ -238,6 +260,7 @@ routes: list[BaseRoute] = [
     Route("/api/v1/analytics/properties", api_properties),
     Route("/api/v1/analytics/values", api_values),
     Route("/api/v1/analytics/series", api_series),
+    Route("/api/v1/aggregate", api_aggregate, methods=["GET", "POST"]),
     Route("/api/v1/checks", api_checks, methods=["GET", "POST"]),
     Route("/api/v1/checks/{name}", api_check_delete, methods=["DELETE"]),
 ]

@@ -117,6 +117,11 @@ _RANGE = (_p("from"), _p("to"))
 _SEGMENT = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
 NAME = [_path_param("name", "the rule's name", _SEGMENT)]  # /api/v1/alerts/{name}
 
+_AGGREGATE_OK: Spec = {
+    "description": "The aggregation (JSON), or with format=csv one row per bucket",
+    "content": {"application/json": {"schema": ref("Aggregate")}, "text/csv": {"schema": {"type": "string"}}},
+}
+
 # -- ingest -----------------------------------------------------------------------------------
 
 _NDJSON_DOC = (
@@ -434,6 +439,18 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
             )
         },
         [_p("series_event"), _p("interval"), _p("from"), _p("to"), _p("unique")],
+    ),
+    ("GET", "/api/v1/aggregate"): _read(
+        "A measure by group and time bucket (docs/aggregate.md)",
+        "analytics",
+        {"200": _AGGREGATE_OK},
+        [_p("q"), *_RANGE, _p("measure"), _p("group_by"), _p("top"), _p("agg_interval"), _p("agg_format")],
+    ),
+    ("POST", "/api/v1/aggregate"): _read(
+        "The same aggregation, its parameters as a JSON body",
+        "analytics",
+        {"200": _AGGREGATE_OK},
+        requestBody=_body(ref("AggregateRequest")),
     ),
     ("GET", "/api/v1/checks"): _read(
         "The project's uptime checks with their status",

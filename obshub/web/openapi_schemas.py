@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from obshub.events import KINDS, LEVELS, STRING_FIELDS
+from obshub.query.aggregate import AUTO_BUCKETS, MAX_BUCKETS, MAX_CELLS, MAX_TOP
 from obshub.query.errors import GROUP_STATES
 from obshub.query.export import FORMATS, MAX_COLUMNS
 from obshub.query.search import MAX_DEPTH, MAX_LIMIT, MAX_TERMS, TIMELINE_LIMIT, TIMELINE_MAX_LIMIT
@@ -441,6 +442,58 @@ _SENTRY_ERROR = _obj(
     required=("detail",),
 )
 
+# -- aggregate (docs/aggregate.md) ---------------------------------------------------------------
+
+_AGG_VALUE = {
+    "type": ["number", "null"],
+    "description": "the measure: an integer for count and unique; null when no event had a number",
+}
+_AGG_POINT = _obj(
+    {"t": ref("Time"), "count": _COUNT, "value": _AGG_VALUE}, description="one non-empty time bucket, oldest first"
+)
+_AGG_PARTS: dict[str, Schema] = {
+    "count": {**_COUNT, "description": "events in this bucket (numbers or not)"},
+    "value": _AGG_VALUE,
+    "series": {"type": "array", "items": _AGG_POINT, "description": "with `interval` only"},
+    "groups": {"type": "array", "items": ref("AggregateGroup"), "description": "the next group_by level"},
+    "other": ref("AggregateBucket"),
+}
+_AGG_BUCKET = _obj(_AGG_PARTS, required=("count", "value"))
+_AGG_GROUP = _obj(
+    {"key": {"type": ["string", "number"], "description": "the group's value"}, **_AGG_PARTS},
+    required=("key", "count", "value"),
+)
+_GROUP_BY = {"type": "string", "description": "a core field or an attribute (`route`, `attrs.route`)"}
+_NULL = {"type": "null"}  # a JSON body's null: the parameter's default
+_AGGREGATE_REQUEST = _obj(
+    {
+        "q": {"type": ["string", "null"]},
+        "from": {"type": ["string", "integer", "null"]},
+        "to": {"type": ["string", "integer", "null"]},
+        "measure": {"type": ["string", "null"], "default": "count"},
+        "group_by": {"oneOf": [{"type": "string"}, {"type": "array", "items": _GROUP_BY, "maxItems": 2}, _NULL]},
+        "top": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TOP, "default": 10},
+        "interval": {"type": ["string", "null"]},
+        "format": {"oneOf": [{"enum": ["json", "csv"], "default": "json"}, _NULL]},
+    },
+    required=(),
+    description="the query parameters of GET /api/v1/aggregate as a JSON object (null: the default)",
+)
+_AGGREGATE = _obj(
+    {
+        "measure": {"type": "string", "description": "as understood: `p95(attrs.duration_ms)`"},
+        "group_by": {"type": "array", "items": {"type": "string"}},
+        "top": {"type": "integer", "minimum": 1, "maximum": MAX_TOP},
+        "from": ref("Time"),
+        "to": ref("Time"),
+        "interval_s": {"type": ["integer", "null"], "description": "the time buckets' width; null: none"},
+        "total": ref("AggregateBucket"),
+        "groups": {"type": "array", "items": ref("AggregateGroup")},
+        "other": ref("AggregateBucket"),
+    },
+    required=("measure", "group_by", "top", "from", "to", "interval_s", "total"),
+)
+
 SCHEMAS: dict[str, Schema] = {
     "Time": _TIME,
     "Event": _EVENT,
@@ -463,6 +516,10 @@ SCHEMAS: dict[str, Schema] = {
     "SentryAnswer": _obj({"id": {"type": ["string", "null"]}}),
     "Error": _ERROR,
     "SentryError": _SENTRY_ERROR,
+    "Aggregate": _AGGREGATE,
+    "AggregateBucket": _AGG_BUCKET,
+    "AggregateGroup": _AGG_GROUP,
+    "AggregateRequest": _AGGREGATE_REQUEST,
 }
 
 
@@ -531,6 +588,23 @@ ROUTE_PARAMETERS: dict[str, Schema] = {
         "at most 5,000 buckets",
     ),
     "unique": _query("unique", {"enum": ["0", "1"], "default": "0"}, "`1`: count distinct `user_id`s", empty=False),
+    "measure": _query(
+        "measure",
+        {"type": "string", "default": "count"},
+        "`count`, `unique` (of user_id), `unique(FIELD)`, or `sum|avg|min|max|p50|p90|p95|p99(FIELD)` of a numeric "
+        "attribute",
+    ),
+    "group_by": _query("group_by", {"type": "string"}, "up to two fields, comma-separated: core fields or attributes"),
+    "top": _query(
+        "top", {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": 10}, "groups per level, by count"
+    ),
+    "agg_interval": _query(
+        "interval",
+        {"type": "string"},
+        f"time buckets: `auto` (at most {AUTO_BUCKETS}) or a duration from 1m to 1d; at most {MAX_BUCKETS} buckets "
+        f"and {MAX_CELLS} cells (buckets x groups); absent: none",
+    ),
+    "agg_format": _query("format", {"enum": ["json", "csv"], "default": "json"}, "json or csv"),
 }
 
 

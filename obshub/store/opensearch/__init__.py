@@ -7,6 +7,7 @@
     writer.py     bulk `create` with per-item outcomes and bounded retries
     dedup.py      exactly-once across rollovers (ids stored in older backing indices)
     reader.py     search_after paging, counts, facets, analytics aggregations
+    aggregate.py  `aggregate`: terms, histogram, cardinality, stats, percentiles (docs/aggregate.md)
     state.py      projects and tokens (small index, optimistic concurrency)
     sessions.py   the web sessions' shared signing key and the sessions ended by logout
     groups.py     error group records (same index) and their aggregations
@@ -31,7 +32,9 @@ from opensearchpy import OpenSearch
 from obshub.errors import StoreError, StoreOverloaded, StoreUnavailable
 from obshub.store.base import (
     FACET_SAMPLE,
+    AggBucket,
     Aggregate,
+    AggregateRequest,
     CheckBucket,
     GroupRecord,
     GroupSeen,
@@ -45,6 +48,7 @@ from obshub.store.base import (
     WriteResult,
 )
 from obshub.store.coalesce import Coalescer
+from obshub.store.opensearch.aggregate import Aggregator
 from obshub.store.opensearch.client import build_client, guard
 from obshub.store.opensearch.groups import GROUP_FIELDS, Groups
 from obshub.store.opensearch.lifecycle import Lifecycle
@@ -142,6 +146,7 @@ class OpenSearchStore:
             c.transport.perform_request("GET", f"/_cluster/health/{n.events}?wait_for_status=yellow&timeout=30s")
         self._writer = BulkWriter(c, n.events, self.cfg.refresh)
         self._reader = Reader(c, n.events, self._before_read)
+        self._aggregator = Aggregator(c, n.events, self._before_read)
         self._state = State(c, n)
         self._sessions = Sessions(c, n)
         self._records = Records(c, n)
@@ -370,6 +375,9 @@ class OpenSearchStore:
         self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int
     ) -> dict[str, list[CheckBucket]]:
         return self._reader.check_series(project_id, names, start, end, interval_us)
+
+    def aggregate(self, project_id: int, req: AggregateRequest) -> AggBucket:
+        return self._aggregator.aggregate(project_id, req)
 
     # -- error groups ---------------------------------------------------------------------------
     def get_groups(self, project_id: int, ids: Sequence[str] | None = None) -> list[Any]:
