@@ -224,14 +224,16 @@ def _add_alerts_parser(sub: Any) -> None:
         help="send a test notification through a rule's notifiers",
         description=(
             "Send one test alert (labels alertname=RULE, project, the rule's labels, test=true) to each notifier "
-            "the [[alerts]] rule RULE of the config file (OBSHUB_CONFIG) names in `notify` (none named: every "
-            "[[notifiers]] table), one attempt each, and print what happened per notifier. Alertmanager gets "
+            "the rule RULE names in `notify` (none named: every [[notifiers]] table), one attempt each, and print "
+            "what happened per notifier. RULE is an [[alerts]] rule of the config file (OBSHUB_CONFIG) or, when "
+            "none has that name, a rule created over the API, read from the hub's store. Alertmanager gets "
             "it firing for 5 minutes. Exit status 0 if every delivery succeeded, 1 if one failed, 2 for an "
             "unknown rule or a bad config."
         ),
     )
-    at.add_argument("rule", help="the rule's name ([[alerts]] name)")
+    at.add_argument("rule", help="the rule's name (an [[alerts]] table's or an API rule's)")
     at.add_argument("--project", default=None, help="the rule's project, when rules of several have this name")
+    at.add_argument("--store", default=None, help="the hub's store, for API rules (default: as `serve` finds it)")
 
 
 def _add_export_parser(sub: Any) -> None:

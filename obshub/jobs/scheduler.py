@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from obshub.alerts.engine import AlertEngine
 from obshub.alerts.notify.dispatcher import Dispatcher
+from obshub.alerts.notify.published import StatusPublisher
 from obshub.errors import StoreError
 from obshub.events import now_us
 from obshub.hub import Hub
@@ -65,7 +66,13 @@ def start_jobs(hub: Hub) -> BackgroundScheduler:
         dispatcher.close(timeout_s=0)
         raise
     hub.alert_delivery = dispatcher
-    scheduler.add_job(leader_only(lease, engine.tick), "interval", seconds=hub.settings.alert_interval_s, id="alerts")
+    published = StatusPublisher(hub.store, dispatcher.status, lease.holder)
+
+    def alerts() -> None:
+        engine.tick()
+        published.publish()  # the notifiers' status, for the API and page of every hub
+
+    scheduler.add_job(leader_only(lease, alerts), "interval", seconds=hub.settings.alert_interval_s, id="alerts")
     hub.telemetry.jobs_leader.set_function(lambda: 1.0 if lease.held() else 0.0)
     hub.jobs_lease = lease.start()
     scheduler.start()

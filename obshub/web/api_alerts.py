@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from obshub.alerts import catalog
+from obshub.alerts.notify.published import read_status
 from obshub.alerts.rules import Rule, config_rules, notifier_names, parse_duration
 from obshub.errors import FieldError, QueryError
 from obshub.events import now_us
@@ -64,7 +65,8 @@ async def api_alerts(request: Request) -> JSONResponse:
         out = await run_in_threadpool(catalog.status, hub.store, project, config, now_us(), rule.name)
         return JSONResponse(out[0], status_code=201 if created else 200)
     rules = await run_in_threadpool(catalog.status, hub.store, project, config, now_us())
-    return JSONResponse({"alerts": rules})
+    delivery = await run_in_threadpool(read_status, hub.store)
+    return JSONResponse({"alerts": rules, "delivery": delivery})
 
 
 async def api_alert(request: Request) -> JSONResponse:

@@ -499,9 +499,12 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
             "200": _ok(
                 {
                     "type": "object",
-                    "required": ["alerts"],
+                    "required": ["alerts", "delivery"],
                     "additionalProperties": False,
-                    "properties": {"alerts": {"type": "array", "items": ref("AlertRule")}},
+                    "properties": {
+                        "alerts": {"type": "array", "items": ref("AlertRule")},
+                        "delivery": {"oneOf": [ref("AlertDelivery"), {"type": "null"}]},
+                    },
                 }
             )
         },

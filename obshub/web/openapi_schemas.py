@@ -337,6 +337,30 @@ _ALERT_RULE = _obj(
         "instances": {"type": "array", "items": _ALERT_INSTANCE},
     }
 )
+_ALERT_DELIVERY = _obj(
+    {
+        "hub": _NULLABLE_STR,
+        "updated_at": ref("Time"),
+        "notifiers": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "name": _STR,
+                    "type": {"enum": ["alertmanager", "webhook", "slack", "email"]},
+                    "target": {"type": "string", "description": "where it sends, secrets masked"},
+                    "sent": _COUNT,
+                    "failed": _COUNT,
+                    "rejected": _COUNT,
+                    "dropped": _COUNT,
+                    "pending": _COUNT,
+                    "last_ok_at": _nullable(ref("Time")),
+                    "last_error": _NULLABLE_STR,
+                    "last_error_at": _nullable(ref("Time")),
+                }
+            ),
+        },
+    }
+)
 _ALERT_CHANGE = _obj(
     {
         "at": ref("Time"),
@@ -510,6 +534,7 @@ SCHEMAS: dict[str, Schema] = {
     "Check": _CHECK,
     "AlertDefinition": _ALERT_DEFINITION,
     "AlertRule": _ALERT_RULE,
+    "AlertDelivery": _ALERT_DELIVERY,
     "AlertChange": _ALERT_CHANGE,
     "AlertMute": _ALERT_MUTE,
     "SentryEvent": _SENTRY_EVENT,

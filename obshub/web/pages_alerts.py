@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from obshub.alerts import catalog
+from obshub.alerts.notify.published import read_status
 from obshub.alerts.rules import config_rules
 from obshub.errors import NotFound, QueryError
 from obshub.events import now_us
@@ -39,7 +40,8 @@ async def alerts_page(request: Request, session: Session) -> Response:
     rules = await run_in_threadpool(catalog.status, hub.store, project, config_rules(hub.settings.alerts), now_us())
     for r in rules:
         r["last_alert"] = _last_alert(r)
-    return render(request, "alerts.html", {"rules": rules, "mute_choices": MUTE_CHOICES})
+    delivery = await run_in_threadpool(read_status, hub.store)
+    return render(request, "alerts.html", {"rules": rules, "mute_choices": MUTE_CHOICES, "delivery": delivery})
 
 
 async def alert_page(request: Request, session: Session) -> Response:

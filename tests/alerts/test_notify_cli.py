@@ -33,12 +33,14 @@ url = "{receiver.url}/unused"
 name = "checkout-errors"
 project = "shop"
 kind = "error"
+when = "new"
 labels = {{ severity = "page", team = "payments" }}
 notify = ["hook", "chat"]
 
 [[alerts]]
 name = "everyone"
 kind = "error"
+when = "regression"
 """
     )
     return {"OBSHUB_CONFIG": str(path)}
@@ -70,13 +72,39 @@ def test_alerts_test_sends_through_the_rules_notifiers(tmp_path: Path, receiver:
 
 def test_alerts_test_errors(tmp_path: Path, receiver: Receiver) -> None:
     env = config(tmp_path, receiver, "http://127.0.0.1:9")
-    r = obshub("alerts", "test", "nope", env=env)
-    assert r.returncode == 2 and "no [[alerts]] rule named 'nope'" in r.stderr
-    r = obshub("alerts", "test", "checkout-errors", "--project", "other", env=env)
-    assert r.returncode == 2 and "in project 'other'" in r.stderr
+    nowhere = f"sqlite:///{tmp_path}/none.db"
+    r = obshub("alerts", "test", "nope", "--store", nowhere, env=env)
+    assert r.returncode == 2 and "no [[alerts]] rule named 'nope' in the config file, and no store at" in r.stderr
+    r = obshub("alerts", "test", "checkout-errors", "--project", "other", "--store", nowhere, env=env)
+    assert r.returncode == 2 and "no [[alerts]] rule named 'checkout-errors'" in r.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text('[[notifiers]]\nname = "x"\ntype = "slack"\n\n[[alerts]]\nname = "r"\n')
     r = obshub("alerts", "test", "r", env={"OBSHUB_CONFIG": str(bad)})
     assert r.returncode == 2 and "[[notifiers]] #1 ('x'): url: required" in r.stderr
     assert obshub("alerts", "test", "--help").returncode == 0
     assert receiver.posted == []
+
+
+def test_alerts_test_finds_api_rules_in_the_store(tmp_path: Path, receiver: Receiver) -> None:
+    """A rule created over the API (not in the config file) is looked up in the hub's store."""
+    from tests.hubproc import LiveHub
+
+    env = config(tmp_path, receiver, "http://127.0.0.1:9")
+    cfg = Path(env["OBSHUB_CONFIG"])
+    store = f"sqlite:///{tmp_path}/obshub.db"
+    hub = LiveHub(store, config=cfg).start()
+    try:
+        body = {"name": "api-rule", "kind": "absence", "query": "service:billing", "notify": ["unused"]}
+        with hub.client(hub.read_token) as c:
+            assert c.post("/api/v1/alerts", json=body).status_code == 201
+            r = c.post("/api/v1/alerts", json={**body, "name": "bad", "notify": ["nobody"]})
+        assert r.status_code == 400 and "notify: no notifier named 'nobody'" in r.json()["error"]
+    finally:
+        hub.stop()
+    r = obshub("alerts", "test", "api-rule", "--store", store, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"unused (webhook -> {receiver.url}/***): ok: delivered")
+    [posted] = receiver.posted
+    assert posted.path == "/unused" and posted.body["alerts"][0]["labels"]["alertname"] == "api-rule"
+    r = obshub("alerts", "test", "nope", "--store", store, env=env)
+    assert r.returncode == 2 and "neither an [[alerts]] rule nor an API rule" in r.stderr
