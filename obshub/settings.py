@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from obshub.errors import ConfigError
+from obshub.errors import ConfigError, FieldError
 from obshub.events import Limits
 
-__all__ = ["TABLES", "IPNetwork", "Settings", "load_settings", "parse_networks"]
+__all__ = ["TABLES", "IPNetwork", "Settings", "load_settings", "parse_networks", "parse_tables"]
 
 MiB = 1024 * 1024
 IPNetwork = IPv4Network | IPv6Network
@@ -131,6 +131,39 @@ class Settings:
 
 TABLES = ("checks", "alerts", "notifiers")  # arrays of tables, from the config file only
 _SIMPLE = {f.name: f for f in fields(Settings) if f.name not in TABLES}
+
+
+T = TypeVar("T")
+
+
+def parse_tables(
+    table: str,
+    raw: Sequence[Mapping[str, Any]],
+    parse: Callable[[Mapping[str, Any]], T],
+    identity: Callable[[T], tuple[str, ...]],
+) -> list[T]:
+    """The `[[table]]` arrays of the config file ([[checks]], [[alerts]], [[notifiers]]) parsed
+    item by item, in file order. A bad one stops the hub at start with a ConfigError naming the
+    table (`[[alerts]] #2 ('quiet')`) and the key (the FieldError `parse` raised); so does a second
+    item with the same `identity` ((project, name), or (name,))."""
+    out: list[T] = []
+    seen: set[tuple[str, ...]] = set()
+    for i, item in enumerate(raw):
+        named = isinstance(item, Mapping) and isinstance(item.get("name"), str)
+        where = f"[[{table}]] #{i + 1}" + (f" ({item['name']!r})" if named else "")
+        try:
+            if not isinstance(item, Mapping):
+                raise FieldError("table", "expected a table")
+            parsed = parse(item)
+        except FieldError as e:
+            raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
+        ident = identity(parsed)
+        if ident in seen:
+            scope = f" in project {ident[0]!r}" if len(ident) > 1 else ""
+            raise ConfigError(f"OBSHUB_CONFIG: {where}: name: {ident[-1]!r} is declared twice{scope}")
+        seen.add(ident)
+        out.append(parsed)
+    return out
 
 
 def parse_networks(raw: str) -> tuple[IPNetwork, ...]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from obshub.store import Store, open_store
 from tests.hubproc import LiveHub
 from tests.opensearch_node import drop_prefix, opensearch_url  # noqa: F401  (session fixture)
 
@@ -36,6 +37,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = f"{base}{sep}prefix=t{uuid.uuid4().hex[:10]}"
     yield url
     drop_prefix(url)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """The fresh store of `store_url` (each backend), opened, closed after the test."""
+    s = open_store(store_url)
+    s.open()
+    yield s
+    s.close()
 
 
 @pytest.fixture

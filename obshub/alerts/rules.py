@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from obshub.alerts.model import Route
-from obshub.errors import ConfigError, FieldError, QueryError
+from obshub.errors import FieldError, QueryError
+from obshub.settings import parse_tables
 from obshub.store.base import Aggregate
 from obshub.store.querylang import And, Field, Node, Not, Or, QuerySyntaxError, level_values, parse, to_string, ts_value
 
@@ -330,20 +331,4 @@ def parse_rule(
 def config_rules(raw: Sequence[Mapping[str, Any]], notifiers: Collection[str] | None = None) -> list[Rule]:
     """`Settings.alerts` -> Rules; a bad table stops the hub at start, naming it and the key
     (a `notify` naming no `[[notifiers]]` table included, when `notifiers` is given)."""
-    out: list[Rule] = []
-    seen: set[tuple[str, str]] = set()
-    for i, table in enumerate(raw):
-        where = f"[[alerts]] #{i + 1}" + (
-            f" ({table['name']!r})" if isinstance(table, Mapping) and isinstance(table.get("name"), str) else ""
-        )
-        try:
-            rule = parse_rule(table, notifiers=notifiers)
-        except FieldError as e:
-            raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
-        if (rule.project, rule.name) in seen:
-            raise ConfigError(
-                f"OBSHUB_CONFIG: {where}: name: {rule.name!r} is declared twice in project {rule.project!r}"
-            )
-        seen.add((rule.project, rule.name))
-        out.append(rule)
-    return out
+    return parse_tables("alerts", raw, lambda t: parse_rule(t, notifiers=notifiers), lambda r: (r.project, r.name))

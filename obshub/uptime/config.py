@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from obshub.errors import ConfigError, FieldError
+from obshub.errors import FieldError
+from obshub.settings import parse_tables
 from obshub.uptime.model import (
     DEFAULT_INTERVAL_S,
     DEFAULT_TIMEOUT_S,
@@ -135,20 +136,4 @@ def parse_check(raw: Any, source: str = "config", project: str | None = None) ->
 
 def config_checks(raw: Sequence[Mapping[str, Any]]) -> list[Check]:
     """`Settings.checks` -> Checks; a bad table stops the hub at start, naming it and the key."""
-    out: list[Check] = []
-    seen: set[tuple[str, str]] = set()
-    for i, table in enumerate(raw):
-        where = f"[[checks]] #{i + 1}" + (
-            f" ({table['name']!r})" if isinstance(table, Mapping) and isinstance(table.get("name"), str) else ""
-        )
-        try:
-            check = parse_check(table)
-        except FieldError as e:
-            raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
-        if (check.project, check.name) in seen:
-            raise ConfigError(
-                f"OBSHUB_CONFIG: {where}: name: {check.name!r} is declared twice in project {check.project!r}"
-            )
-        seen.add((check.project, check.name))
-        out.append(check)
-    return out
+    return parse_tables("checks", raw, parse_check, lambda c: (c.project, c.name))

@@ -19,14 +19,6 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    s.open()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     """For the tests that are not about the store: the embedded one, in a temporary file."""
     s = open_store(f"sqlite:///{tmp_path}/obshub.db")

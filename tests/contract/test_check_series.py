@@ -3,13 +3,11 @@ page's 90-day bars and response time chart), counted the same way by SQLite and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from obshub.auth import create_project
 from obshub.events import normalize
-from obshub.store import Store, open_store
+from obshub.store import Store
 from obshub.store.base import CHECK_SERIES_MAX, CheckBucket
 from obshub.uptime.config import parse_check
 from obshub.uptime.model import ProbeResult
@@ -18,14 +16,6 @@ from obshub.uptime.writes import record, write_definition
 DAY = 86_400_000_000
 HOUR = DAY // 24
 T0 = 20_000 * DAY  # 2024-10-04 00:00 UTC: a day boundary
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    s.open()
-    yield s
-    s.close()
 
 
 def test_results_per_check_and_day(store: Store) -> None:

@@ -4,20 +4,11 @@ writers that read the same version: exactly one wins, on every backend."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from obshub.errors import Conflict
-from obshub.store import Store, open_store
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    s.open()
-    yield s
-    s.close()
+from obshub.store import Store
 
 
 def test_create_read_replace_delete(store: Store) -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from obshub.errors import ConfigError, FieldError
+from obshub.errors import FieldError
+from obshub.settings import parse_tables
 from obshub.uptime.model import public_target
 
 __all__ = [
@@ -244,17 +245,4 @@ def parse_notifier(raw: Mapping[str, Any]) -> Notifier:
 def parse_notifiers(raw: Sequence[Mapping[str, Any]]) -> dict[str, Notifier]:
     """`Settings.notifiers` -> notifiers by name, in file order; a bad table stops the hub at
     start, naming it and the key."""
-    out: dict[str, Notifier] = {}
-    for i, table in enumerate(raw):
-        named = isinstance(table, Mapping) and isinstance(table.get("name"), str)
-        where = f"[[notifiers]] #{i + 1}" + (f" ({table['name']!r})" if named else "")
-        try:
-            if not isinstance(table, Mapping):
-                raise FieldError("table", "expected a table")
-            notifier = parse_notifier(table)
-        except FieldError as e:
-            raise ConfigError(f"OBSHUB_CONFIG: {where}: {e}") from None
-        if notifier.name in out:
-            raise ConfigError(f"OBSHUB_CONFIG: {where}: name: {notifier.name!r} is declared twice")
-        out[notifier.name] = notifier
-    return out
+    return {n.name: n for n in parse_tables("notifiers", raw, parse_notifier, lambda n: (n.name,))}
