@@ -7,7 +7,7 @@ The registry is passed in so each app (and each test) has its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
@@ -30,13 +30,19 @@ class MetricValues(Collector):
     max_groups + "other" more), as the rollup job last computed it (obshub/jobs/rollups.py).
     Replaced whole after each run, so a scrape never sees half a run and a removed metric or
     group disappears; bounded by the metrics' group caps. Only the hub holding the jobs' lease
-    runs the job: the others export no series (query with `max without (instance)`)."""
+    runs the job and exports them (`only_while`): a hub that lost the lease stops exporting
+    values nobody refreshes any more (query with `max without (instance)`)."""
 
     def __init__(self) -> None:
         self._samples: dict[tuple[str, str, str, str], float] = {}
+        self._live: Callable[[], bool] = lambda: True
 
     def replace(self, samples: Mapping[tuple[str, str, str, str], float]) -> None:
         self._samples = dict(samples)  # one reference swap: a scrape reads the old or the new
+
+    def only_while(self, live: Callable[[], bool]) -> None:
+        """Export the samples only while `live()` (the jobs' lease is held here)."""
+        self._live = live
 
     def collect(self) -> Iterator[Metric]:
         fam = GaugeMetricFamily(
@@ -44,8 +50,9 @@ class MetricValues(Collector):
             "Value of a defined metric over the current hour (window=1h) or UTC day (window=1d), per group.",
             labels=["project", "metric", "window", "group"],
         )
-        for labels, value in sorted(self._samples.items()):
-            fam.add_metric(list(labels), value)
+        if self._live():
+            for labels, value in sorted(self._samples.items()):
+                fam.add_metric(list(labels), value)
         yield fam
 
 

@@ -77,6 +77,7 @@ def start_jobs(hub: Hub) -> BackgroundScheduler:
         raise
     scheduler.add_job(leader_only(lease, rollups.run), "interval", seconds=hub.settings.rollup_interval_s, id="rollups")
     hub.telemetry.jobs_leader.set_function(lambda: 1.0 if lease.held() else 0.0)
+    hub.telemetry.metric_values.only_while(lease.held)  # values only the holder refreshes
     hub.jobs_lease = lease.start()
     scheduler.start()
     return scheduler

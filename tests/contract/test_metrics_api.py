@@ -122,6 +122,9 @@ def test_define_compute_read_and_delete(mhub: LiveHub) -> None:
     _run(h)
     text = httpx.get(f"{h.url}/metrics").text
     assert 'metric="signups"' not in text and 'metric="errors"' in text
+    h.app.state.hub.jobs_lease.release()  # this hub loses the jobs' lease: nobody here refreshes them
+    text = httpx.get(f"{h.url}/metrics").text
+    assert "# TYPE obshub_metric_value gauge" in text and "obshub_metric_value{" not in text
 
 
 @pytest.mark.parametrize(
