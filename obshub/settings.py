@@ -87,6 +87,14 @@ class Settings:
     alerts: tuple[Mapping[str, Any], ...] = field(default=())
     notifiers: tuple[Mapping[str, Any], ...] = field(default=())
     alert_interval_s: int = 30
+    # Metrics defined from queries (docs/metrics.md): [[metrics]] tables (and API ones), their
+    # hourly and daily values computed every rollup_interval_s by the jobs' lease holder, the last
+    # rollup_recompute_hours hours again each run (late events), kept rollup_retention_days
+    # (0: forever), apart from the events' own retention.
+    metrics: tuple[Mapping[str, Any], ...] = field(default=())
+    rollup_interval_s: int = 300
+    rollup_recompute_hours: int = 6
+    rollup_retention_days: int = 400
     # Where checks defined over the API may connect (obshub/uptime/network.py, docs/uptime.md):
     # public addresses only, unless a network is listed here (CIDRs, comma-separated, e.g.
     # "10.0.0.0/8,fd00::/8" to monitor internal services). Deny wins over allow. [[checks]] of
@@ -129,7 +137,7 @@ class Settings:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
 
-TABLES = ("checks", "alerts", "notifiers")  # arrays of tables, from the config file only
+TABLES = ("checks", "alerts", "notifiers", "metrics")  # arrays of tables, from the config file only
 _SIMPLE = {f.name: f for f in fields(Settings) if f.name not in TABLES}
 
 
@@ -270,6 +278,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         _check_public_url(settings.public_url)
     if not 0 <= settings.login_backoff_s <= 3600:  # also refuses nan
         raise ConfigError(f"OBSHUB_LOGIN_BACKOFF_S: {settings.login_backoff_s} is not between 0 and 3600 seconds")
+    if not 10 <= settings.rollup_interval_s <= 86_400:
+        raise ConfigError(f"OBSHUB_ROLLUP_INTERVAL_S: {settings.rollup_interval_s} is not between 10 and 86400 seconds")
+    if settings.rollup_recompute_hours > 168:
+        raise ConfigError(f"OBSHUB_ROLLUP_RECOMPUTE_HOURS: {settings.rollup_recompute_hours} is more than 168 (a week)")
     for key in ("checks_allow_networks", "checks_deny_networks"):
         try:
             parse_networks(getattr(settings, key))

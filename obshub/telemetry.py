@@ -7,11 +7,14 @@ The registry is passed in so each app (and each test) has its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["Telemetry"]
+__all__ = ["MetricValues", "Telemetry"]
 
 # Batch latency buckets: a 1k-line batch takes ~10-50 ms end to end on the embedded store.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -19,6 +22,38 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _ALERT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Uptime probes cross a network (TLS handshake ~50-300 ms far away); timeouts reach 60 s.
 _CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class MetricValues(Collector):
+    """`obshub_metric_value{project, metric, window, group}`: each defined metric's value over the
+    current hour (window "1h") and UTC day ("1d"), per group ("" for every event; at most
+    max_groups + "other" more), as the rollup job last computed it (obshub/jobs/rollups.py).
+    Replaced whole after each run, so a scrape never sees half a run and a removed metric or
+    group disappears; bounded by the metrics' group caps. Only the hub holding the jobs' lease
+    runs the job and exports them (`only_while`): a hub that lost the lease stops exporting
+    values nobody refreshes any more (query with `max without (instance)`)."""
+
+    def __init__(self) -> None:
+        self._samples: dict[tuple[str, str, str, str], float] = {}
+        self._live: Callable[[], bool] = lambda: True
+
+    def replace(self, samples: Mapping[tuple[str, str, str, str], float]) -> None:
+        self._samples = dict(samples)  # one reference swap: a scrape reads the old or the new
+
+    def only_while(self, live: Callable[[], bool]) -> None:
+        """Export the samples only while `live()` (the jobs' lease is held here)."""
+        self._live = live
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily(
+            "obshub_metric_value",
+            "Value of a defined metric over the current hour (window=1h) or UTC day (window=1d), per group.",
+            labels=["project", "metric", "window", "group"],
+        )
+        if self._live():
+            for labels, value in sorted(self._samples.items()):
+                fam.add_metric(list(labels), value)
+        yield fam
 
 
 @dataclass(frozen=True)
@@ -41,6 +76,7 @@ class Telemetry:
     alert_evaluation_failures: Counter  # rules a pass could not evaluate (store trouble)
     jobs_leader: Gauge  # 1 while this hub holds the jobs' lease (obshub/jobs/lease.py)
     check_tls_expiry: Gauge  # project, check: notAfter of an https target's certificate (epoch s)
+    metric_values: MetricValues  # defined metrics' current hour and day (obshub/jobs/rollups.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Telemetry:
@@ -131,6 +167,7 @@ class Telemetry:
                 ["project", "check"],
                 registry=r,
             ),
+            metric_values=_registered(MetricValues(), r),
         )._with_known_series()
 
     def _with_known_series(self) -> Telemetry:
@@ -147,6 +184,11 @@ class Telemetry:
             self.ingest_requests.labels(protocol, "200")
             self.ingest_batch_seconds.labels(protocol)
         return self
+
+
+def _registered(collector: MetricValues, registry: CollectorRegistry) -> MetricValues:
+    registry.register(collector)
+    return collector
 
 
 # (protocol, ingest_events outcomes, ingest_rejected reasons): what obshub/ingest/ counts.

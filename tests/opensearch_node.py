@@ -198,9 +198,10 @@ def drop_prefix(store_url: str) -> None:
     try:
         client.transport.perform_request("DELETE", f"/_data_stream/{prefix}-events", params={"ignore": 404})
         client.transport.perform_request("DELETE", f"/_index_template/{prefix}-events", params={"ignore": 404})
-        client.transport.perform_request(
-            "DELETE", f"/{prefix}-state", params={"ignore": 404, "ignore_unavailable": "true"}
-        )
+        for small in ("state", "rollups"):
+            client.transport.perform_request(
+                "DELETE", f"/{prefix}-{small}", params={"ignore": 404, "ignore_unavailable": "true"}
+            )
     except Exception:  # cleanup must never fail a test whose node is down on purpose
         pass
     finally:

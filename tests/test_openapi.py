@@ -30,6 +30,7 @@ from openapi_spec_validator import validate as validate_spec
 from starlette.routing import Route
 
 from obshub.app import create_app
+from obshub.jobs.rollups import RollupJob
 from obshub.settings import load_settings
 from obshub.web import pages
 from obshub.web.openapi import MissingSpec, api_routes, document
@@ -48,6 +49,8 @@ CONFIG_CONFLICTS = {
     ("DELETE", "/api/v1/checks/{name}", "409"),
     ("POST", "/api/v1/alerts", "409"),
     ("DELETE", "/api/v1/alerts/{name}", "409"),
+    ("POST", "/api/v1/metrics", "409"),
+    ("DELETE", "/api/v1/metrics/{name}", "409"),
 }
 
 
@@ -204,6 +207,7 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
         _aggregate(check, read, ingest, anon)
         _checks(check, read, admin, anon)
         _alerts(check, read, ingest, anon)
+        _metrics(check, live, read, ingest, anon)
         _operations_routes(check, anon)
     finally:
         for c in (read, ingest, admin, anon):
@@ -458,6 +462,32 @@ def _alerts(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: 
     check("DELETE", one, read.delete("/api/v1/alerts/quiet"), 404)
 
 
+def _metrics(check: Conformance, live: LiveHub, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:
+    path = "/api/v1/metrics"
+    metric = {"name": "visits", "query": "service:web", "group_by": "host", "unit": "visits"}
+    created = check("POST", path, read.post(path, json=metric), 201)
+    assert created["source"] == "api" and created["rollup"]["computed_at"] is None
+    check("POST", path, read.post(path, json={**metric, "max_groups": 5}), 200)
+    assert check("POST", path, read.post(path, json={**metric, "measure": "p95"}), 400)["error"].startswith("measure")
+    _auth_errors(check, "POST", path, path, anon, _token(ingest), json=metric)
+    hub = live.app.state.hub
+    RollupJob(hub.settings, hub.store, hub.telemetry).run()
+    listed = check("GET", path, read.get(path), 200)["metrics"]
+    assert [m["name"] for m in listed] == ["visits"] and listed[0]["rollup"]["backfilled"] is True
+    _auth_errors(check, "GET", path, path, anon, _token(ingest))
+    series = "/api/v1/metrics/{name}/series"
+    url = "/api/v1/metrics/visits/series"
+    assert check("GET", series, read.get(url), 200)["total"]
+    assert check("GET", series, read.get(url, params={"format": "csv"}), 200).startswith("row,group,t,count,value")
+    check("GET", series, read.get(url, params={"interval": "week"}), 400)
+    check("GET", series, read.get("/api/v1/metrics/nope/series"), 404)
+    _auth_errors(check, "GET", series, url, anon, _token(ingest))
+    one = "/api/v1/metrics/{name}"
+    _auth_errors(check, "DELETE", one, "/api/v1/metrics/visits", anon, _token(ingest))
+    assert check("DELETE", one, read.delete("/api/v1/metrics/visits"), 200) == {"deleted": "visits"}
+    check("DELETE", one, read.delete("/api/v1/metrics/visits"), 404)
+
+
 def _operations_routes(check: Conformance, anon: httpx.Client) -> None:
     check("GET", "/api/v1/openapi.json", anon.get("/api/v1/openapi.json"), 200)
     check("GET", "/healthz", anon.get("/healthz"), 200)
@@ -471,6 +501,7 @@ def test_config_file_conflicts_match_the_document(tmp_path: Path) -> None:
     cfg.write_text(
         '[[checks]]\nname = "home"\ntarget = "tcp://127.0.0.1:9"\nproject = "test"\n'
         '[[alerts]]\nname = "home-down"\nkind = "check"\ncheck = "home"\nproject = "test"\n'
+        '[[metrics]]\nname = "visits"\nproject = "test"\n'
     )
     hub = HubProcess(f"sqlite:///{tmp_path}/obshub.db", env={"OBSHUB_CONFIG": str(cfg)}).start()
     try:
@@ -485,6 +516,8 @@ def test_config_file_conflicts_match_the_document(tmp_path: Path) -> None:
             check("DELETE", "/api/v1/alerts/{name}", read.delete("/api/v1/alerts/home-down"), 409)
             listed = read.get("/api/v1/alerts").json()["alerts"]
             assert [(r["name"], r["source"]) for r in listed] == [("home-down", "config")]
+            check("POST", "/api/v1/metrics", read.post("/api/v1/metrics", json={"name": "visits"}), 409)
+            check("DELETE", "/api/v1/metrics/{name}", read.delete("/api/v1/metrics/visits"), 409)
     finally:
         hub.stop()
     assert check.seen >= CONFIG_CONFLICTS

@@ -1,5 +1,6 @@
 """Scheduled work of the hub (APScheduler, in a background thread): retention and store upkeep,
-uptime probes (obshub/uptime/scheduling.py), alert evaluation and delivery (obshub/alerts/).
+uptime probes (obshub/uptime/scheduling.py), alert evaluation and delivery (obshub/alerts/),
+metrics' rollups (obshub/jobs/rollups.py).
 Jobs never raise into the scheduler: a failing run is logged and retried at the next interval.
 
 Once per cluster: every hub schedules every job, but a job runs only on the hub holding the jobs'
@@ -18,6 +19,7 @@ from obshub.errors import StoreError
 from obshub.events import now_us
 from obshub.hub import Hub
 from obshub.jobs.lease import Lease, leader_only
+from obshub.jobs.rollups import RollupJob
 from obshub.uptime.scheduling import register as register_uptime
 
 __all__ = ["retention", "start_jobs", "stop_jobs"]
@@ -73,7 +75,16 @@ def start_jobs(hub: Hub) -> BackgroundScheduler:
         published.publish()  # the notifiers' status, for the API and page of every hub
 
     scheduler.add_job(leader_only(lease, alerts), "interval", seconds=hub.settings.alert_interval_s, id="alerts")
+    # Metrics' hourly and daily rollups (obshub/jobs/rollups.py); a bad [[metrics]] table stops
+    # the start here (ConfigError), before the lease is taken.
+    try:
+        rollups = RollupJob(hub.settings, hub.store, hub.telemetry)
+    except Exception:
+        dispatcher.close(timeout_s=0)
+        raise
+    scheduler.add_job(leader_only(lease, rollups.run), "interval", seconds=hub.settings.rollup_interval_s, id="rollups")
     hub.telemetry.jobs_leader.set_function(lambda: 1.0 if lease.held() else 0.0)
+    hub.telemetry.metric_values.only_while(lease.held)  # values only the holder refreshes
     hub.jobs_lease = lease.start()
     scheduler.start()
     return scheduler

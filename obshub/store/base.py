@@ -25,6 +25,7 @@ __all__ = [
     "AGG_OPS",
     "CHECK_SERIES_MAX",
     "FACET_SAMPLE",
+    "ROLLUP_INTERVALS",
     "AggBucket",
     "Aggregate",
     "AggregateRequest",
@@ -34,6 +35,7 @@ __all__ = [
     "NewToken",
     "Project",
     "Record",
+    "RollupRow",
     "Sampled",
     "SearchRequest",
     "Store",
@@ -253,6 +255,24 @@ class AggBucket:
     other: AggBucket | None = None  # set when there is a next level
 
 
+# -- rollups: durable values of defined metrics (obshub/query/metrics.py, docs/metrics.md) ------
+ROLLUP_INTERVALS = {"hour": 3_600_000_000, "day": 86_400_000_000}  # name -> bucket width, µs
+
+
+@dataclass(frozen=True)
+class RollupRow:
+    """A defined metric's value over one hour or day (UTC, `t` its start, µs) for every matching
+    event (`group` ""), one group of its `group_by` (its key as text) or the rest ("other").
+    Computed from the events of that bucket alone, never from other rows."""
+
+    metric: str
+    group: str
+    interval: str  # a key of ROLLUP_INTERVALS
+    t: int
+    count: int  # events in the bucket (and group)
+    value: AggValue
+
+
 class Store(Protocol):
     """Persistence of projects, tokens and events. Raise `StoreUnavailable` when the backend is
     unreachable (the hub answers 503 and agents spool), never return partial success silently."""
@@ -466,6 +486,24 @@ class Store(Protocol):
         merged_into: str | None = None,
     ) -> GroupRecord:
         """Change state (and resolved_at) or merge; raises NotFound for an unknown group."""
+
+    # -- rollups (`RollupRow`): kept apart from events, with their own retention ----------------
+    def put_rollups(
+        self, project_id: int, metric: str, interval: str, start: int, end: int, rows: Sequence[RollupRow]
+    ) -> None:
+        """Replace the metric's rows of `interval` with `t` in [start, end) by `rows` (all of that
+        metric and interval, in the range): idempotent, so a bucket recomputed after late events
+        or a restart is stored once, and a group gone from a bucket's top leaves no stale row."""
+
+    def rollup_series(
+        self, project_id: int, metric: str, interval: str, start: int, end: int, group: str | None = None
+    ) -> list[RollupRow]:
+        """The metric's rows of `interval` with `t` in [start, end) (of one `group` when given),
+        by group then `t`."""
+
+    def delete_rollups(self, before: int, project_id: int | None = None, metric: str | None = None) -> int:
+        """Remove rows with `t` < `before` (of one project, and one metric of it, when given);
+        returns how many."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def delete_before(self, cutoff: int) -> int:

@@ -452,6 +452,65 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
         {"200": _AGGREGATE_OK},
         requestBody=_body(ref("AggregateRequest")),
     ),
+    ("GET", "/api/v1/metrics"): _read(
+        "The project's metrics defined from queries, with their rollup progress and current values",
+        "metrics",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["metrics"],
+                    "additionalProperties": False,
+                    "properties": {"metrics": {"type": "array", "items": ref("Metric")}},
+                }
+            )
+        },
+        errors=(),
+    ),
+    ("POST", "/api/v1/metrics"): _read(
+        "Define (or replace) a metric; its values are computed by the next rollup runs",
+        "metrics",
+        {"201": _ok(ref("Metric"), "Created"), "200": _ok(ref("Metric"), "Replaced the metric of that name")},
+        errors=("400", "409"),
+        requestBody=_body(ref("MetricDefinition")),
+    ),
+    ("DELETE", "/api/v1/metrics/{name}"): _read(
+        "Delete an API metric and its rollups (config-file metrics: 409)",
+        "metrics",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["deleted"],
+                    "additionalProperties": False,
+                    "properties": {"deleted": {"type": "string"}},
+                }
+            )
+        },
+        [_path_param("name", "the metric's name", _SEGMENT)],
+        ("404", "409"),
+    ),
+    ("GET", "/api/v1/metrics/{name}/series"): _read(
+        "A metric's stored hourly or daily values (docs/metrics.md)",
+        "metrics",
+        {
+            "200": {
+                "description": "The series (JSON), or with format=csv one row per stored bucket",
+                "content": {
+                    "application/json": {"schema": ref("MetricSeries")},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        },
+        [
+            _path_param("name", "the metric's name", _SEGMENT),
+            _p("metric_interval"),
+            *_RANGE,
+            _p("metric_group"),
+            _p("agg_format"),
+        ],
+        ("400", "404"),
+    ),
     ("GET", "/api/v1/checks"): _read(
         "The project's uptime checks with their status",
         "checks",

@@ -15,6 +15,7 @@ from obshub.events import KINDS, LEVELS, STRING_FIELDS
 from obshub.query.aggregate import AUTO_BUCKETS, MAX_BUCKETS, MAX_CELLS, MAX_TOP
 from obshub.query.errors import GROUP_STATES
 from obshub.query.export import FORMATS, MAX_COLUMNS
+from obshub.query.metrics import DEFAULT_GROUPS, MAX_GROUPS, MAX_SERIES_BUCKETS
 from obshub.query.search import MAX_DEPTH, MAX_LIMIT, MAX_TERMS, TIMELINE_LIMIT, TIMELINE_MAX_LIMIT
 from obshub.query.times import MAX_INTERVAL_US
 from obshub.uptime.model import DEFAULT_INTERVAL_S, DEFAULT_TIMEOUT_S, MAX_INTERVAL_S, MAX_TIMEOUT_S, MIN_INTERVAL_S
@@ -518,6 +519,65 @@ _AGGREGATE = _obj(
     required=("measure", "group_by", "top", "from", "to", "interval_s", "total"),
 )
 
+# -- metrics (docs/metrics.md) ---------------------------------------------------------------------
+
+_METRIC_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+_METRIC_DEFINITION = _obj(
+    {
+        "name": _METRIC_NAME,
+        "project": {"type": "string", "description": "the token's project (may be omitted)"},
+        "query": {"type": "string", "description": "the events counted (docs/api.md, Query language); empty: all"},
+        "measure": {
+            "type": "string",
+            "default": "count",
+            "description": "count, unique(FIELD), sum|avg|min|max|p50|p90|p95|p99(FIELD) (docs/aggregate.md)",
+        },
+        "group_by": {"type": "string", "description": "one field: a core field or an attribute"},
+        "max_groups": {"type": "integer", "minimum": 1, "maximum": MAX_GROUPS, "default": DEFAULT_GROUPS},
+        "description": {"type": "string", "maxLength": 1024},
+        "unit": {"type": "string", "maxLength": 32},
+    },
+    required=("name",),
+)
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_METRIC = _obj(
+    {
+        "name": {"type": "string"},
+        "query": {"type": "string", "description": "canonical form"},
+        "measure": {"type": "string"},
+        "group_by": {"type": ["string", "null"], "description": "as understood: `attrs.plan`"},
+        "max_groups": {"type": "integer"},
+        "description": {"type": "string"},
+        "unit": {"type": "string"},
+        "source": {"enum": ["config", "api"]},
+        "rollup": _obj(
+            {
+                "from": {**_nullable(ref("Time")), "description": "the day of the oldest matching event"},
+                "computed_to": {**_nullable(ref("Time")), "description": "every bucket before is computed"},
+                "computed_at": {**_nullable(ref("Time")), "description": "the rollup job's last run"},
+                "backfilled": {"type": "boolean"},
+            }
+        ),
+        "current": _obj({"1h": _NUMBER_OR_NULL, "1d": _NUMBER_OR_NULL}, description="this hour and UTC day"),
+    }
+)
+_METRIC_POINT = _obj({"t": ref("Time"), "count": _COUNT, "value": _NUMBER_OR_NULL})
+_METRIC_SERIES = _obj(
+    {
+        "metric": {"type": "string"},
+        "measure": {"type": "string"},
+        "unit": {"type": "string"},
+        "interval": {"enum": ["hour", "day"]},
+        "from": ref("Time"),
+        "to": ref("Time"),
+        "total": {"type": "array", "items": _METRIC_POINT, "description": "every matching event"},
+        "groups": {
+            "type": "array",
+            "items": _obj({"group": {"type": "string"}, "series": {"type": "array", "items": _METRIC_POINT}}),
+        },
+    }
+)
+
 SCHEMAS: dict[str, Schema] = {
     "Time": _TIME,
     "Event": _EVENT,
@@ -545,6 +605,9 @@ SCHEMAS: dict[str, Schema] = {
     "AggregateBucket": _AGG_BUCKET,
     "AggregateGroup": _AGG_GROUP,
     "AggregateRequest": _AGGREGATE_REQUEST,
+    "MetricDefinition": _METRIC_DEFINITION,
+    "Metric": _METRIC,
+    "MetricSeries": _METRIC_SERIES,
 }
 
 
@@ -630,6 +693,12 @@ ROUTE_PARAMETERS: dict[str, Schema] = {
         f"and {MAX_CELLS} cells (buckets x groups); absent: none",
     ),
     "agg_format": _query("format", {"enum": ["json", "csv"], "default": "json"}, "json or csv"),
+    "metric_interval": _query(
+        "interval",
+        {"enum": ["hour", "day"], "default": "hour"},
+        f"the rollup's buckets (UTC); at most {MAX_SERIES_BUCKETS} in the range",
+    ),
+    "metric_group": _query("group", {"type": "string"}, "one group's rows only (`other`: the rest); absent: all"),
 }
 
 

@@ -11,6 +11,7 @@
     state.py      projects and tokens (small index, optimistic concurrency)
     sessions.py   the web sessions' shared signing key and the sessions ended by logout
     groups.py     error group records (same index) and their aggregations
+    rollups.py    values of defined metrics per hour and day (their own index and retention)
     lifecycle.py  rollover and retention with core APIs (no ISM, no _delete_by_query)
 
 Read-your-writes: by default a bulk does not wait for a refresh; the next read from this
@@ -41,6 +42,7 @@ from obshub.store.base import (
     NewToken,
     Project,
     Record,
+    RollupRow,
     Sampled,
     SearchRequest,
     TokenRecord,
@@ -55,6 +57,7 @@ from obshub.store.opensearch.lifecycle import Lifecycle
 from obshub.store.opensearch.mappings import Names, doc_id, event_template, small_index_body
 from obshub.store.opensearch.reader import Reader
 from obshub.store.opensearch.records import RECORD_FIELDS, Records
+from obshub.store.opensearch.rollups import Rollups
 from obshub.store.opensearch.sessions import SESSION_FIELDS, Sessions
 from obshub.store.opensearch.state import STATE_FIELDS, State
 from obshub.store.opensearch.url import OpenSearchConfig, parse_url
@@ -150,6 +153,7 @@ class OpenSearchStore:
         self._state = State(c, n)
         self._sessions = Sessions(c, n)
         self._records = Records(c, n)
+        self._rollups = Rollups(c, n.rollups, self.cfg.replicas)
         self._state.narrow_dsn_keys()  # a store made before the `sentry` scope (state.py)
         self._groups = Groups(c, n.state, n.events, self._before_read)
         self.lifecycle = Lifecycle(c, n.events, on_rollover=self._writer.dedup.invalidate)
@@ -400,6 +404,20 @@ class OpenSearchStore:
         merged_into: str | None = None,
     ) -> GroupRecord:
         return self._groups.update(project_id, group_id, state, resolved_at, merged_into)
+
+    # -- rollups --------------------------------------------------------------------------------
+    def put_rollups(
+        self, project_id: int, metric: str, interval: str, start: int, end: int, rows: Sequence[RollupRow]
+    ) -> None:
+        self._rollups.put(project_id, metric, interval, start, end, rows)
+
+    def rollup_series(
+        self, project_id: int, metric: str, interval: str, start: int, end: int, group: str | None = None
+    ) -> list[RollupRow]:
+        return self._rollups.series(project_id, metric, interval, start, end, group)
+
+    def delete_rollups(self, before: int, project_id: int | None = None, metric: str | None = None) -> int:
+        return self._rollups.delete(before, project_id, metric)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def delete_before(self, cutoff: int) -> int:

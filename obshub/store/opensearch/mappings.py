@@ -141,6 +141,7 @@ class Names:
         self.events = f"{prefix}-events"
         self.events_template = f"{prefix}-events"
         self.state = f"{prefix}-state"
+        self.rollups = f"{prefix}-rollups"  # values of defined metrics (rollups.py)
 
 
 def event_template(names: Names, shards: int, replicas: int | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@
     groups.py   error group records, stats and triage updates
     state.py    projects and tokens
     sessions.py the web sessions' shared signing key and the sessions ended by logout
+    rollups.py  values of defined metrics per hour and day (their own table and retention)
     ops.py      upkeep: retention in short transactions, space reclaim, planner statistics
 
 Why it is shaped this way:
@@ -48,6 +49,7 @@ from obshub.store.base import (
     NewToken,
     Project,
     Record,
+    RollupRow,
     Sampled,
     SearchRequest,
     TokenRecord,
@@ -61,6 +63,7 @@ from obshub.store.sqlite.db import Db, tx
 from obshub.store.sqlite.groups import Groups
 from obshub.store.sqlite.reader import Reader
 from obshub.store.sqlite.records import Records
+from obshub.store.sqlite.rollups import Rollups
 from obshub.store.sqlite.sessions import Sessions
 from obshub.store.sqlite.state import State
 from obshub.store.sqlite.writer import Writer
@@ -84,6 +87,7 @@ class SqliteStore:
         self._state = State(self._db)
         self._sessions = Sessions(self._db)
         self._records = Records(self._db)
+        self._rollups = Rollups(self._db)
         self._reader = Reader(self._db)
         self._groups = Groups(self._db, self._reader)
         self._aggregator = Aggregator(self._db, self._reader)
@@ -309,6 +313,20 @@ class SqliteStore:
         merged_into: str | None = None,
     ) -> GroupRecord:
         return self._groups.update(project_id, group_id, state, resolved_at, merged_into)
+
+    # -- rollups ---------------------------------------------------------------------------------
+    def put_rollups(
+        self, project_id: int, metric: str, interval: str, start: int, end: int, rows: Sequence[RollupRow]
+    ) -> None:
+        self._rollups.put(project_id, metric, interval, start, end, rows)
+
+    def rollup_series(
+        self, project_id: int, metric: str, interval: str, start: int, end: int, group: str | None = None
+    ) -> list[RollupRow]:
+        return self._rollups.series(project_id, metric, interval, start, end, group)
+
+    def delete_rollups(self, before: int, project_id: int | None = None, metric: str | None = None) -> int:
+        return self._rollups.delete(before, project_id, metric)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def delete_before(self, cutoff: int) -> int:

@@ -72,6 +72,14 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS records (
         kind TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, updated_at INTEGER NOT NULL,
         value TEXT NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID""",
+    # Values of defined metrics per hour and day (rollups.py): a few rows per metric and hour.
+    # `value` has no type: counts stay integers, the other measures floats (or NULL).
+    """CREATE TABLE IF NOT EXISTS rollups (
+        project_id INTEGER NOT NULL, metric TEXT NOT NULL, interval TEXT NOT NULL, t INTEGER NOT NULL,
+        grp TEXT NOT NULL, count INTEGER NOT NULL, value, PRIMARY KEY (project_id, metric, interval, t, grp))
+        WITHOUT ROWID""",
+    # Their retention (`delete_rollups`, each rollup run) reads only the rows it deletes.
+    "CREATE INDEX IF NOT EXISTS ix_rollups_t ON rollups (t)",
     "CREATE INDEX IF NOT EXISTS ix_events_ts ON events (project_id, ts)",
     # `level:error` walked the time index until it had a page (1% of events are errors: ~450 ms
     # at 5M); this one starts at the level: 0.1 ms. 117 MB at 5M events (+5%).
