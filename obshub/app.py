@@ -33,7 +33,7 @@ from obshub.settings import Settings
 from obshub.store import open_store
 from obshub.store.base import Store
 from obshub.telemetry import Telemetry
-from obshub.web import api, api_alerts, openapi, pages
+from obshub.web import api, api_alerts, api_dashboards, openapi, pages
 from obshub.web.disconnects import Disconnects
 from obshub.web.origin import TrustedHost
 from obshub.web.session import SECRET_NAME, WebState
@@ -163,6 +163,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
         *sentry.routes,
         *api.routes,
         *api_alerts.routes,
+        *api_dashboards.routes,
         *openapi.routes,
         *ops_routes,
         *pages.routes,
