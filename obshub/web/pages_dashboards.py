@@ -47,10 +47,19 @@ def _params(qp: Mapping[str, str], keys: tuple[str, ...]) -> dict[str, str]:
     return {k: qp[k] for k in keys if qp.get(k)}
 
 
+def _visualize_params(qp: Mapping[str, str]) -> dict[str, str]:
+    """The aggregate parameters of the Visualize form: `interval` auto unless given, and none
+    when given empty (one number per group)."""
+    params = {"from": aggregate.DEFAULT_FROM, **_params(qp, ("from", "to", *_REQUEST))}
+    if "interval" not in qp:
+        params["interval"] = "auto"
+    return params
+
+
 async def visualize_page(request: Request, session: Session) -> Response:
     qp = request.query_params
     chart = qp.get("chart", "line") if qp.get("chart") in CHARTS else "line"
-    params = {"from": aggregate.DEFAULT_FROM, "interval": "auto", **_params(qp, ("from", "to", *_REQUEST))}
+    params = _visualize_params(qp)
     error, view = None, None
     try:
         req = aggregate.parse_request(params)
@@ -78,11 +87,7 @@ async def visualize_page(request: Request, session: Session) -> Response:
 
 async def visualize_csv(request: Request, session: Session) -> Response:
     """The CSV of GET /api/v1/aggregate?format=csv, for a browser session."""
-    params = {
-        "from": aggregate.DEFAULT_FROM,
-        "interval": "auto",
-        **_params(request.query_params, ("from", "to", *_REQUEST)),
-    }
+    params = _visualize_params(request.query_params)
     try:
         req = aggregate.parse_request(params)
     except QueryError as e:

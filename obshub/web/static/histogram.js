@@ -40,7 +40,7 @@ document.addEventListener("DOMContentLoaded", () => {
         return x + w >= x0 && x <= x1;
       });
       if (!hit.length) return;
-      const url = new URL(hit[0].href);
+      const url = new URL(hit[0].getAttribute("href"), window.location.href);  // SVG: href is no string
       url.searchParams.set("from", hit[0].dataset.t0);
       url.searchParams.set("to", hit[hit.length - 1].dataset.t1);
       window.location.assign(url.toString());
