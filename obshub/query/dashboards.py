@@ -170,7 +170,10 @@ def parse_dashboard(body: Any) -> Dashboard:
     title = _text(body.get("title"), "title")
     slug = body.get("slug")
     if slug is None:
-        slug = slugify(title)
+        try:
+            slug = slugify(title)
+        except QueryError:
+            raise QueryError("slug: cannot be made from this title (no letter or digit): give one") from None
     elif not isinstance(slug, str) or not _SLUG.fullmatch(slug):
         raise QueryError("slug: expected 1-64 lower-case letters, digits and dashes, starting with a letter or digit")
     tm = body.get("time", {})

@@ -75,7 +75,7 @@ BAD: list[tuple[Any, str]] = [
     ({**DOC, "owner": "me"}, "owner: unknown field"),
     ({**DOC, "slug": "Shop KPIs"}, "slug: expected 1-64 lower-case letters"),
     ({**DOC, "slug": "../etc"}, "slug: expected"),
-    ({"title": "!!!"}, "dashboard: a name needs at least one letter or digit"),
+    ({"title": "!!!"}, "slug: cannot be made from this title"),
     ({**DOC, "time": "-6h"}, "time: expected"),
     ({**DOC, "time": {"from": "yesterday"}}, "time.from:"),
     ({**DOC, "time": {"from": "-1h", "to": "-2h"}}, "time.to: must be after from"),

@@ -97,9 +97,12 @@ def test_search_histogram_counts_are_the_aggregate_and_each_bar_narrows_the_rang
     assert shown == min(int(n), 100)
 
 
-def test_search_without_a_start_has_no_histogram(web: httpx.Client) -> None:
+def test_search_without_a_start_or_over_years_has_no_histogram(web: httpx.Client) -> None:
     r = web.get("/search", params={"from": ""})
     assert r.status_code == 200 and 'class="chart histogram"' not in r.text
+    # 10 years are 3,650 daily buckets, more than an aggregation takes: the search still answers.
+    r = web.get("/search", params={"from": "-3650d", "q": "service:shop-api"})
+    assert r.status_code == 200 and 'class="chart histogram"' not in r.text and '<li class="ev' in r.text
 
 
 def test_visualize_table_and_csv_are_the_apis_numbers(web: httpx.Client, demo_hub: LiveHub) -> None:
