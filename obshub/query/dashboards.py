@@ -108,10 +108,8 @@ def slugify(name: str) -> str:
 
 
 def _text(value: Any, name: str, max_len: int = MAX_TITLE, required: bool = True) -> str:
-    if value is None and not required:
-        return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise QueryError(f"{name}: expected a non-empty string")
+        raise QueryError(f"{name}: expected a {'non-empty ' if required else ''}string")
     if len(value) > max_len:
         raise QueryError(f"{name}: at most {max_len} characters")
     return value.strip()
@@ -153,8 +151,6 @@ def _panel(raw: Any, where: str, time_from: str, time_to: str) -> Panel:
 
 
 def _refresh(raw: Any) -> int:
-    if raw is None:
-        return 0
     if not isinstance(raw, int) or isinstance(raw, bool) or raw not in REFRESH_S:
         raise QueryError(f"refresh_s: expected one of {', '.join(map(str, REFRESH_S))}")
     return raw
@@ -169,7 +165,7 @@ def parse_dashboard(body: Any) -> Dashboard:
         raise QueryError(f"{sorted(unknown)[0][:40]}: unknown field")
     title = _text(body.get("title"), "title")
     slug = body.get("slug")
-    if slug is None:
+    if "slug" not in body:
         try:
             slug = slugify(title)
         except QueryError:
@@ -195,7 +191,7 @@ def parse_dashboard(body: Any) -> Dashboard:
         title=title,
         time_from=time_from,
         time_to=time_to,
-        refresh_s=_refresh(body.get("refresh_s")),
+        refresh_s=_refresh(body.get("refresh_s", 0)),
         panels=tuple(_panel(p, f"panels[{i}]", time_from, time_to) for i, p in enumerate(panels)),
     )
 

@@ -498,14 +498,15 @@ _AGGREGATE = _obj(
 
 _PANEL_REQUEST = _obj(
     {
-        "q": {"type": "string"},
-        "measure": {"type": "string", "default": "count"},
-        "group_by": {"oneOf": [{"type": "string"}, {"type": "array", "items": _GROUP_BY, "maxItems": 2}]},
-        "top": {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": 10},
-        "interval": {"type": "string", "description": "auto, 1m..1d; absent: one number per group"},
+        "q": {"type": ["string", "null"]},
+        "measure": {"type": ["string", "null"], "default": "count"},
+        "group_by": {"oneOf": [{"type": "string"}, {"type": "array", "items": _GROUP_BY, "maxItems": 2}, _NULL]},
+        "top": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TOP, "default": 10},
+        "interval": {"type": ["string", "null"], "description": "auto, 1m..1d; absent: one number per group"},
     },
     required=(),
-    description="GET /api/v1/aggregate's parameters but the range, which is the dashboard's",
+    description="GET /api/v1/aggregate's parameters but the range, which is the dashboard's (null: the default;"
+    " an exported panel lists only those given)",
 )
 _PANEL = _obj(
     {
