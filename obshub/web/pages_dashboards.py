@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from obshub.errors import QueryError, StoreOverloaded, StoreUnavailable
+from obshub.errors import Conflict, QueryError, StoreOverloaded, StoreUnavailable
 from obshub.events import now_us
 from obshub.hub import Hub, hub_of
 from obshub.query import aggregate, dashboards
@@ -108,9 +108,12 @@ async def save_panel(request: Request, session: Session) -> Response:
         "chart": fields.get("chart", "line"),
         "request": _params(fields, _REQUEST),
     }
-    d = await run_in_threadpool(
-        dashboards.add_panel, hub_of(request).store, session.project_id, fields.get("dashboard", ""), panel
-    )
+    try:
+        d = await run_in_threadpool(
+            dashboards.add_panel, hub_of(request).store, session.project_id, fields.get("dashboard", ""), panel
+        )
+    except Conflict as e:  # the dashboard cap, or another save in the same instant: a page, not JSON
+        return render(request, "message.html", {"title": "Not saved", "message": f"{e}."}, 409)
     return RedirectResponse(f"/dashboards/{d.slug}?saved={len(d.panels)}", status_code=303)
 
 

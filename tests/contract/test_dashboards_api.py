@@ -4,6 +4,7 @@ revoked, gone with its dashboard) as the store keeps it."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from obshub.errors import Conflict, NotFound
 from obshub.query import dashboards
 from tests.hubproc import LiveHub
+from tests.web.conftest import login_client
 
 DOC: dict[str, Any] = {
     "slug": "shop-kpis",
@@ -189,3 +191,14 @@ def test_at_most_max_dashboards_per_project(sqlite_hub: LiveHub) -> None:
         assert c.post("/api/v1/dashboards", json={"title": "d7", "refresh_s": 60}).status_code == 200  # a replace
     with pytest.raises(Conflict):
         dashboards.add_panel(store, pid, "another", {"title": "x"})
+    # Saving a panel to a new dashboard from the web: the same refusal, as a page.
+    with login_client(sqlite_hub) as web:
+        form = web.get("/visualize").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf
+        r = web.post(
+            "/visualize/save",
+            data={"csrf": csrf.group(1), "dashboard": "another", "measure": "count"},
+            headers={"Origin": sqlite_hub.url},
+        )
+        assert r.status_code == 409 and "200 dashboards" in r.text and r.headers["content-type"].startswith("text/html")
