@@ -33,7 +33,7 @@ from obshub.settings import Settings
 from obshub.store import open_store
 from obshub.store.base import Store
 from obshub.telemetry import Telemetry
-from obshub.web import api, api_alerts, api_metrics, openapi, pages
+from obshub.web import api, api_alerts, api_dashboards, api_metrics, openapi, pages
 from obshub.web.disconnects import Disconnects
 from obshub.web.origin import TrustedHost
 from obshub.web.session import SECRET_NAME, WebState
@@ -164,6 +164,7 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
         *api.routes,
         *api_alerts.routes,
         *api_metrics.routes,
+        *api_dashboards.routes,
         *openapi.routes,
         *ops_routes,
         *pages.routes,

@@ -42,7 +42,11 @@ _CONVERTER = re.compile(r"\{(\w+):\w+\}")
 # Statuses no test provokes on a healthy store: its push-back (429) and outage (503), covered by
 # the ingest and store fault tests; and the conflicts of two writers in the same microsecond.
 NOT_PROVOKED = {"429", "503"}
-RACES = {("PATCH", "/api/v1/errors/{id}", "409"), ("POST", "/api/v1/errors/{id}/merge", "409")}
+RACES = {
+    ("PATCH", "/api/v1/errors/{id}", "409"),
+    ("POST", "/api/v1/errors/{id}/merge", "409"),
+    ("POST", "/api/v1/dashboards", "409"),  # the 200-dashboard cap: tests/contract/test_dashboards_api.py
+}
 # Checked by test_config_file_conflicts_match_the_document (a hub with a config file).
 CONFIG_CONFLICTS = {
     ("POST", "/api/v1/checks", "409"),
@@ -205,6 +209,7 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
         _errors(check, read, ingest, anon)
         _analytics(check, read, ingest, anon)
         _aggregate(check, read, ingest, anon)
+        _dashboards(check, read, ingest, anon)
         _checks(check, read, admin, anon)
         _alerts(check, read, ingest, anon)
         _metrics(check, live, read, ingest, anon)
@@ -409,6 +414,31 @@ def _aggregate(check: Conformance, read: httpx.Client, ingest: httpx.Client, ano
     assert posted["groups"] == body["groups"]
     check("POST", path, read.post(path, json={"top": 0}), 400)
     _auth_errors(check, "POST", path, path, anon, _token(ingest), json=good)
+
+
+def _dashboards(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:
+    path = "/api/v1/dashboards"
+    doc = {
+        "title": "Shop KPIs",
+        "time": {"from": "-6h"},
+        "panels": [{"title": "p95", "request": {"measure": "p95(price)", "group_by": ["host"], "interval": "auto"}}],
+    }
+    created = check("POST", path, read.post(path, json=doc), 201)
+    assert created["slug"] == "shop-kpis" and created["panels"][0]["chart"] == "line"
+    check("POST", path, read.post(path, json={**doc, "refresh_s": 60}), 200)
+    bad = check("POST", path, read.post(path, json={**doc, "panels": [{"title": "x", "chart": "pie"}]}), 400)
+    assert bad["error"].startswith("panels[0].chart:")
+    _auth_errors(check, "POST", path, path, anon, _token(ingest), json=doc)
+    listed = check("GET", path, read.get(path), 200)
+    assert listed == {"dashboards": [{"slug": "shop-kpis", "title": "Shop KPIs", "panels": 1, "public": False}]}
+    _auth_errors(check, "GET", path, path, anon, _token(ingest))
+    one, url = "/api/v1/dashboards/{slug}", "/api/v1/dashboards/shop-kpis"
+    assert check("GET", one, read.get(url), 200)["refresh_s"] == 60
+    check("GET", one, read.get("/api/v1/dashboards/nope"), 404)
+    _auth_errors(check, "GET", one, url, anon, _token(ingest))
+    _auth_errors(check, "DELETE", one, url, anon, _token(ingest))
+    assert check("DELETE", one, read.delete(url), 200) == {"deleted": "shop-kpis"}
+    check("DELETE", one, read.delete(url), 404)
 
 
 def _checks(check: Conformance, read: httpx.Client, admin: httpx.Client, anon: httpx.Client) -> None:

@@ -3,12 +3,13 @@ the page needs no charting library."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from obshub.web.trace_view import nice_ticks
 
-__all__ = ["bars", "latency_line", "sparkline"]
+__all__ = ["bars", "latency_line", "series_chart", "sparkline"]
 
 
 def bars(
@@ -95,4 +96,74 @@ def latency_line(
         "dots": dots,
         "fails": [round(x * width, 1) for x, _, failed in points if failed],
         "peak": round(peak, 1),
+    }
+
+
+def _value_ticks(peak: float, n: int = 4) -> list[float]:
+    """0 and a 1-2-5 step up to at least `peak` (values are any numbers: counts, ms, ratios)."""
+    top = peak if peak > 0 else 1.0
+    raw = top / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return [round(i * step, 10) for i in range(math.ceil(top / step - 1e-9) + 1)]
+
+
+def series_chart(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    kind: str = "line",
+    width: int = 900,
+    height: int = 240,
+    left: int = 56,
+    bottom: int = 26,
+) -> dict[str, Any]:
+    """Several named series over the same x labels (time buckets, or groups when there is no
+    time axis) -> a line per series (None breaks it) or side-by-side bars, y ticks, ~6 x labels.
+    The colour of series i is the CSS class `s{i % 8}`."""
+    n = max(len(labels), 1)
+    peak = max((v for _, vals in series for v in vals if v is not None), default=0.0)
+    yticks = _value_ticks(float(peak))
+    top_val = yticks[-1] or 1.0
+    plot_w, plot_h, y0 = width - left - 36, height - bottom - 8, 8
+    slot = plot_w / n
+
+    def y(v: float) -> float:
+        return round(y0 + plot_h - v / top_val * plot_h, 2)
+
+    lines: list[dict[str, Any]] = []
+    rects: list[dict[str, Any]] = []
+    k = max(len(series), 1)
+    for si, (name, vals) in enumerate(series):
+        if kind == "bar":
+            bw = max(slot / k - 1, 0.5)
+            for i, v in enumerate(vals):
+                if v is not None:
+                    h = round(v / top_val * plot_h, 2)
+                    x = round(left + i * slot + si * (slot / k), 2)
+                    rects.append({"x": x, "y": y(v), "w": round(bw, 2), "h": h, "s": si, "label": labels[i], "v": v})
+            continue
+        runs: list[list[str]] = [[]]
+        dots = []
+        for i, v in enumerate(vals):
+            if v is None:
+                runs.append([])
+                continue
+            px = round(left + i * slot + slot / 2, 2)
+            runs[-1].append(f"{px},{y(v)}")
+            dots.append({"x": px, "y": y(v), "label": labels[i], "v": v})
+        lines.append({"name": name, "s": si, "points": [" ".join(r) for r in runs if r], "dots": dots})
+    every = max(1, math.ceil(n / 6))
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "bottom": y0 + plot_h,
+        "lines": lines,
+        "rects": rects,
+        "legend": [{"name": name, "s": si} for si, (name, _) in enumerate(series)],
+        "xlabels": [
+            {"x": round(left + i * slot + slot / 2, 2), "label": lab} for i, lab in enumerate(labels) if i % every == 0
+        ],
+        "yticks": [{"y": y(v), "label": f"{v:g}"} for v in yticks],
+        "peak": peak,
     }

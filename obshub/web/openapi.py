@@ -116,6 +116,7 @@ _RANGE = (_p("from"), _p("to"))
 # name holding `/` has no URL: the route matches one path segment.
 _SEGMENT = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
 NAME = [_path_param("name", "the rule's name", _SEGMENT)]  # /api/v1/alerts/{name}
+SLUG = [_path_param("slug", "the dashboard's slug", _SEGMENT)]  # /api/v1/dashboards/{slug}
 
 _AGGREGATE_OK: Spec = {
     "description": "The aggregation (JSON), or with format=csv one row per bucket",
@@ -511,6 +512,35 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
         ],
         ("400", "404"),
     ),
+    ("GET", "/api/v1/dashboards"): _read(
+        "The project's dashboards", "dashboards", {"200": _ok(ref("DashboardList"))}, errors=()
+    ),
+    ("POST", "/api/v1/dashboards"): _read(
+        "Import a dashboard: create it, or replace the one of that slug (a public link stays)",
+        "dashboards",
+        {"201": _ok(ref("Dashboard"), "Created"), "200": _ok(ref("Dashboard"), "Replaced the dashboard of that slug")},
+        errors=("400", "409"),
+        requestBody=_body(ref("Dashboard")),
+    ),
+    ("GET", "/api/v1/dashboards/{slug}"): _read(
+        "Export a dashboard as JSON", "dashboards", {"200": _ok(ref("Dashboard"))}, SLUG, ("404",)
+    ),
+    ("DELETE", "/api/v1/dashboards/{slug}"): _read(
+        "Delete a dashboard (and end its public link)",
+        "dashboards",
+        {
+            "200": _ok(
+                {
+                    "type": "object",
+                    "required": ["deleted"],
+                    "additionalProperties": False,
+                    "properties": {"deleted": {"type": "string"}},
+                }
+            )
+        },
+        SLUG,
+        ("404",),
+    ),
     ("GET", "/api/v1/checks"): _read(
         "The project's uptime checks with their status",
         "checks",
@@ -690,7 +720,8 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
 
 _INFO = {
     "title": "obshub HTTP API",
-    "summary": "Ingest (native and Sentry), queries, error groups, analytics, uptime checks, alerts, operations.",
+    "summary": "Ingest (native and Sentry), queries, error groups, analytics, dashboards, uptime checks, alerts, "
+    "operations.",
     "description": (
         "The complete human reference is docs/api.md. Every error of the JSON routes is "
         '`{"error": "<text>"}` whose text names the parameter or field at fault (a syntax error in `q` adds '

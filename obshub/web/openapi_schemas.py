@@ -578,6 +578,64 @@ _METRIC_SERIES = _obj(
     }
 )
 
+# -- dashboards (docs/api.md, Dashboards; obshub/query/dashboards.py) ----------------------------
+
+_PANEL_REQUEST = _obj(
+    {
+        "q": {"type": ["string", "null"]},
+        "measure": {"type": ["string", "null"], "default": "count"},
+        "group_by": {"oneOf": [{"type": "string"}, {"type": "array", "items": _GROUP_BY, "maxItems": 2}, _NULL]},
+        "top": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TOP, "default": 10},
+        "interval": {"type": ["string", "null"], "description": "auto, 1m..1d; absent: one number per group"},
+    },
+    required=(),
+    description="GET /api/v1/aggregate's parameters but the range, which is the dashboard's (null: the default;"
+    " an exported panel lists only those given)",
+)
+_PANEL = _obj(
+    {
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "chart": {"enum": ["line", "bar"], "default": "line"},
+        "source": {"enum": ["events"], "default": "events", "description": "where the numbers come from"},
+        "request": _PANEL_REQUEST,
+    },
+    required=("title",),
+)
+_DASHBOARD = _obj(
+    {
+        "slug": {
+            "type": "string",
+            "pattern": "^[a-z0-9][a-z0-9-]{0,63}$",
+            "description": "its URL name; absent: made from the title",
+        },
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "time": _obj(
+            {"from": {"type": "string", "default": "-24h"}, "to": {"type": "string", "default": ""}},
+            required=(),
+            description="the default shared range ('' to: now)",
+        ),
+        "refresh_s": {"enum": [0, 30, 60, 300, 900], "default": 0, "description": "auto-refresh; 0: off"},
+        "panels": {"type": "array", "items": _PANEL, "maxItems": 24},
+    },
+    required=("title",),
+    description="a dashboard as exported and imported (config as code); its public link is not part of it",
+)
+_DASHBOARD_LIST = _obj(
+    {
+        "dashboards": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "slug": _STR,
+                    "title": _STR,
+                    "panels": _COUNT,
+                    "public": {"type": "boolean", "description": "published at a read-only link"},
+                }
+            ),
+        }
+    }
+)
+
 SCHEMAS: dict[str, Schema] = {
     "Time": _TIME,
     "Event": _EVENT,
@@ -608,6 +666,8 @@ SCHEMAS: dict[str, Schema] = {
     "MetricDefinition": _METRIC_DEFINITION,
     "Metric": _METRIC,
     "MetricSeries": _METRIC_SERIES,
+    "Dashboard": _DASHBOARD,
+    "DashboardList": _DASHBOARD_LIST,
 }
 
 

@@ -12,6 +12,8 @@
 /alerts  /alerts/<name> alert rules, state, history, mute/unmute             (pages_alerts.py)
 /checks                uptime checks: state, response time, uptime, 90 days (pages_checks.py)
 /status/<project>      a project's public status page, no login           (pages_checks.py)
+/visualize  /dashboards/<slug>  aggregations as charts, dashboards of them (pages_dashboards.py)
+/public/dashboards/<token>  a published dashboard, read-only, no login
 /static/...            hand-written CSS/JS/SVG, no CDN: the UI works offline
 """
 
@@ -32,6 +34,7 @@ from obshub.web import (
     pages_alerts,
     pages_analytics,
     pages_checks,
+    pages_dashboards,
     pages_errors,
     pages_search,
     pages_trace,
@@ -164,5 +167,6 @@ routes: list[BaseRoute] = [
     *pages_errors.routes,
     *pages_alerts.routes,
     *pages_checks.routes,
+    *pages_dashboards.routes,
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
 ]

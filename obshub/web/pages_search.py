@@ -25,12 +25,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from obshub.errors import QueryError, StoreError
-from obshub.events import now_us
-from obshub.hub import hub_of
+from obshub.events import format_ts, now_us, parse_ts
+from obshub.hub import Hub, hub_of
+from obshub.query import aggregate
 from obshub.query.context import BY, CONTEXT_MAX, context
 from obshub.query.export import chunks, export_request
 from obshub.query.search import MAX_LIMIT, facets, parse_query, search
 from obshub.query.tail import Tail
+from obshub.web.charts import bars
 from obshub.web.common import TimeRange, quote_value, render, time_range, url_with
 from obshub.web.export import start_export
 from obshub.web.session import Session
@@ -75,16 +77,18 @@ async def search_page(request: Request, session: Session) -> Response:
         node, error = None, e
     result: dict[str, Any] = {"events": [], "next_cursor": None}
     found: dict[str, Any] = {"facets": {}, "counted": 0, "approximate": False}
+    histogram: list[dict[str, Any]] = []
     limit = 100
     if error is None and tr is not None:
         try:
             limit = _limit(request)
-            # Results and facets side by side: the page costs the slower of the two, not the sum.
-            result, found = await asyncio.gather(
+            # Results, facets and histogram side by side: the page costs the slowest, not the sum.
+            result, found, histogram = await asyncio.gather(
                 run_in_threadpool(
                     search, store, pid, node, tr.start, tr.end, limit, request.query_params.get("cursor") or None
                 ),
                 run_in_threadpool(facets, store, pid, node, tr.start, tr.end, FACETS, FACET_LIMIT),
+                run_in_threadpool(_histogram, hub_of(request), pid, q, tr),
             )
         except QueryError as e:
             error = e
@@ -106,9 +110,40 @@ async def search_page(request: Request, session: Session) -> Response:
             "csv_url": url_with(request, "/search.csv", cursor=None, limit=None),
             "tail_url": url_with(request, "/tail", cursor=None, limit=None, **{"from": None, "to": None}),
             "facet_url": lambda f, v, neg=False: _facet_url(request, q, f, v, neg),
+            "histogram": _histogram_chart(histogram),
+            "zoom_url": lambda t0, t1: url_with(request, cursor=None, **{"from": t0, "to": t1}),
         },
         status,
     )
+
+
+def _histogram(hub: Hub, pid: int, q: str, tr: TimeRange) -> list[dict[str, Any]]:
+    """Matches per time bucket over the range (GET /api/v1/aggregate's count with interval=auto:
+    at most 200 bars), empty buckets included; each point also carries its bucket's end `t1`,
+    the range a click zooms to. [] without a start (a search over all time)."""
+    if tr.start is None:
+        return []
+    end = tr.end if tr.end is not None else now_us()
+    try:
+        req = aggregate.parse_request({"q": q, "from": format_ts(tr.start), "to": format_ts(end), "interval": "auto"})
+    except QueryError:
+        return []  # a range of years is more than MAX_BUCKETS days: the search goes on without
+    root = aggregate.to_json(req, aggregate.aggregate(hub.store, pid, req))
+    step = root["interval_s"] * 1_000_000
+    counts = {parse_ts(p["t"]): p["count"] for p in root["total"]["series"]}
+    first = req.start - req.start % step
+    return [
+        {"t": format_ts(t), "t1": format_ts(t + step), "count": counts.get(t, 0)} for t in range(first, req.end, step)
+    ]
+
+
+def _histogram_chart(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not points:
+        return None
+    chart = bars(points, height=110, bottom=22)
+    for r, p in zip(chart["rects"], points, strict=True):
+        r["t1"] = p["t1"]
+    return chart
 
 
 def _time_range_fallback(request: Request) -> TimeRange:
