@@ -161,4 +161,9 @@ _KNOWN = (
         ("accepted", "duplicate", "rejected", "skipped"),
         ("limit", "body", "slow", "parse", "validation", "store", "overload"),
     ),
+    (
+        "otlp",
+        ("accepted", "duplicate", "rejected"),
+        ("limit", "body", "slow", "parse", "validation", "store", "overload"),
+    ),
 )
