@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -139,10 +140,11 @@ def _log_event(
     trace_id: str | None,
     span_id: str | None,
     event_name: str,
+    event_id: str,
     received_at: int,
     limits: Limits,
 ) -> NormalizedEvent:
-    ev: dict[str, Any] = {**res.fields, "level": _level(severity, severity_text)}
+    ev: dict[str, Any] = {**res.fields, "id": event_id, "level": _level(severity, severity_text)}
     ts = _ts_us(time_ns) or _ts_us(observed_ns)
     if ts is not None:
         ev["ts"] = ts
@@ -245,19 +247,20 @@ def _span_events(
 # -- protobuf front end -----------------------------------------------------------------------
 
 
+_PB_SCALARS = frozenset(("string_value", "int_value", "bool_value"))
+
+
 def _pb_value(v: AnyValue, depth: int, limits: Limits) -> Any:
     which = v.WhichOneof("value")
-    if which == "string_value":
-        return v.string_value
-    if which == "int_value":
-        return v.int_value
-    if which == "bool_value":
-        return v.bool_value
+    if which in _PB_SCALARS:
+        return getattr(v, which)
     if which == "double_value":
         return _finite(v.double_value)
     if which == "kvlist_value":
         return _pb_attrs(v.kvlist_value.values, depth + 1, limits)
     if which == "array_value":
+        if depth > limits.max_attr_depth:
+            raise FieldError("arrayValue", f"nested deeper than the limit of {limits.max_attr_depth}")
         return _array([_pb_value(x, depth + 1, limits) for x in v.array_value.values], depth, limits)
     if which == "bytes_value":
         return base64.b64encode(v.bytes_value).decode()
@@ -268,10 +271,13 @@ def _pb_attrs(kvs: Iterable[KeyValue], depth: int, limits: Limits) -> dict[str, 
     if depth > limits.max_attr_depth:
         raise FieldError("attributes", f"nested deeper than the limit of {limits.max_attr_depth}")
     out: dict[str, Any] = {}
+    scalars = _PB_SCALARS
     for kv in kvs:
+        # Each attribute costs ~0.5 µs in upb's wrappers alone (measured: 5 attributes 2.6 µs of
+        # the ~3.5 µs this takes): the scalars are read inline, without the generic call.
         v = kv.value
-        # The common scalars without the generic call (most attributes are strings).
-        out[kv.key] = v.string_value if v.WhichOneof("value") == "string_value" else _pb_value(v, depth, limits)
+        which = v.WhichOneof("value")
+        out[kv.key] = getattr(v, which) if which in scalars else _pb_value(v, depth, limits)
     return out
 
 
@@ -282,6 +288,14 @@ def _pb_id(raw: bytes, size: int, field: str) -> str | None:
     if len(raw) != size:
         raise FieldError(field, f"expected {size} bytes, got {len(raw)}")
     return raw.hex()
+
+
+def _id_prefix(received_at: int) -> str:
+    """The ids of one request's log records (OTLP gives them none): the receive time (14 hex
+    digits), 64 random bits, then the record's number (`{prefix}{n:06x}`). Time first, so a
+    store's id index takes them in order (random ids cost SQLite's `UNIQUE (project_id, id)`
+    B-tree scattered inserts), and one os.urandom call per request, not per record."""
+    return f"{received_at:014x}{os.urandom(8).hex()}"
 
 
 def _counted(n: int, settings: Settings, what: str) -> None:
@@ -296,7 +310,9 @@ def parse_pb_logs(body: bytes, received_at: int, settings: Settings) -> pipeline
     except DecodeError as e:
         raise ParseError(f"body is not an OTLP ExportLogsServiceRequest (protobuf): {e}") from None
     limits = settings.limits
-    _counted(sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs), settings, "log records")
+    total = sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs)
+    _counted(total, settings, "log records")
+    ids = _id_prefix(received_at)
     events: list[NormalizedEvent] = []
     positions: list[int] = []
     problems: list[tuple[int, str]] = []
@@ -327,6 +343,7 @@ def parse_pb_logs(body: bytes, received_at: int, settings: Settings) -> pipeline
                             _pb_id(r.trace_id, 16, "traceId"),
                             _pb_id(r.span_id, 8, "spanId"),
                             r.event_name,
+                            f"{ids}{n:06x}",
                             received_at,
                             limits,
                         )
@@ -585,7 +602,9 @@ def parse_json_logs(body: bytes, received_at: int, settings: Settings) -> pipeli
     items = _json_body(body, "resourceLogs", "ExportLogsServiceRequest")
     limits = settings.limits
     groups = list(_json_groups(items, ("scopeLogs", "scope_logs"), ("logRecords", "log_records"), limits))
-    _counted(sum(len(recs) for _, _, recs in groups), settings, "log records")
+    total = sum(len(recs) for _, _, recs in groups)
+    _counted(total, settings, "log records")
+    ids = _id_prefix(received_at)
     events: list[NormalizedEvent] = []
     positions: list[int] = []
     problems: list[tuple[int, str]] = []
@@ -611,6 +630,7 @@ def parse_json_logs(body: bytes, received_at: int, settings: Settings) -> pipeli
                         _hex_id(_get(r, "traceId", "trace_id"), 16, "traceId"),
                         _hex_id(_get(r, "spanId", "span_id"), 8, "spanId"),
                         _str(_get(r, "eventName", "event_name"), "eventName"),
+                        f"{ids}{n:06x}",
                         received_at,
                         limits,
                     )
