@@ -159,10 +159,11 @@ def _log_event(
     if isinstance(body, str):
         ev["message"] = body
     elif isinstance(body, dict):  # structured: its message (if any) and the rest as body.*
-        msg = body.get("message", body.get("msg"))
+        key = "message" if "message" in body else "msg"
+        msg = body.get(key)
         if isinstance(msg, str):
             ev["message"] = msg
-            body = {k: v for k, v in body.items() if v is not msg}
+            body = {k: v for k, v in body.items() if k != key}
         if body:
             attrs["body"] = body
     elif body is not None:

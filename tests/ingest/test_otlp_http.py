@@ -115,7 +115,15 @@ def test_proto3_json_logs_hex_ids_int64_strings_and_zero_ids(hub: LiveHub) -> No
         {
             "observedTimeUnixNano": ns(-30),  # no timeUnixNano: the observed time
             "severityNumber": "SEVERITY_NUMBER_WARN",  # an enum may be its name
-            "body": {"kvlistValue": {"values": [kv("message", {"stringValue": "slow"}), kv("ms", {"intValue": 900})]}},
+            "body": {
+                "kvlistValue": {
+                    "values": [
+                        kv("message", {"stringValue": "slow"}),
+                        kv("ms", {"intValue": 900}),
+                        kv("was", {"stringValue": "slow"}),  # the same text under another key stays
+                    ]
+                }
+            },
             "traceId": "0" * 32,  # all zero: no trace
             "spanId": "0" * 16,
         },
@@ -131,7 +139,7 @@ def test_proto3_json_logs_hex_ids_int64_strings_and_zero_ids(hub: LiveHub) -> No
     assert failed["ts"] < found(hub, "slow")[0]["ts"]
     (slow,) = found(hub, "slow")
     assert slow["level"] == "warning" and "trace_id" not in slow and "span_id" not in slow
-    assert slow["attrs"] == {"body.ms": 900}
+    assert slow["attrs"] == {"body.ms": 900, "body.was": "slow"}
     (now,) = found(hub, "now")
     assert now["level"] == "debug"
 
