@@ -275,7 +275,11 @@ def _otlp(signal: str, top: str, rejected: str, prefix: str) -> Spec:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"type": "object", "properties": {top: {"type": "array", "items": {"type": "object"}}}}
+                    # null is proto3 JSON's "not set", as an absent field: nothing to store
+                    "schema": {
+                        "type": "object",
+                        "properties": {top: {"type": ["array", "null"], "items": {"type": "object"}}},
+                    }
                 },
                 _PB: {},  # raw bytes: OpenAPI 3.1 gives a binary body no schema
             },
