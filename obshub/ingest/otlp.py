@@ -203,8 +203,12 @@ def _span_events(
     if scope:
         base["logger"] = scope
     ev: dict[str, Any] = {**base, "kind": "span", "name": name, "message": name}
-    if trace_id and span_id:  # an exporter's retry of the same span is a duplicate, not a second span
-        ev["id"] = trace_id + span_id
+    span_key = None
+    if trace_id and span_id:
+        # Derived from the span: an exporter's retry of it is a duplicate, not a second span. The
+        # start time first, so a store's id index takes a batch's spans nearly in order (the
+        # ids of log records are time-first for the same reason: `_id_prefix`).
+        span_key = ev["id"] = f"{max(start_ns, 0) // 1000:014x}{trace_id}{span_id}"
     ts = _ts_us(start_ns)
     if ts is not None:
         ev["ts"] = ts
@@ -231,8 +235,8 @@ def _span_events(
     out = [normalize(ev, received_at, limits)]
     for i, (time_ns, ev_name, ev_attrs) in enumerate(events):
         sub: dict[str, Any] = {**base, "message": ev_name}
-        if trace_id and span_id:  # as the span's: a retry stores nothing twice
-            sub["id"] = f"{trace_id}{span_id}.{i}"
+        if span_key is not None:  # as the span's: a retry stores nothing twice
+            sub["id"] = f"{span_key}.{i}"
         ts = _ts_us(time_ns)
         if ts is not None:
             sub["ts"] = ts
