@@ -28,7 +28,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from obshub.events import now_us
-from tests.hubproc import LiveHub
+from tests.hubproc import LiveHub, metric
 
 PB = "application/x-protobuf"
 TRACE = "5b8efff798038103d269b633813fc60c"
@@ -167,6 +167,10 @@ def test_partial_success_names_the_invalid_records_and_keeps_the_others(hub: Liv
     assert resp.partial_success.rejected_log_records == 1
     assert "spanId: expected 8 bytes, got 4" in resp.partial_success.error_message
     assert [e["message"] for e in found(hub, "pb")] == ["pb 0"]
+    # Counted like the other protocols' events (docs/monitoring.md), under protocol="otlp".
+    assert metric(hub, "obshub_ingest_events_total", protocol="otlp", outcome="accepted") == 3
+    assert metric(hub, "obshub_ingest_events_total", protocol="otlp", outcome="rejected") == 3
+    assert metric(hub, "obshub_ingest_rejected_total", protocol="otlp", reason="validation") == 3
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "zstd", "identity"])
