@@ -214,6 +214,9 @@ def _span_events(
         ev["ts"] = ts
     ev["level"] = "error" if status_code == 2 else "info"
     _correlate(ev, attrs, errors=False)
+    for key in ("user_id", "session_id"):  # the span's user is its events' user too
+        if key in ev:
+            base[key] = ev[key]
     span_attrs: dict[str, Any] = {
         "span.kind": _SPAN_KINDS[kind] if 0 <= kind < len(_SPAN_KINDS) else str(kind),
         "span.status": _STATUS[status_code] if 0 <= status_code < len(_STATUS) else str(status_code),
@@ -237,9 +240,9 @@ def _span_events(
         sub: dict[str, Any] = {**base, "message": ev_name}
         if span_key is not None:  # as the span's: a retry stores nothing twice
             sub["id"] = f"{span_key}.{i}"
-        ts = _ts_us(time_ns)
-        if ts is not None:
-            sub["ts"] = ts
+        sub_ts = _ts_us(time_ns) or ts  # an event without a time: the span's start
+        if sub_ts is not None:
+            sub["ts"] = sub_ts
         _correlate(sub, ev_attrs)
         if sub.get("kind") == "error":
             sub["message"] = None  # normalize names it `<type>: <value>`, as every error

@@ -339,7 +339,7 @@ def test_json_spans_with_an_exception_event_and_the_trace_api(hub: LiveHub) -> N
     assert spans["db"]["attrs"]["span.kind"] == "client" and spans["db"]["attrs"]["duration_ms"] == 5.0
     (err,) = found(hub, "kind:error")  # the span's exception event, linked to the span
     assert (err["span_id"], err["trace_id"], err["name"]) == ("0000000000000001", TRACE, "POST /orders")
-    assert err["message"] == "ValueError: bad order" and err["group_id"]
+    assert err["message"] == "ValueError: bad order" and err["group_id"] and err["user_id"] == "u-1"
     (miss,) = found(hub, '"cache miss"')  # any other span event: a log line of the span
     assert miss["kind"] == "log" and miss["span_id"] == "0000000000000001" and miss["attrs"] == {"key": "o:1"}
     r = hub.get(f"/api/v1/trace/{TRACE}", **{"from": "-1d"})
