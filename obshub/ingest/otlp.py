@@ -350,7 +350,7 @@ def parse_pb_logs(body: bytes, received_at: int, settings: Settings) -> pipeline
                             _pb_attrs(r.attributes, 1, limits),
                             _pb_id(r.trace_id, 16, "traceId"),
                             _pb_id(r.span_id, 8, "spanId"),
-                            r.event_name,
+                            getattr(r, "event_name", ""),  # (older opentelemetry-proto releases lack it)
                             f"{ids}{n:06x}",
                             received_at,
                             limits,
