@@ -203,4 +203,9 @@ _KNOWN = (
         ("accepted", "duplicate", "rejected", "skipped"),
         ("limit", "body", "slow", "parse", "validation", "store", "overload"),
     ),
+    (
+        "otlp",
+        ("accepted", "duplicate", "rejected"),
+        ("limit", "body", "slow", "parse", "validation", "store", "overload"),
+    ),
 )

@@ -69,6 +69,12 @@ def _envelope(ctx: Any, value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
+@schemathesis.serializer("application/x-protobuf")
+def _protobuf(ctx: Any, value: Any) -> bytes:
+    """An OTLP protobuf body is raw bytes (no schema): whatever was generated, as bytes."""
+    return value if isinstance(value, bytes) else json.dumps(value).encode()
+
+
 @schemathesis.deserializer("application/x-ndjson")
 def _ndjson_answer(ctx: Any, response: Any) -> list[Any]:
     return [orjson.loads(line) for line in response.content.splitlines() if line.strip()]

@@ -205,6 +205,7 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
     try:
         _ingest(check, live, ingest, read, anon)
         _sentry(check, live, anon)
+        _otlp(check, live, ingest, anon)
         _queries(check, read, ingest, anon)
         _errors(check, read, ingest, anon)
         _analytics(check, read, ingest, anon)
@@ -264,6 +265,36 @@ def _ingest(check: Conformance, hub: LiveHub, ingest: httpx.Client, read: httpx.
     check("POST", path, ingest.post(path, content=body, headers={"Content-Encoding": "br"}), 415)
     check("POST", path, ingest.post(path, content=_stalling()), 408)
     _auth_errors(check, "POST", path, path, anon, hub.read_token, content=body)
+
+
+def _otlp(check: Conformance, hub: LiveHub, ingest: httpx.Client, anon: httpx.Client) -> None:
+    """The OTLP routes (docs/otlp.md): both encodings, partial success, every error a Status."""
+    t = str((now_us() - 60_000_000) * 1000)
+    for prefix in ("", "/otlp"):
+        for signal, top, scopes, records, record in (
+            ("logs", "resourceLogs", "scopeLogs", "logRecords", {"timeUnixNano": t, "body": {"stringValue": "hi"}}),
+            ("traces", "resourceSpans", "scopeSpans", "spans", {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "s"}),
+        ):
+            path = f"{prefix}/v1/{signal}"
+
+            def body(*recs: dict[str, Any], top: str = top, scopes: str = scopes, records: str = records) -> bytes:
+                return orjson.dumps({top: [{scopes: [{records: list(recs)}]}]})
+
+            js = {"Content-Type": "application/json"}
+            pb = {"Content-Type": "application/x-protobuf"}
+            assert check("POST", path, ingest.post(path, content=body(record), headers=js), 200) == {}
+            partial = check("POST", path, ingest.post(path, content=body(record, {"traceId": "x"}), headers=js), 200)
+            assert partial["partialSuccess"]["errorMessage"]
+            check("POST", path, ingest.post(path, content=b"", headers=pb), 200)  # an empty request: nothing to store
+            check("POST", path, ingest.post(path, content=b"{", headers=js), 400)
+            check("POST", path, ingest.post(path, content=b"\xff\xff", headers=pb), 400)
+            check("POST", path, ingest.post(path, content=body(*[record] * 21), headers=js), 413)
+            check("POST", path, ingest.post(path, content=body(record), headers={"Content-Type": "text/plain"}), 415)
+            check("POST", path, ingest.post(path, content=body(record), headers={**js, "Content-Encoding": "br"}), 415)
+            check("POST", path, ingest.post(path, content=_stalling(), headers=js), 408)
+            check("POST", path, anon.post(path, content=body(record), headers=js), 401)
+            wrong = {**js, "Authorization": f"Bearer {hub.read_token}"}
+            check("POST", path, anon.post(path, content=body(record), headers=wrong), 403)
 
 
 def _sentry(check: Conformance, hub: LiveHub, anon: httpx.Client) -> None:

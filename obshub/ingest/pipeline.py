@@ -49,13 +49,13 @@ from typing import Any
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from obshub.auth import INGEST_ROUTES
 from obshub.digest import GroupSeen, Scrubber, digest
 from obshub.errors import AuthError, BodyError, ObshubError, ParseError, Refused, StoreOverloaded, StoreUnavailable
 from obshub.events import DEFAULT_LIMITS, Limits, NormalizedEvent, normalize, now_us
-from obshub.http_errors import error_response
+from obshub.http_errors import error_headers, error_message, error_response
 from obshub.hub import Hub, hub_of, stored
 from obshub.ingest.admission import INLINE_BODY_BYTES, INLINE_WIRE_BYTES, Ticket
 from obshub.ingest.body import BodyReader, decode
@@ -117,7 +117,7 @@ def _no_headers(retry_after: int) -> dict[str, str]:
 class Edge:
     """One ingest protocol, as the pipeline sees it."""
 
-    protocol: str  # the telemetry label: native | sentry
+    protocol: str  # the telemetry label: native | sentry | otlp
     # Decoded body, receive time (µs), settings (limits) -> events. Raises ParseError or BodyError.
     parse: Callable[[bytes, int, Settings], Parsed]
     answer: Callable[[Ingested], Response]
@@ -132,10 +132,17 @@ class Edge:
     error_key: str = "error"  # {"error": ...}; Sentry's answers are Relay's {"detail": ...}
     headers: Mapping[str, str] = field(default_factory=dict)  # on every answer (Sentry: CORS)
     pause_headers: Callable[[int], dict[str, str]] = _no_headers  # beside Retry-After on a 429/503
+    # (status, message) -> (body, media type) for an edge whose errors are not JSON objects of
+    # `error_key` (OTLP: a google.rpc.Status, as protobuf or JSON); the headers stay the same.
+    error_body: Callable[[int, str], tuple[bytes, str]] | None = None
 
-    def error(self, exc: ObshubError, message: str | None = None) -> JSONResponse:
+    def error(self, exc: ObshubError, message: str | None = None) -> Response:
         """The answer to `exc` in this edge's form (obshub/http_errors.py)."""
         pause = self.pause_headers(exc.retry_after) if exc.retry_after is not None else {}
+        if self.error_body is not None:
+            body, media_type = self.error_body(exc.status, message or error_message(exc))
+            headers = error_headers(exc, {**self.headers, **pause})
+            return Response(body, status_code=exc.status, headers=headers, media_type=media_type)
         return error_response(exc, key=self.error_key, message=message, headers={**self.headers, **pause})
 
 

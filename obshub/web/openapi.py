@@ -226,10 +226,102 @@ def _preflight(what: str) -> Spec:
     }
 
 
+# -- OTLP/HTTP (obshub/ingest/otlp.py, docs/otlp.md) ------------------------------------------
+
+_PB = "application/x-protobuf"
+_PB_BODY: Spec = {"type": "string", "format": "binary"}
+_RPC_STATUS: Spec = {
+    "type": "object",
+    "description": "a google.rpc.Status (as protobuf for a protobuf request)",
+    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+    "required": ["code", "message"],
+}
+
+
+def _otlp_status(description: str, headers: Spec | None = None) -> Spec:
+    out: Spec = {
+        "description": description,
+        "content": {"application/json": {"schema": _RPC_STATUS}, _PB: {"schema": _PB_BODY}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _otlp(signal: str, top: str, rejected: str, prefix: str) -> Spec:
+    retry = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": r"^\d+$"}}}
+    answer = {
+        "type": "object",
+        "description": f"an Export{signal}ServiceResponse: empty, or `partialSuccess` with the records refused",
+        "properties": {
+            "partialSuccess": {
+                "type": "object",
+                "properties": {rejected: {"type": "string", "pattern": r"^\d+$"}, "errorMessage": {"type": "string"}},
+                "required": [rejected, "errorMessage"],
+            }
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "summary": f"OTLP/HTTP {signal.lower()} export{' (under the /otlp prefix)' if prefix else ''}",
+        "description": "What an OpenTelemetry SDK or Collector sends (docs/otlp.md): protobuf or proto3 JSON "
+        "(hex ids, 64-bit integers as strings). Every valid record is stored; the others are counted in "
+        "`partialSuccess`. Errors are a google.rpc.Status in the request's encoding.",
+        "tags": ["otlp"],
+        "security": [{"ingestToken": []}],
+        "parameters": [
+            _encoding("identity (also empty or absent), gzip (x-gzip), deflate or zstd; any other is a 415")
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    # null is proto3 JSON's "not set", as an absent field: nothing to store
+                    "schema": {
+                        "type": "object",
+                        "properties": {top: {"type": ["array", "null"], "items": {"type": "object"}}},
+                    }
+                },
+                _PB: {},  # raw bytes: OpenAPI 3.1 gives a binary body no schema
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "Stored: every valid record is durable",
+                "content": {"application/json": {"schema": answer}, _PB: {"schema": _PB_BODY}},
+            },
+            "400": _otlp_status("A malformed body (not the protobuf or JSON of the request)"),
+            "401": _otlp_status(
+                "No, an unknown or a revoked token",
+                {"WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}}},
+            ),
+            "403": _otlp_status("A token of another scope"),
+            "408": _otlp_status("The body came too slowly; the hub closes the connection"),
+            "413": _otlp_status("Over a limit: body as sent, decoded, or records per request"),
+            "415": _otlp_status(
+                "A Content-Type other than application/x-protobuf or application/json, or an unknown Content-Encoding"
+            ),
+            "429": _otlp_status("No ingest slot came free, or the store pushes back (retryable)", retry),
+            "503": _otlp_status("The store is unavailable; nothing was acknowledged (retryable)", retry),
+        },
+    }
+
+
+_OTLP = {
+    ("POST", f"{prefix}/v1/{path}"): _otlp(signal, top, rejected, prefix)
+    for prefix in ("", "/otlp")
+    for path, signal, top, rejected in (
+        ("logs", "Logs", "resourceLogs", "rejectedLogRecords"),
+        ("traces", "Trace", "resourceSpans", "rejectedSpans"),
+    )
+}
+
+
 # -- the table --------------------------------------------------------------------------------
 
 OPERATIONS: dict[tuple[str, str], Spec] = {
     ("POST", "/api/v1/ingest"): _INGEST,
+    **_OTLP,
     ("POST", "/api/{project_id}/envelope/"): {
         "summary": "Sentry envelope (what sentry-sdk sends to a DSN)",
         "description": (
@@ -734,14 +826,15 @@ _INFO = {
 
 
 def api_routes(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
-    """(method, OpenAPI path) of every route the document must describe: the /api/ routes and the
-    operations routes, HEAD left out; the web UI's pages are not part of the API."""
+    """(method, OpenAPI path) of every route the document must describe: the /api/ routes, the
+    OTLP ones (/v1/, /otlp/v1/) and the operations routes, HEAD left out; the web UI's pages are
+    not part of the API."""
     out: list[tuple[str, str]] = []
     for route in routes:
         if not isinstance(route, Route):
             continue  # the UI's static files (a Mount)
         path = _CONVERTER.sub(r"{\1}", route.path)
-        if path.startswith("/api/") or path in OPS_PATHS:
+        if path.startswith(("/api/", "/v1/", "/otlp/")) or path in OPS_PATHS:
             out += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
     return out
 
