@@ -22,6 +22,8 @@ import pytest
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import TransportError
 
+from obshub.errors import ConfigError
+from obshub.settings import load_settings
 from tests.ci import unavailable
 from tests.hubproc import LiveHub, free_port, wait_until
 
@@ -350,3 +352,23 @@ def _listening(port: int) -> bool:
     except OSError:
         time.sleep(0.05)
         return False
+
+
+def test_es_index_field_chooses_what_the_index_name_fills(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"OBSHUB_ES_INDEX_FIELD \(es_index_field\): 'message' is not one of"):
+        load_settings({"OBSHUB_ES_INDEX_FIELD": "message"})
+    h = LiveHub(f"sqlite:///{tmp_path}/o.db", es_index_field="env").start()
+    try:
+        r = _bulk(h, [{"create": {"_index": "staging-2026.12.06"}}, {"message": "m", "service": "api"}])
+        assert r.json()["errors"] is False
+        (ev,) = h.search_all()
+    finally:
+        h.stop()
+    assert (ev["env"], ev["service"]) == ("staging", "api")
+    h = LiveHub(f"sqlite:///{tmp_path}/o2.db", es_index_field="").start()
+    try:
+        assert _bulk(h, [{"create": {"_index": "web"}}, {"message": "n"}]).json()["errors"] is False
+        (none,) = h.search_all()
+    finally:
+        h.stop()
+    assert "service" not in none and none["attrs"] == {"_index": "web"}
