@@ -161,4 +161,12 @@ _KNOWN = (
         ("accepted", "duplicate", "rejected", "skipped"),
         ("limit", "body", "slow", "parse", "validation", "store", "overload"),
     ),
+    *(  # the shippers' protocols (obshub/ingest/es.py, loki.py)
+        (
+            p,
+            ("accepted", "duplicate", "rejected"),
+            ("limit", "body", "slow", "parse", "validation", "store", "overload"),
+        )
+        for p in ("es", "loki")
+    ),
 )

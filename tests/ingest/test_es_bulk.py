@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from elasticsearch import Elasticsearch
+from elasticsearch import helpers as es_helpers
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import TransportError
 
@@ -87,6 +89,30 @@ def test_opensearch_py_bulk_helper_stores_mapped_events_and_a_retry_once(hub: Li
     assert first["attrs"] == {"host.ip": ["10.0.0.7"], "http.status": 402, "_index": "checkout-2026.12.06"}
     assert by_msg["plain"]["service"] == "billing" and by_msg["other"]["service"] == "payments"
     assert len(hub.search_all("trace_id:trace-1")) == 1
+
+
+def test_elasticsearch_client_info_and_bulk_helper(sqlite_hub: LiveHub) -> None:
+    """The `elasticsearch` client checks the product header and reads the per-item answer: a
+    failed item is a BulkIndexError naming it, the others are stored."""
+    h = sqlite_hub
+    es = Elasticsearch(f"{h.url}/es", basic_auth=("elastic", h.ingest_token), request_timeout=10)
+    try:
+        assert es.info()["version"]["number"].startswith("8.")
+        docs = [
+            {"_index": "web", "_id": "x1", "message": "hi", "log.level": "error"},
+            {"_index": "web", "message": "yo"},
+        ]
+        assert es_helpers.bulk(es, docs) == (2, [])
+        with pytest.raises(es_helpers.BulkIndexError) as failed:
+            es_helpers.bulk(
+                es, [{"_index": "web", "message": "bad", "@timestamp": "nope"}, {"_index": "web", "message": "ok"}]
+            )
+    finally:
+        es.close()
+    (item,) = failed.value.errors
+    assert item["index"]["status"] == 400 and "ts: cannot parse 'nope'" in item["index"]["error"]["reason"]
+    stored = {e["message"]: e for e in h.search_all()}
+    assert set(stored) == {"hi", "yo", "ok"} and stored["hi"]["level"] == "error"
 
 
 def test_the_answer_is_shaped_as_elasticsearch_writes_it(sqlite_hub: LiveHub) -> None:

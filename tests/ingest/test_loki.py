@@ -18,7 +18,7 @@ import orjson
 import pytest
 from logging_loki import LokiHandler
 
-from tests.hubproc import LiveHub
+from tests.hubproc import LiveHub, metric
 
 PUSH = "/loki/api/v1/push"
 
@@ -126,6 +126,8 @@ def test_protobuf_snappy_push_with_structured_metadata_and_a_retry_once(hub: Liv
     )
     assert ok["attrs"] == {"pod": 'api-7"x'}
     assert events["GET /orders 500"]["level"] == "error"
+    assert metric(hub, "obshub_ingest_events_total", protocol="loki", outcome="accepted") == 3
+    assert metric(hub, "obshub_ingest_events_total", protocol="loki", outcome="duplicate") == 3
     assert (events["queue slow"]["service"], events["queue slow"]["level"]) == ("worker", "warning")
 
 
