@@ -222,10 +222,13 @@ def parse_json(body: bytes) -> list[Stream | str]:
             else:
                 ns = -1
             meta = v[2] if len(v) == 3 else {}
-            if not isinstance(meta, dict):
-                meta = {"": "structured metadata must be an object"}
-            entries.append((ns, v[1], {str(k): str(x) for k, x in meta.items()}))
-        streams.append(({str(k): str(x) for k, x in labels.items()}, entries))
+            if not isinstance(meta, dict) or not all(isinstance(x, str) for x in meta.values()):
+                meta = {"": "structured metadata must be an object of strings"}
+            entries.append((ns, v[1], meta))
+        if not all(isinstance(x, str) for x in labels.values()):  # (str() of a value nested 1,000 deep: a 500)
+            streams.append("label values must be strings")
+            continue
+        streams.append((labels, entries))
     return streams
 
 
