@@ -208,6 +208,10 @@ def test_every_credential_form_a_shipper_can_send(sqlite_hub: LiveHub) -> None:
     assert httpx.post(f"{h.url}/es/_bulk", content=b"{}\n{}\n").status_code == 401
     refused = _bulk(h, line, Authorization=f"Bearer {h.read_token}")
     assert refused.status_code == 403 and "ingest" in refused.json()["error"]
+    # The DSN's key is public (it ships inside apps): good on the Sentry routes only.
+    dsn_key = base64.b64encode(f"x:{h.sentry_key}".encode()).decode()
+    assert _bulk(h, line, Authorization=f"Basic {dsn_key}").status_code == 403
+    assert httpx.post(f"{h.url}/loki/api/v1/push", json={"streams": []}, auth=("x", h.sentry_key)).status_code == 403
     with pytest.raises(TransportError) as raised:
         helpers.bulk(_client(h, token="wrong"), [{"_index": "x", "message": "no"}])
     assert raised.value.status_code == 401
