@@ -29,7 +29,7 @@ from obshub.settings import load_settings
 from tests.ci import unavailable
 from tests.hubproc import LiveHub, free_port, wait_until
 
-OMELASTICSEARCH = Path("/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so")
+OMELASTICSEARCH = Path(f"/usr/lib/{os.uname().machine}-linux-gnu/rsyslog/omelasticsearch.so")  # as scripts/rsyslog.sh
 
 
 def _client(h: LiveHub, token: str | None = None) -> OpenSearch:
