@@ -27,7 +27,7 @@ from obshub.digest import Scrubber
 from obshub.errors import AuthError, Conflict, ObshubError, StoreOverloaded, StoreUnavailable
 from obshub.http_errors import ANSWERED, error_response
 from obshub.hub import Hub, hub_of
-from obshub.ingest import native, otlp, sentry
+from obshub.ingest import es, loki, native, otlp, sentry
 from obshub.jobs.scheduler import start_jobs, stop_jobs
 from obshub.settings import Settings
 from obshub.store import open_store
@@ -162,6 +162,8 @@ def create_app(settings: Settings, store: Store | None = None, telemetry: Teleme
         *native.routes,
         *sentry.routes,
         *otlp.routes,
+        *es.routes,
+        *loki.routes,
         *api.routes,
         *api_alerts.routes,
         *api_metrics.routes,

@@ -23,6 +23,8 @@ every hub reads; no message between hubs is needed).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import secrets
 import threading
@@ -47,6 +49,7 @@ __all__ = [
     "hash_token",
     "new_token",
     "revoke_token",
+    "shipper_token",
 ]
 
 _PREFIX = {"ingest": "obi_", "read": "obr_", "sentry": "", "admin": "oba_"}
@@ -200,3 +203,30 @@ def bearer(headers: Mapping[str, str]) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def shipper_token(headers: Mapping[str, str]) -> str | None:
+    """The token of a log shipper speaking another product's protocol (Elasticsearch `_bulk`,
+    Loki push), in whichever form its config allows: `Bearer <token>`, HTTP Basic with the token
+    as the password (any user: Loki's tenant, ES's `elastic`), or `ApiKey <token>`; an ES API
+    key is base64 of `id:key`, so one that decodes to `<anything>:<token>` gives the token too."""
+    value = headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, cred = value.strip().partition(" ")
+    scheme, cred = scheme.lower(), cred.strip()
+    if not cred:
+        return None
+    if scheme == "bearer":
+        return cred
+    if scheme not in ("basic", "apikey"):
+        return None
+    try:
+        decoded = base64.b64decode(cred, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = None
+    if scheme == "basic":
+        return None if decoded is None else decoded.partition(":")[2] or None
+    if decoded is not None and ":" in decoded:  # `id:key`, base64: Filebeat's `api_key: id:key`
+        return decoded.partition(":")[2] or None
+    return cred

@@ -19,10 +19,12 @@ from urllib.parse import urlsplit
 from obshub.errors import ConfigError, FieldError
 from obshub.events import Limits
 
-__all__ = ["TABLES", "IPNetwork", "Settings", "load_settings", "parse_networks", "parse_tables"]
+__all__ = ["ES_INDEX_FIELDS", "TABLES", "IPNetwork", "Settings", "load_settings", "parse_networks", "parse_tables"]
 
 MiB = 1024 * 1024
 IPNetwork = IPv4Network | IPv6Network
+# What an Elasticsearch index name may fill (`es_index_field`); "" fills none.
+ES_INDEX_FIELDS = ("service", "env", "host", "logger", "release", "")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class Settings:
     # Projects with a public status page at /status/<name> (comma-separated names; none by
     # default): no token, only the checks marked `public`, never their targets or messages.
     status_pages: str = ""
+    # Elasticsearch `_bulk` (obshub/ingest/es.py): the event field the index name fills when a
+    # document does not set it itself ("" keeps it only as attrs `_index`).
+    es_index_field: str = "service"
 
     @property
     def limits(self) -> Limits:
@@ -282,6 +287,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError(f"OBSHUB_ROLLUP_INTERVAL_S: {settings.rollup_interval_s} is not between 10 and 86400 seconds")
     if settings.rollup_recompute_hours > 168:
         raise ConfigError(f"OBSHUB_ROLLUP_RECOMPUTE_HOURS: {settings.rollup_recompute_hours} is more than 168 (a week)")
+    if settings.es_index_field not in ES_INDEX_FIELDS:
+        raise ConfigError(
+            f"OBSHUB_ES_INDEX_FIELD (es_index_field): {settings.es_index_field!r} is not one of "
+            f"{', '.join(repr(f) for f in ES_INDEX_FIELDS)}"
+        )
     for key in ("checks_allow_networks", "checks_deny_networks"):
         try:
             parse_networks(getattr(settings, key))

@@ -203,9 +203,12 @@ _KNOWN = (
         ("accepted", "duplicate", "rejected", "skipped"),
         ("limit", "body", "slow", "parse", "validation", "store", "overload"),
     ),
-    (
-        "otlp",
-        ("accepted", "duplicate", "rejected"),
-        ("limit", "body", "slow", "parse", "validation", "store", "overload"),
+    *(  # the other protocols (obshub/ingest/otlp.py, es.py, loki.py)
+        (
+            p,
+            ("accepted", "duplicate", "rejected"),
+            ("limit", "body", "slow", "parse", "validation", "store", "overload"),
+        )
+        for p in ("otlp", "es", "loki")
     ),
 )

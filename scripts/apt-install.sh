@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Debian packages for the tests, once: does nothing when every BINARY is already there.
 #   scripts/apt-install.sh BINARY[,BINARY...] PACKAGE...
+# (a BINARY may also be another file the packages install, e.g. a module: it need only exist)
 # Needs root (or sudo) for apt. Package services are never started (policy-rc.d 101 during
 # the install): the tests start their own servers on free ports.
 set -euo pipefail
@@ -8,7 +9,7 @@ IFS=, read -r -a BINS <<< "$1"
 shift
 NAME="$(basename "${BINS[0]}")"
 missing=0
-for b in "${BINS[@]}"; do [ -x "$b" ] || missing=1; done
+for b in "${BINS[@]}"; do [ -e "$b" ] || missing=1; done
 if [ "$missing" = 0 ]; then
   echo "apt-install: $("${BINS[0]}" --version 2>/dev/null | head -1) already installed"
   exit 0

@@ -42,6 +42,7 @@ needed_in_ci() {  # WHAT SCRIPT
 needed_in_ci "chromium for the browser tests" scripts/browser.sh
 needed_in_ci "prometheus for the dashboard tests" scripts/prometheus.sh
 needed_in_ci "alertmanager for the alerting tests" scripts/alertmanager.sh
+needed_in_ci "rsyslog with omelasticsearch for the shipper tests" scripts/rsyslog.sh
 
 echo "== pytest"
 set +e

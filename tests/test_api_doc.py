@@ -27,8 +27,13 @@ def registered(tmp_path: Path) -> set[tuple[str, str]]:
     app = create_app(load_settings({}, store=f"sqlite:///{tmp_path}/obshub.db"))
     out: set[tuple[str, str]] = set()
     for route in app.routes:
-        if isinstance(route, Mount):  # static files: any path below the mount point
-            out.add(("GET", route.path + "/{path}"))
+        if isinstance(route, Mount):
+            inner = [r for r in route.routes if isinstance(r, Route)]
+            if not inner:  # static files: any path below the mount point
+                out.add(("GET", route.path + "/{path}"))
+            for r in inner:  # another product's API under a prefix (/es/, /loki/): each route
+                path = _CONVERTER.sub(r"{\1}", route.path + r.path)
+                out |= {(m, path) for m in r.methods or () if m != "HEAD"}
             continue
         assert isinstance(route, Route), route
         for method in route.methods or ():
