@@ -21,6 +21,7 @@ class Posted:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = 0.0  # time.time() it arrived (bench/alerts.py --latency)
 
 
 class Receiver:
@@ -44,11 +45,12 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                arrived = time.time()
                 time.sleep(receiver.delay_s)
                 status = receiver.status
                 if status < 300:  # a failing receiver did not take it
                     with receiver._lock:
-                        receiver.posted.append(Posted(self.path, dict(self.headers), json.loads(raw)))
+                        receiver.posted.append(Posted(self.path, dict(self.headers), json.loads(raw), arrived))
                 self.send_response(status)
                 body = b"ok" if status < 300 else b"receiver says no"
                 self.send_header("Content-Length", str(len(body)))
