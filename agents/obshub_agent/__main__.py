@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if args.check:
-        print(f"config ok: {len(cfg.inputs)} input(s), hub {cfg.hub}, host {cfg.host}, state_dir {cfg.state_dir}")
+        print(
+            f"config ok: {len(cfg.inputs)} input(s), hub {', '.join(cfg.urls)}, host {cfg.host}, "
+            f"state_dir {cfg.state_dir}"
+        )
         return 0
     from .agent import Agent, AgentLocked
 

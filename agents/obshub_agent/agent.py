@@ -124,7 +124,7 @@ class Agent:
         _log.info(
             "obshub-agent started: host=%s hub=%s inputs=%d state_dir=%s",
             self.cfg.host,
-            self.cfg.hub,
+            ", ".join(self.cfg.urls),
             len(self.cfg.inputs),
             self.cfg.state_dir,
         )

@@ -49,7 +49,7 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    hub: str
+    hub: str  # the first of `hub_urls` (what logs and single-hub code name)
     token: str
     host: str
     state_dir: Path
@@ -75,6 +75,53 @@ class AgentConfig:
     # Prometheus text endpoint; "" (or "off" in the file) disables it; port 0 = any free port (logged)
     metrics_address: str = "127.0.0.1:9480"
     log_level: str = "info"
+    # every hub URL batches are spread over (round-robin, failover); () = just `hub`
+    hub_urls: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.hub_urls or (self.hub,)
+
+
+_URL = re.compile(r"^https?://[^/]+")
+
+
+def _hub_urls(d: dict[str, Any], environ: Mapping[str, str]) -> tuple[str, ...]:
+    """`hub = "URL"`, or a `[hub]` table with `url = "URL"` or `urls = ["URL", ...]` (not both);
+    `OBSHUB_AGENT_HUB` (comma-separated URLs) overrides the file."""
+    env = environ.get("OBSHUB_AGENT_HUB")
+    if env:
+        urls: list[Any] = [u.strip() for u in env.split(",") if u.strip()]
+        where = "OBSHUB_AGENT_HUB"
+    else:
+        raw = d.get("hub")
+        if isinstance(raw, dict):
+            unknown = set(raw) - {"url", "urls"}
+            if unknown:
+                raise ConfigError(f"hub: unknown key(s) {sorted(unknown)} (url or urls)")
+            if "url" in raw and "urls" in raw:
+                raise ConfigError("hub.url and hub.urls: set one of them (hub.urls = [...] for several hubs)")
+            if "urls" in raw:
+                urls = _typed(raw, "urls", list, "hub.")
+                where = "hub.urls"
+                if not urls:
+                    raise ConfigError('hub.urls: empty (e.g. hub.urls = ["http://a:8480", "http://b:8480"])')
+            else:
+                urls = [_typed(raw, "url", str, "hub.", "")]
+                where = "hub.url"
+        else:
+            urls = [_typed(d, "hub", str, "", "")]
+            where = "hub"
+    for i, u in enumerate(urls):
+        at = f"{where}[{i}]" if where in ("hub.urls", "OBSHUB_AGENT_HUB") else where
+        if not u:
+            raise ConfigError(f'{at}: missing (e.g. hub = "http://127.0.0.1:8480")')
+        if not isinstance(u, str) or not _URL.match(u):
+            raise ConfigError(f"{at}: expected an http(s):// URL, got {u!r}")
+    out = tuple(u.rstrip("/") for u in urls)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where}: a URL is listed twice")
+    return out
 
 
 def _typed(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str, default: Any = None) -> Any:
@@ -217,11 +264,7 @@ def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> Age
     unknown = set(d) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"unknown key(s) {sorted(unknown)}")
-    hub = environ.get("OBSHUB_AGENT_HUB") or _typed(d, "hub", str, "")
-    if not hub:
-        raise ConfigError('hub: missing (e.g. hub = "http://127.0.0.1:8480")')
-    if not re.match(r"^https?://[^/]+", hub):
-        raise ConfigError(f"hub: expected an http(s):// URL, got {hub!r}")
+    urls = _hub_urls(d, environ)
     token = environ.get("OBSHUB_AGENT_TOKEN") or _typed(d, "token", str, "")
     if not token:
         raise ConfigError("token: missing (the project's ingest token)")
@@ -258,7 +301,8 @@ def parse_config(d: dict[str, Any], *, env: dict[str, str] | None = None) -> Age
         except Exception:
             raise ConfigError(f"timezone: unknown zone {tz!r}") from None
     cfg = AgentConfig(
-        hub=hub.rstrip("/"),
+        hub=urls[0],
+        hub_urls=urls if len(urls) > 1 else (),
         token=token,
         host=_typed(d, "host", str, "") or socket.gethostname(),
         state_dir=Path(os.path.expanduser(_typed(d, "state_dir", str, "", "/var/lib/obshub-agent"))),

@@ -120,6 +120,24 @@ def render(agent: Agent) -> str:
             [({"file": p}, v) for p, v in sorted(agent.lags.items())],
         ),
         (
+            "obshub_agent_hub_up",
+            "gauge",
+            "Per hub URL: 1 unless its last request failed (it is then skipped for its backoff).",
+            [({"url": t.url}, 0 if t.failures else 1) for t in sh.targets],
+        ),
+        (
+            "obshub_agent_hub_batches_sent_total",
+            "counter",
+            "Per hub URL: requests answered 2xx.",
+            [({"url": t.url}, t.batches) for t in sh.targets],
+        ),
+        (
+            "obshub_agent_hub_errors_total",
+            "counter",
+            "Per hub URL: failed requests (connection, timeout, 5xx, 429, 401/403); the batch is retried.",
+            [({"url": t.url}, t.errors) for t in sh.targets],
+        ),
+        (
             "obshub_agent_last_success_timestamp_seconds",
             "gauge",
             "Time of the last 2xx from the hub.",

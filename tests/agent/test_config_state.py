@@ -39,6 +39,14 @@ def _base(**kw: object) -> dict:
         (_base(batch_max_bytes="1MB"), "batch_max_bytes: expected int"),
         (_base(compression="lz4"), "compression: expected"),
         (_base(spol_max_bytes=1), "unknown key(s) ['spol_max_bytes']"),
+        (_base(hub={"url": "http://a:1", "urls": ["http://b:1"]}), "hub.url and hub.urls: set one of them"),
+        (_base(hub={"urls": []}), "hub.urls: empty"),
+        (_base(hub={"urls": ["http://a:1", "b:1"]}), "hub.urls[1]: expected an http(s):// URL, got 'b:1'"),
+        (_base(hub={"urls": ["http://a:1", 2]}), "hub.urls[1]: expected an http(s):// URL, got 2"),
+        (_base(hub={"urls": ["http://a:1", "http://a:1/"]}), "hub.urls: a URL is listed twice"),
+        (_base(hub={"url": "ftp://a"}), "hub.url: expected an http(s):// URL"),
+        (_base(hub={}), "hub.url: missing"),
+        (_base(hub={"uls": []}), "hub: unknown key(s) ['uls']"),
     ],
 )
 def test_config_errors_name_the_key(doc: dict, message: str) -> None:
@@ -51,6 +59,22 @@ def test_env_overrides_token_and_defaults() -> None:
     cfg = parse_config(_base(token="file"), env={"OBSHUB_AGENT_TOKEN": "env"})
     assert cfg.token == "env" and cfg.host  # hostname by default
     assert cfg.inputs[0].format == "text" and cfg.metrics_address == "127.0.0.1:9480"
+
+
+def test_hub_urls_and_the_single_url_forms() -> None:
+    cfg = parse_config(_base(hub={"urls": ["http://a:8480/", "https://b:8480"]}), env={})
+    assert cfg.urls == ("http://a:8480", "https://b:8480") and cfg.hub == "http://a:8480"
+    for doc in (_base(hub="http://a:8480/"), _base(hub={"url": "http://a:8480"})):
+        cfg = parse_config(doc, env={})
+        assert cfg.urls == ("http://a:8480",) and cfg.hub == "http://a:8480"
+    # the environment overrides the file, comma-separated for several hubs
+    cfg = parse_config(_base(), env={"OBSHUB_AGENT_HUB": "http://x:1, http://y:2"})
+    assert cfg.urls == ("http://x:1", "http://y:2")
+    # TOML's dotted key, as the docs write it
+    cfg = parse_config(
+        tomllib.loads('hub.urls = ["http://a:1", "http://b:1"]\ntoken = "t"\n[[inputs]]\npaths = ["/a"]\n'), env={}
+    )
+    assert cfg.urls == ("http://a:1", "http://b:1")
 
 
 def test_docs_example_is_valid_and_complete() -> None:

@@ -3,7 +3,9 @@
 A writer appends numbered JSON lines while the test rotates the file by rename and by
 copytruncate (the copy, `app.log.1`, inside the agent's glob `app.log*`: a new inode holding lines
 already shipped, and lines not read yet), SIGKILLs the agent, and stops and SIGKILLs the hub. At
-the end the hub's store must hold every number exactly once. CI size by default; a long soak with
+the end the hub's store must hold every number exactly once. Run once more with two hubs on one
+store (`hub.urls`): the second is SIGKILLed mid-run and the agent keeps shipping to the first.
+CI size by default; a long soak with
 `OBSHUB_SOAK=1 OBSHUB_SOAK_LINES=2000000 pytest tests/agent -m slow -k soak`.
 """
 
@@ -117,15 +119,22 @@ def _collect(hub: HubProcess) -> Counter[int]:
     return seen
 
 
-def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[str, Any]:
+def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str], *, hubs: int = 1) -> dict[str, Any]:
     logs = tmp_path / "logs"
     logs.mkdir()
     hub = HubProcess(f"sqlite:///{tmp_path}/hub.db", log_path=tmp_path / "hub.log").start()
+    # a second hub on the same store (its own project; the agent's token is the first's)
+    spare = (
+        HubProcess(f"sqlite:///{tmp_path}/hub.db", project="spare", log_path=tmp_path / "hub2.log").start()
+        if hubs == 2
+        else None
+    )
     mport = free_port()
+    spare_batches: list[float] = []
     cfg = write_config(
         tmp_path / "agent.toml",
         [{"paths": [str(logs / "app.log*")], "format": "json", "service": "oracle"}],
-        hub=hub.url,
+        hub={"urls": [hub.url, spare.url]} if spare else hub.url,
         token=hub.ingest_token,
         host="oracle-host",
         state_dir=str(tmp_path / "state"),
@@ -138,7 +147,13 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
         backoff_max_ms=1000,
         batch_max_bytes=256 << 10,
     )
-    agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
+    try:
+        agent = AgentProcess(cfg, tmp_path / "agent.log", mport).start()
+    except BaseException:  # e.g. a config the agent refuses: no hub left running
+        for h in (hub, spare):
+            if h:
+                h.stop()
+        raise
     writer = Writer(logs, total, rate)
     writer.start()
     ops = 0
@@ -176,6 +191,23 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
         hub.start()
         agent.start()
 
+    def hub_batches(h: HubProcess) -> float:
+        return agent.metrics().get(f'obshub_agent_hub_batches_sent_total{{url="{h.url}"}}', 0.0)
+
+    def spare_sigkilled() -> None:
+        """The agent spreads over both hubs; SIGKILL one: it keeps shipping to the other."""
+        assert spare is not None
+        wait_until(lambda: hub_batches(spare) > 0, 10, "batches to the second hub")
+        spare.kill()
+        before = hub_batches(hub)
+        wait_until(lambda: hub_batches(hub) > before + 3, 10, "batches to the first hub while the second is dead")
+        spare_batches.append(hub_batches(spare))
+
+    def spare_restarted() -> None:
+        assert spare is not None
+        spare.start()
+        wait_until(lambda: hub_batches(spare) > spare_batches[0], 15, "batches to the restarted second hub")
+
     cycle = [
         ("rename rotation", writer.rename_rotate),
         ("agent SIGKILL + rotation while down", agent_sigkill_with_rotation),
@@ -185,6 +217,9 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
         ("agent and hub SIGKILL", both_sigkilled),
         ("copytruncate", writer.copytruncate),
     ]
+    if spare:
+        cycle[1:1] = [("second hub SIGKILL", spare_sigkilled)]
+        cycle[4:4] = [("second hub restarted", spare_restarted)]
     try:
         time.sleep(0.5)
         i = 0
@@ -216,6 +251,8 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str]) -> dict[
         if agent.proc and agent.proc.poll() is None:
             agent.kill()
         hub.stop()
+        if spare:
+            spare.stop()
 
 
 def _assert_exactly_once(res: dict[str, Any], total: int) -> None:
@@ -228,10 +265,11 @@ def _assert_exactly_once(res: dict[str, Any], total: int) -> None:
     assert res["rc"] == 0  # graceful SIGTERM exit
 
 
-def test_oracle_rotation_kill_hub_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hubs", [1, 2], ids=["one-hub", "two-hubs-one-killed"])
+def test_oracle_rotation_kill_hub_restart(tmp_path: Path, hubs: int) -> None:
     total = int(os.environ.get("OBSHUB_ORACLE_LINES", "20000"))
     log: list[str] = []
-    res = run_oracle(tmp_path, total, rate=2500, log=log)
+    res = run_oracle(tmp_path, total, rate=2500, log=log, hubs=hubs)
     print("\n".join(log))
     print({k: v for k, v in res["metrics"].items() if "lag" not in k})
     _assert_exactly_once(res, total)
@@ -240,6 +278,8 @@ def test_oracle_rotation_kill_hub_restart(tmp_path: Path) -> None:
     assert "hub unavailable" in res["agent_log"]  # the hub was down: the agent retried (and lost nothing)
     assert "truncated" in res["agent_log"]
     assert "a copy of a file already read" in res["agent_log"]  # copytruncate's app.log.1, inside the glob
+    if hubs == 2:  # the dead second hub was skipped: the batch went to the first at once
+        assert "the batch goes to the next hub" in res["agent_log"]
 
 
 @pytest.mark.slow

@@ -11,6 +11,16 @@ Outcome per response (docs/api.md, "Ingest"):
 
 Delivery is at-least-once: a batch whose 2xx was lost is sent again after restart with the same
 event ids, and the hub counts it as duplicates.
+
+Several hubs (`hub.urls`): batches go round-robin, one batch per request to the next hub that is
+not marked down, so a fleet of agents loads every hub evenly and a dead hub is noticed within one
+batch (sticking to one hub would leave the others idle until it failed). A hub that fails (refused,
+reset, timeout, 5xx, 429, 401/403) is marked down for its own backoff (or `Retry-After`) and the same
+batch goes at once to the next hub; only when every hub is down does the shipper wait, until the
+first one's backoff ends. A batch is acked in the spool only after one hub answered 2xx. A batch
+sent again to another hub after an ambiguous failure (a timeout after the first hub had stored it)
+carries the same event ids (`<file identity>-<offset>`), and the store keeps one event per id: the
+second hub counts them as duplicates, nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import random
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover
     zstandard = None  # type: ignore[assignment]
 
-__all__ = ["Shipper"]
+__all__ = ["HubTarget", "Shipper"]
 
 _log = logging.getLogger("obshub_agent.ship")
 _RETRY_AFTER_MAX_S = 600.0
@@ -43,14 +54,41 @@ class _Split(Exception):
     pass
 
 
+@dataclass
+class HubTarget:
+    """One hub URL: its connection and health (`obshub_agent_hub_*` metrics, labelled by url)."""
+
+    url: str
+    https: bool
+    netloc: str
+    path: str
+    conn: http.client.HTTPConnection | None = None
+    failures: int = 0  # consecutive failed requests; 0 = up
+    down_until: float = 0.0  # time.monotonic() before which it is not tried
+    batches: int = 0  # requests answered 2xx
+    errors: int = 0  # failed requests (retried here or on another hub)
+    last_status: int = 0  # 0 = connection failed
+
+    @classmethod
+    def of(cls, url: str) -> HubTarget:
+        u = urlsplit(url)
+        return cls(url, u.scheme == "https", u.netloc, (u.path.rstrip("/") or "") + "/api/v1/ingest")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 class Shipper:
     def __init__(self, cfg: AgentConfig, spool: Spool, *, stop: threading.Event, halt: threading.Event) -> None:
         self.spool = spool
         self.stop = stop  # graceful: finish the spool if it can be done before `halt`
         self.halt = halt  # hard: abandon the batch in flight (it stays in the spool)
         self.pending_config: AgentConfig | None = None  # set by SIGHUP, applied between batches
+        self.targets: list[HubTarget] = []
+        self._next = 0  # round-robin position in `targets`
         self.configure(cfg)
-        self._conn: http.client.HTTPConnection | None = None
         # metrics
         self.batches_sent = 0
         self.batches_retried = 0
@@ -66,16 +104,19 @@ class Shipper:
 
     def configure(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
-        u = urlsplit(cfg.hub)
-        self._https = u.scheme == "https"
-        self._netloc = u.netloc
-        self._path = (u.path.rstrip("/") or "") + "/api/v1/ingest"
+        old = {t.url: t for t in self.targets}
+        for t in self.targets:
+            t.close()
+        # a URL kept across SIGHUP keeps its counters; its health starts afresh
+        self.targets = [old.get(u) or HubTarget.of(u) for u in cfg.urls]
+        for t in self.targets:
+            t.failures, t.down_until = 0, 0.0
+        self._next = 0
         comp = cfg.compression
         if comp == "zstd" and zstandard is None:
             comp = "gzip"
         self.compression = comp
         self._zstd: Any = None
-        self._conn = None
 
     # -- loop ------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -113,6 +154,17 @@ class Shipper:
                 pending[:0] = [b"\n".join(lines[:mid]) + b"\n", b"\n".join(lines[mid:]) + b"\n"]
         return True
 
+    def _pick(self) -> HubTarget | None:
+        """The next hub (round-robin) not marked down; None while every hub is down."""
+        now = time.monotonic()
+        n = len(self.targets)
+        for k in range(n):
+            i = (self._next + k) % n
+            if self.targets[i].down_until <= now:
+                self._next = (i + 1) % n
+                return self.targets[i]
+        return None
+
     def _deliver_one(self, chunk: bytes) -> bool:
         attempt = 0
         while True:
@@ -122,38 +174,54 @@ class Shipper:
                 cfg, self.pending_config = self.pending_config, None
                 self.close()
                 self.configure(cfg)
-            status, headers, body = self._post(chunk)
-            self.last_status = status
+            t = self._pick()
+            if t is None:  # every hub is down: wait for the first one's backoff to end
+                wait = min(x.down_until for x in self.targets) - time.monotonic()
+                if self.halt.wait(max(0.0, wait)):
+                    return False
+                continue
+            status, headers, body = self._post(t, chunk)
+            self.last_status = t.last_status = status
             if 200 <= status < 300:
+                t.failures, t.down_until = 0, 0.0
+                t.batches += 1
                 self._accounted(chunk, body)
                 return True
             if status in (400, 413):
                 raise _Split()
             if status == 415 and self.compression == "zstd":
-                _log.warning("hub does not accept zstd bodies: switching to gzip")
+                _log.warning("hub %s does not accept zstd bodies: switching to gzip", t.url)
                 self.compression = "gzip"
                 continue
             attempt += 1
             self.batches_retried += 1
+            t.errors += 1
+            t.failures += 1
             if status in (401, 403):
                 self.auth_failures += 1
                 _log.error(
-                    "hub answered %d to the ingest token: check `token` in the agent config; "
+                    "hub %s answered %d to the ingest token: check `token` in the agent config; "
                     "lines keep being spooled, retrying in %.0fs",
+                    t.url,
                     status,
                     self.cfg.backoff_max_ms * 4 / 1000,
                 )
                 delay = self.cfg.backoff_max_ms * 4 / 1000
             elif status in (429, 503) and headers.get("retry-after"):
-                delay = _retry_after(headers["retry-after"]) or self._backoff(attempt)
+                delay = _retry_after(headers["retry-after"]) or self._backoff(t.failures)
             else:
-                delay = self._backoff(attempt)
-                if attempt in (1, 5) or attempt % 20 == 0:
+                delay = self._backoff(t.failures)
+                if t.failures in (1, 5) or t.failures % 20 == 0:
+                    others = len(self.targets) > 1
                     _log.warning(
-                        "hub unavailable (%s); retry %d in %.1fs", status or "connection failed", attempt, delay
+                        "hub unavailable (%s: %s); retry %d in %.1fs%s",
+                        t.url,
+                        status or "connection failed",
+                        t.failures,
+                        delay,
+                        ", the batch goes to the next hub" if others else "",
                     )
-            if self.halt.wait(delay):
-                return False
+            t.down_until = time.monotonic() + delay
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.cfg.backoff_max_ms, self.cfg.backoff_initial_ms * (2 ** min(attempt, 20)))
@@ -190,7 +258,7 @@ class Shipper:
             return c.compress(chunk) + c.flush(), "gzip"
         return chunk, None
 
-    def _post(self, chunk: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _post(self, t: HubTarget, chunk: bytes) -> tuple[int, dict[str, str], bytes]:
         body, enc = self._encode(chunk)
         headers = {
             "Authorization": f"Bearer {self.cfg.token}",
@@ -201,37 +269,34 @@ class Shipper:
         if enc:
             headers["Content-Encoding"] = enc
         for attempt in (0, 1):  # a kept-alive connection the hub closed: retry once on a fresh one
-            conn = self._conn
+            conn = t.conn
             if conn is None:
-                cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-                conn = self._conn = cls(self._netloc, timeout=self.cfg.request_timeout_s)
+                cls = http.client.HTTPSConnection if t.https else http.client.HTTPConnection
+                conn = t.conn = cls(t.netloc, timeout=self.cfg.request_timeout_s)
             try:
-                conn.request("POST", self._path, body=body, headers=headers)
+                conn.request("POST", t.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 hdrs = {k.lower(): v for k, v in resp.getheaders()}
                 if resp.will_close:
-                    conn.close()
-                    self._conn = None
+                    t.close()
                 self.bytes_sent += len(body)
                 if 200 <= resp.status < 300:
                     self.bytes_raw += len(chunk)
                 return resp.status, hdrs, data
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._conn = None
+                t.close()
                 if attempt == 0 and isinstance(
                     exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
                 ):
                     continue
-                _log.debug("POST failed: %s", exc)
+                _log.debug("POST to %s failed: %s", t.url, exc)
                 return 0, {}, b""
         return 0, {}, b""
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for t in self.targets:
+            t.close()
 
 
 def _retry_after(value: str) -> float | None:
