@@ -43,6 +43,7 @@ needed_in_ci "chromium for the browser tests" scripts/browser.sh
 needed_in_ci "prometheus for the dashboard tests" scripts/prometheus.sh
 needed_in_ci "alertmanager for the alerting tests" scripts/alertmanager.sh
 needed_in_ci "rsyslog with omelasticsearch for the shipper tests" scripts/rsyslog.sh
+needed_in_ci "nginx for the reverse-proxy test" scripts/nginx.sh
 
 echo "== pytest"
 set +e

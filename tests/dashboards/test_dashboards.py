@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -175,7 +176,7 @@ def repo_mounts(service: dict[str, Any]) -> dict[str, Path]:
 def test_compose_stack_is_wired() -> None:
     doc = compose()
     services = doc["services"]
-    assert set(services) == {"opensearch", "hub", "agent", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {"opensearch", "hub", "hub-2", "proxy", "agent", "prometheus", "alertmanager", "grafana"}
     for name, svc in services.items():
         for port in svc.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
@@ -189,6 +190,17 @@ def test_compose_stack_is_wired() -> None:
     assert (COMPOSE / hub["build"]["context"] / hub["build"]["dockerfile"]).is_file()
     assert hub["environment"]["OBSHUB_STORE"].startswith("opensearch://opensearch:9200")
     assert services["agent"]["image"] == hub["image"], "the agent runs from the image the hub builds"
+    # hub-2 is the same hub (image, store, config) on the same store; only the proxy is published
+    replicas = ["hub", "hub-2"]
+    for k in ("image", "environment", "volumes", "healthcheck"):
+        assert services["hub-2"][k] == hub[k], k
+    assert "ports" not in hub and "ports" not in services["hub-2"]
+    port = hub["environment"]["OBSHUB_PORT"]
+    assert services["proxy"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert repo_mounts(services["proxy"])["/etc/nginx/nginx.conf"] == COMPOSE / "nginx.conf"
+    nginx = (COMPOSE / "nginx.conf").read_text()
+    assert re.findall(r"(?m)^\s*server (\S+) ", nginx) == [f"{r}:{port}" for r in replicas]
+    assert re.search(rf"(?m)^\s*listen {port};", nginx)
 
     # Prometheus scrapes the hub's port and the agent's metrics_address.
     prom = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
@@ -198,9 +210,9 @@ def test_compose_stack_is_wired() -> None:
     agent_cfg = parse_config(
         tomllib.loads((COMPOSE / "agent.toml").read_text()), env={"OBSHUB_AGENT_TOKEN": "ing_from_env"}
     )
-    assert agent_cfg.token == "ing_from_env" and agent_cfg.hub == f"http://hub:{hub['environment']['OBSHUB_PORT']}"
+    assert agent_cfg.token == "ing_from_env" and agent_cfg.urls == tuple(f"http://{r}:{port}" for r in replicas)
     assert targets == {
-        "obshub-hub": [f"hub:{hub['environment']['OBSHUB_PORT']}"],
+        "obshub-hub": [f"{r}:{port}" for r in replicas],
         "obshub-agent": [f"agent:{agent_cfg.metrics_address.rpartition(':')[2]}"],
     }
 
