@@ -166,7 +166,6 @@ class Shipper:
         return None
 
     def _deliver_one(self, chunk: bytes) -> bool:
-        attempt = 0
         while True:
             if self.halt.is_set():
                 return False
@@ -193,7 +192,6 @@ class Shipper:
                 _log.warning("hub %s does not accept zstd bodies: switching to gzip", t.url)
                 self.compression = "gzip"
                 continue
-            attempt += 1
             self.batches_retried += 1
             t.errors += 1
             t.failures += 1
