@@ -10,9 +10,9 @@ by `attrs["span.parent_id"]`, on corrected time, with the logs of each span. Pur
   clock) is off: it is flagged `before_parent`, not moved.
 - Critical path: from the longest root, repeatedly the child that *ends last* (ties: the longer
   one): the chain of spans the root was waiting for. Every span on it is `critical`.
-- Slowest: the `SLOWEST` spans with the largest self time (`self_ms`: the duration minus the time
-  a child was running), where the time went: a 900 ms query under a 1.4 s call is one of them
-  even when the call's critical path continues through a later sibling.
+- Slowest: up to `SLOWEST` spans with the largest self time (`self_ms`: the duration minus the
+  time a child was running), each at least 10% of the trace: where the time went. A 900 ms query
+  under a 1.4 s call is one even when the critical path goes on through a later sibling.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from typing import Any
 from obshub.clock import corrected_ts
 from obshub.events import format_ts, parse_ts
 
-__all__ = ["SLOWEST", "span_tree"]
+__all__ = ["SLOWEST", "SLOWEST_SHARE", "span_tree"]
 
-SLOWEST = 3  # spans marked `slowest`: the largest self times
+SLOWEST = 3  # spans marked `slowest`: the largest self times...
+SLOWEST_SHARE = 0.1  # ...each at least 10% of the trace's span: a 30 ms span in a 1.4 s trace is not slow
 
 
 def _self_us(i: int, starts: list[int], ends: list[int], kids: list[int]) -> int:
@@ -111,8 +112,9 @@ def span_tree(events: Sequence[Mapping[str, Any]], offsets: Mapping[str, int]) -
             kids = children.get(node, [])
             node = max(kids, key=lambda c: (ends[c], ends[c] - starts[c], -c)) if kids else None
     own = {i: _self_us(i, starts, ends, children.get(i, [])) for i in range(len(spans))}
-    slowest = set(sorted((i for i in own if own[i] > 0), key=lambda i: (-own[i], i))[:SLOWEST])
     t0 = min(starts)
+    floor = (max(ends) - t0) * SLOWEST_SHARE
+    slowest = set(sorted((i for i in own if own[i] > 0 and own[i] >= floor), key=lambda i: (-own[i], i))[:SLOWEST])
     root_set = set(roots)
     out: list[dict[str, Any]] = []
     for i, depth in order:

@@ -150,7 +150,20 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
 
 
 WF_ROW_H = 22
+WF_GUTTER = 300  # span labels: name and service@host, indented by depth
+WF_RIGHT = 110  # room right of the longest bar for its duration
+CHAR_W = 6  # about one character of the 11 px label font, in viewBox units
 WF_CAP = 500  # spans drawn; a bigger trace lists the first 500 in tree order and says so
+
+
+def _label(s: Mapping[str, Any], chars: int) -> tuple[str, str]:
+    """(name, " service@host") cut to `chars` (the name is cut first; the title has it whole)."""
+    where = f" {s['service'] or ''}@{s['host'] or '?'}"
+    name = ("⚠ orphan · " if s["orphan"] else "") + str(s["name"] or "")
+    room = max(chars - len(where), 8)
+    if len(name) > room:
+        name = name[: room - 1] + "…"
+    return name, where[: max(chars - len(name), 0)]
 
 
 def waterfall(spans: list[dict[str, Any]]) -> dict[str, Any]:
@@ -164,21 +177,23 @@ def waterfall(spans: list[dict[str, Any]]) -> dict[str, Any]:
         max((lg["offset_ms"] for s in shown for lg in s["logs"]), default=0.0),
     )
     span_us = max(int(end_ms * 1000), 1)
-    plot = WIDTH - GUTTER - 30
+    plot = WIDTH - WF_GUTTER - WF_RIGHT
 
     def x(ms: float) -> float:
-        return round(GUTTER + 10 + max(ms, 0) * 1000 / span_us * plot, 2)
+        return round(WF_GUTTER + 10 + max(ms, 0) * 1000 / span_us * plot, 2)
 
     rows = []
     for n, s in enumerate(shown):
         x0 = x(s["offset_ms"])
+        indent = min(s["depth"], 12) * 10
         rows.append(
             {
                 **s,
                 "_y": AXIS_H + n * WF_ROW_H,
                 "_x": x0,
                 "_w": max(round(x(s["offset_ms"] + s["duration_ms"]) - x0, 2), 2.0),
-                "_indent": min(s["depth"], 12) * 10,
+                "_indent": indent,
+                "_label": _label(s, (WF_GUTTER - 12 - indent) // CHAR_W),
                 "_err": s["status"] == "error",
                 "_ticks": [{"x": x(lg["offset_ms"]), **lg} for lg in s["logs"]],
             }
