@@ -13,6 +13,7 @@ import orjson
 
 from obshub.events import format_ts
 from obshub.query.spans import span_tree
+from obshub.web.trace_view import WF_CAP, WF_GUTTER, WF_RIGHT, WIDTH, waterfall
 from tests.hubproc import LiveHub
 from tests.web.conftest import login_client
 
@@ -114,6 +115,19 @@ def test_a_chain_deeper_than_the_recursion_limit() -> None:
     events = [span(f"s{i}", f"s{i - 1}" if i else None, i, 1) for i in range(5000)]
     tree = span_tree(events, {})
     assert tree[-1]["depth"] == 4999 and all(s["critical"] for s in tree)
+
+
+def test_waterfall_geometry_caps_and_labels() -> None:
+    events = [span("root", None, 0, 700)]
+    events += [span(f"c{i:03d}", "root", i, 100, name="a very long span name " * 4) for i in range(599)]
+    v = waterfall(span_tree(events, {}))
+    assert v["total"] == 600 and len(v["rows"]) == WF_CAP == 500
+    for r in v["rows"]:
+        assert r["_x"] > WF_GUTTER and r["_x"] + r["_w"] <= WIDTH - WF_RIGHT + 10 + 0.01
+        name, where = r["_label"]
+        assert len(name + where) <= (WF_GUTTER - 12 - r["_indent"]) // 6 and where.endswith("@h1")
+    assert v["rows"][1]["_label"][0].endswith("…")
+    assert waterfall([]) == {"rows": [], "total": 0}
 
 
 # -- through a live hub --------------------------------------------------------------------------
