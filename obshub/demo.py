@@ -23,6 +23,9 @@ DEMO_STORY = {
     "cross_host_request": "req-demo-cross-host",
     "cart_request": "req-demo-cart-add",
     "failing_request": "req-demo-cart-lost",
+    # OpenTelemetry-shaped: shop-web on web-2 calls shop-api on web-3, whose database query is
+    # slow and whose payment call raises; the trace page draws it as a span waterfall.
+    "otel_trace": "0af7651916cd43dd8448eb211c80319c",
 }
 # web-2's clock runs 1.5 s slow: its raw timestamps put the api call *before* the web request
 # that made it; the hub's skew estimate (from X-Obshub-Sent-At) puts them back in order.
@@ -161,6 +164,7 @@ def generate(now_us: int, run: str = "demo", seed: int = 7) -> list[dict[str, An
             )
     out.extend(_error_burst(rng, now_us - 40 * 60 * _US))
     out.extend(_story(now_us - 25 * 60 * _US))
+    out.extend(_otel_trace(now_us - 30 * 60 * _US))
     out.sort(key=lambda e: e["ts"])
     for i, e in enumerate(out):
         e.setdefault("id", f"{run}-{i:06d}")
@@ -345,3 +349,139 @@ def _story(t: int) -> list[dict[str, Any]]:
     for i, e in enumerate(story):
         e["id"] = f"demo-story-{i}"  # fixed: re-running the demo does not duplicate the story
     return story
+
+
+def _span(
+    t: int,
+    host: str,
+    service: str,
+    span_id: str,
+    parent: str | None,
+    name: str,
+    kind: str,
+    ms: float,
+    span_status: str = "unset",
+    **attrs: Any,
+) -> dict[str, Any]:
+    """A span as OTLP ingest stores it (obshub/ingest/otlp.py, docs/otlp.md: kind=span)."""
+    a: dict[str, Any] = {"span.kind": kind, "span.status": span_status, "duration_ms": ms, **attrs}
+    if parent:
+        a["span.parent_id"] = parent
+    return {
+        "ts": t,
+        "host": host,
+        "service": service,
+        "kind": "span",
+        "name": name,
+        "message": name,
+        "level": "error" if span_status == "error" else "info",
+        "span_id": span_id,
+        "attrs": a,
+    }
+
+
+def _otel_trace(t: int) -> list[dict[str, Any]]:
+    """POST /checkout through two services: 1.45 s, 900 ms of it one database query, then the
+    payment provider times out (an exception on the `charge card` span). web-2's clock is slow
+    (CLOCK_SKEW_US), so on raw time shop-web's spans start after the shop-api spans they caused.
+    One span's parent was never sent (sampled out): it shows as an orphan."""
+    ms = 1000
+    base = {"trace_id": DEMO_STORY["otel_trace"], "env": "prod", "release": "shop@1.4.2", "user_id": "u-0042"}
+    web, api = ("web-2", "shop-web"), ("web-3", "shop-api")
+    out = [
+        _span(
+            t,
+            *web,
+            "a1a1a1a1a1a1a1a1",
+            None,
+            "POST /checkout",
+            "server",
+            1450,
+            "error",
+            method="POST",
+            path="/checkout",
+            status=500,
+        ),
+        _span(t + 5 * ms, *web, "a2a2a2a2a2a2a2a2", "a1a1a1a1a1a1a1a1", "render cart", "internal", 30),
+        _span(
+            t + 40 * ms, *web, "a3a3a3a3a3a3a3a3", "a1a1a1a1a1a1a1a1", "POST /internal/orders", "client", 1400, "error"
+        ),
+        _span(
+            t + 45 * ms,
+            *api,
+            "b1b1b1b1b1b1b1b1",
+            "a3a3a3a3a3a3a3a3",
+            "POST /internal/orders",
+            "server",
+            1390,
+            "error",
+            method="POST",
+            path="/internal/orders",
+            status=502,
+        ),
+        _span(
+            t + 50 * ms,
+            *api,
+            "b2b2b2b2b2b2b2b2",
+            "b1b1b1b1b1b1b1b1",
+            "SELECT orders",
+            "client",
+            900,
+            **{"db.system": "postgresql", "db.statement": "SELECT * FROM orders WHERE user_id = $1"},
+        ),
+        _span(
+            t + 960 * ms,
+            *api,
+            "b3b3b3b3b3b3b3b3",
+            "b1b1b1b1b1b1b1b1",
+            "charge card",
+            "client",
+            470,
+            "error",
+            **{"span.status_message": "payment provider timed out"},
+        ),
+        _span(t + 1200 * ms, *api, "c1c1c1c1c1c1c1c1", "ffffffff00000001", "publish order.failed", "producer", 12),
+        {
+            "ts": t + 951 * ms,
+            "host": api[0],
+            "service": api[1],
+            "span_id": "b2b2b2b2b2b2b2b2",
+            "level": "warning",
+            "logger": "shop.api.db",
+            "message": "slow query: 900 ms (SELECT orders)",
+        },
+        {
+            "ts": t + 1430 * ms,
+            "host": api[0],
+            "service": api[1],
+            "span_id": "b3b3b3b3b3b3b3b3",
+            "kind": "error",
+            "level": "error",
+            "name": "charge card",
+            "logger": "shop.api.payments",
+            "message": "payment provider timed out after 470 ms (order 99120)",
+            "error": {
+                "type": "TimeoutError",
+                "value": "payment provider timed out",
+                "stack": _frames(
+                    ("shop.api.routes", "checkout", 88),
+                    ("shop.api.payments", "charge", 131),
+                    ("httpx._client", "send", 1014),
+                ),
+            },
+        },
+        {
+            "ts": t + 1446 * ms,
+            "host": web[0],
+            "service": web[1],
+            "span_id": "a1a1a1a1a1a1a1a1",
+            "level": "error",
+            "logger": "shop.access",
+            "message": "POST /checkout 500 1450ms",
+            "attrs": {"status": 500},
+        },
+    ]
+    for i, e in enumerate(out):
+        e.update(base)
+        e["id"] = f"demo-otel-{i}"  # fixed, like the story's
+    return out

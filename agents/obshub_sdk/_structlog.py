@@ -33,7 +33,7 @@ from obshub_sdk._render import (
     fit,
     ts_now,
 )
-from obshub_sdk.context import _FIELDS
+from obshub_sdk.context import _FIELDS, otel_ids
 
 _LEVELS = {
     "debug": "debug",
@@ -81,6 +81,9 @@ class Renderer:
         fields = _FIELDS.get()
         if fields:
             line.update(fields)
+        otel = otel_ids()
+        if otel is not None:
+            line["trace_id"], line["span_id"] = otel
         if self.merge_contextvars:
             merge_structlog_contextvars(event_dict)
         if event_dict:

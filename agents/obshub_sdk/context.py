@@ -28,6 +28,7 @@ import contextvars
 import functools
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import ParamSpec, TypeVar
 
@@ -140,6 +141,24 @@ def carry_context(fn: Callable[P, R]) -> Callable[P, R]:
         return captured.copy().run(fn, *args, **kwargs)
 
     return run
+
+
+def otel_ids() -> tuple[str, str] | None:
+    """The active OpenTelemetry span's ``(trace_id, span_id)`` as lowercase hex, or ``None`` when
+    there is none. Read only when the app has imported ``opentelemetry.trace`` (looked up in
+    ``sys.modules``): the SDK never imports or requires OpenTelemetry, and an app without it pays
+    one dict lookup per line. Log lines written inside an OTel span carry that span's ids (over
+    the SDK's own), so the hub puts them on that span's bar in the trace waterfall."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    try:
+        ctx = trace.get_current_span().get_span_context()
+        if not ctx.is_valid:
+            return None
+        return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    except Exception:  # a log call must never fail over a half-initialised or foreign OTel
+        return None
 
 
 def new_trace_id() -> str:

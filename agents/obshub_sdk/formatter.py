@@ -26,7 +26,7 @@ from obshub_sdk._render import (
     fit,
     ts_from_float,
 )
-from obshub_sdk.context import _FIELDS
+from obshub_sdk.context import _FIELDS, otel_ids
 
 __all__ = ["JSONFormatter"]
 
@@ -97,6 +97,9 @@ class JSONFormatter(logging.Formatter):
         fields = _FIELDS.get()
         if fields:
             line.update(fields)
+        otel = otel_ids()
+        if otel is not None:
+            line["trace_id"], line["span_id"] = otel
         exc_info = record.exc_info
         if exc_info and exc_info[1] is not None:
             line["error"] = error_object(exc_info[1])

@@ -16,6 +16,7 @@ from obshub.events import now_us
 from obshub.hub import Hub, hub_of
 from obshub.query import aggregate, analytics, errors, export
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
+from obshub.query.spans import span_tree
 from obshub.query.times import parse_interval, parse_time
 from obshub.uptime.queries import list_checks
 from obshub.uptime.writes import Rules, define_check, delete_check
@@ -78,7 +79,9 @@ async def api_trace(request: Request) -> JSONResponse:
     start, end = _range(request)
     hub = hub_of(request)
     out = await run_in_threadpool(trace, hub.store, pid, request.path_params["id"], start, end)
-    out["skew_ms"] = {h: off // 1000 for h, off in hub.skew.offsets(pid, out["hosts"]).items()}
+    offsets = hub.skew.offsets(pid, out["hosts"])
+    out["skew_ms"] = {h: off // 1000 for h, off in offsets.items()}
+    out["spans"] = span_tree(out["events"], offsets)
     return JSONResponse(out)
 
 

@@ -125,6 +125,33 @@ _SKEW: Schema = {
     "description": "per host: estimated clock offset in ms (host - hub), 0 when unknown",
 }
 
+_OPT_STR: Schema = {"type": ["string", "null"]}
+_SPAN_LOG = _obj({"id": _STR, "offset_ms": {"type": "number"}, "error": {"type": "boolean"}, "message": _OPT_STR})
+# One span of the waterfall (obshub/query/spans.py): flat, in tree order, times corrected.
+_SPAN = _obj(
+    {
+        "id": _STR,
+        "span_id": _OPT_STR,
+        "parent_id": _OPT_STR,
+        "name": _OPT_STR,
+        "service": _OPT_STR,
+        "host": _OPT_STR,
+        "span_kind": _OPT_STR,
+        "status": _STR,
+        "status_message": _OPT_STR,
+        "start": ref("Time"),
+        "offset_ms": {"type": "number", "minimum": 0},
+        "duration_ms": {"type": "number", "minimum": 0},
+        "self_ms": {"type": "number", "minimum": 0},
+        "slowest": {"type": "boolean"},
+        "depth": _COUNT,
+        "orphan": {"type": "boolean"},
+        "critical": {"type": "boolean"},
+        "before_parent": {"type": "boolean"},
+        "logs": {"type": "array", "items": _SPAN_LOG},
+    }
+)
+
 _TRACE = _obj(
     {
         "id": _STR,
@@ -136,6 +163,7 @@ _TRACE = _obj(
         "error_count": _COUNT,
         "truncated": {"type": "boolean"},
         "skew_ms": _SKEW,
+        "spans": {"type": "array", "items": ref("Span")},
     }
 )
 
@@ -643,6 +671,7 @@ SCHEMAS: dict[str, Schema] = {
     "IngestAnswer": _INGEST_ANSWER,
     "SearchPage": _SEARCH_PAGE,
     "Trace": _TRACE,
+    "Span": _SPAN,
     "Timeline": _TIMELINE,
     "TimelineRequest": _TIMELINE_REQUEST,
     "Group": _obj(_GROUP_FIELDS),

@@ -24,9 +24,10 @@ from obshub.errors import QueryError
 from obshub.events import format_ts, parse_ts
 from obshub.hub import hub_of
 from obshub.query.search import TIMELINE_LIMIT, TIMELINE_MAX_LIMIT, trace, user_timeline
+from obshub.query.spans import span_tree
 from obshub.web.common import quote_value, render, time_range, url_with
 from obshub.web.session import Session
-from obshub.web.trace_view import PAGE_SIZE, is_error, layout
+from obshub.web.trace_view import PAGE_SIZE, is_error, layout, waterfall
 
 __all__ = ["trace_page", "user_page"]
 
@@ -54,6 +55,9 @@ async def trace_page(request: Request, session: Session) -> Response:
     data = await run_in_threadpool(trace, hub.store, session.project_id, tid, tr.start, tr.end)
     offsets = hub.skew.offsets(session.project_id, data["hosts"])
     view = layout(data, offsets, corrected)
+    # The waterfall is always on corrected time: a span's bar against its parent's only means
+    # something on one clock (raw time is the list and swimlanes' toggle).
+    wf = waterfall(span_tree(data["events"], offsets))
     total = len(view["events"])
     page = _page_no(request, total)
     pages = max(1, math.ceil(total / PAGE_SIZE))
@@ -68,6 +72,8 @@ async def trace_page(request: Request, session: Session) -> Response:
             "tid": tid,
             "data": data,
             "view": view,
+            "wf": wf,
+            "href_of": {e["id"]: e["_href"] for e in view["events"]},
             "corrected": corrected,
             "tr": tr,
             "rows": view["events"][lo : lo + PAGE_SIZE],

@@ -18,7 +18,7 @@ from typing import Any
 from obshub.clock import corrected_ts
 from obshub.events import format_ts, parse_ts
 
-__all__ = ["PAGE_SIZE", "layout", "nice_ticks"]
+__all__ = ["PAGE_SIZE", "layout", "nice_ticks", "waterfall"]
 
 WIDTH = 1000  # viewBox units of the plot area (the SVG scales to the page width)
 GUTTER = 200  # left labels: host and service names
@@ -146,4 +146,66 @@ def layout(tr: Mapping[str, Any], offsets: Mapping[str, int], corrected: bool) -
         # The header's range, on the time the page is ordered on (corrected or raw).
         "start": format_ts(t0) if events else None,
         "end": format_ts(t1) if events else None,
+    }
+
+
+WF_ROW_H = 22
+WF_GUTTER = 300  # span labels: name and service@host, indented by depth
+WF_RIGHT = 110  # room right of the longest bar for its duration
+CHAR_W = 6  # about one character of the 11 px label font, in viewBox units
+WF_CAP = 500  # spans drawn; a bigger trace lists the first 500 in tree order and says so
+
+
+def _label(s: Mapping[str, Any], chars: int) -> tuple[str, str]:
+    """(name, " service@host") cut to `chars` (the name is cut first; the title has it whole)."""
+    where = f" {s['service'] or ''}@{s['host'] or '?'}"
+    name = ("⚠ orphan · " if s["orphan"] else "") + str(s["name"] or "")
+    room = max(chars - len(where), 8)
+    if len(name) > room:
+        name = name[: room - 1] + "…"
+    return name, where[: max(chars - len(name), 0)]
+
+
+def waterfall(spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows of the span waterfall (`obshub.query.spans.span_tree`): one bar per span from its
+    corrected start for its duration, log ticks at their corrected times, on one axis."""
+    shown = spans[:WF_CAP]
+    if not shown:
+        return {"rows": [], "total": len(spans)}
+    end_ms = max(
+        max(s["offset_ms"] + s["duration_ms"] for s in shown),
+        max((lg["offset_ms"] for s in shown for lg in s["logs"]), default=0.0),
+    )
+    span_us = max(int(end_ms * 1000), 1)
+    plot = WIDTH - WF_GUTTER - WF_RIGHT
+
+    def x(ms: float) -> float:
+        return round(WF_GUTTER + 10 + max(ms, 0) * 1000 / span_us * plot, 2)
+
+    rows = []
+    for n, s in enumerate(shown):
+        x0 = x(s["offset_ms"])
+        indent = min(s["depth"], 12) * 10
+        rows.append(
+            {
+                **s,
+                "_y": AXIS_H + n * WF_ROW_H,
+                "_x": x0,
+                "_w": max(round(x(s["offset_ms"] + s["duration_ms"]) - x0, 2), 2.0),
+                "_indent": indent,
+                "_label": _label(s, (WF_GUTTER - 12 - indent) // CHAR_W),
+                "_err": s["status"] == "error",
+                "_ticks": [{"x": x(lg["offset_ms"]), **lg} for lg in s["logs"]],
+            }
+        )
+    _step, ticks = nice_ticks(span_us)
+    return {
+        "rows": rows,
+        "total": len(spans),
+        "ticks": [{"x": x(t / 1000), "label": fmt_offset(t)} for t in ticks],
+        "height": AXIS_H + len(rows) * WF_ROW_H + 10,
+        "row_h": WF_ROW_H,
+        "critical": sum(1 for s in shown if s["critical"]),
+        "orphans": sum(1 for s in shown if s["orphan"]),
+        "before_parent": sum(1 for s in shown if s["before_parent"]),
     }
