@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.parse
 import urllib.request
@@ -35,12 +34,12 @@ from obshub_agent.config import parse_config
 from tests.agent.agentproc import AgentProcess, write_config
 from tests.ci import unavailable
 from tests.hubproc import HubProcess, free_port, wait_until
+from tests.promproc import PROMETHEUS, Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
 ALERTS = DASHBOARDS / "alerts.yml"
 COMPOSE = ROOT / "compose"
-PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 # Grafana's `$__rate_interval` is at least 4 scrape intervals; here a window longer than the whole
 # test, so every sample since start counts and a rate never misses the one burst of traffic.
@@ -261,71 +260,6 @@ def test_compose_prometheus_config_passes_promtool() -> None:
 
 
 # -- every panel against a real Prometheus ----------------------------------------------------
-
-
-class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, str], rule_files: list[Path]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "prometheus.yml"
-        # Scraping itself too, as most do: its process_* series must not leak into obshub panels.
-        targets = {**targets, "prometheus": f"127.0.0.1:{self.port}"}
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(p) for p in rule_files],
-                    "scrape_configs": [
-                        {"job_name": job, "static_configs": [{"targets": [t]}]} for job, t in targets.items()
-                    ],
-                }
-            )
-        )
-        self.log = workdir / "prometheus.log"
-        self.cmd = [
-            PROMETHEUS,
-            f"--config.file={self.config}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Prometheus:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def api(self, path: str, **params: str) -> Any:
-        url = f"{self.url}/api/v1/{path}?" + urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                body = json.load(r)
-        except urllib.error.HTTPError as e:  # 400 for a query that does not parse
-            raise AssertionError(f"{path} {params}: {e.code} {e.read().decode()[:500]}") from None
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        return self.api("query", query=promql)["result"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
