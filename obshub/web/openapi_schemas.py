@@ -526,6 +526,13 @@ _METRIC_DEFINITION = _obj(
     {
         "name": _METRIC_NAME,
         "project": {"type": "string", "description": "the token's project (may be omitted)"},
+        "datasource": {"enum": ["events", "prometheus"], "default": "events"},
+        "promql": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4096,
+            "description": "datasource prometheus only (required): the PromQL expression, `$__range` the bucket",
+        },
         "query": {"type": "string", "description": "the events counted (docs/api.md, Query language); empty: all"},
         "measure": {
             "type": "string",
@@ -543,6 +550,8 @@ _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _METRIC = _obj(
     {
         "name": {"type": "string"},
+        "datasource": {"enum": ["events", "prometheus"]},
+        "promql": {"type": ["string", "null"]},
         "query": {"type": "string", "description": "canonical form"},
         "measure": {"type": "string"},
         "group_by": {"type": ["string", "null"], "description": "as understood: `attrs.plan`"},
@@ -556,6 +565,7 @@ _METRIC = _obj(
                 "computed_to": {**_nullable(ref("Time")), "description": "every bucket before is computed"},
                 "computed_at": {**_nullable(ref("Time")), "description": "the rollup job's last run"},
                 "backfilled": {"type": "boolean"},
+                "last_error": {"type": ["string", "null"], "description": "why the last run failed"},
             }
         ),
         "current": _obj({"1h": _NUMBER_OR_NULL, "1d": _NUMBER_OR_NULL}, description="this hour and UTC day"),
