@@ -39,7 +39,9 @@ __all__ = [
     "KEYS",
     "MAX_API_METRICS",
     "MAX_GROUPS",
+    "MAX_GROUP_CHARS",
     "MAX_SERIES_BUCKETS",
+    "NAME_RE",
     "OTHER",
     "STATE_KIND",
     "MetricDef",
@@ -82,7 +84,7 @@ KEYS = (
 DATASOURCES = ("events", "prometheus")  # where a metric's values come from
 MAX_PROMQL_CHARS = 4096
 _LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a Prometheus label name (group_by of a PromQL metric)
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # as alert and check names
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # as alert and check names
 _HOUR = ROLLUP_INTERVALS["hour"]
 
 
@@ -149,7 +151,7 @@ def parse_metric(raw: Any, source: str = "config", project: str | None = None) -
         if key not in KEYS:
             raise FieldError(str(key)[:40], f"unknown field (expected {', '.join(KEYS)})")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise FieldError("name", "required: 1-64 characters of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
     proj = raw.get("project", "default" if project is None else project)
     if not isinstance(proj, str) or not proj:

@@ -602,7 +602,7 @@ _PANEL_REQUEST = _obj(
     description="GET /api/v1/aggregate's parameters but the range, which is the dashboard's (null: the default;"
     " an exported panel lists only those given)",
 )
-_PANEL = _obj(
+_EVENTS_PANEL = _obj(
     {
         "title": {"type": "string", "minLength": 1, "maxLength": 120},
         "chart": {"enum": ["line", "bar"], "default": "line"},
@@ -611,6 +611,27 @@ _PANEL = _obj(
     },
     required=("title",),
 )
+_METRIC_PANEL = _obj(
+    {
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "chart": {"enum": ["line", "bar"], "default": "line"},
+        "source": {"enum": ["metric"], "description": "a defined metric's stored rollup series"},
+        "request": _obj(
+            {
+                "metric": {**_METRIC_NAME, "description": "the metric's name"},
+                "interval": {"enum": ["hour", "day"], "default": "hour"},
+                "group": {
+                    "type": "string",
+                    "maxLength": 208,
+                    "description": "absent: the total; a group's name; `*`: every group and other",
+                },
+            },
+            required=("metric",),
+        ),
+    },
+    required=("title", "source", "request"),
+)
+_PANEL = {"oneOf": [_EVENTS_PANEL, _METRIC_PANEL]}
 _DASHBOARD = _obj(
     {
         "slug": {
