@@ -279,7 +279,7 @@ _DURATION: Schema = {
 _ALERT_DEFINITION = _obj(
     {
         "name": _CHECK_NAME,
-        "kind": {"enum": ["error", "check", "threshold", "absence"]},
+        "kind": {"enum": ["error", "check", "threshold", "absence", "metric"]},
         "project": {"type": "string", "minLength": 1, "description": "may only repeat the token's project name"},
         "when": {"enum": ["new", "regression", "frequency", "down", "tls_expiry"], "description": "error, check rules"},
         "query": {"type": "string", "maxLength": 4096, "description": "the query language of search"},
@@ -292,7 +292,13 @@ _ALERT_DEFINITION = _obj(
         "op": {"enum": [">", "<"]},
         "threshold": {"type": "number"},
         "for": _DURATION,
-        "group": {"type": "string", "maxLength": 128, "description": "error frequency: one group id"},
+        "group": {
+            "type": "string",
+            "maxLength": 208,
+            "description": "error frequency: one group id; metric: one group of the metric (absent: its total)",
+        },
+        "metric": {"type": "string", "maxLength": 64, "description": "metric rules: a defined metric's name"},
+        "bucket": {"enum": ["current", "previous"], "default": "current", "description": "metric rules"},
         "check": {"type": "string", "maxLength": 64, "description": "check rules: one check (absent: every check)"},
         "failures": {"type": "integer", "minimum": 1, "maximum": 100, "default": 2},
         "successes": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
@@ -322,7 +328,7 @@ _ALERT_INSTANCE = _obj(
 _ALERT_RULE = _obj(
     {
         "name": _STR,
-        "kind": {"enum": ["error", "check", "threshold", "absence"]},
+        "kind": {"enum": ["error", "check", "threshold", "absence", "metric"]},
         "source": {"enum": ["config", "api"]},
         "state": {"enum": ["ok", "pending", "firing", "muted"]},
         "alert_state": {"enum": ["ok", "pending", "firing"]},
