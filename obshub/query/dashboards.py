@@ -167,8 +167,9 @@ def _metric_request(req: Mapping[str, Any], where: str) -> dict[str, Any]:
     name = req.get("metric")
     if not isinstance(name, str) or not metrics.NAME_RE.fullmatch(name):
         raise QueryError(f"{where}.metric: expected a metric's name")
-    interval = req.get("interval") or "hour"
-    if interval not in ROLLUP_INTERVALS:
+    interval = req.get("interval")
+    interval = "hour" if interval in (None, "") else interval  # empty: as absent (web forms)
+    if not isinstance(interval, str) or interval not in ROLLUP_INTERVALS:
         raise QueryError(f"{where}.interval: expected hour or day")
     out: dict[str, Any] = {"metric": name, "interval": interval}
     group = req.get("group")

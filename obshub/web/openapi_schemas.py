@@ -625,11 +625,15 @@ _METRIC_PANEL = _obj(
         "request": _obj(
             {
                 "metric": {**_METRIC_NAME, "description": "the metric's name"},
-                "interval": {"enum": ["hour", "day"], "default": "hour"},
+                "interval": {
+                    "enum": ["hour", "day", "", None],
+                    "default": "hour",
+                    "description": "null or empty: hour",
+                },
                 "group": {
-                    "type": "string",
+                    "type": ["string", "null"],
                     "maxLength": 208,
-                    "description": "absent: the total; a group's name; `*`: every group and other",
+                    "description": "absent (or null, empty): the total; a group's name; `*`: every group and other",
                 },
             },
             required=("metric",),

@@ -108,6 +108,7 @@ def test_metric_panels_show_the_stored_series(khub: LiveHub) -> None:
         ({}, "panels[0].request.metric: expected a metric's name"),
         ({"metric": "a b"}, "panels[0].request.metric: expected a metric's name"),
         ({"metric": "signups", "interval": "week"}, "panels[0].request.interval: expected hour or day"),
+        ({"metric": "signups", "interval": {}}, "panels[0].request.interval: expected hour or day"),
         ({"metric": "signups", "group": 5}, "panels[0].request.group: expected"),
     ],
 )
