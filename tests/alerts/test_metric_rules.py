@@ -13,6 +13,7 @@ from obshub.telemetry import Telemetry
 from tests.alerts.test_engine import Sink
 from tests.factories import event, now_us
 from tests.hubproc import LiveHub
+from tests.web.conftest import login_client
 
 HOUR = 3_600_000_000
 
@@ -85,6 +86,9 @@ def test_metric_rules_fire_on_the_stored_values(hub: LiveHub) -> None:
     # The metric was first rolled up today: yesterday has no stored value.
     assert "previous day" in hub.get("/api/v1/alerts/yesterday").json()["last_error"]
     assert "'nope'" in hub.get("/api/v1/alerts/ghost").json()["last_error"]
+    with login_client(hub) as web:  # the Alerts page lists them
+        page = web.get("/alerts")
+    assert page.status_code == 200 and "many" in page.text and "pro_low" in page.text
 
 
 def test_bad_metric_rules_are_400s_naming_the_field(hub: LiveHub) -> None:

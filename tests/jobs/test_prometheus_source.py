@@ -136,6 +136,8 @@ def test_prometheus_down_is_an_error_not_a_crash(live: tuple[LiveHub, Prometheus
     out = _job(h, f"http://127.0.0.1:{free_port()}").run()
     assert out["metrics"] >= 1  # the event metrics went on
     assert "unreachable" in _listed(h)["nowhere"]["rollup"]["last_error"]
+    _job(h, "").run()  # an API metric on a hub without the setting: said, not a crash
+    assert "prometheus_url" in _listed(h)["nowhere"]["rollup"]["last_error"]
 
 
 def test_definitions_are_checked_and_carry_no_url(tmp_path: Path) -> None:
