@@ -97,6 +97,10 @@ class Settings:
     rollup_interval_s: int = 300
     rollup_recompute_hours: int = 6
     rollup_retention_days: int = 400
+    # The Prometheus server that metrics with `datasource = "prometheus"` read (its HTTP API,
+    # e.g. http://127.0.0.1:9090); "" = none. A setting, never part of a definition: an API token
+    # must not make the hub fetch a URL of its choosing (SSRF, as obshub/uptime/network.py).
+    prometheus_url: str = ""
     # Where checks defined over the API may connect (obshub/uptime/network.py, docs/uptime.md):
     # public addresses only, unless a network is listed here (CIDRs, comma-separated, e.g.
     # "10.0.0.0/8,fd00::/8" to monitor internal services). Deny wins over allow. [[checks]] of
@@ -287,6 +291,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError(f"OBSHUB_ROLLUP_INTERVAL_S: {settings.rollup_interval_s} is not between 10 and 86400 seconds")
     if settings.rollup_recompute_hours > 168:
         raise ConfigError(f"OBSHUB_ROLLUP_RECOMPUTE_HOURS: {settings.rollup_recompute_hours} is more than 168 (a week)")
+    if settings.prometheus_url and (
+        urlsplit(settings.prometheus_url).scheme not in ("http", "https")
+        or not urlsplit(settings.prometheus_url).netloc
+    ):
+        raise ConfigError(
+            f"OBSHUB_PROMETHEUS_URL (prometheus_url): {settings.prometheus_url!r} is not an http(s):// URL"
+        )
     if settings.es_index_field not in ES_INDEX_FIELDS:
         raise ConfigError(
             f"OBSHUB_ES_INDEX_FIELD (es_index_field): {settings.es_index_field!r} is not one of "

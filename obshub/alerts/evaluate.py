@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from obshub.alerts.rules import Rule
 from obshub.errors import ObshubError
-from obshub.store.base import Aggregate, Project, SearchRequest, Store
+from obshub.store.base import ROLLUP_INTERVALS, Aggregate, Project, RollupRow, SearchRequest, Store
 from obshub.store.querylang import to_string
 from obshub.uptime.model import Check
 from obshub.uptime.queries import project_checks, results_query
@@ -85,6 +85,7 @@ def evaluate_project(
     )
     _error_groups(store, project, [r for r in mine if r.kind == "error" and r.when != "frequency"], now, base_url, out)
     _checks(store, project, [r for r in mine if r.kind == "check"], checks, now, base_url, out)
+    _metrics(store, project, [r for r in mine if r.kind == "metric"], now, base_url, out)
     return out
 
 
@@ -227,3 +228,39 @@ def _checks(
             else:
                 found[name] = Observation(None, None, "", url)
         out[r.name] = Outcome(found, float(sum(1 for o in found.values() if o.active)))
+
+
+def _metrics(
+    store: Store, project: Project, rules: Sequence[Rule], now: int, base: str, out: dict[str, Outcome]
+) -> None:
+    """A defined metric's stored row of the current (or previous) hour or day, as the rollup job
+    last computed it (at most rollup_interval_s old): one read per metric and bucket. No stored
+    total row (an unknown metric, or not rolled up yet) is the rule's error; a group without a
+    row in that bucket (not in its top) has no value, so the condition does not hold."""
+    reads: dict[tuple[str, str, int], list[RollupRow]] = {}
+    for r in rules:
+        interval = "hour" if r.window_s == 3600 else "day"
+        step = ROLLUP_INTERVALS[interval]
+        t = now - now % step - (step if r.bucket == "previous" else 0)
+        try:
+            if (r.metric, interval, t) not in reads:
+                reads[(r.metric, interval, t)] = store.rollup_series(project.id, r.metric, interval, t, t + step)
+        except ObshubError as e:
+            _fail([r], e, out)
+            continue
+        rows = {row.group: row for row in reads[(r.metric, interval, t)]}
+        if "" not in rows:
+            what = f"{'this' if r.bucket == 'current' else 'the previous'} {interval}"
+            _fail(
+                [r],
+                ValueError(f"metric {r.metric!r} has no value stored for {what} (not defined, or not rolled up yet)"),
+                out,
+            )
+            continue
+        row = rows.get(r.group)
+        v = float(row.value) if row is not None and row.value is not None else None
+        active = v is not None and (v > r.threshold if r.op == ">" else v < r.threshold)
+        name = r.metric + (f"{{group={r.group}}}" if r.group else "")
+        summary = f"metric {name} over {r.bucket} {interval} = {_fmt(v)} {r.op} {_fmt(r.threshold)}"
+        url = f"{base}/api/v1/metrics/{quote(r.metric)}/series?interval={interval}"
+        out[r.name] = Outcome({"": Observation(active, v, summary if active else "", url)}, v)

@@ -29,7 +29,7 @@ __all__ = [
     "parse_rule",
 ]
 
-KINDS = ("error", "check", "threshold", "absence")
+KINDS = ("error", "check", "threshold", "absence", "metric")
 MAX_API_RULES = 1_000  # API rules per project: each is evaluated every alert_interval_s
 MAX_LABELS = 20
 MAX_LABEL_VALUE = 256
@@ -50,7 +50,10 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "check": ("when", "check", "failures", "successes", "days"),
     "threshold": ("query", "measure", "window", "op", "threshold", "for"),
     "absence": ("query", "window"),
+    # A defined metric's stored value (docs/metrics.md) over the current or the previous hour or day.
+    "metric": ("metric", "window", "bucket", "group", "op", "threshold", "for"),
 }
+METRIC_WINDOWS = {"1h": 3600.0, "1d": 86_400.0}  # a rollup bucket: obshub.store.base.ROLLUP_INTERVALS
 WHEN = {"error": ("new", "regression", "frequency"), "check": ("down", "tls_expiry")}
 
 
@@ -65,7 +68,9 @@ class Rule:
     when: str = ""  # error: new | regression | frequency; check: down | tls_expiry
     query: str = ""  # canonical text (querylang.to_string of what was parsed)
     node: Node | None = None
-    group: str = ""  # error frequency: one group id
+    group: str = ""  # error frequency: one group id; metric: one group's row ("" the total)
+    metric: str = ""  # metric rules: the defined metric's name
+    bucket: str = "current"  # metric rules: current | previous (the last complete hour or day)
     check: str = ""  # check rules: one check's name; "" = every check of the project
     measure: str = "count"
     attr: str = ""
@@ -319,6 +324,28 @@ def parse_rule(
         values["op"] = op
         if "threshold" not in raw:
             raise FieldError("threshold", "required: the value to compare the measure with")
+        values["threshold"] = _number(raw["threshold"], "threshold")
+        values["for_s"] = parse_duration(raw.get("for", 0), "for", 0, 86_400)
+    elif kind == "metric":
+        metric = raw.get("metric")
+        if not isinstance(metric, str) or not _NAME_RE.fullmatch(metric):
+            raise FieldError("metric", "required: the name of a defined metric (GET /api/v1/metrics)")
+        values["metric"] = metric
+        win = raw.get("window", "1h")
+        if win not in METRIC_WINDOWS:
+            raise FieldError("window", f"expected 1h or 1d (a metric's hour or UTC day), got {win!r}")
+        values["window_s"] = METRIC_WINDOWS[win]
+        bucket = raw.get("bucket", "current")
+        if bucket not in ("current", "previous"):
+            raise FieldError("bucket", f"expected current or previous, got {bucket!r}")
+        values["bucket"] = bucket
+        values["group"] = _str(raw.get("group"), "group", 208)
+        op = raw.get("op", ">")
+        if op not in (">", "<"):
+            raise FieldError("op", f"expected > or <, got {op!r}")
+        values["op"] = op
+        if "threshold" not in raw:
+            raise FieldError("threshold", "required: the value to compare the metric's value with")
         values["threshold"] = _number(raw["threshold"], "threshold")
         values["for_s"] = parse_duration(raw.get("for", 0), "for", 0, 86_400)
     else:  # absence

@@ -25,10 +25,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import structlog
 
-from obshub.errors import StoreError
+from obshub.errors import ConfigError, StoreError
 from obshub.events import now_us
+from obshub.jobs.prometheus import TIMEOUT_S, PrometheusError, compute_prometheus
 from obshub.query.metrics import (
     FOREVER,
     STATE_KIND,
@@ -41,13 +43,16 @@ from obshub.settings import Settings
 from obshub.store.base import ROLLUP_INTERVALS, Project, RollupRow, SearchRequest, Store
 from obshub.telemetry import Telemetry
 
-__all__ = ["RUN_BUDGET_S", "RollupJob"]
+__all__ = ["PROMETHEUS_BACKFILL_DAYS", "RUN_BUDGET_S", "RollupJob"]
 
 log = structlog.get_logger("obshub.jobs")
 
 HOUR = ROLLUP_INTERVALS["hour"]
 DAY = ROLLUP_INTERVALS["day"]
 RUN_BUDGET_S = 60.0  # backfill time per run: a day costs 25 aggregations (~0.1-1 s)
+# A new Prometheus metric is backfilled from this many days back (Prometheus keeps 15 days by
+# default; older buckets would only be empty): 8 days x 25 queries.
+PROMETHEUS_BACKFILL_DAYS = 7
 
 
 class RollupJob:
@@ -58,11 +63,32 @@ class RollupJob:
         self.store = store
         self.telemetry = telemetry
         self.config = config_metrics(settings.metrics)
+        if not settings.prometheus_url and any(m.datasource == "prometheus" for m in self.config):
+            raise ConfigError(
+                'OBSHUB_CONFIG: a [[metrics]] table has datasource = "prometheus" but prometheus_url is not set'
+            )
+        self._prometheus: httpx.Client | None = None
+        self._now = 0
+
+    def _compute(self, project: Project, m: MetricDef, interval: str, t: int) -> list[RollupRow]:
+        if m.datasource == "events":
+            return compute(self.store, project.id, m, interval, t)
+        if self._prometheus is None:  # one connection pool per run, closed at its end
+            self._prometheus = httpx.Client(timeout=TIMEOUT_S)
+        return compute_prometheus(self._prometheus, self.settings.prometheus_url, m, interval, t, self._now)
 
     def run(self, now: int | None = None, max_days: int | None = None) -> dict[str, int]:
         """One pass over every project's metrics. `max_days`: backfill at most this many days
         per metric (tests stop a backfill midway with it). Returns counts for the log."""
-        now = now_us() if now is None else now
+        try:
+            return self._run(now_us() if now is None else now, max_days)
+        finally:
+            if self._prometheus is not None:
+                self._prometheus.close()
+                self._prometheus = None
+
+    def _run(self, now: int, max_days: int | None) -> dict[str, int]:
+        self._now = now
         deadline = time.monotonic() + RUN_BUDGET_S
         out = {"metrics": 0, "buckets": 0, "failed": 0, "expired": 0}
         samples: dict[tuple[str, str, str, str], float] = {}
@@ -87,6 +113,10 @@ class RollupJob:
                 except StoreError as e:
                     log.warning("rollup failed; will retry", project=project.name, metric=m.name, error=str(e))
                     out["failed"] += 1
+                except PrometheusError as e:  # the server down, a bad expression: shown in GET /api/v1/metrics
+                    log.warning("rollup failed; will retry", project=project.name, metric=m.name, error=str(e))
+                    out["failed"] += 1
+                    self._failed(project, m, str(e))
         if self.settings.rollup_retention_days > 0:
             try:
                 out["expired"] = self.store.delete_rollups(now - self.settings.rollup_retention_days * DAY)
@@ -95,6 +125,14 @@ class RollupJob:
         if self.telemetry is not None:
             self.telemetry.metric_values.replace(samples)
         return out
+
+    def _failed(self, project: Project, m: MetricDef, error: str) -> None:
+        try:
+            rec = self.store.get_record(STATE_KIND, m.key(project.id))
+            if rec is not None and rec.value.get("fingerprint") == m.fingerprint:
+                self.store.put_record(STATE_KIND, rec.key, {**rec.value, "last_error": error})
+        except StoreError as e:
+            log.warning("rollup error not recorded", project=project.name, metric=m.name, error=str(e))
 
     def _forget_removed(self, project: Project, metrics: Sequence[MetricDef]) -> None:
         """A metric gone from the config file (API deletes clean up themselves) loses its rows."""
@@ -112,7 +150,10 @@ class RollupJob:
             return dict(rec.value)
         # New, or its values depend on something that changed: start again from the oldest event.
         self.store.delete_rollups(FOREVER, project.id, m.name)
-        oldest = self.store.search(project.id, SearchRequest(query=m.node, limit=1, ascending=True))
+        if m.datasource == "prometheus":
+            oldest = [{"ts": now - PROMETHEUS_BACKFILL_DAYS * DAY}]
+        else:
+            oldest = self.store.search(project.id, SearchRequest(query=m.node, limit=1, ascending=True))
         first = int(oldest[0]["ts"]) if oldest else now
         first -= first % DAY
         st: dict[str, Any] = {"fingerprint": m.fingerprint, "from": first, "done_to": first, "computed_at": 0}
@@ -125,13 +166,13 @@ class RollupJob:
         """Hours [start, end) within one day, and that day: their rows replaced."""
         rows: list[RollupRow] = []
         for t in range(start, end, HOUR):
-            rows += compute(self.store, project.id, m, "hour", t)
+            rows += self._compute(project, m, "hour", t)
         self.store.put_rollups(project.id, m.name, "hour", start, end, rows)
         self._day(project, m, start - start % DAY)
         return (end - start) // HOUR + 1
 
     def _day(self, project: Project, m: MetricDef, d: int) -> None:
-        self.store.put_rollups(project.id, m.name, "day", d, d + DAY, compute(self.store, project.id, m, "day", d))
+        self.store.put_rollups(project.id, m.name, "day", d, d + DAY, self._compute(project, m, "day", d))
 
     def _metric(self, project: Project, m: MetricDef, now: int, deadline: float, max_days: int | None) -> int:
         st = self._state(project, m, now)
@@ -170,6 +211,7 @@ class RollupJob:
         if done_to >= recent:
             st["done_to"] = target
         st["computed_at"] = now
+        st.pop("last_error", None)
         self.store.put_record(STATE_KIND, key, st)
         return buckets
 

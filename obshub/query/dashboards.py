@@ -10,23 +10,26 @@ A published dashboard is found from its link by a second record, kind "public-da
 the SHA-256 of the link's token (192 random bits; the token itself is stored nowhere), value
 {"project_id", "slug"}. Revoking or re-publishing deletes that record: the old link is a 404.
 
-Extension point: a panel's `source` says where its numbers come from. Only "events" (an
-aggregation over stored events) exists; a rollup series of a defined metric would be a second
-source, parsed in `_panel` and computed in `panel_data`, with the same JSON shape.
+A panel's `source` says where its numbers come from: "events" (an aggregation over stored
+events, `request` its parameters) or "metric" (a defined metric's stored hourly or daily rollup
+series, obshub/query/metrics.py; `request` {"metric", "interval", "group"}). Both give the
+aggregate JSON shape (`panel_data`), so the web draws them alike.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from obshub.auth import hash_token
 from obshub.errors import Conflict, NotFound, QueryError
-from obshub.query import aggregate
-from obshub.store.base import AggBucket, AggregateRequest, Record, Store
+from obshub.events import format_ts
+from obshub.query import aggregate, metrics
+from obshub.query.metrics import OTHER, MetricDef
+from obshub.store.base import ROLLUP_INTERVALS, AggregateRequest, Project, Record, Store
 
 __all__ = [
     "CHARTS",
@@ -58,11 +61,13 @@ MAX_DASHBOARDS = 200  # per project: a list page, not a database
 MAX_PANELS = 24  # one page of panels, each one aggregation: a page load costs at most 24 queries
 MAX_TITLE = 120
 CHARTS = ("line", "bar")
-SOURCES = ("events",)  # the extension point for rollup series (module docstring)
+SOURCES = ("events", "metric")  # an aggregation of events, or a defined metric's rollup series
 REFRESH_S = (0, 30, 60, 300, 900)  # auto-refresh choices; 0: off
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _PANEL_KEYS = {"title", "chart", "source", "request"}
 _REQUEST_KEYS = ("q", "measure", "group_by", "top", "interval")  # the range is the dashboard's
+_METRIC_KEYS = ("metric", "interval", "group")  # source "metric": interval hour|day; group a name or "*"
+ALL_GROUPS = "*"
 _DOC_KEYS = {"slug", "title", "time", "refresh_s", "panels"}
 _TOKEN_BYTES = 24  # 192 bits: unguessable (the issue asks at least 128)
 
@@ -137,6 +142,8 @@ def _panel(raw: Any, where: str, time_from: str, time_to: str) -> Panel:
     req = raw.get("request", {})
     if not isinstance(req, dict):
         raise QueryError(f"{where}.request: expected an object of aggregate parameters")
+    if source == "metric":
+        return Panel(title, str(chart), _metric_request(req, f"{where}.request"), "metric")
     unknown = set(req) - set(_REQUEST_KEYS)
     if unknown:
         raise QueryError(f"{where}.request.{sorted(unknown)[0][:40]}: unknown parameter (the range is the dashboard's)")
@@ -148,6 +155,29 @@ def _panel(raw: Any, where: str, time_from: str, time_to: str) -> Panel:
     if isinstance(params.get("top"), str):
         params["top"] = int(params["top"])  # a web form's "5": exported as the number it is
     return Panel(title, str(chart), params, str(source))
+
+
+def _metric_request(req: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A metric panel's request: the metric's name (looked up when drawn: it may be defined
+    later), `interval` hour (default) or day, `group` absent (the total), a group's name or `*`
+    (every group and `other`)."""
+    unknown = set(req) - set(_METRIC_KEYS)
+    if unknown:
+        raise QueryError(f"{where}.{sorted(unknown)[0][:40]}: unknown parameter (expected {', '.join(_METRIC_KEYS)})")
+    name = req.get("metric")
+    if not isinstance(name, str) or not metrics.NAME_RE.fullmatch(name):
+        raise QueryError(f"{where}.metric: expected a metric's name")
+    interval = req.get("interval")
+    interval = "hour" if interval in (None, "") else interval  # empty: as absent (web forms)
+    if not isinstance(interval, str) or interval not in ROLLUP_INTERVALS:
+        raise QueryError(f"{where}.interval: expected hour or day")
+    out: dict[str, Any] = {"metric": name, "interval": interval}
+    group = req.get("group")
+    if group not in (None, ""):
+        if not isinstance(group, str) or len(group) > metrics.MAX_GROUP_CHARS + 8:
+            raise QueryError(f"{where}.group: expected a group's name or * (every group)")
+        out["group"] = group
+    return out
 
 
 def _refresh(raw: Any) -> int:
@@ -327,9 +357,63 @@ def find_public(store: Store, token: str) -> tuple[int, Dashboard] | None:
 
 
 def panel_data(
-    store: Store, project_id: int, panel: Panel, time_from: str, time_to: str, now: int | None = None
-) -> tuple[AggregateRequest, AggBucket]:
-    """The panel's numbers over the range: the same computation as GET /api/v1/aggregate with
-    the panel's parameters and this range (the only source today: "events")."""
+    store: Store,
+    project_id: int,
+    panel: Panel,
+    time_from: str,
+    time_to: str,
+    now: int | None = None,
+    config: Sequence[MetricDef] = (),
+) -> dict[str, Any]:
+    """The panel's numbers over the range as GET /api/v1/aggregate's JSON: for "events" the same
+    computation with the panel's parameters and this range; for "metric" the stored rollups
+    (`config`: the hub's [[metrics]]). QueryError (NotFound: an unknown metric) for the page."""
+    if panel.source == "metric":
+        project = store.get_project_by_id(project_id) or Project(project_id, "", "")  # name: its config metrics
+        return _metric_data(store, project, panel.request, time_from, time_to, now, config)
     req = aggregate.parse_request({**panel.request, "from": time_from or None, "to": time_to or None}, now)
-    return req, aggregate.aggregate(store, project_id, req)
+    return aggregate.to_json(req, aggregate.aggregate(store, project_id, req))
+
+
+def _metric_data(
+    store: Store,
+    project: Project,
+    request: Mapping[str, Any],
+    time_from: str,
+    time_to: str,
+    now: int | None,
+    config: Sequence[MetricDef],
+) -> dict[str, Any]:
+    """A metric's rollup series in the aggregate shape: `total` its every-event rows, or with
+    `group` the groups (`*`: all, `other` as the aggregation's other). A bucket's count and value
+    are the stored ones; the range's own value is not (a day's p95 is no mix of its hours'), so
+    `value` of the whole range is null."""
+    m = metrics.find(store, project, config, str(request["metric"]))
+    group = request.get("group")
+    params = {"interval": request["interval"], "from": time_from or aggregate.DEFAULT_FROM, "to": time_to or "now"}
+    if group and group != ALL_GROUPS:
+        params["group"] = group
+    sreq = metrics.parse_series(params, now)
+    rows = store.rollup_series(project.id, m.name, sreq.interval, sreq.start, sreq.end, sreq.group)
+
+    def bucket(sel: list[Any]) -> dict[str, Any]:
+        series = [{"t": format_ts(r.t), "count": r.count, "value": r.value} for r in sel]
+        return {"count": sum(r.count for r in sel), "value": None, "series": series}
+
+    out: dict[str, Any] = {
+        "measure": m.measure if m.datasource == "events" else m.name,
+        "group_by": [],
+        "top": m.max_groups,
+        "from": format_ts(sreq.start),
+        "to": format_ts(sreq.end),
+        "interval_s": ROLLUP_INTERVALS[sreq.interval] // 1_000_000,
+        "total": bucket([r for r in rows if r.group == ""]),
+    }
+    if group and group != ALL_GROUPS:  # one group's rows only: its count says whether any is stored
+        out["total"] = {"count": sum(r.count for r in rows), "value": None, "series": []}
+    if group:
+        names = list(dict.fromkeys(r.group for r in rows if r.group not in ("", OTHER)))
+        out["group_by"] = [m.group_by or "group"]
+        out["groups"] = [{"key": g, **bucket([r for r in rows if r.group == g])} for g in names]
+        out["other"] = bucket([r for r in rows if r.group == OTHER])
+    return out

@@ -34,11 +34,14 @@ from obshub.store.base import ROLLUP_INTERVALS, AggKey, AggregateRequest, Projec
 from obshub.store.querylang import Node, to_string
 
 __all__ = [
+    "DATASOURCES",
     "DEF_KIND",
     "KEYS",
     "MAX_API_METRICS",
     "MAX_GROUPS",
+    "MAX_GROUP_CHARS",
     "MAX_SERIES_BUCKETS",
+    "NAME_RE",
     "OTHER",
     "STATE_KIND",
     "MetricDef",
@@ -66,8 +69,22 @@ MAX_SERIES_BUCKETS = 1_500  # a series request: 62 days per hour, 4 years per da
 MAX_GROUP_CHARS = 200  # a group's text (also a Prometheus label value and part of an OpenSearch _id)
 OTHER = "other"  # the row of a bucket's events outside its top groups (or without the field)
 FOREVER = 2**62  # `delete_rollups(before=FOREVER)`: every row
-KEYS = ("name", "project", "query", "measure", "group_by", "max_groups", "description", "unit")
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # as alert and check names
+KEYS = (
+    "name",
+    "project",
+    "datasource",
+    "query",
+    "measure",
+    "promql",
+    "group_by",
+    "max_groups",
+    "description",
+    "unit",
+)
+DATASOURCES = ("events", "prometheus")  # where a metric's values come from
+MAX_PROMQL_CHARS = 4096
+_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a Prometheus label name (group_by of a PromQL metric)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # as alert and check names
 _HOUR = ROLLUP_INTERVALS["hour"]
 
 
@@ -87,6 +104,8 @@ class MetricDef:
     description: str = ""
     unit: str = ""
     source: str = "config"  # config | api
+    datasource: str = "events"  # events | prometheus (obshub/jobs/prometheus.py)
+    promql: str = ""  # datasource prometheus: the expression (docs/metrics.md#prometheus-as-a-source)
     definition: dict[str, Any] = dataclasses.field(default_factory=dict)  # the keys as given (API: stored, shown)
 
     def key(self, project_id: int) -> str:
@@ -95,7 +114,9 @@ class MetricDef:
     @property
     def fingerprint(self) -> str:
         """What the values depend on: a change (not of description or unit) recomputes them all."""
-        what = [self.query, self.op, self.field, self.group_by, self.max_groups]
+        what: list[Any] = [self.query, self.op, self.field, self.group_by, self.max_groups]
+        if self.datasource != "events":  # unchanged for event metrics: no recompute on upgrade
+            what += [self.datasource, self.promql]
         return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
     def request(self, start: int, end: int) -> AggregateRequest:
@@ -130,13 +151,20 @@ def parse_metric(raw: Any, source: str = "config", project: str | None = None) -
         if key not in KEYS:
             raise FieldError(str(key)[:40], f"unknown field (expected {', '.join(KEYS)})")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise FieldError("name", "required: 1-64 characters of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
     proj = raw.get("project", "default" if project is None else project)
     if not isinstance(proj, str) or not proj:
         raise FieldError("project", "expected a project name")
     if project is not None and proj != project:
         raise FieldError("project", f"a metric is created in the token's project ({project!r}); omit the field")
+    datasource = raw.get("datasource", "events")
+    if datasource not in DATASOURCES:
+        raise FieldError("datasource", f"expected one of {', '.join(DATASOURCES)}, got {str(datasource)[:40]!r}")
+    if datasource == "prometheus":
+        return _prometheus_metric(raw, name, proj, source)
+    if "promql" in raw:
+        raise FieldError("promql", 'only with datasource = "prometheus"')
     q = raw.get("query")
     if q is not None and not isinstance(q, str):
         raise FieldError("query", "expected a query string, e.g. name:signup")
@@ -170,6 +198,44 @@ def parse_metric(raw: Any, source: str = "config", project: str | None = None) -
         description=_str(raw.get("description"), "description", 1024),
         unit=_str(raw.get("unit"), "unit", 32),
         source=source,
+        definition={k: raw[k] for k in KEYS if k in raw and k != "project"},
+    )
+
+
+def _prometheus_metric(raw: Mapping[str, Any], name: str, project: str, source: str) -> MetricDef:
+    """A metric whose values a PromQL expression gives (obshub/jobs/prometheus.py); group_by is a
+    label of its result."""
+    for key in ("query", "measure"):
+        if key in raw:
+            raise FieldError(
+                key, 'not used with datasource = "prometheus" (the promql expression says what is measured)'
+            )
+    promql = raw.get("promql")
+    if not isinstance(promql, str) or not promql.strip() or len(promql) > MAX_PROMQL_CHARS:
+        raise FieldError(
+            "promql", f'required with datasource = "prometheus": a PromQL expression of 1-{MAX_PROMQL_CHARS} characters'
+        )
+    group_by = raw.get("group_by")
+    if group_by is not None and (not isinstance(group_by, str) or not _LABEL_RE.fullmatch(group_by)):
+        raise FieldError("group_by", "expected a label name of the expression's result, e.g. service")
+    max_groups = raw.get("max_groups", DEFAULT_GROUPS)
+    if isinstance(max_groups, bool) or not isinstance(max_groups, int) or not 1 <= max_groups <= MAX_GROUPS:
+        raise FieldError("max_groups", f"expected an integer from 1 to {MAX_GROUPS}, got {max_groups!r}")
+    return MetricDef(
+        name=name,
+        project=project,
+        query="",
+        node=None,
+        measure="",
+        op="",
+        field=None,
+        group_by=group_by,
+        max_groups=max_groups,
+        description=_str(raw.get("description"), "description", 1024),
+        unit=_str(raw.get("unit"), "unit", 32),
+        source=source,
+        datasource="prometheus",
+        promql=promql.strip(),
         definition={k: raw[k] for k in KEYS if k in raw and k != "project"},
     )
 
@@ -283,6 +349,8 @@ def status(store: Store, project: Project, config: Sequence[MetricDef], now: int
         out.append(
             {
                 "name": m.name,
+                "datasource": m.datasource,
+                "promql": m.promql or None,
                 "query": m.query,
                 "measure": m.measure,
                 "group_by": m.group_by,
@@ -295,6 +363,7 @@ def status(store: Store, project: Project, config: Sequence[MetricDef], now: int
                     "computed_to": _time(done_to),
                     "computed_at": _time(st.get("computed_at")),
                     "backfilled": bool(st) and isinstance(done_to, int) and done_to >= now - now % _HOUR,
+                    "last_error": st.get("last_error") or None,  # the last run's failure (Prometheus down...)
                 },
                 "current": current,
             }

@@ -307,7 +307,7 @@ _DURATION: Schema = {
 _ALERT_DEFINITION = _obj(
     {
         "name": _CHECK_NAME,
-        "kind": {"enum": ["error", "check", "threshold", "absence"]},
+        "kind": {"enum": ["error", "check", "threshold", "absence", "metric"]},
         "project": {"type": "string", "minLength": 1, "description": "may only repeat the token's project name"},
         "when": {"enum": ["new", "regression", "frequency", "down", "tls_expiry"], "description": "error, check rules"},
         "query": {"type": "string", "maxLength": 4096, "description": "the query language of search"},
@@ -320,7 +320,13 @@ _ALERT_DEFINITION = _obj(
         "op": {"enum": [">", "<"]},
         "threshold": {"type": "number"},
         "for": _DURATION,
-        "group": {"type": "string", "maxLength": 128, "description": "error frequency: one group id"},
+        "group": {
+            "type": "string",
+            "maxLength": 208,
+            "description": "error frequency: one group id; metric: one group of the metric (absent: its total)",
+        },
+        "metric": {"type": "string", "maxLength": 64, "description": "metric rules: a defined metric's name"},
+        "bucket": {"enum": ["current", "previous"], "default": "current", "description": "metric rules"},
         "check": {"type": "string", "maxLength": 64, "description": "check rules: one check (absent: every check)"},
         "failures": {"type": "integer", "minimum": 1, "maximum": 100, "default": 2},
         "successes": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
@@ -350,7 +356,7 @@ _ALERT_INSTANCE = _obj(
 _ALERT_RULE = _obj(
     {
         "name": _STR,
-        "kind": {"enum": ["error", "check", "threshold", "absence"]},
+        "kind": {"enum": ["error", "check", "threshold", "absence", "metric"]},
         "source": {"enum": ["config", "api"]},
         "state": {"enum": ["ok", "pending", "firing", "muted"]},
         "alert_state": {"enum": ["ok", "pending", "firing"]},
@@ -554,6 +560,13 @@ _METRIC_DEFINITION = _obj(
     {
         "name": _METRIC_NAME,
         "project": {"type": "string", "description": "the token's project (may be omitted)"},
+        "datasource": {"enum": ["events", "prometheus"], "default": "events"},
+        "promql": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4096,
+            "description": "datasource prometheus only (required): the PromQL expression, `$__range` the bucket",
+        },
         "query": {"type": "string", "description": "the events counted (docs/api.md, Query language); empty: all"},
         "measure": {
             "type": "string",
@@ -571,6 +584,8 @@ _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _METRIC = _obj(
     {
         "name": {"type": "string"},
+        "datasource": {"enum": ["events", "prometheus"]},
+        "promql": {"type": ["string", "null"]},
         "query": {"type": "string", "description": "canonical form"},
         "measure": {"type": "string"},
         "group_by": {"type": ["string", "null"], "description": "as understood: `attrs.plan`"},
@@ -584,6 +599,7 @@ _METRIC = _obj(
                 "computed_to": {**_nullable(ref("Time")), "description": "every bucket before is computed"},
                 "computed_at": {**_nullable(ref("Time")), "description": "the rollup job's last run"},
                 "backfilled": {"type": "boolean"},
+                "last_error": {"type": ["string", "null"], "description": "why the last run failed"},
             }
         ),
         "current": _obj({"1h": _NUMBER_OR_NULL, "1d": _NUMBER_OR_NULL}, description="this hour and UTC day"),
@@ -620,7 +636,7 @@ _PANEL_REQUEST = _obj(
     description="GET /api/v1/aggregate's parameters but the range, which is the dashboard's (null: the default;"
     " an exported panel lists only those given)",
 )
-_PANEL = _obj(
+_EVENTS_PANEL = _obj(
     {
         "title": {"type": "string", "minLength": 1, "maxLength": 120},
         "chart": {"enum": ["line", "bar"], "default": "line"},
@@ -629,6 +645,31 @@ _PANEL = _obj(
     },
     required=("title",),
 )
+_METRIC_PANEL = _obj(
+    {
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "chart": {"enum": ["line", "bar"], "default": "line"},
+        "source": {"enum": ["metric"], "description": "a defined metric's stored rollup series"},
+        "request": _obj(
+            {
+                "metric": {**_METRIC_NAME, "description": "the metric's name"},
+                "interval": {
+                    "enum": ["hour", "day", "", None],
+                    "default": "hour",
+                    "description": "null or empty: hour",
+                },
+                "group": {
+                    "type": ["string", "null"],
+                    "maxLength": 208,
+                    "description": "absent (or null, empty): the total; a group's name; `*`: every group and other",
+                },
+            },
+            required=("metric",),
+        ),
+    },
+    required=("title", "source", "request"),
+)
+_PANEL = {"oneOf": [_EVENTS_PANEL, _METRIC_PANEL]}
 _DASHBOARD = _obj(
     {
         "slug": {

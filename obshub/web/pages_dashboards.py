@@ -24,10 +24,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from obshub.errors import Conflict, QueryError, StoreOverloaded, StoreUnavailable
+from obshub.errors import Conflict, NotFound, QueryError, StoreOverloaded, StoreUnavailable
 from obshub.events import now_us
 from obshub.hub import Hub, hub_of
-from obshub.query import aggregate, dashboards
+from obshub.query import aggregate, dashboards, metrics
 from obshub.query.dashboards import CHARTS, REFRESH_S, Dashboard, Panel
 from obshub.web.common import PRESETS, page, render, url_with
 from obshub.web.panels import panel_view
@@ -128,11 +128,12 @@ async def dashboards_page(request: Request, session: Session) -> Response:
 def _panels(hub: Hub, project_id: int, d: Dashboard, time_from: str, time_to: str, now: int) -> list[dict[str, Any]]:
     """Every panel's view (or the error it gave) over the range, in a worker thread."""
     out = []
+    config = metrics.config_metrics(hub.settings.metrics)  # validated at start: cannot fail here
     for i, p in enumerate(d.panels):
         try:
-            req, root = dashboards.panel_data(hub.store, project_id, p, time_from, time_to, now)
-            out.append({"i": i, "panel": p, "view": panel_view(aggregate.to_json(req, root), p.chart), "error": None})
-        except QueryError as e:
+            j = dashboards.panel_data(hub.store, project_id, p, time_from, time_to, now, config)
+            out.append({"i": i, "panel": p, "view": panel_view(j, p.chart), "error": None})
+        except (QueryError, NotFound) as e:  # NotFound: a metric panel's metric was deleted (or never made)
             out.append({"i": i, "panel": p, "view": None, "error": str(e)})
     return out
 

@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.parse
 import urllib.request
@@ -36,17 +35,26 @@ from obshub_agent.config import parse_config
 from tests.agent.agentproc import AgentProcess, write_config
 from tests.ci import unavailable
 from tests.hubproc import HubProcess, free_port, wait_until
+from tests.promproc import PROMETHEUS, Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
 ALERTS = DASHBOARDS / "alerts.yml"
 COMPOSE = ROOT / "compose"
-PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 # Grafana's `$__rate_interval` is at least 4 scrape intervals; here a window longer than the whole
 # test, so every sample since start counts and a rate never misses the one burst of traffic.
 RATE_WINDOW = "10m"
 _wait = functools.partial(wait_until, every=0.25)  # Prometheus scrapes every second
+LINES = 200  # the agent's good lines
+METRICS_CONFIG = """
+[[metrics]]
+name = "shop_lines"
+project = "test"
+query = "service:shop"
+group_by = "level"
+description = "Lines of the shop's log"
+"""
 
 
 def require(binary: str, how: str = "scripts/prometheus.sh installs Debian's prometheus") -> None:
@@ -69,8 +77,11 @@ def panel_queries(dash: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
 
 
 def to_promql(expr: str) -> str:
-    """What Grafana sends for the dashboard's defaults: all instances, a rate window."""
-    return expr.replace("$__rate_interval", RATE_WINDOW).replace('"$instance"', '".*"')
+    """What Grafana sends for the dashboard's defaults: all instances (projects, metrics), a rate window."""
+    expr = expr.replace("$__rate_interval", RATE_WINDOW)
+    for var in ("instance", "project", "metric"):
+        expr = expr.replace(f'"${var}"', '".*"')
+    return expr
 
 
 # -- the dashboards alone ---------------------------------------------------------------------
@@ -78,14 +89,15 @@ def to_promql(expr: str) -> str:
 
 def test_dashboards_are_well_formed() -> None:
     dashes = load_dashboards()
-    assert set(dashes) == {"obshub-hub.json", "obshub-agents.json"}
+    assert set(dashes) == {"obshub-hub.json", "obshub-agents.json", "obshub-business.json"}
     uids = [d["uid"] for d in dashes.values()]
-    assert sorted(uids) == ["obshub-agents", "obshub-hub"], "fixed uids: links and bookmarks rely on them"
+    assert sorted(uids) == ["obshub-agents", "obshub-business", "obshub-hub"], "fixed uids: links and bookmarks"
     for name, d in dashes.items():
         ids = [p["id"] for p in d["panels"]]
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
         variables = {v["name"] for v in d["templating"]["list"]}
-        assert variables == {"datasource", "instance"}, name
+        pickers = {"project", "metric"} if name == "obshub-business.json" else set()
+        assert variables == {"datasource", "instance", *pickers}, name
         for p in d["panels"]:
             g = p["gridPos"]
             assert g["x"] >= 0 and g["x"] + g["w"] <= 24, f"{name}: {p['title']} overflows the 24-column grid"
@@ -98,7 +110,8 @@ def test_dashboards_are_well_formed() -> None:
                 )
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}"
-                assert 'instance=~"$instance"' in t["expr"], f"{p['title']}: ignores the instance picker"
+                for var in ("instance", *pickers):
+                    assert f'{var}=~"${var}"' in t["expr"], f"{p['title']}: ignores the {var} picker"
 
 
 def test_dashboards_type_check_against_grafanas_schema(tmp_path: Path) -> None:
@@ -275,71 +288,6 @@ def test_compose_prometheus_config_passes_promtool() -> None:
 # -- every panel against a real Prometheus ----------------------------------------------------
 
 
-class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, str], rule_files: list[Path]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "prometheus.yml"
-        # Scraping itself too, as most do: its process_* series must not leak into obshub panels.
-        targets = {**targets, "prometheus": f"127.0.0.1:{self.port}"}
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(p) for p in rule_files],
-                    "scrape_configs": [
-                        {"job_name": job, "static_configs": [{"targets": [t]}]} for job, t in targets.items()
-                    ],
-                }
-            )
-        )
-        self.log = workdir / "prometheus.log"
-        self.cmd = [
-            PROMETHEUS,
-            f"--config.file={self.config}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Prometheus:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def api(self, path: str, **params: str) -> Any:
-        url = f"{self.url}/api/v1/{path}?" + urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                body = json.load(r)
-        except urllib.error.HTTPError as e:  # 400 for a query that does not parse
-            raise AssertionError(f"{path} {params}: {e.code} {e.read().decode()[:500]}") from None
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        return self.api("query", query=promql)["result"]  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """A hub (SQLite), an agent shipping a file to it with one bad line, an uptime check probing
@@ -347,7 +295,15 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     require(PROMETHEUS)
     tmp = tmp_path_factory.mktemp("dash")
     # The uptime check below probes the hub itself on 127.0.0.1: API checks may reach loopback here.
-    env = {"OBSHUB_CHECKS_ALLOW_NETWORKS": "127.0.0.0/8"}
+    # A defined metric (by level) of the agent's events, rolled up every 10 s: the business
+    # dashboard's obshub_metric_value gauges.
+    config = tmp / "obshub.toml"
+    config.write_text(METRICS_CONFIG)
+    env = {
+        "OBSHUB_CHECKS_ALLOW_NETWORKS": "127.0.0.0/8",
+        "OBSHUB_CONFIG": str(config),
+        "OBSHUB_ROLLUP_INTERVAL_S": "10",
+    }
     hub = HubProcess(f"sqlite:///{tmp}/hub.db", env=env, log_path=tmp / "hub.log").start()
     agent = prometheus = None
     try:
@@ -369,7 +325,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         ).start()
         # Traffic only once both are scraped: a rate needs the counter to move between samples.
         _wait(lambda: len(prometheus.query("up == 1")) == 3, 30, "first scrapes of hub, agent and itself")
-        lines = [json.dumps({"message": f"line {i}", "level": "info", "request_id": f"r{i}"}) for i in range(200)]
+        lines = [json.dumps({"message": f"line {i}", "level": "info", "request_id": f"r{i}"}) for i in range(LINES)]
         lines.insert(100, json.dumps({"message": "bad level", "level": "loud"}))  # refused by the hub
         (logs / "app.jsonl").write_text("\n".join(lines) + "\n")
         with hub.client(hub.admin_token) as c:
@@ -384,6 +340,15 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
             lambda: 'obshub_check_up{check="self",project="test"} 1.0' in hub.get("/metrics").text,
             30,
             "the uptime probe",
+        )
+        # The rollup job's run after the agent's lines (every 10 s), scraped.
+        _wait(
+            lambda: (
+                len(prometheus.query(f'obshub_metric_value{{metric="shop_lines",window="1d",group="info"}} == {LINES}'))
+                == 1
+            ),
+            40,
+            "the rollup job to export the shop's lines",
         )
         # Three scrapes of each since all that: every counter has moved between two samples.
         _wait(
@@ -403,7 +368,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         hub.stop()
 
 
-@pytest.mark.parametrize("name", ["obshub-hub.json", "obshub-agents.json"])
+@pytest.mark.parametrize("name", ["obshub-hub.json", "obshub-agents.json", "obshub-business.json"])
 def test_every_panel_query_finds_data(prom: Prometheus, name: str) -> None:
     dash = load_dashboards()[name]
     empty = []
@@ -456,6 +421,10 @@ def test_panels_show_what_happened(prom: Prometheus) -> None:
         got = values(prom, dash, title)  # only the hub's (or agent's) own process, not Prometheus's
         assert len(got) == 1 and next(iter(got.values())) > 0, (title, got)
     assert next(iter(values(prom, h, "Hub memory (RSS)").values())) > 20 << 20
+    b = "obshub-business.json"  # the defined metric, every line the agent shipped (within the hour and day)
+    assert values(prom, b, "Today (UTC)") == {"test / shop_lines": float(LINES)}
+    assert values(prom, b, "Today by group") == {"shop_lines info": float(LINES)}
+    assert set(values(prom, b, "This hour")) == {"test / shop_lines"}
     since = values(prom, a, "Seconds since last ack by host")
     assert len(since) == 1 and 0 <= next(iter(since.values())) < 60
 
@@ -494,6 +463,15 @@ def test_instance_picker_lists_the_scraped_instances(prom: Prometheus) -> None:
         with urllib.request.urlopen(url, timeout=10) as r:
             found = json.load(r)["data"]
         assert len(found) == 1 and found[0].startswith("127.0.0.1:"), (name, found)
+
+
+def test_business_pickers_list_projects_and_metrics(prom: Prometheus) -> None:
+    (dash,) = [d for d in load_dashboards().values() if d["uid"] == "obshub-business"]
+    for var, want in (("project", ["test"]), ("metric", ["shop_lines"])):
+        (v,) = [x for x in dash["templating"]["list"] if x["name"] == var]
+        match = to_promql(v["query"]["query"].removeprefix("label_values(").rsplit(",", 1)[0])
+        found = prom.api(f"label/{var}/values", **{"match[]": match})
+        assert found == want, (var, match, found)
 
 
 def test_compose_image_builds_from_what_the_dockerfile_copies(tmp_path: Path) -> None:
