@@ -13,7 +13,7 @@ Times are integers, microseconds since the epoch (UTC), like `ts` in `obshub.eve
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -449,6 +449,14 @@ class Store(Protocol):
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
     ) -> list[tuple[int, int]]:
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
+
+    def event_rows(
+        self, project_id: int, query: Node | None, start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, Any]]:
+        """(user_id, ts, id, value of attribute `prop` or None) of the `kind=event` rows matching
+        `query` in [start, end) that have a user_id, ordered by user_id (bytewise, which is
+        Python's str order), ts, id; streamed in pages, so memory stays bounded whatever the
+        count (the funnels and cohorts of obshub/query/funnels.py walk them user by user)."""
 
     def check_series(
         self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int

@@ -384,6 +384,22 @@ class Reader:
         rows = self._db.read(*aggs.event_series(where, params, name is not None, interval_us, unique))
         return [(r[0], r[1]) for r in rows if r[1]]
 
+    def event_rows(
+        self, project_id: int, query: Node | None, start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, Any]]:
+        where, params = self.where(project_id, query, start, end)
+        val = "NULL"
+        if prop is not None:
+            if '"' in prop or "'" in prop:
+                raise ValueError(f"property name {prop!r} contains quotes")
+            val = f"e.attrs -> '$.\"{prop}\"'"  # JSON text: booleans stay booleans (json_extract: 0/1)
+        sql = (
+            f"SELECT e.user_id, e.ts, e.id, {val} FROM events e WHERE {where} AND e.kind = 'event' "
+            "AND e.user_id IS NOT NULL ORDER BY e.user_id, e.ts, e.id"
+        )
+        for u, ts, i, v in self._db.stream(sql, params):
+            yield u, ts, i, None if v is None else orjson.loads(v)
+
     def check_series(
         self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int
     ) -> dict[str, list[CheckBucket]]:
