@@ -214,6 +214,15 @@ def funnel(store: Store, pid: int, f: Funnel) -> dict[str, Any]:
 
 
 # -- parsing the JSON body (POST) or the query string (GET) ---------------------------------------
+_FUNNEL_KEYS = {"steps", "window", "order", "from", "to"}
+
+
+def _known(body: dict[str, Any], keys: set[str], where: str = "") -> None:
+    unknown = sorted(set(body) - keys)
+    if unknown:
+        raise QueryError(f"{where}{unknown[0][:40]}: unknown parameter")
+
+
 def _str(body: dict[str, Any], name: str, default: str | None = None) -> str | None:
     v = body.get(name, default)
     if v is not None and not isinstance(v, str):
@@ -260,12 +269,14 @@ def _step(raw: Any, name: str, event_required: bool = True) -> Step:
         raw = {"event": raw}
     if not isinstance(raw, dict):
         raise QueryError(f"{name}: expected an object with event and q")
+    _known(raw, {"event", "q"}, f"{name}.")
     ev = raw.get("event")
     if ev is not None and (not isinstance(ev, str) or not ev):
         raise QueryError(f"{name}.event: expected a non-empty string")
     if ev is None and event_required:
         raise QueryError(f"{name}.event: required")
-    q = raw.get("q") or ""
+    q = raw.get("q")
+    q = "" if q is None else q
     if not isinstance(q, str):
         raise QueryError(f"{name}.q: expected a string")
     step = Step(ev, q)
@@ -277,6 +288,7 @@ def _step(raw: Any, name: str, event_required: bool = True) -> Step:
 
 
 def parse_funnel(body: dict[str, Any], now: int, min_steps: int = 2) -> Funnel:
+    _known(body, _FUNNEL_KEYS | {"breakdown"})
     raw = body.get("steps")
     if not isinstance(raw, list) or not min_steps <= len(raw) <= MAX_STEPS:
         raise QueryError(f"steps: expected a list of {min_steps} to {MAX_STEPS} steps")
@@ -295,7 +307,9 @@ def experiment(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[s
     variant = _prop(body, "variant")
     if variant is None:
         raise QueryError("variant: required (the attribute that holds the variant)")
-    f = parse_funnel({**body, "breakdown": variant}, now)
+    _known(body, _FUNNEL_KEYS | {"variant", "control"})
+    funnel_body = {k: v for k, v in body.items() if k in _FUNNEL_KEYS}
+    f = parse_funnel({**funnel_body, "breakdown": variant}, now)
     total, groups, anonymous = run_funnel(store, pid, f)
     arms = {k: a for k, a in groups.items() if a.value is not None}
     if len(arms) > MAX_GROUPS:
@@ -362,14 +376,20 @@ def _reading(control: Any, variant: Any, c: stats.Comparison) -> str:
     )
 
 
+def _or_any(body: dict[str, Any], name: str) -> Any:
+    v = body.get(name)
+    return {} if v is None else v
+
+
 # -- retention -----------------------------------------------------------------------------------------
 def retention(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[str, Any]:
     """Cohorts by the day or week (UTC) of each user's first start event in the range; period N
     of a user is [t0 + N*P, t0 + (N+1)*P) from that event's time t0. bounded: a return event
     in period N itself; unbounded: in period N or any later one (seen in the range). A cell is
     null until every user of its cohort had period N fully inside the range."""
-    start_step = _step(body.get("start") or {}, "start", event_required=False)
-    ret_step = _step(body.get("return") or {}, "return", event_required=False)
+    _known(body, {"start", "return", "period", "periods", "bounded", "from", "to"})
+    start_step = _step(_or_any(body, "start"), "start", event_required=False)
+    ret_step = _step(_or_any(body, "return"), "return", event_required=False)
     period = _str(body, "period") or "day"
     if period not in ("day", "week"):
         raise QueryError("period: expected day or week")

@@ -149,8 +149,19 @@ async def api_series(request: Request) -> JSONResponse:
     if unique not in ("0", "1"):
         raise QueryError("unique: expected 0 or 1")
     assert start is not None and end is not None
+    q = parse_query(qp.get("q"))
     out: dict[str, Any] = await run_in_threadpool(
-        analytics.event_series, hub_of(request).store, pid, qp.get("event"), interval, start, end, unique == "1"
+        analytics.event_series,
+        hub_of(request).store,
+        pid,
+        qp.get("event"),
+        interval,
+        start,
+        end,
+        unique == "1",
+        q,
+        qp.get("breakdown") or None,
+        _int(request, "top", 5),
     )
     return JSONResponse(out)
 

@@ -518,20 +518,34 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
                     "required": ["points"],
                     "additionalProperties": False,
                     "properties": {
-                        "points": {
+                        "breakdown": {
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "required": ["t", "count"],
-                                "additionalProperties": False,
-                                "properties": {"t": ref("Time"), "count": {"type": "integer", "minimum": 0}},
+                                "required": ["value", "points"],
+                                "properties": {"value": {}, "points": ref("SeriesPoints")},
                             },
-                        }
+                        },
+                        "other": {
+                            "type": "object",
+                            "required": ["points"],
+                            "properties": {"points": ref("SeriesPoints")},
+                        },
+                        "points": ref("SeriesPoints"),
                     },
                 }
             )
         },
-        [_p("series_event"), _p("interval"), _p("from"), _p("to"), _p("unique")],
+        [
+            _p("series_event"),
+            _p("q"),
+            _p("breakdown"),
+            _p("series_top"),
+            _p("interval"),
+            _p("from"),
+            _p("to"),
+            _p("unique"),
+        ],
     ),
     ("POST", "/api/v1/analytics/funnel"): _read(
         "A funnel: users per step, conversion, median time to convert (docs/analytics.md)",

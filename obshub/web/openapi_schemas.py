@@ -519,6 +519,11 @@ _AGGREGATE = _obj(
     required=("measure", "group_by", "top", "from", "to", "interval_s", "total"),
 )
 
+_SERIES_POINTS = {
+    "type": "array",
+    "items": _obj({"t": ref("Time"), "count": {"type": "integer", "minimum": 0}}),
+}
+
 # -- funnels, retention, experiments (docs/analytics.md) -------------------------------------------
 _TIME_FIELD = {"type": ["string", "integer", "null"], "description": "as `from`/`to` of the query API"}
 _ANALYSIS_STEP = {
@@ -527,11 +532,17 @@ _ANALYSIS_STEP = {
         _obj({"event": {"type": "string", "minLength": 1}, "q": {"type": ["string", "null"]}}, required=("event",)),
     ]
 }
-_ANY_STEP = _obj(
-    {"event": {"type": ["string", "null"], "minLength": 1}, "q": {"type": ["string", "null"]}},
-    required=(),
-    description="an event name and a query filter; no event: any event",
-)
+_ANY_STEP = {
+    "oneOf": [
+        {"type": "string", "minLength": 1, "description": "an event name"},
+        _obj(
+            {"event": {"type": ["string", "null"], "minLength": 1}, "q": {"type": ["string", "null"]}},
+            required=(),
+            description="an event name and a query filter; no event: any event",
+        ),
+        {"type": "null"},
+    ]
+}
 _FUNNEL_FIELDS: dict[str, Schema] = {
     "steps": {"type": "array", "items": _ANALYSIS_STEP, "minItems": 2, "maxItems": 10},
     "window": {"type": ["string", "null"], "default": "1d", "description": "conversion window: 1h, 1d, 14d"},
@@ -780,6 +791,7 @@ SCHEMAS: dict[str, Schema] = {
     "AggregateBucket": _AGG_BUCKET,
     "AggregateGroup": _AGG_GROUP,
     "AggregateRequest": _AGGREGATE_REQUEST,
+    "SeriesPoints": _SERIES_POINTS,
     "FunnelRequest": _FUNNEL_REQUEST,
     "Funnel": _FUNNEL,
     "RetentionRequest": _RETENTION_REQUEST,
@@ -864,6 +876,10 @@ ROUTE_PARAMETERS: dict[str, Schema] = {
         {"type": "string", "default": "count"},
         "`count`, `unique` (of user_id), `unique(FIELD)`, or `sum|avg|min|max|p50|p90|p95|p99(FIELD)` of a numeric "
         "attribute",
+    ),
+    "breakdown": _query("breakdown", {"type": "string"}, "a field (an attribute: its name): a series per top value"),
+    "series_top": _query(
+        "top", {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": 5}, "breakdown values, by count"
     ),
     "group_by": _query("group_by", {"type": "string"}, "up to two fields, comma-separated: core fields or attributes"),
     "top": _query(

@@ -176,3 +176,46 @@ def test_bad_input_is_a_400_naming_the_field(hub: LiveHub, path: str, body: Any,
         assert c.post(f"/api/v1/analytics/{path}", content=b"{nope").status_code == 400
     with hub.client(hub.ingest_token) as c:  # the read token only
         assert c.post(f"/api/v1/analytics/{path}", json=body).status_code in (401, 403)
+
+
+def test_series_with_filter_and_breakdown(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
+    """`q` and `breakdown` on GET /api/v1/analytics/series: per-value day series, counts and
+    distinct users, against the generated events; the values beyond `top` are `other`."""
+    hub, events = loaded
+    end = T0 + 12 * DAY
+    visits = [e for e in events if e["name"] == "visit" and T0 <= e["ts"] < end and e["attrs"].get("variant") == "B"]
+    for unique in ("0", "1"):
+        params = {"event": "visit", "q": "variant:B", "breakdown": "plan", "top": "2", "interval": "1d", **RANGE}
+        r = hub.get("/api/v1/analytics/series", unique=unique, **params)
+        assert r.status_code == 200, r.text
+        out = r.json()
+
+        def series(evs: list[dict[str, Any]], unique: str = unique) -> list[int]:
+            days: list[set[Any] | list[Any]] = [set() if unique == "1" else [] for _ in range(12)]
+            for e in evs:
+                d = days[(e["ts"] - T0) // DAY]
+                d.add(e.get("user_id")) if isinstance(d, set) else d.append(e)
+            return [len({u for u in d if u is not None}) if isinstance(d, set) else len(d) for d in days]
+
+        assert [p["count"] for p in out["points"]] == series(visits)
+        counts: dict[str, int] = {}
+        for e in visits:  # booleans are no group (docs/aggregate.md): they count in `other`
+            if not isinstance(e["attrs"]["plan"], bool):
+                counts[repr(e["attrs"]["plan"])] = counts.get(repr(e["attrs"]["plan"]), 0) + 1
+        shown = [repr(g["value"]) for g in out["breakdown"]]
+        assert len(shown) == 2 and min(counts[k] for k in shown) >= max(
+            [c for k, c in counts.items() if k not in shown], default=0
+        )
+        for g in out["breakdown"]:
+            assert [p["count"] for p in g["points"]] == series(
+                [e for e in visits if e["attrs"]["plan"] == g["value"] and type(e["attrs"]["plan"]) is type(g["value"])]
+            )
+        rest = [e for e in visits if repr(e["attrs"]["plan"]) not in shown or isinstance(e["attrs"]["plan"], bool)]
+        assert [p["count"] for p in out["other"]["points"]] == series(rest)
+    for bad, field in (
+        ({"q": "level:("}, "column"),
+        ({"breakdown": "a,b"}, "breakdown"),
+        ({"breakdown": "plan", "top": "0"}, "top"),
+    ):
+        r = hub.get("/api/v1/analytics/series", event="visit", **bad)
+        assert r.status_code == 400 and field in r.text, r.text
