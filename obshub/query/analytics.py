@@ -80,13 +80,13 @@ def event_series(
     n = (end - first + interval_us - 1) // interval_us
     if n > MAX_POINTS:
         raise QueryError(f"interval: {n} buckets exceeds {MAX_POINTS}; use a coarser interval or a shorter range")
+    if not 1 <= top <= MAX_TOP:
+        raise QueryError(f"top: must be an integer between 1 and {MAX_TOP}")
     if q is None and breakdown is None:
         counts = dict(store.event_series(project_id, event or None, interval_us, start, end, unique))
         return {"points": _points(counts, first, n, interval_us)}
     # A filter or a breakdown: the aggregation API (docs/aggregate.md) computes it, top values
     # by event count and the rest as `other`.
-    if not 1 <= top <= MAX_TOP:
-        raise QueryError(f"top: must be an integer between 1 and {MAX_TOP}")
     field = None if breakdown is None else group_field(breakdown, "breakdown")
     if field is not None and n * (top + 2) > MAX_CELLS:
         raise QueryError(f"top: {n} buckets x {top + 2} groups exceeds {MAX_CELLS} cells; use a coarser interval")
