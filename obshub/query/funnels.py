@@ -1,8 +1,8 @@
 """Funnels, retention cohorts and A/B comparisons over `kind=event` records (docs/analytics.md).
 
-One computation for both stores: `Store.event_rows` streams each step's events ordered by user
-then time, `heapq.merge` interleaves the steps' streams, and each user's events are judged
-alone (memory: one user's events of the steps, not the range's). The rules, also in the docs:
+One computation for both stores: `Store.event_rows` streams the steps' events ordered by user
+then time (SQLite sorts a UNION ALL; OpenSearch merges one sorted scan per step), and each
+user's events are judged alone (memory: one user's events of the steps, not the range's). The rules, also in the docs:
 
 - A user enters a funnel with an event of step 1 in the range. From an entry the sequence takes,
   for each next step, its earliest event after the previous step's event (by ts, then id: one
@@ -16,12 +16,12 @@ alone (memory: one user's events of the steps, not the range's). The rules, also
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import statistics
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from obshub.errors import QueryError
@@ -126,15 +126,10 @@ def judge_user(rows: Sequence[Row], n: int, window: int, order: str) -> UserResu
 def _users(
     store: Store, pid: int, steps: Sequence[Step], start: int, end: int, prop: str | None
 ) -> Iterator[list[Row]]:
-    """Each user's rows of every step, merged from one sorted stream per step."""
-
-    def stream(i: int) -> Iterator[tuple[str, int, str, int, Any]]:
-        for u, ts, eid, v in store.event_rows(pid, steps[i].query(), start, end, prop if i == 0 else None):
-            yield u, ts, eid, i, v
-
-    merged = heapq.merge(*(stream(i) for i in range(len(steps))), key=lambda r: r[:4])
-    for _, grp in itertools.groupby(merged, key=lambda r: r[0]):
-        yield [(ts, eid, i, v) for _, ts, eid, i, v in grp]
+    """Each user's rows of every step (the store sorts them by user, then time)."""
+    rows = store.event_rows(pid, [s.query() for s in steps], start, end, prop)
+    for _, grp in itertools.groupby(rows, key=itemgetter(0)):
+        yield [r[1:] for r in grp]
 
 
 class _Acc:

@@ -451,12 +451,13 @@ class Store(Protocol):
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
 
     def event_rows(
-        self, project_id: int, query: Node | None, start: int, end: int, prop: str | None = None
-    ) -> Iterator[tuple[str, int, str, Any]]:
-        """(user_id, ts, id, value of attribute `prop` or None) of the `kind=event` rows matching
-        `query` in [start, end) that have a user_id, ordered by user_id (bytewise, which is
-        Python's str order), ts, id; streamed in pages, so memory stays bounded whatever the
-        count (the funnels and cohorts of obshub/query/funnels.py walk them user by user)."""
+        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, int, Any]]:
+        """(user_id, ts, id, step, value) of the `kind=event` rows in [start, end) with a user_id
+        that match each query of `steps` (a row matching two steps comes twice, one per step),
+        ordered by user_id (bytewise, which is Python's str order), ts, id, step; `value`: the
+        JSON value of attribute `prop` on step 0's rows, else None. Streamed in pages: memory
+        stays bounded whatever the count (obshub/query/funnels.py walks it user by user)."""
 
     def check_series(
         self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int

@@ -139,14 +139,18 @@ def test_event_rows_order_and_values(store: Store) -> None:
         event(kind="log", name="a", user_id="u1", ts=t, id="e5"),
     ]
     store.write_events(p.id, [normalize(e, t) for e in evs])
-    rows = list(store.event_rows(p.id, parse("name:a"), T0, T0 + DAY, "v"))
-    assert rows == [("u1", t + 5, "e0", "x"), ("u1", t + 5, "e2", 1), ("u2", t, "e1", True)]
-    assert [r[:3] for r in store.event_rows(p.id, None, T0, T0 + DAY)] == [
-        ("u1", t, "e4"),
-        ("u1", t + 5, "e0"),
-        ("u1", t + 5, "e2"),
-        ("u2", t, "e1"),
+    rows = list(store.event_rows(p.id, [parse("name:a")], T0, T0 + DAY, "v"))
+    assert rows == [("u1", t + 5, "e0", 0, "x"), ("u1", t + 5, "e2", 0, 1), ("u2", t, "e1", 0, True)]
+    # Two steps: a row of both comes once per step; the value is step 0's only.
+    rows = list(store.event_rows(p.id, [parse("name:b"), None], T0, T0 + DAY, "v"))
+    assert rows == [
+        ("u1", t, "e4", 0, None),
+        ("u1", t, "e4", 1, None),
+        ("u1", t + 5, "e0", 1, None),
+        ("u1", t + 5, "e2", 1, None),
+        ("u2", t, "e1", 1, None),
     ]
+    assert list(store.event_rows(p.id, [], T0, T0 + DAY)) == []
 
 
 @pytest.mark.parametrize(

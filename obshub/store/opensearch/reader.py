@@ -7,6 +7,7 @@ between pages, which a live log view does not want (new events should appear).
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -313,10 +314,17 @@ class Reader:
         return Sampled(out[:limit], counted, approximate)
 
     def event_rows(
-        self, project_id: int, query: Node | None, start: int, end: int, prop: str | None = None
-    ) -> Iterator[tuple[str, int, str, Any]]:
-        """Pages of 10,000 sorted by (user_id, ts, id) with `search_after`: no painless, no
-        PIT (a funnel reads each step once; rows written meanwhile may or may not be seen)."""
+        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, int, Any]]:
+        """Each step's rows in pages sorted by (user_id, ts, id), merged: one open page per step."""
+        streams = [self._step_rows(project_id, q, i, start, end, prop if i == 0 else None) for i, q in enumerate(steps)]
+        return heapq.merge(*streams)
+
+    def _step_rows(
+        self, project_id: int, query: Node | None, step: int, start: int, end: int, prop: str | None
+    ) -> Iterator[tuple[str, int, str, int, Any]]:
+        """Pages of 10,000 with `search_after`: no painless, no PIT (an analysis reads each step
+        once; rows written meanwhile may or may not be seen)."""
         q = filters(project_id, query, start, end)
         q["bool"]["filter"].append({"term": {"kind": "event"}})
         q["bool"]["filter"].append({"exists": {"field": "user_id"}})
@@ -331,8 +339,8 @@ class Reader:
             hits = self._search(body, "event rows")["hits"]["hits"]
             for h in hits:
                 src = h["_source"]
-                attrs = src.get("attrs") or {}
-                yield src["user_id"], src["ts"], src["id"], attrs.get(prop) if prop is not None else None
+                value = (src.get("attrs") or {}).get(prop) if prop is not None else None
+                yield src["user_id"], src["ts"], src["id"], step, value
             if len(hits) < _MAX_WINDOW:
                 return
             body["search_after"] = hits[-1]["sort"]

@@ -280,9 +280,9 @@ class SqliteStore:
         return self._reader.property_values(project_id, name, prop, start, end, limit, sample)
 
     def event_rows(
-        self, project_id: int, query: Node | None, start: int, end: int, prop: str | None = None
-    ) -> Iterator[tuple[str, int, str, Any]]:
-        return self._reader.event_rows(project_id, query, start, end, prop)
+        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, int, Any]]:
+        return self._reader.event_rows(project_id, steps, start, end, prop)
 
     def event_series(
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
