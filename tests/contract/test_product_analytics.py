@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from obshub.events import format_ts, normalize
-from obshub.query import stats
+from obshub.query import funnels, stats
 from obshub.store.base import Store
 from obshub.store.querylang import parse
 from tests.factories import event, now_us
@@ -223,3 +223,30 @@ def test_series_with_filter_and_breakdown(loaded: tuple[LiveHub, list[dict[str, 
     ):
         r = hub.get("/api/v1/analytics/series", event="visit", **bad)
         assert r.status_code == 400 and field in r.text, r.text
+
+
+def test_funnel_rules_on_hand_made_sequences() -> None:
+    """The documented rules, one user at a time (rows: ts, id, step, value)."""
+    judge = funnels.judge_user
+    w = 100
+    # The window's boundary is inclusive: a step exactly `window` after the entry counts, 1 µs more does not.
+    assert judge([(0, "a", 0, None), (100, "b", 1, None)], 2, w, "sequential").depth == 2  # type: ignore[union-attr]
+    assert judge([(0, "a", 0, None), (101, "b", 1, None)], 2, w, "sequential").depth == 1  # type: ignore[union-attr]
+    # First qualifying sequence: the oldest entry that reaches the deepest step (not the oldest entry).
+    r = judge(
+        [(0, "a", 0, "x"), (500, "b", 0, "y"), (550, "c", 1, None), (560, "d", 0, "z"), (600, "e", 1, None)],
+        2,
+        w,
+        "sequential",
+    )
+    assert r is not None and (r.depth, r.times, r.value) == (2, (500, 550), "y")
+    # Same microsecond: ordered by id, and one event never fills two steps (a repeated step).
+    assert judge([(5, "b", 0, None), (5, "a", 1, None)], 2, w, "sequential").depth == 1  # type: ignore[union-attr]
+    assert judge([(5, "a", 0, None), (5, "b", 1, None)], 2, w, "sequential").depth == 2  # type: ignore[union-attr]
+    one_visit = [(5, "a", 0, None), (5, "a", 1, None)]  # the same event as both steps of visit, visit
+    assert judge(one_visit, 2, w, "sequential").depth == 1  # type: ignore[union-attr]
+    # Steps out of order: `sequential` stops at step 2, `any` takes steps 2..n in any order.
+    rows = [(0, "a", 0, None), (10, "c", 2, None), (20, "b", 1, None)]
+    assert judge(rows, 3, w, "sequential").times == (0, 20)  # type: ignore[union-attr]
+    assert judge(rows, 3, w, "any").times == (0, 20, 20)  # type: ignore[union-attr]
+    assert judge([(0, "a", 1, None)], 2, w, "sequential") is None  # no entry
