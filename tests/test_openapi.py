@@ -209,6 +209,7 @@ def test_live_answers_match_the_document(live: LiveHub) -> None:
         _queries(check, read, ingest, anon)
         _errors(check, read, ingest, anon)
         _analytics(check, read, ingest, anon)
+        _product_analytics(check, read, ingest, anon)
         _aggregate(check, read, ingest, anon)
         _dashboards(check, read, ingest, anon)
         _checks(check, read, admin, anon)
@@ -430,6 +431,19 @@ def _analytics(check: Conformance, read: httpx.Client, ingest: httpx.Client, ano
         assert any(body.values()), (path, body)
         check("GET", path, read.get(path, params=bad), 400)
         _auth_errors(check, "GET", path, path, anon, _token(ingest), params=good)
+
+
+def _product_analytics(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:
+    cases = {
+        "/api/v1/analytics/funnel": ({"steps": ["signup", {"event": "signup"}], "breakdown": "price"}, {"steps": []}),
+        "/api/v1/analytics/retention": ({"start": {"event": "signup"}, "period": "week"}, {"period": "year"}),
+        "/api/v1/analytics/experiment": ({"steps": ["signup", "signup"], "variant": "price"}, {"steps": ["a", "b"]}),
+    }
+    for path, (good, bad) in cases.items():
+        body = check("POST", path, read.post(path, json={**good, "from": "-1d"}), 200)
+        assert any(body.values()), (path, body)
+        check("POST", path, read.post(path, json=bad), 400)
+        _auth_errors(check, "POST", path, path, anon, _token(ingest), json=good)
 
 
 def _aggregate(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_TOP",
     "aggregate",
     "auto_interval",
+    "group_field",
     "parse_request",
     "to_csv",
     "to_json",
@@ -113,6 +114,14 @@ def _group_by(raw: Any) -> tuple[str, ...]:
         if f in _NO_GROUP:
             raise QueryError(f"group_by: cannot group by {f}")
     return fields
+
+
+def group_field(raw: str, name: str) -> str:
+    """One field to group by (analytics' series `breakdown`): QueryError naming `name`."""
+    fields = _group_by(raw)
+    if len(fields) != 1:
+        raise QueryError(f"{name}: expected one field")
+    return fields[0].replace("group_by", name)
 
 
 def _top(raw: Any) -> int:

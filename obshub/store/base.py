@@ -13,7 +13,7 @@ Times are integers, microseconds since the epoch (UTC), like `ts` in `obshub.eve
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -449,6 +449,15 @@ class Store(Protocol):
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
     ) -> list[tuple[int, int]]:
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
+
+    def event_rows(
+        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, int, Any]]:
+        """(user_id, ts, id, step, value) of the `kind=event` rows in [start, end) with a user_id
+        that match each query of `steps` (a row matching two steps comes twice, one per step),
+        ordered by user_id (bytewise, which is Python's str order), ts, id, step; `value`: the
+        JSON value of attribute `prop` on step 0's rows, else None. Streamed in pages: memory
+        stays bounded whatever the count (obshub/query/funnels.py walks it user by user)."""
 
     def check_series(
         self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from obshub.errors import QueryError
 from obshub.events import now_us
 from obshub.hub import Hub, hub_of
-from obshub.query import aggregate, analytics, errors, export
+from obshub.query import aggregate, analytics, errors, export, funnels
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.spans import span_tree
 from obshub.query.times import parse_interval, parse_time
@@ -152,8 +152,19 @@ async def api_series(request: Request) -> JSONResponse:
     if unique not in ("0", "1"):
         raise QueryError("unique: expected 0 or 1")
     assert start is not None and end is not None
+    q = parse_query(qp.get("q"))
     out: dict[str, Any] = await run_in_threadpool(
-        analytics.event_series, hub_of(request).store, pid, qp.get("event"), interval, start, end, unique == "1"
+        analytics.event_series,
+        hub_of(request).store,
+        pid,
+        qp.get("event"),
+        interval,
+        start,
+        end,
+        unique == "1",
+        q,
+        qp.get("breakdown") or None,
+        _int(request, "top", 5),
     )
     return JSONResponse(out)
 
@@ -216,6 +227,31 @@ async def api_aggregate(request: Request) -> Response:
     return JSONResponse(aggregate.to_json(req, root))
 
 
+async def _analysis(request: Request, run: Any) -> JSONResponse:
+    """Funnel, retention, experiment (obshub/query/funnels.py): a JSON body, the read token."""
+    pid = await _project(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise QueryError("body: expected a JSON object")
+    return JSONResponse(await run_in_threadpool(run, hub_of(request).store, pid, body, now_us()))
+
+
+def _funnel(store: Any, pid: int, body: dict[str, Any], now: int) -> dict[str, Any]:
+    return funnels.funnel(store, pid, funnels.parse_funnel(body, now))
+
+
+async def api_funnel(request: Request) -> JSONResponse:
+    return await _analysis(request, _funnel)
+
+
+async def api_retention(request: Request) -> JSONResponse:
+    return await _analysis(request, funnels.retention)
+
+
+async def api_experiment(request: Request) -> JSONResponse:
+    return await _analysis(request, funnels.experiment)
+
+
 # -- uptime checks (docs/uptime.md). GET takes a read token; POST/DELETE an admin token: a check
 # makes the hub connect somewhere, which no credential that many people hold may decide (read
 # tokens log in to the web UI, ingest tokens live on every monitored host).
@@ -263,6 +299,9 @@ routes: list[BaseRoute] = [
     Route("/api/v1/analytics/properties", api_properties),
     Route("/api/v1/analytics/values", api_values),
     Route("/api/v1/analytics/series", api_series),
+    Route("/api/v1/analytics/funnel", api_funnel, methods=["POST"]),
+    Route("/api/v1/analytics/retention", api_retention, methods=["POST"]),
+    Route("/api/v1/analytics/experiment", api_experiment, methods=["POST"]),
     Route("/api/v1/aggregate", api_aggregate, methods=["GET", "POST"]),
     Route("/api/v1/checks", api_checks, methods=["GET", "POST"]),
     Route("/api/v1/checks/{name}", api_check_delete, methods=["DELETE"]),

@@ -518,20 +518,52 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
                     "required": ["points"],
                     "additionalProperties": False,
                     "properties": {
-                        "points": {
+                        "breakdown": {
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "required": ["t", "count"],
-                                "additionalProperties": False,
-                                "properties": {"t": ref("Time"), "count": {"type": "integer", "minimum": 0}},
+                                "required": ["value", "points"],
+                                "properties": {"value": {}, "points": ref("SeriesPoints")},
                             },
-                        }
+                        },
+                        "other": {
+                            "type": "object",
+                            "required": ["points"],
+                            "properties": {"points": ref("SeriesPoints")},
+                        },
+                        "points": ref("SeriesPoints"),
                     },
                 }
             )
         },
-        [_p("series_event"), _p("interval"), _p("from"), _p("to"), _p("unique")],
+        [
+            _p("series_event"),
+            _p("q"),
+            _p("breakdown"),
+            _p("series_top"),
+            _p("interval"),
+            _p("from"),
+            _p("to"),
+            _p("unique"),
+        ],
+    ),
+    ("POST", "/api/v1/analytics/funnel"): _read(
+        "A funnel: users per step, conversion, median time to convert (docs/analytics.md)",
+        "analytics",
+        {"200": _ok(ref("Funnel"))},
+        requestBody=_body(ref("FunnelRequest")),
+    ),
+    ("POST", "/api/v1/analytics/retention"): _read(
+        "Retention cohorts by day or week of a start event: the triangle table and the curve",
+        "analytics",
+        {"200": _ok(ref("Retention"))},
+        requestBody=_body(ref("RetentionRequest")),
+    ),
+    ("POST", "/api/v1/analytics/experiment"): _read(
+        "A/B comparison of a funnel's conversion per variant: difference, z-test, 95% interval",
+        "analytics",
+        {"200": _ok(ref("Experiment"))},
+        requestBody=_body(ref("ExperimentRequest")),
     ),
     ("GET", "/api/v1/aggregate"): _read(
         "A measure by group and time bucket (docs/aggregate.md)",

@@ -553,6 +553,134 @@ _AGGREGATE = _obj(
     required=("measure", "group_by", "top", "from", "to", "interval_s", "total"),
 )
 
+_SERIES_POINTS = {
+    "type": "array",
+    "items": _obj({"t": ref("Time"), "count": {"type": "integer", "minimum": 0}}),
+}
+
+# -- funnels, retention, experiments (docs/analytics.md) -------------------------------------------
+_TIME_FIELD = {"type": ["string", "integer", "null"], "description": "as `from`/`to` of the query API"}
+_ANALYSIS_STEP = {
+    "oneOf": [
+        {"type": "string", "minLength": 1, "description": "an event name"},
+        _obj({"event": {"type": "string", "minLength": 1}, "q": {"type": ["string", "null"]}}, required=("event",)),
+    ]
+}
+_ANY_STEP = {
+    "oneOf": [
+        {"type": "string", "minLength": 1, "description": "an event name"},
+        _obj(
+            {"event": {"type": ["string", "null"], "minLength": 1}, "q": {"type": ["string", "null"]}},
+            required=(),
+            description="an event name and a query filter; no event: any event",
+        ),
+        {"type": "null"},
+    ]
+}
+_FUNNEL_FIELDS: dict[str, Schema] = {
+    "steps": {"type": "array", "items": _ANALYSIS_STEP, "minItems": 2, "maxItems": 10},
+    "window": {"type": ["string", "null"], "default": "1d", "description": "conversion window: 1h, 1d, 14d"},
+    "order": {"enum": ["sequential", "any", None], "default": "sequential"},
+    "from": _TIME_FIELD,
+    "to": _TIME_FIELD,
+}
+_FUNNEL_REQUEST = _obj(
+    {**_FUNNEL_FIELDS, "breakdown": {"type": ["string", "null"], "description": "an attribute of step 1's event"}},
+    required=("steps",),
+)
+_EXPERIMENT_REQUEST = _obj(
+    {
+        **_FUNNEL_FIELDS,
+        "variant": {"type": "string", "minLength": 1, "description": "the attribute of step 1's event"},
+        "control": {"description": "the control's value (default: the first in sort order)"},
+    },
+    required=("steps", "variant"),
+)
+_RETENTION_REQUEST = _obj(
+    {
+        "start": _ANY_STEP,
+        "return": _ANY_STEP,
+        "period": {"enum": ["day", "week", None], "default": "day"},
+        "periods": {"type": "integer", "minimum": 1, "maximum": 120},
+        "bounded": {"type": "boolean", "default": True},
+        "from": _TIME_FIELD,
+        "to": _TIME_FIELD,
+    },
+    required=(),
+)
+_RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_FUNNEL_STEP = _obj(
+    {
+        "event": {"type": ["string", "null"]},
+        "q": {"type": "string"},
+        "users": {"type": "integer", "minimum": 0},
+        "from_previous": _RATE,
+        "from_first": _RATE,
+        "median_seconds": {"type": ["number", "null"], "minimum": 0},
+    }
+)
+_STEPS = {"type": "array", "items": _FUNNEL_STEP}
+_FUNNEL = _obj(
+    {
+        "steps": _STEPS,
+        "window_seconds": {"type": "integer"},
+        "order": {"type": "string"},
+        "events_without_user": {"type": "integer"},
+        "breakdown": {"type": "array", "items": _obj({"value": {}, "steps": _STEPS})},
+        "other": _obj({"steps": _STEPS}),
+    },
+    required=("steps", "window_seconds", "order", "events_without_user"),
+)
+_RETENTION = _obj(
+    {
+        "period": {"enum": ["day", "week"]},
+        "bounded": {"type": "boolean"},
+        "cohorts": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "cohort": ref("Time"),
+                    "users": {"type": "integer"},
+                    "returned": {"type": "array", "items": {"type": ["integer", "null"]}},
+                }
+            ),
+        },
+        "curve": {
+            "type": "array",
+            "items": _obj({"period": {"type": "integer"}, "users": {"type": "integer"}, "rate": _RATE}),
+        },
+    }
+)
+_EXPERIMENT = _obj(
+    {
+        "variant": {"type": "string"},
+        "variants": {
+            "type": "array",
+            "items": _obj({"value": {}, "users": {"type": "integer"}, "converted": {"type": "integer"}}),
+        },
+        "comparisons": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "control": {},
+                    "variant": {},
+                    "control_rate": {"type": "number"},
+                    "variant_rate": {"type": "number"},
+                    "difference": {"type": "number"},
+                    "z": {"type": "number"},
+                    "p_value": {"type": "number", "minimum": 0, "maximum": 1},
+                    "ci95": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+                    "enough_data": {"type": "boolean"},
+                    "reading": {"type": "string"},
+                }
+            ),
+        },
+        "users_without_variant": {"type": "integer"},
+        "events_without_user": {"type": "integer"},
+        "steps": _STEPS,
+    }
+)
+
 # -- metrics (docs/metrics.md) ---------------------------------------------------------------------
 
 _METRIC_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
@@ -733,6 +861,13 @@ SCHEMAS: dict[str, Schema] = {
     "AggregateBucket": _AGG_BUCKET,
     "AggregateGroup": _AGG_GROUP,
     "AggregateRequest": _AGGREGATE_REQUEST,
+    "SeriesPoints": _SERIES_POINTS,
+    "FunnelRequest": _FUNNEL_REQUEST,
+    "Funnel": _FUNNEL,
+    "RetentionRequest": _RETENTION_REQUEST,
+    "Retention": _RETENTION,
+    "ExperimentRequest": _EXPERIMENT_REQUEST,
+    "Experiment": _EXPERIMENT,
     "MetricDefinition": _METRIC_DEFINITION,
     "Metric": _METRIC,
     "MetricSeries": _METRIC_SERIES,
@@ -811,6 +946,10 @@ ROUTE_PARAMETERS: dict[str, Schema] = {
         {"type": "string", "default": "count"},
         "`count`, `unique` (of user_id), `unique(FIELD)`, or `sum|avg|min|max|p50|p90|p95|p99(FIELD)` of a numeric "
         "attribute",
+    ),
+    "breakdown": _query("breakdown", {"type": "string"}, "a field (an attribute: its name): a series per top value"),
+    "series_top": _query(
+        "top", {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": 5}, "breakdown values, by count"
     ),
     "group_by": _query("group_by", {"type": "string"}, "up to two fields, comma-separated: core fields or attributes"),
     "top": _query(

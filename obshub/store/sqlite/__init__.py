@@ -30,7 +30,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -278,6 +278,11 @@ class SqliteStore:
         sample: int = FACET_SAMPLE,
     ) -> Sampled[list[tuple[Any, int]]]:
         return self._reader.property_values(project_id, name, prop, start, end, limit, sample)
+
+    def event_rows(
+        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, int, Any]]:
+        return self._reader.event_rows(project_id, steps, start, end, prop)
 
     def event_series(
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool

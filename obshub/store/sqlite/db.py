@@ -158,6 +158,18 @@ class Db:
         except (sqlite3.Error, OverflowError) as e:
             raise translate_read(e) from None
 
+    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 10_000) -> Iterator[tuple[Any, ...]]:
+        """The rows of one SELECT, `batch` at a time, on one snapshot (one pool connection held
+        while the caller iterates): bounded memory for reads of millions of rows."""
+        with self.snapshot():
+            conn: sqlite3.Connection = self.held.conn
+            try:
+                cur = conn.execute(sql, params)
+                while rows := cur.fetchmany(batch):
+                    yield from rows
+            except (sqlite3.Error, OverflowError) as e:
+                raise translate_read(e) from None
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """The reads inside see one snapshot (one WAL read transaction): this thread holds one

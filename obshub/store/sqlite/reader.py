@@ -384,6 +384,50 @@ class Reader:
         rows = self._db.read(*aggs.event_series(where, params, name is not None, interval_us, unique))
         return [(r[0], r[1]) for r in rows if r[1]]
 
+    def event_rows(
+        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+    ) -> Iterator[tuple[str, int, str, int, Any]]:
+        """One SELECT: the steps' rows as a UNION ALL sorted by SQLite (a merge in Python cost
+        ~40% more at 300k rows)."""
+        val = "NULL"
+        if prop is not None:
+            if '"' in prop or "'" in prop:
+                raise ValueError(f"property name {prop!r} contains quotes")
+            val = f"e.attrs -> '$.\"{prop}\"'"  # JSON text: booleans stay booleans (json_extract: 0/1)
+        parts: list[str] = []
+        params: list[Any] = []
+        by_user = None in steps and self._most_in_range(project_id, start, end)
+        for i, query in enumerate(steps):
+            where, p = self.where(project_id, query, start, end)
+            ix = "INDEXED BY ix_events_user_id " if query is None and by_user else ""
+            parts.append(
+                f"SELECT e.user_id AS u, e.ts AS t, e.id AS d, {i} AS s, {val if i == 0 else 'NULL'} AS v "
+                f"FROM events e {ix}WHERE {where} AND e.kind = 'event' AND e.user_id IS NOT NULL"
+            )
+            params.extend(p)
+        if not parts:
+            return
+        sql = " UNION ALL ".join(parts) + " ORDER BY u, t, d, s"
+        if prop is None:
+            yield from self._db.stream(sql, params)
+            return
+        for u, ts, d, s, v in self._db.stream(sql, params):
+            yield u, ts, d, s, None if v is None else orjson.loads(v)
+
+    def _most_in_range(self, project_id: int, start: int, end: int) -> bool:
+        """Whether the range holds most of the project's events with a user: then "any event"
+        reads faster in user order from the user index (no sort: 1M rows in 0.8 s instead of
+        1.8 s) than from the time index; for a short range of a long history it would read
+        every event ever, so it is only taken when the range holds at least half of them."""
+        in_range = self._db.read(
+            "SELECT count(*) FROM events WHERE project_id = ? AND ts >= ? AND ts < ?", (project_id, start, end)
+        )[0][0]
+        with_user = self._db.read(
+            "SELECT count(*) FROM events INDEXED BY ix_events_user_id WHERE project_id = ? AND user_id IS NOT NULL",
+            (project_id,),
+        )[0][0]
+        return bool(in_range * 2 >= with_user)
+
     def check_series(
         self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int
     ) -> dict[str, list[CheckBucket]]:
