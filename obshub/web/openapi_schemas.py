@@ -757,7 +757,14 @@ _PANEL_REQUEST = _obj(
         "q": {"type": ["string", "null"]},
         "measure": {"type": ["string", "null"], "default": "count"},
         "group_by": {"oneOf": [{"type": "string"}, {"type": "array", "items": _GROUP_BY, "maxItems": 2}, _NULL]},
-        "top": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TOP, "default": 10},
+        "top": {
+            "oneOf": [
+                {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TOP},
+                {"type": "string", "pattern": f"^(|[1-9][0-9]?|{MAX_TOP})$", "description": "as a web form sends it"},
+            ],
+            "default": 10,
+            "description": "groups per level; an empty string is the default, digits are the number",
+        },
         "interval": {"type": ["string", "null"], "description": "auto, 1m..1d; absent: one number per group"},
     },
     required=(),
