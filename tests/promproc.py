@@ -11,7 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -20,7 +20,45 @@ from tests.hubproc import free_port
 PROMETHEUS = "/usr/bin/prometheus"
 
 
-class Prometheus:
+class ReadyServer:
+    """A server of the Prometheus family (Prometheus, Alertmanager) as a child process: `cmd`
+    logging to `log`, ready once `GET /-/ready` answers 200 at `url`; stopped by the test."""
+
+    name = "server"
+    url: str
+    cmd: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Prometheus(ReadyServer):
+    name = "prometheus"
+
     def __init__(self, workdir: Path, targets: dict[str, str], rule_files: list[Path]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,31 +83,6 @@ class Prometheus:
             f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
         ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Prometheus:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?" + urllib.parse.urlencode(params)

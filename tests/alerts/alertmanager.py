@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,16 @@ import yaml
 
 from tests.ci import unavailable
 from tests.hubproc import free_port
+from tests.promproc import ReadyServer
 
 __all__ = ["BINARY", "Alertmanager"]
 
 BINARY = "/usr/bin/prometheus-alertmanager"
 
 
-class Alertmanager:
+class Alertmanager(ReadyServer):
+    name = "alertmanager"
+
     def __init__(self, workdir: Path, webhook_url: str) -> None:
         if not os.access(BINARY, os.X_OK):
             unavailable(f"{BINARY} not installed (scripts/alertmanager.sh installs Debian's prometheus-alertmanager)")
@@ -52,32 +53,6 @@ class Alertmanager:
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",  # no gossip: one instance, no port 9094
         ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Alertmanager:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"alertmanager did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def api(self, path: str, body: Any = None) -> Any:
         """GET (or POST `body` as JSON to) /api/v2/<path>."""
