@@ -311,6 +311,47 @@ def _counted(n: int, settings: Settings, what: str) -> None:
         raise BodyError(413, f"{n} {what} exceeds the limit of {settings.max_lines} per request")
 
 
+Group = tuple["_Resource | str", str, Iterable[Any]]  # (resource or why it is refused, scope, records)
+
+
+def _collect(
+    groups: Iterable[Group], what: str, make: Callable[[_Resource, str, Any, int], list[NormalizedEvent]]
+) -> pipeline.Parsed:
+    """Number the records of every scope of every resource from 1 (the position a partial
+    success names), make each one's events, and collect the records refused: all of a resource
+    whose attributes break a limit, and each record `make` refuses with a FieldError. Any other
+    error (a malformed body) propagates: the whole request is refused."""
+    events: list[NormalizedEvent] = []
+    positions: list[int] = []
+    problems: list[tuple[int, str]] = []
+    n = 0
+    for res, scope, records in groups:
+        for r in records:
+            n += 1
+            if isinstance(res, str):
+                problems.append((n, f"{what} {n}: {res}"))
+                continue
+            try:
+                made = make(res, scope, r, n)
+            except FieldError as e:
+                problems.append((n, f"{what} {n}: {e}"))
+                continue
+            events += made
+            positions += [n] * len(made)
+    return pipeline.Parsed(events, positions, problems, header={"records": n})
+
+
+def _pb_groups(resources: Iterable[Any], scopes: str, records: str, limits: Limits) -> Iterable[Group]:
+    """The protobuf twin of `_json_groups`: (resource, scope name, records) per scope."""
+    for ro in resources:
+        try:
+            res: _Resource | str = _resource(_pb_attrs(ro.resource.attributes, 1, limits))
+        except FieldError as e:  # over a limit: every record of the resource is refused
+            res = f"resource: {e}"
+        for so in getattr(ro, scopes):
+            yield res, so.scope.name, getattr(so, records)
+
+
 def parse_pb_logs(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
     req = ExportLogsServiceRequest()
     try:
@@ -321,45 +362,28 @@ def parse_pb_logs(body: bytes, received_at: int, settings: Settings) -> pipeline
     total = sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs)
     _counted(total, settings, "log records")
     ids = _id_prefix(received_at)
-    events: list[NormalizedEvent] = []
-    positions: list[int] = []
-    problems: list[tuple[int, str]] = []
-    n = 0
-    for rl in req.resource_logs:
-        try:
-            res: _Resource | str = _resource(_pb_attrs(rl.resource.attributes, 1, limits))
-        except FieldError as e:  # over a limit: every record of the resource is refused
-            res = f"resource: {e}"
-        for sl in rl.scope_logs:
-            scope = sl.scope.name
-            for r in sl.log_records:
-                n += 1
-                if isinstance(res, str):
-                    problems.append((n, f"log record {n}: {res}"))
-                    continue
-                try:
-                    events.append(
-                        _log_event(
-                            res,
-                            scope,
-                            r.time_unix_nano,
-                            r.observed_time_unix_nano,
-                            r.severity_number,
-                            r.severity_text,
-                            _pb_value(r.body, 1, limits),
-                            _pb_attrs(r.attributes, 1, limits),
-                            _pb_id(r.trace_id, 16, "traceId"),
-                            _pb_id(r.span_id, 8, "spanId"),
-                            getattr(r, "event_name", ""),  # (older opentelemetry-proto releases lack it)
-                            f"{ids}{n:06x}",
-                            received_at,
-                            limits,
-                        )
-                    )
-                    positions.append(n)
-                except FieldError as e:
-                    problems.append((n, f"log record {n}: {e}"))
-    return pipeline.Parsed(events, positions, problems, header={"records": n})
+
+    def make(res: _Resource, scope: str, r: Any, n: int) -> list[NormalizedEvent]:
+        return [
+            _log_event(
+                res,
+                scope,
+                r.time_unix_nano,
+                r.observed_time_unix_nano,
+                r.severity_number,
+                r.severity_text,
+                _pb_value(r.body, 1, limits),
+                _pb_attrs(r.attributes, 1, limits),
+                _pb_id(r.trace_id, 16, "traceId"),
+                _pb_id(r.span_id, 8, "spanId"),
+                getattr(r, "event_name", ""),  # (older opentelemetry-proto releases lack it)
+                f"{ids}{n:06x}",
+                received_at,
+                limits,
+            )
+        ]
+
+    return _collect(_pb_groups(req.resource_logs, "scope_logs", "log_records", limits), "log record", make)
 
 
 def parse_pb_traces(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
@@ -374,45 +398,27 @@ def parse_pb_traces(body: bytes, received_at: int, settings: Settings) -> pipeli
         settings,
         "spans and span events",
     )
-    events: list[NormalizedEvent] = []
-    positions: list[int] = []
-    problems: list[tuple[int, str]] = []
-    n = 0
-    for rs in req.resource_spans:
-        try:
-            res: _Resource | str = _resource(_pb_attrs(rs.resource.attributes, 1, limits))
-        except FieldError as e:  # over a limit: every record of the resource is refused
-            res = f"resource: {e}"
-        for ss in rs.scope_spans:
-            scope = ss.scope.name
-            for sp in ss.spans:
-                n += 1
-                if isinstance(res, str):
-                    problems.append((n, f"span {n}: {res}"))
-                    continue
-                try:
-                    made = _span_events(
-                        res,
-                        scope,
-                        _pb_id(sp.trace_id, 16, "traceId"),
-                        _pb_id(sp.span_id, 8, "spanId"),
-                        _pb_id(sp.parent_span_id, 8, "parentSpanId"),
-                        sp.name,
-                        sp.kind,
-                        sp.start_time_unix_nano,
-                        sp.end_time_unix_nano,
-                        sp.status.code,
-                        sp.status.message,
-                        _pb_attrs(sp.attributes, 1, limits),
-                        [(e.time_unix_nano, e.name, _pb_attrs(e.attributes, 1, limits)) for e in sp.events],
-                        received_at,
-                        limits,
-                    )
-                    events += made
-                    positions += [n] * len(made)
-                except FieldError as e:
-                    problems.append((n, f"span {n}: {e}"))
-    return pipeline.Parsed(events, positions, problems, header={"records": n})
+
+    def make(res: _Resource, scope: str, sp: Any, n: int) -> list[NormalizedEvent]:
+        return _span_events(
+            res,
+            scope,
+            _pb_id(sp.trace_id, 16, "traceId"),
+            _pb_id(sp.span_id, 8, "spanId"),
+            _pb_id(sp.parent_span_id, 8, "parentSpanId"),
+            sp.name,
+            sp.kind,
+            sp.start_time_unix_nano,
+            sp.end_time_unix_nano,
+            sp.status.code,
+            sp.status.message,
+            _pb_attrs(sp.attributes, 1, limits),
+            [(e.time_unix_nano, e.name, _pb_attrs(e.attributes, 1, limits)) for e in sp.events],
+            received_at,
+            limits,
+        )
+
+    return _collect(_pb_groups(req.resource_spans, "scope_spans", "spans", limits), "span", make)
 
 
 # -- proto3 JSON front end --------------------------------------------------------------------
@@ -613,40 +619,29 @@ def parse_json_logs(body: bytes, received_at: int, settings: Settings) -> pipeli
     total = sum(len(recs) for _, _, recs in groups)
     _counted(total, settings, "log records")
     ids = _id_prefix(received_at)
-    events: list[NormalizedEvent] = []
-    positions: list[int] = []
-    problems: list[tuple[int, str]] = []
-    n = 0
-    for res, scope, recs in groups:
-        for r in recs:
-            n += 1
-            if isinstance(res, str):
-                problems.append((n, f"log record {n}: {res}"))
-                continue
-            r = _item(r, "logRecords")
-            try:
-                events.append(
-                    _log_event(
-                        res,
-                        scope,
-                        _int(_get(r, "timeUnixNano", "time_unix_nano"), "timeUnixNano"),
-                        _int(_get(r, "observedTimeUnixNano", "observed_time_unix_nano"), "observedTimeUnixNano"),
-                        _enum(_get(r, "severityNumber", "severity_number"), _SEVERITIES, "severityNumber"),
-                        _str(_get(r, "severityText", "severity_text"), "severityText"),
-                        None if r.get("body") is None else _json_value(r["body"], 1, limits),
-                        _json_attrs(r.get("attributes"), 1, limits),
-                        _hex_id(_get(r, "traceId", "trace_id"), 16, "traceId"),
-                        _hex_id(_get(r, "spanId", "span_id"), 8, "spanId"),
-                        _str(_get(r, "eventName", "event_name"), "eventName"),
-                        f"{ids}{n:06x}",
-                        received_at,
-                        limits,
-                    )
-                )
-                positions.append(n)
-            except FieldError as e:
-                problems.append((n, f"log record {n}: {e}"))
-    return pipeline.Parsed(events, positions, problems, header={"records": n})
+
+    def make(res: _Resource, scope: str, raw: Any, n: int) -> list[NormalizedEvent]:
+        r = _item(raw, "logRecords")  # not an object: the body is malformed (400), not the record
+        return [
+            _log_event(
+                res,
+                scope,
+                _int(_get(r, "timeUnixNano", "time_unix_nano"), "timeUnixNano"),
+                _int(_get(r, "observedTimeUnixNano", "observed_time_unix_nano"), "observedTimeUnixNano"),
+                _enum(_get(r, "severityNumber", "severity_number"), _SEVERITIES, "severityNumber"),
+                _str(_get(r, "severityText", "severity_text"), "severityText"),
+                None if r.get("body") is None else _json_value(r["body"], 1, limits),
+                _json_attrs(r.get("attributes"), 1, limits),
+                _hex_id(_get(r, "traceId", "trace_id"), 16, "traceId"),
+                _hex_id(_get(r, "spanId", "span_id"), 8, "spanId"),
+                _str(_get(r, "eventName", "event_name"), "eventName"),
+                f"{ids}{n:06x}",
+                received_at,
+                limits,
+            )
+        ]
+
+    return _collect(groups, "log record", make)
 
 
 def _events_of(span: Any) -> list[Any]:
@@ -663,51 +658,39 @@ def parse_json_traces(body: bytes, received_at: int, settings: Settings) -> pipe
         settings,
         "spans and span events",
     )
-    events: list[NormalizedEvent] = []
-    positions: list[int] = []
-    problems: list[tuple[int, str]] = []
-    n = 0
-    for res, scope, spans in groups:
-        for sp in spans:
-            n += 1
-            if isinstance(res, str):
-                problems.append((n, f"span {n}: {res}"))
-                continue
-            sp = _item(sp, "spans")
-            try:
-                status = _obj(sp.get("status"), "status")
-                sub = []
-                for e in _list(sp.get("events"), "events"):
-                    e = _item(e, "events")
-                    sub.append(
-                        (
-                            _int(_get(e, "timeUnixNano", "time_unix_nano"), "events.timeUnixNano"),
-                            _str(e.get("name"), "events.name"),
-                            _json_attrs(e.get("attributes"), 1, limits),
-                        )
-                    )
-                made = _span_events(
-                    res,
-                    scope,
-                    _hex_id(_get(sp, "traceId", "trace_id"), 16, "traceId"),
-                    _hex_id(_get(sp, "spanId", "span_id"), 8, "spanId"),
-                    _hex_id(_get(sp, "parentSpanId", "parent_span_id"), 8, "parentSpanId"),
-                    _str(sp.get("name"), "name"),
-                    _enum(sp.get("kind"), _KIND_NAMES, "kind"),
-                    _int(_get(sp, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
-                    _int(_get(sp, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
-                    _enum(status.get("code"), _STATUS_NAMES, "status.code"),
-                    _str(status.get("message"), "status.message"),
-                    _json_attrs(sp.get("attributes"), 1, limits),
-                    sub,
-                    received_at,
-                    limits,
+
+    def make(res: _Resource, scope: str, raw: Any, n: int) -> list[NormalizedEvent]:
+        sp = _item(raw, "spans")  # not an object: the body is malformed (400), not the span
+        status = _obj(sp.get("status"), "status")
+        sub = []
+        for e in _list(sp.get("events"), "events"):
+            e = _item(e, "events")
+            sub.append(
+                (
+                    _int(_get(e, "timeUnixNano", "time_unix_nano"), "events.timeUnixNano"),
+                    _str(e.get("name"), "events.name"),
+                    _json_attrs(e.get("attributes"), 1, limits),
                 )
-                events += made
-                positions += [n] * len(made)
-            except FieldError as e:
-                problems.append((n, f"span {n}: {e}"))
-    return pipeline.Parsed(events, positions, problems, header={"records": n})
+            )
+        return _span_events(
+            res,
+            scope,
+            _hex_id(_get(sp, "traceId", "trace_id"), 16, "traceId"),
+            _hex_id(_get(sp, "spanId", "span_id"), 8, "spanId"),
+            _hex_id(_get(sp, "parentSpanId", "parent_span_id"), 8, "parentSpanId"),
+            _str(sp.get("name"), "name"),
+            _enum(sp.get("kind"), _KIND_NAMES, "kind"),
+            _int(_get(sp, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
+            _int(_get(sp, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
+            _enum(status.get("code"), _STATUS_NAMES, "status.code"),
+            _str(status.get("message"), "status.message"),
+            _json_attrs(sp.get("attributes"), 1, limits),
+            sub,
+            received_at,
+            limits,
+        )
+
+    return _collect(groups, "span", make)
 
 
 # -- answers ----------------------------------------------------------------------------------
