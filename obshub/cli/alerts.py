@@ -40,7 +40,7 @@ def _find_rule(args: argparse.Namespace, settings: Settings) -> list[Rule]:
 
 
 def _alerts_test(args: argparse.Namespace) -> int:
-    from obshub.alerts.notify.dispatcher import test_notification
+    from obshub.alerts.notify.trial import test_notification
     from obshub.settings import load_settings
 
     settings = load_settings(store=args.store)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from obshub.alerts.model import Alert, Route
-from obshub.alerts.notify.dispatcher import Dispatcher, Retry, test_notification
+from obshub.alerts.notify.dispatcher import Dispatcher, Retry
+from obshub.alerts.notify.trial import test_notification
 from obshub.events import now_us
 from obshub.settings import Settings
 from obshub.store import Store
