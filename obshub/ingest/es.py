@@ -37,8 +37,8 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from obshub.auth import shipper_token
 from obshub.errors import BodyError, FieldError, ParseError
-from obshub.events import CORRELATION_KEYS, NormalizedEvent, normalize, normalize_level
-from obshub.ingest import pipeline
+from obshub.events import NormalizedEvent, normalize
+from obshub.ingest import documents, pipeline
 from obshub.settings import Settings
 
 __all__ = ["EDGE", "VERSION", "from_document", "parse_bulk", "routes"]
@@ -52,84 +52,15 @@ _ACTIONS = (*_STORED_ACTIONS, "update", "delete")
 # without the date: `web-2026.12.06` -> `web`.
 _DATED = re.compile(r"[-_.]\d{4}[-_.]\d{2}[-_.]\d{2}$")
 
-# Document field (a dotted path, nested objects or a literal dotted key) -> event field: the
-# first one present wins; the others stay in attrs. ECS names first, then the common ones.
-_PATHS: dict[str, tuple[str, ...]] = {
-    "ts": ("@timestamp", "timestamp", "time"),
-    "message": ("message", "msg", "log", "@message"),
-    "level": ("log.level", "level", "severity", "syslog.severity_label", "levelname"),
-    "host": ("host.name", "host.hostname", "host", "hostname"),
-    "service": ("service.name", "service"),
-    "env": ("service.environment", "deployment.environment", "env", "environment"),
-    "release": ("service.version", "release"),
-    "logger": ("log.logger", "logger", "logger_name"),
-    "trace_id": ("trace.id", "trace_id", "traceId"),
-    "span_id": ("span.id", "span_id", "spanId"),
-    "request_id": ("http.request.id", "request_id", "request.id"),
-    "user_id": ("user.id", "user_id"),
-    "session_id": ("session.id", "session_id"),
-}
-assert set(CORRELATION_KEYS) <= set(_PATHS)
-
-
-def _take(doc: dict[str, Any], path: str) -> Any:
-    """Remove and return the scalar at `path` (a literal key, or nested objects), None if absent
-    or not a scalar (an ECS `host` object is not a host name: `host.name` is)."""
-    value = doc.get(path)
-    if value is not None and not isinstance(value, (dict, list)):
-        del doc[path]
-        return value
-    head, dot, rest = path.partition(".")
-    inner = doc.get(head) if dot else None
-    if not isinstance(inner, dict):
-        return None
-    value = _take(inner, rest)
-    if value is not None and not inner:
-        del doc[head]  # nothing left of the object: no empty key in attrs
-    return value
-
 
 def from_document(doc: dict[str, Any], index: str, index_field: str) -> dict[str, Any]:
-    """A bulk document -> an obshub event (client form, validated by `normalize`): the mapped
-    fields of _PATHS, the index name in `index_field` unless the document names it, an ECS
-    `error` object as the error, everything else in attrs (with `_index`)."""
-    rest = dict(doc)
-    out: dict[str, Any] = {}
-    for name, paths in _PATHS.items():
-        for path in paths:
-            value = _take(rest, path)
-            if value is None:
-                continue
-            if name in out:
-                rest[path] = value  # a second source of the same field: kept, in attrs
-            else:
-                out[name] = value
-    level = out.get("level")
-    if level is not None:
-        try:
-            normalize_level(level)
-        except FieldError:  # a level only this shipper knows: kept, not a reason to drop the line
-            rest["log.level"] = out.pop("level")
-    if isinstance(out.get("message"), (int, float)) and not isinstance(out["message"], bool):
-        out["message"] = str(out["message"])
-    err = rest.pop("error", None)
-    if isinstance(err, dict):  # ECS: error.type, error.message, error.stack_trace
-        out["error"] = {
-            "type": err.get("type"),
-            "value": err.get("message"),
-            "stack": err.get("stack_trace") if isinstance(err.get("stack_trace"), str) else None,
-        }
-        extra = {k: v for k, v in err.items() if k not in ("type", "message", "stack_trace")}
-        if extra:
-            rest["error"] = extra
-    elif isinstance(err, str):
-        out["error"] = err
-    elif err is not None:
-        rest["error"] = err
+    """A bulk document -> an obshub event (client form, validated by `normalize`): the fields
+    obshub/ingest/documents.py maps, the index name in `index_field` unless the document names
+    it, everything else in attrs (with `_index`)."""
+    out = documents.from_document(doc)
     if index_field and index_field not in out and index:
         out[index_field] = _DATED.sub("", index) or index
-    rest["_index"] = index
-    out["attrs"] = rest
+    out["attrs"]["_index"] = index
     return out
 
 

@@ -36,7 +36,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from obshub.auth import shipper_token
 from obshub.errors import BodyError, FieldError, ParseError
 from obshub.events import NormalizedEvent, normalize, normalize_level
-from obshub.ingest import pipeline
+from obshub.ingest import documents, pipeline
 from obshub.settings import Settings
 
 __all__ = ["EDGE", "parse_json", "parse_labels", "parse_protobuf", "push", "routes"]
@@ -235,23 +235,40 @@ def parse_json(body: bytes) -> list[Stream | str]:
 # -- streams -> events ------------------------------------------------------------------------------
 
 
-def _event(labels: dict[str, str], ns: int, line: str, meta: dict[str, str]) -> dict[str, Any]:
-    if "" in meta:  # the reader's note on an entry it could not read
-        raise FieldError("values", meta[""])
-    if ns < _US_MIN * 1000:
-        raise FieldError("timestamp", "must be nanoseconds since the epoch, as a string of digits")
-    fields = {**labels, **meta}
-    out: dict[str, Any] = {"ts": ns // 1000, "message": line}
+def _mapped(fields: dict[str, str]) -> dict[str, Any]:
+    """Labels or structured metadata -> the event fields of `_LABELS` (removed from `fields`)."""
+    out: dict[str, Any] = {}
     for name, keys in _LABELS.items():
         for key in keys:
             if key in fields and name not in out:
                 out[name] = fields.pop(key)
+    return out
+
+
+def _event(labels: dict[str, str], ns: int, line: str, meta: dict[str, str]) -> dict[str, Any]:
+    """One entry -> an event. A line that is a JSON object (Fluent Bit's `Line_Format json`, JSON
+    logs shipped by Promtail or Alloy) gives its fields as a bulk document does
+    (obshub/ingest/documents.py); per field, structured metadata wins over the line, the line over
+    the stream's labels."""
+    if "" in meta:  # the reader's note on an entry it could not read
+        raise FieldError("values", meta[""])
+    if ns < _US_MIN * 1000:
+        raise FieldError("timestamp", "must be nanoseconds since the epoch, as a string of digits")
+    stream, entry = dict(labels), dict(meta)
+    out: dict[str, Any] = {"ts": ns // 1000, "message": line, **_mapped(stream)}
+    attrs: dict[str, Any] = stream
+    doc = documents.from_line(line)
+    if doc is not None:
+        attrs = {**attrs, **doc.pop("attrs")}
+        out.update(doc)
+    out.update(_mapped(entry))
+    attrs.update(entry)
     if "level" in out:
         try:
             normalize_level(out["level"])
         except FieldError:  # a level only this client knows: kept in attrs, the line stored
-            fields["level"] = out.pop("level")
-    out["attrs"] = fields
+            attrs["level"] = out.pop("level")
+    out["attrs"] = attrs
     canon = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     out["id"] = hashlib.sha256(f"loki\0{canon}\0{ns}\0{line}".encode()).hexdigest()[:32]
     return out

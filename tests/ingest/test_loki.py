@@ -157,6 +157,50 @@ def test_json_push_gzip_and_partial_failures(sqlite_hub: LiveHub) -> None:
     assert run["attrs"] == {"level": "chatty"}  # a level only the client knows: kept, the line stored
 
 
+def test_json_lines_give_their_fields_metadata_over_line_over_labels(hub: LiveHub) -> None:
+    """Fluent Bit's `Line_Format json` (and JSON logs shipped by Promtail/Alloy): the line's
+    fields map as a bulk document's do; a line that is not a JSON object stays the message."""
+    t0 = time.time_ns()
+    line = orjson.dumps(
+        {
+            "msg": "card declined",
+            "level": "error",
+            "request_id": "req-9",
+            "user_id": "u-9",
+            "host": "line-host",
+            "cart": {"items": 3},
+            "time": "2026-12-06T10:00:00Z",
+        }
+    ).decode()
+    body = push_request(
+        [
+            (
+                '{service="checkout", host="web-8", level="info"}',
+                [
+                    (t0, line, {"user_id": "u-meta"}),
+                    (t0 + 1_000, '{"no_message": true}', {}),
+                    (t0 + 2_000, "{not json} at all", {}),
+                    (t0 + 3_000, '["a", "list"]', {}),
+                ],
+            )
+        ]
+    )
+    assert _post(hub, body).status_code == 204
+    events = {e["ts"]: e for e in hub.search_all()}
+    assert len(events) == 4
+    declined, no_message, not_json, a_list = (events[k] for k in sorted(events))
+    assert declined["message"] == "card declined"
+    assert (declined["service"], declined["level"], declined["request_id"]) == ("checkout", "error", "req-9")
+    assert declined["host"] == "line-host"  # the line over the stream's label
+    assert declined["user_id"] == "u-meta"  # structured metadata over the line
+    assert declined["attrs"] == {"cart.items": 3, "time": "2026-12-06T10:00:00Z"}  # flattened as everywhere
+    assert declined["ts"].startswith(time.strftime("%Y-%m-%d", time.gmtime(t0 / 1e9)))  # the entry's time
+    assert (no_message["message"], no_message["attrs"]) == ('{"no_message": true}', {"no_message": True})
+    assert (no_message["host"], no_message["level"]) == ("web-8", "info")
+    assert (not_json["message"], not_json.get("attrs")) == ("{not json} at all", None)
+    assert a_list["message"] == '["a", "list"]'
+
+
 @pytest.mark.parametrize(
     ("body", "ctype", "status", "words"),
     [
