@@ -35,7 +35,9 @@ def _stop_with(control: socket.socket) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from obshub.app import create_app
+    from obshub.cli.args import _die
     from obshub.cli.serve import _configure_logging, _tune_gc, run
+    from obshub.errors import ConfigError
     from obshub.settings import load_settings
 
     ap = argparse.ArgumentParser(prog="obshub.cli.worker", description="one worker of `obshub serve --workers N`")
@@ -48,9 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.socket(fileno=ns.listen_fd)
     control = socket.socket(fileno=ns.control_fd)
     threading.Thread(target=_stop_with, args=(control,), name="obshub-supervisor-watch", daemon=True).start()
-    settings = load_settings(host=ns.host, port=ns.port, store=ns.store)
-    _configure_logging(settings.log_level)
-    app = create_app(settings)
+    try:  # the supervisor checked them; a config file changed since is this start's failure
+        settings = load_settings(host=ns.host, port=ns.port, store=ns.store)
+        _configure_logging(settings.log_level)
+        app = create_app(settings)
+    except ConfigError as e:
+        return _die(f"configuration error: {e}")
     _tune_gc()
     return run(app, settings, sockets=[listener], on_ready=lambda: control.sendall(b"R"))
 

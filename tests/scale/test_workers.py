@@ -90,7 +90,9 @@ def request(
 
 
 @contextlib.contextmanager
-def workers_hub(store: str, tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
+def workers_hub(store: str, tmp_path: Path, env: dict[str, str] | None = None, status: int = 0) -> Iterator[HubProcess]:
+    """`obshub serve --workers 3`, all started; at the end: stopped (exit `status`), no worker
+    left, and the metrics directory removed."""
     hub = HubProcess(store, env=env, log_path=tmp_path / "hub.log", args=["--workers", str(WORKERS)])
     try:
         hub.start(timeout=90)
@@ -105,7 +107,7 @@ def workers_hub(store: str, tmp_path: Path, env: dict[str, str] | None = None) -
         yield hub
     finally:
         hub.stop(timeout=60)
-    assert hub.proc is not None and hub.proc.returncode == 0, (tmp_path / "hub.log").read_text()[-3000:]
+    assert hub.proc is not None and hub.proc.returncode == status, (tmp_path / "hub.log").read_text()[-3000:]
     assert not workers_of(hub.proc.pid)
     assert not metrics_dir.exists()  # the supervisor removed its metrics directory
 
@@ -263,3 +265,22 @@ def test_a_failed_first_start_is_reported_once(store: str, tmp_path: Path) -> No
     )
     assert p.returncode == 2, p.stderr
     assert p.stderr.count("configuration error: OBSHUB_CONFIG: [[alerts]] #1") == 1, p.stderr
+
+
+@pytest.mark.opensearch
+def test_workers_that_keep_failing_to_start_stop_the_supervisor(store: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text("")
+    with workers_hub(store, tmp_path, {"OBSHUB_CONFIG": str(cfg)}, status=1) as hub:
+        assert hub.proc is not None
+        sup = hub.proc.pid
+        cfg.write_text('[[alerts]]\nname = "x"\n')  # every later start fails on it
+        victim = min(workers_of(sup))
+        os.kill(victim, signal.SIGKILL)
+        # 5 starts in a row, pauses of 0.5, 1, 2 and 4 s between them: then the supervisor stops
+        # the other workers and exits 1.
+        hub.proc.wait(60)
+        assert hub.proc.returncode == 1
+        log = (tmp_path / "hub.log").read_text()
+        assert "5 worker starts in a row failed (last: status 2); stopping" in log, log[-3000:]
+        assert log.count("configuration error: OBSHUB_CONFIG: [[alerts]] #1") == 5
