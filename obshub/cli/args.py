@@ -112,10 +112,10 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help=(
-            "worker processes serving the port, each with its own event loop and store writer (default 1). "
-            "N > 1: a supervisor starts them (the first alone, then the others), restarts one that exits, "
-            "forwards SIGTERM/SIGINT, exits 1 when they keep failing at startup; OpenSearch store only "
-            "(SQLite has one writer process). /metrics merges every worker's"
+            "worker processes serving the port, each a whole hub with its own event loop and store writer "
+            "(default 1). N > 1: a supervisor starts them (the first alone, then the others), replaces one "
+            "that exits, stops them on SIGTERM/SIGINT, and exits 1 after 5 failed starts in a row; /metrics "
+            "answers for all of them. OpenSearch store only: SQLite has one writer, which owns its file"
         ),
     )
 

@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         return _die(f"configuration error: {e}")
     _tune_gc()
-    return run(app, settings, sockets=[listener], on_ready=lambda: control.sendall(b"R"))
+    try:
+        return run(app, settings, sockets=[listener], on_ready=lambda: control.sendall(b"R"))
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it stopped on (the supervisor's second signal)
+        return 0
 
 
 if __name__ == "__main__":

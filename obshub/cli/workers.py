@@ -18,10 +18,11 @@ The supervisor:
 - starts worker 1 alone (the first start on an empty store bootstraps project `default` and
   prints its tokens once; a setting only the app's startup checks fails there, once), then the
   others together; a worker counts as started when it says so on its control socket;
-- forwards SIGTERM/SIGINT to every worker (a second signal too: uvicorn then stops at once),
-  SIGKILLs what is left after `_STOP_S`, and exits 0;
-- restarts a worker that exits (after a pause that doubles while restarts keep failing, up to
-  10 s) and exits 1 once `_START_FAILURES` starts in a row ended before the startup completed;
+- on SIGTERM or SIGINT sends SIGTERM to every worker (a second signal: SIGINT, on which uvicorn
+  stops without waiting for open requests), SIGKILLs what is left after `_STOP_S`, and exits 0;
+- restarts a worker that exits: at once, or after a pause (0.5 s, doubling up to 10 s) while
+  workers keep exiting within `_FAST_EXIT_S` of their start; exits 1 once `_START_FAILURES`
+  starts in a row ended before the app's startup completed;
 - owns the metrics directory (PROMETHEUS_MULTIPROC_DIR, obshub/telemetry.py): a fresh temporary
   directory, given to the workers, told of each dead worker, and removed at exit.
 """
@@ -84,6 +85,8 @@ class _Supervisor:
         self.workers: dict[int, _Worker] = {}  # by pid
         self.restarts: list[tuple[float, int]] = []  # (when, slot)
         self.failures = 0  # starts in a row that ended before startup completed
+        self.fast_exits = 0  # exits in a row within _FAST_EXIT_S of their start
+        self.killed = False
         self.signals: list[int] = []
         self.stopping_since: float | None = None
         self.first_started = False  # worker 1 completed its startup: the others may start
@@ -139,18 +142,17 @@ class _Supervisor:
             if self.stopping_since is not None:
                 continue
             ran = time.monotonic() - w.started_at
+            self.fast_exits = self.fast_exits + 1 if ran < _FAST_EXIT_S else 0
             if not w.ready:
                 if not self.first_started:
-                    return code or 1  # the first start failed and printed why: a setting, the store
+                    return code if code > 0 else 1  # the first start failed and printed why
                 self.failures += 1
                 if self.failures >= _START_FAILURES:
                     _say(f"{self.failures} worker starts in a row failed (last: {_status(code)}); stopping")
                     self.stop(signal.SIGTERM)
                     self.exit_status = 1
                     continue
-            elif ran >= _FAST_EXIT_S:
-                self.failures = 0
-            pause = 0.0 if self.failures == 0 else min(10.0, 0.5 * 2 ** (self.failures - 1))
+            pause = 0.0 if self.fast_exits == 0 else min(10.0, 0.5 * 2 ** (self.fast_exits - 1))
             _say(
                 f"worker {w.slot} (pid {pid}) exited with {_status(code)} after {ran:.0f} s; "
                 f"starting another{f' in {pause:.1f} s' if pause else ''}"
@@ -162,6 +164,9 @@ class _Supervisor:
         if self.stopping_since is None:
             self.stopping_since = time.monotonic()
             self.restarts.clear()
+            # The workers close theirs as they begin to stop: new connections are then refused
+            # at once (a load balancer moves on) rather than queued for nobody.
+            self.listener.close()
         for w in self.workers.values():
             with contextlib.suppress(ProcessLookupError):
                 w.proc.send_signal(sig)
@@ -205,17 +210,19 @@ class _Supervisor:
         self.spawn(1)
         announced = False
         while True:
-            while self.signals:
-                self.stop(self.signals.pop(0))
+            while self.signals:  # the first: stop gracefully; another: at once (uvicorn's second Ctrl-C)
+                self.signals.pop(0)
+                self.stop(signal.SIGTERM if self.stopping_since is None else signal.SIGINT)
             status = self.reap()
             if status is not None:
                 return status
             if self.stopping_since is not None:
                 if not self.workers:
                     return self.exit_status
-                if time.monotonic() - self.stopping_since > _STOP_S:
+                if time.monotonic() - self.stopping_since > _STOP_S and not self.killed:
                     _say(f"workers still running {_STOP_S:.0f} s after the stop signal: killing them")
                     self.stop(signal.SIGKILL)
+                    self.killed = True
                 self.wait(0.2)
                 continue
             if not self.first_started and any(w.ready for w in self.workers.values()):
@@ -236,12 +243,12 @@ class _Supervisor:
 
 def supervise(n: int, settings: Settings, args: list[str]) -> int:
     """Run `n` workers on `settings`' address until a stop signal; returns the exit status."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    try:
-        listener = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
-    except OSError as e:
-        _say(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}")
-        return 1
+    import uvicorn
+
+    # uvicorn's own binding (address family, SO_REUSEADDR; a port taken: its log line, status 3),
+    # as one process would bind; listening from here on, so connections queue while a worker restarts.
+    listener = uvicorn.Config(app="", host=settings.host, port=settings.port, log_level="warning").bind_socket()
+    listener.listen(2048)  # uvicorn's default backlog
     metrics_dir = Path(tempfile.mkdtemp(prefix="obshub-metrics-"))
     try:
         banner = f"serving on {settings.base_url} (store {settings.store.split('@')[-1]})"

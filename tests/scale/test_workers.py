@@ -90,9 +90,11 @@ def request(
 
 
 @contextlib.contextmanager
-def workers_hub(store: str, tmp_path: Path, env: dict[str, str] | None = None, status: int = 0) -> Iterator[HubProcess]:
-    """`obshub serve --workers 3`, all started; at the end: stopped (exit `status`), no worker
-    left, and the metrics directory removed."""
+def workers_hub(
+    store: str, tmp_path: Path, env: dict[str, str] | None = None, status: int = 0, stop: int = signal.SIGTERM
+) -> Iterator[HubProcess]:
+    """`obshub serve --workers 3`, all started; at the end: stopped with `stop` (exit `status`),
+    no worker left, the metrics directory removed, and no traceback in the log."""
     hub = HubProcess(store, env=env, log_path=tmp_path / "hub.log", args=["--workers", str(WORKERS)])
     try:
         hub.start(timeout=90)
@@ -106,8 +108,10 @@ def workers_hub(store: str, tmp_path: Path, env: dict[str, str] | None = None, s
         assert metrics_dir.is_dir()
         yield hub
     finally:
-        hub.stop(timeout=60)
-    assert hub.proc is not None and hub.proc.returncode == status, (tmp_path / "hub.log").read_text()[-3000:]
+        hub.stop(stop, timeout=60)
+    log = (tmp_path / "hub.log").read_text()
+    assert hub.proc is not None and hub.proc.returncode == status, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
     assert not workers_of(hub.proc.pid)
     assert not metrics_dir.exists()  # the supervisor removed its metrics directory
 
@@ -179,7 +183,7 @@ def test_metrics_count_every_workers_ingest_and_survive_a_sigkilled_worker(store
 
 @pytest.mark.opensearch
 def test_a_web_session_is_accepted_by_every_worker(store: str, tmp_path: Path) -> None:
-    with workers_hub(store, tmp_path) as hub:
+    with workers_hub(store, tmp_path, stop=signal.SIGINT) as hub:  # and Ctrl-C stops it cleanly
         assert hub.proc is not None
         pids = workers_of(hub.proc.pid)
         with httpx.Client(base_url=hub.url, timeout=30) as c:
