@@ -17,6 +17,7 @@ import http.client
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -71,30 +72,57 @@ def window() -> Iterator[Window]:
         LAST = w
 
 
+def children(pid: int) -> list[int]:
+    """Pids of a local process's children (from /proc: each process's parent pid)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", "rb") as f:
+                if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children: `serve --workers N`'s supervisor and workers."""
+    total = process_cpu_s(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError):  # one that just ended
+            total += process_cpu_s(child)
+    return total
+
+
 @contextlib.contextmanager
-def hub_process(store_url: str, **env: str) -> Iterator[int]:
-    """`obshub serve` on a free port; yields the port; stops it afterwards. While it runs its
-    CPU time is in `CPU_CLOCKS` as "hub"."""
+def hub_process(store_url: str, workers: int = 1, **env: str) -> Iterator[int]:
+    """`obshub serve` on a free port (`--workers N`: until every worker started); yields the
+    port; stops it afterwards. While it runs its CPU time, summed over the supervisor and its
+    workers, is in `CPU_CLOCKS` as "hub"."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **env},
-    )
-    CPU_CLOCKS["hub"] = lambda: process_cpu_s(proc.pid)
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
+    with tempfile.TemporaryFile() as log:
+        cmd = [sys.executable, "-m", "obshub", "serve", "--port", str(port), "--store", store_url]
+        proc = subprocess.Popen(
+            [*cmd, "--workers", str(workers)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, **env},
+        )
+        CPU_CLOCKS["hub"] = lambda: tree_cpu_s(proc.pid)
+        try:
+            for _ in range(1200):
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"the hub exited with {proc.returncode}: {log.read()[-2000:]!r}")
+                log.seek(0)
+                if workers == 1 or f"{workers} workers (pids".encode() in log.read():
+                    with contextlib.suppress(httpx.HTTPError):
+                        if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                            break
                 time.sleep(0.05)
-        yield port
-    finally:
-        CPU_CLOCKS.pop("hub", None)
-        proc.terminate()
-        proc.wait(30)
+            yield port
+        finally:
+            CPU_CLOCKS.pop("hub", None)
+            proc.terminate()
+            proc.wait(60)
 
 
 T = TypeVar("T")

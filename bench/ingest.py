@@ -4,7 +4,10 @@ inserted straight into the same SQLite schema, side by side in one run. The rati
 
     .venv/bin/python bench/ingest.py [--events 200000] [--batch 1000] [--senders 2] [--encoding zstd]
 
-The hub runs as its own process (like production), fed by `--senders` client threads.
+The hub runs as its own process (like production), fed by `--senders` client threads. One
+process: `obshub serve --workers N` refuses N > 1 on SQLite (one writer owns the file; the
+numbers behind that are in docs/opensearch.md "Workers"); bench/ingest_opensearch.py --workers
+measures workers on OpenSearch.
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ def bench_raw_sqlite(events: list[dict[str, Any]], batch: int, path: Path) -> fl
     return elapsed
 
 
-def bench_hub(events: list[dict[str, Any]], batch: int, senders: int, encoding: str, store_url: str) -> float:
+def bench_hub(
+    events: list[dict[str, Any]], batch: int, senders: int, encoding: str, store_url: str, workers: int = 1
+) -> float:
     creds = make_project(store_url, "bench")
     cctx = zstandard.ZstdCompressor(level=1)
     bodies = []
@@ -111,7 +116,7 @@ def bench_hub(events: list[dict[str, Any]], batch: int, senders: int, encoding: 
     headers = {"Authorization": f"Bearer {creds['ingest_token']}", "Content-Type": "application/x-ndjson"}
     if encoding == "zstd":
         headers["Content-Encoding"] = "zstd"
-    with hub_process(store_url) as port:
+    with hub_process(store_url, workers) as port:
         elapsed = post_all(port, "/api/v1/ingest", headers, bodies, senders)
         r = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/search",

@@ -4,6 +4,7 @@ same batch size and concurrency, side by side in one run. The ratio is the figur
 
     .venv/bin/python bench/ingest_opensearch.py [--events 100000] [--batch 1000] [--senders 2]
         [--rounds 3] [--opensearch opensearch://127.0.0.1:9250?replicas=0]   # default: start a node
+        [--workers 1,2,4]   # one hub row per `obshub serve --workers N` (default 1)
 
 The machine is shared and noisy (other test runs come and go), so the two paths alternate for
 `--rounds` rounds, and the table shows each path's median and the median of per-round ratios.
@@ -31,6 +32,8 @@ the hub's CPU per event. docs/performance.md has both, measured.
 A second table gives the CPU time per event of each process in the timed windows (the node when
 it runs on this machine, the hub, this bench: its senders, or for the store row the store layer
 itself), and how many cores they kept busy. CPU per event is far steadier than events/s here.
+`--workers 1,2,4` adds a hub row per number of worker processes (`obshub serve --workers N`),
+measured in the same alternating rounds; the hub's CPU is its supervisor's and workers' together.
 "If CPU-bound" is the ratio the measured one tends to when the cores are saturated: events/s
 the cores could carry at these CPU costs (on shared cores, all processes' CPU over all cores;
 with --split-cores, the busier of the node's cores and the others), this path over direct. A
@@ -208,10 +211,12 @@ def bench_store(events: list[dict[str, Any]], batch: int, senders: int, base_url
 def run_rounds(
     events: list[dict[str, Any]], args: argparse.Namespace, base: str
 ) -> tuple[dict[str, list[float]], dict[str, list[dict[str, float]]]]:
-    """Warm up, then `args.rounds` rounds of direct, helpers, store and hub, alternating.
-    Returns each path's seconds and CPU seconds by process, one entry per round."""
+    """Warm up, then `args.rounds` rounds of direct, helpers, store and the hub (once per
+    `--workers` count: keys hub1, hub2, ...), alternating. Returns each path's seconds and CPU
+    seconds by process, one entry per round."""
     warm_up(base, args.batch, args.senders)
-    times: dict[str, list[float]] = {"direct": [], "helpers": [], "store": [], "hub": []}
+    hubs = [f"hub{n}" for n in args.workers]
+    times: dict[str, list[float]] = {k: [] for k in ("direct", "helpers", "store", *hubs)}
     cpu: dict[str, list[dict[str, float]]] = {k: [] for k in times}
     for r in range(args.rounds):
         times["direct"].append(bench_direct(events, args.batch, args.senders, base))
@@ -220,16 +225,18 @@ def run_rounds(
         cpu["helpers"].append(_hub.LAST.cpu)
         times["store"].append(bench_store(events, args.batch, args.senders, base))
         cpu["store"].append(_hub.LAST.cpu)
-        hub_url = with_prefix(base, "bh")
-        try:
-            times["hub"].append(bench_hub(events, args.batch, args.senders, args.encoding, hub_url))
-            cpu["hub"].append(_hub.LAST.cpu)
-        finally:
-            drop_prefix(hub_url)
+        for n, key in zip(args.workers, hubs, strict=True):
+            hub_url = with_prefix(base, "bh")
+            try:
+                times[key].append(bench_hub(events, args.batch, args.senders, args.encoding, hub_url, n))
+                cpu[key].append(_hub.LAST.cpu)
+            finally:
+                drop_prefix(hub_url)
         print(
             f"round {r + 1}: "
             + ", ".join(f"{k} {args.events / v[-1]:,.0f}/s" for k, v in times.items())
-            + f", hub ratio {times['direct'][-1] / times['hub'][-1]:.2f}",
+            + ", hub ratios "
+            + " ".join(f"{times['direct'][-1] / times[k][-1]:.2f}" for k in hubs),
             file=sys.stderr,
         )
     return times, cpu
@@ -286,6 +293,13 @@ def main() -> None:
     ap.add_argument("--encoding", choices=("identity", "zstd"), default="zstd")
     ap.add_argument("--opensearch", default=os.environ.get("OBSHUB_TEST_OPENSEARCH_URL"))
     ap.add_argument(
+        "--workers",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1],
+        metavar="N[,N...]",
+        help="a hub row per number of worker processes (obshub serve --workers N); default 1",
+    )
+    ap.add_argument(
         "--split-cores",
         type=int,
         default=0,
@@ -324,7 +338,10 @@ def main() -> None:
         "direct": "opensearch-py bulk, pre-serialized bytes",
         "helpers": "opensearch-py helpers.parallel_bulk, dicts",
         "store": "store.write_events, pre-normalized, no HTTP",
-        "hub": "hub: HTTP -> validate -> opensearch store",
+        **{
+            f"hub{w}": "hub: HTTP -> validate -> opensearch store" if w == 1 else f"hub, serve --workers {w}"
+            for w in args.workers
+        },
     }
     print()
     print(f"| {'path':<44} | {'events':>8} | {'seconds':>7} | {'events/s':>9} | {'vs direct':>9} |")
@@ -333,7 +350,8 @@ def main() -> None:
         median = statistics.median(times[key])
         ratio = statistics.median(d / t for d, t in zip(times["direct"], times[key], strict=True))  # per-round ratios
         print(f"| {label:<44} | {n:>8} | {median:>7.2f} | {n / median:>9,.0f} | {ratio:>9.2f} |")
-    vs_helpers = statistics.median(p / h for p, h in zip(times["helpers"], times["hub"], strict=True))
+    first = f"hub{args.workers[0]}"
+    vs_helpers = statistics.median(p / h for p, h in zip(times["helpers"], times[first], strict=True))
     where = (
         f"node on {args.split_cores} core(s), hub and senders on the rest"
         if args.split_cores
@@ -341,7 +359,8 @@ def main() -> None:
     )
     print(
         f"(medians of {args.rounds} alternating rounds; ratio = median of per-round ratios; {where};"
-        f" hub vs helpers.parallel_bulk {vs_helpers:.2f})"
+        f" {labels[first].split(':')[0]}{'' if args.workers[0] == 1 else f' ({args.workers[0]} workers)'}"
+        f" vs helpers.parallel_bulk {vs_helpers:.2f})"
     )
     print_cpu(times, cpu, labels, n, args.split_cores)
 

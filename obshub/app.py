@@ -99,7 +99,12 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return PlainTextResponse(generate_latest(hub_of(request).telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+    hub = hub_of(request)
+    tel = hub.telemetry
+    if tel.scrape is not tel.registry:  # one of several workers: every worker's values, merged
+        lease = hub.jobs_lease  # this worker's own share of obshub_jobs_leader, as of now
+        tel.jobs_leader.set(1.0 if lease is not None and lease.held() else 0.0)
+    return PlainTextResponse(generate_latest(tel.scrape), media_type=CONTENT_TYPE_LATEST)
 
 
 ops_routes: list[BaseRoute] = [

@@ -119,6 +119,17 @@ def test_serve_with_a_store_it_cannot_open_says_why_in_one_line(tmp_path: Path) 
     assert "Traceback" not in r.stderr
 
 
+def test_a_setting_the_apps_startup_refuses_is_one_line_and_status_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[[alerts]]\nname = "x"\n')  # no kind: refused when the jobs start, in the lifespan
+    r = obshub(
+        "serve", "--port", str(free_port()), "--store", f"sqlite:///{tmp_path}/hub.db", env={"OBSHUB_CONFIG": str(cfg)}
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("obshub: configuration error: OBSHUB_CONFIG: [[alerts]] #1 ('x')")
+    assert "Traceback" not in r.stderr
+
+
 def test_first_start_bootstraps_default_project(tmp_path: Path) -> None:
     import httpx
 

@@ -69,6 +69,16 @@ def _add_store_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _workers(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of processes, not {value!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"1 to 64, not {n}")
+    return n
+
+
 def _label(value: str) -> str:
     if len(value) > 200 or any(not c.isprintable() for c in value):
         raise argparse.ArgumentTypeError("at most 200 printable characters")
@@ -96,6 +106,18 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, help="listen port (env OBSHUB_PORT; default 8480)")
     sp.add_argument("--store", help="store URL (env OBSHUB_STORE; default sqlite:///./obshub-data/obshub.db)")
     sp.add_argument("--demo", action="store_true", help="load the demo dataset into project 'default' before serving")
+    sp.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help=(
+            "worker processes serving the port, each a whole hub with its own event loop and store writer "
+            "(default 1). N > 1: a supervisor starts them (the first alone, then the others), replaces one "
+            "that exits, stops them on SIGTERM/SIGINT, and exits 1 after 5 failed starts in a row; /metrics "
+            "answers for all of them. OpenSearch store only: SQLite has one writer, which owns its file"
+        ),
+    )
 
     pp = sub.add_parser(
         "project",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from obshub.cli.args import _die
@@ -17,13 +19,17 @@ if TYPE_CHECKING:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from obshub.app import create_app
     from obshub.settings import load_settings
 
     settings = load_settings(host=args.host, port=args.port, store=args.store)
     _configure_logging(settings.log_level)
+    workers: int = args.workers
+    if workers > 1 and settings.store.startswith("sqlite:"):
+        return _die(
+            f"--workers {workers}: the SQLite store has one writer, which must own its file (one process); "
+            "run one worker, or use the OpenSearch store (docs/opensearch.md#workers)"
+        )
     app = create_app(settings)
     hub: Hub = app.state.hub
     try:
@@ -32,27 +38,48 @@ def _serve(args: argparse.Namespace) -> int:
         return _die(f"cannot start: {e}", 1)
     if args.demo:
         _load_demo_direct(hub, settings)
+    if workers > 1:  # every check above ran once, here; each worker builds its own app
+        from obshub.cli.workers import supervise
+
+        given = {"--host": args.host, "--port": args.port, "--store": args.store}
+        return supervise(workers, settings, [w for k, v in given.items() if v is not None for w in (k, str(v))])
     print(f"obshub: serving on {settings.base_url} (store {settings.store.split('@')[-1]})", file=sys.stderr)
     _tune_gc()
+    return run(app, settings)
+
+
+def run(
+    app: Any, settings: Settings, sockets: list[socket.socket] | None = None, on_ready: Callable[[], None] | None = None
+) -> int:
+    """Serve `app` with uvicorn until SIGTERM or Ctrl-C, on `settings`' address or on `sockets`
+    (a worker's, bound by the supervisor); `on_ready` once the app's startup completed. Returns
+    the exit status: 0, or the reason the startup failed printed on one line (2 for a bad
+    setting, 1 for the store; uvicorn's own 3 for anything else: the port taken, a traceback)."""
+    import uvicorn
+
     failed: list[BaseException] = []
-    try:
-        # 5 s grace: open live-tail streams must not hold a stopping hub for their full rotation.
-        uvicorn.run(
-            _startup_errors_to(failed, app),
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _startup_errors_to(failed, app, on_ready),
             host=settings.host,
             port=settings.port,
             log_level="warning",
             access_log=False,
+            # 5 s grace: open live-tail streams must not hold a stopping hub for their full rotation.
             timeout_graceful_shutdown=5,
             timeout_keep_alive=settings.keepalive_timeout_s,
         )
-    except SystemExit:  # uvicorn's exit when the app's startup failed
+    )
+    try:
+        server.run(sockets=sockets)
+    except SystemExit:  # uvicorn's exit when the app's startup failed (status 3; it logged why)
         if not failed:
             raise
-        if isinstance(failed[0], ConfigError):
-            return _die(f"configuration error: {failed[0]}")
-        return _die(f"cannot start: {failed[0]}", 1)
-    return 0
+    if not failed:
+        return 0
+    if isinstance(failed[0], ConfigError):
+        return _die(f"configuration error: {failed[0]}")
+    return _die(f"cannot start: {failed[0]}", 1)
 
 
 def _wait_for_store(store: Store, wait_s: float) -> None:
@@ -83,10 +110,10 @@ def _wait_for_store(store: Store, wait_s: float) -> None:
         return
 
 
-def _startup_errors_to(failed: list[BaseException], app: Any) -> Any:
+def _startup_errors_to(failed: list[BaseException], app: Any, on_ready: Callable[[], None] | None = None) -> Any:
     """`app` for uvicorn, with a startup that failed on the store or the settings (cluster
     unreachable, credentials refused, a path that cannot be created) put in `failed` instead of
-    logged as a 30-line traceback: the reason is one line, printed by `_serve` with the exit
+    logged as a 30-line traceback: the reason is one line, printed by `run` with the exit
     status. Any other failure keeps its traceback; requests pass straight through."""
 
     async def asgi(scope: Any, receive: Any, send: Any) -> None:
@@ -101,6 +128,8 @@ def _startup_errors_to(failed: list[BaseException], app: Any) -> Any:
                     failed.append(exc)
                     message = {"type": message["type"], "message": ""}
             await send(message)
+            if message["type"] == "lifespan.startup.complete" and on_ready is not None:
+                on_ready()
 
         await app(scope, receive, lifespan_send)
 

@@ -85,6 +85,15 @@ def start_jobs(hub: Hub) -> BackgroundScheduler:
     scheduler.add_job(leader_only(lease, rollups.run), "interval", seconds=hub.settings.rollup_interval_s, id="rollups")
     hub.telemetry.jobs_leader.set_function(lambda: 1.0 if lease.held() else 0.0)
     hub.telemetry.metric_values.only_while(lease.held)  # values only the holder refreshes
+
+    def lease_metrics() -> None:
+        """With workers (obshub/telemetry.py) a scrape reads every worker's values from files,
+        not `set_function`: this worker's obshub_jobs_leader is written there every 5 s (and by
+        /metrics when it answers), and its metric values withdrawn once it lost the lease."""
+        hub.telemetry.jobs_leader.set(1.0 if lease.held() else 0.0)
+        hub.telemetry.metric_values.refresh()
+
+    scheduler.add_job(lease_metrics, "interval", seconds=5, id="lease_metrics")
     hub.jobs_lease = lease.start()
     scheduler.start()
     return scheduler
