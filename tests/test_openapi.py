@@ -444,6 +444,10 @@ def _product_analytics(check: Conformance, read: httpx.Client, ingest: httpx.Cli
         assert any(body.values()), (path, body)
         check("POST", path, read.post(path, json=bad), 400)
         _auth_errors(check, "POST", path, path, anon, _token(ingest), json=good)
+        if path != "/api/v1/analytics/retention":  # per session: "sessions" in place of "users"
+            body = check("POST", path, read.post(path, json={**good, "from": "-1d", "unit": "session"}), 200)
+            assert body["unit"] == "session" and "sessions" in body["steps"][0], body
+            check("POST", path, read.post(path, json={**good, "unit": "device"}), 400)
 
 
 def _aggregate(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:

@@ -37,11 +37,12 @@ def _post(hub: LiveHub, path: str, body: dict[str, Any]) -> Any:
 RANGE = {"from": format_ts(T0), "to": format_ts(T0 + 12 * DAY)}
 
 
-def _check_funnel(out: dict[str, Any], want: dict[str, Any]) -> None:
-    assert [s["users"] for s in out["steps"]] == want["users"]
+def _check_funnel(out: dict[str, Any], want: dict[str, Any], unit: str = "user") -> None:
+    assert out["unit"] == unit
+    assert [s[unit + "s"] for s in out["steps"]] == want["users"]
     for s, d in zip(out["steps"], want["durations"], strict=True):
         assert s["median_seconds"] == (statistics.median(d) / 1e6 if d else None)
-    assert out["events_without_user"] == want["anonymous"]
+    assert out[f"events_without_{unit}"] == want["anonymous"]
 
 
 @pytest.fixture
@@ -70,6 +71,30 @@ def test_funnel_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> N
     out = _post(hub, "funnel", {"steps": [{"event": "visit", "q": "variant:B"}, "signup"], "window": "1d", **RANGE})
     visits_b = [e for e in events if e["name"] != "visit" or e["attrs"].get("variant") == "B"]
     _check_funnel(out, funnel_oracle(visits_b, ["visit", "signup"], DAY, T0, T0 + 12 * DAY))
+
+
+def test_session_funnel_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
+    """unit=session: each session_id judged alone (a user's two sessions are two entries), events
+    without one excluded and counted; anonymous users' sessions count."""
+    hub, events = loaded
+    steps = ["visit", "signup", "purchase"]
+    for order in ("sequential", "any"):
+        for window, w_us in (("1d", DAY), ("1h", HOUR)):
+            body = {"steps": steps, "window": window, "order": order, "breakdown": "plan", "unit": "session", **RANGE}
+            out = _post(hub, "funnel", body)
+            want = funnel_oracle(events, steps, w_us, T0, T0 + 12 * DAY, order, "plan", unit="session_id")
+            _check_funnel(out, want, "session")
+            got = {repr(g["value"]): [s["sessions"] for s in g["steps"]] for g in out["breakdown"]}
+            assert got == want["groups"]
+            by_user = funnel_oracle(events, steps, w_us, T0, T0 + 12 * DAY, order)
+            # Not the per-user numbers: more entries (sessions), fewer conversions (signups in later sessions).
+            assert want["users"][0] > by_user["users"][0] and want["users"][1] < by_user["users"][1]
+            assert want["anonymous"] > 0 and "users" not in out["steps"][0]
+    out = _post(hub, "experiment", {"steps": ["visit", "signup"], "variant": "variant", "unit": "session", **RANGE})
+    want = funnel_oracle(events, ["visit", "signup"], DAY, T0, T0 + 12 * DAY, prop="variant", unit="session_id")
+    assert {repr(v["value"]): [v["sessions"], v["converted"]] for v in out["variants"]} == want["groups"]
+    assert out["sessions_without_variant"] == 0
+    assert out["events_without_session"] == want["anonymous"] and out["unit"] == "session"
 
 
 def test_retention_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
@@ -157,6 +182,15 @@ def test_event_rows_order_and_values(store: Store) -> None:
         ("u2", t, "e1", 1, None),
     ]
     assert list(store.event_rows(p.id, [], T0, T0 + DAY)) == []
+    # By session: the session_id leads, rows without one are left out, with or without a user.
+    sess = [
+        event(kind="event", name="s", user_id="u1", session_id="s2", ts=t, id="f1"),
+        event(kind="event", name="s", session_id="s1", ts=t + 1, id="f2"),
+        event(kind="event", name="s", user_id="u1", ts=t, id="f3"),
+    ]
+    store.write_events(p.id, [normalize(e, t) for e in sess])
+    rows = list(store.event_rows(p.id, [parse("name:s")], T0, T0 + DAY, None, "session_id"))
+    assert rows == [("s1", t + 1, "f2", 0, None), ("s2", t, "f1", 0, None)]
 
 
 @pytest.mark.parametrize(
@@ -167,6 +201,9 @@ def test_event_rows_order_and_values(store: Store) -> None:
         ("funnel", {"steps": ["a", {"event": "b", "q": "level:nope("}]}, "steps[1].q"),
         ("funnel", {"steps": ["a", "b"], "window": "soon"}, "window"),
         ("funnel", {"steps": ["a", "b"], "order": "strictest"}, "order"),
+        ("funnel", {"steps": ["a", "b"], "unit": "device"}, "unit"),
+        ("funnel", {"steps": ["a", "b"], "unit": 1}, "unit"),
+        ("experiment", {"steps": ["a", "b"], "variant": "v", "unit": "visit"}, "unit"),
         ("funnel", {"steps": ["a", "b"], "breakdown": "x'y"}, "breakdown"),
         ("funnel", {"steps": ["a", "b"], "from": "now", "to": "-1d"}, "to"),
         ("funnel", [1], "body"),

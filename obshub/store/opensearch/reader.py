@@ -22,6 +22,7 @@ from obshub.store.base import (
     FACET_SAMPLE,
     Aggregate,
     CheckBucket,
+    EventUnit,
     Sampled,
     SearchRequest,
 )
@@ -314,23 +315,33 @@ class Reader:
         return Sampled(out[:limit], counted, approximate)
 
     def event_rows(
-        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+        self,
+        project_id: int,
+        steps: Sequence[Node | None],
+        start: int,
+        end: int,
+        prop: str | None = None,
+        unit: EventUnit = "user_id",
     ) -> Iterator[tuple[str, int, str, int, Any]]:
-        """Each step's rows in pages sorted by (user_id, ts, id), merged: one open page per step."""
-        streams = [self._step_rows(project_id, q, i, start, end, prop if i == 0 else None) for i, q in enumerate(steps)]
+        """Each step's rows in pages sorted by (unit, ts, id), merged: one open page per step."""
+        if unit not in ("user_id", "session_id"):
+            raise ValueError(f"event_rows: unit {unit!r}")
+        streams = [
+            self._step_rows(project_id, q, i, start, end, prop if i == 0 else None, unit) for i, q in enumerate(steps)
+        ]
         return heapq.merge(*streams)
 
     def _step_rows(
-        self, project_id: int, query: Node | None, step: int, start: int, end: int, prop: str | None
+        self, project_id: int, query: Node | None, step: int, start: int, end: int, prop: str | None, unit: EventUnit
     ) -> Iterator[tuple[str, int, str, int, Any]]:
         """Pages of 10,000 with `search_after`: no painless, no PIT (an analysis reads each step
         once; rows written meanwhile may or may not be seen)."""
         q = filters(project_id, query, start, end)
         q["bool"]["filter"].append({"term": {"kind": "event"}})
-        q["bool"]["filter"].append({"exists": {"field": "user_id"}})
+        q["bool"]["filter"].append({"exists": {"field": unit}})
         body: dict[str, Any] = {
             "query": q,
-            "sort": [{"user_id": "asc"}, {"ts": "asc"}, {"id": "asc"}],
+            "sort": [{unit: "asc"}, {"ts": "asc"}, {"id": "asc"}],
             "size": _MAX_WINDOW,
             "track_total_hits": False,
             # The sort values are the row (keyword, long, keyword): `_source` only for the
