@@ -134,10 +134,17 @@ def judge_user(rows: Sequence[Row], n: int, window: int, order: str) -> UserResu
 
 
 def _users(
-    store: Store, pid: int, steps: Sequence[Step], start: int, end: int, prop: str | None, unit: str = "user"
+    store: Store,
+    pid: int,
+    steps: Sequence[Step],
+    start: int,
+    end: int,
+    prop: str | None,
+    unit: str = "user",
+    ids: bool = True,
 ) -> Iterator[list[Row]]:
     """Each user's (or session's) rows of every step (the store sorts them by unit, then time)."""
-    rows = store.event_rows(pid, [s.query() for s in steps], start, end, prop, UNITS[unit])
+    rows = store.event_rows(pid, [s.query() for s in steps], start, end, prop, UNITS[unit], ids)
     for _, grp in itertools.groupby(rows, key=itemgetter(0)):
         yield [r[1:] for r in grp]
 
@@ -413,7 +420,9 @@ def retention(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[st
         raise QueryError("bounded: expected true or false")
     start, end = _range(body, now)
     cohorts: dict[int, list[Any]] = {}  # cohort start -> [size, last t0, returned per period]
-    for rows in _users(store, pid, (start_step, ret_step), start, end, None):
+    # Times only (ids=False): a return at the start event's own ts is in period 0, never counted,
+    # so the id that orders events of one microsecond changes no cell.
+    for rows in _users(store, pid, (start_step, ret_step), start, end, None, ids=False):
         firsts = [r for r in rows if r[2] == 0]
         if not firsts:
             continue

@@ -4,6 +4,7 @@ z-test finds a planted lift and no effect in an A/A split."""
 
 from __future__ import annotations
 
+import random
 import statistics
 from typing import Any
 
@@ -182,6 +183,27 @@ def test_event_rows_order_and_values(store: Store) -> None:
         ("u2", t, "e1", 1, None),
     ]
     assert list(store.event_rows(p.id, [], T0, T0 + DAY)) == []
+    # Times only: no ids, no values, and one row per (user, ts) of a step (e0 and e2 share theirs).
+    rows = list(store.event_rows(p.id, [parse("name:a"), None], T0, T0 + DAY, "v", ids=False))
+    assert rows == [
+        ("u1", t, "", 1, None),
+        ("u1", t + 5, "", 0, None),
+        ("u1", t + 5, "", 1, None),
+        ("u2", t, "", 0, None),
+        ("u2", t, "", 1, None),
+    ]
+    # Values of every JSON type, a null, and a key holding "=" beside the property (OpenSearch reads
+    # "key=<json>" doc values: an ambiguous or absent one is read from the source).
+    odd = [
+        event(kind="event", name="o", user_id="u3", ts=t, id="g1", attrs={"v": [1, "b", True]}),
+        event(kind="event", name="o", user_id="u3", ts=t + 1, id="g2", attrs={"v.x": 1, "w": "v=1"}),
+        event(kind="event", name="o", user_id="u3", ts=t + 2, id="g3", attrs={"v": None, "w": 1}),
+        event(kind="event", name="o", user_id="u3", ts=t + 3, id="g4", attrs={"v": "=", "v=": "1", "v=x": 2}),
+        event(kind="event", name="o", user_id="u3", ts=t + 4, id="g5", attrs={"v": 1.5}),
+    ]
+    store.write_events(p.id, [normalize(e, t) for e in odd])
+    rows = list(store.event_rows(p.id, [parse("name:o")], T0, T0 + DAY, "v"))
+    assert [r[4] for r in rows] == [[1, "b", True], None, None, "=", 1.5]
     # By session: the session_id leads, rows without one are left out, with or without a user.
     sess = [
         event(kind="event", name="s", user_id="u1", session_id="s2", ts=t, id="f1"),
@@ -191,6 +213,31 @@ def test_event_rows_order_and_values(store: Store) -> None:
     store.write_events(p.id, [normalize(e, t) for e in sess])
     rows = list(store.event_rows(p.id, [parse("name:s")], T0, T0 + DAY, None, "session_id"))
     assert rows == [("s1", t + 1, "f2", 0, None), ("s2", t, "f1", 0, None)]
+
+
+def test_event_rows_in_pages_and_ranges(store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many pages and parallel user ranges (OpenSearch: pages of 7 rows, ranges from 20 rows,
+    so ties of (user, ts) straddle pages) give the rows of an oracle sorted in Python."""
+    if store_url.startswith("opensearch"):
+        monkeypatch.setattr("obshub.store.opensearch.reader._MAX_WINDOW", 7)
+        monkeypatch.setattr("obshub.store.opensearch.reader._SPLIT_MIN", 20)
+    p = store.create_project("p", "k" * 32, [])
+    rng = random.Random(5)
+    t = T0 + HOUR
+    evs = []
+    for n in range(300):
+        user = f"u{rng.randrange(40)}"
+        ts = t + rng.randrange(6)  # many ties within a user
+        evs.append(event(kind="event", name=rng.choice("ab"), user_id=user, ts=ts, id=f"r{n:03d}", attrs={"v": n % 3}))
+    store.write_events(p.id, [normalize(e, t) for e in evs])
+    rows = list(store.event_rows(p.id, [parse("name:a"), None], T0, T0 + DAY, "v"))
+    want = sorted(
+        [(e["user_id"], e["ts"], e["id"], 0, e["attrs"]["v"]) for e in evs if e["name"] == "a"]
+        + [(e["user_id"], e["ts"], e["id"], 1, None) for e in evs]
+    )
+    assert rows == want
+    times = list(store.event_rows(p.id, [parse("name:a"), None], T0, T0 + DAY, None, ids=False))
+    assert times == sorted({(u, ts, "", s, None) for u, ts, _, s, _ in want})
 
 
 @pytest.mark.parametrize(

@@ -288,8 +288,9 @@ class SqliteStore:
         end: int,
         prop: str | None = None,
         unit: EventUnit = "user_id",
+        ids: bool = True,
     ) -> Iterator[tuple[str, int, str, int, Any]]:
-        return self._reader.event_rows(project_id, steps, start, end, prop, unit)
+        return self._reader.event_rows(project_id, steps, start, end, prop, unit, ids)
 
     def event_series(
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
