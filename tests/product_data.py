@@ -155,3 +155,33 @@ def retention_oracle(
             cells.append(count)
         out.append((cs, len(members), cells))
     return out
+
+
+def paths_oracle(
+    events: list[Ev], anchor: str, depth: int, window: int, start: int, end: int, unit: str = "user_id"
+) -> dict[str, Any]:
+    """From each unit's first `anchor` event: the names of its next `depth` events within `window`
+    (every name is told apart: fewer than 20 here), counted per unit."""
+    by_unit: dict[str, list[Ev]] = {}
+    anonymous = 0
+    for e in events:
+        if e["kind"] == "event" and start <= e["ts"] < end:
+            if unit in e:
+                by_unit.setdefault(e[unit], []).append(e)
+            else:
+                anonymous += e["name"] == anchor
+    walks: dict[tuple[str, ...], int] = {}
+    entered = 0
+    for evs in by_unit.values():
+        evs.sort(key=_key)
+        first = next((e for e in evs if e["name"] == anchor), None)
+        if first is None:
+            continue
+        entered += 1
+        after = [e["name"] for e in evs if _key(e) > _key(first) and e["ts"] <= first["ts"] + window][:depth]
+        if after:
+            walks[tuple(after)] = walks.get(tuple(after), 0) + 1
+    firsts: dict[str, int] = {}
+    for w, n in walks.items():
+        firsts[w[0]] = firsts.get(w[0], 0) + n
+    return {"entered": entered, "walks": walks, "firsts": firsts, "anonymous": anonymous}

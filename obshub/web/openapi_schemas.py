@@ -701,6 +701,38 @@ _EXPERIMENT = _per_unit(
     (("users_without_variant", "sessions_without_variant"), ("events_without_user", "events_without_session")),
     ("unit", "variant", "variants", "comparisons", "steps"),
 )
+_PATHS_REQUEST = _obj(
+    {
+        "event": _ANALYSIS_STEP,
+        "steps": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
+        "window": {"type": ["string", "null"], "default": "1h", "description": "how long after the event"},
+        "top": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+        "unit": _FUNNEL_FIELDS["unit"],
+        "from": _TIME_FIELD,
+        "to": _TIME_FIELD,
+    },
+    required=("event",),
+)
+_NAME_OR_NULL = {"type": ["string", "null"], "description": "null: a name outside the range's 20 most frequent"}
+_PATHS = _per_unit(
+    {
+        "event": {"type": ["string", "null"]},
+        "q": {"type": "string"},
+        "unit": _UNIT,
+        "window_seconds": {"type": "integer"},
+        "next": {"type": "array", "items": _per_unit({"event": _NAME_OR_NULL}, _ONE_UNIT, ("event",))},
+        "paths": {
+            "type": "array",
+            "items": _per_unit({"events": {"type": "array", "items": _NAME_OR_NULL}}, _ONE_UNIT, ("events",)),
+        },
+    },
+    (
+        ("users", "sessions"),
+        ("users_without_next", "sessions_without_next"),
+        ("events_without_user", "events_without_session"),
+    ),
+    ("event", "q", "unit", "window_seconds", "next", "paths"),
+)
 
 # -- metrics (docs/metrics.md) ---------------------------------------------------------------------
 
@@ -896,6 +928,8 @@ SCHEMAS: dict[str, Schema] = {
     "Retention": _RETENTION,
     "ExperimentRequest": _EXPERIMENT_REQUEST,
     "Experiment": _EXPERIMENT,
+    "PathsRequest": _PATHS_REQUEST,
+    "Paths": _PATHS,
     "MetricDefinition": _METRIC_DEFINITION,
     "Metric": _METRIC,
     "MetricSeries": _METRIC_SERIES,

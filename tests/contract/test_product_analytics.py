@@ -16,7 +16,7 @@ from obshub.store.base import Store
 from obshub.store.querylang import parse
 from tests.factories import event, now_us
 from tests.hubproc import LiveHub
-from tests.product_data import DAY, HOUR, funnel_oracle, generate, retention_oracle
+from tests.product_data import DAY, HOUR, funnel_oracle, generate, paths_oracle, retention_oracle
 
 T0 = (now_us() // DAY - 20) * DAY  # a UTC midnight, 20 days ago
 
@@ -96,6 +96,27 @@ def test_session_funnel_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]
     assert {repr(v["value"]): [v["sessions"], v["converted"]] for v in out["variants"]} == want["groups"]
     assert out["sessions_without_variant"] == 0
     assert out["events_without_session"] == want["anonymous"] and out["unit"] == "session"
+
+
+def test_paths_equal_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
+    """POST /api/v1/analytics/paths: every path and first next event, per user and per session."""
+    hub, events = loaded
+    for unit, field in (("user", "user_id"), ("session", "session_id")):
+        for anchor, depth, window, w_us in (("visit", 2, "1d", DAY), ("signup", 3, "14d", 14 * DAY)):
+            body = {"event": anchor, "steps": depth, "window": window, "top": 100, "unit": unit, **RANGE}
+            out = _post(hub, "paths", body)
+            want = paths_oracle(events, anchor, depth, w_us, T0, T0 + 12 * DAY, field)
+            n = unit + "s"
+            assert {tuple(p["events"]): p[n] for p in out["paths"]} == want["walks"]
+            assert {x["event"]: x[n] for x in out["next"]} == want["firsts"]
+            assert [p[n] for p in out["paths"]] == sorted(want["walks"].values(), reverse=True)
+            assert out[n] == want["entered"] and out[f"{n}_without_next"] == want["entered"] - sum(
+                want["firsts"].values()
+            )
+            assert out[f"events_without_{unit}"] == want["anonymous"]
+            assert len(want["walks"]) > 3 and want["entered"] > sum(want["firsts"].values()) > 0
+    top = _post(hub, "paths", {"event": "visit", "top": 2, **RANGE})
+    assert len(top["paths"]) == 2 and len(top["next"]) == 2
 
 
 def test_retention_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
@@ -251,6 +272,11 @@ def test_event_rows_in_pages_and_ranges(store: Store, store_url: str, monkeypatc
         ("funnel", {"steps": ["a", "b"], "unit": "device"}, "unit"),
         ("funnel", {"steps": ["a", "b"], "unit": 1}, "unit"),
         ("experiment", {"steps": ["a", "b"], "variant": "v", "unit": "visit"}, "unit"),
+        ("paths", {}, "event"),
+        ("paths", {"event": "a", "steps": 0}, "steps"),
+        ("paths", {"event": "a", "top": 101}, "top"),
+        ("paths", {"event": {"event": "a", "q": "x:("}}, "event.q"),
+        ("paths", {"event": "a", "window": "later"}, "window"),
         ("funnel", {"steps": ["a", "b"], "breakdown": "x'y"}, "breakdown"),
         ("funnel", {"steps": ["a", "b"], "from": "now", "to": "-1d"}, "to"),
         ("funnel", [1], "body"),
