@@ -14,8 +14,8 @@ SQLite stores are built once per size under --data (default ~/.cache/obshub/benc
 reused while younger than 12 h; so are OpenSearch stores on a node given by URL (under a fixed
 prefix, its token kept under --data), while `local` builds afresh in a node of its own.
 
-Memory: the hub's peak resident set (VmHWM, reset before each case) while the case ran, in MB,
-and in brackets its growth over the resident set before the case: what the analysis held.
+Memory: the hub's peak resident set (VmHWM) while the case ran, in MB, each case on a hub of its
+own, and in brackets its growth over the idle hub's: what the analysis held at most.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _hub import HUB_PIDS, hub_process, peak_rss_mb, reset_peak_rss
+from _hub import HUB_PIDS, hub_process, peak_rss_mb, process_cpu_s, reset_peak_rss
 from lookup import _label, _pct, _size, _with_prefix, opensearch_base
 from obshub import auth
 from obshub.events import normalize
@@ -173,19 +174,35 @@ def cases(now: int) -> dict[str, tuple[str, dict[str, Any]]]:
     }
 
 
-Cell = tuple[float, float, int, float, float]  # p50 ms, p99 ms, samples, peak RSS MB, its growth MB
+@dataclass
+class Cell:
+    p50: float  # ms
+    p99: float
+    samples: int
+    peak_mb: float  # the hub's peak RSS
+    growth_mb: float  # ... over the idle hub's
+    hub_cpu: float  # CPU seconds per request, median: steady on a loaded machine, unlike wall time
+    node_cpu: float | None  # the OpenSearch node's, when its pid is known
 
 
-def measure(port: int, token: str, now: int, samples: int) -> dict[str, Cell]:
+def measure(url: str, token: str, now: int, samples: int, node_pid: int | None = None) -> dict[str, Cell]:
+    """Each case against a hub of its own: its peak RSS is that case's, not the last one's (a
+    Python process keeps the memory it once held)."""
     out: dict[str, Cell] = {}
     headers = {"Authorization": f"Bearer {token}"}
-    pid = HUB_PIDS[port]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=600) as c:
-        for name, (kind, params) in cases(now).items():
+    for name, (kind, params) in cases(now).items():
+        with (
+            hub_process(url) as port,
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=600) as c,
+        ):
+            pid = HUB_PIDS[port]
             reset_peak_rss(pid)
             before = peak_rss_mb(pid)
             times: list[float] = []
+            cpu: list[float] = []
+            node: list[float] = []
             for _ in range(samples + 1):  # the first warms the caches
+                c0, n0 = process_cpu_s(pid), process_cpu_s(node_pid) if node_pid else 0.0
                 t = time.perf_counter()
                 if kind == "series":
                     r = c.get("/api/v1/analytics/series", params=params)
@@ -195,13 +212,25 @@ def measure(port: int, token: str, now: int, samples: int) -> dict[str, Cell]:
                 if r.status_code != 200:
                     raise SystemExit(f"{name}: answered {r.status_code}: {r.text[:300]}")
                 times.append(dt * 1000)
-            times = times[1:]
+                cpu.append(process_cpu_s(pid) - c0)
+                node.append(process_cpu_s(node_pid) - n0 if node_pid else 0.0)
             peak = peak_rss_mb(pid)
-            out[name] = (statistics.median(times), _pct(times, 99), len(times), peak, peak - before)
-            print(
-                f"    {name}: p50 {out[name][0]:,.0f} ms, peak RSS {peak:,.0f} MB (+{peak - before:,.0f})",
-                file=sys.stderr,
-            )
+        times, cpu, node = times[1:], cpu[1:], node[1:]
+        cell = Cell(
+            statistics.median(times),
+            _pct(times, 99),
+            len(times),
+            peak,
+            peak - before,
+            statistics.median(cpu),
+            statistics.median(node) if node_pid else None,
+        )
+        out[name] = cell
+        print(
+            f"    {name}: p50 {cell.p50:,.0f} ms, hub CPU {cell.hub_cpu:.2f} s, node CPU {cell.node_cpu or 0:.2f} s, "
+            f"peak RSS {peak:,.0f} MB ({peak - before:+,.0f})",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -214,6 +243,7 @@ def main() -> int:
     ap.add_argument("--rebuild", action="store_true", help="build the SQLite stores again")
     ap.add_argument("--opensearch", help="also measure OpenSearch: `local` or an opensearch:// URL")
     ap.add_argument("--os-sizes", default="1M", help="OpenSearch store sizes (default 1M)")
+    ap.add_argument("--os-pid", type=int, help="the OpenSearch node's pid (a node on this machine): its CPU too")
     args = ap.parse_args()
 
     columns: list[str] = []
@@ -222,8 +252,7 @@ def main() -> int:
         col = f"SQLite {_label(n)}"
         print(col, file=sys.stderr)
         url, token, now = sqlite_store(args.data, n, args.seed, args.rebuild)
-        with hub_process(url) as port:
-            results[col] = measure(port, token, now, args.samples)
+        results[col] = measure(url, token, now, args.samples)
         columns.append(col)
     if args.opensearch:
         with ExitStack() as stack:
@@ -236,23 +265,31 @@ def main() -> int:
                     token, now = build(url, n, args.seed)
                 else:
                     url, token, now = opensearch_store(base, args.data, n, args.seed, args.rebuild)
-                with hub_process(url) as port:
-                    results[col] = measure(port, token, now, args.samples)
+                results[col] = measure(url, token, now, args.samples, args.os_pid)
                 columns.append(col)
     names = list(dict.fromkeys(k for r in results.values() for k in r))
     print(
-        "\np50/p99 in ms (one HTTP request each, after one warm-up; samples per cell in the last row);"
-        "\nthe hub's peak RSS in MB during the case (+ its growth over the RSS before it)\n"
+        "\np50/p99 in ms (one HTTP request each, after one warm-up); CPU seconds per request, median, of the"
+        "\nhub and of the OpenSearch node (with --os-pid); the hub's peak RSS in MB (its growth over idle)\n"
     )
-    print("| case | " + " | ".join(f"{c} p50/p99 ms | {c} peak MB" for c in columns) + " |")
-    print("|---|" + "---|---|" * len(columns))
+    print("| case | " + " | ".join(f"{c} p50/p99 ms | {c} CPU s hub/node | {c} peak MB" for c in columns) + " |")
+    print("|---|" + "---|---|---|" * len(columns))
     for name in names:
         cells = []
         for col in columns:
             v = results[col].get(name)
-            cells += [f"{v[0]:,.0f}/{v[1]:,.0f}", f"{v[3]:,.0f} (+{v[4]:,.0f})"] if v else ["-", "-"]
+            if v is None:
+                cells += ["-", "-", "-"]
+                continue
+            node = "-" if v.node_cpu is None else f"{v.node_cpu:.2f}"
+            cells += [
+                f"{v.p50:,.0f}/{v.p99:,.0f}",
+                f"{v.hub_cpu:.2f}/{node}",
+                f"{v.peak_mb:,.0f} ({v.growth_mb:+,.0f})",
+            ]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print("| samples | " + " | ".join(f"{min(v[2] for v in results[c].values())} | " for c in columns) + "|")
+    print("| samples | " + " | ".join(f"{min(v.samples for v in results[c].values())} | | " for c in columns) + "|")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 
