@@ -221,10 +221,11 @@ def test_event_rows_order_and_values(store: Store) -> None:
         event(kind="event", name="o", user_id="u3", ts=t + 2, id="g3", attrs={"v": None, "w": 1}),
         event(kind="event", name="o", user_id="u3", ts=t + 3, id="g4", attrs={"v": "=", "v=": "1", "v=x": 2}),
         event(kind="event", name="o", user_id="u3", ts=t + 4, id="g5", attrs={"v": 1.5}),
+        event(kind="event", name="o", user_id="u3", ts=t + 5, id="g6", attrs={"v=x": 2}),
     ]
     store.write_events(p.id, [normalize(e, t) for e in odd])
     rows = list(store.event_rows(p.id, [parse("name:o")], T0, T0 + DAY, "v"))
-    assert [r[4] for r in rows] == [[1, "b", True], None, None, "=", 1.5]
+    assert [r[4] for r in rows] == [[1, "b", True], None, None, "=", 1.5, None]
     # By session: the session_id leads, rows without one are left out, with or without a user.
     sess = [
         event(kind="event", name="s", user_id="u1", session_id="s2", ts=t, id="f1"),

@@ -456,10 +456,14 @@ class Reader:
             fields = h.get("fields") or {}
             found = [kv for kv in fields.get("attrs_kv", ()) if kv.startswith(prefix)]
             value = None
-            if len(found) == 1:
+            try:
+                if len(found) != 1:
+                    raise ValueError
+                # Another key with "=" ("v=x" beside no "v") leaves no valid JSON after "v=".
                 value = orjson.loads(found[0][len(prefix) :])
-            elif found or prop in fields.get("attrs_keys", ()):
-                unsure.append(len(rows))
+            except ValueError:
+                if found or prop in fields.get("attrs_keys", ()):
+                    unsure.append(len(rows))
             rows.append((user, ts, eid, step, value))
         if unsure:
             ids = [rows[i][2] for i in unsure]
