@@ -43,6 +43,23 @@ def process_cpu_s(pid: int) -> float:
 
 # name -> CPU seconds so far: the processes whose CPU each timed window records.
 CPU_CLOCKS: dict[str, Callable[[], float]] = {"bench": time.process_time}
+# port -> pid of each hub `hub_process` runs (for memory readings: `peak_rss_mb`).
+HUB_PIDS: dict[int, int] = {}
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a new VmHWM window: writing 5 to clear_refs resets the peak to the current RSS (Linux 4.0+)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) since it started or the last reset, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 @dataclass
@@ -107,6 +124,7 @@ def hub_process(store_url: str, workers: int = 1, **env: str) -> Iterator[int]:
             env={**os.environ, **env},
         )
         CPU_CLOCKS["hub"] = lambda: tree_cpu_s(proc.pid)
+        HUB_PIDS[port] = proc.pid
         try:
             for _ in range(1200):
                 if proc.poll() is not None:
@@ -121,6 +139,7 @@ def hub_process(store_url: str, workers: int = 1, **env: str) -> Iterator[int]:
             yield port
         finally:
             CPU_CLOCKS.pop("hub", None)
+            HUB_PIDS.pop(port, None)
             proc.terminate()
             proc.wait(60)
 

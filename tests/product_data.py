@@ -4,7 +4,9 @@ obshub/query/funnels.py (written apart from it: every chain of events is tried).
 Each user visits (1-3 times, a `variant` A or B and a `plan` on the visit), signs up with a
 planted probability per variant, purchases after signing up with probability 0.5; delays
 straddle the 1-day window; some events share a timestamp, some have no user_id, and the list is
-shuffled (events arrive out of order). Visits return on later days with a planted curve."""
+shuffled (events arrive out of order). Visits return on later days with a planted curve.
+Sessions: a user's events in one 6-hour block of time share a session_id (a signup hours after
+the visit is often another session); every 11th event has none, anonymous events one each."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def generate(
         ev: Ev = {"id": f"p{seed}-{n:07d}", "ts": ts, "kind": "event", "name": name, "message": name, "attrs": attrs}
         if user is not None:
             ev["user_id"] = user
+        if n % 11:  # no rng draw: the users' data stays what it was before sessions
+            ev["session_id"] = f"s{seed}-{user}-{(ts - t0) // (6 * HOUR)}" if user else f"s{seed}-anon-{n}"
         out.append(ev)
 
     for u in range(users):
@@ -61,17 +65,25 @@ def _key(ev: Ev) -> tuple[int, str]:
 
 
 def funnel_oracle(
-    events: list[Ev], steps: list[str], window: int, start: int, end: int, order: str = "sequential", prop: str = ""
+    events: list[Ev],
+    steps: list[str],
+    window: int,
+    start: int,
+    end: int,
+    order: str = "sequential",
+    prop: str = "",
+    unit: str = "user_id",
 ) -> dict[str, Any]:
-    """users per step, durations per step (µs), per breakdown value: every valid chain tried."""
+    """users (or sessions: unit session_id) per step, durations per step (µs), per breakdown
+    value: every valid chain tried."""
     by_user: dict[str, list[Ev]] = {}
     anonymous = 0
     for e in events:
         if e["kind"] == "event" and start <= e["ts"] < end and e["name"] in steps:
-            if "user_id" not in e:
+            if unit not in e:
                 anonymous += e["name"] == steps[0]
             else:
-                by_user.setdefault(e["user_id"], []).append(e)
+                by_user.setdefault(e[unit], []).append(e)
     n = len(steps)
     users = [0] * n
     durations: list[list[int]] = [[] for _ in range(n)]
@@ -143,3 +155,33 @@ def retention_oracle(
             cells.append(count)
         out.append((cs, len(members), cells))
     return out
+
+
+def paths_oracle(
+    events: list[Ev], anchor: str, depth: int, window: int, start: int, end: int, unit: str = "user_id"
+) -> dict[str, Any]:
+    """From each unit's first `anchor` event: the names of its next `depth` events within `window`
+    (every name is told apart: fewer than 20 here), counted per unit."""
+    by_unit: dict[str, list[Ev]] = {}
+    anonymous = 0
+    for e in events:
+        if e["kind"] == "event" and start <= e["ts"] < end:
+            if unit in e:
+                by_unit.setdefault(e[unit], []).append(e)
+            else:
+                anonymous += e["name"] == anchor
+    walks: dict[tuple[str, ...], int] = {}
+    entered = 0
+    for evs in by_unit.values():
+        evs.sort(key=_key)
+        first = next((e for e in evs if e["name"] == anchor), None)
+        if first is None:
+            continue
+        entered += 1
+        after = [e["name"] for e in evs if _key(e) > _key(first) and e["ts"] <= first["ts"] + window][:depth]
+        if after:
+            walks[tuple(after)] = walks.get(tuple(after), 0) + 1
+    firsts: dict[str, int] = {}
+    for w, n in walks.items():
+        firsts[w[0]] = firsts.get(w[0], 0) + n
+    return {"entered": entered, "walks": walks, "firsts": firsts, "anonymous": anonymous}

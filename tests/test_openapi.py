@@ -438,12 +438,17 @@ def _product_analytics(check: Conformance, read: httpx.Client, ingest: httpx.Cli
         "/api/v1/analytics/funnel": ({"steps": ["signup", {"event": "signup"}], "breakdown": "price"}, {"steps": []}),
         "/api/v1/analytics/retention": ({"start": {"event": "signup"}, "period": "week"}, {"period": "year"}),
         "/api/v1/analytics/experiment": ({"steps": ["signup", "signup"], "variant": "price"}, {"steps": ["a", "b"]}),
+        "/api/v1/analytics/paths": ({"event": "signup", "window": "1d"}, {"event": "signup", "steps": 9}),
     }
     for path, (good, bad) in cases.items():
         body = check("POST", path, read.post(path, json={**good, "from": "-1d"}), 200)
         assert any(body.values()), (path, body)
         check("POST", path, read.post(path, json=bad), 400)
         _auth_errors(check, "POST", path, path, anon, _token(ingest), json=good)
+        if path != "/api/v1/analytics/retention":  # per session: "sessions" in place of "users"
+            body = check("POST", path, read.post(path, json={**good, "from": "-1d", "unit": "session"}), 200)
+            assert body["unit"] == "session" and "sessions" in (body["steps"][0] if "steps" in body else body), body
+            check("POST", path, read.post(path, json={**good, "unit": "device"}), 400)
 
 
 def _aggregate(check: Conformance, read: httpx.Client, ingest: httpx.Client, anon: httpx.Client) -> None:

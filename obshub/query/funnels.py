@@ -12,6 +12,9 @@ user's events are judged alone (memory: one user's events of the steps, not the 
   `any`: steps 2..n in any order after the entry, each within the window; step k is reached
   when steps 2..k all were, at the latest of their times.
 - Rows without a user_id are excluded; `events_without_user` counts step 1's.
+- unit `session`: the same rules per session_id instead of per user (a user's two sessions
+  are two entries); rows without a session_id are excluded, `events_without_session` counts
+  step 1's.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from obshub.events import format_ts
 from obshub.query import stats
 from obshub.query.search import parse_query
 from obshub.query.times import parse_interval, parse_time
-from obshub.store.base import Store
+from obshub.store.base import EventUnit, Store
 from obshub.store.querylang import And, Field, Node
 
 __all__ = [
@@ -50,6 +53,7 @@ MAX_GROUPS = 50  # breakdown values shown (by users entered), the rest in "other
 MAX_PERIODS = 120  # retention periods: 120 days or weeks
 _DAY = 86_400_000_000
 ORDERS = ("sequential", "any")
+UNITS: dict[str, EventUnit] = {"user": "user_id", "session": "session_id"}  # `unit` -> the field followed
 
 Row = tuple[int, str, int, Any]  # (ts, id, step index, breakdown value)
 
@@ -79,6 +83,12 @@ class Funnel:
     end: int
     order: str = "sequential"
     breakdown: str | None = None  # an attribute key of step 1's event
+    unit: str = "user"  # a key of UNITS: whose sequences are judged
+
+    @property
+    def noun(self) -> str:
+        """The counted things in the JSON: "users" or "sessions"."""
+        return self.unit + "s"
 
 
 @dataclass(frozen=True)
@@ -124,10 +134,17 @@ def judge_user(rows: Sequence[Row], n: int, window: int, order: str) -> UserResu
 
 
 def _users(
-    store: Store, pid: int, steps: Sequence[Step], start: int, end: int, prop: str | None
+    store: Store,
+    pid: int,
+    steps: Sequence[Step],
+    start: int,
+    end: int,
+    prop: str | None,
+    unit: str = "user",
+    ids: bool = True,
 ) -> Iterator[list[Row]]:
-    """Each user's rows of every step (the store sorts them by user, then time)."""
-    rows = store.event_rows(pid, [s.query() for s in steps], start, end, prop)
+    """Each user's (or session's) rows of every step (the store sorts them by unit, then time)."""
+    rows = store.event_rows(pid, [s.query() for s in steps], start, end, prop, UNITS[unit], ids)
     for _, grp in itertools.groupby(rows, key=itemgetter(0)):
         yield [r[1:] for r in grp]
 
@@ -151,7 +168,7 @@ class _Acc:
             self.entered[k] += other.entered[k]
             self.durations[k].extend(other.durations[k])
 
-    def steps(self, steps: Sequence[Step]) -> list[dict[str, Any]]:
+    def steps(self, steps: Sequence[Step], noun: str = "users") -> list[dict[str, Any]]:
         first = self.entered[0]
         out = []
         for k, st in enumerate(steps):
@@ -161,7 +178,7 @@ class _Acc:
                 {
                     "event": st.event,
                     "q": st.q,
-                    "users": self.entered[k],
+                    noun: self.entered[k],
                     "from_previous": round(self.entered[k] / prev, 6) if prev else None,
                     "from_first": round(self.entered[k] / first, 6) if first else None,
                     "median_seconds": statistics.median(d) / 1e6 if d else None,
@@ -171,11 +188,11 @@ class _Acc:
 
 
 def run_funnel(store: Store, pid: int, f: Funnel) -> tuple[_Acc, dict[str, _Acc], int]:
-    """(all users, per breakdown value, step-1 events without a user_id)."""
+    """(all users or sessions, per breakdown value, step-1 events without the unit's id)."""
     total = _Acc(len(f.steps))
     groups: dict[str, _Acc] = {}
     seen = 0
-    for rows in _users(store, pid, f.steps, f.start, f.end, f.breakdown):
+    for rows in _users(store, pid, f.steps, f.start, f.end, f.breakdown, f.unit):
         seen += sum(1 for r in rows if r[2] == 0)
         res = judge_user(rows, len(f.steps), f.window, f.order)
         if res is None:
@@ -192,24 +209,25 @@ def run_funnel(store: Store, pid: int, f: Funnel) -> tuple[_Acc, dict[str, _Acc]
 def funnel(store: Store, pid: int, f: Funnel) -> dict[str, Any]:
     total, groups, anonymous = run_funnel(store, pid, f)
     out: dict[str, Any] = {
-        "steps": total.steps(f.steps),
+        "unit": f.unit,
+        "steps": total.steps(f.steps, f.noun),
         "window_seconds": f.window // 1_000_000,
         "order": f.order,
-        "events_without_user": anonymous,
+        f"events_without_{f.unit}": anonymous,
     }
     if f.breakdown is not None:
         ranked = sorted(groups.values(), key=lambda a: (-a.entered[0], _key(a.value)))
-        out["breakdown"] = [{"value": a.value, "steps": a.steps(f.steps)} for a in ranked[:MAX_GROUPS]]
+        out["breakdown"] = [{"value": a.value, "steps": a.steps(f.steps, f.noun)} for a in ranked[:MAX_GROUPS]]
         if len(ranked) > MAX_GROUPS:
             other = _Acc(len(f.steps))
             for a in ranked[MAX_GROUPS:]:
                 other.merge(a)
-            out["other"] = {"steps": other.steps(f.steps)}
+            out["other"] = {"steps": other.steps(f.steps, f.noun)}
     return out
 
 
 # -- parsing the JSON body (POST) or the query string (GET) ---------------------------------------
-_FUNNEL_KEYS = {"steps", "window", "order", "from", "to"}
+_FUNNEL_KEYS = {"steps", "window", "order", "unit", "from", "to"}
 
 
 def _known(body: dict[str, Any], keys: set[str], where: str = "") -> None:
@@ -291,14 +309,18 @@ def parse_funnel(body: dict[str, Any], now: int, min_steps: int = 2) -> Funnel:
     order = _str(body, "order") or "sequential"
     if order not in ORDERS:
         raise QueryError(f"order: expected one of {', '.join(ORDERS)}")
+    unit = _str(body, "unit") or "user"
+    if unit not in UNITS:
+        raise QueryError(f"unit: expected one of {', '.join(UNITS)}")
     start, end = _range(body, now)
-    return Funnel(steps, _duration(body, "window", "1d"), start, end, order, _prop(body, "breakdown"))
+    return Funnel(steps, _duration(body, "window", "1d"), start, end, order, _prop(body, "breakdown"), unit)
 
 
 # -- A/B comparison ----------------------------------------------------------------------------------
 def experiment(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[str, Any]:
     """Conversion (the last step from the first) per value of the `variant` attribute of step 1's
-    event, each variant against `control` (default: the first value in sort order)."""
+    event, each variant against `control` (default: the first value in sort order); per user or,
+    with unit `session`, per session (the funnel's `unit`)."""
     variant = _prop(body, "variant")
     if variant is None:
         raise QueryError("variant: required (the attribute that holds the variant)")
@@ -311,11 +333,11 @@ def experiment(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[s
         raise QueryError(f"variant: {len(arms)} values, more than {MAX_GROUPS}")
     control = body.get("control")
     if control is not None and _key(control) not in arms:
-        raise QueryError(f"control: no user has {variant} = {control!r}")
+        raise QueryError(f"control: no {f.unit} has {variant} = {control!r}")
     ckey = _key(control) if control is not None else min(arms, key=lambda k: str(arms[k].value), default=None)
     n = len(f.steps) - 1
     variants = [
-        {"value": a.value, "users": a.entered[0], "converted": a.entered[n]}
+        {"value": a.value, f.noun: a.entered[0], "converted": a.entered[n]}
         for a in sorted(arms.values(), key=lambda a: str(a.value))
     ]
     comparisons = []
@@ -341,12 +363,13 @@ def experiment(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[s
             )
     no_variant = sum(a.entered[0] for a in groups.values() if a.value is None)
     return {
+        "unit": f.unit,
         "variant": variant,
         "variants": variants,
         "comparisons": comparisons,
-        "users_without_variant": no_variant,
-        "events_without_user": anonymous,
-        "steps": total.steps(f.steps),
+        f"{f.noun}_without_variant": no_variant,
+        f"events_without_{f.unit}": anonymous,
+        "steps": total.steps(f.steps, f.noun),
     }
 
 
@@ -397,7 +420,9 @@ def retention(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[st
         raise QueryError("bounded: expected true or false")
     start, end = _range(body, now)
     cohorts: dict[int, list[Any]] = {}  # cohort start -> [size, last t0, returned per period]
-    for rows in _users(store, pid, (start_step, ret_step), start, end, None):
+    # Times only (ids=False): a return at the start event's own ts is in period 0, never counted,
+    # so the id that orders events of one microsecond changes no cell.
+    for rows in _users(store, pid, (start_step, ret_step), start, end, None, ids=False):
         firsts = [r for r in rows if r[2] == 0]
         if not firsts:
             continue

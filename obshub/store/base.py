@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from obshub.store.querylang import Node
 
@@ -30,6 +30,7 @@ __all__ = [
     "Aggregate",
     "AggregateRequest",
     "CheckBucket",
+    "EventUnit",
     "GroupRecord",
     "GroupStats",
     "NewToken",
@@ -51,6 +52,8 @@ TokenScope = str
 # A token to store: (scope, SHA-256 hex of the secret) or (scope, hash, label).
 NewToken = tuple[TokenScope, str] | tuple[TokenScope, str, str]
 Event = dict[str, Any]
+# Whom a funnel or retention follows (Store.event_rows): a user or a session.
+EventUnit = Literal["user_id", "session_id"]
 
 
 def hash_token(token: str) -> str:
@@ -451,13 +454,23 @@ class Store(Protocol):
         """(bucket start µs, count) for non-empty buckets; unique counts distinct user_id."""
 
     def event_rows(
-        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+        self,
+        project_id: int,
+        steps: Sequence[Node | None],
+        start: int,
+        end: int,
+        prop: str | None = None,
+        unit: EventUnit = "user_id",
+        ids: bool = True,
     ) -> Iterator[tuple[str, int, str, int, Any]]:
-        """(user_id, ts, id, step, value) of the `kind=event` rows in [start, end) with a user_id
-        that match each query of `steps` (a row matching two steps comes twice, one per step),
-        ordered by user_id (bytewise, which is Python's str order), ts, id, step; `value`: the
+        """(unit, ts, id, step, value) of the `kind=event` rows in [start, end) with a `unit`
+        (user_id or session_id) that match each query of `steps` (a row matching two steps comes
+        twice, one per step), ordered by unit (bytewise, which is Python's str order), ts, id, step; `value`: the
         JSON value of attribute `prop` on step 0's rows, else None. Streamed in pages: memory
-        stays bounded whatever the count (obshub/query/funnels.py walks it user by user)."""
+        stays bounded whatever the count (obshub/query/funnels.py walks it user by user).
+        `ids=False`: what retention needs, times only: the id is "", the value None, and rows of
+        one step with the same unit and ts come once (OpenSearch then sorts without the id: half the node's CPU).
+        """
 
     def check_series(
         self, project_id: int, names: Sequence[str], start: int, end: int, interval_us: int

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from obshub.errors import QueryError
 from obshub.events import now_us
 from obshub.hub import Hub, hub_of
-from obshub.query import aggregate, analytics, errors, export, funnels
+from obshub.query import aggregate, analytics, errors, export, funnels, paths
 from obshub.query.search import TIMELINE_LIMIT, parse_query, search, trace, user_timeline
 from obshub.query.spans import span_tree
 from obshub.query.times import parse_interval, parse_time
@@ -252,6 +252,10 @@ async def api_experiment(request: Request) -> JSONResponse:
     return await _analysis(request, funnels.experiment)
 
 
+async def api_paths(request: Request) -> JSONResponse:
+    return await _analysis(request, paths.paths)
+
+
 # -- uptime checks (docs/uptime.md). GET takes a read token; POST/DELETE an admin token: a check
 # makes the hub connect somewhere, which no credential that many people hold may decide (read
 # tokens log in to the web UI, ingest tokens live on every monitored host).
@@ -302,6 +306,7 @@ routes: list[BaseRoute] = [
     Route("/api/v1/analytics/funnel", api_funnel, methods=["POST"]),
     Route("/api/v1/analytics/retention", api_retention, methods=["POST"]),
     Route("/api/v1/analytics/experiment", api_experiment, methods=["POST"]),
+    Route("/api/v1/analytics/paths", api_paths, methods=["POST"]),
     Route("/api/v1/aggregate", api_aggregate, methods=["GET", "POST"]),
     Route("/api/v1/checks", api_checks, methods=["GET", "POST"]),
     Route("/api/v1/checks/{name}", api_check_delete, methods=["DELETE"]),

@@ -565,6 +565,12 @@ OPERATIONS: dict[tuple[str, str], Spec] = {
         {"200": _ok(ref("Experiment"))},
         requestBody=_body(ref("ExperimentRequest")),
     ),
+    ("POST", "/api/v1/analytics/paths"): _read(
+        "User paths: the most common next events after an event, per user or session",
+        "analytics",
+        {"200": _ok(ref("Paths"))},
+        requestBody=_body(ref("PathsRequest")),
+    ),
     ("GET", "/api/v1/aggregate"): _read(
         "A measure by group and time bucket (docs/aggregate.md)",
         "analytics",

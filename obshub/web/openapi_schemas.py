@@ -581,6 +581,11 @@ _FUNNEL_FIELDS: dict[str, Schema] = {
     "steps": {"type": "array", "items": _ANALYSIS_STEP, "minItems": 2, "maxItems": 10},
     "window": {"type": ["string", "null"], "default": "1d", "description": "conversion window: 1h, 1d, 14d"},
     "order": {"enum": ["sequential", "any", None], "default": "sequential"},
+    "unit": {
+        "enum": ["user", "session", None],
+        "default": "user",
+        "description": "follow each user_id, or each session_id (counts are then `sessions`)",
+    },
     "from": _TIME_FIELD,
     "to": _TIME_FIELD,
 }
@@ -609,27 +614,42 @@ _RETENTION_REQUEST = _obj(
     required=(),
 )
 _RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
-_FUNNEL_STEP = _obj(
+_UNIT = {"enum": ["user", "session"]}
+# unit=user counts `users` (and `events_without_user`, `users_without_variant`); unit=session
+# the same keys with `session`.
+_ONE_UNIT = (("users", "sessions"),)
+
+
+def _per_unit(props: dict[str, Schema], keys: tuple[tuple[str, str], ...], required: tuple[str, ...]) -> Schema:
+    """An object holding, for each (user key, session key) pair, exactly one of the two."""
+    both = {k: _COUNT for pair in keys for k in pair}
+    one_of = [{"required": [pair[i] for pair in keys]} for i in (0, 1)]
+    return _obj({**props, **both}, required=required, oneOf=one_of)
+
+
+_FUNNEL_STEP = _per_unit(
     {
         "event": {"type": ["string", "null"]},
         "q": {"type": "string"},
-        "users": {"type": "integer", "minimum": 0},
         "from_previous": _RATE,
         "from_first": _RATE,
         "median_seconds": {"type": ["number", "null"], "minimum": 0},
-    }
+    },
+    _ONE_UNIT,
+    ("event", "q", "from_previous", "from_first", "median_seconds"),
 )
 _STEPS = {"type": "array", "items": _FUNNEL_STEP}
-_FUNNEL = _obj(
+_FUNNEL = _per_unit(
     {
+        "unit": _UNIT,
         "steps": _STEPS,
         "window_seconds": {"type": "integer"},
         "order": {"type": "string"},
-        "events_without_user": {"type": "integer"},
         "breakdown": {"type": "array", "items": _obj({"value": {}, "steps": _STEPS})},
         "other": _obj({"steps": _STEPS}),
     },
-    required=("steps", "window_seconds", "order", "events_without_user"),
+    (("events_without_user", "events_without_session"),),
+    ("unit", "steps", "window_seconds", "order"),
 )
 _RETENTION = _obj(
     {
@@ -651,12 +671,13 @@ _RETENTION = _obj(
         },
     }
 )
-_EXPERIMENT = _obj(
+_EXPERIMENT = _per_unit(
     {
+        "unit": _UNIT,
         "variant": {"type": "string"},
         "variants": {
             "type": "array",
-            "items": _obj({"value": {}, "users": {"type": "integer"}, "converted": {"type": "integer"}}),
+            "items": _per_unit({"value": {}, "converted": _COUNT}, _ONE_UNIT, ("value", "converted")),
         },
         "comparisons": {
             "type": "array",
@@ -675,10 +696,42 @@ _EXPERIMENT = _obj(
                 }
             ),
         },
-        "users_without_variant": {"type": "integer"},
-        "events_without_user": {"type": "integer"},
         "steps": _STEPS,
-    }
+    },
+    (("users_without_variant", "sessions_without_variant"), ("events_without_user", "events_without_session")),
+    ("unit", "variant", "variants", "comparisons", "steps"),
+)
+_PATHS_REQUEST = _obj(
+    {
+        "event": _ANALYSIS_STEP,
+        "steps": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
+        "window": {"type": ["string", "null"], "default": "1h", "description": "how long after the event"},
+        "top": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+        "unit": _FUNNEL_FIELDS["unit"],
+        "from": _TIME_FIELD,
+        "to": _TIME_FIELD,
+    },
+    required=("event",),
+)
+_NAME_OR_NULL = {"type": ["string", "null"], "description": "null: a name outside the range's 20 most frequent"}
+_PATHS = _per_unit(
+    {
+        "event": {"type": ["string", "null"]},
+        "q": {"type": "string"},
+        "unit": _UNIT,
+        "window_seconds": {"type": "integer"},
+        "next": {"type": "array", "items": _per_unit({"event": _NAME_OR_NULL}, _ONE_UNIT, ("event",))},
+        "paths": {
+            "type": "array",
+            "items": _per_unit({"events": {"type": "array", "items": _NAME_OR_NULL}}, _ONE_UNIT, ("events",)),
+        },
+    },
+    (
+        ("users", "sessions"),
+        ("users_without_next", "sessions_without_next"),
+        ("events_without_user", "events_without_session"),
+    ),
+    ("event", "q", "unit", "window_seconds", "next", "paths"),
 )
 
 # -- metrics (docs/metrics.md) ---------------------------------------------------------------------
@@ -875,6 +928,8 @@ SCHEMAS: dict[str, Schema] = {
     "Retention": _RETENTION,
     "ExperimentRequest": _EXPERIMENT_REQUEST,
     "Experiment": _EXPERIMENT,
+    "PathsRequest": _PATHS_REQUEST,
+    "Paths": _PATHS,
     "MetricDefinition": _METRIC_DEFINITION,
     "Metric": _METRIC,
     "MetricSeries": _METRIC_SERIES,

@@ -4,6 +4,7 @@ z-test finds a planted lift and no effect in an A/A split."""
 
 from __future__ import annotations
 
+import random
 import statistics
 from typing import Any
 
@@ -15,7 +16,7 @@ from obshub.store.base import Store
 from obshub.store.querylang import parse
 from tests.factories import event, now_us
 from tests.hubproc import LiveHub
-from tests.product_data import DAY, HOUR, funnel_oracle, generate, retention_oracle
+from tests.product_data import DAY, HOUR, funnel_oracle, generate, paths_oracle, retention_oracle
 
 T0 = (now_us() // DAY - 20) * DAY  # a UTC midnight, 20 days ago
 
@@ -37,11 +38,12 @@ def _post(hub: LiveHub, path: str, body: dict[str, Any]) -> Any:
 RANGE = {"from": format_ts(T0), "to": format_ts(T0 + 12 * DAY)}
 
 
-def _check_funnel(out: dict[str, Any], want: dict[str, Any]) -> None:
-    assert [s["users"] for s in out["steps"]] == want["users"]
+def _check_funnel(out: dict[str, Any], want: dict[str, Any], unit: str = "user") -> None:
+    assert out["unit"] == unit
+    assert [s[unit + "s"] for s in out["steps"]] == want["users"]
     for s, d in zip(out["steps"], want["durations"], strict=True):
         assert s["median_seconds"] == (statistics.median(d) / 1e6 if d else None)
-    assert out["events_without_user"] == want["anonymous"]
+    assert out[f"events_without_{unit}"] == want["anonymous"]
 
 
 @pytest.fixture
@@ -70,6 +72,51 @@ def test_funnel_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> N
     out = _post(hub, "funnel", {"steps": [{"event": "visit", "q": "variant:B"}, "signup"], "window": "1d", **RANGE})
     visits_b = [e for e in events if e["name"] != "visit" or e["attrs"].get("variant") == "B"]
     _check_funnel(out, funnel_oracle(visits_b, ["visit", "signup"], DAY, T0, T0 + 12 * DAY))
+
+
+def test_session_funnel_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
+    """unit=session: each session_id judged alone (a user's two sessions are two entries), events
+    without one excluded and counted; anonymous users' sessions count."""
+    hub, events = loaded
+    steps = ["visit", "signup", "purchase"]
+    for order in ("sequential", "any"):
+        for window, w_us in (("1d", DAY), ("1h", HOUR)):
+            body = {"steps": steps, "window": window, "order": order, "breakdown": "plan", "unit": "session", **RANGE}
+            out = _post(hub, "funnel", body)
+            want = funnel_oracle(events, steps, w_us, T0, T0 + 12 * DAY, order, "plan", unit="session_id")
+            _check_funnel(out, want, "session")
+            got = {repr(g["value"]): [s["sessions"] for s in g["steps"]] for g in out["breakdown"]}
+            assert got == want["groups"]
+            by_user = funnel_oracle(events, steps, w_us, T0, T0 + 12 * DAY, order)
+            # Not the per-user numbers: more entries (sessions), fewer conversions (signups in later sessions).
+            assert want["users"][0] > by_user["users"][0] and want["users"][1] < by_user["users"][1]
+            assert want["anonymous"] > 0 and "users" not in out["steps"][0]
+    out = _post(hub, "experiment", {"steps": ["visit", "signup"], "variant": "variant", "unit": "session", **RANGE})
+    want = funnel_oracle(events, ["visit", "signup"], DAY, T0, T0 + 12 * DAY, prop="variant", unit="session_id")
+    assert {repr(v["value"]): [v["sessions"], v["converted"]] for v in out["variants"]} == want["groups"]
+    assert out["sessions_without_variant"] == 0
+    assert out["events_without_session"] == want["anonymous"] and out["unit"] == "session"
+
+
+def test_paths_equal_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
+    """POST /api/v1/analytics/paths: every path and first next event, per user and per session."""
+    hub, events = loaded
+    for unit, field in (("user", "user_id"), ("session", "session_id")):
+        for anchor, depth, window, w_us in (("visit", 2, "1d", DAY), ("signup", 3, "14d", 14 * DAY)):
+            body = {"event": anchor, "steps": depth, "window": window, "top": 100, "unit": unit, **RANGE}
+            out = _post(hub, "paths", body)
+            want = paths_oracle(events, anchor, depth, w_us, T0, T0 + 12 * DAY, field)
+            n = unit + "s"
+            assert {tuple(p["events"]): p[n] for p in out["paths"]} == want["walks"]
+            assert {x["event"]: x[n] for x in out["next"]} == want["firsts"]
+            assert [p[n] for p in out["paths"]] == sorted(want["walks"].values(), reverse=True)
+            assert out[n] == want["entered"] and out[f"{n}_without_next"] == want["entered"] - sum(
+                want["firsts"].values()
+            )
+            assert out[f"events_without_{unit}"] == want["anonymous"]
+            assert len(want["walks"]) > 3 and want["entered"] > sum(want["firsts"].values()) > 0
+    top = _post(hub, "paths", {"event": "visit", "top": 2, **RANGE})
+    assert len(top["paths"]) == 2 and len(top["next"]) == 2
 
 
 def test_retention_equals_oracle(loaded: tuple[LiveHub, list[dict[str, Any]]]) -> None:
@@ -157,6 +204,62 @@ def test_event_rows_order_and_values(store: Store) -> None:
         ("u2", t, "e1", 1, None),
     ]
     assert list(store.event_rows(p.id, [], T0, T0 + DAY)) == []
+    # Times only: no ids, no values, and one row per (user, ts) of a step (e0 and e2 share theirs).
+    rows = list(store.event_rows(p.id, [parse("name:a"), None], T0, T0 + DAY, "v", ids=False))
+    assert rows == [
+        ("u1", t, "", 1, None),
+        ("u1", t + 5, "", 0, None),
+        ("u1", t + 5, "", 1, None),
+        ("u2", t, "", 0, None),
+        ("u2", t, "", 1, None),
+    ]
+    # Values of every JSON type, a null, and a key holding "=" beside the property (OpenSearch reads
+    # "key=<json>" doc values: an ambiguous or absent one is read from the source).
+    odd = [
+        event(kind="event", name="o", user_id="u3", ts=t, id="g1", attrs={"v": [1, "b", True]}),
+        event(kind="event", name="o", user_id="u3", ts=t + 1, id="g2", attrs={"v.x": 1, "w": "v=1"}),
+        event(kind="event", name="o", user_id="u3", ts=t + 2, id="g3", attrs={"v": None, "w": 1}),
+        event(kind="event", name="o", user_id="u3", ts=t + 3, id="g4", attrs={"v": "=", "v=": "1", "v=x": 2}),
+        event(kind="event", name="o", user_id="u3", ts=t + 4, id="g5", attrs={"v": 1.5}),
+        event(kind="event", name="o", user_id="u3", ts=t + 5, id="g6", attrs={"v=x": 2}),
+    ]
+    store.write_events(p.id, [normalize(e, t) for e in odd])
+    rows = list(store.event_rows(p.id, [parse("name:o")], T0, T0 + DAY, "v"))
+    assert [r[4] for r in rows] == [[1, "b", True], None, None, "=", 1.5, None]
+    # By session: the session_id leads, rows without one are left out, with or without a user.
+    sess = [
+        event(kind="event", name="s", user_id="u1", session_id="s2", ts=t, id="f1"),
+        event(kind="event", name="s", session_id="s1", ts=t + 1, id="f2"),
+        event(kind="event", name="s", user_id="u1", ts=t, id="f3"),
+    ]
+    store.write_events(p.id, [normalize(e, t) for e in sess])
+    rows = list(store.event_rows(p.id, [parse("name:s")], T0, T0 + DAY, None, "session_id"))
+    assert rows == [("s1", t + 1, "f2", 0, None), ("s2", t, "f1", 0, None)]
+
+
+def test_event_rows_in_pages_and_ranges(store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many pages and parallel user ranges (OpenSearch: pages of 7 rows, ranges from 20 rows,
+    so ties of (user, ts) straddle pages) give the rows of an oracle sorted in Python."""
+    if store_url.startswith("opensearch"):
+        monkeypatch.setattr("obshub.store.opensearch.reader._MAX_WINDOW", 7)
+        monkeypatch.setattr("obshub.store.opensearch.reader._SPLIT_MIN", 20)
+    p = store.create_project("p", "k" * 32, [])
+    rng = random.Random(5)
+    t = T0 + HOUR
+    evs = []
+    for n in range(300):
+        user = f"u{rng.randrange(40)}"
+        ts = t + rng.randrange(6)  # many ties within a user
+        evs.append(event(kind="event", name=rng.choice("ab"), user_id=user, ts=ts, id=f"r{n:03d}", attrs={"v": n % 3}))
+    store.write_events(p.id, [normalize(e, t) for e in evs])
+    rows = list(store.event_rows(p.id, [parse("name:a"), None], T0, T0 + DAY, "v"))
+    want = sorted(
+        [(e["user_id"], e["ts"], e["id"], 0, e["attrs"]["v"]) for e in evs if e["name"] == "a"]
+        + [(e["user_id"], e["ts"], e["id"], 1, None) for e in evs]
+    )
+    assert rows == want
+    times = list(store.event_rows(p.id, [parse("name:a"), None], T0, T0 + DAY, None, ids=False))
+    assert times == sorted({(u, ts, "", s, None) for u, ts, _, s, _ in want})
 
 
 @pytest.mark.parametrize(
@@ -167,6 +270,14 @@ def test_event_rows_order_and_values(store: Store) -> None:
         ("funnel", {"steps": ["a", {"event": "b", "q": "level:nope("}]}, "steps[1].q"),
         ("funnel", {"steps": ["a", "b"], "window": "soon"}, "window"),
         ("funnel", {"steps": ["a", "b"], "order": "strictest"}, "order"),
+        ("funnel", {"steps": ["a", "b"], "unit": "device"}, "unit"),
+        ("funnel", {"steps": ["a", "b"], "unit": 1}, "unit"),
+        ("experiment", {"steps": ["a", "b"], "variant": "v", "unit": "visit"}, "unit"),
+        ("paths", {}, "event"),
+        ("paths", {"event": "a", "steps": 0}, "steps"),
+        ("paths", {"event": "a", "top": 101}, "top"),
+        ("paths", {"event": {"event": "a", "q": "x:("}}, "event.q"),
+        ("paths", {"event": "a", "window": "later"}, "window"),
         ("funnel", {"steps": ["a", "b"], "breakdown": "x'y"}, "breakdown"),
         ("funnel", {"steps": ["a", "b"], "from": "now", "to": "-1d"}, "to"),
         ("funnel", [1], "body"),

@@ -44,6 +44,34 @@ def _events(start: int, n: int) -> list[dict[str, Any]]:
     ]
 
 
+def test_analytics_rows_raise_unavailable_when_the_node_dies_mid_stream(
+    own_opensearch_node: OpenSearchNode,  # noqa: F811
+    node_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Store.event_rows reads pages in threads (prefetch, parallel user ranges): the node killed
+    between two pages is a StoreUnavailable for the caller, not a hang, and no thread stays."""
+    monkeypatch.setattr("obshub.store.opensearch.reader._MAX_WINDOW", 5)
+    monkeypatch.setattr("obshub.store.opensearch.reader._SPLIT_MIN", 10)
+    store = OpenSearchStore.from_url(node_url)
+    store.open()
+    pid = store.create_project("p", os.urandom(8).hex(), []).id
+    now = time.time_ns() // 1000
+    evs = [
+        {"kind": "event", "name": "a", "user_id": f"u{i % 30}", "ts": now - i, "id": f"a{i:03d}"} for i in range(300)
+    ]
+    store.write_events(pid, [normalize(e, now) for e in evs])
+    threads = threading.active_count()
+    rows = store.event_rows(pid, [None], now - 10**9, now + 1)
+    assert next(rows)[0] == "u0"
+    own_opensearch_node.kill()
+    with pytest.raises(StoreUnavailable):
+        for _ in rows:
+            pass
+    assert threading.active_count() == threads
+    store.close()
+
+
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_store_raises_unavailable_while_down_and_resumes(
     own_opensearch_node: OpenSearchNode,  # noqa: F811

@@ -43,6 +43,7 @@ from obshub.store.base import (
     Aggregate,
     AggregateRequest,
     CheckBucket,
+    EventUnit,
     GroupRecord,
     GroupSeen,
     GroupStats,
@@ -280,9 +281,16 @@ class SqliteStore:
         return self._reader.property_values(project_id, name, prop, start, end, limit, sample)
 
     def event_rows(
-        self, project_id: int, steps: Sequence[Node | None], start: int, end: int, prop: str | None = None
+        self,
+        project_id: int,
+        steps: Sequence[Node | None],
+        start: int,
+        end: int,
+        prop: str | None = None,
+        unit: EventUnit = "user_id",
+        ids: bool = True,
     ) -> Iterator[tuple[str, int, str, int, Any]]:
-        return self._reader.event_rows(project_id, steps, start, end, prop)
+        return self._reader.event_rows(project_id, steps, start, end, prop, unit, ids)
 
     def event_series(
         self, project_id: int, name: str | None, interval_us: int, start: int, end: int, unique: bool
