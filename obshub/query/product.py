@@ -117,7 +117,10 @@ def _series_args(body: Mapping[str, Any]) -> _SeriesArgs:
     q = body.get("q") or ""
     if not isinstance(q, str):
         raise QueryError("q: expected a string")
-    parse_query(q)
+    try:
+        parse_query(q)
+    except QueryError as e:
+        raise QueryError(f"q: {e}") from None
     breakdown = body.get("breakdown") or None
     if breakdown is not None:
         if not isinstance(breakdown, str):
