@@ -36,6 +36,7 @@ from obshub.store.querylang import And, Field
 __all__ = [
     "ANALYSES",
     "DEFAULT_FROM",
+    "FIELDS",
     "MAX_EVENTS",
     "Table",
     "check",
@@ -49,7 +50,9 @@ __all__ = [
 
 ANALYSES = ("series", "funnel", "retention", "experiment")
 MAX_EVENTS = 5  # events compared on one Trends chart: five lines stay readable
-_KEYS: dict[str, frozenset[str]] = {
+# Each analysis' fields (its API body's, less the range). A funnel's `unit` (user|session), when
+# the funnel API has it, is one more name here (the Funnels form then needs its <select>).
+FIELDS: dict[str, frozenset[str]] = {
     "series": frozenset({"events", "interval", "unique", "q", "breakdown", "top"}),
     "funnel": frozenset({"steps", "window", "order", "breakdown"}),
     "retention": frozenset({"start", "return", "period", "periods", "bounded"}),
@@ -74,7 +77,7 @@ def check(request: Any, where: str = "request") -> dict[str, Any]:
     if analysis not in ANALYSES:
         raise QueryError(f"{where}.analysis: expected one of {', '.join(ANALYSES)}")
     body = {k: v for k, v in request.items() if k != "analysis"}
-    unknown = sorted(set(body) - _KEYS[analysis])
+    unknown = sorted(set(body) - FIELDS[analysis])
     if unknown:
         raise QueryError(f"{where}.{unknown[0][:40]}: unknown parameter (the range is the dashboard's or the page's)")
     try:

@@ -24,14 +24,16 @@ __all__ = ["TABS", "from_query", "step_events", "tab_url", "to_query"]
 
 # tab (its URL path under /analytics) -> analysis
 TABS = {"trends": "series", "funnels": "funnel", "retention": "retention", "experiments": "experiment"}
-# Optional fields passed through as typed, per analysis. A funnel's `unit` (user|session), when
-# the API has it, is one more name here and one <select> in the form.
-_PLAIN = {
-    "funnel": ("window", "order", "breakdown"),
-    "experiment": ("window", "order", "variant", "control"),
-    "retention": ("period",),
-    "series": ("interval", "q", "breakdown"),
+# Fields with a shape of their own in the URL; every other field of the analysis
+# (product.FIELDS: window, order, breakdown, variant, control, period, interval, q) is one URL
+# parameter passed through as typed, so a new plain API field needs no change here.
+_SHAPED = {
+    "funnel": {"steps"},
+    "experiment": {"steps"},
+    "retention": {"start", "return", "periods", "bounded"},
+    "series": {"events", "unique", "top"},
 }
+_PLAIN = {a: tuple(sorted(product.FIELDS[a] - shaped)) for a, shaped in _SHAPED.items()}
 _STEP_KEY = re.compile(r"([eq])([0-9]{1,6})")
 
 
@@ -42,8 +44,10 @@ def _steps(qp: QueryParams) -> list[dict[str, str]]:
         if not m:
             continue
         n = int(m.group(2))
-        if not 1 <= n <= MAX_STEPS:
+        if n > MAX_STEPS:
             raise QueryError(f"{k}: at most {MAX_STEPS} steps (e1..e{MAX_STEPS})")
+        if n == 0:
+            raise QueryError(f"{k}: steps are numbered from 1 (e1..e{MAX_STEPS})")
         if v.strip():
             found.setdefault(n, {})["event" if m.group(1) == "e" else "q"] = v.strip()
     steps = []
