@@ -279,12 +279,15 @@ def put_dashboard(store: Store, project_id: int, body: Any) -> tuple[Dashboard, 
     return Dashboard(d.slug, d.title, d.time_from, d.time_to, d.refresh_s, d.panels, bool(public)), rec is None
 
 
-def add_panel(store: Store, project_id: int, name: str, panel: dict[str, Any]) -> Dashboard:
-    """Append a panel to the dashboard called `name` (its slug), creating the dashboard."""
+def add_panel(store: Store, project_id: int, name: str, panel: dict[str, Any], time_from: str = "") -> Dashboard:
+    """Append a panel to the dashboard called `name` (its slug), creating the dashboard (with
+    `time_from` as its default range when given: an analysis saved over -30d)."""
     slug = slugify(name)
     rec = store.get_record(KIND, _key(project_id, slug))
     if rec is None:
         doc: dict[str, Any] = {"slug": slug, "title": _text(name, "dashboard"), "panels": []}
+        if time_from:
+            doc["time"] = {"from": time_from, "to": ""}
     else:
         doc = dict(rec.value.get("definition") or {})
     doc["panels"] = [*doc.get("panels", []), panel]

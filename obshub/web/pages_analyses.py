@@ -9,6 +9,7 @@ an empty funnel; the range may still hold none of it (an empty answer, said so).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -32,11 +33,12 @@ __all__ = ["csv_response", "routes", "run_tab", "save_fields"]
 
 _CHART = {"series": "line", "funnel": "bar", "retention": "line", "experiment": "bar"}
 # Fields whose presence says the form was submitted: a first visit shows the form, no error.
-_SUBMITTED = {
-    "funnel": ("e1", "e2"),
-    "experiment": ("e1", "variant"),
-    "retention": ("start", "return", "period", "periods"),
-}
+_SUBMITTED = {"funnel": (), "experiment": ("variant",), "retention": ("start", "return", "period", "periods")}
+
+
+def _submitted(analysis: str, qp: QueryParams) -> bool:
+    steps = analysis in ("funnel", "experiment") and any(k[:1] in ("e", "q") and k[1:].isdigit() for k in qp)
+    return steps or any(k in qp for k in _SUBMITTED[analysis])
 
 
 async def run_tab(request: Request, session: Session, tab: str, raw_from: str, raw_to: str) -> dict[str, Any]:
@@ -89,14 +91,14 @@ def _steps_shown(qp: QueryParams) -> list[dict[str, str]]:
     return rows[:MAX_STEPS]
 
 
-def _tab_page(tab: str) -> Any:
+def _tab_page(tab: str) -> Callable[[Request, Session], Awaitable[Response]]:
     analysis = TABS[tab]
 
     async def handler(request: Request, session: Session) -> Response:
         fmt = _format(request)
         qp = request.query_params
         raw_from, raw_to = qp.get("from", product.DEFAULT_FROM[analysis]), qp.get("to", "")
-        submitted = any(k in qp for k in _SUBMITTED[analysis])
+        submitted = _submitted(analysis, qp)
         error, out = None, None
         if submitted or fmt == "csv":
             try:
@@ -144,7 +146,8 @@ async def save_analysis(request: Request, session: Session) -> Response:
     tab = fields.get("tab", "")
     if tab not in TABS:
         raise QueryError(f"tab: expected one of {', '.join(TABS)}")
-    req = from_query(tab, QueryParams(fields.get("state", "")))
+    state = QueryParams(fields.get("state", ""))
+    req = from_query(tab, state)
     panel = {
         "title": fields.get("title", "").strip() or tab,
         "chart": fields.get("chart") or _CHART[req["analysis"]],
@@ -153,7 +156,12 @@ async def save_analysis(request: Request, session: Session) -> Response:
     }
     try:
         d = await run_in_threadpool(
-            dashboards.add_panel, hub_of(request).store, session.project_id, fields.get("dashboard", ""), panel
+            dashboards.add_panel,
+            hub_of(request).store,
+            session.project_id,
+            fields.get("dashboard", ""),
+            panel,
+            state.get("from") or product.DEFAULT_FROM[req["analysis"]],  # a new dashboard's range: the tab's
         )
     except Conflict as e:
         return render(request, "message.html", {"title": "Not saved", "message": f"{e}."}, 409)

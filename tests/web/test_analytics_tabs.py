@@ -198,6 +198,8 @@ BAD = [
     ("/analytics/funnels", {"e1": "signup", "e2": "purchase", "window": "a week"}, "window:"),
     ("/analytics/funnels", {"e1": "signup", "e2": "purchase", "window": "0d"}, "window:"),
     ("/analytics/funnels", {"e1": "signup", "e11": "purchase"}, "e11: at most 10 steps"),
+    ("/analytics/funnels", {"e11": "purchase"}, "e11: at most 10 steps"),
+    ("/analytics/funnels", {"e0": "signup", "e1": "purchase"}, "e0: steps are numbered from 1"),
     ("/analytics/funnels", {"e1": "signup"}, "e2: a funnel needs at least two steps"),
     ("/analytics/funnels", {"e1": "signup", "q2": "plan:pro"}, "q2: a filter needs its step's event"),
     ("/analytics/funnels", {"e1": "signup", "e2": "purchase", "q2": "plan:("}, "q2:"),
@@ -362,10 +364,10 @@ def test_save_to_dashboard_export_import_and_open_back(
     assert "Open in Analytics" not in pub.text
     # Exported as JSON, imported back unchanged; a bad analysis request is refused naming its field.
     with demo_hub.client(demo_hub.read_token) as api_client:
-        _export_import(api_client)
+        _export_import(api_client, start)
 
 
-def _export_import(admin: httpx.Client) -> None:
+def _export_import(admin: httpx.Client, start: str) -> None:
     doc = admin.get("/api/v1/dashboards/product-ab").json()
     assert [p["source"] for p in doc["panels"]] == ["analytics"] * 4
     assert doc["panels"][0]["request"] == {
@@ -375,6 +377,7 @@ def _export_import(admin: httpx.Client) -> None:
         "variant": "checkout_flow",
     }
     assert [p["request"]["analysis"] for p in doc["panels"]] == ["experiment", "funnel", "retention", "series"]
+    assert doc["time"] == {"from": start, "to": ""}  # a new dashboard gets the tab's range
     doc["slug"] = "product-ab-copy"
     r = admin.post("/api/v1/dashboards", json=doc)
     assert r.status_code in (200, 201), r.text
