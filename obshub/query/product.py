@@ -68,9 +68,8 @@ class Table:
 
 
 def check(request: Any, where: str = "request") -> dict[str, Any]:
-    """A stored or imported request -> the request (QueryError naming `where.<field>`). Funnels,
-    experiments and series are parsed as their API parses them; a retention's values are
-    checked when it runs (funnels.retention parses as it goes): here its fields' names."""
+    """A stored or imported request -> the request (QueryError naming `where.<field>`), checked
+    as its API checks it (the range apart: it is the dashboard's or the page's)."""
     if not isinstance(request, dict):
         raise QueryError(f"{where}: expected an object")
     analysis = request.get("analysis")
@@ -83,14 +82,47 @@ def check(request: Any, where: str = "request") -> dict[str, Any]:
     try:
         if analysis == "series":
             _series_args(body)
-        elif analysis in ("funnel", "experiment"):
-            funnel_body = {k: v for k, v in body.items() if k not in ("variant", "control")}
-            funnels.parse_funnel(funnel_body, now_us())
-            if analysis == "experiment" and not body.get("variant"):
-                raise QueryError("variant: required (the attribute that holds the variant)")
+        elif analysis == "retention":
+            _check_retention(body)
+        else:
+            _check_funnel(body, analysis == "experiment")
     except QueryError as e:
         raise QueryError(f"{where}.{e}") from None
     return {"analysis": analysis, **body}
+
+
+def _check_funnel(body: Mapping[str, Any], experiment: bool) -> None:
+    funnel_body = {k: v for k, v in body.items() if k not in ("variant", "control")}
+    if not experiment:
+        funnels.parse_funnel(funnel_body, now_us())
+        return
+    if body.get("variant") in (None, ""):
+        raise QueryError("variant: required (the attribute that holds the variant)")
+    try:  # the variant is read as the breakdown is: the same attribute-name rules
+        funnels.parse_funnel({**funnel_body, "breakdown": body["variant"]}, now_us())
+    except QueryError as e:
+        raise QueryError(str(e).replace("breakdown:", "variant:", 1)) from None
+
+
+def _check_retention(body: Mapping[str, Any]) -> None:
+    """funnels.retention's checks of its fields, done before it runs (it checks as it goes)."""
+    for name in ("start", "return"):
+        step = body.get(name)
+        if step is None:
+            continue
+        if isinstance(step, dict) and step.get("event") is None:
+            step = {**step, "event": "x"}  # no event (any event): the rest is checked as a step's
+        try:
+            funnels.parse_funnel({"steps": [step, step]}, now_us())
+        except QueryError as e:
+            raise QueryError(str(e).replace("steps[0]", name, 1)) from None
+    if body.get("period") not in (None, "", "day", "week"):
+        raise QueryError("period: expected day or week")
+    periods = body.get("periods", 1)
+    if not isinstance(periods, int) or isinstance(periods, bool) or not 1 <= periods <= funnels.MAX_PERIODS:
+        raise QueryError(f"periods: expected an integer from 1 to {funnels.MAX_PERIODS}")
+    if not isinstance(body.get("bounded", True), bool):
+        raise QueryError("bounded: expected true or false")
 
 
 @dataclass(frozen=True)
@@ -104,30 +136,32 @@ class _SeriesArgs:
 
 
 def _series_args(body: Mapping[str, Any]) -> _SeriesArgs:
-    events = body.get("events") or []
+    events = body.get("events", [])
     if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
         raise QueryError("events: expected a list of event names")
     if len(events) > MAX_EVENTS:
         raise QueryError(f"events: at most {MAX_EVENTS} compared on one chart")
     if len(set(events)) != len(events):
         raise QueryError("events: an event is listed twice")
-    raw_interval = body.get("interval") or "hour"
-    if not isinstance(raw_interval, str):
+    raw_interval = body.get("interval")
+    if raw_interval is not None and not isinstance(raw_interval, str):
         raise QueryError("interval: expected hour, day or a duration like 15m")
     unique = body.get("unique", False)
     if not isinstance(unique, bool):
         raise QueryError("unique: expected true or false")
-    q = body.get("q") or ""
+    q = body.get("q")
+    q = "" if q is None else q
     if not isinstance(q, str):
         raise QueryError("q: expected a string")
     try:
         parse_query(q)
     except QueryError as e:
         raise QueryError(f"q: {e}") from None
-    breakdown = body.get("breakdown") or None
+    breakdown = body.get("breakdown")
+    if breakdown is not None and not isinstance(breakdown, str):
+        raise QueryError("breakdown: expected an attribute name")
+    breakdown = breakdown or None
     if breakdown is not None:
-        if not isinstance(breakdown, str):
-            raise QueryError("breakdown: expected an attribute name")
         group_field(breakdown, "breakdown")
         if len(events) > 1:
             raise QueryError("breakdown: break down one event, or compare events, not both")

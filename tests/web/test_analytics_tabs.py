@@ -389,6 +389,14 @@ def _export_import(admin: httpx.Client, start: str) -> None:
     }
     r = admin.post("/api/v1/dashboards", json=bad)
     assert r.status_code == 400 and "panels[0].request.window" in r.text
-    bad["panels"] = [{**doc["panels"][1], "request": {"analysis": "cohorts"}}]
-    r = admin.post("/api/v1/dashboards", json=bad)
-    assert r.status_code == 400 and "panels[0].request.analysis" in r.text
+    for request, field in [
+        ({"analysis": "cohorts"}, "analysis"),
+        ({**doc["panels"][0]["request"], "variant": ["a"]}, "variant"),
+        ({**doc["panels"][2]["request"], "period": "month"}, "period"),
+        ({**doc["panels"][2]["request"], "start": {"event": None, "q": "plan:("}}, "start.q"),
+        ({**doc["panels"][3]["request"], "events": ["signup", "signup"]}, "events"),
+        ({**doc["panels"][3]["request"], "from": "-7d"}, "from"),
+    ]:
+        bad["panels"] = [{**doc["panels"][1], "request": request}]
+        r = admin.post("/api/v1/dashboards", json=bad)
+        assert r.status_code == 400 and f"panels[0].request.{field}" in r.json()["error"], r.text
