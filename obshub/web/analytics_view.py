@@ -26,14 +26,22 @@ def _pct(v: Any) -> Any:
     return None if v is None else round(v * 100, 1)
 
 
+_HIDDEN = {"z", "reading"}  # in the CSV; a panel's table has no room for them (the tab's card says it)
+
+
+def _cell(column: str, v: Any) -> Any:
+    if column in _RATES:
+        return _pct(v)
+    if column == "p_value" and v is not None:
+        return f"{v:.3g}"  # 3.6e-05, not the table's 3-decimal 0
+    return v
+
+
 def _rows(t: product.Table) -> tuple[list[str], list[dict[str, Any]]]:
-    cols = [f"{c} %" if c in _RATES else c for c in t.columns]
-    rate_at = {i for i, c in enumerate(t.columns) if c in _RATES}
+    keep = [i for i, c in enumerate(t.columns) if c not in _HIDDEN]
+    cols = [f"{t.columns[i]} %" if t.columns[i] in _RATES else t.columns[i] for i in keep]
     rows = [
-        {
-            "t": r[0] if t.columns[0] in ("t", "cohort") else None,
-            "cells": [_pct(v) if i in rate_at else v for i, v in enumerate(r)],
-        }
+        {"t": r[0] if t.columns[0] in ("t", "cohort") else None, "cells": [_cell(t.columns[i], r[i]) for i in keep]}
         for r in t.rows
     ]
     return cols, rows

@@ -126,6 +126,8 @@ def test_funnel_breakdown_retention_and_experiment_match_the_api(served_page: An
     panel = page.locator("section.panel")
     for v in api["variants"]:
         expect(panel.locator(f'td[data-v="{v["users"]}"]').first).to_be_visible()
+    accessible(page)
+    shot(page, "analytics-dashboard")
     panel.get_by_role("link", name="Open in Analytics").click()
     page.wait_for_url("**/analytics/experiments?**")
     expect(page.locator('article.abcard[data-variant="new"] p.reading')).to_have_text(c["reading"])
