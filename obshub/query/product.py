@@ -198,7 +198,9 @@ def run(store: Store, pid: int, request: Mapping[str, Any], time_from: str, time
 
 def unknown_events(store: Store, pid: int, names: Sequence[str]) -> list[str]:
     """The names no `kind=event` record of the project has (ever: a range without them is an
-    empty answer, a typo is an error). One count per name, at most 10 (a funnel's steps)."""
+    empty answer, a typo is an error). One count per name, at most 10 (a funnel's steps); on
+    SQLite a range of the (project, name, ts) index of events (ix_events_ev_name): a typo
+    costs nothing, a name with 1M events one pass over its index entries."""
     kind = Field("kind", "=", "event")
     return [
         n
