@@ -175,7 +175,9 @@ def test_demo_then_search_and_trace(hubproc: HubProcess) -> None:
     events = h.search_all(**{"from": "-1d"})
     assert {e.get("host") for e in events} == {"web-1", "web-2", "web-3"}
     assert {e.get("service") for e in events} == {"shop-web", "shop-api"}
-    assert len({e["user_id"] for e in events if "user_id" in e}) == 50
+    users = {e["user_id"] for e in events if "user_id" in e}
+    assert len({u for u in users if u.startswith("u-")}) == 50  # the shop's; p-*: the product analytics demo
+    assert {u[:2] for u in users} == {"u-", "p-"}
     assert sum(1 for e in events if e["kind"] == "error") >= 40
 
     env = {"OBSHUB_URL": h.url, "OBSHUB_TOKEN": h.read_token}

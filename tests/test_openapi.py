@@ -471,7 +471,19 @@ def _dashboards(check: Conformance, read: httpx.Client, ingest: httpx.Client, an
     doc = {
         "title": "Shop KPIs",
         "time": {"from": "-6h"},
-        "panels": [{"title": "p95", "request": {"measure": "p95(price)", "group_by": ["host"], "interval": "auto"}}],
+        "panels": [
+            {"title": "p95", "request": {"measure": "p95(price)", "group_by": ["host"], "interval": "auto"}},
+            # Analyses saved from the Analytics page: the API's bodies without the range.
+            *(
+                {"title": a, "chart": "bar", "source": "analytics", "request": {"analysis": a, **req}}
+                for a, req in (
+                    ("funnel", {"steps": [{"event": "visit"}, {"event": "buy", "q": "plan:pro"}], "window": "2d"}),
+                    ("experiment", {"steps": [{"event": "visit"}, {"event": "buy"}], "variant": "arm"}),
+                    ("retention", {"start": {"event": "visit"}, "return": {}, "period": "week", "bounded": False}),
+                    ("series", {"events": ["visit", "buy"], "interval": "day", "unique": True, "top": 3}),
+                )
+            ),
+        ],
     }
     created = check("POST", path, read.post(path, json=doc), 201)
     assert created["slug"] == "shop-kpis" and created["panels"][0]["chart"] == "line"
@@ -480,7 +492,7 @@ def _dashboards(check: Conformance, read: httpx.Client, ingest: httpx.Client, an
     assert bad["error"].startswith("panels[0].chart:")
     _auth_errors(check, "POST", path, path, anon, _token(ingest), json=doc)
     listed = check("GET", path, read.get(path), 200)
-    assert listed == {"dashboards": [{"slug": "shop-kpis", "title": "Shop KPIs", "panels": 1, "public": False}]}
+    assert listed == {"dashboards": [{"slug": "shop-kpis", "title": "Shop KPIs", "panels": 5, "public": False}]}
     _auth_errors(check, "GET", path, path, anon, _token(ingest))
     one, url = "/api/v1/dashboards/{slug}", "/api/v1/dashboards/shop-kpis"
     assert check("GET", one, read.get(url), 200)["refresh_s"] == 60

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_TOP",
     "aggregate",
     "auto_interval",
+    "csv_cell",
     "group_field",
     "parse_request",
     "to_csv",
@@ -240,9 +241,11 @@ def to_json(req: AggregateRequest, root: AggBucket) -> dict[str, Any]:
 _FORMULA = tuple("=+-@\t\r")
 
 
-def _text(v: Any) -> str:
+def csv_cell(v: Any) -> str:
+    """A CSV cell: None empty, a string a spreadsheet would run as a formula (= + - @, or a TAB
+    or CR before one) prefixed with ' (OWASP CSV injection); numbers as they are (-3 stays -3)."""
     s = "" if v is None else str(v)
-    return "'" + s if isinstance(v, str) and s.startswith(_FORMULA) else s  # a spreadsheet runs no key
+    return "'" + s if isinstance(v, str) and s.startswith(_FORMULA) else s
 
 
 def to_csv(req: AggregateRequest, root: AggBucket) -> str:
@@ -254,9 +257,9 @@ def to_csv(req: AggregateRequest, root: AggBucket) -> str:
     w.writerow(["row", "group_1", "group_2", "t", "count", "value"])
 
     def rows(kind: str, b: AggBucket, k1: Any, k2: Any) -> None:
-        w.writerow([kind, _text(k1), _text(k2), "", b.count, _text(b.value)])
+        w.writerow([kind, csv_cell(k1), csv_cell(k2), "", b.count, csv_cell(b.value)])
         for t, n, v in b.series:
-            w.writerow([kind, _text(k1), _text(k2), format_ts(t), n, _text(v)])
+            w.writerow([kind, csv_cell(k1), csv_cell(k2), format_ts(t), n, csv_cell(v)])
 
     rows("total", root, None, None)
     for g in root.groups:

@@ -12,8 +12,10 @@ the SHA-256 of the link's token (192 random bits; the token itself is stored now
 
 A panel's `source` says where its numbers come from: "events" (an aggregation over stored
 events, `request` its parameters) or "metric" (a defined metric's stored hourly or daily rollup
-series, obshub/query/metrics.py; `request` {"metric", "interval", "group"}). Both give the
-aggregate JSON shape (`panel_data`), so the web draws them alike.
+series, obshub/query/metrics.py; `request` {"metric", "interval", "group"}); both give the
+aggregate JSON shape (`panel_data`), so the web draws them alike. Or "analytics": a product
+analysis saved from the Analytics page (obshub/query/product.py; `request` its API body
+without the range plus `analysis`), whose `panel_data` is that analysis' API answer.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import Any
 
 from obshub.auth import hash_token
 from obshub.errors import Conflict, NotFound, QueryError
-from obshub.events import format_ts
-from obshub.query import aggregate, metrics
+from obshub.events import format_ts, now_us
+from obshub.query import aggregate, metrics, product
 from obshub.query.metrics import OTHER, MetricDef
 from obshub.store.base import ROLLUP_INTERVALS, AggregateRequest, Project, Record, Store
 
@@ -61,7 +63,7 @@ MAX_DASHBOARDS = 200  # per project: a list page, not a database
 MAX_PANELS = 24  # one page of panels, each one aggregation: a page load costs at most 24 queries
 MAX_TITLE = 120
 CHARTS = ("line", "bar")
-SOURCES = ("events", "metric")  # an aggregation of events, or a defined metric's rollup series
+SOURCES = ("events", "metric", "analytics")  # an aggregation, a metric's rollups, a product analysis
 REFRESH_S = (0, 30, 60, 300, 900)  # auto-refresh choices; 0: off
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _PANEL_KEYS = {"title", "chart", "source", "request"}
@@ -144,6 +146,8 @@ def _panel(raw: Any, where: str, time_from: str, time_to: str) -> Panel:
         raise QueryError(f"{where}.request: expected an object of aggregate parameters")
     if source == "metric":
         return Panel(title, str(chart), _metric_request(req, f"{where}.request"), "metric")
+    if source == "analytics":
+        return Panel(title, str(chart), product.check(req, f"{where}.request"), "analytics")
     unknown = set(req) - set(_REQUEST_KEYS)
     if unknown:
         raise QueryError(f"{where}.request.{sorted(unknown)[0][:40]}: unknown parameter (the range is the dashboard's)")
@@ -275,12 +279,15 @@ def put_dashboard(store: Store, project_id: int, body: Any) -> tuple[Dashboard, 
     return Dashboard(d.slug, d.title, d.time_from, d.time_to, d.refresh_s, d.panels, bool(public)), rec is None
 
 
-def add_panel(store: Store, project_id: int, name: str, panel: dict[str, Any]) -> Dashboard:
-    """Append a panel to the dashboard called `name` (its slug), creating the dashboard."""
+def add_panel(store: Store, project_id: int, name: str, panel: dict[str, Any], time_from: str = "") -> Dashboard:
+    """Append a panel to the dashboard called `name` (its slug), creating the dashboard (with
+    `time_from` as its default range when given: an analysis saved over -30d)."""
     slug = slugify(name)
     rec = store.get_record(KIND, _key(project_id, slug))
     if rec is None:
         doc: dict[str, Any] = {"slug": slug, "title": _text(name, "dashboard"), "panels": []}
+        if time_from:
+            doc["time"] = {"from": time_from, "to": ""}
     else:
         doc = dict(rec.value.get("definition") or {})
     doc["panels"] = [*doc.get("panels", []), panel]
@@ -367,7 +374,10 @@ def panel_data(
 ) -> dict[str, Any]:
     """The panel's numbers over the range as GET /api/v1/aggregate's JSON: for "events" the same
     computation with the panel's parameters and this range; for "metric" the stored rollups
-    (`config`: the hub's [[metrics]]). QueryError (NotFound: an unknown metric) for the page."""
+    (`config`: the hub's [[metrics]]); for "analytics" the analysis' API answer. QueryError
+    (NotFound: an unknown metric) for the page."""
+    if panel.source == "analytics":
+        return product.run(store, project_id, panel.request, time_from, time_to, now_us() if now is None else now)
     if panel.source == "metric":
         project = store.get_project_by_id(project_id) or Project(project_id, "", "")  # name: its config metrics
         return _metric_data(store, project, panel.request, time_from, time_to, now, config)

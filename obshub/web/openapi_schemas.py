@@ -857,7 +857,55 @@ _METRIC_PANEL = _obj(
     },
     required=("title", "source", "request"),
 )
-_PANEL = {"oneOf": [_EVENTS_PANEL, _METRIC_PANEL]}
+
+
+def _analysis_request(analysis: str, body: Schema, description: str) -> Schema:
+    """An analysis panel's request: the API body without the range, plus `analysis`."""
+    props = {k: v for k, v in body["properties"].items() if k not in ("from", "to")}
+    required = [k for k in body["required"] if k in props]
+    return _obj({"analysis": {"const": analysis}, **props}, required=("analysis", *required), description=description)
+
+
+_SERIES_PANEL_REQUEST = _analysis_request(
+    "series",
+    _obj(
+        {
+            "events": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "maxItems": 5,
+                "uniqueItems": True,
+                "description": "events compared on one chart; empty: every event",
+            },
+            "interval": {"type": ["string", "null"], "default": "hour", "description": "hour, day or a duration"},
+            "unique": {"type": "boolean", "default": False, "description": "distinct users instead of events"},
+            "q": {"type": ["string", "null"]},
+            "breakdown": {"type": ["string", "null"], "description": "one event only: a series per top value"},
+            "top": {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": 5},
+        },
+        required=(),
+    ),
+    "GET /api/v1/analytics/series once per event (the Analytics page's Trends tab)",
+)
+_ANALYTICS_PANEL = _obj(
+    {
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "chart": {"enum": ["line", "bar"], "default": "line", "description": "Trends only; the others draw their own"},
+        "source": {"enum": ["analytics"], "description": "a product analysis saved from the Analytics page"},
+        "request": {
+            "oneOf": [
+                _SERIES_PANEL_REQUEST,
+                _analysis_request("funnel", _FUNNEL_REQUEST, "POST /api/v1/analytics/funnel's body, no range"),
+                _analysis_request("retention", _RETENTION_REQUEST, "POST /api/v1/analytics/retention's body, no range"),
+                _analysis_request(
+                    "experiment", _EXPERIMENT_REQUEST, "POST /api/v1/analytics/experiment's body, no range"
+                ),
+            ]
+        },
+    },
+    required=("title", "source", "request"),
+)
+_PANEL = {"oneOf": [_EVENTS_PANEL, _METRIC_PANEL, _ANALYTICS_PANEL]}
 _DASHBOARD = _obj(
     {
         "slug": {

@@ -8,7 +8,8 @@
 /trace/<id>            swimlanes per host/service on one time axis        (pages_trace.py)
 /users/<id>            the user's requests in order, host switches marked
 /errors  /errors/<id>  error groups, resolve/ignore                         (pages_errors.py)
-/analytics             event names, properties, values, series            (pages_analytics.py)
+/analytics             Trends: event names, properties, values, series     (pages_analytics.py)
+/analytics/funnels|retention|experiments  the other tabs; /analytics/save  (pages_analyses.py)
 /alerts  /alerts/<name> alert rules, state, history, mute/unmute             (pages_alerts.py)
 /checks                uptime checks: state, response time, uptime, 90 days (pages_checks.py)
 /status/<project>      a project's public status page, no login           (pages_checks.py)
@@ -32,6 +33,7 @@ from obshub.errors import StoreOverloaded, StoreUnavailable
 from obshub.web import (
     convertors,  # noqa: F401  (registers `anypath`)
     pages_alerts,
+    pages_analyses,
     pages_analytics,
     pages_checks,
     pages_dashboards,
@@ -164,6 +166,7 @@ routes: list[BaseRoute] = [
     Route("/trace/{id:anypath}", page(pages_trace.trace_page)),
     Route("/users/{user_id:anypath}", page(pages_trace.user_page)),
     Route("/analytics", page(pages_analytics.analytics_page)),
+    *pages_analyses.routes,
     *pages_errors.routes,
     *pages_alerts.routes,
     *pages_checks.routes,

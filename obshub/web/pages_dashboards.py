@@ -29,6 +29,8 @@ from obshub.events import now_us
 from obshub.hub import Hub, hub_of
 from obshub.query import aggregate, dashboards, metrics
 from obshub.query.dashboards import CHARTS, REFRESH_S, Dashboard, Panel
+from obshub.web.analytics_params import tab_url
+from obshub.web.analytics_view import analysis_view
 from obshub.web.common import PRESETS, page, render, url_with
 from obshub.web.panels import panel_view
 from obshub.web.session import Session, form, require_csrf
@@ -132,7 +134,8 @@ def _panels(hub: Hub, project_id: int, d: Dashboard, time_from: str, time_to: st
     for i, p in enumerate(d.panels):
         try:
             j = dashboards.panel_data(hub.store, project_id, p, time_from, time_to, now, config)
-            out.append({"i": i, "panel": p, "view": panel_view(j, p.chart), "error": None})
+            view = analysis_view(p.request, j, p.chart) if p.source == "analytics" else panel_view(j, p.chart)
+            out.append({"i": i, "panel": p, "view": view, "error": None})
         except (QueryError, NotFound) as e:  # NotFound: a metric panel's metric was deleted (or never made)
             out.append({"i": i, "panel": p, "view": None, "error": str(e)})
     return out
@@ -168,6 +171,7 @@ async def dashboard_page(request: Request, session: Session) -> Response:
             "public": False,
             "range_url": lambda f: url_with(request, **{"from": f, "to": None}),
             "visualize_url": lambda p: _visualize_url(p, time_from, time_to),
+            "analytics_url": lambda p: tab_url(p.request, time_from, time_to),
         },
         400 if error else 200,
     )
