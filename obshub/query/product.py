@@ -54,9 +54,9 @@ MAX_EVENTS = 5  # events compared on one Trends chart: five lines stay readable
 # the funnel API has it, is one more name here (the Funnels form then needs its <select>).
 FIELDS: dict[str, frozenset[str]] = {
     "series": frozenset({"events", "interval", "unique", "q", "breakdown", "top"}),
-    "funnel": frozenset({"steps", "window", "order", "breakdown"}),
+    "funnel": frozenset({"steps", "window", "order", "breakdown", "unit"}),
     "retention": frozenset({"start", "return", "period", "periods", "bounded"}),
-    "experiment": frozenset({"steps", "window", "order", "variant", "control"}),
+    "experiment": frozenset({"steps", "window", "order", "variant", "control", "unit"}),
 }
 DEFAULT_FROM = {"series": "-24h", "funnel": "-30d", "retention": "-28d", "experiment": "-30d"}
 
@@ -241,8 +241,14 @@ def table(request: Mapping[str, Any], result: Mapping[str, Any]) -> Table:
     return _series_table(result)
 
 
+def _noun(result: Mapping[str, Any]) -> str:
+    """What the answer counts: "users", or "sessions" for the unit `session`."""
+    return f"{result.get('unit', 'user')}s"
+
+
 def _funnel_table(result: Mapping[str, Any], by_group: bool) -> Table:
-    cols = ["step", "event", "q", "users", "from_previous", "from_first", "median_seconds"]
+    noun = _noun(result)
+    cols = ["step", "event", "q", noun, "from_previous", "from_first", "median_seconds"]
     groups: list[tuple[str, list[dict[str, Any]]]] = [("all", result["steps"])]
     if by_group:
         groups += [(label(g["value"]), g["steps"]) for g in result.get("breakdown", [])]
@@ -251,27 +257,28 @@ def _funnel_table(result: Mapping[str, Any], by_group: bool) -> Table:
     rows = []
     for name, steps in groups:
         for i, s in enumerate(steps, 1):
-            row = [i, s["event"], s["q"], s["users"], s["from_previous"], s["from_first"], s["median_seconds"]]
+            row = [i, s["event"], s["q"], s[noun], s["from_previous"], s["from_first"], s["median_seconds"]]
             rows.append([name, *row] if by_group else row)
     return Table(["group", *cols] if by_group else cols, rows)
 
 
 def _experiment_table(result: Mapping[str, Any]) -> Table:
     cmp = {label(c["variant"]): c for c in result["comparisons"]}
+    noun = _noun(result)
     rows = []
     for v in result["variants"]:
         c = cmp.get(label(v["value"]))
         rate = next(
             (k["control_rate"] for k in result["comparisons"] if label(k["control"]) == label(v["value"])),
-            round(v["converted"] / v["users"], 6) if v["users"] else None,
+            round(v["converted"] / v[noun], 6) if v[noun] else None,
         )
         if c is None:  # the control (or a lone variant)
-            rows.append([label(v["value"]), v["users"], v["converted"], rate, None, None, None, None, None, None])
+            rows.append([label(v["value"]), v[noun], v["converted"], rate, None, None, None, None, None, None])
         else:
             lo, hi = c["ci95"]
             stats = [c["variant_rate"], c["difference"], c["z"], c["p_value"], lo, hi, c["reading"]]
-            rows.append([label(v["value"]), v["users"], v["converted"], *stats])
-    cols = ["variant", "users", "converted", "rate", "difference", "z", "p_value", "ci95_low", "ci95_high", "reading"]
+            rows.append([label(v["value"]), v[noun], v["converted"], *stats])
+    cols = ["variant", noun, "converted", "rate", "difference", "z", "p_value", "ci95_low", "ci95_high", "reading"]
     return Table(cols, rows)
 
 

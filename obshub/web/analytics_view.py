@@ -71,7 +71,7 @@ def analysis_view(request: Mapping[str, Any], result: Mapping[str, Any], chart: 
         labels = [f"{i}. {s['event']}" for i, s in enumerate(result["steps"], 1)]
         drawn = series_chart(labels, [(n, [_pct(s["from_first"]) for s in st]) for n, st in groups[:MAX_SERIES]], "bar")
         measure = "% of step 1"
-        empty = result["steps"][0]["users"] == 0
+        empty = result["steps"][0][f"{result.get('unit', 'user')}s"] == 0
     elif analysis == "retention":
         labels = [f"{result['period']} {c['period']}" for c in result["curve"]]
         drawn = series_chart(labels, [("returned %", [_pct(c["rate"]) for c in result["curve"]])], "line")
@@ -79,7 +79,8 @@ def analysis_view(request: Mapping[str, Any], result: Mapping[str, Any], chart: 
         empty = not result["cohorts"]
     else:
         labels = [product.label(v["value"]) for v in result["variants"]]
-        rates = [_pct(v["converted"] / v["users"]) if v["users"] else None for v in result["variants"]]
+        noun = f"{result.get('unit', 'user')}s"
+        rates = [_pct(v["converted"] / v[noun]) if v[noun] else None for v in result["variants"]]
         drawn = series_chart(labels, [("conversion %", rates)], "bar")
         measure = "% converted"
         empty = not result["variants"]

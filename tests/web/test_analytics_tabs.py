@@ -102,6 +102,42 @@ def test_funnel_tab_and_csv_are_the_api_answer(web: httpx.Client, demo_hub: Live
     assert _dv(page.text, 'data-group="social" data-step', "4")[0] == _num(api["breakdown"][2]["steps"][3]["users"])
 
 
+def test_funnel_and_experiment_by_session_are_the_api_answer(
+    web: httpx.Client, demo_hub: LiveHub, span: tuple[str, str]
+) -> None:
+    """`unit=session`: the tab, its CSV (a `sessions` column) and the experiment card count
+    sessions as the API does."""
+    start, end = span
+    params = {f"e{i}": s for i, s in enumerate(STEPS, 1)} | {
+        "window": "1d",
+        "unit": "session",
+        "from": start,
+        "to": end,
+    }
+    api = _api(demo_hub, "funnel", {"steps": STEPS, "window": "1d", "unit": "session", "from": start, "to": end})
+    assert api["unit"] == "session" and api["steps"][0]["sessions"] > 0
+    page = web.get("/analytics/funnels", params=params)
+    assert page.status_code == 200 and "Entered (sessions)" in page.text
+    for i, s in enumerate(api["steps"], 1):
+        assert _dv(page.text, 'data-group="all" data-step', str(i))[0] == _num(s["sessions"])
+    rows = _csv(web.get("/analytics/funnels", params={**params, "format": "csv"}))
+    assert [r["sessions"] for r in rows] == [_num(s["sessions"]) for s in api["steps"]]
+    body = {"steps": ["checkout", "purchase"], "variant": "checkout_flow", "unit": "session", "from": start, "to": end}
+    api = _api(demo_hub, "experiment", body)
+    shown = {
+        "e1": "checkout",
+        "e2": "purchase",
+        "variant": "checkout_flow",
+        "unit": "session",
+        "from": start,
+        "to": end,
+    }
+    rows = _csv(web.get("/analytics/experiments", params={**shown, "format": "csv"}))
+    assert {r["variant"]: r["sessions"] for r in rows} == {v["value"]: _num(v["sessions"]) for v in api["variants"]}
+    bad = web.get("/analytics/funnels", params={**params, "unit": "visitor"})
+    assert bad.status_code == 400 and "unit" in bad.text
+
+
 def test_retention_tab_and_csv_are_the_api_answer(web: httpx.Client, demo_hub: LiveHub, span: tuple[str, str]) -> None:
     start, end = span
     body = {"start": {"event": "signup"}, "return": {"event": "login"}, "period": "week", "bounded": True}
