@@ -400,24 +400,43 @@ def _or_any(body: dict[str, Any], name: str) -> Any:
 
 
 # -- retention -----------------------------------------------------------------------------------------
-def retention(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[str, Any]:
-    """Cohorts by the day or week (UTC) of each user's first start event in the range; period N
-    of a user is [t0 + N*P, t0 + (N+1)*P) from that event's time t0. bounded: a return event
-    in period N itself; unbounded: in period N or any later one (seen in the range). A cell is
-    null until every user of its cohort had period N fully inside the range."""
+@dataclass(frozen=True)
+class Retention:
+    """A retention request, checked (`parse_retention`): what `retention` runs and what the
+    Retention tab and dashboard panels check before saving one."""
+
+    start_step: Step
+    return_step: Step
+    period: str  # day | week
+    periods: int
+    bounded: bool
+
+
+def parse_retention(body: dict[str, Any]) -> Retention:
+    """The body's retention fields (not `from`/`to`) -> Retention; QueryError naming the field."""
     _known(body, {"start", "return", "period", "periods", "bounded", "from", "to"})
     start_step = _step(_or_any(body, "start"), "start", event_required=False)
     ret_step = _step(_or_any(body, "return"), "return", event_required=False)
     period = _str(body, "period") or "day"
     if period not in ("day", "week"):
         raise QueryError("period: expected day or week")
-    p = _DAY if period == "day" else 7 * _DAY
     periods = body.get("periods", 8 if period == "week" else 14)
     if not isinstance(periods, int) or isinstance(periods, bool) or not 1 <= periods <= MAX_PERIODS:
         raise QueryError(f"periods: expected an integer from 1 to {MAX_PERIODS}")
     bounded = body.get("bounded", True)
     if not isinstance(bounded, bool):
         raise QueryError("bounded: expected true or false")
+    return Retention(start_step, ret_step, period, periods, bounded)
+
+
+def retention(store: Store, pid: int, body: dict[str, Any], now: int) -> dict[str, Any]:
+    """Cohorts by the day or week (UTC) of each user's first start event in the range; period N
+    of a user is [t0 + N*P, t0 + (N+1)*P) from that event's time t0. bounded: a return event
+    in period N itself; unbounded: in period N or any later one (seen in the range). A cell is
+    null until every user of its cohort had period N fully inside the range."""
+    r = parse_retention(body)
+    start_step, ret_step, period, periods, bounded = r.start_step, r.return_step, r.period, r.periods, r.bounded
+    p = _DAY if period == "day" else 7 * _DAY
     start, end = _range(body, now)
     cohorts: dict[int, list[Any]] = {}  # cohort start -> [size, last t0, returned per period]
     # Times only (ids=False): a return at the start event's own ts is in period 0, never counted,

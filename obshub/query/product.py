@@ -83,7 +83,7 @@ def check(request: Any, where: str = "request") -> dict[str, Any]:
         if analysis == "series":
             _series_args(body)
         elif analysis == "retention":
-            _check_retention(body)
+            funnels.parse_retention(dict(body))
         else:
             _check_funnel(body, analysis == "experiment")
     except QueryError as e:
@@ -102,27 +102,6 @@ def _check_funnel(body: Mapping[str, Any], experiment: bool) -> None:
         funnels.parse_funnel({**funnel_body, "breakdown": body["variant"]}, now_us())
     except QueryError as e:
         raise QueryError(str(e).replace("breakdown:", "variant:", 1)) from None
-
-
-def _check_retention(body: Mapping[str, Any]) -> None:
-    """funnels.retention's checks of its fields, done before it runs (it checks as it goes)."""
-    for name in ("start", "return"):
-        step = body.get(name)
-        if step is None:
-            continue
-        if isinstance(step, dict) and step.get("event") is None:
-            step = {**step, "event": "x"}  # no event (any event): the rest is checked as a step's
-        try:
-            funnels.parse_funnel({"steps": [step, step]}, now_us())
-        except QueryError as e:
-            raise QueryError(str(e).replace("steps[0]", name, 1)) from None
-    if body.get("period") not in (None, "", "day", "week"):
-        raise QueryError("period: expected day or week")
-    periods = body.get("periods", 1)
-    if not isinstance(periods, int) or isinstance(periods, bool) or not 1 <= periods <= funnels.MAX_PERIODS:
-        raise QueryError(f"periods: expected an integer from 1 to {funnels.MAX_PERIODS}")
-    if not isinstance(body.get("bounded", True), bool):
-        raise QueryError("bounded: expected true or false")
 
 
 @dataclass(frozen=True)
