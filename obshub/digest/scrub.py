@@ -109,9 +109,40 @@ def _mask_match(m: re.Match[str]) -> str:
 
 
 def _mask_cards(text: str) -> str:
-    if len(text) < _MIN_CARD_TEXT or not _MAYBE_CARD.search(text):
+    if len(text) < _MIN_CARD_TEXT:
+        return text
+    # _MAYBE_CARD needs 8 digits: fewer ASCII ones in an ASCII text (two C calls, ~0.1 µs for a
+    # log line) spare the regex (~5 ns a character). `\d` also matches other scripts' digits,
+    # hence ASCII texts only.
+    if text.isascii() and len(text.encode().translate(None, _NOT_DIGITS)) < 8:
+        return text
+    if not _MAYBE_CARD.search(text):
         return text
     return _CARD.sub(_mask_match, text)
+
+
+_NOT_DIGITS = bytes(b for b in range(256) if not 48 <= b <= 57)
+
+
+def _trie(words: list[str]) -> str:
+    """An alternation of `words` (escaped) written as a trie: the same strings, but `re` tests
+    one character per step instead of trying every word in turn (the text hint ~0.85 -> ~0.6 µs
+    on a 70-character log line)."""
+    root: dict[str, Any] = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(root)
 
 
 _MEMO_KEYS = 4096  # distinct keys whose verdict `Scrubber.sensitive` remembers
@@ -126,7 +157,7 @@ class Scrubber:
         # A necessary condition for `<sensitive key>=` in a text, on its lowercase form (~10 ns a
         # character): a sensitive word at most 64 characters before a separator. Most text with
         # `=` or `:` has none (`order=12 … session …`), and then no separator is looked at.
-        words = "|".join([*keys, *sorted(WORD_KEYS)])
+        words = _trie([*(k.strip().lower() for k in (*DEFAULT_KEYS, *extra_keys) if k.strip()), *WORD_KEYS])
         self._hint = re.compile(f"(?:{words})" + r"[^\s=:\"'<>]{0,64}+[\"']?[ \t]*+[=:]")
 
         # Keys repeat across events: memoize the regex. Keys are client input, so the memo is
