@@ -146,8 +146,11 @@ class BulkWriter:
             retry: list[int] = []
             for chunk, statuses in self._dispatch(serialized(pending), lines, len(pending) >= 2 * BULK_EVENTS):
                 if statuses is None:  # every item created: counted per batch, not per event
-                    for k, n in Counter(map(owner.__getitem__, chunk)).items():
-                        results[k].accepted += n
+                    if len(results) == 1:
+                        results[0].accepted += len(chunk)
+                    else:
+                        for k, n in Counter(map(owner.__getitem__, chunk)).items():
+                            results[k].accepted += n
                     if fresh is not None:
                         fresh.update(chunk)
                     continue
