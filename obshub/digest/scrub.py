@@ -164,6 +164,9 @@ class Scrubber:
         # bounded in entries and in key length (at most 4,096 x 256 chars, ~1 MiB).
         self._seen: dict[str, bool] = {}
         self._seen_in_text: dict[str, bool] = {}  # the same bounds
+        # Attribute values repeat too (a log file's path, a route, a label): their scrubbed text,
+        # with the same bounds. A log line's message is unique and is not remembered.
+        self._attr_texts: dict[str, str] = {}
 
     def sensitive(self, key: str) -> bool:
         """The key rules, for a key of a structure (attrs, an error's objects, frames)."""
@@ -286,6 +289,15 @@ class Scrubber:
             self._frames(exc, 3)
         return out
 
+    def _attr_text(self, value: str) -> str:
+        """`text` of an attribute value, remembered (~0.05 instead of ~0.3-0.5 µs a value)."""
+        out = self._attr_texts.get(value)
+        if out is None:
+            out = self.text(value)
+            if len(self._attr_texts) < _MEMO_KEYS and len(value) <= _MEMO_KEY_CHARS:
+                self._attr_texts[value] = out
+        return out
+
     def event(self, ev: NormalizedEvent) -> None:
         """Scrub a normalized event in place."""
         if not self.enabled:
@@ -296,7 +308,7 @@ class Scrubber:
                 if self.sensitive(k):
                     attrs[k] = FILTERED
                 elif isinstance(v, str):
-                    attrs[k] = self.text(v)
+                    attrs[k] = self._attr_text(v)
                 elif isinstance(v, list):
                     attrs[k] = [self.text(x) if isinstance(x, str) else x for x in v]
         msg = ev["message"]
