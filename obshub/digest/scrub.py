@@ -109,9 +109,40 @@ def _mask_match(m: re.Match[str]) -> str:
 
 
 def _mask_cards(text: str) -> str:
-    if len(text) < _MIN_CARD_TEXT or not _MAYBE_CARD.search(text):
+    if len(text) < _MIN_CARD_TEXT:
+        return text
+    # _MAYBE_CARD needs 8 digits: fewer ASCII ones in an ASCII text (two C calls, ~0.1 µs for a
+    # log line) spare the regex (~5 ns a character). `\d` also matches other scripts' digits,
+    # hence ASCII texts only.
+    if text.isascii() and len(text.encode().translate(None, _NOT_DIGITS)) < 8:
+        return text
+    if not _MAYBE_CARD.search(text):
         return text
     return _CARD.sub(_mask_match, text)
+
+
+_NOT_DIGITS = bytes(b for b in range(256) if not 48 <= b <= 57)
+
+
+def _trie(words: list[str]) -> str:
+    """An alternation of `words` (escaped) written as a trie: the same strings, but `re` tests
+    one character per step instead of trying every word in turn (the text hint ~0.85 -> ~0.6 µs
+    on a 70-character log line)."""
+    root: dict[str, Any] = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(root)
 
 
 _MEMO_KEYS = 4096  # distinct keys whose verdict `Scrubber.sensitive` remembers
@@ -126,13 +157,16 @@ class Scrubber:
         # A necessary condition for `<sensitive key>=` in a text, on its lowercase form (~10 ns a
         # character): a sensitive word at most 64 characters before a separator. Most text with
         # `=` or `:` has none (`order=12 … session …`), and then no separator is looked at.
-        words = "|".join([*keys, *sorted(WORD_KEYS)])
+        words = _trie([*(k.strip().lower() for k in (*DEFAULT_KEYS, *extra_keys) if k.strip()), *WORD_KEYS])
         self._hint = re.compile(f"(?:{words})" + r"[^\s=:\"'<>]{0,64}+[\"']?[ \t]*+[=:]")
 
         # Keys repeat across events: memoize the regex. Keys are client input, so the memo is
         # bounded in entries and in key length (at most 4,096 x 256 chars, ~1 MiB).
         self._seen: dict[str, bool] = {}
         self._seen_in_text: dict[str, bool] = {}  # the same bounds
+        # Attribute values repeat too (a log file's path, a route, a label): their scrubbed text,
+        # with the same bounds. A log line's message is unique and is not remembered.
+        self._attr_texts: dict[str, str] = {}
 
     def sensitive(self, key: str) -> bool:
         """The key rules, for a key of a structure (attrs, an error's objects, frames)."""
@@ -255,6 +289,15 @@ class Scrubber:
             self._frames(exc, 3)
         return out
 
+    def _attr_text(self, value: str) -> str:
+        """`text` of an attribute value, remembered (~0.05 instead of ~0.3-0.5 µs a value)."""
+        out = self._attr_texts.get(value)
+        if out is None:
+            out = self.text(value)
+            if len(self._attr_texts) < _MEMO_KEYS and len(value) <= _MEMO_KEY_CHARS:
+                self._attr_texts[value] = out
+        return out
+
     def event(self, ev: NormalizedEvent) -> None:
         """Scrub a normalized event in place."""
         if not self.enabled:
@@ -265,7 +308,7 @@ class Scrubber:
                 if self.sensitive(k):
                     attrs[k] = FILTERED
                 elif isinstance(v, str):
-                    attrs[k] = self.text(v)
+                    attrs[k] = self._attr_text(v)
                 elif isinstance(v, list):
                     attrs[k] = [self.text(x) if isinstance(x, str) else x for x in v]
         msg = ev["message"]

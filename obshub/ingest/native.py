@@ -17,11 +17,16 @@ from starlette.routing import BaseRoute, Route
 
 from obshub.auth import bearer
 from obshub.errors import BodyError, FieldError, ParseError
-from obshub.events import NormalizedEvent, normalize
+from obshub.events import NormalizedEvent, decode_line, normalize
 from obshub.ingest import pipeline
 from obshub.settings import Settings
 
 __all__ = ["EDGE", "ingest", "parse_ndjson", "routes"]
+
+# A body whose lines are mostly not in `decode_line`'s form (an app's own JSON keys, nested
+# attrs) stops trying it after this many misses, when they are over half its lines so far: a
+# miss costs a partial parse before the general one (~0.3-1 µs).
+_TYPED_MISSES = 16
 
 
 def parse_ndjson(body: bytes, received_at: int, settings: Settings) -> pipeline.Parsed:
@@ -38,9 +43,25 @@ def parse_ndjson(body: bytes, received_at: int, settings: Settings) -> pipeline.
     lines = body.split(b"\n")
     if len(lines) > max_lines + 1:
         raise BodyError(413, f"{len(lines)} lines exceeds the limit of {max_lines} per request")
+    typed = True  # try `decode_line` first (agents' and SDKs' lines); see _TYPED_MISSES
+    misses = 0
     for i, line in enumerate(lines, 1):
         if not line or line.isspace():  # no copy, unlike strip()
             continue
+        if typed:
+            try:
+                ev = decode_line(line, received_at, limits)
+            except FieldError as e:
+                parsed_any = True
+                problems.append((i, str(e)))
+                continue
+            if ev is not None:
+                parsed_any = True
+                events.append(ev)
+                line_nos.append(i)
+                continue
+            misses += 1
+            typed = misses <= _TYPED_MISSES or misses * 2 <= i
         try:
             obj = loads(line)
         except orjson.JSONDecodeError as e:

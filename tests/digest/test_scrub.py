@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obshub.digest.scrub import _CARD, FILTERED, Scrubber, _mask_cards, _mask_match
+from obshub.digest.scrub import _CARD, DEFAULT_KEYS, FILTERED, WORD_KEYS, Scrubber, _mask_cards, _mask_match
 from obshub.events import normalize
 
 
@@ -99,3 +101,15 @@ def test_keys_remembered_from_earlier_events_are_judged_the_same() -> None:
         ev = normalize({"message": "m", "attrs": {"db_password": "p", "path": "/a", "card": "4111111111111111"}}, 1)
         s.event(ev)
         assert ev["attrs"] == {"db_password": FILTERED, "path": "/a", "card": FILTERED}
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="passwordtokenpwsecretauthcookiebearer_x-api key=:\t\"'<>ABé", max_size=90))
+def test_the_text_hint_as_a_trie_matches_what_the_word_list_matches(text: str) -> None:
+    # The hint is a necessary condition for filtering a `key=value`: written as a trie it must
+    # hold wherever the plain alternation of the words holds, or a secret would be stored.
+    s = Scrubber(extra_keys=("x-api key", "Pass.Phrase"))
+    words = [w.strip().lower() for w in (*DEFAULT_KEYS, "x-api key", "Pass.Phrase")] + sorted(WORD_KEYS)
+    plain = re.compile("(?:" + "|".join(map(re.escape, words)) + r")[^\s=:\"'<>]{0,64}+[\"']?[ \t]*+[=:]")
+    low = text.lower()
+    assert bool(s._hint.search(low)) == bool(plain.search(low))
