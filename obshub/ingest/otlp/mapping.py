@@ -28,6 +28,7 @@ _RESOURCE_FIELDS = (
 _USER_KEYS = ("enduser.id", "user.id")
 _SESSION_KEYS = ("session.id",)
 _EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace", "exception.escaped")
+_CORRELATED = frozenset((*_USER_KEYS, *_SESSION_KEYS, *_EXCEPTION_KEYS[:3]))  # what `_correlate` looks for
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
 _SERVER = 2
@@ -51,11 +52,16 @@ def resource_of(attrs: dict[str, Any]) -> Resource:
     return Resource(fields, attrs)
 
 
+# OTLP SeverityNumber 1-24 -> level: TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20,
+# FATAL 21-24 (index 0: unset).
+_SEVERITY_LEVELS = ("", *(lv for lv in ("debug", "debug", "info", "warning", "error", "critical") for _ in range(4)))
+
+
 def _level(number: int, text: str) -> str:
-    """OTLP SeverityNumber 1-24 (TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20,
-    FATAL 21-24); unset (0): the severity text when it names a level, else info."""
-    if 1 <= number <= 24:
-        return ("debug", "debug", "info", "warning", "error", "critical")[(number - 1) // 4]
+    """The level of a SeverityNumber; unset (0) or out of range: the severity text when it
+    names a level, else info."""
+    if 0 < number < 25:
+        return _SEVERITY_LEVELS[number]
     if text:
         try:
             return normalize_level(text)
@@ -108,10 +114,12 @@ def log_event(
     received_at: int,
     limits: Limits,
 ) -> NormalizedEvent:
-    ev: dict[str, Any] = {**res.fields, "id": event_id, "level": _level(severity, severity_text)}
-    ts = _ts_us(time_ns) or _ts_us(observed_ns)
-    if ts is not None:
-        ev["ts"] = ts
+    level = _SEVERITY_LEVELS[severity] if 0 < severity < 25 else _level(severity, severity_text)
+    ev: dict[str, Any] = {**res.fields, "id": event_id, "level": level}
+    if time_ns >= 1000:  # (below a µs: as no time, the observed time then)
+        ev["ts"] = time_ns // 1000
+    elif observed_ns > 0:
+        ev["ts"] = observed_ns // 1000
     if scope:
         ev["logger"] = scope
     if event_name:
@@ -135,7 +143,8 @@ def log_event(
             attrs["body"] = body
         else:
             ev["message"] = str(body)
-    _correlate(ev, attrs)
+    if not _CORRELATED.isdisjoint(attrs):
+        _correlate(ev, attrs)
     ev["attrs"] = {**res.attrs, **attrs} if res.attrs else attrs
     return normalize(ev, received_at, limits)
 
