@@ -1,15 +1,12 @@
 """The OTLP request messages as the protobuf front end reads them: opentelemetry-proto's layouts
-(logs.proto, trace.proto: the same field numbers and wire types), but each sub-message read by
-hand (wire.py) declared `repeated bytes`, so upb hands its bytes over instead of a Python
-wrapper per message read back.
+(logs.proto, trace.proto, common.proto: the same field numbers and wire types), except that
+each KeyValue, and an AnyValue's array or kvlist members, are declared `bytes`: upb hands over
+their bytes (read by wire.py, a repeated attribute looked up by them) instead of building two
+Python wrappers per attribute read back (~0.5 µs each through opentelemetry-proto's classes).
 
-Why: through opentelemetry-proto's classes a log record of five attributes cost ~6 µs, 2.6 of
-them upb's wrappers for its KeyValues and AnyValues (~0.5 µs per attribute); as bytes an
-attribute costs a dict lookup when it repeated earlier in the request (`protobuf._SEEN_MAX`),
-~0.4 µs of reading when not. `repeated` keeps every occurrence of a singular message field, so
-the reader can merge them as protobuf does (their bytes joined: `merged`); a field of another
-wire type than declared is an unknown field to upb here as there. Dropped-counts, flags, links,
-trace state and schema URLs are not declared: obshub stores none of them (unknown: skipped).
+Everything else is upb's as before: a message field sent twice is merged, a field of another
+wire type than declared is unknown, unknown fields are skipped. Dropped-counts, flags, links,
+trace state, schema URLs and scope versions are not declared: obshub stores none of them.
 """
 
 from __future__ import annotations
@@ -28,13 +25,15 @@ _PACKAGE = "obshub.otlp.read"
 _MESSAGES: dict[str, list[tuple[str, int, int, int, str]]] = {
     "LogsRequest": [("resource_logs", 1, _F.TYPE_MESSAGE, _MANY, "ResourceLogs")],
     "ResourceLogs": [
-        ("resource", 1, _F.TYPE_BYTES, _MANY, ""),  # Resource (wire.py: its attributes)
+        ("resource", 1, _F.TYPE_MESSAGE, _ONE, "Resource"),
         ("scope_logs", 2, _F.TYPE_MESSAGE, _MANY, "ScopeLogs"),
     ],
     "ScopeLogs": [
-        ("scope", 1, _F.TYPE_BYTES, _MANY, ""),  # InstrumentationScope (wire.py: its name)
+        ("scope", 1, _F.TYPE_MESSAGE, _ONE, "InstrumentationScope"),
         ("log_records", 2, _F.TYPE_MESSAGE, _MANY, "LogRecord"),
     ],
+    "Resource": [("attributes", 1, _F.TYPE_BYTES, _MANY, "")],  # KeyValue
+    "InstrumentationScope": [("name", 1, _F.TYPE_STRING, _ONE, "")],
     "LogRecord": [
         ("time_unix_nano", 1, _F.TYPE_FIXED64, _ONE, ""),
         ("severity_number", 2, _F.TYPE_INT32, _ONE, ""),  # an open enum: its int32 as sent
@@ -61,11 +60,11 @@ _MESSAGES: dict[str, list[tuple[str, int, int, int, str]]] = {
     "Values": [("values", 1, _F.TYPE_BYTES, _MANY, "")],  # ArrayValue's or KeyValueList's
     "TracesRequest": [("resource_spans", 1, _F.TYPE_MESSAGE, _MANY, "ResourceSpans")],
     "ResourceSpans": [
-        ("resource", 1, _F.TYPE_BYTES, _MANY, ""),
+        ("resource", 1, _F.TYPE_MESSAGE, _ONE, "Resource"),
         ("scope_spans", 2, _F.TYPE_MESSAGE, _MANY, "ScopeSpans"),
     ],
     "ScopeSpans": [
-        ("scope", 1, _F.TYPE_BYTES, _MANY, ""),
+        ("scope", 1, _F.TYPE_MESSAGE, _ONE, "InstrumentationScope"),
         ("spans", 2, _F.TYPE_MESSAGE, _MANY, "Span"),
     ],
     "Span": [
@@ -78,8 +77,9 @@ _MESSAGES: dict[str, list[tuple[str, int, int, int, str]]] = {
         ("end_time_unix_nano", 8, _F.TYPE_FIXED64, _ONE, ""),
         ("attributes", 9, _F.TYPE_BYTES, _MANY, ""),
         ("events", 11, _F.TYPE_MESSAGE, _MANY, "Event"),
-        ("status", 15, _F.TYPE_BYTES, _MANY, ""),  # Status
+        ("status", 15, _F.TYPE_MESSAGE, _ONE, "Status"),
     ],
+    "Status": [("message", 2, _F.TYPE_STRING, _ONE, ""), ("code", 3, _F.TYPE_INT32, _ONE, "")],
     "Event": [
         ("time_unix_nano", 1, _F.TYPE_FIXED64, _ONE, ""),
         ("name", 2, _F.TYPE_STRING, _ONE, ""),

@@ -26,7 +26,6 @@ __all__ = [
     "id_hex",
     "key_value",
     "merged",
-    "signed32",
     "simple_key_value",
     "skip",
     "varint",
@@ -47,12 +46,6 @@ def varint(data: bytes, i: int) -> tuple[int, int]:
         if b < 0x80:
             return n, i
         shift += 7
-
-
-def signed32(n: int) -> int:
-    """An int32 or enum from its varint (a negative one is sent as 10 bytes): its low 32 bits."""
-    n &= 0xFFFFFFFF
-    return n - (1 << 32) if n >= 1 << 31 else n
 
 
 def skip(data: bytes, i: int, wire: int) -> int:
