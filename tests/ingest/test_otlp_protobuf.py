@@ -237,12 +237,14 @@ LOGS = (parse_pb_logs, parse_json_logs, ExportLogsServiceRequest)
 TRACES = (parse_pb_traces, parse_json_traces, ExportTraceServiceRequest)
 
 
-def both(kind: tuple[Callable[..., Parsed], Callable[..., Parsed], Any], pb: bytes) -> None:
+def both(
+    kind: tuple[Callable[..., Parsed], Callable[..., Parsed], Any], pb: bytes, settings: Settings = SETTINGS
+) -> None:
     """The protobuf reader's result for `pb` equals the JSON reader's for upb's reading of it."""
     parse_pb, parse_json, message = kind
     received_at = now_us()
-    got = comparable(parse_pb(pb, received_at, SETTINGS))
-    want = comparable(parse_json(as_json(message.FromString(pb)), received_at, SETTINGS))
+    got = comparable(parse_pb(pb, received_at, settings))
+    want = comparable(parse_json(as_json(message.FromString(pb)), received_at, settings))
     assert got == want
 
 
@@ -260,6 +262,14 @@ def test_protobuf_and_json_give_the_same_log_events() -> None:
 
 def test_protobuf_and_json_give_the_same_spans() -> None:
     both(TRACES, rich_traces().SerializeToString())
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_attribute_depth_limits_alike(depth: int) -> None:
+    """OBSHUB_MAX_ATTR_DEPTH set low: 0 refuses even a record's (and a resource's) own list."""
+    settings = Settings(max_attr_depth=depth)
+    both(LOGS, rich_logs().SerializeToString(), settings)
+    both(TRACES, rich_traces().SerializeToString(), settings)
 
 
 def test_non_finite_doubles_are_text() -> None:
