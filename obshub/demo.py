@@ -453,7 +453,7 @@ def _span(
     span_status: str = "unset",
     **attrs: Any,
 ) -> dict[str, Any]:
-    """A span as OTLP ingest stores it (obshub/ingest/otlp.py, docs/otlp.md: kind=span)."""
+    """A span as OTLP ingest stores it (obshub/ingest/otlp/, docs/otlp.md: kind=span)."""
     a: dict[str, Any] = {"span.kind": kind, "span.status": span_status, "duration_ms": ms, **attrs}
     if parent:
         a["span.parent_id"] = parent

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
-KINDS = ("log", "error", "event", "check", "span")  # span: one OTLP span (obshub/ingest/otlp.py)
+KINDS = ("log", "error", "event", "check", "span")  # span: one OTLP span (obshub/ingest/otlp/)
 # What only the hub writes (obshub/uptime/: probe results `check:<project>:<name>:<slot>`,
 # definitions `checkdef:<project>:<name>:<µs>`, both kind=check). A client that could write them
 # could show a check down, or take the id of a result the hub has yet to write (the store keeps

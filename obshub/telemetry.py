@@ -293,7 +293,7 @@ _KNOWN = (
         ("accepted", "duplicate", "rejected", "skipped"),
         ("limit", "body", "slow", "parse", "validation", "store", "overload"),
     ),
-    *(  # the other protocols (obshub/ingest/otlp.py, es.py, loki.py)
+    *(  # the other protocols (obshub/ingest/otlp/, es.py, loki.py)
         (
             p,
             ("accepted", "duplicate", "rejected"),

@@ -226,7 +226,7 @@ def _preflight(what: str) -> Spec:
     }
 
 
-# -- OTLP/HTTP (obshub/ingest/otlp.py, docs/otlp.md) ------------------------------------------
+# -- OTLP/HTTP (obshub/ingest/otlp/, docs/otlp.md) ------------------------------------------
 
 _PB = "application/x-protobuf"
 _PB_BODY: Spec = {"type": "string", "format": "binary"}
