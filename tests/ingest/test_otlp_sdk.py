@@ -87,6 +87,9 @@ def test_logs_and_spans_of_the_otel_sdk_are_stored_mapped(hub: LiveHub, otel: Ot
     ):
         child.set_attribute("db.system", "postgresql")
         otel.logger.warning("cart is big", extra={"enduser.id": "u-42", "session.id": "s-9", "cart.items": 31})
+    # obshub's own names, as an app logging `extra=` for obshub_sdk or the agent has them
+    otel.logger.info("own names", extra={"user_id": "u-7", "request_id": "req-7", "session_id": "s-7"})
+    otel.logger.info("two names", extra={"enduser.id": "u-8", "user_id": "u-other"})
     ctx, child_ctx = server.get_span_context(), child.get_span_context()
     trace_id, span_id = f"{ctx.trace_id:032x}", f"{child_ctx.span_id:016x}"
 
@@ -98,6 +101,11 @@ def test_logs_and_spans_of_the_otel_sdk_are_stored_mapped(hub: LiveHub, otel: Ot
     assert line["logger"] == otel.logger.name
     assert line["attrs"]["cart.items"] == 31 and line["attrs"]["service.instance.id"] == "shop-7a"
     assert "enduser.id" not in line["attrs"]
+    own = _one(hub, '"own names"')
+    assert (own["user_id"], own["request_id"], own["session_id"]) == ("u-7", "req-7", "s-7")
+    assert not {"user_id", "request_id", "session_id"} & set(own["attrs"])
+    two = _one(hub, '"two names"')
+    assert (two["user_id"], two["attrs"]["user_id"]) == ("u-8", "u-other")  # the first name wins, the other kept
 
     spans = {e["name"]: e for e in hub.search_all(f"kind:span trace_id:{trace_id}", **{"from": "-1d"})}
     assert set(spans) == {"GET /cart/{id}", "SELECT carts"}

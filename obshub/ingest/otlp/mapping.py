@@ -25,10 +25,14 @@ _RESOURCE_FIELDS = (
     ("deployment.environment", "env"),
     ("service.version", "release"),
 )
-_USER_KEYS = ("enduser.id", "user.id")
-_SESSION_KEYS = ("session.id",)
+# Semantic-convention names first, then obshub's own: an app that logged `extra={"user_id": …}`
+# through obshub_sdk or the agent keeps its correlation keys when it moves to OTel's LoggingHandler
+# (or Fluent Bit's opentelemetry output with `logs_body_key_attributes`).
+_USER_KEYS = ("enduser.id", "user.id", "user_id")
+_SESSION_KEYS = ("session.id", "session_id")
+_REQUEST_KEYS = ("request_id", "http.request.id")
 _EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace", "exception.escaped")
-_CORRELATED = frozenset((*_USER_KEYS, *_SESSION_KEYS, *_EXCEPTION_KEYS[:3]))  # what `_correlate` looks for
+_CORRELATED = frozenset((*_USER_KEYS, *_SESSION_KEYS, *_REQUEST_KEYS, *_EXCEPTION_KEYS[:3]))  # what `_correlate` looks for
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
 _SERVER = 2
@@ -75,16 +79,14 @@ def _ts_us(ns: int) -> int | None:
 
 
 def _correlate(ev: dict[str, Any], attrs: dict[str, Any], errors: bool = True) -> None:
-    """user and session ids out of the attributes; exception.* attributes -> the error (not on a
+    """user, session and request ids out of the attributes (the first name present wins; another
+    name of the same field stays an attribute); exception.* attributes -> the error (not on a
     span itself: there they stay attributes of the span)."""
-    for key in _USER_KEYS:
-        if key in attrs:
-            v = attrs.pop(key)
-            ev.setdefault("user_id", v if isinstance(v, str) else str(v))
-    for key in _SESSION_KEYS:
-        if key in attrs:
-            v = attrs.pop(key)
-            ev["session_id"] = v if isinstance(v, str) else str(v)
+    for field, keys in (("user_id", _USER_KEYS), ("session_id", _SESSION_KEYS), ("request_id", _REQUEST_KEYS)):
+        for key in keys:
+            if key in attrs and field not in ev:
+                v = attrs.pop(key)
+                ev[field] = v if isinstance(v, str) else str(v)
     if errors and ("exception.type" in attrs or "exception.message" in attrs or "exception.stacktrace" in attrs):
         typ, value, stack = (attrs.pop(k, None) for k in _EXCEPTION_KEYS[:3])
         attrs.pop("exception.escaped", None)
