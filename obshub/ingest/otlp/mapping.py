@@ -32,7 +32,8 @@ _USER_KEYS = ("enduser.id", "user.id", "user_id")
 _SESSION_KEYS = ("session.id", "session_id")
 _REQUEST_KEYS = ("request_id", "http.request.id")
 _EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace", "exception.escaped")
-_CORRELATED = frozenset((*_USER_KEYS, *_SESSION_KEYS, *_REQUEST_KEYS, *_EXCEPTION_KEYS[:3]))  # what `_correlate` looks for
+# what `_correlate` looks for
+_CORRELATED = frozenset((*_USER_KEYS, *_SESSION_KEYS, *_REQUEST_KEYS, *_EXCEPTION_KEYS[:3]))
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
 _SERVER = 2
