@@ -1,4 +1,4 @@
-"""Fuzz the live API from its own OpenAPI document (obshub/web/openapi.py) with schemathesis, on
+"""Fuzz the live API from its own OpenAPI document (obshub/web/openapi/) with schemathesis, on
 both stores.
 
 Every operation of the document is one test per store: schemathesis' examples, coverage

@@ -1,4 +1,4 @@
-"""The OpenAPI document (`GET /api/v1/openapi.json`, obshub/web/openapi.py) against the hub:
+"""The OpenAPI document (`GET /api/v1/openapi.json`, obshub/web/openapi/) against the hub:
 
 - it describes exactly the routes the app registers (API, ingest, Sentry, operations; not the
   web UI's pages) and the routes table of docs/api.md, and a route without a spec fails;
@@ -90,7 +90,7 @@ def test_a_route_without_a_spec_or_a_spec_without_a_route_fails(tmp_path: Path) 
 
     async def nothing(request: Any) -> None: ...
 
-    with pytest.raises(MissingSpec, match=r"without a spec in obshub/web/openapi.py: \['GET /api/v1/new'\]"):
+    with pytest.raises(MissingSpec, match=r"without a spec in obshub/web/openapi/: \['GET /api/v1/new'\]"):
         document([*app.routes, Route("/api/v1/new", nothing)])
     with pytest.raises(MissingSpec, match=r"specs without a route: \['GET /metrics'\]"):
         document([r for r in app.routes if getattr(r, "path", "") != "/metrics"])
