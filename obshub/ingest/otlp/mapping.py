@@ -31,6 +31,13 @@ _RESOURCE_FIELDS = (
 _USER_KEYS = ("enduser.id", "user.id", "user_id")
 _SESSION_KEYS = ("session.id", "session_id")
 _REQUEST_KEYS = ("request_id", "http.request.id")
+_ID_FIELD = {
+    key: field
+    for field, keys in (("user_id", _USER_KEYS), ("session_id", _SESSION_KEYS), ("request_id", _REQUEST_KEYS))
+    for key in keys
+}
+_ID_RANK = {key: i for i, key in enumerate(_ID_FIELD)}  # the first name of a field wins
+_ID_KEYS = frozenset(_ID_FIELD)
 _EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace", "exception.escaped")
 # what `_correlate` looks for
 _CORRELATED = frozenset((*_USER_KEYS, *_SESSION_KEYS, *_REQUEST_KEYS, *_EXCEPTION_KEYS[:3]))
@@ -83,9 +90,11 @@ def _correlate(ev: dict[str, Any], attrs: dict[str, Any], errors: bool = True) -
     """user, session and request ids out of the attributes (the first name present wins; another
     name of the same field stays an attribute); exception.* attributes -> the error (not on a
     span itself: there they stay attributes of the span)."""
-    for field, keys in (("user_id", _USER_KEYS), ("session_id", _SESSION_KEYS), ("request_id", _REQUEST_KEYS)):
-        for key in keys:
-            if key in attrs and field not in ev:
+    found = _ID_KEYS.intersection(attrs)  # usually none or one: a set operation, not 7 lookups
+    if found:
+        for key in sorted(found, key=_ID_RANK.__getitem__) if len(found) > 1 else found:
+            field = _ID_FIELD[key]
+            if field not in ev:
                 v = attrs.pop(key)
                 ev[field] = v if isinstance(v, str) else str(v)
     if errors and ("exception.type" in attrs or "exception.message" in attrs or "exception.stacktrace" in attrs):
