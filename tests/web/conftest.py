@@ -30,6 +30,11 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 S = 1_000_000
 SKEWED_TRACE = "req-skewed-clocks"
 EDGE_SKEW_S, API_SKEW_S = 3.0, -2.0  # edge-1 runs 3 s fast, api-9 2 s slow
+# Clock samples (batches with X-Obshub-Sent-At) per host: the least-delayed one sets the estimate
+# (obshub/clock.py). On a loaded machine (parallel test workers, other jobs) each request can wait
+# a few hundred ms; with 2-3 samples a host's estimate was once off by ~440 ms and two hosts 120 ms
+# apart swapped places. Small one-line batches are quick to send and to take.
+CLOCK_SAMPLES = 8
 
 
 def skewed_batches(now_us: int) -> dict[str, list[dict[str, Any]]]:
@@ -96,10 +101,11 @@ def demo_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
     demo = generate(now)
     for host in sorted({e.get("host", "") for e in demo}):  # per host, each with its own clock
         mine = [e for e in demo if e.get("host", "") == host]
-        for _ in range(2):  # the second send is all duplicates: only the clock sample matters
-            ingest_with_clock(hub, mine, CLOCK_SKEW_US.get(host, 0) / 1e6)
+        ingest_with_clock(hub, mine, CLOCK_SKEW_US.get(host, 0) / 1e6)
+        for _ in range(CLOCK_SAMPLES):  # duplicates of one line: only the clock sample matters
+            ingest_with_clock(hub, mine[:1], CLOCK_SKEW_US.get(host, 0) / 1e6)
     batches = skewed_batches(now)
-    for _ in range(3):  # like an agent's steady batches: the quickest one sets the estimate
+    for _ in range(CLOCK_SAMPLES):  # like an agent's steady batches: the quickest one sets the estimate
         ingest_with_clock(hub, batches["edge-1"], EDGE_SKEW_S)
         ingest_with_clock(hub, batches["api-9"], API_SKEW_S)
     yield hub
