@@ -23,18 +23,13 @@ import pytest
 from obshub.demo import CLOCK_SKEW_US, generate
 from obshub.events import parse_ts
 from tests.ci import unavailable
-from tests.hubproc import HubProcess, LiveHub, wait_until
+from tests.hubproc import CLOCK_SAMPLES, HubProcess, LiveHub, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 S = 1_000_000
 SKEWED_TRACE = "req-skewed-clocks"
 EDGE_SKEW_S, API_SKEW_S = 3.0, -2.0  # edge-1 runs 3 s fast, api-9 2 s slow
-# Clock samples (batches with X-Obshub-Sent-At) per host: the least-delayed one sets the estimate
-# (obshub/clock.py). On a loaded machine (parallel test workers, other jobs) each request can wait
-# a few hundred ms; with 2-3 samples a host's estimate was once off by ~440 ms and two hosts 120 ms
-# apart swapped places. Small one-line batches are quick to send and to take.
-CLOCK_SAMPLES = 8
 
 
 def skewed_batches(now_us: int) -> dict[str, list[dict[str, Any]]]:

@@ -14,8 +14,8 @@ import orjson
 from obshub.events import format_ts
 from obshub.query.spans import span_tree
 from obshub.web.trace_view import WF_CAP, WF_GUTTER, WF_RIGHT, WIDTH, waterfall
-from tests.hubproc import LiveHub
-from tests.web.conftest import CLOCK_SAMPLES, login_client
+from tests.hubproc import CLOCK_SAMPLES, LiveHub
+from tests.web.conftest import login_client
 
 T0 = 1_800_000_000_000_000
 MS = 1000
