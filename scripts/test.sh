@@ -47,10 +47,11 @@ needed_in_ci "nginx for the reverse-proxy test" scripts/nginx.sh
 
 # Parallel workers (pytest-xdist): most of the suite waits (on real servers, leases, intervals,
 # sleeps that prove nothing more arrives), so workers overlap those waits; measured on 2 cores:
-# ~24.5 min in one process. `--dist loadfile` keeps each file in one worker, in its order, so
-# module fixtures (a module's own OpenSearch node, Prometheus, ...) start once; the workers share
-# one session OpenSearch node (tests/opensearch_node.py). OBSHUB_TEST_WORKERS=N changes the
-# count; 0 runs in this process, as before (a test that fails only in parallel shows that way).
+# ~24.5 min in one process, ~11 min in 4 workers. `--dist loadfile` keeps each file in one
+# worker, in its order, so module fixtures (a module's own OpenSearch node, Prometheus, ...)
+# start once; the workers share one session OpenSearch node (tests/opensearch_node.py).
+# OBSHUB_TEST_WORKERS=N changes the count; 0 runs in this process, as before (a test that fails
+# only in parallel shows that way).
 WORKERS="${OBSHUB_TEST_WORKERS:-4}"
 PARALLEL=()
 if [ "$WORKERS" != "0" ]; then
