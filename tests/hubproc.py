@@ -27,6 +27,11 @@ from obshub.settings import load_settings
 from obshub.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
+# Clock samples (batches with X-Obshub-Sent-At) a test sends per host: the least-delayed one sets
+# the skew estimate (obshub/clock.py). On a loaded machine (parallel test workers, other jobs) a
+# request can wait a few hundred ms; with 2-3 samples an estimate was off by ~440 ms, and two hosts
+# 120 ms apart swapped places. Duplicate one-line batches are quick to send and to take.
+CLOCK_SAMPLES = 8
 
 
 def free_port() -> int:

@@ -8,11 +8,16 @@
 - `drop_prefix(url)`: remove every index, stream and template of a store URL's prefix.
 
 Both fixtures may be imported by several modules and tests/conftest.py: the session node is
-reference-counted, so it starts once and stops after its last user.
+reference-counted, so it starts once and stops after its last user. Under pytest-xdist
+(scripts/test.sh) the workers share one node too: the first worker that needs it starts it, the
+last one done with it stops it (a count in a file of the run's temp root, under a file lock), so
+N workers cost one JVM (~1 GiB, ~10-20 s of start) instead of N.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -21,7 +26,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -75,13 +81,16 @@ class OpenSearchNode:
             stdin=subprocess.DEVNULL,
         )
 
-    def start(self) -> OpenSearchNode:
-        """Start and wait for yellow/green; raises RuntimeError with the script's output."""
+    def start(self, watch_pid: int | None = None) -> OpenSearchNode:
+        """Start and wait for yellow/green; raises RuntimeError with the script's output.
+        The node stops when process `watch_pid` (default: this one) exits."""
         for tool in ("java", "mvn", "curl"):
             if shutil.which(tool) is None and not (tool == "mvn" and _dist_cached()):
                 raise RuntimeError(f"{tool} not found on PATH")
         try:
-            p = self._run("start", "--timeout", "240", "--watch-pid", str(os.getpid()), timeout=_START_TIMEOUT_S)
+            p = self._run(
+                "start", "--timeout", "240", "--watch-pid", str(watch_pid or os.getpid()), timeout=_START_TIMEOUT_S
+            )
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"scripts/opensearch.sh start took over {_START_TIMEOUT_S}s") from None
         if p.returncode != 0:
@@ -119,10 +128,77 @@ def _dist_cached() -> bool:
 
 # -- the shared session node (reference-counted) ----------------------------------------------
 _lock = threading.Lock()
-_shared: dict[str, object] = {"users": 0, "url": None, "node": None, "tmp": None, "error": None}
+_shared: dict[str, object] = {"users": 0, "url": None, "release": None, "error": None}
 
 
-def _acquire() -> str:
+def _node_here() -> tuple[str, Callable[[], None]]:
+    """A node of this process, in a temp dir; and how to stop it."""
+    tmp = tempfile.mkdtemp(prefix="obshub-os-")
+    node = OpenSearchNode(Path(tmp) / "node")
+    try:
+        node.start()
+    except RuntimeError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    def stop() -> None:
+        node.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    return node.store_url, stop
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _node_of_workers(run_dir: Path) -> tuple[str, Callable[[], None]]:
+    """The node every pytest-xdist worker of this run shares (its state in `run_dir`, the temp
+    root of the run); and how to let go of it (the last user stops it). A start that failed is
+    remembered, so the other workers skip (or fail, in CI) at once instead of trying again."""
+    lock, state_file = run_dir / "opensearch.lock", run_dir / "opensearch.json"
+
+    def read() -> dict[str, object]:
+        return json.loads(state_file.read_text()) if state_file.exists() else {"users": 0}
+
+    with _file_lock(lock):
+        state = read()
+        if state.get("error"):
+            raise RuntimeError(str(state["error"]))
+        if not state.get("url"):
+            # Stopped with the controller (our parent) if the run is killed, not with this
+            # worker: the others may still be using it when this one is done.
+            node = OpenSearchNode(run_dir / "opensearch-node")
+            try:
+                node.start(watch_pid=os.getppid())
+            except RuntimeError as e:
+                state_file.write_text(json.dumps({"users": 0, "error": str(e)}))
+                raise
+            state = {"users": 0, "url": node.store_url, "port": node.port, "dir": str(node.dir)}
+        state["users"] = int(str(state["users"])) + 1
+        state_file.write_text(json.dumps(state))
+    url = str(state["url"])
+
+    def release() -> None:
+        with _file_lock(lock):
+            now = read()
+            now["users"] = int(str(now["users"])) - 1
+            if now["users"] == 0 and now.get("url"):
+                OpenSearchNode(Path(str(now["dir"])), port=int(str(now["port"]))).stop()
+                shutil.rmtree(str(now["dir"]), ignore_errors=True)
+                now = {"users": 0}
+            state_file.write_text(json.dumps(now))
+
+    return url, release
+
+
+def _acquire(run_dir: Path | None) -> str:
     with _lock:
         _shared["users"] = int(_shared["users"]) + 1  # type: ignore[call-overload]
         if _shared["url"] is not None:
@@ -133,35 +209,33 @@ def _acquire() -> str:
         if external:
             _shared["url"] = external
             return external
-        tmp = tempfile.mkdtemp(prefix="obshub-os-")
-        node = OpenSearchNode(Path(tmp) / "node")
         try:
-            node.start()
+            url, release = _node_of_workers(run_dir) if run_dir is not None else _node_here()
         except RuntimeError as e:
             _shared["error"] = str(e)
-            shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _shared.update(url=node.store_url, node=node, tmp=tmp)
-        return node.store_url
+        _shared.update(url=url, release=release)
+        return url
 
 
 def _release() -> None:
     with _lock:
         _shared["users"] = int(_shared["users"]) - 1  # type: ignore[call-overload]
-        if int(_shared["users"]) > 0 or _shared["node"] is None:  # type: ignore[call-overload]
+        release = _shared["release"]
+        if int(_shared["users"]) > 0 or release is None:  # type: ignore[call-overload]
             return
-        node = _shared["node"]
-        assert isinstance(node, OpenSearchNode)
-        node.stop()
-        shutil.rmtree(str(_shared["tmp"]), ignore_errors=True)
-        _shared.update(url=None, node=None, tmp=None)
+        assert callable(release)
+        release()
+        _shared.update(url=None, release=None)
 
 
 @pytest.fixture(scope="session")
-def opensearch_url() -> Iterator[str]:
+def opensearch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`opensearch://127.0.0.1:PORT?replicas=0` of a live node (no prefix: add one per test)."""
+    # Under xdist each worker's temp dir is `<run root>/gwN`: the root is the run's, shared.
+    run_dir = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
     try:
-        url = _acquire()
+        url = _acquire(run_dir)
     except RuntimeError as e:
         with _lock:
             _shared["users"] = int(_shared["users"]) - 1  # type: ignore[call-overload]

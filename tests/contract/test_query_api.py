@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from tests.factories import event, now_us, request_events
-from tests.hubproc import LiveHub
+from tests.hubproc import CLOCK_SAMPLES, LiveHub
 
 
 @pytest.fixture
@@ -216,7 +216,7 @@ def test_user_timeline_on_corrected_time(hub: LiveHub) -> None:
         ],
     }
     for host, evs in lines.items():
-        for _ in range(2):  # a second batch (all duplicates): another clock sample
+        for _ in range(CLOCK_SAMPLES):  # batches after the first (all duplicates): more clock samples
             r = hub.ingest(evs, headers={"X-Obshub-Sent-At": f"{(now_us() + skew[host]) / 1e6:.6f}"})
             assert r.status_code == 200, r.text
     data = hub.get("/api/v1/users/u9/timeline").json()

@@ -23,7 +23,7 @@ import pytest
 from obshub.demo import CLOCK_SKEW_US, generate
 from obshub.events import parse_ts
 from tests.ci import unavailable
-from tests.hubproc import HubProcess, LiveHub, wait_until
+from tests.hubproc import CLOCK_SAMPLES, HubProcess, LiveHub, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -96,14 +96,14 @@ def demo_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
     demo = generate(now)
     for host in sorted({e.get("host", "") for e in demo}):  # per host, each with its own clock
         mine = [e for e in demo if e.get("host", "") == host]
-        for _ in range(2):  # the second send is all duplicates: only the clock sample matters
-            # In batches of 500, as `obshub demo` and agents send: the quickest batch sets the
-            # clock estimate, and one batch of the host's ~2,300 events (with the product
-            # analytics demo) took long enough to put web-2's estimate off by a reordering.
-            for i in range(0, len(mine), 500):
-                ingest_with_clock(hub, mine[i : i + 500], CLOCK_SKEW_US.get(host, 0) / 1e6)
+        # In batches of 500, as `obshub demo` and agents send (one batch of a host's ~2,300
+        # events, with the product analytics demo, took long enough to skew web-2's estimate).
+        for i in range(0, len(mine), 500):
+            ingest_with_clock(hub, mine[i : i + 500], CLOCK_SKEW_US.get(host, 0) / 1e6)
+        for _ in range(CLOCK_SAMPLES):  # duplicates of one line: only the clock sample matters
+            ingest_with_clock(hub, mine[:1], CLOCK_SKEW_US.get(host, 0) / 1e6)
     batches = skewed_batches(now)
-    for _ in range(3):  # like an agent's steady batches: the quickest one sets the estimate
+    for _ in range(CLOCK_SAMPLES):  # like an agent's steady batches: the quickest one sets the estimate
         ingest_with_clock(hub, batches["edge-1"], EDGE_SKEW_S)
         ingest_with_clock(hub, batches["api-9"], API_SKEW_S)
     yield hub
