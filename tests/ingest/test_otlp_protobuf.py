@@ -9,6 +9,7 @@ varints) and as random corruptions of a valid body: upb's reading of the bytes i
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 import random
 import re
@@ -321,6 +322,12 @@ UNKNOWN = _field(99, 0, 7) + _field(100, 2, b"\x01\x02") + _field(101, 5, b"abcd
 GROUP = _varint(103 << 3 | 3) + _field(1, 0, 5) + _varint(103 << 3 | 4)  # a (proto2) group
 
 
+def _numbered(prefix: str) -> Callable[[object], str]:
+    """Test ids prefix0, prefix1, ... in parameter order."""
+    count = itertools.count()
+    return lambda _value: f"{prefix}{next(count)}"
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -382,6 +389,7 @@ GROUP = _varint(103 << 3 | 3) + _field(1, 0, 5) + _varint(103 << 3 | 4)  # a (pr
         ),
         b"",  # no resources at all
     ],
+    ids=_numbered("shape"),  # not the bytes: they hold the time, and each xdist worker must collect the same ids
 )
 def test_wire_shapes_read_as_upb_reads_them(body: bytes) -> None:
     both(LOGS, body)
