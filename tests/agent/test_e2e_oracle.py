@@ -32,8 +32,13 @@ PAD = "x" * 120  # ~170-byte lines, a typical SDK line
 class Writer(threading.Thread):
     """An app logging numbered lines with O_APPEND, reopening its file after a rename rotation."""
 
-    def __init__(self, logs: Path, total: int, rate: float) -> None:
+    def __init__(self, logs: Path, total: int, rate: float, holds: tuple[int, ...] = ()) -> None:
         super().__init__(daemon=True)
+        # Lines from each of `holds` on wait for its event in `released`: a step that needs lines
+        # still coming after it (the second hub's steps: batches must reach it) cannot find the
+        # writer done, however slow a loaded machine makes the steps before it.
+        self.holds = [(at, threading.Event()) for at in holds]
+        self.released = [ev for _, ev in self.holds]
         self.logs = logs
         self.app = logs / "app.log"
         self.total = total
@@ -47,6 +52,10 @@ class Writer(threading.Thread):
         burst = 50
         t0 = time.monotonic()
         while self.next < self.total:
+            for at, ev in self.holds:
+                if self.next >= at and not ev.is_set():
+                    ev.wait()
+                    t0 = time.monotonic() - self.next / self.rate  # the time held is not owed: no burst
             with self.lock:
                 n = min(burst, self.total - self.next)
                 data = "".join(
@@ -154,7 +163,7 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str], *, hubs:
             if h:
                 h.stop()
         raise
-    writer = Writer(logs, total, rate)
+    writer = Writer(logs, total, rate, holds=(total // 2, total * 4 // 5) if hubs == 2 else ())
     writer.start()
     ops = 0
 
@@ -200,12 +209,14 @@ def run_oracle(tmp_path: Path, total: int, rate: float, log: list[str], *, hubs:
         wait_until(lambda: hub_batches(spare) > 0, 10, "batches to the second hub")
         spare.kill()
         before = hub_batches(hub)
+        writer.released[0].set()  # lines from the half on: batches while the second hub is dead
         wait_until(lambda: hub_batches(hub) > before + 3, 10, "batches to the first hub while the second is dead")
         spare_batches.append(hub_batches(spare))
 
     def spare_restarted() -> None:
         assert spare is not None
         spare.start()
+        writer.released[1].set()  # the last fifth of the lines: batches for both hubs
         wait_until(lambda: hub_batches(spare) > spare_batches[0], 15, "batches to the restarted second hub")
 
     cycle = [
@@ -269,10 +280,9 @@ def _assert_exactly_once(res: dict[str, Any], total: int) -> None:
 def test_oracle_rotation_kill_hub_restart(tmp_path: Path, hubs: int) -> None:
     total = int(os.environ.get("OBSHUB_ORACLE_LINES", "20000"))
     log: list[str] = []
-    # Two hubs: the restarted second hub must get batches, so lines must still be coming then
-    # (the 5th step of the cycle). At 2,500 lines/s the writer was done after 8 s, before that step on
-    # a loaded machine (parallel workers): 1,000/s gives the ops 20 s.
-    res = run_oracle(tmp_path, total, rate=2500 if hubs == 1 else 1000, log=log, hubs=hubs)
+    # Two hubs: the second hub's steps need lines still coming after them; the writer holds at
+    # half and at four fifths until those steps release it (run_oracle), whatever the load.
+    res = run_oracle(tmp_path, total, rate=2500, log=log, hubs=hubs)
     print("\n".join(log))
     print({k: v for k, v in res["metrics"].items() if "lag" not in k})
     _assert_exactly_once(res, total)
