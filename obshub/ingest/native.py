@@ -17,9 +17,10 @@ from starlette.routing import BaseRoute, Route
 
 from obshub.auth import bearer
 from obshub.errors import BodyError, FieldError, ParseError
-from obshub.events import NormalizedEvent, decode_line, normalize
+from obshub.events import NormalizedEvent, normalize
 from obshub.ingest import pipeline
 from obshub.settings import Settings
+from obshub.typed_line import decode_line
 
 __all__ = ["EDGE", "ingest", "parse_ndjson", "routes"]
 

@@ -9,7 +9,7 @@ the answer's per-line problems, the error groups, each event's OpenSearch bulk l
 
 `python -m tests.ingest.stored_docs OUT` writes them as the frozen expected output; run with the
 code to freeze on `PYTHONPATH` (it was made from the code before the typed line decoder,
-`events.decode_line`, so the test compares the new path with the old one).
+`typed_line.decode_line`, so the test compares the new path with the old one).
 """
 
 from __future__ import annotations

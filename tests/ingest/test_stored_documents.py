@@ -1,7 +1,7 @@
 """The documents the hub stores are the same as the code before the typed line decoder stored.
 
 tests/data/stored_documents.json.zst is the frozen output of tests/ingest/stored_docs.py run
-on the code before `events.decode_line` (and the writer's `bulk_line`): per-line problems, error
+on the code before `typed_line.decode_line` (and the writer's `bulk_line`): per-line problems, error
 groups, each event's OpenSearch bulk line (`_source` bytes as sent) and SQLite row, for loghub
 samples sent as the agent and as apps send them, tests/factories.py's events and edge cases.
 Any field changed, dropped or added, any problem worded differently, fails here.
@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 
 from obshub.errors import FieldError
-from obshub.events import DEFAULT_LIMITS, decode_line
+from obshub.events import DEFAULT_LIMITS
 from obshub.store.opensearch import OpenSearchStore
 from obshub.store.sqlite.schema import COLS
+from obshub.typed_line import decode_line
 from tests.hubproc import LiveHub
 from tests.ingest.stored_docs import RECEIVED_AT, lines, load_expected, stored
 
